@@ -1,0 +1,1 @@
+"""RQ job entry points: thin — ids in, webapp services called, events out."""

@@ -1,0 +1,31 @@
+"""Which clients a user may see and act for: admins all, everyone else only their grants."""
+from __future__ import annotations
+
+import sqlalchemy as sa
+from flask import abort
+
+from webapp.extensions import db
+from webapp.models import Client, User, user_clients
+
+
+def accessible_clients_select(user: User) -> sa.Select:
+    query = sa.select(Client).order_by(Client.name)
+    if user.role != "admin":
+        query = query.join(user_clients, user_clients.c.client_id == Client.id).where(user_clients.c.user_id == user.id)
+    return query
+
+
+def accessible_clients(user: User) -> list[Client]:
+    return list(db.session.execute(accessible_clients_select(user)).scalars())
+
+
+def accessible_client_ids(user: User) -> set[int]:
+    return {c.id for c in accessible_clients(user)}
+
+
+def client_for(user: User, client_id: int) -> Client:
+    """The client, or 404 when it does not exist or the user has no grant (no existence leak)."""
+    client = db.session.get(Client, client_id)
+    if client is None or (user.role != "admin" and client_id not in accessible_client_ids(user)):
+        abort(404)
+    return client

@@ -1,0 +1,106 @@
+from __future__ import annotations
+
+import sqlalchemy as sa
+from flask_wtf import FlaskForm
+from wtforms import BooleanField, DecimalField, EmailField, IntegerField, PasswordField, SelectField, \
+    SelectMultipleField, StringField
+from wtforms.validators import DataRequired, Email, Length, NumberRange, Optional, Regexp, ValidationError
+from wtforms.widgets import CheckboxInput, ListWidget
+
+from webapp.extensions import db
+from webapp.models import Client, User
+from webapp.permissions import ROLE_LABELS
+from webapp.security import password_problem
+
+PRODUCTS = {"CNC": "Delivery (CNC)", "MIS": "Intraday (MIS)", "MTF": "MTF"}  # shorthand choices
+
+
+class MultiCheckboxField(SelectMultipleField):
+    widget = ListWidget(prefix_label=False)
+    option_widget = CheckboxInput()
+
+
+class UserForm(FlaskForm):
+    username = StringField("Username", validators=[
+        DataRequired(message="Choose a username."), Length(min=3, max=64, message="3 to 64 characters."),
+        Regexp(r"^[A-Za-z0-9_.-]+$", message="Letters, digits, dot, dash and underscore only.")])
+    email = EmailField("Email", validators=[Optional(), Email(message="Not an email address."), Length(max=255)])
+    role = SelectField("Role", choices=dict(ROLE_LABELS))
+    password = PasswordField("Initial password")
+    clients = MultiCheckboxField("Clients this user may see and trade", coerce=int)
+
+    def __init__(self, *args, user: User | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.user = user
+        self.clients.choices = {c.id: f"{c.name} ({c.broker}:{c.client_code})"
+                                for c in db.session.execute(sa.select(Client).order_by(Client.name)).scalars()}
+        if user is not None:  # editing: username fixed, no password here (reset has its own form)
+            del self.username
+            del self.password
+
+    def validate_username(self, field):
+        taken = db.session.execute(
+            sa.select(User.id).where(sa.func.lower(User.username) == field.data.strip().lower())).first()
+        if taken:
+            raise ValidationError("That username is taken.")
+
+    def validate_password(self, field):
+        if not field.data:
+            raise ValidationError("Set an initial password.")
+        if problem := password_problem(field.data, self.username.data or ""):
+            raise ValidationError(problem)
+
+
+class ResetPasswordForm(FlaskForm):
+    password = PasswordField("New password", validators=[DataRequired(message="Enter the new password.")])
+
+    def __init__(self, *args, username: str = "", **kwargs):
+        super().__init__(*args, **kwargs)
+        self.username = username
+
+    def validate_password(self, field):
+        if problem := password_problem(field.data, self.username):
+            raise ValidationError(problem)
+
+
+class ConfirmForm(FlaskForm):
+    """An empty form: just the CSRF token, for confirmation posts."""
+
+
+money = dict(places=2, validators=[Optional(), NumberRange(min=0, message="Must be zero or more.")])
+count = dict(validators=[Optional(), NumberRange(min=0, message="Must be zero or more.")])
+
+
+class ClientForm(FlaskForm):
+    name = StringField("Name", validators=[DataRequired(message="Name the client."), Length(max=120)])
+    broker = SelectField("Broker")
+    client_code = StringField("Broker client code", validators=[
+        DataRequired(message="Enter the client's code at the broker."), Length(max=64),
+        Regexp(r"^[A-Za-z0-9_-]+$", message="Letters, digits, dash and underscore only.")])
+    algo_id = StringField("SEBI algo id", validators=[Optional(), Length(max=64)])
+    enabled = BooleanField("Enabled", default=True)
+    max_order_value = DecimalField("Max order value (₹)", **money)
+    max_quantity = IntegerField("Max quantity per order", **count)
+    max_orders_per_day = IntegerField("Max orders per day", **count)
+    max_open_positions = IntegerField("Max open positions", **count)
+    max_daily_loss = DecimalField("Max daily loss (₹)", **money)
+    allowed_products = MultiCheckboxField("Allowed products", choices=PRODUCTS)
+
+    def __init__(self, *args, client: Client | None = None, brokers: dict[str, str] | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.client = client
+        self.broker.choices = dict(brokers or {})
+
+    def validate_client_code(self, field):
+        code = field.data.strip()
+        clash = sa.select(Client.id).where(Client.broker == self.broker.data, sa.func.upper(Client.client_code) == code.upper())
+        if self.client is not None:
+            clash = clash.where(Client.id != self.client.id)
+        if db.session.execute(clash).first():
+            raise ValidationError(f"Another client already uses code {code} at this broker.")
+
+    def validate_allowed_products(self, field):
+        if not field.data:
+            raise ValidationError("Allow at least one product.")
+
+

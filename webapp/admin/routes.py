@@ -1,0 +1,164 @@
+"""Admin pages: users, clients, audit trail. Thin: form → services → redirect."""
+from __future__ import annotations
+
+import sqlalchemy as sa
+from flask import abort, flash, redirect, render_template, request, url_for
+from flask_login import current_user
+
+from webapp.admin import bp
+from webapp.admin.forms import ClientForm, ConfirmForm, ResetPasswordForm, UserForm
+from webapp.admin.services import RISK_FIELDS, create_user, credential_errors, reset_password, save_client, \
+    set_user_active, update_user
+from webapp.brokers import broker_class, broker_names
+from webapp.extensions import db
+from webapp.htmx import render_page_or_partial
+from webapp.models import AuditEvent, Client, User
+from webapp.permissions import requires
+from webapp.vault import current_vault, mask
+
+AUDIT_PAGE = 50
+
+
+def _user_or_404(user_id: int) -> User:
+    return db.session.get(User, user_id) or abort(404)
+
+
+def _client_or_404(client_id: int) -> Client:
+    return db.session.get(Client, client_id) or abort(404)
+
+
+@bp.route("/users")
+@requires("users.manage")
+def users():
+    rows = db.session.execute(sa.select(User).order_by(User.username)).scalars().all()
+    return render_template("admin/users.html", users=rows, confirm=ConfirmForm())
+
+
+@bp.route("/users/new", methods=["GET", "POST"])
+@requires("users.manage")
+def user_new():
+    form = UserForm()
+    if form.validate_on_submit():
+        user = create_user(current_user, username=form.username.data, email=form.email.data, role=form.role.data,
+                           password=form.password.data, client_ids=form.clients.data, ip=request.remote_addr)
+        db.session.commit()
+        flash(f"User {user.username} created.", "success")
+        return redirect(url_for("admin.users"))
+    return render_template("admin/user_form.html", form=form, user=None)
+
+
+@bp.route("/users/<int:user_id>", methods=["GET", "POST"])
+@requires("users.manage")
+def user_edit(user_id: int):
+    user = _user_or_404(user_id)
+    form = UserForm(user=user, obj=user if request.method == "GET" else None)
+    if request.method == "GET":
+        form.clients.data = [c.id for c in user.clients]
+    if form.validate_on_submit():
+        if user.id == current_user.id and form.role.data != "admin":
+            form.role.errors.append("You cannot remove your own admin role.")
+        else:
+            update_user(current_user, user, email=form.email.data, role=form.role.data,
+                        client_ids=form.clients.data, ip=request.remote_addr)
+            db.session.commit()
+            flash(f"User {user.username} saved.", "success")
+            return redirect(url_for("admin.users"))
+    return render_template("admin/user_form.html", form=form, user=user)
+
+
+@bp.route("/users/<int:user_id>/password", methods=["GET", "POST"])
+@requires("users.manage")
+def user_password(user_id: int):
+    user = _user_or_404(user_id)
+    form = ResetPasswordForm(username=user.username)
+    if form.validate_on_submit():
+        reset_password(current_user, user, form.password.data, request.remote_addr)
+        db.session.commit()
+        flash(f"Password of {user.username} reset.", "success")
+        return redirect(url_for("admin.users"))
+    return render_template("admin/user_password.html", form=form, user=user)
+
+
+@bp.route("/users/<int:user_id>/active", methods=["POST"])
+@requires("users.manage")
+def user_active(user_id: int):
+    user = _user_or_404(user_id)
+    form = ConfirmForm()
+    if not form.validate_on_submit():
+        abort(400)
+    active = request.form.get("active") == "1"
+    if user.id == current_user.id and not active:
+        flash("You cannot deactivate yourself.", "error")
+    else:
+        set_user_active(current_user, user, active, request.remote_addr)
+        db.session.commit()
+        flash(f"User {user.username} {'reactivated' if active else 'deactivated'}.", "success")
+    return redirect(url_for("admin.users"))
+
+
+def _broker_choices() -> dict[str, str]:
+    return {name: broker_class(name).label for name in broker_names()}
+
+
+@bp.route("/clients")
+@requires("clients.manage")
+def clients():
+    rows = db.session.execute(sa.select(Client).order_by(Client.name)).scalars().all()
+    return render_template("admin/clients.html", clients=rows)
+
+
+@bp.route("/clients/credential-fields")
+@requires("clients.manage")
+def credential_fields():
+    broker = request.args.get("broker", "")
+    if broker not in broker_names():
+        abort(404)
+    return render_template("admin/_credentials.html", fields=broker_class(broker).credential_fields,
+                           stored={}, errors={}, submitted={})
+
+
+@bp.route("/clients/new", methods=["GET", "POST"])
+@bp.route("/clients/<int:client_id>", methods=["GET", "POST"])
+@requires("clients.manage")
+def client_form(client_id: int | None = None):
+    client = _client_or_404(client_id) if client_id else None
+    form = ClientForm(client=client, brokers=_broker_choices(), obj=client if request.method == "GET" else None)
+    if request.method == "GET":
+        form.allowed_products.data = client.allowed_product_list if client else ["CNC", "MIS", "MTF"]
+    vault = current_vault()
+    stored = vault.decrypt(client.credentials_enc) if client else {}
+    broker = form.broker.data  # an unknown name fails validation below; meanwhile show a real broker's fields
+    if broker not in form.broker.choices:
+        broker = client.broker if client else next(iter(form.broker.choices))
+    if client and broker != client.broker:
+        stored = {}
+    fields = broker_class(broker).credential_fields
+    submitted = {f.name: request.form.get(f"cred_{f.name}", "").strip() for f in fields}
+    cred_errors = {}
+    if form.validate_on_submit():
+        cred_errors = credential_errors(broker, submitted, stored)
+        if not cred_errors:
+            values = {name: getattr(form, name).data for name in ("name", "broker", "algo_id", "enabled",
+                                                                 "allowed_products", *RISK_FIELDS)}
+            values["client_code"] = form.client_code.data.strip()
+            values["algo_id"] = (values["algo_id"] or "").strip() or None
+            saved = save_client(current_user, client, vault, values=values, credentials=submitted, ip=request.remote_addr)
+            db.session.commit()
+            flash(f"Client {saved.name} saved.", "success")
+            return redirect(url_for("admin.clients"))
+    masked = {f.name: (mask(stored.get(f.name)) if f.secret else stored.get(f.name, "")) for f in fields}
+    return render_template("admin/client_form.html", form=form, client=client, fields=fields, stored=masked,
+                           errors=cred_errors, submitted={k: v for k, v in submitted.items()
+                                                          if not any(f.secret and f.name == k for f in fields)})
+
+
+@bp.route("/audit")
+@requires("audit.view")
+def audit_log():
+    before = request.args.get("before", type=int)
+    query = sa.select(AuditEvent).order_by(AuditEvent.seq.desc()).limit(AUDIT_PAGE)
+    if before:
+        query = query.where(AuditEvent.seq < before)
+    events = db.session.execute(query).scalars().all()
+    more = len(events) == AUDIT_PAGE
+    return render_page_or_partial("admin/audit.html", "admin/_audit_rows.html", events=events, more=more)

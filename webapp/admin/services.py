@@ -1,0 +1,90 @@
+"""Admin operations on users and clients. Each writes an audit event in the same transaction."""
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+import sqlalchemy as sa
+
+from webapp import audit
+from webapp.brokers import broker_class
+from webapp.extensions import db
+from webapp.models import Client, User
+from webapp.security import hash_password
+from webapp.timeutil import utcnow
+from webapp.vault import Vault
+
+RISK_FIELDS = ("max_order_value", "max_quantity", "max_orders_per_day", "max_open_positions", "max_daily_loss")
+
+
+def _clients(ids: list[int]) -> list[Client]:
+    return list(db.session.execute(sa.select(Client).where(Client.id.in_(ids))).scalars()) if ids else []
+
+
+def create_user(actor: User, *, username: str, email: str | None, role: str, password: str,
+                client_ids: list[int], ip: str | None) -> User:
+    user = User(username=username.strip(), email=email or None, role=role, active=True,
+                password_hash=hash_password(password), password_changed_at=utcnow())
+    user.clients = _clients(client_ids)
+    db.session.add(user)
+    db.session.flush()
+    audit.record("user.created", actor_id=actor.id, actor=actor.username, target=f"user:{user.id}",
+                 clients=client_ids, detail={"username": user.username, "role": role}, ip=ip)
+    return user
+
+
+def update_user(actor: User, user: User, *, email: str | None, role: str, client_ids: list[int],
+                ip: str | None) -> None:
+    before = {"role": user.role, "clients": sorted(c.id for c in user.clients), "email": user.email}
+    user.email, user.role = email or None, role
+    user.clients = _clients(client_ids)
+    after = {"role": role, "clients": sorted(client_ids), "email": user.email}
+    audit.record("user.updated", actor_id=actor.id, actor=actor.username, target=f"user:{user.id}",
+                 clients=set(before["clients"]) | set(client_ids), detail={"before": before, "after": after}, ip=ip)
+
+
+def set_user_active(actor: User, user: User, active: bool, ip: str | None) -> None:
+    user.active = active
+    audit.record("user.reactivated" if active else "user.deactivated", actor_id=actor.id, actor=actor.username,
+                 target=f"user:{user.id}", ip=ip)
+
+
+def reset_password(actor: User, user: User, password: str, ip: str | None) -> None:
+    user.password_hash = hash_password(password)
+    user.password_changed_at = utcnow()
+    audit.record("user.password_reset", actor_id=actor.id, actor=actor.username, target=f"user:{user.id}", ip=ip)
+
+
+def credential_errors(broker: str, submitted: Mapping[str, str], existing: Mapping[str, Any]) -> dict[str, str]:
+    """Required credential fields must be given, unless a stored value is kept (left blank on edit)."""
+    errors = {}
+    for field in broker_class(broker).credential_fields:
+        if field.required and not submitted.get(field.name) and not existing.get(field.name):
+            errors[field.name] = f"Enter the {field.label}."
+    return errors
+
+
+def save_client(actor: User, client: Client | None, vault: Vault, *, values: Mapping[str, Any],
+                credentials: Mapping[str, str], ip: str | None) -> Client:
+    """Create or update a client. Blank credential inputs keep the stored value."""
+    creating = client is None
+    if creating:
+        client = Client()
+        db.session.add(client)
+    old_broker = client.broker
+    for name in ("name", "broker", "client_code", "algo_id", "enabled", *RISK_FIELDS):
+        setattr(client, name, values.get(name))
+    client.allowed_products = ",".join(values["allowed_products"])
+    stored = vault.decrypt(client.credentials_enc) if not creating and old_broker == client.broker else {}
+    fields = {f.name for f in broker_class(client.broker).credential_fields}
+    merged = {k: v for k, v in stored.items() if k in fields}
+    merged.update({k: v for k, v in credentials.items() if k in fields and v})
+    client.credentials_enc = vault.encrypt(merged) if merged else None
+    if not creating and old_broker != client.broker:
+        client.session_enc, client.session_expires_at = None, None
+    db.session.flush()
+    changed = sorted(k for k, v in credentials.items() if v)
+    audit.record("client.created" if creating else "client.updated", actor_id=actor.id, actor=actor.username,
+                 target=f"client:{client.id}", clients=[client.id],
+                 detail={"name": client.name, "broker": client.broker, "client_code": client.client_code,
+                         "enabled": client.enabled, "credentials_changed": changed}, ip=ip)
+    return client

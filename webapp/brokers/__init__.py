@@ -1,0 +1,59 @@
+"""Broker adapters, Redash-style registry: each adapter module ends with `register(Cls)`.
+
+An adapter whose optional dependency is missing reports `enabled() == False` and is skipped
+instead of breaking start-up.
+"""
+from __future__ import annotations
+
+import importlib
+import logging
+from typing import Any, Mapping
+
+from webapp.brokers.base import Account, Broker
+
+log = logging.getLogger(__name__)
+
+_registry: dict[str, type[Broker]] = {}
+
+# modules imported by import_brokers(); each registers its adapter
+BROKER_MODULES = (
+    "webapp.brokers.paper",
+    "webapp.brokers.kite",
+    "webapp.brokers.motilal",
+    "webapp.brokers.sharekhan",
+)
+
+
+def register(cls: type[Broker]) -> type[Broker]:
+    if not cls.enabled():
+        log.warning("broker=%s state=disabled reason=missing-dependency", cls.name)
+        return cls
+    _registry[cls.name] = cls
+    return cls
+
+
+def import_brokers(modules: tuple[str, ...] = BROKER_MODULES) -> None:
+    for module in modules:
+        try:
+            importlib.import_module(module)
+        except ImportError as exc:  # an adapter with a missing optional dependency
+            log.warning("broker_module=%s state=skipped error=%s", module, exc)
+
+
+def broker_class(name: str) -> type[Broker]:
+    if not _registry:
+        import_brokers()
+    try:
+        return _registry[name]
+    except KeyError:
+        raise KeyError(f"unknown broker {name!r}") from None
+
+
+def broker_names() -> list[str]:
+    if not _registry:
+        import_brokers()
+    return sorted(_registry)
+
+
+def create_broker(name: str, account: Account, options: Mapping[str, Any] | None = None) -> Broker:
+    return broker_class(name)(account, options)

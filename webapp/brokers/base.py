@@ -1,0 +1,389 @@
+"""The broker port: normalized types, typed errors and the adapter base class.
+
+Every adapter (paper, kite, motilal, sharekhan, ...) implements `Broker` and speaks only these
+types to the rest of the desk. Prices and money are Decimal; quantities are int; times are aware
+datetimes in UTC. Nothing in here imports Flask, so web views and RQ jobs can both use adapters.
+"""
+from __future__ import annotations
+
+import enum
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from datetime import datetime, time, timedelta
+from decimal import Decimal
+from typing import Any, ClassVar, Mapping, Sequence
+
+from webapp.timeutil import IST, UTC
+
+
+# --------------------------------------------------------------------------- enums
+
+
+class Side(str, enum.Enum):
+    BUY = "BUY"
+    SELL = "SELL"
+
+    @property
+    def opposite(self) -> "Side":
+        return Side.SELL if self is Side.BUY else Side.BUY
+
+
+class Product(str, enum.Enum):
+    CNC = "CNC"  # delivery
+    MIS = "MIS"  # intraday
+    MTF = "MTF"  # margin trading facility (funded delivery)
+    NRML = "NRML"  # F&O carry forward
+
+
+class OrderType(str, enum.Enum):
+    MARKET = "MARKET"
+    LIMIT = "LIMIT"
+    SL = "SL"
+    SLM = "SL-M"
+
+
+class Validity(str, enum.Enum):
+    DAY = "DAY"
+    IOC = "IOC"
+
+
+class BrokerOrderStatus(str, enum.Enum):
+    """An order's state as the broker reports it, normalized across brokers."""
+
+    PENDING = "PENDING"  # received, validating, in process: not yet open at the exchange
+    OPEN = "OPEN"
+    TRIGGER_PENDING = "TRIGGER_PENDING"
+    PARTIAL = "PARTIAL"  # open with some quantity filled
+    COMPLETE = "COMPLETE"
+    CANCELLED = "CANCELLED"
+    REJECTED = "REJECTED"
+
+    @property
+    def is_final(self) -> bool:
+        return self in (BrokerOrderStatus.COMPLETE, BrokerOrderStatus.CANCELLED, BrokerOrderStatus.REJECTED)
+
+
+# --------------------------------------------------------------------------- errors
+
+
+class BrokerError(Exception):
+    """Base of every error an adapter raises. `message` is fit to show a trader."""
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.message = message
+
+
+class AuthExpired(BrokerError):
+    """The broker session is missing, expired or revoked: the client must log in again."""
+
+
+class Rejected(BrokerError):
+    """The broker definitively refused the request; nothing was placed or changed."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
+class RateLimited(BrokerError):
+    """The broker answered 429: the request was not accepted; wait and try again."""
+
+    def __init__(self, message: str = "Too many requests", retry_after: float | None = None):
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class Unavailable(BrokerError):
+    """The outcome is unknown (timeout, dropped connection, 5xx, malformed answer).
+
+    For a place this means the order may or may not exist at the broker: never retry blindly,
+    look it up by tag first.
+    """
+
+
+class InvalidInput(BrokerError):
+    """The request is malformed for this broker (caught before or by the broker)."""
+
+
+# --------------------------------------------------------------------------- value types
+
+
+@dataclass(frozen=True)
+class BrokerSession:
+    access_token: str
+    expires_at: datetime | None = None
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Account:
+    """What an adapter needs to act for one client account."""
+
+    client_code: str  # the broker's id for the account (Kite user id, Motilal client code, ...)
+    credentials: Mapping[str, str] = field(default_factory=dict)  # decrypted; never log
+    session: BrokerSession | None = None
+    client_id: int | None = None  # the desk's Client.id, for logs only
+
+
+@dataclass(frozen=True)
+class OrderRequest:
+    exchange: str
+    tradingsymbol: str
+    exchange_token: int  # the exchange's scrip code (NSE token): Motilal symboltoken, ShareKhan scripCode
+    side: Side
+    quantity: int
+    product: Product
+    order_type: OrderType
+    price: Decimal | None = None
+    trigger_price: Decimal | None = None
+    validity: Validity = Validity.DAY
+    tag: str | None = None
+    market_protection: Decimal | None = None  # percent; None lets the adapter pick its default
+    algo_id: str | None = None
+    instrument_token: int | None = None  # Kite's instrument token, where known
+
+
+@dataclass(frozen=True)
+class Order:
+    order_id: str
+    status: BrokerOrderStatus
+    exchange: str
+    tradingsymbol: str
+    side: Side
+    product: Product
+    order_type: OrderType
+    quantity: int
+    filled_quantity: int = 0
+    price: Decimal | None = None
+    trigger_price: Decimal | None = None
+    average_price: Decimal | None = None
+    tag: str | None = None
+    status_message: str | None = None
+    exchange_order_id: str | None = None
+    placed_at: datetime | None = None
+    updated_at: datetime | None = None
+    raw_status: str | None = None  # the broker's own word, for display
+
+    @property
+    def pending_quantity(self) -> int:
+        return max(self.quantity - self.filled_quantity, 0)
+
+
+@dataclass(frozen=True)
+class Trade:
+    trade_id: str
+    order_id: str
+    exchange: str
+    tradingsymbol: str
+    side: Side
+    product: Product
+    quantity: int
+    price: Decimal
+    filled_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Position:
+    exchange: str
+    tradingsymbol: str
+    product: Product
+    quantity: int  # net: positive long, negative short
+    average_price: Decimal
+    last_price: Decimal | None = None
+    realised_pnl: Decimal = Decimal("0")
+    unrealised_pnl: Decimal = Decimal("0")
+    buy_quantity: int = 0
+    sell_quantity: int = 0
+
+
+@dataclass(frozen=True)
+class Holding:
+    exchange: str
+    tradingsymbol: str
+    quantity: int
+    average_price: Decimal
+    isin: str | None = None
+    last_price: Decimal | None = None
+    t1_quantity: int = 0
+
+
+@dataclass(frozen=True)
+class Funds:
+    available_cash: Decimal
+    margin_used: Decimal = Decimal("0")
+    collateral: Decimal = Decimal("0")
+    opening_balance: Decimal | None = None
+
+    @property
+    def available_margin(self) -> Decimal:
+        return self.available_cash + self.collateral - self.margin_used
+
+
+@dataclass(frozen=True)
+class DepthLevel:
+    price: Decimal
+    quantity: int
+    orders: int = 0
+
+
+@dataclass(frozen=True)
+class Quote:
+    exchange: str
+    tradingsymbol: str
+    last_price: Decimal
+    volume: int = 0
+    open: Decimal | None = None
+    high: Decimal | None = None
+    low: Decimal | None = None
+    close: Decimal | None = None
+    lower_circuit: Decimal | None = None
+    upper_circuit: Decimal | None = None
+    bids: tuple[DepthLevel, ...] = ()
+    asks: tuple[DepthLevel, ...] = ()
+    timestamp: datetime | None = None
+
+
+@dataclass(frozen=True)
+class InstrumentRef:
+    exchange: str
+    tradingsymbol: str
+    exchange_token: int
+    instrument_token: int | None = None
+
+    @property
+    def key(self) -> str:
+        return f"{self.exchange}:{self.tradingsymbol}"
+
+
+@dataclass(frozen=True)
+class InstrumentRow:
+    exchange: str
+    tradingsymbol: str
+    name: str
+    exchange_token: int
+    tick_size: Decimal
+    lot_size: int = 1
+    instrument_token: int | None = None
+    instrument_type: str = "EQ"
+    segment: str | None = None
+
+
+@dataclass(frozen=True)
+class CredentialField:
+    """A field the client form renders for this broker. `secret` fields are encrypted and masked."""
+
+    name: str
+    label: str
+    secret: bool = False
+    required: bool = True
+    help: str = ""
+
+
+@dataclass(frozen=True)
+class RateLimits:
+    orders_per_second: int
+    orders_per_minute: int | None = None
+    orders_per_day: int | None = None
+    reads_per_second: int | None = None
+
+
+# --------------------------------------------------------------------------- the port
+
+
+class Broker(ABC):
+    """One broker account. Subclasses set the class attributes and implement the methods."""
+
+    name: ClassVar[str]
+    label: ClassVar[str]
+    credential_fields: ClassVar[tuple[CredentialField, ...]] = ()
+    rate_limits: ClassVar[RateLimits]
+    tag_max_length: ClassVar[int | None] = 10  # None: the broker has no order tag
+    # "redirect": browser goes to login_url() and comes back with params;
+    # "form": the desk asks login_fields() and posts them; "none": no login (paper)
+    login_kind: ClassVar[str] = "none"
+    login_fields: ClassVar[tuple[CredentialField, ...]] = ()
+    # broker tokens die every morning: hour and minute IST at which today's session expires
+    session_expiry_ist: ClassVar[time] = time(6, 0)
+
+    def __init__(self, account: Account, options: Mapping[str, Any] | None = None):
+        self.account = account
+        self.options = dict(options or {})
+
+    @classmethod
+    def enabled(cls) -> bool:
+        """False when an optional dependency is missing (the registry then skips it)."""
+        return True
+
+    # ---- orders
+    @abstractmethod
+    def place(self, request: OrderRequest) -> str:
+        """Place one order and return the broker's order id."""
+        ...
+
+    @abstractmethod
+    def modify(self, order_id: str, *, quantity: int | None = None, price: Decimal | None = None,
+               trigger_price: Decimal | None = None, order_type: OrderType | None = None,
+               validity: Validity | None = None) -> str:
+        ...
+
+    @abstractmethod
+    def cancel(self, order_id: str) -> str:
+        ...
+
+    @abstractmethod
+    def order_book(self) -> list[Order]:
+        ...
+
+    def orders_by_tag(self, tag: str) -> list[Order]:
+        """Orders carrying this tag today. Adapters with a faster lookup override it."""
+        return [o for o in self.order_book() if o.tag == tag]
+
+    # ---- portfolio and account
+    @abstractmethod
+    def trades(self) -> list[Trade]:
+        ...
+
+    @abstractmethod
+    def positions(self) -> list[Position]:
+        ...
+
+    @abstractmethod
+    def holdings(self) -> list[Holding]:
+        ...
+
+    @abstractmethod
+    def funds(self) -> Funds:
+        ...
+
+    # ---- market data
+    @abstractmethod
+    def quotes(self, instruments: Sequence[InstrumentRef]) -> dict[str, Quote]:
+        """Quotes keyed by `InstrumentRef.key` ("NSE:INFY")."""
+        ...
+
+    @abstractmethod
+    def margin_required(self, requests: Sequence[OrderRequest]) -> Decimal:
+        ...
+
+    @abstractmethod
+    def instruments(self) -> list[InstrumentRow]:
+        ...
+
+    # ---- login flow
+    def login_url(self, redirect_uri: str, state: str) -> str:
+        raise InvalidInput(f"{self.label} has no browser login")
+
+    def complete_login(self, params: Mapping[str, str]) -> BrokerSession:
+        """Turn what came back from the login (redirect params or form values) into a session."""
+        raise InvalidInput(f"{self.label} has no login step")
+
+    @classmethod
+    def session_expires_at(cls, logged_in_at: datetime) -> datetime:
+        """When a session opened at `logged_in_at` dies: the next `session_expiry_ist` (UTC)."""
+        local = logged_in_at.astimezone(IST)
+        expiry = local.replace(hour=cls.session_expiry_ist.hour, minute=cls.session_expiry_ist.minute,
+                               second=0, microsecond=0)
+        if expiry <= local:
+            expiry += timedelta(days=1)
+        return expiry.astimezone(UTC)

@@ -1,0 +1,106 @@
+"""Flask commands: `flask demo seed`, `flask users create-admin`, `flask audit verify`,
+`flask instruments load FILE`, `flask secrets rotate`."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+import sqlalchemy as sa
+from flask import Flask, current_app
+from flask.cli import AppGroup
+
+from webapp.extensions import db
+
+demo = AppGroup("demo", help="The demo world for `make run`.")
+users = AppGroup("users", help="Manage desk users.")
+audit_cli = AppGroup("audit", help="The audit trail.")
+instruments = AppGroup("instruments", help="The instrument master.")
+secrets_cli = AppGroup("secrets", help="Encrypted secrets at rest.")
+
+
+
+@demo.command("seed")
+def demo_seed() -> None:
+    """Create the demo users and load the sample instrument master, once (an empty database only)."""
+    from webapp.demo import seed_demo
+
+    created = seed_demo(current_app.config["DEMO_PASSWORD"])
+    click.echo("demo world created" if created else "database not empty: demo seed skipped")
+
+
+@users.command("create-admin")
+@click.argument("username")
+@click.option("--email", default=None)
+@click.password_option(help="The admin's password (asked twice when not given).")
+def create_admin(username: str, email: str | None, password: str) -> None:
+    """Create an admin user (the first user of a production desk)."""
+    from webapp import audit
+    from webapp.models import User
+    from webapp.security import hash_password, password_problem
+    from webapp.timeutil import utcnow
+
+    if db.session.execute(sa.select(User.id).where(sa.func.lower(User.username) == username.lower())).first():
+        raise click.ClickException(f"user {username} already exists")
+    if problem := password_problem(password, username):
+        raise click.ClickException(f"weak password: {problem}")
+    user = User(username=username, email=email, role="admin", active=True, password_hash=hash_password(password),
+                password_changed_at=utcnow())
+    db.session.add(user)
+    db.session.flush()
+    audit.record("user.created", actor="cli", target=f"user:{user.id}", detail={"username": username, "role": "admin"})
+    db.session.commit()
+    click.echo(f"admin {username} created")
+
+
+@audit_cli.command("verify")
+def audit_verify() -> None:
+    """Check the hash chain; report the first broken link."""
+    from webapp.audit import verify_chain
+
+    report = verify_chain()
+    if report.ok:
+        click.echo(f"audit chain ok: {report.checked} events")
+    else:
+        click.echo(f"audit chain BROKEN at event {report.broken_at}: {report.reason} "
+                   f"({report.checked} events verified before it)", err=True)
+        sys.exit(1)
+
+
+@instruments.command("load")
+@click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+def instruments_load(path: Path) -> None:
+    """Load a broker instrument master CSV (Kite's columns), idempotently."""
+    from webapp.instruments.master import MasterFormatError, load_master
+
+    with path.open(newline="", encoding="utf-8-sig") as stream:
+        try:
+            report = load_master(stream)
+        except MasterFormatError as exc:
+            raise click.ClickException(str(exc)) from None
+    db.session.commit()
+    for error in report.errors:
+        click.echo(f"rejected {error}", err=True)
+    click.echo(f"loaded {report.loaded} instruments: {report.created} new, {report.updated} updated, "
+               f"{report.unchanged} unchanged, {len(report.errors)} rejected")
+
+
+@secrets_cli.command("rotate")
+def secrets_rotate() -> None:
+    """Re-encrypt every stored credential and session under the first key of FANOUT_ENCRYPTION_KEYS."""
+    from webapp.models import Client
+    from webapp.vault import current_vault
+
+    vault, count = current_vault(), 0
+    for client in db.session.execute(sa.select(Client)).scalars():
+        for column in ("credentials_enc", "session_enc"):
+            if getattr(client, column):
+                setattr(client, column, vault.rotate(getattr(client, column)))
+                count += 1
+    db.session.commit()
+    click.echo(f"re-encrypted {count} secrets")
+
+
+def init_app(app: Flask) -> None:
+    for group in (demo, users, audit_cli, instruments, secrets_cli):
+        app.cli.add_command(group)

@@ -1,0 +1,117 @@
+"""Settings, read from the environment once, through small typed parsers (Redash style).
+
+`Config.from_env()` builds the settings; `Config.validate()` refuses to start outside demo/test mode
+when a secret is missing. Nothing here reads the environment at import time.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Mapping
+
+ROOT = Path(__file__).resolve().parent.parent
+INSTANCE = ROOT / "instance"
+
+
+class ConfigError(RuntimeError):
+    """A setting is missing or malformed: start-up stops with this message."""
+
+
+def parse_bool(value: str | None, default: bool = False) -> bool:
+    if value is None or value == "":
+        return default
+    lowered = value.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"expected a boolean, got {value!r}")
+
+
+def parse_int(value: str | None, default: int, name: str) -> int:
+    if value is None or value == "":
+        return default
+    try:
+        return int(value)
+    except ValueError:
+        raise ConfigError(f"{name} must be a whole number, got {value!r}") from None
+
+
+def parse_list(value: str | None) -> list[str]:
+    return [item.strip() for item in (value or "").split(",") if item.strip()]
+
+
+def database_url(value: str | None) -> str:
+    if not value:
+        return f"sqlite:///{INSTANCE / 'fanout.db'}"
+    # Heroku-style URLs and plain postgresql:// go through psycopg 3
+    for prefix in ("postgres://", "postgresql://"):
+        if value.startswith(prefix):
+            return "postgresql+psycopg://" + value[len(prefix):]
+    return value
+
+
+@dataclass
+class Config:
+    DEMO_MODE: bool = False
+    TESTING: bool = False
+    SECRET_KEY: str | None = None
+    SQLALCHEMY_DATABASE_URI: str = field(default_factory=lambda: database_url(None))
+    REDIS_URL: str | None = None
+    FANOUT_ENCRYPTION_KEYS: list[str] = field(default_factory=list)
+    PORT: int = 8000
+    DEMO_PASSWORD: str = "fanout-demo"
+    LOGIN_RATE_LIMIT: str = "5 per minute"
+    SESSION_COOKIE_HTTPONLY: bool = True
+    SESSION_COOKIE_SAMESITE: str = "Lax"
+    SESSION_COOKIE_SECURE: bool = False
+    WTF_CSRF_TIME_LIMIT: int | None = None  # the token lives as long as the session
+    SOCK_SERVER_OPTIONS: dict = field(default_factory=lambda: {"ping_interval": 25})
+    # broker endpoints are config so each adapter can be pointed at its emulator
+    KITE_API_URL: str = "https://api.kite.trade"
+    KITE_LOGIN_URL: str = "https://kite.zerodha.com"
+    MOTILAL_API_URL: str = "https://openapi.motilaloswal.com"
+    SHAREKHAN_API_URL: str = "https://api.sharekhan.com"
+    SHAREKHAN_LOGIN_URL: str = "https://api.sharekhan.com"
+    BROKER_TIMEOUT_SECONDS: int = 7
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> "Config":
+        env = os.environ if env is None else env
+        demo = parse_bool(env.get("FANOUT_DEMO"))
+        return cls(
+            DEMO_MODE=demo,
+            TESTING=parse_bool(env.get("FANOUT_TESTING")),
+            SECRET_KEY=env.get("SECRET_KEY") or None,
+            SQLALCHEMY_DATABASE_URI=database_url(env.get("DATABASE_URL")),
+            REDIS_URL=env.get("REDIS_URL") or None,
+            FANOUT_ENCRYPTION_KEYS=parse_list(env.get("FANOUT_ENCRYPTION_KEYS")),
+            PORT=parse_int(env.get("PORT"), 8000, "PORT"),
+            DEMO_PASSWORD=env.get("DEMO_PASSWORD") or "fanout-demo",
+            LOGIN_RATE_LIMIT=env.get("LOGIN_RATE_LIMIT") or "5 per minute",
+            SESSION_COOKIE_SECURE=parse_bool(env.get("SESSION_COOKIE_SECURE"), default=not demo),
+            KITE_API_URL=env.get("KITE_API_URL") or cls.KITE_API_URL,
+            KITE_LOGIN_URL=env.get("KITE_LOGIN_URL") or cls.KITE_LOGIN_URL,
+            MOTILAL_API_URL=env.get("MOTILAL_API_URL") or cls.MOTILAL_API_URL,
+            SHAREKHAN_API_URL=env.get("SHAREKHAN_API_URL") or cls.SHAREKHAN_API_URL,
+            SHAREKHAN_LOGIN_URL=env.get("SHAREKHAN_LOGIN_URL") or cls.SHAREKHAN_LOGIN_URL,
+            BROKER_TIMEOUT_SECONDS=parse_int(env.get("BROKER_TIMEOUT_SECONDS"), 7, "BROKER_TIMEOUT_SECONDS"),
+        )
+
+    def validate(self) -> None:
+        relaxed = self.DEMO_MODE or self.TESTING
+        missing = [name for name, value in (
+            ("SECRET_KEY", self.SECRET_KEY),
+            ("FANOUT_ENCRYPTION_KEYS", self.FANOUT_ENCRYPTION_KEYS),
+            ("REDIS_URL", self.REDIS_URL),
+        ) if not value]
+        if missing and not relaxed:
+            raise ConfigError(
+                "Fanout will not start: missing " + ", ".join(missing) + ". Set them in the environment "
+                "(see README 'Configuration'), or set FANOUT_DEMO=1 for a local demo.")
+        if not self.REDIS_URL:
+            raise ConfigError("REDIS_URL is not set: `make run` starts an embedded Redis and sets it for you.")
+
+    def as_mapping(self) -> dict:
+        return dict(vars(self))

@@ -1,0 +1,58 @@
+"""Error pages: a page for a browser, a fragment for htmx, JSON for API clients. Never a traceback."""
+from __future__ import annotations
+
+import logging
+
+from flask import Flask, jsonify, render_template, request
+from flask_wtf.csrf import CSRFError
+from werkzeug.exceptions import HTTPException, InternalServerError
+
+from webapp.extensions import db
+from webapp.htmx import is_htmx
+
+log = logging.getLogger(__name__)
+
+MESSAGES = {
+    400: "The request was not understood.",
+    403: "You do not have permission to do that.",
+    404: "Nothing here: the page does not exist or is not yours to see.",
+    405: "That action is not allowed here.",
+    429: "Too many requests. Wait a minute and try again.",
+    500: "Something went wrong on our side. Nothing was changed; try again.",
+}
+
+
+def wants_json() -> bool:
+    return request.path.startswith("/api/") or (
+        request.accept_mimetypes.best_match(["application/json", "text/html"]) == "application/json"
+        and not is_htmx())
+
+
+def render_error(code: int, message: str | None = None):
+    message = message or MESSAGES.get(code, "Error")
+    if wants_json():
+        return jsonify(error=code, message=message), code
+    template = "errors/_error.html" if is_htmx() else "errors/error.html"
+    return render_template(template, code=code, message=message), code
+
+
+def init_app(app: Flask) -> None:
+    @app.errorhandler(CSRFError)
+    def csrf_error(error: CSRFError):
+        return render_error(400, "Your form expired or was not sent from this site. Reload the page and try again.")
+
+    @app.errorhandler(HTTPException)
+    def http_error(error: HTTPException):
+        if error.code == 429 and request.endpoint == "auth.login":
+            from webapp.auth.routes import login_throttled
+
+            return login_throttled()
+        return render_error(error.code or 500, MESSAGES.get(error.code or 500, error.description))
+
+    @app.errorhandler(Exception)
+    def unhandled(error: Exception):
+        if isinstance(error, HTTPException):
+            return http_error(error)
+        db.session.rollback()
+        log.exception("event=unhandled path=%s", request.path)
+        return render_error(InternalServerError.code)

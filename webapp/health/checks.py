@@ -1,0 +1,39 @@
+"""Readiness checks and the operator's detailed status (queues, workers, cron heartbeat)."""
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+from webapp.extensions import db, get_redis, get_rq_redis
+from webapp.tasks import CRON_HEARTBEAT_KEY, QUEUES
+
+
+def check_database() -> str:
+    try:
+        db.session.execute(sa.text("SELECT 1"))
+        return "ok"
+    except Exception as exc:  # any driver error means "not ready"
+        db.session.rollback()
+        return f"error: {type(exc).__name__}"
+
+
+def check_redis() -> str:
+    try:
+        get_redis().ping()
+        return "ok"
+    except Exception as exc:
+        return f"error: {type(exc).__name__}"
+
+
+def detailed_status() -> dict:
+    from rq import Queue, Worker
+
+    status: dict = {"database": check_database(), "redis": check_redis()}
+    if status["redis"] != "ok":
+        return status
+    connection = get_rq_redis()
+    status["queues"] = {name: Queue(name, connection=connection).count for name in QUEUES}
+    status["workers"] = [
+        {"name": w.name, "state": w.get_state(), "queues": w.queue_names()} for w in Worker.all(connection=connection)
+    ]
+    status["cron_heartbeat"] = get_redis().get(CRON_HEARTBEAT_KEY)
+    return status

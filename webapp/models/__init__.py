@@ -1,0 +1,7 @@
+"""All models, importable from one place (one module per area)."""
+from webapp.models.audit import AuditEvent, AuditHead
+from webapp.models.clients import Client
+from webapp.models.instruments import Instrument
+from webapp.models.users import User, user_clients
+
+__all__ = ["AuditEvent", "AuditHead", "Client", "Instrument", "User", "user_clients"]

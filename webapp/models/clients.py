@@ -1,0 +1,53 @@
+"""Client accounts at brokers, with encrypted credentials and session, risk limits and kill switch."""
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from webapp.extensions import db
+from webapp.models.base import Money, TimestampMixin, UTCDateTime
+from webapp.models.users import user_clients
+from webapp.timeutil import utcnow
+
+
+class Client(TimestampMixin, db.Model):
+    __tablename__ = "clients"
+    __table_args__ = (sa.UniqueConstraint("broker", "client_code", name="uq_clients_broker_client_code"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(sa.String(120))
+    broker: Mapped[str] = mapped_column(sa.String(32))
+    client_code: Mapped[str] = mapped_column(sa.String(64))
+    credentials_enc: Mapped[str | None] = mapped_column(sa.Text)  # Fernet token of a JSON object
+    session_enc: Mapped[str | None] = mapped_column(sa.Text)  # Fernet token of the broker session
+    session_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    algo_id: Mapped[str | None] = mapped_column(sa.String(64))
+    enabled: Mapped[bool] = mapped_column(default=True)
+    kill_switch: Mapped[bool] = mapped_column(default=False)
+    # pre-trade risk limits; None means no limit
+    max_order_value: Mapped[Decimal | None] = mapped_column(Money)
+    max_quantity: Mapped[int | None] = mapped_column()
+    max_orders_per_day: Mapped[int | None] = mapped_column()
+    max_open_positions: Mapped[int | None] = mapped_column()
+    max_daily_loss: Mapped[Decimal | None] = mapped_column(Money)
+    allowed_products: Mapped[str] = mapped_column(sa.String(64), default="CNC,MIS,MTF")
+
+    users = relationship("User", secondary=user_clients, back_populates="clients")
+
+    @property
+    def allowed_product_list(self) -> list[str]:
+        return [p for p in self.allowed_products.split(",") if p]
+
+    def session_state(self, now: datetime | None = None) -> str:
+        """connected | expired | none — what the session badge shows."""
+        if self.broker == "paper":
+            return "connected"
+        if not self.session_enc or self.session_expires_at is None:
+            return "none"
+        return "connected" if self.session_expires_at > (now or utcnow()) else "expired"
+
+    def __repr__(self) -> str:
+        return f"<Client {self.name} {self.broker}:{self.client_code}>"

@@ -1,0 +1,17 @@
+"""The web side of the job queues: queue names and enqueue helpers (jobs are enqueued by dotted path)."""
+from __future__ import annotations
+
+from rq import Queue
+
+from webapp.extensions import get_rq_redis
+
+QUEUE_ORDERS = "orders"  # first: anything that talks to a broker for a trader waiting on screen
+QUEUE_SYNC = "sync"
+QUEUE_DEFAULT = "default"
+QUEUES = (QUEUE_ORDERS, QUEUE_SYNC, QUEUE_DEFAULT)
+
+CRON_HEARTBEAT_KEY = "fanout:cron:heartbeat"
+
+
+def queue(name: str) -> Queue:
+    return Queue(name, connection=get_rq_redis(), serializer="json")

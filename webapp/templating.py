@@ -1,0 +1,15 @@
+"""Jinja filters and globals: IST times, rupees, the permission check, role names."""
+from __future__ import annotations
+
+from flask import Flask
+
+from webapp.money import rupees
+from webapp.permissions import ROLE_LABELS, user_can
+from webapp.timeutil import format_ist
+
+
+def init_app(app: Flask) -> None:
+    app.jinja_env.filters["ist"] = format_ist
+    app.jinja_env.filters["rupees"] = rupees
+    app.jinja_env.filters["dec"] = lambda d: "" if d is None else format(d.normalize(), "f")  # 0.1000 → 0.1
+    app.jinja_env.globals.update(can=user_can, role_labels=ROLE_LABELS)
