@@ -339,6 +339,18 @@ class Broker(ABC):
         """Orders carrying this tag today. Adapters with a faster lookup override it."""
         return [o for o in self.order_book() if o.tag == tag]
 
+    def find_order(self, request: OrderRequest, placed_after: datetime) -> list[Order]:
+        """Orders at the broker that could be `request`, to resolve an UNKNOWN child.
+
+        Brokers with an order tag find it by tag; a broker without one (ShareKhan) overrides this
+        to match on instrument, side, quantity and time. An empty list after a successful read
+        means provably absent; any error means "can't tell".
+        """
+        return self.orders_by_tag(request.tag) if request.tag else []
+
+    def close(self) -> None:
+        """Release the adapter's connections (HTTP sessions)."""
+
     # ---- portfolio and account
     @abstractmethod
     def trades(self) -> list[Trade]:
