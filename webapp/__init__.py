@@ -6,7 +6,7 @@ from typing import Any, Mapping
 
 from flask import Flask
 
-from webapp.config import INSTANCE, Config
+from webapp.config import INSTANCE, ROOT, Config
 
 
 def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
@@ -22,7 +22,7 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
     from webapp import cli, errors, extensions, htmx, templating
 
     extensions.db.init_app(app)
-    extensions.migrate.init_app(app, extensions.db, directory=str(INSTANCE.parent / "migrations"))
+    extensions.migrate.init_app(app, extensions.db, directory=str(ROOT / "migrations"))
     extensions.csrf.init_app(app)
     extensions.sock.init_app(app)
     app.config.setdefault("RATELIMIT_STORAGE_URI", app.config["REDIS_URL"])

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Mapping
 
 ROOT = Path(__file__).resolve().parent.parent
-INSTANCE = ROOT / "instance"
+INSTANCE = Path(os.environ.get("FANOUT_INSTANCE") or ROOT / "instance")  # demo data, secrets, SQLite
 
 
 class ConfigError(RuntimeError):
@@ -75,6 +75,9 @@ class Config:
     SHAREKHAN_API_URL: str = "https://api.sharekhan.com"
     SHAREKHAN_LOGIN_URL: str = "https://api.sharekhan.com"
     BROKER_TIMEOUT_SECONDS: int = 7
+    PAPER_ALWAYS_OPEN: bool = False  # demo mode keeps the paper market open at any hour
+    PAPER_LATENCY_MS: int = 0  # model a real broker's round trip (benchmarks)
+    PAPER_JITTER_MS: int = 0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "Config":
@@ -97,6 +100,9 @@ class Config:
             SHAREKHAN_API_URL=env.get("SHAREKHAN_API_URL") or cls.SHAREKHAN_API_URL,
             SHAREKHAN_LOGIN_URL=env.get("SHAREKHAN_LOGIN_URL") or cls.SHAREKHAN_LOGIN_URL,
             BROKER_TIMEOUT_SECONDS=parse_int(env.get("BROKER_TIMEOUT_SECONDS"), 7, "BROKER_TIMEOUT_SECONDS"),
+            PAPER_ALWAYS_OPEN=parse_bool(env.get("PAPER_ALWAYS_OPEN"), default=demo),
+            PAPER_LATENCY_MS=parse_int(env.get("PAPER_LATENCY_MS"), 0, "PAPER_LATENCY_MS"),
+            PAPER_JITTER_MS=parse_int(env.get("PAPER_JITTER_MS"), 0, "PAPER_JITTER_MS"),
         )
 
     def validate(self) -> None:

@@ -10,6 +10,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 from webapp.config import INSTANCE, ROOT
 from webapp.vault import generate_key
@@ -36,6 +37,8 @@ def run_flask(env: dict[str, str], *args: str) -> None:
 def main() -> int:
     INSTANCE.mkdir(exist_ok=True)
     env = dict(os.environ)
+    # the Procfile's commands (gunicorn, rq) live beside this interpreter in the virtualenv
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
     env.setdefault("FANOUT_DEMO", "1")
     env.setdefault("PORT", "8000")
     env.setdefault("PYTHONUNBUFFERED", "1")

@@ -14,4 +14,4 @@ CRON_HEARTBEAT_KEY = "fanout:cron:heartbeat"
 
 
 def queue(name: str) -> Queue:
-    return Queue(name, connection=get_rq_redis(), serializer="json")
+    return Queue(name, connection=get_rq_redis())
