@@ -16,6 +16,12 @@ _app: Flask | None = None
 _app_pid: int | None = None
 
 
+def use_app(app: Flask) -> None:
+    """Run jobs in this app (tests and benchmarks that run a worker in-process)."""
+    global _app, _app_pid
+    _app, _app_pid = app, os.getpid()
+
+
 def get_app() -> Flask:
     global _app, _app_pid
     if _app is None:

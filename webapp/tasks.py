@@ -15,3 +15,8 @@ CRON_HEARTBEAT_KEY = "fanout:cron:heartbeat"
 
 def queue(name: str) -> Queue:
     return Queue(name, connection=get_rq_redis())
+
+
+def enqueue(func: str, *args, queue_name: str = QUEUE_DEFAULT, **options):
+    """Enqueue a job by dotted path, so the web process never imports job modules."""
+    return queue(queue_name).enqueue(func, *args, **options)

@@ -1,10 +1,24 @@
-from flask import render_template
+"""Client pages: the list, one client, and its daily broker login (Connect)."""
+from __future__ import annotations
+
+import secrets
+
+from flask import abort, current_app, flash, redirect, render_template, request, session, url_for
 from flask_login import current_user
 
+from webapp import audit
 from webapp.access import accessible_clients, client_for
 from webapp.brokers import broker_class
 from webapp.clients import bp
+from webapp.clients.forms import login_form
+from webapp.extensions import db, get_redis
 from webapp.permissions import requires
+from webapp.tasks import QUEUE_ORDERS, enqueue
+from webapp.trading.accounts import adapter_for
+from webapp.trading.sessions import login_status, set_login_status
+from webapp.vault import current_vault
+
+PENDING_LOGINS = "broker_logins"  # session key: state → client id, for redirect logins
 
 
 @bp.route("/")
@@ -17,4 +31,69 @@ def index():
 @requires("desk.view")
 def detail(client_id: int):
     client = client_for(current_user, client_id)
-    return render_template("clients/detail.html", client=client, broker=broker_class(client.broker))
+    return render_template("clients/detail.html", client=client, broker=broker_class(client.broker),
+                           login=login_status(get_redis(), client.id))
+
+
+@bp.route("/<int:client_id>/session")
+@requires("desk.view")
+def session_panel(client_id: int):
+    """The session badge and the outcome of a login in progress (self-polling partial)."""
+    client = client_for(current_user, client_id)
+    return render_template("clients/_session_panel.html", client=client, broker=broker_class(client.broker),
+                           login=login_status(get_redis(), client.id))
+
+
+def _start_connect(client_id: int, params: dict[str, str]) -> None:
+    vault = current_vault()
+    set_login_status(get_redis(), client_id, "pending")
+    enqueue("jobs.brokers.connect", client_id, vault.encrypt(params), current_user.id, current_user.username,
+            queue_name=QUEUE_ORDERS, result_ttl=60, failure_ttl=3600)
+
+
+@bp.route("/<int:client_id>/connect", methods=["GET", "POST"])
+@requires("broker.connect")
+def connect(client_id: int):
+    client = client_for(current_user, client_id)
+    broker = broker_class(client.broker)
+    if broker.login_kind == "none":
+        flash(f"{broker.label} accounts need no login.", "info")
+        return redirect(url_for("clients.detail", client_id=client.id))
+    if not client.enabled:
+        flash("This client is disabled; an admin must enable it before it can connect.", "error")
+        return redirect(url_for("clients.detail", client_id=client.id))
+    if broker.login_kind == "redirect":
+        state = secrets.token_urlsafe(16)
+        pending = dict(session.get(PENDING_LOGINS, {}))
+        pending[state] = client.id
+        session[PENDING_LOGINS] = dict(list(pending.items())[-5:])  # a few logins in flight at most
+        adapter = adapter_for(client, current_app.config, current_vault())
+        url = adapter.login_url(url_for("clients.connect_callback", _external=True), state)
+        adapter.close()
+        return redirect(url)
+    form = login_form(broker.login_fields)
+    if form.validate_on_submit():
+        _start_connect(client.id, {f.name: getattr(form, f.name).data or "" for f in broker.login_fields})
+        return redirect(url_for("clients.detail", client_id=client.id))
+    return render_template("clients/connect.html", client=client, broker=broker, form=form)
+
+
+@bp.route("/connect/callback")
+@requires("broker.connect")
+def connect_callback():
+    """Where Kite and ShareKhan send the browser back with a request token and our state."""
+    state = request.args.get("state", "")
+    pending = dict(session.get(PENDING_LOGINS, {}))
+    client_id = pending.pop(state, None)
+    if client_id is None:
+        audit.record("broker.login", actor_id=current_user.id, actor=current_user.username, result="refused",
+                     detail={"reason": "unknown or reused login state"}, ip=request.remote_addr)
+        db.session.commit()
+        abort(400)
+    session[PENDING_LOGINS] = pending
+    client = client_for(current_user, client_id)
+    if request.args.get("status", "success") != "success" or not request.args.get("request_token"):
+        flash("The broker login was cancelled or failed; nothing was saved. Try Connect again.", "error")
+        return redirect(url_for("clients.detail", client_id=client.id))
+    _start_connect(client.id, dict(request.args.items()))  # ShareKhan wants its state back
+    return redirect(url_for("clients.detail", client_id=client.id))

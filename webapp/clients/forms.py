@@ -1,0 +1,20 @@
+from __future__ import annotations
+
+from flask_wtf import FlaskForm
+from wtforms import PasswordField, StringField
+from wtforms.validators import DataRequired, Optional
+
+from webapp.brokers.base import CredentialField
+
+
+def login_form(fields: tuple[CredentialField, ...]) -> FlaskForm:
+    """A form with the broker's login fields (Motilal: password, DOB/PAN, TOTP)."""
+
+    class BrokerLoginForm(FlaskForm):
+        pass
+
+    for f in fields:
+        kind = PasswordField if f.secret else StringField
+        validators = [DataRequired(message=f"Enter the {f.label}.")] if f.required else [Optional()]
+        setattr(BrokerLoginForm, f.name, kind(f.label, validators=validators, description=f.help))
+    return BrokerLoginForm()
