@@ -2,6 +2,8 @@
 from webapp.models.audit import AuditEvent, AuditHead
 from webapp.models.clients import Client
 from webapp.models.instruments import Instrument
+from webapp.models.paper import PaperAccount, PaperHolding, PaperOrder, PaperPosition, PaperTrade
 from webapp.models.users import User, user_clients
 
-__all__ = ["AuditEvent", "AuditHead", "Client", "Instrument", "User", "user_clients"]
+__all__ = ["AuditEvent", "AuditHead", "Client", "Instrument", "PaperAccount", "PaperHolding", "PaperOrder",
+           "PaperPosition", "PaperTrade", "User", "user_clients"]
