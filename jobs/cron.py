@@ -4,9 +4,14 @@ Targets are idempotent: running one twice does no harm.
 """
 from rq import cron
 
-from jobs import brokers, heartbeat
-from webapp.tasks import QUEUE_DEFAULT, QUEUE_SYNC
+from jobs import brokers, heartbeat, orders
+from webapp.tasks import QUEUE_DEFAULT, QUEUE_ORDERS, QUEUE_SYNC
 
 cron.register(heartbeat.beat, queue_name=QUEUE_DEFAULT, interval=30, result_ttl=300, failure_ttl=3600)
 # brokers kill tokens every morning (06:00 IST for Kite and Motilal): mark them before anyone trades
 cron.register(brokers.expire_sessions, queue_name=QUEUE_SYNC, interval=300, result_ttl=300, failure_ttl=3600)
+# children a dead worker left NEW, SUBMITTING or UNKNOWN: resolved by tag, never sent blindly
+cron.register(orders.reconcile, queue_name=QUEUE_ORDERS, interval=15, result_ttl=60, failure_ttl=3600)
+# fills and states of orders live at the broker; funds and holdings of every connected client
+cron.register(orders.sync_open_orders, queue_name=QUEUE_SYNC, interval=5, result_ttl=30, failure_ttl=3600)
+cron.register(orders.sync_all_clients, queue_name=QUEUE_SYNC, interval=60, result_ttl=60, failure_ttl=3600)

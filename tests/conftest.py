@@ -48,6 +48,7 @@ def make_app(services, encryption_key, **overrides):
         "TESTING": True, "SQLALCHEMY_DATABASE_URI": db_url, "REDIS_URL": redis_url, "SECRET_KEY": "test-secret",
         "FANOUT_ENCRYPTION_KEYS": [encryption_key], "WTF_CSRF_ENABLED": False, "SERVER_NAME": None,
         "SESSION_COOKIE_SECURE": False, "DEMO_PASSWORD": DEFAULT_PASSWORD,
+        "PAPER_ALWAYS_OPEN": True,  # the paper market keeps hours; tests run at any hour
     }
     config.update(overrides)
     return create_app(config)

@@ -5,7 +5,7 @@ import itertools
 from decimal import Decimal
 
 from webapp.extensions import db
-from webapp.models import Client, Instrument, User
+from webapp.models import Batch, Client, Instrument, Order, User
 from webapp.security import hash_password
 from webapp.vault import current_vault
 
@@ -68,3 +68,17 @@ class Factory:
                                 tradingsymbol=symbol, name=symbol, tick_size=Decimal(tick), lot_size=1,
                                 last_price=Decimal(price), band_pct=Decimal(band) if band else None)
         return self._save(instrument)
+
+    def batch(self, user: User, clients: list[Client], instrument: Instrument, quantity: int = 1,
+              status: str = "NEW", **fields) -> Batch:
+        """A ticket's batch with one child per client (no job enqueued)."""
+        from webapp.trading.tickets import new_tag
+
+        with self.app.app_context():
+            batch = Batch(ticket_id=f"t-{next(_seq)}", user_id=user.id, kind="ticket", action="BUY",
+                          instrument_id=instrument.id, product="MIS", order_type="MARKET", validity="DAY")
+            child = {"side": "BUY", "product": "MIS", "order_type": "MARKET", "validity": "DAY", **fields}
+            for client in clients:
+                batch.orders.append(Order(client_id=client.id, instrument_id=instrument.id, quantity=quantity,
+                                          tag=new_tag(), status=status, **child))
+            return self._save(batch)

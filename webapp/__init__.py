@@ -104,12 +104,16 @@ def _register_blueprints(app: Flask) -> None:
     from webapp.auth import bp as auth_bp
     from webapp.clients import bp as clients_bp
     from webapp.desk import bp as desk_bp
+    from webapp.exits import bp as exits_bp
     from webapp.health import bp as health_bp
     from webapp.instruments import bp as instruments_bp
+    from webapp.orders import bp as orders_bp
 
     app.register_blueprint(auth_bp)
     app.register_blueprint(desk_bp)
     app.register_blueprint(clients_bp, url_prefix="/clients")
     app.register_blueprint(instruments_bp, url_prefix="/instruments")
+    app.register_blueprint(orders_bp, url_prefix="/orders")
+    app.register_blueprint(exits_bp, url_prefix="/exits")
     app.register_blueprint(admin_bp, url_prefix="/admin")
     app.register_blueprint(health_bp, url_prefix="/health")

@@ -30,6 +30,8 @@ def rupees(value: Decimal | None, places: int = 2) -> str:
     """Indian digit grouping (12,34,567.89) for display."""
     if value is None:
         return ""
+    if isinstance(value, int):  # sum() of nothing is 0
+        value = Decimal(value)
     q = Decimal(1).scaleb(-places)
     value = value.quantize(q, rounding=ROUND_HALF_UP)
     sign = "-" if value < 0 else ""

@@ -14,6 +14,7 @@ from webapp.brokers.base import Account, Broker
 log = logging.getLogger(__name__)
 
 _registry: dict[str, type[Broker]] = {}
+_imported = False  # importing one adapter directly registers it; the rest still need importing
 
 # modules imported by import_brokers(); each registers its adapter
 BROKER_MODULES = (
@@ -33,6 +34,8 @@ def register(cls: type[Broker]) -> type[Broker]:
 
 
 def import_brokers(modules: tuple[str, ...] = BROKER_MODULES) -> None:
+    global _imported
+    _imported = True
     for module in modules:
         try:
             importlib.import_module(module)
@@ -41,7 +44,7 @@ def import_brokers(modules: tuple[str, ...] = BROKER_MODULES) -> None:
 
 
 def broker_class(name: str) -> type[Broker]:
-    if not _registry:
+    if not _imported:
         import_brokers()
     try:
         return _registry[name]
@@ -50,7 +53,7 @@ def broker_class(name: str) -> type[Broker]:
 
 
 def broker_names() -> list[str]:
-    if not _registry:
+    if not _imported:
         import_brokers()
     return sorted(_registry)
 

@@ -16,6 +16,7 @@ from webapp.permissions import requires
 from webapp.tasks import QUEUE_ORDERS, enqueue
 from webapp.trading.accounts import adapter_for
 from webapp.trading.sessions import login_status, set_login_status
+from webapp.clients.book import client_book
 from webapp.vault import current_vault
 
 PENDING_LOGINS = "broker_logins"  # session key: state → client id, for redirect logins
@@ -32,7 +33,7 @@ def index():
 def detail(client_id: int):
     client = client_for(current_user, client_id)
     return render_template("clients/detail.html", client=client, broker=broker_class(client.broker),
-                           login=login_status(get_redis(), client.id))
+                           login=login_status(get_redis(), client.id), **client_book(client.id))
 
 
 @bp.route("/<int:client_id>/session")

@@ -9,4 +9,6 @@ from webapp.permissions import requires
 @bp.route("/")
 @requires("desk.view")
 def index():
-    return render_template("desk/index.html", clients=accessible_clients(current_user))
+    from webapp.trading.risk import desk_killed
+
+    return render_template("desk/index.html", clients=accessible_clients(current_user), desk_killed=desk_killed())

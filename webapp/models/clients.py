@@ -36,6 +36,7 @@ class Client(TimestampMixin, db.Model):
     allowed_products: Mapped[str] = mapped_column(sa.String(64), default="CNC,MIS,MTF")
 
     users = relationship("User", secondary=user_clients, back_populates="clients")
+    funds = relationship("FundsSnapshot", uselist=False, viewonly=True)  # the broker's, as last synced
 
     @property
     def allowed_product_list(self) -> list[str]:

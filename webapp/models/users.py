@@ -2,13 +2,14 @@
 from __future__ import annotations
 
 from datetime import datetime
+from decimal import Decimal
 
 import sqlalchemy as sa
 from flask_login import UserMixin
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from webapp.extensions import db
-from webapp.models.base import TimestampMixin, UTCDateTime
+from webapp.models.base import Money, TimestampMixin, UTCDateTime
 
 user_clients = sa.Table(
     "user_clients",
@@ -29,6 +30,10 @@ class User(UserMixin, TimestampMixin, db.Model):
     active: Mapped[bool] = mapped_column(default=True)
     password_changed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     last_login_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # per-user risk limits (None: no limit) — what this user may do across all their clients
+    max_position_value: Mapped[Decimal | None] = mapped_column(Money)
+    max_daily_loss: Mapped[Decimal | None] = mapped_column(Money)
+    max_orders_per_day: Mapped[int | None] = mapped_column()
 
     clients = relationship("Client", secondary=user_clients, back_populates="users", order_by="Client.name")
 

@@ -1,0 +1,155 @@
+"""The ticket: bad input gets a clear message and changes nothing; a good ticket writes one batch
+with a NEW child per client in one transaction and enqueues one job — no broker call in the request."""
+import re
+
+import pytest
+import sqlalchemy as sa
+from rq import Queue
+
+from webapp.extensions import db, get_rq_redis
+from webapp.models import Batch, Order
+
+
+@pytest.fixture
+def trader(desk, factory, auth):
+    clients = [desk.paper_client("Alpha"), desk.paper_client("Beta"), desk.paper_client("Gamma")]
+    factory.user("tara", role="trader", clients=clients)
+    auth.login("tara")
+    return clients
+
+
+def ticket_data(desk, clients, **fields):
+    data = {"ticket_id": "t-1", "instrument_id": desk.instrument.id, "action": "BUY", "product": "MIS",
+            "order_type": "MARKET", "validity": "DAY"}
+    data.update({f"qty_{c.id}": "10" for c in clients})
+    data.update(fields)
+    return data
+
+
+def counts(app):
+    with app.app_context():
+        return (db.session.execute(sa.select(sa.func.count()).select_from(Batch)).scalar_one(),
+                db.session.execute(sa.select(sa.func.count()).select_from(Order)).scalar_one())
+
+
+def queued(app):
+    with app.app_context():
+        return Queue("orders", connection=get_rq_redis()).count
+
+
+def test_ticket_page_lists_the_traders_clients(client, trader, desk):
+    page = client.get(f"/orders/new?instrument_id={desk.instrument.id}").data.decode()
+    assert all(f'name="qty_{c.id}"' in page for c in trader)
+    assert "NSE:INFY" in page and re.search(r'name="ticket_id" type="hidden" value="[0-9a-f-]{36}"', page)
+
+
+def test_a_good_ticket_writes_one_batch_and_enqueues_one_job(app, client, trader, desk):
+    response = client.post("/orders/new", data=ticket_data(desk, trader))
+    assert response.status_code == 302 and "/orders/batches/" in response.headers["Location"]
+    assert counts(app) == (1, 3) and queued(app) == 1
+    with app.app_context():
+        children = db.session.execute(sa.select(Order)).scalars().all()
+        assert {o.status for o in children} == {"NEW"}
+        assert len({o.tag for o in children}) == 3 and all(re.fullmatch(r"[A-Za-z0-9]{10}", o.tag) for o in children)
+
+
+def test_double_submit_makes_one_batch(app, client, trader, desk):
+    first = client.post("/orders/new", data=ticket_data(desk, trader))
+    second = client.post("/orders/new", data=ticket_data(desk, trader), follow_redirects=True)
+    assert "This ticket was already submitted" in second.data.decode()
+    assert counts(app) == (1, 3) and queued(app) == 1
+    assert first.headers["Location"] in second.request.url
+
+
+@pytest.mark.parametrize("fields, message", [
+    ({"instrument_id": "999999"}, "Choose an instrument from the search."),
+    ({"instrument_id": ""}, "Choose an instrument from the search."),
+    ({"order_type": "LIMIT"}, "Price is required for a LIMIT order."),
+    ({"order_type": "LIMIT", "price": "1548.25"}, "Price must be a multiple of the tick size ₹0.1."),
+    ({"order_type": "LIMIT", "price": "2000.00"}, "Price is outside today&#39;s circuit band ₹1,393.40 – ₹1,703.00."),
+    ({"order_type": "LIMIT", "price": "-5"}, "Price must be above zero."),
+    ({"order_type": "SL", "price": "1500.00"}, "Trigger price is required for a SL order."),
+    ({"order_type": "SL", "price": "1490.00", "trigger_price": "1500.00"}, "For a buy stop-loss the price must be at or above the trigger."),
+    ({"price": "abc", "order_type": "LIMIT"}, "Not a valid decimal value."),
+])
+def test_bad_order_fields(app, client, trader, desk, fields, message):
+    response = client.post("/orders/new", data=ticket_data(desk, trader, **fields))
+    assert response.status_code == 200 and message in response.data.decode()
+    assert counts(app) == (0, 0) and queued(app) == 0
+
+
+def test_quantity_errors(app, client, trader, desk):
+    a, b, c = trader
+    response = client.post("/orders/new", data=ticket_data(desk, trader, **{f"qty_{a.id}": "-3", f"qty_{b.id}": "2.5"}))
+    body = response.data.decode()
+    assert "Quantity cannot be negative." in body and "Enter a whole number of shares." in body
+    assert counts(app) == (0, 0)
+
+
+def test_zero_for_all_clients(app, client, trader, desk):
+    response = client.post("/orders/new", data=ticket_data(desk, trader, **{f"qty_{c.id}": "0" for c in trader}))
+    assert "Enter a quantity for at least one client." in response.data.decode()
+    assert counts(app) == (0, 0)
+
+
+def test_a_client_the_user_may_not_trade_is_refused(app, client, trader, desk):
+    other = desk.paper_client("Stranger")
+    data = ticket_data(desk, trader, **{f"qty_{other.id}": "5"})
+    response = client.post("/orders/new", data=data)
+    assert response.status_code == 302  # the stranger's field is not on this user's ticket: ignored
+    with app.app_context():
+        assert other.id not in set(db.session.execute(sa.select(Order.client_id)).scalars())
+
+
+def test_a_disconnected_client_is_blocked_and_the_others_go_on(app, client, factory, desk, auth):
+    paper = desk.paper_client("Alpha")
+    kite = factory.client("Kite no session", broker="kite", credentials={"api_key": "k", "api_secret": "s"})
+    factory.user("tara", role="trader", clients=[paper, kite])
+    auth.login("tara")
+    preview = client.post("/orders/preview", data=ticket_data(desk, [paper, kite]), headers={"HX-Request": "true"})
+    assert "Broker login needed: connect this client first." in preview.data.decode()
+    assert client.post("/orders/new", data=ticket_data(desk, [paper, kite])).status_code == 302
+    with app.app_context():
+        rows = dict(db.session.execute(sa.select(Order.client_id, Order.status)).all())
+        assert rows == {paper.id: "NEW", kite.id: "FAILED"}
+    assert queued(app) == 1
+
+
+def test_all_clients_blocked_sends_nothing(app, client, factory, desk, auth):
+    kite = factory.client("Kite no session", broker="kite")
+    factory.user("tara", role="trader", clients=[kite])
+    auth.login("tara")
+    response = client.post("/orders/new", data=ticket_data(desk, [kite]))
+    assert "No client can take this order: Broker login needed" in response.data.decode()
+    assert counts(app) == (0, 0) and queued(app) == 0
+
+
+@pytest.mark.parametrize("limits, qty, message", [
+    ({"max_quantity": 5}, "10", "Quantity 10 is above this client&#39;s limit of 5."),
+    ({"max_order_value": "10000"}, "10", "Order value ₹15,482.00 is above this client&#39;s limit of ₹10,000.00."),
+    ({"allowed_products": "CNC"}, "10", "MIS is not allowed for this client."),
+    ({"kill_switch": True}, "10", "This client&#39;s kill switch is on."),
+    ({"enabled": False}, "10", "This client is disabled."),
+])
+def test_client_limits_block_the_child(app, client, desk, factory, auth, limits, qty, message):
+    from decimal import Decimal
+
+    limits = {k: Decimal(v) if k == "max_order_value" else v for k, v in limits.items()}
+    limited = desk.paper_client("Limited", **limits)
+    ok = desk.paper_client("Fine")
+    factory.user("tara", role="trader", clients=[limited, ok])
+    auth.login("tara")
+    preview = client.post("/orders/preview", data=ticket_data(desk, [limited, ok], **{f"qty_{limited.id}": qty}))
+    if limits.get("enabled") is False:  # a disabled client is not on the ticket at all
+        assert f"qty_{limited.id}" not in client.get("/orders/new").data.decode()
+        return
+    assert message in preview.data.decode()
+
+
+def test_viewer_cannot_trade(client, desk, factory, auth, app):
+    paper = desk.paper_client("Alpha")
+    factory.user("vic", role="viewer", clients=[paper])
+    auth.login("vic")
+    assert client.get("/orders/new").status_code == 403
+    assert client.post("/orders/new", data=ticket_data(desk, [paper])).status_code == 403
+    assert counts(app) == (0, 0)

@@ -1,0 +1,18 @@
+"""What a client page shows of the client's book: positions, holdings, open orders, funds."""
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+from webapp.extensions import db
+from webapp.models import FundsSnapshot, Holding, Order, Position
+from webapp.trading import states
+
+
+def client_book(client_id: int) -> dict:
+    positions = db.session.execute(sa.select(Position).where(Position.client_id == client_id)
+                                   .order_by(Position.quantity == 0, Position.id)).scalars().all()
+    holdings = db.session.execute(sa.select(Holding).where(Holding.client_id == client_id)).scalars().all()
+    orders = db.session.execute(sa.select(Order).where(Order.client_id == client_id).order_by(Order.id.desc())
+                                .limit(50)).scalars().all()
+    return {"positions": positions, "holdings": holdings, "orders": orders, "states": states,
+            "funds": db.session.get(FundsSnapshot, client_id)}

@@ -1,0 +1,19 @@
+"""The one event publisher: small JSON events on one Redis channel (order.updated, batch.progress,
+position.updated, ...). Web processes render them into HTML for the sockets allowed to see them."""
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+import redis as redis_lib
+
+CHANNEL = "fanout:events"
+log = logging.getLogger(__name__)
+
+
+def publish(redis: redis_lib.Redis, event: str, **payload: Any) -> None:
+    try:
+        redis.publish(CHANNEL, json.dumps({"event": event, **payload}, default=str))
+    except redis_lib.RedisError as exc:  # an event lost is a page refreshed later, never a failed order
+        log.warning("event=%s publish=failed error=%s", event, exc)

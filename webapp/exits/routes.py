@@ -1,0 +1,147 @@
+"""Exits and kill switches: list holders, confirm, then the same order path as any ticket."""
+from __future__ import annotations
+
+from flask import abort, flash, redirect, render_template, request, url_for
+from flask_login import current_user
+
+from webapp.access import accessible_clients, client_for
+from webapp.exits import bp
+from webapp.extensions import db
+from webapp.models import Instrument
+from webapp.orders.views import enqueue_send
+from webapp.permissions import requires
+from webapp.tasks import QUEUE_ORDERS, enqueue
+from webapp.trading import exits
+from webapp.trading.risk import desk_killed
+
+SHARES = {"100": 100, "50": 50}
+
+
+def _legs(found: list[exits.Holder]) -> tuple[list[tuple[exits.Holder, int]], dict[str, str]]:
+    """Selected holders and the quantity to exit for each, from the form; errors by holder key."""
+    share = request.form.get("share", "100")
+    legs, errors = [], {}
+    for holder in found:
+        if request.form.get(f"pick_{holder.key}") != "1":
+            continue
+        if share == "custom":
+            raw = request.form.get(f"qty_{holder.key}", "").strip()
+            if not raw.isdigit() or int(raw) == 0:
+                errors[holder.key] = "Enter a whole quantity above zero."
+                continue
+            if int(raw) > abs(holder.quantity):
+                errors[holder.key] = f"At most {abs(holder.quantity)}."
+                continue
+            legs.append((holder, int(raw)))
+        else:
+            qty = exits.share_of(holder.quantity, SHARES.get(share, 100), holder.instrument.lot_size)
+            if qty:
+                legs.append((holder, qty))
+    return legs, errors
+
+
+@bp.route("/<int:instrument_id>", methods=["GET", "POST"])
+@requires("exits.all")
+def instrument(instrument_id: int):
+    found_instrument = db.session.get(Instrument, instrument_id) or abort(404)
+    found = exits.holders(accessible_clients(current_user), instrument_id)
+    errors, message = {}, ""
+    if request.method == "POST":
+        legs, errors = _legs(found)
+        if not legs and not errors:
+            message = "Select at least one client to exit (a 50% share of a single share is nothing)."
+        if legs and not errors:
+            batch = exits.create_exit_batch(current_user, "exit", legs, instrument_id=instrument_id,
+                                            ip=request.remote_addr)
+            db.session.commit()
+            enqueue_send(batch.id)
+            return redirect(url_for("orders.batch", batch_id=batch.id))
+    return render_template("exits/instrument.html", instrument=found_instrument, holders=found, errors=errors,
+                           message=message)
+
+
+@bp.route("/position", methods=["POST"])
+@requires("orders.place")
+def position():
+    """Exit one position (one client, instrument and product) in full."""
+    client = client_for(current_user, request.form.get("client_id", type=int) or 0)
+    found = [h for h in exits.holders([client], request.form.get("instrument_id", type=int))
+             if h.product == request.form.get("product")]
+    if not found:
+        flash("That position is already flat.", "info")
+        return redirect(request.referrer or url_for("desk.index"))
+    batch = exits.create_exit_batch(current_user, "exit", [(found[0], abs(found[0].quantity))],
+                                    instrument_id=found[0].instrument.id, ip=request.remote_addr)
+    db.session.commit()
+    enqueue_send(batch.id)
+    return redirect(url_for("orders.batch", batch_id=batch.id))
+
+
+@bp.route("/clients/<int:client_id>/square-off", methods=["GET", "POST"])
+@requires("exits.all")
+def square_off(client_id: int):
+    client = client_for(current_user, client_id)
+    positions = exits.holders([client], with_holdings=False)  # today's positions; older holdings stay
+    if request.method == "POST":
+        open_ids = exits.open_children([client.id])
+        if open_ids:
+            enqueue("jobs.orders.cancel_children", open_ids, queue_name=QUEUE_ORDERS)
+        batch = exits.create_exit_batch(current_user, "square_off", [(h, abs(h.quantity)) for h in positions],
+                                        instrument_id=None, ip=request.remote_addr, note=f"square off {client.name}")
+        db.session.commit()
+        if batch is None:
+            flash(f"{client.name} has no open positions; {len(open_ids)} open order(s) cancelled.", "info")
+            return redirect(url_for("clients.detail", client_id=client.id))
+        enqueue_send(batch.id)
+        return redirect(url_for("orders.batch", batch_id=batch.id))
+    return render_template("exits/square_off.html", client=client, positions=positions,
+                           open_orders=len(exits.open_children([client.id])))
+
+
+@bp.route("/clients/<int:client_id>/kill", methods=["GET", "POST"])
+@requires("kill.client")
+def client_kill(client_id: int):
+    client = client_for(current_user, client_id)
+    if request.method == "POST":
+        on = request.form.get("on") == "1"
+        exits.set_client_kill(current_user, client, on, request.remote_addr)
+        batch = _flatten([client]) if on else None
+        db.session.commit()
+        if batch is not None:
+            enqueue_send(batch.id)
+        flash(f"Kill switch {'ON' if on else 'off'} for {client.name}." +
+              (" Open orders cancelled, intraday positions squared off." if on else " New orders are allowed again."),
+              "success")
+        return redirect(url_for("clients.detail", client_id=client.id))
+    return render_template("exits/kill.html", scope=client.name, client=client, on=client.kill_switch,
+                           intraday=exits.intraday_holders([client]), open_orders=len(exits.open_children([client.id])),
+                           action=url_for("exits.client_kill", client_id=client.id))
+
+
+@bp.route("/desk/kill", methods=["GET", "POST"])
+@requires("kill.desk")
+def desk_kill():
+    clients = accessible_clients(current_user)
+    if request.method == "POST":
+        on = request.form.get("on") == "1"
+        exits.set_desk_kill(current_user, on, request.remote_addr, [c.id for c in clients])
+        batch = _flatten(clients) if on else None
+        db.session.commit()
+        if batch is not None:
+            enqueue_send(batch.id)
+        flash("Desk kill switch ON: open orders cancelled, intraday positions squared off, new orders refused."
+              if on else "Desk kill switch off: new orders are allowed again.", "success")
+        return redirect(url_for("desk.index"))
+    return render_template("exits/kill.html", scope="the whole desk", client=None, on=desk_killed(),
+                           intraday=exits.intraday_holders(clients), open_orders=len(exits.open_children([c.id for c in clients])),
+                           action=url_for("exits.desk_kill"))
+
+
+def _flatten(clients) -> object:
+    """Cancel open orders and square off intraday positions of these clients (kill switch on)."""
+    open_ids = exits.open_children([c.id for c in clients])
+    if open_ids:
+        enqueue("jobs.orders.cancel_children", open_ids, queue_name=QUEUE_ORDERS)
+    legs = [(h, abs(h.quantity)) for h in exits.intraday_holders(clients)]
+    return exits.create_exit_batch(current_user, "kill_switch", legs, instrument_id=None, ip=request.remote_addr,
+                                   note="kill switch: square off intraday")

@@ -1,0 +1,153 @@
+"""The desk's own book: batches (one trader action over many clients), child orders, fills,
+positions built from those fills, holdings and funds mirrored from each broker, and the desk state."""
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from webapp.extensions import db
+from webapp.models.base import Money, Price, TimestampMixin, UTCDateTime
+from webapp.timeutil import utcnow
+
+
+class Batch(db.Model):
+    __tablename__ = "batches"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    ticket_id: Mapped[str] = mapped_column(sa.String(36), unique=True)  # one per rendered ticket: no double submit
+    user_id: Mapped[int | None] = mapped_column(sa.ForeignKey("users.id"))
+    kind: Mapped[str] = mapped_column(sa.String(16))  # ticket | exit | square_off | kill_switch | retry
+    action: Mapped[str] = mapped_column(sa.String(8))  # BUY | SELL | EXIT
+    instrument_id: Mapped[int | None] = mapped_column(sa.ForeignKey("instruments.id"))
+    product: Mapped[str | None] = mapped_column(sa.String(8))
+    order_type: Mapped[str | None] = mapped_column(sa.String(8))
+    price: Mapped[Decimal | None] = mapped_column(Price)
+    trigger_price: Mapped[Decimal | None] = mapped_column(Price)
+    validity: Mapped[str] = mapped_column(sa.String(8), default="DAY")
+    note: Mapped[str] = mapped_column(sa.String(200), default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+
+    orders = relationship("Order", back_populates="batch", order_by="Order.id")
+    instrument = relationship("Instrument")
+    user = relationship("User")
+
+
+class Order(TimestampMixin, db.Model):
+    __tablename__ = "orders"
+    __table_args__ = (sa.Index("ix_orders_client_status", "client_id", "status"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    batch_id: Mapped[int | None] = mapped_column(sa.ForeignKey("batches.id"), index=True)
+    client_id: Mapped[int] = mapped_column(sa.ForeignKey("clients.id"))
+    instrument_id: Mapped[int] = mapped_column(sa.ForeignKey("instruments.id"))
+    side: Mapped[str] = mapped_column(sa.String(4))
+    quantity: Mapped[int] = mapped_column()
+    product: Mapped[str] = mapped_column(sa.String(8))
+    order_type: Mapped[str] = mapped_column(sa.String(8))
+    price: Mapped[Decimal | None] = mapped_column(Price)
+    trigger_price: Mapped[Decimal | None] = mapped_column(Price)
+    validity: Mapped[str] = mapped_column(sa.String(8), default="DAY")
+    tag: Mapped[str] = mapped_column(sa.String(10), unique=True)  # the idempotency key sent to the broker
+    status: Mapped[str] = mapped_column(sa.String(12), default="NEW", index=True)
+    broker_order_id: Mapped[str | None] = mapped_column(sa.String(64), index=True)
+    filled_quantity: Mapped[int] = mapped_column(default=0)
+    average_price: Mapped[Decimal | None] = mapped_column(Price)
+    reason: Mapped[str] = mapped_column(sa.String(300), default="")
+    attempts: Mapped[int] = mapped_column(default=0)
+    submitted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # last SUBMITTING
+    acknowledged_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # broker order id known
+
+    batch = relationship("Batch", back_populates="orders")
+    client = relationship("Client")
+    instrument = relationship("Instrument")
+
+
+class Trade(db.Model):
+    __tablename__ = "trades"
+    __table_args__ = (sa.UniqueConstraint("client_id", "broker_trade_id", name="uq_trades_client_trade"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    order_id: Mapped[int | None] = mapped_column(sa.ForeignKey("orders.id"), index=True)
+    client_id: Mapped[int] = mapped_column(sa.ForeignKey("clients.id"))
+    instrument_id: Mapped[int] = mapped_column(sa.ForeignKey("instruments.id"))
+    broker_trade_id: Mapped[str] = mapped_column(sa.String(64))
+    broker_order_id: Mapped[str] = mapped_column(sa.String(64))
+    side: Mapped[str] = mapped_column(sa.String(4))
+    product: Mapped[str] = mapped_column(sa.String(8))
+    quantity: Mapped[int] = mapped_column()
+    price: Mapped[Decimal] = mapped_column(Price)
+    filled_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+
+    client = relationship("Client")
+    instrument = relationship("Instrument")
+
+
+class Position(db.Model):
+    """A client's net position in one instrument and product, built from its fills (the ledger)."""
+
+    __tablename__ = "positions"
+    __table_args__ = (sa.UniqueConstraint("client_id", "instrument_id", "product", name="uq_positions_key"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    client_id: Mapped[int] = mapped_column(sa.ForeignKey("clients.id"), index=True)
+    instrument_id: Mapped[int] = mapped_column(sa.ForeignKey("instruments.id"), index=True)
+    product: Mapped[str] = mapped_column(sa.String(8))
+    quantity: Mapped[int] = mapped_column(default=0)  # net: + long, − short
+    average_price: Mapped[Decimal] = mapped_column(Price, default=Decimal("0"))
+    realized_pnl: Mapped[Decimal] = mapped_column(Money, default=Decimal("0"))
+    buy_quantity: Mapped[int] = mapped_column(default=0)
+    sell_quantity: Mapped[int] = mapped_column(default=0)
+    last_price: Mapped[Decimal | None] = mapped_column(Price)
+    unrealized_pnl: Mapped[Decimal] = mapped_column(Money, default=Decimal("0"))
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+    client = relationship("Client")
+    instrument = relationship("Instrument")
+
+
+class Holding(db.Model):
+    """Delivery holdings as the broker reports them (mirrored by the sync job)."""
+
+    __tablename__ = "holdings"
+    __table_args__ = (sa.UniqueConstraint("client_id", "instrument_id", name="uq_holdings_key"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    client_id: Mapped[int] = mapped_column(sa.ForeignKey("clients.id"), index=True)
+    instrument_id: Mapped[int] = mapped_column(sa.ForeignKey("instruments.id"), index=True)
+    quantity: Mapped[int] = mapped_column(default=0)
+    t1_quantity: Mapped[int] = mapped_column(default=0)
+    average_price: Mapped[Decimal] = mapped_column(Price, default=Decimal("0"))
+    last_price: Mapped[Decimal | None] = mapped_column(Price)
+    synced_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    client = relationship("Client")
+    instrument = relationship("Instrument")
+
+
+class FundsSnapshot(db.Model):
+    """The broker's funds for a client at `synced_at`: what the ticket preview compares margin with."""
+
+    __tablename__ = "funds_snapshots"
+
+    client_id: Mapped[int] = mapped_column(sa.ForeignKey("clients.id"), primary_key=True)
+    available_cash: Mapped[Decimal] = mapped_column(Money)
+    margin_used: Mapped[Decimal] = mapped_column(Money, default=Decimal("0"))
+    collateral: Mapped[Decimal] = mapped_column(Money, default=Decimal("0"))
+    synced_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    @property
+    def available_margin(self) -> Decimal:
+        return self.available_cash + self.collateral - self.margin_used
+
+
+class DeskState(TimestampMixin, db.Model):
+    """One row: the desk-wide kill switch."""
+
+    __tablename__ = "desk_state"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    kill_switch: Mapped[bool] = mapped_column(default=False)
+    changed_by: Mapped[str] = mapped_column(sa.String(64), default="")

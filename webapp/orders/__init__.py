@@ -1,0 +1,5 @@
+from flask import Blueprint
+
+bp = Blueprint("orders", __name__)
+
+from webapp.orders import books, routes  # noqa: E402,F401  (routes attach to bp)

@@ -1,0 +1,121 @@
+"""The books: order book, trade book, batch history — filtered by what the user may see, as pages
+and as CSV exports."""
+from __future__ import annotations
+
+import csv
+import io
+
+import sqlalchemy as sa
+from flask import Response, render_template, request
+from flask_login import current_user
+
+from webapp.access import accessible_clients
+from webapp.extensions import db
+from webapp.htmx import render_page_or_partial
+from webapp.models import Batch, Order, Trade
+from webapp.orders import bp
+from webapp.permissions import requires
+from webapp.timeutil import format_ist
+from webapp.trading import states
+
+PAGE = 200
+
+
+def _client_scope(query, column):
+    if current_user.role == "admin":
+        return query
+    return query.where(column.in_([c.id for c in accessible_clients(current_user)]))
+
+
+def _orders_query():
+    query = _client_scope(sa.select(Order).order_by(Order.id.desc()), Order.client_id)
+    args = request.args
+    if args.get("client", type=int):
+        query = query.where(Order.client_id == args.get("client", type=int))
+    if args.get("status") in states.ALL:
+        query = query.where(Order.status == args["status"])
+    if args.get("instrument", type=int):
+        query = query.where(Order.instrument_id == args.get("instrument", type=int))
+    if args.get("batch", type=int):
+        query = query.where(Order.batch_id == args.get("batch", type=int))
+    return query
+
+
+def _csv(name: str, header: list[str], rows) -> Response:
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(header)
+    writer.writerows(rows)
+    return Response(out.getvalue(), mimetype="text/csv",
+                    headers={"Content-Disposition": f"attachment; filename={name}.csv"})
+
+
+@bp.route("/")
+@requires("desk.view")
+def book():
+    rows = db.session.execute(_orders_query().limit(PAGE)).scalars().all()
+    return render_page_or_partial("orders/book.html", "orders/_book_rows.html", orders=rows, states=states,
+                                  clients=accessible_clients(current_user), args=request.args)
+
+
+@bp.route("/export.csv")
+@requires("desk.view")
+def book_csv():
+    rows = db.session.execute(_orders_query()).scalars()
+    return _csv("orders", ["order_id", "batch", "client", "client_code", "broker", "instrument", "side", "product",
+                           "order_type", "quantity", "price", "trigger_price", "status", "filled", "average_price",
+                           "broker_order_id", "tag", "reason", "created_ist"],
+                ([o.id, o.batch_id or "", o.client.name, o.client.client_code, o.client.broker, o.instrument.key,
+                  o.side, o.product, o.order_type, o.quantity, o.price or "", o.trigger_price or "", o.status,
+                  o.filled_quantity, o.average_price or "", o.broker_order_id or "", o.tag, o.reason,
+                  format_ist(o.created_at)] for o in rows))
+
+
+def _trades_query():
+    query = _client_scope(sa.select(Trade).order_by(Trade.filled_at.desc(), Trade.id.desc()), Trade.client_id)
+    if request.args.get("client", type=int):
+        query = query.where(Trade.client_id == request.args.get("client", type=int))
+    return query
+
+
+@bp.route("/trades")
+@requires("desk.view")
+def trades():
+    rows = db.session.execute(_trades_query().limit(PAGE)).scalars().all()
+    return render_template("orders/trades.html", trades=rows, clients=accessible_clients(current_user), args=request.args)
+
+
+@bp.route("/trades/export.csv")
+@requires("desk.view")
+def trades_csv():
+    rows = db.session.execute(_trades_query()).scalars()
+    return _csv("trades", ["trade_id", "order_id", "client", "client_code", "instrument", "side", "product",
+                           "quantity", "price", "value", "filled_ist"],
+                ([t.broker_trade_id, t.broker_order_id, t.client.name, t.client.client_code, t.instrument.key, t.side,
+                  t.product, t.quantity, t.price, t.price * t.quantity, format_ist(t.filled_at)] for t in rows))
+
+
+def _batches():
+    query = sa.select(Batch).order_by(Batch.id.desc())
+    if current_user.role != "admin":
+        visible = sa.select(Order.batch_id).where(Order.client_id.in_([c.id for c in accessible_clients(current_user)]))
+        query = query.where(Batch.id.in_(visible))
+    return query
+
+
+@bp.route("/batches")
+@requires("desk.view")
+def batches():
+    rows = db.session.execute(_batches().limit(PAGE)).scalars().all()
+    return render_template("orders/batches.html", batches=rows)
+
+
+@bp.route("/batches/export.csv")
+@requires("desk.view")
+def batches_csv():
+    rows = db.session.execute(_batches()).scalars()
+    return _csv("batches", ["batch", "kind", "action", "instrument", "product", "order_type", "price", "user",
+                            "children", "created_ist", "note"],
+                ([b.id, b.kind, b.action, b.instrument.key if b.instrument else "", b.product or "", b.order_type or "",
+                  b.price or "", b.user.username if b.user else "", len(b.orders), format_ist(b.created_at), b.note]
+                 for b in rows))

@@ -1,0 +1,161 @@
+"""The ticket, batch progress and batch actions. Thin: parse → webapp.trading → render/enqueue.
+The request thread never calls a broker: sends, cancels and modifies are RQ jobs."""
+from __future__ import annotations
+
+import uuid
+
+from flask import flash, redirect, render_template, request, url_for
+from flask_login import current_user
+from sqlalchemy.exc import IntegrityError
+
+from webapp.access import accessible_clients
+from webapp.extensions import db, get_redis
+from webapp.htmx import render_page_or_partial
+from webapp.instruments.master import search
+from webapp.models import Instrument
+from webapp.orders import bp
+from webapp.orders.forms import PriceForm, TicketForm, quantities
+from webapp.orders.views import batch_for, enqueue_send, ticket_from_form
+from webapp.permissions import requires
+from webapp.tasks import QUEUE_ORDERS, enqueue
+from webapp.trading import states
+from webapp.trading.tickets import Ticket, _price_errors, create_batch, existing_batch, reference_price, review_ticket
+
+
+def _ticket_clients():
+    return [c for c in accessible_clients(current_user) if c.enabled]
+
+
+def _render_ticket(form: TicketForm, clients, review=None, qtys=None, status: int = 200):
+    instrument = db.session.get(Instrument, form.instrument_id.data) if form.instrument_id.data else None
+    ltp = reference_price(instrument, get_redis()) if instrument else None
+    return render_template("orders/ticket.html", form=form, clients=clients, review=review, qtys=qtys or {},
+                           instrument=instrument, ltp=ltp, band=instrument.circuit_limits() if instrument else None), status
+
+
+@bp.route("/new", methods=["GET", "POST"])
+@requires("orders.place")
+def ticket():
+    clients = _ticket_clients()
+    form = TicketForm()
+    if request.method == "GET":
+        form.ticket_id.data = str(uuid.uuid4())
+        form.instrument_id.data = request.args.get("instrument_id", type=int)
+        if request.args.get("action") in ("BUY", "SELL"):
+            form.action.data = request.args["action"]
+        return _render_ticket(form, clients)
+    if not form.validate_on_submit():
+        return _render_ticket(form, clients)
+    if (done := existing_batch(form.ticket_id.data)) is not None:
+        flash("This ticket was already submitted; here is its batch.", "info")
+        return redirect(url_for("orders.batch", batch_id=done.id))
+    qtys, qty_errors = quantities(request, [c.id for c in clients])
+    review = review_ticket(current_user, ticket_from_form(form, qtys), clients, get_redis())
+    review.quantity_errors.update(qty_errors)
+    if not review.ok:
+        return _render_ticket(form, clients, review, qtys)
+    try:
+        batch = create_batch(current_user, ticket_from_form(form, qtys), review, ip=request.remote_addr)
+        db.session.commit()
+    except IntegrityError:  # the same ticket posted twice at once: the first one won
+        db.session.rollback()
+        return redirect(url_for("orders.batch", batch_id=existing_batch(form.ticket_id.data).id))
+    enqueue_send(batch.id)
+    return redirect(url_for("orders.batch", batch_id=batch.id))
+
+
+@bp.route("/preview", methods=["POST"])
+@requires("orders.place")
+def preview():
+    clients = _ticket_clients()
+    form = TicketForm()
+    qtys, qty_errors = quantities(request, [c.id for c in clients])
+    review = review_ticket(current_user, ticket_from_form(form, qtys), clients, get_redis())
+    review.quantity_errors.update(qty_errors)
+    return render_template("orders/_preview.html", review=review, clients=clients, qtys=qtys)
+
+
+@bp.route("/instrument-options")
+@requires("orders.place")
+def instrument_options():
+    return render_template("orders/_instrument_options.html", results=search(request.args.get("q", "")[:64], limit=8))
+
+
+@bp.route("/batches/<int:batch_id>")
+@requires("desk.view")
+def batch(batch_id: int):
+    found, children = batch_for(current_user, batch_id)
+    return render_page_or_partial("orders/batch.html", "orders/_batch_children.html", batch=found,
+                                  children=children, price_form=PriceForm(), states=states)
+
+
+@bp.route("/batches/<int:batch_id>/retry", methods=["POST"])
+@requires("orders.place")
+def retry(batch_id: int):
+    found, children = batch_for(current_user, batch_id)
+    failed = {c.client_id: c.quantity for c in children if c.status in states.RETRYABLE}
+    if not failed or found.instrument_id is None or found.action not in ("BUY", "SELL"):
+        flash("Nothing to retry: only failed or rejected children of a ticket can be sent again.", "info")
+        return redirect(url_for("orders.batch", batch_id=found.id))
+    ticket = Ticket(ticket_id=str(uuid.uuid4()), action=found.action, instrument_id=found.instrument_id,
+                    product=found.product, order_type=found.order_type, validity=found.validity, price=found.price,
+                    trigger_price=found.trigger_price, quantities=failed, kind="retry", note=f"retry of batch {found.id}")
+    review = review_ticket(current_user, ticket, _ticket_clients(), get_redis())
+    if not review.ok:
+        flash("Retry refused: " + (next(iter(review.errors.values()), "") or "no client can take it"), "error")
+        return redirect(url_for("orders.batch", batch_id=found.id))
+    retry_batch = create_batch(current_user, ticket, review, ip=request.remote_addr)
+    db.session.commit()
+    enqueue_send(retry_batch.id)
+    return redirect(url_for("orders.batch", batch_id=retry_batch.id))
+
+
+@bp.route("/batches/<int:batch_id>/cancel", methods=["POST"])
+@requires("orders.place")
+def cancel(batch_id: int):
+    from webapp import audit
+
+    found, children = batch_for(current_user, batch_id)
+    open_ids = [c.id for c in children if c.status in states.AT_BROKER]
+    if open_ids:
+        audit.record("batch.cancel", actor_id=current_user.id, actor=current_user.username, target=f"batch:{found.id}",
+                     clients=[c.client_id for c in children if c.id in open_ids], ip=request.remote_addr)
+        db.session.commit()
+        enqueue("jobs.orders.cancel_children", open_ids, queue_name=QUEUE_ORDERS)
+    flash(f"Cancelling {len(open_ids)} open order(s)." if open_ids else "No open orders to cancel.", "info")
+    return redirect(url_for("orders.batch", batch_id=found.id))
+
+
+@bp.route("/batches/<int:batch_id>/modify", methods=["POST"])
+@requires("orders.place")
+def modify(batch_id: int):
+    from webapp import audit
+
+    found, children = batch_for(current_user, batch_id)
+    form = PriceForm()
+    open_ids = [c.id for c in children if c.status in states.AT_BROKER and c.order_type in ("LIMIT", "SL")]
+    error = None if form.validate_on_submit() else next(iter(form.errors.values()))[0]
+    if error is None and found.instrument is not None:
+        probe = Ticket(ticket_id="", action=found.action, instrument_id=found.instrument_id, product=found.product or "",
+                       order_type="LIMIT", price=form.price.data)
+        error = _price_errors(probe, found.instrument).get("price")
+    if error is None and not open_ids:
+        error = "No open limit orders to modify."
+    if error:
+        flash(f"Price not changed: {error}", "error")
+        return redirect(url_for("orders.batch", batch_id=found.id))
+    audit.record("batch.modify", actor_id=current_user.id, actor=current_user.username, target=f"batch:{found.id}",
+                 clients=[c.client_id for c in children if c.id in open_ids], detail={"price": form.price.data},
+                 ip=request.remote_addr)
+    db.session.commit()
+    enqueue("jobs.orders.modify_children", open_ids, str(form.price.data), queue_name=QUEUE_ORDERS)
+    flash(f"Changing the price of {len(open_ids)} open order(s) to ₹{form.price.data}.", "info")
+    return redirect(url_for("orders.batch", batch_id=found.id))
+
+
+@bp.route("/batches/<int:batch_id>/children")
+@requires("desk.view")
+def batch_children(batch_id: int):
+    found, children = batch_for(current_user, batch_id)
+    return render_template("orders/_batch_children.html", batch=found, children=children, states=states)
+

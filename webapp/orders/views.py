@@ -1,0 +1,38 @@
+"""Helpers the order routes share (kept out of routes.py so each stays short)."""
+from __future__ import annotations
+
+import sqlalchemy as sa
+from flask import abort
+
+from webapp.access import accessible_client_ids
+from webapp.extensions import db
+from webapp.models import Batch, Order, User
+from webapp.orders.forms import TicketForm
+from webapp.tasks import QUEUE_ORDERS, enqueue
+from webapp.trading.tickets import Ticket
+
+
+def ticket_from_form(form: TicketForm, qtys: dict[int, int]) -> Ticket:
+    return Ticket(ticket_id=form.ticket_id.data or "", action=form.action.data or "BUY",
+                  instrument_id=form.instrument_id.data, product=form.product.data, order_type=form.order_type.data,
+                  validity=form.validity.data, price=form.price.data, trigger_price=form.trigger_price.data,
+                  quantities=qtys)
+
+
+def batch_for(user: User, batch_id: int) -> tuple[Batch, list[Order]]:
+    """The batch and the children this user may see; 404 when they may see none."""
+    batch = db.session.get(Batch, batch_id)
+    if batch is None:
+        abort(404)
+    query = sa.select(Order).where(Order.batch_id == batch.id).order_by(Order.id)
+    if user.role != "admin":
+        query = query.where(Order.client_id.in_(accessible_client_ids(user)))
+    children = list(db.session.execute(query).scalars())
+    if not children and user.role != "admin":
+        abort(404)
+    return batch, children
+
+
+def enqueue_send(batch_id: int) -> None:
+    enqueue("jobs.orders.send_batch", batch_id, queue_name=QUEUE_ORDERS, job_id=f"send-batch-{batch_id}",
+            result_ttl=300, failure_ttl=3600)

@@ -1,0 +1,72 @@
+"""Per-account order rate limits in Redis, shared by every worker process.
+
+A sliding window per (client, window) in a sorted set, checked and taken atomically by a Lua
+script: the broker's per-second and per-minute limits, and SEBI's 10 orders per second per account.
+`acquire` blocks until a slot is free (or the deadline passes).
+"""
+from __future__ import annotations
+
+import time
+import uuid
+
+import redis as redis_lib
+
+from webapp.brokers.base import RateLimits
+
+SEBI_ORDERS_PER_SECOND = 10  # above this an algo needs its own registered id (NSE, 2025)
+
+_SCRIPT = """
+local now = tonumber(ARGV[1])
+local member = ARGV[2]
+local wait = 0
+for i, key in ipairs(KEYS) do
+  local window = tonumber(ARGV[1 + i * 2])
+  local limit = tonumber(ARGV[2 + i * 2])
+  redis.call('ZREMRANGEBYSCORE', key, '-inf', now - window)
+  if redis.call('ZCARD', key) >= limit then
+    local oldest = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
+    local free_at = tonumber(oldest[2]) + window - now
+    if free_at > wait then wait = free_at end
+  end
+end
+if wait > 0 then return tostring(wait) end
+for i, key in ipairs(KEYS) do
+  local window = tonumber(ARGV[1 + i * 2])
+  redis.call('ZADD', key, now, member)
+  redis.call('PEXPIRE', key, math.ceil(window * 1000) + 1000)
+end
+return '0'
+"""
+
+
+def windows(limits: RateLimits) -> list[tuple[float, int]]:
+    per_second = min(limits.orders_per_second, SEBI_ORDERS_PER_SECOND)
+    result = [(1.0, per_second)]
+    if limits.orders_per_minute:
+        result.append((60.0, limits.orders_per_minute))
+    return result
+
+
+class OrderThrottle:
+    def __init__(self, redis: redis_lib.Redis):
+        self._redis = redis
+        self._script = redis.register_script(_SCRIPT)
+
+    def try_acquire(self, client_id: int, limits: RateLimits) -> float:
+        """Take a slot now (returns 0) or say how many seconds until one frees."""
+        spec = windows(limits)
+        keys = [f"fanout:rate:{client_id}:{int(w)}" for w, _ in spec]
+        args = [repr(time.time()), uuid.uuid4().hex]
+        for window, limit in spec:
+            args += [window, limit]
+        return float(self._script(keys=keys, args=args))
+
+    def acquire(self, client_id: int, limits: RateLimits, timeout: float = 30.0) -> bool:
+        deadline = time.monotonic() + timeout
+        while True:
+            wait = self.try_acquire(client_id, limits)
+            if wait <= 0:
+                return True
+            if time.monotonic() + wait > deadline:
+                return False
+            time.sleep(min(wait, 0.25))

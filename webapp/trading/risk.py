@@ -1,0 +1,144 @@
+"""Pre-trade risk, checked before anything is sent: per client, per user, the kill switches and the
+broker session. A breach blocks that client's child with the reason; the others go on."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, time
+from decimal import Decimal
+
+import sqlalchemy as sa
+
+from webapp.extensions import db
+from webapp.models import Client, DeskState, FundsSnapshot, Order, Position, User
+from webapp.timeutil import IST, utcnow
+from webapp.money import rupees
+
+# margin the desk expects a broker to block, by product, for the preview (brokers compute their own)
+MARGIN_RATE = {"CNC": Decimal("1"), "MIS": Decimal("0.2"), "MTF": Decimal("0.25"), "NRML": Decimal("1")}
+
+
+def start_of_day(now: datetime | None = None) -> datetime:
+    local = (now or utcnow()).astimezone(IST)
+    return datetime.combine(local.date(), time(0), IST)
+
+
+def desk_killed() -> bool:
+    state = db.session.get(DeskState, 1)
+    return bool(state and state.kill_switch)
+
+
+def orders_today(client_ids: list[int]) -> dict[int, int]:
+    rows = db.session.execute(
+        sa.select(Order.client_id, sa.func.count()).where(Order.client_id.in_(client_ids),
+                                                           Order.created_at >= start_of_day())
+        .group_by(Order.client_id)).all()
+    return dict(rows)
+
+
+def day_pnl(client_ids: list[int]) -> dict[int, Decimal]:
+    rows = db.session.execute(
+        sa.select(Position.client_id, sa.func.sum(Position.realized_pnl + Position.unrealized_pnl))
+        .where(Position.client_id.in_(client_ids)).group_by(Position.client_id)).all()
+    return {cid: Decimal(total or 0) for cid, total in rows}
+
+
+def open_positions(client_ids: list[int]) -> dict[int, set[int]]:
+    rows = db.session.execute(sa.select(Position.client_id, Position.instrument_id)
+                              .where(Position.client_id.in_(client_ids), Position.quantity != 0)).all()
+    result: dict[int, set[int]] = {}
+    for client_id, instrument_id in rows:
+        result.setdefault(client_id, set()).add(instrument_id)
+    return result
+
+
+@dataclass(frozen=True)
+class ChildCheck:
+    client: Client
+    quantity: int
+    value: Decimal
+    margin: Decimal
+    available: Decimal | None  # None: funds not synced yet
+    block: str = ""  # why the child may not be sent; "" when it may
+
+
+def check_children(user: User, clients: list[Client], quantities: dict[int, int], *, instrument_id: int,
+                   product: str, unit_price: Decimal, reduces: dict[int, bool] | None = None) -> list[ChildCheck]:
+    """Every limit for every client with a quantity. `reduces[client_id]` is True when the order
+    only reduces an existing position (exits need no margin and open no new position)."""
+    reduces = reduces or {}
+    ids = [c.id for c in clients]
+    today, pnl, held = orders_today(ids), day_pnl(ids), open_positions(ids)
+    funds = {f.client_id: f for f in db.session.execute(sa.select(FundsSnapshot).where(FundsSnapshot.client_id.in_(ids))).scalars()}
+    killed = desk_killed()
+    user_orders = _user_orders_today(user)
+    new_orders = sum(1 for c in clients if quantities.get(c.id))
+    user_loss = user_day_loss_blocked(user, ids)
+    checks = []
+    for client in clients:
+        qty = quantities.get(client.id, 0)
+        if not qty:
+            continue
+        value = unit_price * qty
+        margin = Decimal(0) if reduces.get(client.id) else (value * MARGIN_RATE.get(product, Decimal(1))).quantize(Decimal("0.01"))
+        snapshot = funds.get(client.id)
+        available = snapshot.available_margin if snapshot else None
+        block = _client_block(client, qty, value, margin, available, product, instrument_id, killed,
+                              today.get(client.id, 0), pnl.get(client.id), held.get(client.id, set()),
+                              reduces.get(client.id, False))
+        block = block or user_loss or _user_block(user, value, user_orders + new_orders)
+        checks.append(ChildCheck(client, qty, value, margin, available, block))
+    return checks
+
+
+def _user_orders_today(user: User) -> int:
+    from webapp.models import Batch
+
+    return db.session.execute(sa.select(sa.func.count(Order.id)).join(Batch, Order.batch_id == Batch.id)
+                              .where(Batch.user_id == user.id, Order.created_at >= start_of_day())).scalar_one()
+
+
+def _client_block(client: Client, qty: int, value: Decimal, margin: Decimal, available: Decimal | None, product: str,
+                  instrument_id: int, killed: bool, orders_today: int, pnl: Decimal | None, held: set[int],
+                  reduces: bool) -> str:
+    if killed and not reduces:  # exits still go out under a kill switch: that is what it is for
+        return "The desk kill switch is on: no new orders until an admin re-arms it."
+    if client.kill_switch and not reduces:
+        return "This client's kill switch is on."
+    if not client.enabled:
+        return "This client is disabled."
+    if client.session_state() != "connected":
+        return "Broker login needed: connect this client first."
+    if product not in client.allowed_product_list:
+        return f"{product} is not allowed for this client."
+    if client.max_quantity and qty > client.max_quantity:
+        return f"Quantity {qty} is above this client's limit of {client.max_quantity}."
+    if client.max_order_value and value > client.max_order_value:
+        return f"Order value ₹{rupees(value)} is above this client's limit of ₹{rupees(client.max_order_value)}."
+    if client.max_orders_per_day and orders_today + 1 > client.max_orders_per_day:
+        return f"This client has reached its {client.max_orders_per_day} orders for today."
+    if client.max_daily_loss and pnl is not None and pnl <= -client.max_daily_loss:
+        return f"Today's loss ₹{rupees(-pnl)} has reached this client's limit of ₹{rupees(client.max_daily_loss)}."
+    if not reduces and client.max_open_positions and instrument_id not in held \
+            and len(held) >= client.max_open_positions:
+        return f"This client already holds its limit of {client.max_open_positions} open positions."
+    if available is not None and margin > available:
+        return f"Needs ₹{rupees(margin)} margin; ₹{rupees(available)} available."
+    return ""
+
+
+def _user_block(user: User, value: Decimal, orders_today: int) -> str:
+    if user.max_position_value and value > user.max_position_value:
+        return f"Order value ₹{rupees(value)} is above your limit of ₹{rupees(user.max_position_value)}."
+    if user.max_orders_per_day and orders_today > user.max_orders_per_day:
+        return f"You have reached your {user.max_orders_per_day} orders for today."
+    return ""
+
+
+def user_day_loss_blocked(user: User, client_ids: list[int]) -> str:
+    if not user.max_daily_loss:
+        return ""
+    total = sum(day_pnl(client_ids).values(), Decimal(0))
+    if total <= -user.max_daily_loss:
+        return f"Your clients' loss today ₹{rupees(-total)} has reached your limit of ₹{rupees(user.max_daily_loss)}."
+    return ""
+
