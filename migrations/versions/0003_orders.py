@@ -83,6 +83,7 @@ def upgrade():
     sa.Column('instrument_id', sa.Integer(), nullable=False),
     sa.Column('product', sa.String(length=8), nullable=False),
     sa.Column('quantity', sa.Integer(), nullable=False),
+    sa.Column('cost', sa.Numeric(precision=18, scale=4), nullable=False),
     sa.Column('average_price', sa.Numeric(precision=14, scale=4), nullable=False),
     sa.Column('realized_pnl', sa.Numeric(precision=18, scale=4), nullable=False),
     sa.Column('buy_quantity', sa.Integer(), nullable=False),

@@ -96,7 +96,8 @@ class Position(db.Model):
     instrument_id: Mapped[int] = mapped_column(sa.ForeignKey("instruments.id"), index=True)
     product: Mapped[str] = mapped_column(sa.String(8))
     quantity: Mapped[int] = mapped_column(default=0)  # net: + long, − short
-    average_price: Mapped[Decimal] = mapped_column(Price, default=Decimal("0"))
+    cost: Mapped[Decimal] = mapped_column(Money, default=Decimal("0"))  # of the open shares (ledger.Book)
+    average_price: Mapped[Decimal] = mapped_column(Price, default=Decimal("0"))  # cost / |quantity|, for display
     realized_pnl: Mapped[Decimal] = mapped_column(Money, default=Decimal("0"))
     buy_quantity: Mapped[int] = mapped_column(default=0)
     sell_quantity: Mapped[int] = mapped_column(default=0)

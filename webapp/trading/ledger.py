@@ -1,8 +1,9 @@
-"""Position arithmetic from fills: average price, realized P&L, reversals — exact Decimal.
+"""Position arithmetic from fills (average-cost method), exact to the paisa.
 
-A fill that adds to a position moves its average price; one that reduces it realizes
-(fill price − average) × quantity closed, in the position's direction; one that crosses zero
-closes the old side and opens the rest at the fill price.
+A position carries its net quantity and the cost of what is open. A fill that adds to it adds its
+value to the cost; one that reduces it closes shares at their share of the cost (rounded once to
+1/100 of a paisa, so rounding never compounds with quantity) and realizes the difference; one that
+crosses zero closes everything and opens the rest at the fill price. The average price is derived.
 """
 from __future__ import annotations
 
@@ -10,36 +11,41 @@ from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
 
 ZERO = Decimal("0")
-AVERAGE_PLACES = Decimal("0.0001")
+PLACES = Decimal("0.0001")
 
 
 @dataclass(frozen=True)
 class Book:
-    quantity: int = 0  # net, signed
-    average_price: Decimal = ZERO
+    quantity: int = 0  # net, signed: + long, − short
+    cost: Decimal = ZERO  # what the open shares cost, always ≥ 0
     realized_pnl: Decimal = ZERO
+
+    @property
+    def average_price(self) -> Decimal:
+        if self.quantity == 0:
+            return ZERO
+        return (self.cost / abs(self.quantity)).quantize(PLACES, rounding=ROUND_HALF_UP)
 
 
 def apply_fill(book: Book, side: str, quantity: int, price: Decimal) -> Book:
     signed = quantity if side == "BUY" else -quantity
     held = book.quantity
     if held == 0 or (held > 0) == (signed > 0):  # opening or adding
-        total = held + signed
-        cost = book.average_price * abs(held) + price * abs(signed)
-        average = (cost / abs(total)).quantize(AVERAGE_PLACES, rounding=ROUND_HALF_UP)
-        return Book(total, average, book.realized_pnl)
-    closing = min(abs(held), abs(signed))
+        return Book(held + signed, book.cost + price * quantity, book.realized_pnl)
+    closing = min(abs(held), quantity)
     direction = 1 if held > 0 else -1
-    realized = book.realized_pnl + (price - book.average_price) * closing * direction
+    cost_closed = (book.cost * closing / abs(held)).quantize(PLACES, rounding=ROUND_HALF_UP)
+    realized = book.realized_pnl + (price * closing - cost_closed) * direction
     remaining = held + signed
     if remaining == 0:
         return Book(0, ZERO, realized)
-    if (remaining > 0) == (held > 0):  # partly closed: the average stays
-        return Book(remaining, book.average_price, realized)
-    return Book(remaining, price, realized)  # reversed: the rest opens at the fill price
+    if (remaining > 0) == (held > 0):  # partly closed
+        return Book(remaining, book.cost - cost_closed, realized)
+    return Book(remaining, price * abs(remaining), realized)  # reversed: the rest opens at the fill price
 
 
 def unrealized(book: Book, last_price: Decimal | None) -> Decimal:
     if last_price is None or book.quantity == 0:
         return ZERO
-    return (last_price - book.average_price) * book.quantity
+    direction = 1 if book.quantity > 0 else -1
+    return (last_price * abs(book.quantity) - book.cost) * direction

@@ -91,9 +91,10 @@ def _apply_trades(client: Client, fills) -> list[Position]:
                              product=fill.product.value, quantity=fill.quantity, price=fill.price,
                              filled_at=fill.filled_at or utcnow()))
         position = _position(client.id, instrument.id, fill.product.value)
-        book = apply_fill(Book(position.quantity, position.average_price, position.realized_pnl),
+        book = apply_fill(Book(position.quantity, position.cost, position.realized_pnl),
                           fill.side.value, fill.quantity, fill.price)
-        position.quantity, position.average_price, position.realized_pnl = book.quantity, book.average_price, book.realized_pnl
+        position.quantity, position.cost, position.realized_pnl = book.quantity, book.cost, book.realized_pnl
+        position.average_price = book.average_price
         if fill.side.value == "BUY":
             position.buy_quantity += fill.quantity
         else:
@@ -110,7 +111,7 @@ def _position(client_id: int, instrument_id: int, product: str) -> Position:
     if position is None:
         position = Position(client_id=client_id, instrument_id=instrument_id, product=product, quantity=0,
                             buy_quantity=0, sell_quantity=0)
-        position.average_price = position.realized_pnl = position.unrealized_pnl = 0
+        position.cost = position.average_price = position.realized_pnl = position.unrealized_pnl = 0
         db.session.add(position)
         db.session.flush()
     return position
