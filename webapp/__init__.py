@@ -35,6 +35,9 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
     errors.init_app(app)
     cli.init_app(app)
     _register_blueprints(app)
+    from webapp.brokers import import_brokers
+
+    import_brokers()  # every adapter registered before any request or job thread asks for one
     return app
 
 

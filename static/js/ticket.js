@@ -9,6 +9,11 @@
     document.getElementById("instrument-q").value = option.firstChild.textContent.trim();
     document.getElementById("instrument-facts").textContent = option.dataset.facts;
     this.innerHTML = "";
+    var exit = document.getElementById("exit-link");  // Exit goes to this instrument's holders
+    if (exit) {
+      exit.href = exit.dataset.template.replace(/\/0$/, "/" + option.dataset.id);
+      exit.hidden = false;
+    }
     htmx.trigger(form, "pick");
   });
   form.addEventListener("submit", function () {  // one click, one batch (the server checks too)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import threading
 from typing import Any, Mapping
 
 from webapp.brokers.base import Account, Broker
@@ -15,6 +16,7 @@ log = logging.getLogger(__name__)
 
 _registry: dict[str, type[Broker]] = {}
 _imported = False  # importing one adapter directly registers it; the rest still need importing
+_import_lock = threading.Lock()  # job threads may ask for an adapter at the same moment
 
 # modules imported by import_brokers(); each registers its adapter
 BROKER_MODULES = (
@@ -35,12 +37,15 @@ def register(cls: type[Broker]) -> type[Broker]:
 
 def import_brokers(modules: tuple[str, ...] = BROKER_MODULES) -> None:
     global _imported
-    _imported = True
-    for module in modules:
-        try:
-            importlib.import_module(module)
-        except ImportError as exc:  # an adapter with a missing optional dependency
-            log.warning("broker_module=%s state=skipped error=%s", module, exc)
+    with _import_lock:
+        if _imported:
+            return
+        for module in modules:
+            try:
+                importlib.import_module(module)
+            except ImportError as exc:  # an adapter with a missing optional dependency
+                log.warning("broker_module=%s state=skipped error=%s", module, exc)
+        _imported = True
 
 
 def broker_class(name: str) -> type[Broker]:

@@ -3,12 +3,14 @@ from flask_login import current_user
 
 from webapp.access import accessible_clients
 from webapp.desk import bp
+from webapp.desk.summary import client_summaries
 from webapp.permissions import requires
+from webapp.trading.risk import desk_killed
 
 
 @bp.route("/")
 @requires("desk.view")
 def index():
-    from webapp.trading.risk import desk_killed
-
-    return render_template("desk/index.html", clients=accessible_clients(current_user), desk_killed=desk_killed())
+    clients = accessible_clients(current_user)
+    return render_template("desk/index.html", clients=clients, summary=client_summaries([c.id for c in clients]),
+                           desk_killed=desk_killed())
