@@ -52,11 +52,15 @@ def test_create_user_rejects_bad_input(client, admin, app, fields, message):
 def test_edit_role_and_grants(client, admin, factory, app):
     a, b = factory.client("Alpha"), factory.client("Beta")
     user = factory.user("tara", clients=[a])
-    response = client.post(f"/admin/users/{user.id}", data={"email": "t@example.com", "role": "viewer", "clients": [b.id]})
+    response = client.post(f"/admin/users/{user.id}", data={"email": "t@example.com", "role": "viewer", "clients": [b.id],
+                                                             "max_orders_per_day": "40", "max_daily_loss": "25000"})
     assert response.status_code == 302
     with app.app_context():
         saved = db.session.get(User, user.id)
         assert saved.role == "viewer" and [c.name for c in saved.clients] == ["Beta"]
+        assert saved.max_orders_per_day == 40 and str(saved.max_daily_loss) == "25000.0000"
+    bad = client.post(f"/admin/users/{user.id}", data={"role": "viewer", "max_orders_per_day": "-1"})
+    assert "Must be zero or more." in bad.data.decode()
 
 
 def test_admin_cannot_demote_self(client, admin):

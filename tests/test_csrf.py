@@ -50,3 +50,10 @@ def test_htmx_header_token_is_accepted(client, factory):
     response = client.post("/logout", headers={"X-CSRFToken": header_token, "HX-Request": "true"})
     assert response.status_code == 302
     assert client.post("/logout").status_code in (302, 400)  # logged out already or refused, never a 500
+
+
+def test_order_posts_need_the_token(client, factory, app):
+    factory.user("root", role="admin")
+    login(client)
+    for path in ("/orders/new", "/orders/preview", "/exits/desk/kill", "/exits/position", "/clients/1/connect"):
+        assert client.post(path, data={"on": "1"}).status_code == 400, path

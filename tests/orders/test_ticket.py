@@ -96,9 +96,8 @@ def test_a_client_the_user_may_not_trade_is_refused(app, client, trader, desk):
     other = desk.paper_client("Stranger")
     data = ticket_data(desk, trader, **{f"qty_{other.id}": "5"})
     response = client.post("/orders/new", data=data)
-    assert response.status_code == 302  # the stranger's field is not on this user's ticket: ignored
-    with app.app_context():
-        assert other.id not in set(db.session.execute(sa.select(Order.client_id)).scalars())
+    assert "A client on this ticket is not one you may trade." in response.data.decode()
+    assert counts(app) == (0, 0) and queued(app) == 0
 
 
 def test_a_disconnected_client_is_blocked_and_the_others_go_on(app, client, factory, desk, auth):
@@ -153,3 +152,23 @@ def test_viewer_cannot_trade(client, desk, factory, auth, app):
     assert client.get("/orders/new").status_code == 403
     assert client.post("/orders/new", data=ticket_data(desk, [paper])).status_code == 403
     assert counts(app) == (0, 0)
+
+
+def test_user_limits_block_children(app, client, desk, factory, auth):
+    from decimal import Decimal
+
+    alpha = desk.paper_client("Alpha")
+    user = factory.user("tara", role="trader", clients=[alpha])
+    with app.app_context():
+        from webapp.models import User
+
+        saved = db.session.get(User, user.id)
+        saved.max_position_value, saved.max_orders_per_day = Decimal("5000"), 1
+        db.session.commit()
+    auth.login("tara")
+    preview = client.post("/orders/preview", data=ticket_data(desk, [alpha])).data.decode()
+    assert "Order value ₹15,482.00 is above your limit of ₹5,000.00." in preview
+    ok = client.post("/orders/new", data=ticket_data(desk, [alpha], **{f"qty_{alpha.id}": "3"}))
+    assert ok.status_code == 302
+    again = client.post("/orders/preview", data=ticket_data(desk, [alpha], ticket_id="t-2", **{f"qty_{alpha.id}": "1"}))
+    assert "You have reached your 1 orders for today." in again.data.decode()

@@ -28,6 +28,9 @@ class UserForm(FlaskForm):
     role = SelectField("Role", choices=dict(ROLE_LABELS))
     password = PasswordField("Initial password")
     clients = MultiCheckboxField("Clients this user may see and trade", coerce=int)
+    max_position_value = DecimalField("Max order value (₹)", places=2, validators=[Optional(), NumberRange(min=0, message="Must be zero or more.")])
+    max_daily_loss = DecimalField("Max daily loss across clients (₹)", places=2, validators=[Optional(), NumberRange(min=0, message="Must be zero or more.")])
+    max_orders_per_day = IntegerField("Max orders per day", validators=[Optional(), NumberRange(min=0, message="Must be zero or more.")])
 
     def __init__(self, *args, user: User | None = None, **kwargs):
         super().__init__(*args, **kwargs)

@@ -7,7 +7,7 @@ from flask_login import current_user
 
 from webapp.admin import bp
 from webapp.admin.forms import ClientForm, ConfirmForm, ResetPasswordForm, UserForm
-from webapp.admin.services import RISK_FIELDS, create_user, credential_errors, reset_password, save_client, \
+from webapp.admin.services import RISK_FIELDS, USER_LIMITS, create_user, credential_errors, reset_password, save_client, \
     set_user_active, update_user
 from webapp.brokers import broker_class, broker_names
 from webapp.extensions import db
@@ -40,7 +40,8 @@ def user_new():
     form = UserForm()
     if form.validate_on_submit():
         user = create_user(current_user, username=form.username.data, email=form.email.data, role=form.role.data,
-                           password=form.password.data, client_ids=form.clients.data, ip=request.remote_addr)
+                           password=form.password.data, client_ids=form.clients.data, ip=request.remote_addr,
+                           limits={k: getattr(form, k).data for k in USER_LIMITS})
         db.session.commit()
         flash(f"User {user.username} created.", "success")
         return redirect(url_for("admin.users"))
@@ -59,7 +60,8 @@ def user_edit(user_id: int):
             form.role.errors.append("You cannot remove your own admin role.")
         else:
             update_user(current_user, user, email=form.email.data, role=form.role.data,
-                        client_ids=form.clients.data, ip=request.remote_addr)
+                        client_ids=form.clients.data, ip=request.remote_addr,
+                        limits={k: getattr(form, k).data for k in USER_LIMITS})
             db.session.commit()
             flash(f"User {user.username} saved.", "success")
             return redirect(url_for("admin.users"))

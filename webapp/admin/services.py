@@ -14,6 +14,7 @@ from webapp.timeutil import utcnow
 from webapp.vault import Vault
 
 RISK_FIELDS = ("max_order_value", "max_quantity", "max_orders_per_day", "max_open_positions", "max_daily_loss")
+USER_LIMITS = ("max_position_value", "max_daily_loss", "max_orders_per_day")
 
 
 def _clients(ids: list[int]) -> list[Client]:
@@ -21,9 +22,9 @@ def _clients(ids: list[int]) -> list[Client]:
 
 
 def create_user(actor: User, *, username: str, email: str | None, role: str, password: str,
-                client_ids: list[int], ip: str | None) -> User:
+                client_ids: list[int], ip: str | None, limits: dict | None = None) -> User:
     user = User(username=username.strip(), email=email or None, role=role, active=True,
-                password_hash=hash_password(password), password_changed_at=utcnow())
+                password_hash=hash_password(password), password_changed_at=utcnow(), **(limits or {}))
     user.clients = _clients(client_ids)
     db.session.add(user)
     db.session.flush()
@@ -33,11 +34,14 @@ def create_user(actor: User, *, username: str, email: str | None, role: str, pas
 
 
 def update_user(actor: User, user: User, *, email: str | None, role: str, client_ids: list[int],
-                ip: str | None) -> None:
-    before = {"role": user.role, "clients": sorted(c.id for c in user.clients), "email": user.email}
+                ip: str | None, limits: dict | None = None) -> None:
+    before = {"role": user.role, "clients": sorted(c.id for c in user.clients), "email": user.email,
+              **{k: getattr(user, k) for k in USER_LIMITS}}
     user.email, user.role = email or None, role
+    for name, value in (limits or {}).items():
+        setattr(user, name, value)
     user.clients = _clients(client_ids)
-    after = {"role": role, "clients": sorted(client_ids), "email": user.email}
+    after = {"role": role, "clients": sorted(client_ids), "email": user.email, **(limits or {})}
     audit.record("user.updated", actor_id=actor.id, actor=actor.username, target=f"user:{user.id}",
                  clients=set(before["clients"]) | set(client_ids), detail={"before": before, "after": after}, ip=ip)
 

@@ -29,8 +29,15 @@ class PriceForm(FlaskForm):
 
 
 def quantities(request: Request, client_ids: list[int]) -> tuple[dict[int, int], dict[int, str]]:
-    """qty_<id> fields for the clients shown: blank is 0; what is not a whole number is an error."""
+    """qty_<id> fields for the clients shown: blank is 0; what is not a whole number is an error.
+    A quantity for any other client id (a forged field) comes back under that id, so the ticket's
+    review refuses it as a client the user may not trade."""
     result, errors = {}, {}
+    for name, raw in request.form.items():
+        if name.startswith("qty_") and raw.strip() and not name[4:].isdigit():
+            errors[0] = "A quantity field on this ticket is malformed."
+        elif name.startswith("qty_") and raw.strip() and int(name[4:]) not in client_ids:
+            result[int(name[4:])] = 1
     for client_id in client_ids:
         raw = request.form.get(f"qty_{client_id}", "").strip()
         if not raw:
