@@ -4,7 +4,7 @@ Targets are idempotent: running one twice does no harm.
 """
 from rq import cron
 
-from jobs import brokers, heartbeat, orders
+from jobs import brokers, heartbeat, market, orders
 from webapp.tasks import QUEUE_DEFAULT, QUEUE_ORDERS, QUEUE_SYNC
 
 cron.register(heartbeat.beat, queue_name=QUEUE_DEFAULT, interval=30, result_ttl=300, failure_ttl=3600)
@@ -15,3 +15,5 @@ cron.register(orders.reconcile, queue_name=QUEUE_ORDERS, interval=15, result_ttl
 # fills and states of orders live at the broker; funds and holdings of every connected client
 cron.register(orders.sync_open_orders, queue_name=QUEUE_SYNC, interval=5, result_ttl=30, failure_ttl=3600)
 cron.register(orders.sync_all_clients, queue_name=QUEUE_SYNC, interval=60, result_ttl=60, failure_ttl=3600)
+# mark every open position to market from the feed's prices
+cron.register(market.reprice, queue_name=QUEUE_SYNC, interval=2, result_ttl=10, failure_ttl=600)

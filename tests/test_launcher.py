@@ -26,8 +26,8 @@ def wait_for(url: str, process: subprocess.Popen, timeout: float = 60) -> reques
     while time.monotonic() < deadline:
         assert process.poll() is None, f"the launcher exited: {process.stdout.read()[-3000:]}"
         try:
-            return requests.get(url, timeout=2)
-        except requests.ConnectionError:
+            return requests.get(url, timeout=5)
+        except requests.RequestException:  # not listening yet, or still booting
             time.sleep(0.3)
     raise AssertionError(f"{url} did not answer in {timeout} s")
 

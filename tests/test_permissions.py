@@ -48,6 +48,8 @@ def test_role_route_matrix(app, client, auth, world, who):
         method = "GET" if "GET" in rule.methods else "POST"
         if rule.endpoint == "auth.login" or rule.endpoint == "auth.logout":
             continue  # the login page redirects a logged-in user; logout would end this session
+        if rule.websocket:
+            continue  # only an upgrade matches it: tests/live/test_ws.py checks its handshake per role
         response = client.open(path, method=method, query_string={"broker": "paper"} if "credential" in path else None)
         permission = view.permission
         if permission == PUBLIC:

@@ -108,6 +108,7 @@ def _register_blueprints(app: Flask) -> None:
     from webapp.clients import bp as clients_bp
     from webapp.desk import bp as desk_bp
     from webapp.exits import bp as exits_bp
+    from webapp.feed import bp as feed_bp
     from webapp.health import bp as health_bp
     from webapp.instruments import bp as instruments_bp
     from webapp.orders import bp as orders_bp
@@ -120,3 +121,4 @@ def _register_blueprints(app: Flask) -> None:
     app.register_blueprint(exits_bp, url_prefix="/exits")
     app.register_blueprint(admin_bp, url_prefix="/admin")
     app.register_blueprint(health_bp, url_prefix="/health")
+    app.register_blueprint(feed_bp)

@@ -17,6 +17,7 @@ users = AppGroup("users", help="Manage desk users.")
 audit_cli = AppGroup("audit", help="The audit trail.")
 instruments = AppGroup("instruments", help="The instrument master.")
 secrets_cli = AppGroup("secrets", help="Encrypted secrets at rest.")
+feed = AppGroup("feed", help="The market-data process.")
 
 
 
@@ -101,6 +102,21 @@ def secrets_rotate() -> None:
     click.echo(f"re-encrypted {count} secrets")
 
 
+@feed.command("run")
+@click.option("--interval", default=1.0, show_default=True, help="Seconds between rounds of ticks.")
+@click.option("--seed", default=0, show_default=True, help="The paper simulator's seed.")
+def feed_run(interval: float, seed: int) -> None:
+    """Run the desk's single market-data session (paper simulator) until interrupted."""
+    from webapp.marketdata.feed import Feed
+    from webapp.marketdata.sources import PaperSource
+
+    source = PaperSource(current_app._get_current_object(), seed=seed)
+    try:
+        Feed(current_app._get_current_object(), source, on_quotes=source.after, interval=interval).run()
+    except KeyboardInterrupt:
+        click.echo("feed stopped")
+
+
 def init_app(app: Flask) -> None:
-    for group in (demo, users, audit_cli, instruments, secrets_cli):
+    for group in (demo, users, audit_cli, instruments, secrets_cli, feed):
         app.cli.add_command(group)

@@ -1,4 +1,4 @@
-"""What a client page shows of the client's book: positions, holdings, open orders, funds."""
+"""What a client page shows of the client's book: positions, holdings, open orders, funds, P&L."""
 from __future__ import annotations
 
 import sqlalchemy as sa
@@ -6,6 +6,7 @@ import sqlalchemy as sa
 from webapp.extensions import db
 from webapp.models import FundsSnapshot, Holding, Order, Position
 from webapp.trading import states
+from webapp.trading.pnl import Totals, client_totals
 
 
 def client_book(client_id: int) -> dict:
@@ -14,5 +15,6 @@ def client_book(client_id: int) -> dict:
     holdings = db.session.execute(sa.select(Holding).where(Holding.client_id == client_id)).scalars().all()
     orders = db.session.execute(sa.select(Order).where(Order.client_id == client_id).order_by(Order.id.desc())
                                 .limit(50)).scalars().all()
-    return {"positions": positions, "holdings": holdings, "orders": orders, "states": states,
-            "funds": db.session.get(FundsSnapshot, client_id)}
+    return {"client_id": client_id, "positions": positions, "holdings": holdings, "orders": orders, "states": states,
+            "funds": db.session.get(FundsSnapshot, client_id),
+            "totals": client_totals([client_id]).get(client_id, Totals())}

@@ -12,7 +12,7 @@ from webapp.brokers import broker_class
 from webapp.clients import bp
 from webapp.clients.forms import login_form
 from webapp.extensions import db, get_redis
-from webapp.permissions import requires
+from webapp.permissions import requires, user_can
 from webapp.tasks import QUEUE_ORDERS, enqueue
 from webapp.trading.accounts import adapter_for
 from webapp.trading.sessions import login_status, set_login_status
@@ -33,7 +33,8 @@ def index():
 def detail(client_id: int):
     client = client_for(current_user, client_id)
     return render_template("clients/detail.html", client=client, broker=broker_class(client.broker),
-                           login=login_status(get_redis(), client.id), **client_book(client.id))
+                           login=login_status(get_redis(), client.id), can_place=user_can("orders.place"),
+                           **client_book(client.id))
 
 
 @bp.route("/<int:client_id>/session")
@@ -98,3 +99,35 @@ def connect_callback():
         return redirect(url_for("clients.detail", client_id=client.id))
     _start_connect(client.id, dict(request.args.items()))  # ShareKhan wants its state back
     return redirect(url_for("clients.detail", client_id=client.id))
+
+
+@bp.route("/<int:client_id>/live")
+@requires("desk.view")
+def live(client_id: int):
+    """The fragments the WebSocket pushes for this client, for the polling fallback."""
+    client = client_for(current_user, client_id)
+    return render_template("clients/_live.html", oob=True, can_place=user_can("orders.place"), **client_book(client.id))
+
+
+@bp.route("/<int:client_id>/pnl.json")
+@requires("desk.view")
+def pnl_series(client_id: int):
+    from webapp.timeutil import IST, utcnow
+    from webapp.trading.pnl import pnl_samples
+
+    client = client_for(current_user, client_id)
+    return {"series": pnl_samples(get_redis(), client.id, utcnow().astimezone(IST).date().isoformat())}
+
+
+@bp.route("/<int:client_id>/exports", methods=["GET", "POST"])
+@requires("desk.view")
+def exports(client_id: int):
+    from webapp.clients.exports import ExportForm, daily_pnl_csv, positions_csv
+
+    client = client_for(current_user, client_id)
+    form = ExportForm()
+    if form.validate_on_submit():
+        if form.kind.data == "positions":
+            return positions_csv(client)
+        return daily_pnl_csv(client, form.start.data, form.end.data)
+    return render_template("clients/exports.html", client=client, form=form)

@@ -7,6 +7,7 @@ from flask_login import current_user
 from webapp.access import accessible_clients, client_for
 from webapp.exits import bp
 from webapp.extensions import db
+from webapp.htmx import hx_redirect, is_htmx
 from webapp.models import Instrument
 from webapp.orders.views import enqueue_send
 from webapp.permissions import requires
@@ -74,7 +75,8 @@ def position():
                                     instrument_id=found[0].instrument.id, ip=request.remote_addr)
     db.session.commit()
     enqueue_send(batch.id)
-    return redirect(url_for("orders.batch", batch_id=batch.id))
+    target = url_for("orders.batch", batch_id=batch.id)
+    return hx_redirect(target) if is_htmx() else redirect(target)
 
 
 @bp.route("/clients/<int:client_id>/square-off", methods=["GET", "POST"])

@@ -2,10 +2,11 @@
 from webapp.models.audit import AuditEvent, AuditHead
 from webapp.models.clients import Client
 from webapp.models.instruments import Instrument
+from webapp.models.market import Candle, DailyPnl, WatchlistItem
 from webapp.models.orders import Batch, DeskState, FundsSnapshot, Holding, Order, Position, Trade
 from webapp.models.paper import PaperAccount, PaperHolding, PaperOrder, PaperPosition, PaperTrade
 from webapp.models.users import User, user_clients
 
 __all__ = ["AuditEvent", "AuditHead", "Batch", "Client", "DeskState", "FundsSnapshot", "Holding", "Instrument", "Order",
-           "Position", "Trade", "PaperAccount", "PaperHolding", "PaperOrder",
+           "Position", "Trade", "Candle", "DailyPnl", "WatchlistItem", "PaperAccount", "PaperHolding", "PaperOrder",
            "PaperPosition", "PaperTrade", "User", "user_clients"]

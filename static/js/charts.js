@@ -1,0 +1,39 @@
+// Charts with lightweight-charts: a client's P&L line, an instrument's 1-minute candles.
+// Data comes as JSON from the desk; prices are strings (exact), converted only for drawing.
+(function () {
+  var dark = document.documentElement.dataset.theme !== "light";
+  var options = function (el) {
+    return { width: el.clientWidth, height: 280, layout: { background: { color: "transparent" }, textColor: dark ? "#d6dde6" : "#18202b" },
+             grid: { vertLines: { color: dark ? "#1b2330" : "#eef1f5" }, horzLines: { color: dark ? "#1b2330" : "#eef1f5" } },
+             timeScale: { timeVisible: true, secondsVisible: false } };
+  };
+  var load = function (url, draw) {
+    fetch(url, { credentials: "same-origin" }).then(function (r) { return r.json(); }).then(draw);
+  };
+  var pnl = document.getElementById("pnl-chart");
+  if (pnl) {
+    var chart = LightweightCharts.createChart(pnl, options(pnl));
+    var line = chart.addSeries(LightweightCharts.LineSeries, { color: "#4ea1ff", lineWidth: 2 });
+    var refresh = function () {
+      load(pnl.dataset.series, function (data) {
+        line.setData(data.series.map(function (p) { return { time: p.time, value: parseFloat(p.value) }; }));
+      });
+    };
+    refresh();
+    setInterval(refresh, 10000);
+  }
+  var candles = document.getElementById("candle-chart");
+  if (candles) {
+    var cchart = LightweightCharts.createChart(candles, options(candles));
+    var series = cchart.addSeries(LightweightCharts.CandlestickSeries, { upColor: "#2ecc71", downColor: "#ff5c5c", borderVisible: false, wickUpColor: "#2ecc71", wickDownColor: "#ff5c5c" });
+    var draw = function () {
+      load(candles.dataset.series, function (data) {
+        series.setData(data.candles.map(function (c) {
+          return { time: c.time, open: parseFloat(c.open), high: parseFloat(c.high), low: parseFloat(c.low), close: parseFloat(c.close) };
+        }));
+      });
+    };
+    draw();
+    setInterval(draw, 5000);
+  }
+})();

@@ -1,0 +1,1 @@
+from tests.orders.conftest import Desk, desk, kite, kite_server  # noqa: F401  (shared fixtures)

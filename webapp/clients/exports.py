@@ -1,0 +1,52 @@
+"""CSV exports of a client's positions and of its daily P&L over a date range."""
+from __future__ import annotations
+
+import csv
+import io
+from datetime import date
+
+import sqlalchemy as sa
+from flask import Response
+from flask_wtf import FlaskForm
+from wtforms import DateField, SelectField
+from wtforms.validators import DataRequired, ValidationError
+
+from webapp.extensions import db
+from webapp.models import Client, DailyPnl, Position
+
+MAX_DAYS = 3660
+
+
+class ExportForm(FlaskForm):
+    kind = SelectField("Export", choices={"pnl": "Daily P&L", "positions": "Current positions"}, default="pnl")
+    start = DateField("From (IST date)", validators=[DataRequired(message="Choose the first day.")])
+    end = DateField("To (IST date)", validators=[DataRequired(message="Choose the last day.")])
+
+    def validate_end(self, field):
+        if self.start.data and field.data and field.data < self.start.data:
+            raise ValidationError("The last day is before the first.")
+        if self.start.data and field.data and (field.data - self.start.data).days > MAX_DAYS:
+            raise ValidationError("At most ten years at a time.")
+
+
+def _csv(name: str, header: list[str], rows) -> Response:
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(header)
+    writer.writerows(rows)
+    return Response(out.getvalue(), mimetype="text/csv", headers={"Content-Disposition": f"attachment; filename={name}.csv"})
+
+
+def positions_csv(client: Client) -> Response:
+    rows = db.session.execute(sa.select(Position).where(Position.client_id == client.id).order_by(Position.id)).scalars()
+    return _csv(f"positions-{client.client_code}", ["client", "instrument", "product", "quantity", "average_price",
+                                                     "last_price", "unrealized_pnl", "realized_pnl"],
+                ([client.name, p.instrument.key, p.product, p.quantity, p.average_price, p.last_price or "",
+                  p.unrealized_pnl, p.realized_pnl] for p in rows))
+
+
+def daily_pnl_csv(client: Client, start: date, end: date) -> Response:
+    rows = db.session.execute(sa.select(DailyPnl).where(DailyPnl.client_id == client.id, DailyPnl.day >= start,
+                                                        DailyPnl.day <= end).order_by(DailyPnl.day)).scalars()
+    return _csv(f"pnl-{client.client_code}-{start}-{end}", ["client", "day", "realized", "unrealized", "total"],
+                ([client.name, r.day.isoformat(), r.realized, r.unrealized, r.realized + r.unrealized] for r in rows))

@@ -1,0 +1,125 @@
+"""One Redis subscriber per web process, fanning events out to per-socket queues (CTFd's pattern).
+
+Workers and the feed publish small JSON events; this thread turns them into HTML fragments
+(`webapp.feed.fragments`) for each socket allowed to see them. Each socket's own handler thread is
+its only writer. The thread starts lazily with the first socket (threads do not survive a fork).
+"""
+from __future__ import annotations
+
+import itertools
+import json
+import logging
+import queue
+import threading
+import time
+from dataclasses import dataclass, field
+
+import redis as redis_lib
+from flask import Flask
+
+from webapp.events import CHANNEL
+from webapp.marketdata.store import TICKS_CHANNEL
+
+log = logging.getLogger(__name__)
+QUEUE_LIMIT = 200  # a socket this far behind is dropped rather than slowing everyone
+
+
+@dataclass
+class Subscriber:
+    id: int
+    user_id: int
+    role: str
+    client_ids: frozenset[int]
+    page: str  # desk | client | batch | instrument | book | watchlist
+    target: int | None
+    tokens: set[int] = field(default_factory=set)  # instruments whose prices this page shows
+    queue: "queue.Queue[str]" = field(default_factory=lambda: queue.Queue(QUEUE_LIMIT))
+
+    def can_see(self, client_id: int | None) -> bool:
+        return client_id is not None and (self.role == "admin" or client_id in self.client_ids)
+
+
+class Hub:
+    def __init__(self, app: Flask):
+        self.app = app
+        self.subscribers: dict[int, Subscriber] = {}
+        self._ids = itertools.count(1)
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
+        self.subscribed = threading.Event()  # set while the Redis subscription is live
+
+    def register(self, **fields) -> Subscriber:
+        subscriber = Subscriber(id=next(self._ids), **fields)
+        with self._lock:
+            self.subscribers[subscriber.id] = subscriber
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._listen, name="fanout-hub", daemon=True)
+                self._thread.start()
+        return subscriber
+
+    def unregister(self, subscriber: Subscriber) -> None:
+        with self._lock:
+            self.subscribers.pop(subscriber.id, None)
+
+    def snapshot(self) -> list[Subscriber]:
+        with self._lock:
+            return list(self.subscribers.values())
+
+    def _listen(self) -> None:
+        backoff = 1.0
+        while not self._stop.is_set():
+            try:
+                client = redis_lib.Redis.from_url(self.app.config["REDIS_URL"])
+                pubsub = client.pubsub(ignore_subscribe_messages=True)
+                pubsub.subscribe(CHANNEL, TICKS_CHANNEL)
+                pubsub.get_message(timeout=1.0)  # the subscribe confirmation: from here nothing is missed
+                self.subscribed.set()
+                backoff = 1.0
+                while not self._stop.is_set():
+                    message = pubsub.get_message(timeout=1.0)
+                    if message is not None:
+                        self.dispatch(message["channel"], message["data"])
+            except redis_lib.RedisError as exc:
+                self.subscribed.clear()
+                log.warning("op=hub state=reconnecting error=%s backoff=%.0f", exc, backoff)
+                time.sleep(backoff)
+                backoff = min(backoff * 2, 30.0)
+
+    def dispatch(self, channel: bytes | str, data: bytes | str) -> None:
+        from webapp.feed import fragments
+
+        channel = channel.decode() if isinstance(channel, bytes) else channel
+        subscribers = self.snapshot()
+        if not subscribers:
+            return
+        # a request context of its own: templates build URLs; no session is read or written here
+        with self.app.test_request_context("/"):
+            try:
+                if channel == TICKS_CHANNEL:
+                    deliveries = fragments.for_ticks(data, subscribers)
+                else:
+                    deliveries = fragments.for_event(json.loads(data), subscribers)
+            except Exception:  # one bad event must not stop the process's only subscriber
+                log.exception("op=hub state=render-failed channel=%s", channel)
+                return
+            finally:
+                from webapp.extensions import db
+
+                db.session.remove()
+        for subscriber, html in deliveries:
+            try:
+                subscriber.queue.put_nowait(html)
+            except queue.Full:
+                log.warning("op=hub socket=%s state=dropped reason=slow-consumer", subscriber.id)
+                self.unregister(subscriber)
+
+    def stop(self) -> None:
+        self._stop.set()
+
+
+def get_hub(app: Flask) -> Hub:
+    hub = app.extensions.get("fanout_hub")
+    if hub is None:
+        hub = app.extensions["fanout_hub"] = Hub(app)
+    return hub

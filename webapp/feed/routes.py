@@ -1,0 +1,75 @@
+"""`/ws/feed`: the live desk over one WebSocket per page. Authenticated and Origin-checked before
+the handshake; the handler thread is the socket's only writer; a snapshot on every (re)connect."""
+from __future__ import annotations
+
+import queue
+from urllib.parse import urlsplit
+
+from flask import abort, current_app, request
+from flask_login import current_user
+
+from webapp.access import accessible_client_ids
+from webapp.extensions import db, login_manager, sock
+from webapp.feed import bp
+from webapp.feed.fragments import snapshot
+from webapp.feed.hub import get_hub
+from webapp.permissions import allowed
+
+PAGES = {"desk", "client", "batch", "instrument", "book", "watchlist"}
+KEEPALIVE_SECONDS = 5  # the handler wakes this often to notice a closed socket
+
+
+@bp.before_request
+def guard():
+    """Runs before the upgrade: a refused socket is an ordinary HTTP answer."""
+    view = current_app.view_functions.get(request.endpoint)
+    if not current_user.is_authenticated:
+        return login_manager.unauthorized()
+    if not allowed(current_user.role, getattr(view, "permission", "desk.view")):
+        abort(403)
+    if not _same_origin(request.headers.get("Origin"), request.host):
+        abort(403)  # Cross-Site WebSocket Hijacking: only our own pages may open the feed
+    if request.headers.get("Upgrade", "").lower() != "websocket":
+        abort(400)
+
+
+def _same_origin(origin: str | None, host: str) -> bool:
+    """Browsers always send Origin on a WebSocket handshake; it must be this site. A Host without a
+    port (some non-browser clients) is compared by hostname."""
+    if not origin:
+        return False
+    netloc = urlsplit(origin).netloc
+    return netloc == host if ":" in host else netloc.split(":")[0] == host
+
+
+def _permission(name: str):
+    def mark(view):
+        view.permission = name
+        return view
+    return mark
+
+
+def _tokens() -> set[int]:
+    return {int(t) for t in request.args.get("tokens", "").split(",") if t.strip().isdigit()}
+
+
+@sock.route("/ws/feed", bp=bp)
+@_permission("desk.view")
+def feed(ws):
+    page = request.args.get("page", "desk")
+    hub = get_hub(current_app._get_current_object())
+    subscriber = hub.register(user_id=current_user.id, role=current_user.role,
+                              client_ids=frozenset(accessible_client_ids(current_user)),
+                              page=page if page in PAGES else "desk", target=request.args.get("id", type=int),
+                              tokens=_tokens())
+    hub.subscribed.wait(timeout=2)  # events after the snapshot must not be lost to a late subscription
+    try:
+        ws.send(snapshot(subscriber))
+        db.session.remove()  # a long-lived socket must not pin a database connection
+        while ws.connected and subscriber.id in {s.id for s in hub.snapshot()}:
+            try:
+                ws.send(subscriber.queue.get(timeout=KEEPALIVE_SECONDS))
+            except queue.Empty:
+                continue
+    finally:
+        hub.unregister(subscriber)

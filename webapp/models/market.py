@@ -1,0 +1,50 @@
+"""Market data the desk keeps: 1-minute candles (charts, strategies) and users' watchlists."""
+from __future__ import annotations
+
+from datetime import date, datetime
+from decimal import Decimal
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from webapp.extensions import db
+from webapp.models.base import Money, Price, UTCDateTime
+
+
+class Candle(db.Model):
+    __tablename__ = "candles"
+    __table_args__ = (sa.UniqueConstraint("instrument_id", "start", name="uq_candles_instrument_start"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    instrument_id: Mapped[int] = mapped_column(sa.ForeignKey("instruments.id"), index=True)
+    start: Mapped[datetime] = mapped_column(UTCDateTime)  # the minute it opens, UTC
+    open: Mapped[Decimal] = mapped_column(Price)
+    high: Mapped[Decimal] = mapped_column(Price)
+    low: Mapped[Decimal] = mapped_column(Price)
+    close: Mapped[Decimal] = mapped_column(Price)
+    volume: Mapped[int] = mapped_column(sa.BigInteger, default=0)
+
+
+class WatchlistItem(db.Model):
+    __tablename__ = "watchlist_items"
+    __table_args__ = (sa.UniqueConstraint("user_id", "instrument_id", name="uq_watchlist_user_instrument"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    instrument_id: Mapped[int] = mapped_column(sa.ForeignKey("instruments.id"))
+
+    instrument = relationship("Instrument")
+
+
+class DailyPnl(db.Model):
+    """A client's P&L for one IST trading day, kept current by repricing (exports by date range)."""
+
+    __tablename__ = "daily_pnl"
+    __table_args__ = (sa.UniqueConstraint("client_id", "day", name="uq_daily_pnl_client_day"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    client_id: Mapped[int] = mapped_column(sa.ForeignKey("clients.id"), index=True)
+    day: Mapped[date] = mapped_column(sa.Date)
+    realized: Mapped[Decimal] = mapped_column(Money, default=Decimal("0"))
+    unrealized: Mapped[Decimal] = mapped_column(Money, default=Decimal("0"))
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
