@@ -106,11 +106,11 @@ def secrets_rotate() -> None:
 @click.option("--interval", default=1.0, show_default=True, help="Seconds between rounds of ticks.")
 @click.option("--seed", default=0, show_default=True, help="The paper simulator's seed.")
 def feed_run(interval: float, seed: int) -> None:
-    """Run the desk's single market-data session (paper simulator) until interrupted."""
+    """Run the desk's single market-data session (FEED_SOURCE: paper, kite or sharekhan) until interrupted."""
     from webapp.marketdata.feed import Feed
-    from webapp.marketdata.sources import PaperSource
+    from webapp.marketdata.sources import make_source
 
-    source = PaperSource(current_app._get_current_object(), seed=seed)
+    source = make_source(current_app._get_current_object(), seed=seed)
     try:
         Feed(current_app._get_current_object(), source, on_quotes=source.after, interval=interval).run()
     except KeyboardInterrupt:

@@ -42,6 +42,12 @@ def parse_list(value: str | None) -> list[str]:
     return [item.strip() for item in (value or "").split(",") if item.strip()]
 
 
+def _choice(value: str, choices: tuple[str, ...], name: str) -> str:
+    if value not in choices:
+        raise ConfigError(f"{name} must be one of {', '.join(choices)}, got {value!r}")
+    return value
+
+
 def database_url(value: str | None) -> str:
     if not value:
         return f"sqlite:///{INSTANCE / 'fanout.db'}"
@@ -75,6 +81,11 @@ class Config:
     SHAREKHAN_API_URL: str = "https://api.sharekhan.com"
     SHAREKHAN_LOGIN_URL: str = "https://api.sharekhan.com"
     BROKER_TIMEOUT_SECONDS: int = 7
+    FEED_SOURCE: str = "paper"  # paper | kite | sharekhan: where the feed process gets its ticks
+    FEED_CLIENT_ID: int | None = None  # the client whose broker session streams prices (default: first connected)
+    FEED_WATCHDOG_SECONDS: int = 30
+    KITE_WS_URL: str = "wss://ws.kite.trade"
+    SHAREKHAN_WS_URL: str = "wss://stream.sharekhan.com/skstream/api/stream"
     PAPER_ALWAYS_OPEN: bool = False  # demo mode keeps the paper market open at any hour
     PAPER_LATENCY_MS: int = 0  # model a real broker's round trip (benchmarks)
     PAPER_JITTER_MS: int = 0
@@ -101,6 +112,11 @@ class Config:
             SHAREKHAN_LOGIN_URL=env.get("SHAREKHAN_LOGIN_URL") or cls.SHAREKHAN_LOGIN_URL,
             BROKER_TIMEOUT_SECONDS=parse_int(env.get("BROKER_TIMEOUT_SECONDS"), 7, "BROKER_TIMEOUT_SECONDS"),
             PAPER_ALWAYS_OPEN=parse_bool(env.get("PAPER_ALWAYS_OPEN"), default=demo),
+            FEED_SOURCE=_choice(env.get("FEED_SOURCE") or "paper", ("paper", "kite", "sharekhan"), "FEED_SOURCE"),
+            FEED_CLIENT_ID=parse_int(env.get("FEED_CLIENT_ID"), 0, "FEED_CLIENT_ID") or None,
+            FEED_WATCHDOG_SECONDS=parse_int(env.get("FEED_WATCHDOG_SECONDS"), 30, "FEED_WATCHDOG_SECONDS"),
+            KITE_WS_URL=env.get("KITE_WS_URL") or cls.KITE_WS_URL,
+            SHAREKHAN_WS_URL=env.get("SHAREKHAN_WS_URL") or cls.SHAREKHAN_WS_URL,
             PAPER_LATENCY_MS=parse_int(env.get("PAPER_LATENCY_MS"), 0, "PAPER_LATENCY_MS"),
             PAPER_JITTER_MS=parse_int(env.get("PAPER_JITTER_MS"), 0, "PAPER_JITTER_MS"),
         )

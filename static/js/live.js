@@ -1,10 +1,28 @@
-// The live feed's state: body.live while the WebSocket is open (polling partials pause), and a
-// visible "stale" when it drops (they resume). The htmx ws extension reconnects by itself.
-document.addEventListener("htmx:wsOpen", function () {
-  document.body.classList.add("live");
-});
-document.addEventListener("htmx:wsClose", function () {
-  document.body.classList.remove("live");
-  var state = document.getElementById("feed-state");
-  if (state) { state.textContent = "stale"; state.className = "chip chip-red"; }
-});
+// The live feed. The htmx ws extension keeps the socket (and reconnects with backoff); the
+// fragments are swapped here, by id, like htmx's out-of-band swaps — including table rows, which
+// arrive wrapped in <template> because a bare <tr> does not survive HTML parsing elsewhere.
+(function () {
+  function swapAll(root) {
+    Array.prototype.slice.call(root.children).forEach(function (element) {
+      if (element.tagName === "TEMPLATE") { swapAll(element.content); return; }
+      var target = element.id && document.getElementById(element.id);
+      if (!target) return;
+      element.removeAttribute("hx-swap-oob");
+      target.replaceWith(element);
+      htmx.process(element);
+    });
+  }
+  document.addEventListener("htmx:wsBeforeMessage", function (event) {
+    event.preventDefault();
+    var template = document.createElement("template");
+    template.innerHTML = event.detail.message;
+    swapAll(template.content);
+  });
+  // body.live while the socket is open: polling partials pause; "stale" when it drops (they resume)
+  document.addEventListener("htmx:wsOpen", function () { document.body.classList.add("live"); });
+  document.addEventListener("htmx:wsClose", function () {
+    document.body.classList.remove("live");
+    var state = document.getElementById("feed-state");
+    if (state) { state.textContent = "stale"; state.className = "chip chip-red"; }
+  });
+})();

@@ -40,6 +40,22 @@ def _wait(page, count: int, timeout: float) -> None:
         arg=count, timeout=timeout)
 
 
+def watch_pnl_move(page, base: str) -> None:
+    """On the desk and on a client page, the P&L and prices change by themselves (no reload)."""
+    page.goto(base + "/")
+    page.wait_for_function("document.getElementById('feed-state').textContent.trim() === 'live'", timeout=15_000)
+    page.wait_for_function("document.querySelector('#desk-mtm').textContent.trim() !== '0.00'", timeout=20_000)
+    first = page.inner_text("#desk-mtm")
+    page.wait_for_function("t => document.querySelector('#desk-mtm').textContent.trim() !== t", arg=first, timeout=20_000)
+    page.screenshot(path=str(SCREENSHOTS / "desk.png"), full_page=True)
+    page.click("#client-table tbody tr:first-child a")
+    row = "tbody[id^=positions-] tr[id^=position-] td:nth-child(5)"
+    page.wait_for_selector(row)
+    price = page.inner_text(row)
+    page.wait_for_function("([sel, p]) => document.querySelector(sel).textContent.trim() !== p", arg=[row, price],
+                           timeout=20_000)
+
+
 def test_trader_batch_fills_live_then_exits_everything(page, live_desk):
     login(page, live_desk, "trader")
     place_batch(page, live_desk, "INFY", 5)
@@ -48,6 +64,7 @@ def test_trader_batch_fills_live_then_exits_everything(page, live_desk):
     assert page.url == url  # no reload: htmx swapped the children table in place
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SCREENSHOTS / "batch.png"), full_page=True)
+    watch_pnl_move(page, live_desk)
     page.goto(live_desk + "/orders/new")
     page.fill("#instrument-q", "INFY")
     page.click("#instrument-options .option:has-text('INFY')")
@@ -75,4 +92,18 @@ def test_admin_kill_switch_flattens_the_desk(page, live_desk):
     page.goto(live_desk + "/exits/desk/kill")
     page.click("button:has-text('Re-arm')")
     page.wait_for_url(live_desk + "/")
-    page.screenshot(path=str(SCREENSHOTS / "desk.png"), full_page=True)
+    page.wait_for_function("document.querySelector('#desk-mtm').textContent.trim() === '0.00'", timeout=20_000)
+
+
+def test_ticket_preview(page, live_desk):
+    login(page, live_desk, "trader")
+    page.goto(live_desk + "/orders/new")
+    page.fill("#instrument-q", "RELIANCE")
+    page.click("#instrument-options .option:has-text('RELIANCE')")
+    page.select_option("#order_type", "LIMIT")
+    page.fill("#price", "1500.00")
+    page.fill("#fill-same", "10")
+    page.click("button[data-fill=same]")
+    page.wait_for_selector("#preview table.preview tfoot")
+    assert "12 of 12 will be sent" in page.inner_text("#preview")
+    page.screenshot(path=str(SCREENSHOTS / "ticket.png"), full_page=True)

@@ -5,7 +5,7 @@ positions, funds) live in tests/emulators/kite_book.py.
 Wire facts from reference/brokers.md §1 and §5. Where Kite's exact wording is not documented the
 messages are this emulator's, in Kite's backtick style; taken from Kite are the circuit-band and
 market-protection messages, "Incorrect `api_key` or `access_token`." and "Maximum allowed order
-modifications exceeded.". The WebSocket ticker is not here.
+modifications exceeded.". The WebSocket ticker is served at "/" by tests/emulators/kite_stream.py.
 
     python -m tests.emulators.kite --port 0 --latency-ms 100
 """
@@ -33,6 +33,7 @@ from tests.emulators.common import BrokerEmulator, FaultPlan, run_cli
 from tests.emulators.kite_book import (
     IST, ORDER_TYPES, PRODUCTS, SEED_INSTRUMENTS, Instrument, KiteAccount, KiteBook, Refusal, dump_json,
 )
+from tests.emulators.kite_stream import KiteStreamMixin
 
 REQUEST_TOKEN_TTL = 120.0  # "valid for only a couple of minutes"
 QUOTE_MAX = 500
@@ -48,8 +49,9 @@ TOO_MANY = (429, "NetworkException", "Too many requests")
 BAD_TOKEN = (403, "TokenException", "Incorrect `api_key` or `access_token`.")
 
 
-class KiteEmulator(BrokerEmulator):
+class KiteEmulator(KiteStreamMixin, BrokerEmulator):
     url_map = Map([
+        Rule("/", endpoint="ticker", websocket=True),  # the WebSocket ticker (kite_stream.py)
         Rule("/connect/login", methods=["GET"], endpoint="login_page"),
         Rule("/connect/login", methods=["POST"], endpoint="login_submit"),
         Rule("/session/token", methods=["POST"], endpoint="session_token"),

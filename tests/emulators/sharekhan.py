@@ -1,4 +1,4 @@
-"""ShareKhan API ("ShareConnect") emulator: the REST protocol of brokers.md §3, without the stream.
+"""ShareKhan API ("ShareConnect") emulator: REST per brokers.md §3; the stream is in sharekhan_stream.py.
 
 Run it alone with `python -m tests.emulators.sharekhan --port 0` (see tests/emulators/common.py);
 the books and order logic are in tests/emulators/sharekhan_book.py.
@@ -40,6 +40,7 @@ from werkzeug.wrappers import Request, Response
 from tests.emulators.common import BrokerEmulator, FaultPlan, run_cli
 from tests.emulators.sharekhan_book import (EXCHANGES, FINAL, SEED, EmuAccount, EmuOrder, OrderBooks, Refusal,
                                              Scrip, money)
+from tests.emulators.sharekhan_stream import ShareKhanStreamMixin
 from webapp.timeutil import IST
 
 ZERO_IV = bytes(16)
@@ -59,7 +60,7 @@ class ScriptedAnswer:
         return Response(text, status=self.status, content_type=self.content_type)
 
 
-class ShareKhanEmulator(OrderBooks, BrokerEmulator):
+class ShareKhanEmulator(ShareKhanStreamMixin, OrderBooks, BrokerEmulator):
     url_map = Map([
         Rule("/skapi/auth/login.html", methods=["GET"], endpoint="login_page"),
         Rule("/skapi/auth/login.html", methods=["POST"], endpoint="login_submit"),
@@ -76,6 +77,7 @@ class ShareKhanEmulator(OrderBooks, BrokerEmulator):
         Rule("/skapi/services/holdings/<customer_id>", methods=["GET"], endpoint="holdings"),
         Rule("/skapi/services/limitstmt/<exchange>/<customer_id>", methods=["GET"], endpoint="funds"),
         Rule("/skapi/services/master/<exchange>", methods=["GET"], endpoint="master"),
+        Rule("/skstream/api/stream", endpoint="feed_stream", websocket=True),  # sharekhan_stream.py
     ])
 
     def __init__(self, faults: FaultPlan | None = None, auto_fill: bool = True, orders_per_second: int = 10):

@@ -25,8 +25,13 @@ def bought(app, desk, factory, name="P", qty=10):
 
 
 def price(app, desk, value: str):
+    """The market at `value`, with depth a tick either side (market orders walk the depth)."""
+    from webapp.brokers.base import DepthLevel
+
+    last, tick = Decimal(value), desk.instrument.tick_size
+    quote = Quote("NSE", "INFY", last, bids=(DepthLevel(last - tick, 10_000),), asks=(DepthLevel(last + tick, 10_000),))
     with app.app_context():
-        write_quotes(get_redis(), {desk.instrument.instrument_token: Quote("NSE", "INFY", Decimal(value))})
+        write_quotes(get_redis(), {desk.instrument.instrument_token: quote})
 
 
 def test_positions_are_marked_and_only_changes_written(app, desk, factory):
@@ -86,3 +91,17 @@ def test_desk_page_and_its_live_partial_show_pnl(app, client, auth, desk, factor
     assert f'id="desk-mtm">{rupees(expected)}' in page
     live = client.get("/desk/live", headers={"HX-Request": "true"}).data.decode()
     assert 'id="desk-totals" hx-swap-oob="true"' in live and f'<tr id="client-{paper.id}" hx-swap-oob="true">' in live
+
+
+def test_a_closed_position_keeps_no_unrealized_pnl(app, desk, factory):
+    client, _ = bought(app, desk, factory)
+    price(app, desk, "1600.00")
+    with app.app_context():
+        mark_to_market(get_redis())
+    exit_batch = factory.batch(factory.user("seller", role="admin"), [client], desk.instrument, quantity=10, side="SELL")
+    with app.app_context():
+        engine.send_batch(exit_batch.id, desk.context())
+        sync.sync_client(client.id, desk.context())
+        position = db.session.execute(sa.select(Position)).scalar_one()
+        assert (position.quantity, position.unrealized_pnl) == (0, 0) and position.realized_pnl != 0
+        assert desk_totals([client.id]).unrealized == 0

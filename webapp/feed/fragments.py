@@ -46,7 +46,7 @@ def _order(event: dict, subscribers: Iterable[Subscriber]) -> list[Delivery]:
     order = db.session.get(Order, event["order_id"])
     if order is None:
         return []
-    html = render_template("orders/_order_row.html", o=order, states=states, oob=True)
+    html = "<template>" + render_template("orders/_order_row.html", o=order, states=states, oob=True) + "</template>"
     return [(s, html) for s in watchers]
 
 
@@ -90,9 +90,9 @@ def snapshot(sub: Subscriber) -> str:
                                      **client_book(sub.target)))
     elif sub.page == "batch" and sub.target:
         query = sa.select(Order).where(Order.batch_id == sub.target)
-        for order in db.session.execute(query).scalars():
-            if sub.can_see(order.client_id):
-                parts.append(render_template("orders/_order_row.html", o=order, states=states, oob=True))
+        rows = [render_template("orders/_order_row.html", o=order, states=states, oob=True)
+                for order in db.session.execute(query).scalars() if sub.can_see(order.client_id)]
+        parts.append("<template>" + "".join(rows) + "</template>")
     if sub.tokens:
         from webapp.extensions import get_redis
 

@@ -40,3 +40,83 @@ class PaperSource:
                                           unique=True, result_ttl=0, failure_ttl=60)
             except DuplicateJobError:  # one already waiting will pick these up too
                 pass
+
+
+def market_hours(now: datetime | None = None) -> bool:
+    """NSE's normal market, Mon–Fri 09:15–15:30 IST: when silence means a dead socket."""
+    from datetime import time as clock
+
+    from webapp.timeutil import IST, utcnow
+
+    local = (now or utcnow()).astimezone(IST)
+    return local.weekday() < 5 and clock(9, 15) <= local.time() <= clock(15, 30)
+
+
+class StreamSource:
+    """A broker's streaming API through one connected client's session (the desk needs one
+    market-data session, not one per client). Kite streams by instrument token; ShareKhan by the
+    exchange's scrip code, mapped back to instrument tokens here."""
+
+    def __init__(self, app: Flask, broker: str, read_timeout: float = 0.9):
+        from webapp.marketdata.streams import StreamSupervisor
+
+        self.app, self.broker, self.read_timeout = app, broker, read_timeout
+        with app.app_context():
+            rows = db.session.execute(sa.select(Instrument.instrument_token, Instrument.exchange_token)).all()
+        self.to_stream = {token: (token if broker == "kite" else exchange_token) for token, exchange_token in rows}
+        self.from_stream = {v: k for k, v in self.to_stream.items()}
+        self.supervisor = StreamSupervisor(self._make, name=f"feed-{broker}",
+                                           watchdog_seconds=float(app.config.get("FEED_WATCHDOG_SECONDS", 30)),
+                                           watchdog_active=market_hours)
+
+    def _make(self):
+        from webapp.brokers.base import AuthExpired
+        from webapp.marketdata.streams import KiteTicker, ShareKhanStream
+        from webapp.trading.accounts import adapter_for
+        from webapp.vault import current_vault
+
+        with self.app.app_context():
+            client = _feed_client(self.app.config, self.broker)
+            if client is None:
+                raise AuthExpired(f"no connected {self.broker} client to stream prices with: connect one")
+            adapter = adapter_for(client, self.app.config, current_vault())
+            token, creds = adapter.account.session.access_token, adapter.account.credentials
+            adapter.close()
+        if self.broker == "kite":
+            return KiteTicker(creds["api_key"], token, ws_url=self.app.config["KITE_WS_URL"])
+        return ShareKhanStream(creds["api_key"], token, ws_url=self.app.config["SHAREKHAN_WS_URL"])
+
+    def __call__(self, now: datetime, wanted: set[int]) -> Mapping[int, Quote]:
+        wanted_stream = {self.to_stream[t] for t in wanted if t in self.to_stream}
+        current = set(self.supervisor.subscriptions)
+        if wanted_stream - current:
+            self.supervisor.subscribe(wanted_stream - current)
+        if current - wanted_stream:
+            self.supervisor.unsubscribe(current - wanted_stream)
+        quotes: dict[int, Quote] = {}
+        for stream_token, quote in self.supervisor.run_once(self.read_timeout):
+            token = self.from_stream.get(stream_token)
+            if token is not None:
+                quotes[token] = quote  # the latest of the round wins
+        return quotes
+
+    def after(self, quotes: Mapping[int, Quote]) -> None:
+        """Real brokers fill their own orders; the sync jobs pick the fills up."""
+
+
+def _feed_client(config, broker: str):
+    from webapp.models import Client
+
+    if config.get("FEED_CLIENT_ID"):
+        client = db.session.get(Client, int(config["FEED_CLIENT_ID"]))
+        return client if client is not None and client.session_state() == "connected" else None
+    for client in db.session.execute(sa.select(Client).where(Client.broker == broker, Client.enabled.is_(True))
+                                      .order_by(Client.id)).scalars():
+        if client.session_state() == "connected":
+            return client
+    return None
+
+
+def make_source(app: Flask, seed: int = 0):
+    source = app.config.get("FEED_SOURCE", "paper")
+    return PaperSource(app, seed=seed) if source == "paper" else StreamSource(app, source)

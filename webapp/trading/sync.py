@@ -14,7 +14,7 @@ from webapp.timeutil import utcnow
 from webapp.trading import states
 from webapp.trading.accounts import adapter_for
 from webapp.trading.engine import Context
-from webapp.trading.ledger import Book, apply_fill
+from webapp.trading.ledger import Book, apply_fill, unrealized
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +95,7 @@ def _apply_trades(client: Client, fills) -> list[Position]:
                           fill.side.value, fill.quantity, fill.price)
         position.quantity, position.cost, position.realized_pnl = book.quantity, book.cost, book.realized_pnl
         position.average_price = book.average_price
+        position.unrealized_pnl = unrealized(book, position.last_price)  # a closed position has none left
         if fill.side.value == "BUY":
             position.buy_quantity += fill.quantity
         else:

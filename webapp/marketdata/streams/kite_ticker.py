@@ -51,6 +51,7 @@ class KiteTicker(TickStream):
         return f"KiteTicker(api_key={self.api_key!r}, mode={self.mode!r}, url={self.ws_url!r})"
 
     def connect(self) -> None:
+        self.close()  # a second connect replaces the socket, never leaks it
         query = urlencode({"api_key": self.api_key, "access_token": self._access_token})
         self._ws = WebSocket.open(f"{self.ws_url}?{query}", headers={"X-Kite-Version": "3"},
                                   timeout=self.connect_timeout, what="Kite ticker")

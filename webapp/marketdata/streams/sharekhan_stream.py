@@ -110,6 +110,7 @@ class ShareKhanStream(TickStream):
         return f"ShareKhanStream(mode={self.mode!r}, exchange={self.exchange!r}, url={self.ws_url!r})"
 
     def connect(self) -> None:
+        self.close()  # a second connect replaces the socket, never leaks it
         query = urlencode({"ACCESS_TOKEN": self._access_token, "API_KEY": self.api_key})
         self._ws = WebSocket.open(f"{self.ws_url}?{query}", timeout=self.connect_timeout, what="ShareKhan stream")
         self._last_ping = time.monotonic()

@@ -46,7 +46,6 @@ class WebSocket(Base):
     def __init__(self, sock: socket.socket, host: str, target: str, headers: list[tuple[str, str]],
                  timeout: float):
         self._host, self._target, self._headers, self._timeout = host, target, headers, timeout
-        self.status_code: int | None = None
         super().__init__(sock, connection_type=ConnectionType.CLIENT, receive_bytes=65536,
                          thread_class=_DaemonThread)
 
