@@ -74,3 +74,10 @@ def modify_children(order_ids: list[int], price: str) -> list[str]:
 def _sync_after(order_ids: list[int], ctx: Context) -> None:
     for client_id in engine.client_ids_of(order_ids):
         sync.sync_client(client_id, ctx)
+
+
+@app_job
+def chase_limits() -> int:
+    from webapp.trading import chase
+
+    return chase.chase(context())

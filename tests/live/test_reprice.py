@@ -105,3 +105,19 @@ def test_a_closed_position_keeps_no_unrealized_pnl(app, desk, factory):
         position = db.session.execute(sa.select(Position)).scalar_one()
         assert (position.quantity, position.unrealized_pnl) == (0, 0) and position.realized_pnl != 0
         assert desk_totals([client.id]).unrealized == 0
+
+
+def test_position_sync_flags_differences_on_the_desk(app, client, auth, desk, factory):
+    paper, _ = bought(app, desk, factory)
+    with app.app_context():
+        from webapp.trading.sync import position_differences
+
+        assert position_differences(get_redis(), [paper.id]) == {}
+        db.session.execute(sa.update(Position).values(quantity=3))  # the ledger drifts from the broker
+        db.session.commit()
+        sync.sync_client(paper.id, desk.context())
+        diffs = position_differences(get_redis(), [paper.id])[paper.id]
+        assert diffs == [{"instrument": "NSE:INFY", "product": "MIS", "desk": 3, "broker": 10}]
+    factory.user("tara", role="trader", clients=[paper])
+    auth.login("tara")
+    assert "Positions differ from the broker — NSE:INFY MIS: desk 3, broker 10" in client.get("/").data.decode()

@@ -71,6 +71,8 @@ def test_double_submit_makes_one_batch(app, client, trader, desk):
     ({"order_type": "SL", "price": "1500.00"}, "Trigger price is required for a SL order."),
     ({"order_type": "SL", "price": "1490.00", "trigger_price": "1500.00"}, "For a buy stop-loss the price must be at or above the trigger."),
     ({"price": "abc", "order_type": "LIMIT"}, "Not a valid decimal value."),
+    ({"chase": "y"}, "Only limit orders can be chased."),
+    ({"chase": "y", "order_type": "LIMIT", "price": "1500.00", "chase_seconds": "1"}, "Between 2 and 300 seconds."),
 ])
 def test_bad_order_fields(app, client, trader, desk, fields, message):
     response = client.post("/orders/new", data=ticket_data(desk, trader, **fields))
@@ -172,3 +174,12 @@ def test_user_limits_block_children(app, client, desk, factory, auth):
     assert ok.status_code == 302
     again = client.post("/orders/preview", data=ticket_data(desk, [alpha], ticket_id="t-2", **{f"qty_{alpha.id}": "1"}))
     assert "You have reached your 1 orders for today." in again.data.decode()
+
+
+def test_a_chased_ticket_keeps_its_settings(app, client, trader, desk):
+    data = ticket_data(desk, trader, order_type="LIMIT", price="1500.00", chase="y", chase_seconds="7",
+                       chase_max_ticks="12", chase_then="market")
+    assert client.post("/orders/new", data=data).status_code == 302
+    with app.app_context():
+        batch = db.session.execute(sa.select(Batch)).scalar_one()
+        assert (batch.chase_seconds, batch.chase_max_ticks, batch.chase_then) == (7, 12, "market")

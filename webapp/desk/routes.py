@@ -15,8 +15,12 @@ def _view():
 @bp.route("/")
 @requires("desk.view")
 def index():
+    from webapp.desk.alerts import desk_alerts
+    from webapp.extensions import get_redis
+
     view = _view()
-    return render_template("desk/index.html", rows=view.rows, totals=view.totals, desk_killed=desk_killed())
+    return render_template("desk/index.html", rows=view.rows, totals=view.totals, desk_killed=desk_killed(),
+                           alerts=desk_alerts([r.client for r in view.rows], get_redis()))
 
 
 @bp.route("/desk/live")

@@ -29,6 +29,12 @@ class Batch(db.Model):
     validity: Mapped[str] = mapped_column(sa.String(8), default="DAY")
     note: Mapped[str] = mapped_column(sa.String(200), default="")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    # limit chase: re-price unfilled LIMIT children toward the LTP every chase_seconds, at most
+    # chase_max_ticks from the ticket's price, then leave them or convert them to MARKET (chase_then)
+    chase_seconds: Mapped[int | None] = mapped_column()
+    chase_max_ticks: Mapped[int | None] = mapped_column()
+    chase_then: Mapped[str | None] = mapped_column(sa.String(8))
+    chased_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     orders = relationship("Order", back_populates="batch", order_by="Order.id")
     instrument = relationship("Instrument")

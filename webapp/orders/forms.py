@@ -5,7 +5,7 @@ from decimal import Decimal, InvalidOperation
 
 from flask import Request
 from flask_wtf import FlaskForm
-from wtforms import DecimalField, HiddenField, IntegerField, RadioField, SelectField
+from wtforms import BooleanField, DecimalField, HiddenField, IntegerField, RadioField, SelectField
 from wtforms.validators import DataRequired, NumberRange, Optional
 
 PRODUCTS = {"MIS": "Intraday (MIS)", "CNC": "Delivery (CNC)", "MTF": "MTF"}
@@ -21,6 +21,12 @@ class TicketForm(FlaskForm):
     price = DecimalField("Price (₹)", places=None, validators=[Optional()])
     trigger_price = DecimalField("Trigger (₹)", places=None, validators=[Optional()])
     validity = SelectField("Validity", choices={"DAY": "Day", "IOC": "IOC"}, default="DAY")
+    chase = BooleanField("Chase unfilled limit orders")
+    chase_seconds = IntegerField("every (seconds)", default=5, validators=[
+        Optional(), NumberRange(min=2, max=300, message="Between 2 and 300 seconds.")])
+    chase_max_ticks = IntegerField("at most (ticks from the price)", default=10, validators=[
+        Optional(), NumberRange(min=1, max=500, message="Between 1 and 500 ticks.")])
+    chase_then = SelectField("then", choices={"leave": "leave them", "market": "convert to market"}, default="leave")
 
 
 class PriceForm(FlaskForm):

@@ -16,7 +16,14 @@ def ticket_from_form(form: TicketForm, qtys: dict[int, int]) -> Ticket:
     return Ticket(ticket_id=form.ticket_id.data or "", action=form.action.data or "BUY",
                   instrument_id=form.instrument_id.data, product=form.product.data, order_type=form.order_type.data,
                   validity=form.validity.data, price=form.price.data, trigger_price=form.trigger_price.data,
-                  quantities=qtys)
+                  quantities=qtys, **chase_settings(form))
+
+
+def chase_settings(form: TicketForm) -> dict:
+    if not form.chase.data:
+        return {}
+    return {"chase_seconds": form.chase_seconds.data or 5, "chase_max_ticks": form.chase_max_ticks.data or 10,
+            "chase_then": form.chase_then.data}
 
 
 def batch_for(user: User, batch_id: int) -> tuple[Batch, list[Order]]:

@@ -269,3 +269,10 @@ def run_concurrently(order_ids: list[int], ctx: Context, fn, *args) -> list[str]
 
 def client_ids_of(order_ids: list[int]) -> list[int]:
     return list(db.session.execute(sa.select(Order.client_id).where(Order.id.in_(order_ids)).distinct()).scalars())
+
+
+def convert_to_market(order_id: int, ctx: Context) -> str:
+    def call(adapter: Broker, order: Order) -> None:
+        adapter.modify(order.broker_order_id, order_type=OrderType.MARKET)
+        _set(order, order.status, ctx, order_type="MARKET", price=None, reason="Chase limit reached: converted to market")
+    return _child_call(order_id, ctx, call)

@@ -35,7 +35,7 @@ def sync_client(client_id: int, ctx: Context) -> bool:
     adapter = adapter_for(client, ctx.config, ctx.vault)
     try:
         book, fills = adapter.order_book(), adapter.trades()
-        holdings, funds = adapter.holdings(), adapter.funds()
+        holdings, funds, positions = adapter.holdings(), adapter.funds(), adapter.positions()
     except BrokerError as exc:
         log.warning("op=sync client=%s broker=%s result=failed reason=%r", client.id, client.broker, exc.message)
         return False
@@ -46,6 +46,7 @@ def sync_client(client_id: int, ctx: Context) -> bool:
     _mirror_holdings(client, holdings)
     _mirror_funds(client, funds)
     db.session.commit()
+    flag_position_differences(ctx.redis, client.id, _differences(client.id, positions))
     for order in changed:
         publish(ctx.redis, "order.updated", order_id=order.id, batch_id=order.batch_id, client_id=client.id,
                 status=order.status)
@@ -151,3 +152,40 @@ def clients_with_open_orders() -> list[int]:
 def connected_clients() -> list[int]:
     clients = db.session.execute(sa.select(Client).where(Client.enabled.is_(True))).scalars()
     return [c.id for c in clients if c.session_state() == "connected"]
+
+
+DIFF_KEY = "fanout:position-diff:{client_id}"
+
+
+def _differences(client_id: int, at_broker) -> list[dict]:
+    """Net quantity per instrument and product: the desk's ledger against the broker's positions."""
+    broker = {}
+    for p in at_broker:
+        key = (p.exchange, p.tradingsymbol, p.product.value)
+        broker[key] = broker.get(key, 0) + p.quantity
+    desk = {}
+    for position, instrument in db.session.execute(sa.select(Position, Instrument).join(
+            Instrument, Position.instrument_id == Instrument.id).where(Position.client_id == client_id)).all():
+        desk[(instrument.exchange, instrument.tradingsymbol, position.product)] = position.quantity
+    return [{"instrument": f"{k[0]}:{k[1]}", "product": k[2], "desk": desk.get(k, 0), "broker": broker.get(k, 0)}
+            for k in sorted(set(broker) | set(desk)) if desk.get(k, 0) != broker.get(k, 0)]
+
+
+def flag_position_differences(redis, client_id: int, differences: list[dict]) -> None:
+    import json
+
+    key = DIFF_KEY.format(client_id=client_id)
+    if differences:
+        log.warning("op=position_sync client=%s differences=%s", client_id, len(differences))
+        redis.set(key, json.dumps(differences), ex=3600)
+    else:
+        redis.delete(key)
+
+
+def position_differences(redis, client_ids: list[int]) -> dict[int, list[dict]]:
+    import json
+
+    if not client_ids:
+        return {}
+    raws = redis.mget([DIFF_KEY.format(client_id=c) for c in client_ids])
+    return {c: json.loads(raw) for c, raw in zip(client_ids, raws) if raw}

@@ -40,6 +40,9 @@ class Ticket:
     quantities: dict[int, int] = field(default_factory=dict)  # client id → quantity (0 skips)
     kind: str = "ticket"
     note: str = ""
+    chase_seconds: int | None = None  # limit chase (webapp.trading.chase); None: off
+    chase_max_ticks: int | None = None
+    chase_then: str | None = None
 
 
 @dataclass
@@ -97,6 +100,8 @@ def review_ticket(user: User, ticket: Ticket, clients: list[Client], redis=None,
         return review
     review.instrument = instrument
     review.errors.update(_price_errors(ticket, instrument))
+    if ticket.chase_seconds and ticket.order_type != "LIMIT":
+        review.errors["chase"] = "Only limit orders can be chased."
     allowed = {c.id: c for c in clients}
     for client_id, qty in ticket.quantities.items():
         if client_id not in allowed:
@@ -127,7 +132,8 @@ def create_batch(user: User, ticket: Ticket, review: Review, ip: str | None = No
     """One transaction: the batch and a child per client — NEW to send, FAILED where risk blocked it."""
     batch = Batch(ticket_id=ticket.ticket_id, user_id=user.id, kind=ticket.kind, action=ticket.action,
                   instrument_id=review.instrument.id, product=ticket.product, order_type=ticket.order_type,
-                  price=ticket.price, trigger_price=ticket.trigger_price, validity=ticket.validity, note=ticket.note)
+                  price=ticket.price, trigger_price=ticket.trigger_price, validity=ticket.validity, note=ticket.note,
+                  chase_seconds=ticket.chase_seconds, chase_max_ticks=ticket.chase_max_ticks, chase_then=ticket.chase_then)
     db.session.add(batch)
     for check in review.checks:
         db.session.add(Order(
