@@ -8,6 +8,7 @@
       var target = element.id && document.getElementById(element.id);
       if (!target) return;
       element.removeAttribute("hx-swap-oob");
+      if (target.hidden && element.id === "feed-state") element.hidden = false;
       target.replaceWith(element);
       htmx.process(element);
     });
@@ -23,6 +24,6 @@
   document.addEventListener("htmx:wsClose", function () {
     document.body.classList.remove("live");
     var state = document.getElementById("feed-state");
-    if (state) { state.textContent = "stale"; state.className = "chip chip-red"; }
+    if (state) { state.hidden = false; state.textContent = "stale"; state.className = "chip chip-red"; }
   });
 })();

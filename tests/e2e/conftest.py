@@ -16,7 +16,9 @@ import requests
 from tests.test_launcher import free_port, group_alive
 
 ROOT = Path(__file__).resolve().parent.parent.parent
-SCREENSHOTS = ROOT / "docs" / "screenshots"
+# the README's screenshots are refreshed on request (FANOUT_UPDATE_SCREENSHOTS=1); otherwise to a scratch dir
+SCREENSHOTS = (ROOT / "docs" / "screenshots" if os.environ.get("FANOUT_UPDATE_SCREENSHOTS")
+               else Path(os.environ.get("TMPDIR", "/tmp")) / "fanout-screenshots")
 
 
 def chromium_path() -> str | None:

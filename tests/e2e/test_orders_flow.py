@@ -29,7 +29,7 @@ def wait_all_complete(page, count: int, timeout: float = 30_000) -> None:
         _wait(page, count, timeout)
     except Exception:
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-        page.screenshot(path="/tmp/e2e-failure.png", full_page=True)
+        page.screenshot(path=str(SCREENSHOTS / "failure.png"), full_page=True)
         raise
 
 
