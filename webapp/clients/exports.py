@@ -1,16 +1,14 @@
 """CSV exports of a client's positions and of its daily P&L over a date range."""
 from __future__ import annotations
 
-import csv
-import io
 from datetime import date
 
 import sqlalchemy as sa
-from flask import Response
 from flask_wtf import FlaskForm
 from wtforms import DateField, SelectField
 from wtforms.validators import DataRequired, ValidationError
 
+from webapp.csvexport import csv_response
 from webapp.extensions import db
 from webapp.models import Client, DailyPnl, Position
 
@@ -29,17 +27,9 @@ class ExportForm(FlaskForm):
             raise ValidationError("At most ten years at a time.")
 
 
-def _csv(name: str, header: list[str], rows) -> Response:
-    out = io.StringIO()
-    writer = csv.writer(out)
-    writer.writerow(header)
-    writer.writerows(rows)
-    return Response(out.getvalue(), mimetype="text/csv", headers={"Content-Disposition": f"attachment; filename={name}.csv"})
-
-
 def positions_csv(client: Client) -> Response:
     rows = db.session.execute(sa.select(Position).where(Position.client_id == client.id).order_by(Position.id)).scalars()
-    return _csv(f"positions-{client.client_code}", ["client", "instrument", "product", "quantity", "average_price",
+    return csv_response(f"positions-{client.client_code}", ["client", "instrument", "product", "quantity", "average_price",
                                                      "last_price", "unrealized_pnl", "realized_pnl"],
                 ([client.name, p.instrument.key, p.product, p.quantity, p.average_price, p.last_price or "",
                   p.unrealized_pnl, p.realized_pnl] for p in rows))
@@ -48,5 +38,5 @@ def positions_csv(client: Client) -> Response:
 def daily_pnl_csv(client: Client, start: date, end: date) -> Response:
     rows = db.session.execute(sa.select(DailyPnl).where(DailyPnl.client_id == client.id, DailyPnl.day >= start,
                                                         DailyPnl.day <= end).order_by(DailyPnl.day)).scalars()
-    return _csv(f"pnl-{client.client_code}-{start}-{end}", ["client", "day", "realized", "unrealized", "total"],
+    return csv_response(f"pnl-{client.client_code}-{start}-{end}", ["client", "day", "realized", "unrealized", "total"],
                 ([client.name, r.day.isoformat(), r.realized, r.unrealized, r.realized + r.unrealized] for r in rows))

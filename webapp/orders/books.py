@@ -2,14 +2,13 @@
 and as CSV exports."""
 from __future__ import annotations
 
-import csv
-import io
 
 import sqlalchemy as sa
-from flask import Response, render_template, request
+from flask import render_template, request
 from flask_login import current_user
 
 from webapp.access import accessible_clients
+from webapp.csvexport import csv_response
 from webapp.extensions import db
 from webapp.htmx import render_page_or_partial
 from webapp.models import Batch, Order, Trade
@@ -41,15 +40,6 @@ def _orders_query():
     return query
 
 
-def _csv(name: str, header: list[str], rows) -> Response:
-    out = io.StringIO()
-    writer = csv.writer(out)
-    writer.writerow(header)
-    writer.writerows(rows)
-    return Response(out.getvalue(), mimetype="text/csv",
-                    headers={"Content-Disposition": f"attachment; filename={name}.csv"})
-
-
 @bp.route("/")
 @requires("desk.view")
 def book():
@@ -62,7 +52,7 @@ def book():
 @requires("desk.view")
 def book_csv():
     rows = db.session.execute(_orders_query()).scalars()
-    return _csv("orders", ["order_id", "batch", "client", "client_code", "broker", "instrument", "side", "product",
+    return csv_response("orders", ["order_id", "batch", "client", "client_code", "broker", "instrument", "side", "product",
                            "order_type", "quantity", "price", "trigger_price", "status", "filled", "average_price",
                            "broker_order_id", "tag", "reason", "created_ist"],
                 ([o.id, o.batch_id or "", o.client.name, o.client.client_code, o.client.broker, o.instrument.key,
@@ -89,7 +79,7 @@ def trades():
 @requires("desk.view")
 def trades_csv():
     rows = db.session.execute(_trades_query()).scalars()
-    return _csv("trades", ["trade_id", "order_id", "client", "client_code", "instrument", "side", "product",
+    return csv_response("trades", ["trade_id", "order_id", "client", "client_code", "instrument", "side", "product",
                            "quantity", "price", "value", "filled_ist"],
                 ([t.broker_trade_id, t.broker_order_id, t.client.name, t.client.client_code, t.instrument.key, t.side,
                   t.product, t.quantity, t.price, t.price * t.quantity, format_ist(t.filled_at)] for t in rows))
@@ -114,7 +104,7 @@ def batches():
 @requires("desk.view")
 def batches_csv():
     rows = db.session.execute(_batches()).scalars()
-    return _csv("batches", ["batch", "kind", "action", "instrument", "product", "order_type", "price", "user",
+    return csv_response("batches", ["batch", "kind", "action", "instrument", "product", "order_type", "price", "user",
                             "children", "created_ist", "note"],
                 ([b.id, b.kind, b.action, b.instrument.key if b.instrument else "", b.product or "", b.order_type or "",
                   b.price or "", b.user.username if b.user else "", len(b.orders), format_ist(b.created_at), b.note]
