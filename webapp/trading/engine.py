@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, Mapping
 
@@ -48,10 +48,10 @@ class Context:
     config: Mapping[str, Any]
     vault: Vault
     redis: redis_lib.Redis
+    throttle: OrderThrottle = field(init=False)
 
-    @property
-    def throttle(self) -> OrderThrottle:
-        return OrderThrottle(self.redis)
+    def __post_init__(self) -> None:
+        self.throttle = OrderThrottle(self.redis)  # one registered script for every child of the batch
 
 
 def order_request(order: Order) -> OrderRequest:
