@@ -79,6 +79,11 @@ def test_a_5xx_before_accept_is_provably_absent_and_sent_again(app, desk, factor
     batch = factory.batch(trader, [client], desk.instrument)
     kite.faults.script("place", "error_5xx", "ok")
     send(desk, batch.id)
+    assert list(statuses(app, batch.id).values()) == [states.UNKNOWN]  # the send may still arrive
+    with app.app_context():
+        from datetime import timedelta
+        from webapp.timeutil import utcnow
+        engine.reconcile(desk.context(), now=utcnow() + engine.ARRIVAL_GRACE + timedelta(seconds=1))
     assert list(statuses(app, batch.id).values())[0] in (states.PLACED, states.COMPLETE)
     assert list(ledger_counts(kite, [client]).values()) == [1]
     with app.app_context():
@@ -141,3 +146,33 @@ def test_a_child_another_process_is_sending_is_left_alone(app, desk, factory, tr
         finally:
             lock.release()
     assert ledger_counts(kite, [client]) == Counter()
+
+
+def test_a_slow_accept_is_found_not_sent_twice(app, desk, factory, trader, kite, monkeypatch):
+    """The broker books the order after the desk gave up waiting (market.md §3.1): the desk must not
+    re-send just because the book did not show it at once."""
+    import threading
+    import time
+    from datetime import timedelta
+
+    from webapp.timeutil import utcnow
+
+    client = desk.kite_client("K", kite)
+    batch = factory.batch(trader, [client], desk.instrument)
+    original, booked = kite.before_accept, threading.Event()
+
+    def slow_first_place(kind, account):
+        if kind == "place" and not booked.is_set():
+            time.sleep(1.0)  # queued at the broker's gateway longer than the desk's 0.3 s timeout
+            booked.set()
+        return original(kind, account)
+
+    monkeypatch.setattr(kite, "before_accept", slow_first_place)
+    send(desk, batch.id)
+    assert list(statuses(app, batch.id).values()) == [states.UNKNOWN]
+    assert booked.wait(5)
+    time.sleep(0.2)
+    with app.app_context():
+        engine.reconcile(desk.context(), now=utcnow() + engine.ARRIVAL_GRACE + timedelta(seconds=1))
+    assert list(statuses(app, batch.id).values())[0] in (states.PLACED, states.COMPLETE)
+    assert list(ledger_counts(kite, [client]).values()) == [1]

@@ -37,6 +37,7 @@ MAX_RATE_LIMIT_WAITS = 20
 LOCK_SECONDS = 60  # longer than any broker timeout: a dead worker's lock frees itself
 STUCK_AFTER = timedelta(seconds=30)  # a SUBMITTING child older than this lost its worker
 CLOCK_SKEW = timedelta(seconds=5)
+ARRIVAL_GRACE = timedelta(seconds=30)  # a send with an unclear outcome may still reach the broker this late
 DEFAULT_POOL = 64  # concurrent broker calls per broker per batch
 
 
@@ -103,15 +104,15 @@ def send_batch(batch_id: int, ctx: Context) -> dict[str, int]:
     return counts
 
 
-def _send_in_context(order_id: int, ctx: Context) -> str:
+def _send_in_context(order_id: int, ctx: Context, now=None) -> str:
     with ctx.app.app_context():
         try:
-            return send_child(order_id, ctx)
+            return send_child(order_id, ctx, now)
         finally:
             db.session.remove()
 
 
-def send_child(order_id: int, ctx: Context) -> str:
+def send_child(order_id: int, ctx: Context, now=None) -> str:
     lock = _lock(ctx.redis, order_id)
     if not lock.acquire():
         return "busy"  # another process is talking to the broker about this child
@@ -124,7 +125,7 @@ def send_child(order_id: int, ctx: Context) -> str:
             if order.status == states.NEW:
                 _place(order, adapter, ctx)
             else:
-                resolve_unknown(order, adapter, ctx)
+                resolve_unknown(order, adapter, ctx, now)
         finally:
             adapter.close()
         return order.status
@@ -144,8 +145,9 @@ def _place(order: Order, adapter: Broker, ctx: Context) -> None:
         _set(order, states.SUBMITTING, ctx, attempts=order.attempts + 1, submitted_at=utcnow(), reason="")
         try:
             broker_order_id = adapter.place(request)
-        except RateLimited as exc:  # not accepted: wait for the bucket and send again
-            _set(order, states.NEW, ctx, reason=f"Rate limited by the broker; retrying ({exc.message})")
+        except RateLimited as exc:  # not accepted: wait for the bucket and send again (not an attempt)
+            _set(order, states.NEW, ctx, attempts=order.attempts - 1,
+                 reason=f"Rate limited by the broker; retrying ({exc.message})")
             time.sleep(exc.retry_after or 1.0)
             continue
         except AuthExpired as exc:
@@ -161,8 +163,10 @@ def _place(order: Order, adapter: Broker, ctx: Context) -> None:
     _set(order, states.NEW, ctx, reason="The broker kept answering 'too many requests'; will retry")
 
 
-def resolve_unknown(order: Order, adapter: Broker, ctx: Context) -> None:
-    """Find the child at the broker by its tag; re-place only when it is provably absent."""
+def resolve_unknown(order: Order, adapter: Broker, ctx: Context, now=None) -> None:
+    """Find the child at the broker by its tag; re-place only when it is provably absent: not in the
+    book, and the last send is older than ARRIVAL_GRACE (a request that timed out may still be queued
+    on its way to the broker's OMS and land after we looked)."""
     placed_after = (order.submitted_at or order.created_at) - CLOCK_SKEW
     try:
         found = adapter.find_order(order_request(order), placed_after)
@@ -181,6 +185,9 @@ def resolve_unknown(order: Order, adapter: Broker, ctx: Context) -> None:
     elif candidates:
         _set(order, states.UNKNOWN, ctx, reason=f"{len(candidates)} orders at the broker could be this one; "
                                                 "check the broker's order book")
+    elif order.submitted_at and (now or utcnow()) - order.submitted_at < ARRIVAL_GRACE:
+        _set(order, states.UNKNOWN, ctx, reason="Not at the broker yet, but the last send may still arrive; "
+                                                "checking again before sending again")
     elif order.attempts >= MAX_PLACE_ATTEMPTS:
         _set(order, states.FAILED, ctx, reason=f"Not at the broker after {order.attempts} attempts: not placed")
     else:
@@ -201,7 +208,7 @@ def reconcile(ctx: Context, now=None) -> dict[str, int]:
     """The reconcile cron: finish what crashed workers left. Each child is lock-protected."""
     counts: dict[str, int] = {}
     for order_id in stuck_children(now):
-        status = _send_in_context(order_id, ctx)
+        status = _send_in_context(order_id, ctx, now)
         counts[status] = counts.get(status, 0) + 1
     return counts
 
