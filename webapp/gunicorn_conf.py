@@ -3,7 +3,8 @@ import os
 
 bind = f"{os.environ.get('BIND_HOST', '127.0.0.1')}:{os.environ.get('PORT', '8000')}"
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
-threads = int(os.environ.get("WEB_THREADS", "32"))
+# every open WebSocket holds a thread for its life: size for sockets per worker plus page requests
+threads = int(os.environ.get("WEB_THREADS", "128"))
 worker_class = "gthread"
 timeout = 60
 graceful_timeout = 10

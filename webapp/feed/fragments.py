@@ -2,6 +2,7 @@
 render a row, whether it arrives by page, partial or WebSocket), for the sockets allowed to see them."""
 from __future__ import annotations
 
+import json
 from typing import Iterable
 
 import sqlalchemy as sa
@@ -9,7 +10,7 @@ from flask import render_template
 
 from webapp.extensions import db
 from webapp.feed.hub import Subscriber
-from webapp.marketdata.store import decode_ticks
+from webapp.marketdata.store import quote_from_dict
 from webapp.models import Order
 from webapp.permissions import allowed
 from webapp.trading import states
@@ -18,13 +19,17 @@ Delivery = tuple[Subscriber, str]
 
 
 def for_ticks(data, subscribers: Iterable[Subscriber]) -> list[Delivery]:
-    quotes = decode_ticks(data)
-    out = []
-    for sub in subscribers:
-        shown = sub.tokens & quotes.keys()
-        if shown:
-            out.append((sub, render_template("feed/_ticks.html", quotes={t: quotes[t] for t in shown}, oob=True)))
-    return out
+    """Decode only the instruments some socket shows, render each one's fragment once per batch,
+    then join them per socket (a batch carries every instrument of the desk, with depth)."""
+    subscribers = list(subscribers)
+    wanted = set().union(*(sub.tokens for sub in subscribers))
+    if not wanted:
+        return []
+    quotes = {int(t["instrument_token"]): quote_from_dict(t) for t in json.loads(data)["ticks"]
+              if int(t["instrument_token"]) in wanted}
+    rendered = {token: render_template("feed/_ticks.html", quotes={token: q}, oob=True) for token, q in quotes.items()}
+    return [(sub, "".join(rendered[t] for t in sub.tokens & rendered.keys()))
+            for sub in subscribers if sub.tokens & rendered.keys()]
 
 
 def for_event(event: dict, subscribers: Iterable[Subscriber]) -> list[Delivery]:

@@ -41,6 +41,9 @@ def marks(rows: Iterable[tuple], quotes: Mapping[int, Quote], fallback: Mapping[
 
 def mark_to_market(redis) -> list[Mark]:
     """One pass over every open position; the changed rows are written and returned."""
+    from webapp.timeutil import utcnow
+
+    now = utcnow()
     rows = db.session.execute(
         sa.select(Position.id, Position.client_id, Instrument.instrument_token, Position.quantity, Position.cost,
                   Position.last_price, Position.unrealized_pnl, Instrument.last_price)
@@ -49,9 +52,12 @@ def mark_to_market(redis) -> list[Mark]:
     quotes = read_quotes(redis, tokens)
     fallback = {row[2]: row[7] for row in rows if row[2] not in quotes}  # no tick yet: the master's close, stale
     changed = marks((row[:7] for row in rows), quotes, fallback)
-    if changed:
-        db.session.execute(sa.update(Position), [
-            {"id": m.position_id, "last_price": m.last_price, "unrealized_pnl": m.unrealized_pnl} for m in changed])
+    if changed:  # Core executemany: no ORM bookkeeping per row (50,000 rows on a busy market)
+        table = Position.__table__
+        db.session.execute(
+            table.update().where(table.c.id == sa.bindparam("pid"))
+            .values(last_price=sa.bindparam("price"), unrealized_pnl=sa.bindparam("pnl"), updated_at=sa.bindparam("at")),
+            [{"pid": m.position_id, "price": m.last_price, "pnl": m.unrealized_pnl, "at": now} for m in changed])
         db.session.commit()
     return changed
 
