@@ -32,8 +32,9 @@ def send_children(order_ids: list[int]) -> list[str]:
 
 @app_job
 def sync_clients(client_ids: list[int]) -> int:
+    """Clients in parallel: each is a few broker round trips, and a batch may touch hundreds."""
     ctx = context()
-    return sum(1 for client_id in client_ids if sync.sync_client(client_id, ctx))
+    return sum(1 for ok in engine.run_for_clients(client_ids, ctx, sync.sync_client) if ok)
 
 
 @app_job
@@ -44,13 +45,13 @@ def reconcile() -> dict[str, int]:
 @app_job
 def sync_open_orders() -> int:
     ctx = context()
-    return sum(1 for client_id in sync.clients_with_open_orders() if sync.sync_client(client_id, ctx))
+    return sum(1 for ok in engine.run_for_clients(sync.clients_with_open_orders(), ctx, sync.sync_client) if ok)
 
 
 @app_job
 def sync_all_clients() -> int:
     ctx = context()
-    return sum(1 for client_id in sync.connected_clients() if sync.sync_client(client_id, ctx))
+    return sum(1 for ok in engine.run_for_clients(sync.connected_clients(), ctx, sync.sync_client) if ok)
 
 
 @app_job

@@ -1,6 +1,6 @@
 """The Docker image's entrypoint: one image, the command picks the role.
 
-    python -m webapp.entrypoint web | worker | cron | feed | migrate
+    python -m webapp.entrypoint web | worker | orders | cron | feed | migrate
 
 `web` waits for the database and runs `flask db upgrade` first (microblog's boot.sh).
 """
@@ -15,6 +15,7 @@ ROLES = {
     "web": ["gunicorn", "--config", "webapp/gunicorn_conf.py", "wsgi:app"],
     "worker": ["rq", "worker", "--worker-class", "jobs.worker.AppWorker", "--config", "jobs.settings",
                "--with-scheduler", "orders", "sync", "default"],
+    "orders": ["rq", "worker", "--worker-class", "jobs.worker.AppWorker", "--config", "jobs.settings", "orders"],
     "cron": ["rq", "cron", "--config", "jobs.settings", "jobs.cron"],
     "feed": ["flask", "--app", "wsgi", "feed", "run"],
 }
@@ -35,7 +36,7 @@ def main(argv: list[str]) -> None:
         migrate()
         return
     if role not in ROLES:
-        sys.exit(f"unknown role {role!r}: choose web, worker, cron, feed or migrate")
+        sys.exit(f"unknown role {role!r}: choose web, worker, orders, cron, feed or migrate")
     if role == "web":
         migrate()
     os.execvp(ROLES[role][0], ROLES[role])

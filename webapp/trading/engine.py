@@ -283,3 +283,22 @@ def convert_to_market(order_id: int, ctx: Context) -> str:
         adapter.modify(order.broker_order_id, order_type=OrderType.MARKET)
         _set(order, order.status, ctx, order_type="MARKET", price=None, reason="Chase limit reached: converted to market")
     return _child_call(order_id, ctx, call)
+
+
+SYNC_POOL = 16  # clients synced at once: each sync is a few reads, well inside every broker's read limits
+
+
+def run_for_clients(client_ids: list[int], ctx: Context, fn) -> list:
+    """fn(client_id, ctx) for each client on a bounded pool, each in its own app context."""
+    if not client_ids:
+        return []
+
+    def one(client_id: int):
+        with ctx.app.app_context():
+            try:
+                return fn(client_id, ctx)
+            finally:
+                db.session.remove()
+
+    with ThreadPoolExecutor(max_workers=min(SYNC_POOL, len(client_ids))) as pool:
+        return list(pool.map(one, client_ids))
