@@ -73,11 +73,14 @@ def _set(order: Order, status: str, ctx: Context, **fields: Any) -> None:
     order.status = status
     for name, value in fields.items():
         setattr(order, name, value)
+    # read before the commit: touching an expired attribute after it would check a database
+    # connection out again and hold it through the broker call that follows
+    event = {"order_id": order.id, "batch_id": order.batch_id, "client_id": order.client_id, "status": status}
+    detail = (order.broker_order_id, order.reason)
     db.session.commit()
-    log.info("op=child order=%s batch=%s client=%s status=%s broker_order_id=%s reason=%r", order.id, order.batch_id,
-             order.client_id, status, order.broker_order_id, order.reason)
-    publish(ctx.redis, "order.updated", order_id=order.id, batch_id=order.batch_id, client_id=order.client_id,
-            status=status)
+    log.info("op=child order=%s batch=%s client=%s status=%s broker_order_id=%s reason=%r", event["order_id"],
+             event["batch_id"], event["client_id"], status, *detail)
+    publish(ctx.redis, "order.updated", **event)
 
 
 def send_batch(batch_id: int, ctx: Context) -> dict[str, int]:
