@@ -1,0 +1,571 @@
+"""The order fan-out, end to end: ticket POST → every child acknowledged by the broker.
+
+    python bench/fanout.py --clients 100 --rtt-ms 100
+
+Starts everything in a temporary directory: an embedded Redis (or --redis-url), a SQLite database
+(or --database-url), `flask db upgrade`, the Kite emulator with R ms added to every answer, N Kite
+clients with live sessions, a trader granted all of them, gunicorn (webapp/gunicorn_conf.py) and W
+RQ workers as the Procfile runs them. It logs in once; each round opens the ticket page, POSTs a
+MARKET BUY of 1 share for every client and times the POST, then reads the database (read-only,
+every --poll-ms) until every child of that batch has a broker order id. The latency of a round is
+max(acknowledged_at) − the moment the POST was sent (the poll time is reported beside it as a
+cross-check). At the end the emulator's ledger is counted: exactly one booked order per child.
+
+Progress goes to stderr; the last stdout line is one JSON object. Everything started is stopped at
+the end, on error too. See docs/BENCHMARKS.md.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import secrets
+import shutil
+import sys
+import tempfile
+import time
+from collections import Counter
+from datetime import datetime, timedelta, timezone
+from html.parser import HTMLParser
+from pathlib import Path
+
+if __package__ in (None, ""):  # `python bench/fanout.py` from a fresh clone
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import requests  # noqa: E402
+
+from bench.harness import (BIN, ROOT, Processes, emit, free_port, load_average, log, log_tail, machine,  # noqa: E402
+                           machine_cpu_seconds, percentile, rss_mib, stop_on_signals, summary, versions,
+                           wait_http, wait_quiet)
+
+ACKED = ("PLACED", "OPEN", "PARTIAL", "COMPLETE")
+IN_FLIGHT = ("NEW", "SUBMITTING", "UNKNOWN")
+TRADER, PASSWORD = "bench-trader", "Bench-pass-" + "42"
+QUEUES = ("orders", "sync", "default")  # the Procfile's worker
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--clients", type=int, default=100, help="Kite clients on the ticket (N)")
+    p.add_argument("--rtt-ms", type=float, default=100.0, help="latency the emulator adds to every answer")
+    p.add_argument("--rounds", type=int, default=10, help="measured batches")
+    p.add_argument("--warmup", type=int, default=1, help="batches sent first and not counted")
+    p.add_argument("--workers", type=int, default=2, help="RQ workers on orders, sync, default (the Procfile's)")
+    p.add_argument("--orders-workers", type=int, default=0, help="extra RQ workers on the orders queue only")
+    p.add_argument("--pool-size", type=int, default=None,
+                   help="experiment: BROKER_POOL_SIZE for the workers (default: the engine's own)")
+    p.add_argument("--db-pool", type=int, default=None,
+                   help="experiment: SQLAlchemy pool_size in the workers (default: SQLAlchemy's 5 + 10 overflow)")
+    p.add_argument("--warm", action="store_true",
+                   help="experiment: configure the ORM mappers in the worker parent before it forks horses")
+    p.add_argument("--no-fork", action="store_true",
+                   help="experiment: run jobs in the worker process (RQ SimpleWorker) instead of a horse per job")
+    p.add_argument("--web-concurrency", type=int, default=None, help="gunicorn workers (WEB_CONCURRENCY)")
+    p.add_argument("--pause-ms", type=float, default=200.0,
+                   help="pause between rounds (≥150: Kite allows 10 orders/s per account)")
+    p.add_argument("--poll-ms", type=float, default=5.0, help="database poll interval")
+    p.add_argument("--round-timeout", type=float, default=60.0, help="seconds before a round counts as incomplete")
+    p.add_argument("--database-url", default=None, help="an empty database (default: a temp SQLite file)")
+    p.add_argument("--redis-url", default=None, help="a Redis db the bench may flush (default: embedded Redis)")
+    p.add_argument("--wait-quiet", type=float, default=0.0, metavar="SECONDS",
+                   help="first wait up to this long for the machine to be idle (<10%% CPU busy)")
+    p.add_argument("--keep", action="store_true", help="keep the temp dir (process logs) and print its path")
+    args = p.parse_args(argv)
+    if args.clients < 1 or args.rounds < 1 or args.workers + args.orders_workers < 1:
+        p.error("need at least one client, one round and one worker")
+    return args
+
+
+# ---------------------------------------------------------------- the desk
+
+
+class Inputs(HTMLParser):
+    """Hidden inputs of a page (csrf_token, ticket_id)."""
+
+    def __init__(self):
+        super().__init__()
+        self.values: dict[str, str] = {}
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if tag == "input" and attrs.get("name") and attrs.get("type") == "hidden":
+            self.values.setdefault(attrs["name"], attrs.get("value") or "")
+
+
+def hidden_inputs(html: str) -> dict[str, str]:
+    parser = Inputs()
+    parser.feed(html)
+    return parser.values
+
+
+def start_emulator(processes: Processes, rtt_ms: float) -> str:
+    import subprocess
+
+    proc = processes.start("kite-emulator", [sys.executable, "-m", "tests.emulators.kite", "--port", "0",
+                                             "--latency-ms", str(rtt_ms)], env=dict(os.environ),
+                           stdout=subprocess.PIPE)
+    line = proc.stdout.readline().decode()
+    if not line:
+        raise RuntimeError("the Kite emulator did not start; see its log")
+    return json.loads(line)["url"]
+
+
+def seed(app, emulator_url: str, n: int) -> tuple[int, list[int]]:
+    """N emulator accounts and desk clients with live sessions, the instrument master, a trader."""
+    from webapp.brokers.base import BrokerSession
+    from webapp.extensions import db
+    from webapp.instruments.master import load_master
+    from webapp.models import Client, Instrument, User
+    from webapp.security import hash_password
+    from webapp.timeutil import utcnow
+    from webapp.trading.sessions import store_session
+    from webapp.vault import current_vault
+
+    import sqlalchemy as sa
+
+    http = requests.Session()
+    accounts = []
+    for _ in range(n):
+        r = http.post(f"{emulator_url}/_emulator/accounts", json={}, timeout=10)
+        r.raise_for_status()
+        accounts.append(r.json())
+    http.close()
+    with app.app_context():
+        with open(ROOT / "webapp/instruments/nse_sample.csv", encoding="utf-8") as f:
+            report = load_master(f)
+        db.session.commit()
+        if report.errors:
+            raise RuntimeError(f"instrument master: {report.errors[:3]}")
+        instrument = db.session.execute(sa.select(Instrument).where(
+            Instrument.exchange == "NSE", Instrument.tradingsymbol == "INFY")).scalar_one()
+        vault, expires = current_vault(), utcnow() + timedelta(hours=8)
+        clients = []
+        for i, creds in enumerate(accounts):
+            client = Client(name=f"Bench {i:04d}", broker="kite", client_code=creds["user_id"],
+                            credentials_enc=vault.encrypt({"api_key": creds["api_key"],
+                                                           "api_secret": creds["api_secret"]}))
+            store_session(client, BrokerSession(creds["access_token"], expires), vault)
+            clients.append(client)
+        db.session.add_all(clients)
+        db.session.add(User(username=TRADER, role="trader", active=True, password_hash=hash_password(PASSWORD),
+                            password_changed_at=utcnow(), clients=clients))
+        db.session.commit()
+        return instrument.id, [c.id for c in clients]
+
+
+def login(base: str) -> requests.Session:
+    http = requests.Session()
+    page = http.get(f"{base}/login", timeout=10)
+    token = hidden_inputs(page.text).get("csrf_token", "")
+    r = http.post(f"{base}/login", data={"username": TRADER, "password": PASSWORD, "csrf_token": token},
+                  allow_redirects=False, timeout=10)
+    if r.status_code != 302:
+        raise RuntimeError(f"login failed: HTTP {r.status_code}")
+    return http
+
+
+# ---------------------------------------------------------------- one round
+
+
+class Probe:
+    """Read-only SQL on the desk's database, in its own engine (not the web, not the workers)."""
+
+    def __init__(self, app):
+        import sqlalchemy as sa
+
+        from webapp.models import Batch, Order
+
+        self.sa, self.Order, self.Batch = sa, Order, Batch
+        self.engine = sa.create_engine(app.config["SQLALCHEMY_DATABASE_URI"], pool_size=1)
+        # autocommit: every poll is its own statement and sees what was committed before it
+        self.conn = self.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+        o = Order
+        acked = sa.and_(o.broker_order_id.is_not(None), o.status.in_(ACKED))
+        self.progress = sa.select(sa.func.count(), sa.func.count(sa.case((acked, 1))),
+                                  sa.func.count(sa.case((o.status.in_(IN_FLIGHT), 1))),
+                                  sa.func.max(o.acknowledged_at)).where(o.batch_id == sa.bindparam("batch"))
+
+    def poll(self, batch_id: int):
+        return self.conn.execute(self.progress, {"batch": batch_id}).one()
+
+    def close(self) -> None:
+        self.conn.close()
+        self.engine.dispose()
+
+    def details(self, batch_id: int) -> dict:
+        sa, o = self.sa, self.Order
+        conn = self.conn
+        times = conn.execute(sa.select(sa.func.min(o.submitted_at), sa.func.max(o.submitted_at),
+                                       sa.func.min(o.acknowledged_at), sa.func.max(o.acknowledged_at),
+                                       sa.func.max(o.attempts))
+                             .where(o.batch_id == batch_id)).one()
+        statuses = dict(conn.execute(sa.select(o.status, sa.func.count()).where(o.batch_id == batch_id)
+                                     .group_by(o.status)).all())
+        children = conn.execute(sa.select(o.tag, o.submitted_at, o.acknowledged_at)
+                                .where(o.batch_id == batch_id)).all()
+        tags = [c.tag for c in children]
+        created = conn.execute(sa.select(self.Batch.created_at).where(self.Batch.id == batch_id)).scalar_one()
+        reasons = Counter(conn.execute(sa.select(o.reason).where(o.batch_id == batch_id,
+                                                                   o.status.not_in(ACKED))).scalars())
+        return {"first_submit": times[0], "last_submit": times[1], "first_ack": times[2], "last_ack": times[3],
+                "max_attempts": times[4], "statuses": statuses, "tags": tags, "batch_created": created,
+                "reasons": dict(reasons.most_common(3)),
+                "calls": [(c.submitted_at, c.acknowledged_at) for c in children
+                          if c.submitted_at and c.acknowledged_at]}
+
+
+def call_overlap(calls) -> tuple[int, float | None]:
+    """Most children between their SUBMITTING commit and their PLACED stamp at one moment (the real
+    number of concurrent broker calls), and the median time a child spent there."""
+    events = sorted([(s.timestamp(), 1) for s, _ in calls] + [(a.timestamp(), -1) for _, a in calls],
+                    key=lambda e: (e[0], e[1]))
+    current = peak = 0
+    for _, step in events:
+        current += step
+        peak = max(peak, current)
+    return peak, percentile([(a - s).total_seconds() * 1000 for s, a in calls], 50)
+
+
+def ms_since(t0: float, moment: datetime | None) -> float | None:
+    if moment is None:
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    return (moment.timestamp() - t0) * 1000.0
+
+
+def run_round(http: requests.Session, base: str, probe: Probe, rq_redis, instrument_id: int,
+              client_ids: list[int], args) -> dict:
+    from rq.exceptions import NoSuchJobError
+    from rq.job import Job
+
+    page = http.get(f"{base}/orders/new", params={"instrument_id": instrument_id}, timeout=30)
+    page.raise_for_status()
+    hidden = hidden_inputs(page.text)
+    form = {"csrf_token": hidden["csrf_token"], "ticket_id": hidden["ticket_id"], "instrument_id": str(instrument_id),
+            "action": "BUY", "product": "MIS", "order_type": "MARKET", "validity": "DAY", "price": "",
+            "trigger_price": ""}
+    form.update({f"qty_{cid}": "1" for cid in client_ids})
+
+    t0_wall, t0 = time.time(), time.perf_counter()
+    r = http.post(f"{base}/orders/new", data=form, allow_redirects=False, timeout=30)
+    post_ms = (time.perf_counter() - t0) * 1000.0
+    found = re.search(r"/orders/batches/(\d+)$", r.headers.get("Location", ""))
+    if r.status_code != 302 or not found:
+        errors = re.findall(r'class="(?:error|flash flash-error)"[^>]*>([^<]+)<', r.text)[:3]
+        raise RuntimeError(f"ticket POST answered HTTP {r.status_code}: {errors or r.text[:300]!r}")
+    batch_id = int(found.group(1))
+
+    deadline = t0 + args.round_timeout
+    poll_every = args.poll_ms / 1000.0
+    polls, complete = 0, False
+    while True:
+        total, acked, in_flight, _ = probe.poll(batch_id)
+        polls += 1
+        now = time.perf_counter()
+        if total and acked == total:
+            complete = True
+            break
+        if (total and in_flight == 0) or now > deadline:  # some child ended unacknowledged, or too slow
+            break
+        time.sleep(poll_every)
+    poll_ms = (now - t0) * 1000.0
+
+    info = probe.details(batch_id)
+    try:
+        job = Job.fetch(f"send-batch-{batch_id}", connection=rq_redis)
+        enqueued, started = job.enqueued_at, job.started_at
+    except NoSuchJobError:
+        enqueued = started = None
+    return {
+        "batch_id": batch_id, "complete": complete, "post_ms": post_ms, "poll_ms": poll_ms, "polls": polls,
+        "ack_ms": ms_since(t0_wall, info["last_ack"]) if complete else None,
+        "phases_ms": {"batch_created": ms_since(t0_wall, info["batch_created"]),
+                      "job_enqueued": ms_since(t0_wall, enqueued), "job_started": ms_since(t0_wall, started),
+                      "first_submit": ms_since(t0_wall, info["first_submit"]),
+                      "last_submit": ms_since(t0_wall, info["last_submit"]),
+                      "first_ack": ms_since(t0_wall, info["first_ack"]),
+                      "last_ack": ms_since(t0_wall, info["last_ack"])},
+        "statuses": info["statuses"], "max_attempts": info["max_attempts"], "reasons": info["reasons"],
+        "tags": info["tags"], "concurrent_calls": call_overlap(info["calls"])[0],
+        "child_call_p50_ms": call_overlap(info["calls"])[1],
+    }
+
+
+# ---------------------------------------------------------------- accounting
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """CPU time of each process, its living descendants and the children it has reaped (RQ horses)."""
+    import psutil
+
+    total = 0.0
+    for pid in pids:
+        try:
+            root = psutil.Process(pid)
+            tree = [root] + root.children(recursive=True)
+        except psutil.NoSuchProcess:
+            continue
+        for proc in tree:
+            try:
+                t = proc.cpu_times()
+                total += t.user + t.system + t.children_user + t.children_system
+            except psutil.NoSuchProcess:
+                pass
+    return total
+
+
+def ledger_check(emulator_url: str, rounds: list[dict]) -> dict:
+    """Count the orders the emulator booked, per child tag: exactly one each, nothing else."""
+    entries = requests.get(f"{emulator_url}/_emulator/ledger", timeout=60).json()
+    booked = Counter(e["tag"] for e in entries)
+    expected = {tag for r in rounds for tag in r["tags"]}
+    duplicates = sum(count - 1 for tag, count in booked.items() if count > 1)
+    missing = sum(1 for tag in expected if booked.get(tag, 0) == 0)
+    unexpected = sum(count for tag, count in booked.items() if tag not in expected)
+    return {"booked": len(entries), "expected": len(expected), "duplicates": duplicates, "missing": missing,
+            "unexpected": unexpected}
+
+
+def database_version(app) -> str:
+    import sqlalchemy as sa
+
+    from webapp.extensions import db
+
+    with app.app_context():
+        if db.engine.dialect.name == "sqlite":
+            return "sqlite " + db.session.execute(sa.text("select sqlite_version()")).scalar_one()
+        return db.session.execute(sa.text("select version()")).scalar_one().split(" on ")[0]
+
+
+# ---------------------------------------------------------------- main
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    stop_on_signals()
+    tmp = Path(tempfile.mkdtemp(prefix="fanout-bench-"))
+    (tmp / "instance").mkdir()
+    processes = Processes(tmp)
+    started: dict = {}  # the embedded Redis, once started
+    try:
+        result = _run(args, tmp, processes, started)
+    except Exception as exc:  # still one JSON line, saying what went wrong
+        import traceback
+
+        traceback.print_exc()
+        for name in ("web", "kite-emulator"):  # a 500 or a crash explains itself here
+            tail = log_tail(tmp / f"{name}.log")
+            if "Traceback" in tail:
+                print(f"--- {name}.log (tail)\n{tail}", file=sys.stderr)
+        result = {"bench": "fanout", "clients": args.clients, "rtt_ms": args.rtt_ms, "ok": False,
+                  "error": f"{type(exc).__name__}: {exc}", "logs": str(tmp) if args.keep else None}
+    finally:
+        processes.stop_all()
+        if started.get("redis") is not None:
+            started["redis"].stop()
+        if args.keep:
+            log(f"kept {tmp}")
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
+    emit(result)
+    return 0 if result["ok"] else 1
+
+
+def _run(args, tmp: Path, processes: Processes, started: dict) -> dict:
+    # every process (this one included) reads the same settings from the environment
+    from webapp.vault import generate_key
+
+    code_versions = versions("flask", "sqlalchemy", "rq", "gunicorn", "redis", "werkzeug", "requests", "psycopg")
+    env = dict(os.environ)
+    env.update({
+        "FANOUT_INSTANCE": str(tmp / "instance"), "SECRET_KEY": secrets.token_hex(32),
+        "FANOUT_ENCRYPTION_KEYS": generate_key(), "SESSION_COOKIE_SECURE": "0", "PYTHONUNBUFFERED": "1",
+        "DATABASE_URL": args.database_url or f"sqlite:///{tmp / 'bench.db'}",
+        "PATH": os.pathsep.join([str(BIN), os.environ.get("PATH", "")]),
+    })
+    env.pop("FANOUT_DEMO", None)
+    env.pop("FANOUT_TESTING", None)
+    import redis as redis_lib
+
+    if args.redis_url:
+        env["REDIS_URL"] = args.redis_url
+        redis_lib.Redis.from_url(args.redis_url).flushdb()
+        log(f"redis: {args.redis_url} (flushed)")
+    else:
+        from webapp.embedded_redis import EmbeddedRedis
+
+        embedded = started["redis"] = EmbeddedRedis(data_dir=tmp / "redis")
+        embedded.start()
+        env["REDIS_URL"] = embedded.url
+        log(f"redis: embedded at {embedded.url}")
+    os.environ.update(env)
+    for key in ("FANOUT_DEMO", "FANOUT_TESTING"):
+        os.environ.pop(key, None)
+
+    emulator_url = start_emulator(processes, args.rtt_ms)
+    env.update({"KITE_API_URL": emulator_url, "KITE_LOGIN_URL": emulator_url})
+    os.environ.update(env)
+    log(f"kite emulator: {emulator_url} (+{args.rtt_ms:g} ms per answer)")
+
+    import subprocess
+
+    subprocess.run([sys.executable, "-m", "flask", "--app", "wsgi", "db", "upgrade"], env=env, cwd=ROOT, check=True,
+                   stdout=subprocess.DEVNULL, stderr=open(tmp / "migrate.log", "wb"))
+    import logging
+
+    logging.basicConfig(level=logging.WARNING)  # the app's basicConfig is then a no-op: quiet progress
+    from webapp import create_app
+
+    app = create_app()
+    t = time.perf_counter()
+    instrument_id, client_ids = seed(app, emulator_url, args.clients)
+    log(f"seeded {len(client_ids)} Kite clients in {time.perf_counter() - t:.1f} s; db: {database_version(app)}")
+
+    port = free_port()
+    web_env = dict(env, PORT=str(port))
+    if args.web_concurrency:
+        web_env["WEB_CONCURRENCY"] = str(args.web_concurrency)
+    processes.start("web", [str(BIN / "gunicorn"), "--config", "webapp/gunicorn_conf.py", "wsgi:app"], web_env)
+    worker_env = dict(env)
+    worker_class = "jobs.worker.AppWorker"  # the Procfile's
+    if args.pool_size or args.db_pool or args.warm or args.no_fork:
+        worker_env.update(BENCH_BROKER_POOL_SIZE=str(args.pool_size or ""), BENCH_DB_POOL=str(args.db_pool or ""),
+                          BENCH_WARM="1" if args.warm else "")
+        worker_class = "bench.worker.TunedSimpleWorker" if args.no_fork else "bench.worker.TunedWorker"
+    rq = [str(BIN / "rq"), "worker", "--worker-class", worker_class, "--config", "jobs.settings"]
+    for i in range(args.workers):
+        processes.start(f"worker-all-{i}", [*rq, *QUEUES], worker_env)
+    for i in range(args.orders_workers):
+        processes.start(f"worker-orders-{i}", [*rq, "orders"], worker_env)
+    base = f"http://127.0.0.1:{port}"
+    wait_http(f"{base}/health/live", processes=processes)
+    rq_redis = redis_lib.Redis.from_url(env["REDIS_URL"])
+    _wait_workers(rq_redis, args.workers + args.orders_workers, processes)
+    log(f"web: {base}; workers: {args.workers} on {','.join(QUEUES)} + {args.orders_workers} on orders; "
+        f"broker pool: {args.pool_size or 'engine default'}; db pool: {args.db_pool or 'SQLAlchemy default'}; "
+        f"worker class: {worker_class}")
+
+    http = login(base)
+    probe = Probe(app)
+    idle_before = wait_quiet(args.wait_quiet) if args.wait_quiet else None
+    measured: list[dict] = []
+    all_rounds: list[dict] = []
+    cpu_pids = {"web": processes.pids("web"), "workers_all_queues": processes.pids("worker-all"),
+                "workers_orders_only": processes.pids("worker-orders"), "emulator": processes.pids("kite-emulator"),
+                "redis": [started["redis"].process.pid] if started.get("redis") else []}
+    cpu_start = cpu_end = None
+    wall_start = wall_end = None
+    for i in range(args.warmup + args.rounds):
+        warm = i < args.warmup
+        if not warm and cpu_start is None:
+            cpu_start = {k: cpu_seconds(v) for k, v in cpu_pids.items()}
+            cpu_start["bench"] = sum(os.times()[:2])
+            cpu_start["machine"] = machine_cpu_seconds()
+            load_before = load_average()
+            wall_start = time.perf_counter()
+        processes.check_alive()
+        r = run_round(http, base, probe, rq_redis, instrument_id, client_ids, args)
+        all_rounds.append(r)
+        if not warm:
+            measured.append(r)
+        ack = f"{r['ack_ms']:.0f} ms" if r["complete"] else f"INCOMPLETE {r['statuses']} {r['reasons']}"
+        log(f"{'warmup' if warm else 'round'} {i + 1 - (0 if warm else args.warmup)}: batch {r['batch_id']} "
+            f"post {r['post_ms']:.0f} ms, acknowledged {ack} (poll saw it at {r['poll_ms']:.0f} ms); "
+            f"job started +{(r['phases_ms']['job_started'] or float('nan')):.0f} ms, "
+            f"last submit +{(r['phases_ms']['last_submit'] or float('nan')):.0f} ms, "
+            f"{r['concurrent_calls']} broker calls at once")
+        time.sleep(args.pause_ms / 1000.0)
+    wall_end = time.perf_counter()
+    cpu_end = {k: cpu_seconds(v) for k, v in cpu_pids.items()}
+    cpu_end["bench"] = sum(os.times()[:2])
+    cpu_end["machine"] = machine_cpu_seconds()
+    load_after = load_average()
+    queued = {name: rq_redis.llen(f"rq:queue:{name}") for name in QUEUES}
+
+    memory = {"web": rss_mib(processes.pids("web")), "workers": rss_mib(processes.pids("worker")),
+              "emulator": rss_mib(processes.pids("kite-emulator"))}
+    ledger = ledger_check(emulator_url, all_rounds)
+    info = {"database": database_version(app), "redis_server": rq_redis.info("server").get("redis_version")}
+    probe.close()
+    info["loadavg"] = {"before": load_before, "after": load_after}
+    info["versions"] = code_versions
+    info["machine_busy_pct_before"] = idle_before
+    return report(args, measured, ledger, memory, cpu_start, cpu_end, wall_end - wall_start, queued, info)
+
+
+def _wait_workers(rq_redis, count: int, processes: Processes, timeout: float = 60.0) -> None:
+    from rq import Worker
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        processes.check_alive()
+        if len(Worker.all(connection=rq_redis)) >= count:
+            return
+        time.sleep(0.2)
+    raise RuntimeError(f"{count} RQ workers did not register in {timeout:g} s")
+
+
+def report(args, measured, ledger, memory, cpu_start, cpu_end, wall_s, queued, info) -> dict:
+    acks = [r["ack_ms"] for r in measured if r["complete"]]
+    posts = [r["post_ms"] for r in measured]
+    polls = [r["poll_ms"] for r in measured if r["complete"]]
+    p50 = percentile(acks, 50)
+    phases = {name: round(percentile([r["phases_ms"][name] for r in measured if r["phases_ms"][name] is not None],
+                                     50) or 0.0, 1)
+              for name in measured[0]["phases_ms"]}
+    cpu = {k: round(cpu_end[k] - cpu_start[k], 2) for k in cpu_end if k != "machine"}
+    cores = os.cpu_count() or 1
+    machine_busy = cpu_end["machine"] - cpu_start["machine"]
+    others = max(0.0, machine_busy - sum(cpu.values()))  # whatever else ran on the machine meanwhile
+    incomplete = sum(1 for r in measured if not r["complete"])
+    return {
+        "bench": "fanout", "clients": args.clients, "rtt_ms": args.rtt_ms, "rounds": args.rounds,
+        "warmup": args.warmup,
+        "p50_ms": round(p50, 1) if p50 is not None else None,
+        "p95_ms": _r(percentile(acks, 95)), "max_ms": _r(max(acks) if acks else None),
+        "post_p50_ms": _r(percentile(posts, 50)), "post_p95_ms": _r(percentile(posts, 95)),
+        "ratio_p50_to_rtt": round(p50 / args.rtt_ms, 2) if p50 is not None and args.rtt_ms else None,
+        "sequential_estimate_ms": round(args.clients * args.rtt_ms, 1),
+        "speedup_vs_sequential": round(args.clients * args.rtt_ms / p50, 1) if p50 else None,
+        "ack": summary(acks), "ack_seen_by_poll": summary(polls), "post": summary(posts),
+        "per_round": [{"batch": r["batch_id"], "ack_ms": _r(r["ack_ms"]), "post_ms": _r(r["post_ms"]),
+                       "job_started_ms": _r(r["phases_ms"]["job_started"]), "calls_at_once": r["concurrent_calls"]}
+                      for r in measured],
+        "phases_p50_ms": phases,
+        "incomplete_rounds": incomplete,
+        "duplicates": ledger["duplicates"], "missing": ledger["missing"], "ledger": ledger,
+        "statuses": dict(sum((Counter(r["statuses"]) for r in measured), Counter())),
+        "max_attempts": max((r["max_attempts"] or 0) for r in measured),
+        "concurrent_calls_p50": percentile([r["concurrent_calls"] for r in measured], 50),
+        "child_submit_to_ack_p50_ms": _r(percentile([r["child_call_p50_ms"] for r in measured
+                                                     if r["child_call_p50_ms"] is not None], 50)),
+        "ok": incomplete == 0 and ledger["duplicates"] == 0 and ledger["missing"] == 0 and ledger["unexpected"] == 0,
+        "setup": {"workers": args.workers, "orders_workers": args.orders_workers,
+                  "worker_class": "SimpleWorker (no fork)" if args.no_fork else "forking (horse per job)",
+                  "warm_mappers": args.warm,
+                  "broker_pool_size": args.pool_size or "engine default",
+                  "db_pool_size": args.db_pool or "SQLAlchemy default (5 + 10 overflow)",
+                  "web_concurrency": args.web_concurrency or int(os.environ.get("WEB_CONCURRENCY", "2")),
+                  "database": info["database"], "redis": info["redis_server"] + (
+                      " (external)" if args.redis_url else " (embedded)"), "pause_ms": args.pause_ms,
+                  "poll_ms": args.poll_ms},
+        "queues_left": queued,
+        "cpu_s": cpu, "cpu_busy_pct_of_machine": round(100 * sum(cpu.values()) / (wall_s * cores), 1),
+        "machine_busy_pct": round(100 * machine_busy / (wall_s * cores), 1),
+        "other_cpu_pct_of_machine": round(100 * others / (wall_s * cores), 1),
+        "loadavg": info["loadavg"], "machine_busy_pct_before_start": info["machine_busy_pct_before"],
+        "measured_wall_s": round(wall_s, 2),
+        "rss_mib": {k: v["total_mib"] for k, v in memory.items()},
+        "machine": machine(),
+        "versions": info["versions"],
+    }
+
+
+def _r(value):
+    return None if value is None else round(value, 1)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
