@@ -4,12 +4,13 @@
 
 Starts everything in a temporary directory: an embedded Redis (or --redis-url), a SQLite database
 (or --database-url), `flask db upgrade`, the Kite emulator with R ms added to every answer, N Kite
-clients with live sessions, a trader granted all of them, gunicorn (webapp/gunicorn_conf.py) and W
-RQ workers as the Procfile runs them. It logs in once; each round opens the ticket page, POSTs a
-MARKET BUY of 1 share for every client and times the POST, then reads the database (read-only,
-every --poll-ms) until every child of that batch has a broker order id. The latency of a round is
-max(acknowledged_at) − the moment the POST was sent (the poll time is reported beside it as a
-cross-check). At the end the emulator's ledger is counted: exactly one booked order per child.
+clients with live sessions, a trader granted all of them, gunicorn (webapp/gunicorn_conf.py) and
+the RQ workers as the Procfile runs them (one on orders, sync, default; one on orders only). It
+logs in once; each round opens the ticket page, POSTs a MARKET BUY of 1 share for every client and
+times the POST, then reads the database (read-only, every --poll-ms) until every child of that
+batch has a broker order id. The latency of a round is max(acknowledged_at) − the moment the POST
+was sent (the poll time is reported beside it as a cross-check). At the end the emulator's ledger
+is counted: exactly one booked order per child.
 
 Progress goes to stderr; the last stdout line is one JSON object. Everything started is stopped at
 the end, on error too. See docs/BENCHMARKS.md.
@@ -51,8 +52,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--rtt-ms", type=float, default=100.0, help="latency the emulator adds to every answer")
     p.add_argument("--rounds", type=int, default=10, help="measured batches")
     p.add_argument("--warmup", type=int, default=1, help="batches sent first and not counted")
-    p.add_argument("--workers", type=int, default=2, help="RQ workers on orders, sync, default (the Procfile's)")
-    p.add_argument("--orders-workers", type=int, default=0, help="extra RQ workers on the orders queue only")
+    p.add_argument("--workers", type=int, default=1,
+                   help="RQ workers on orders, sync, default (the Procfile's `worker`)")
+    p.add_argument("--orders-workers", type=int, default=1,
+                   help="RQ workers on the orders queue only (the Procfile's `orders`)")
     p.add_argument("--pool-size", type=int, default=None,
                    help="experiment: BROKER_POOL_SIZE for the workers (default: the engine's own)")
     p.add_argument("--db-pool", type=int, default=None,
@@ -64,6 +67,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--web-concurrency", type=int, default=None, help="gunicorn workers (WEB_CONCURRENCY)")
     p.add_argument("--pause-ms", type=float, default=200.0,
                    help="pause between rounds (≥150: Kite allows 10 orders/s per account)")
+    p.add_argument("--settle", action="store_true",
+                   help="before each round, wait until every queue is empty and every worker idle (the sync job "
+                        "each batch enqueues has finished): one batch alone, instead of back to back")
     p.add_argument("--poll-ms", type=float, default=5.0, help="database poll interval")
     p.add_argument("--round-timeout", type=float, default=60.0, help="seconds before a round counts as incomplete")
     p.add_argument("--database-url", default=None, help="an empty database (default: a temp SQLite file)")
@@ -355,9 +361,9 @@ def main(argv=None) -> int:
         import traceback
 
         traceback.print_exc()
-        for name in ("web", "kite-emulator"):  # a 500 or a crash explains itself here
+        for name in ("migrate", "web", "kite-emulator"):  # a failed upgrade, a 500 or a crash explain themselves
             tail = log_tail(tmp / f"{name}.log")
-            if "Traceback" in tail:
+            if "Traceback" in tail or (name == "migrate" and type(exc).__name__ == "CalledProcessError"):
                 print(f"--- {name}.log (tail)\n{tail}", file=sys.stderr)
         result = {"bench": "fanout", "clients": args.clients, "rtt_ms": args.rtt_ms, "ok": False,
                   "error": f"{type(exc).__name__}: {exc}", "logs": str(tmp) if args.keep else None}
@@ -466,6 +472,8 @@ def _run(args, tmp: Path, processes: Processes, started: dict) -> dict:
             load_before = load_average()
             wall_start = time.perf_counter()
         processes.check_alive()
+        if args.settle:
+            _settle(rq_redis, processes)
         r = run_round(http, base, probe, rq_redis, instrument_id, client_ids, args)
         all_rounds.append(r)
         if not warm:
@@ -493,6 +501,21 @@ def _run(args, tmp: Path, processes: Processes, started: dict) -> dict:
     info["versions"] = code_versions
     info["machine_busy_pct_before"] = idle_before
     return report(args, measured, ledger, memory, cpu_start, cpu_end, wall_end - wall_start, queued, info)
+
+
+def _settle(rq_redis, processes: Processes, timeout: float = 600.0) -> None:
+    """Until no job is queued or running: the previous batch's sync job has finished."""
+    from rq import Queue, Worker
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        processes.check_alive()
+        queued = sum(Queue(name, connection=rq_redis).count for name in QUEUES)
+        busy = [w for w in Worker.all(connection=rq_redis) if w.get_state() != "idle"]
+        if not queued and not busy:
+            return
+        time.sleep(0.1)
+    raise RuntimeError(f"the workers did not settle in {timeout:g} s")
 
 
 def _wait_workers(rq_redis, count: int, processes: Processes, timeout: float = 60.0) -> None:
@@ -550,6 +573,7 @@ def report(args, measured, ledger, memory, cpu_start, cpu_end, wall_s, queued, i
                   "web_concurrency": args.web_concurrency or int(os.environ.get("WEB_CONCURRENCY", "2")),
                   "database": info["database"], "redis": info["redis_server"] + (
                       " (external)" if args.redis_url else " (embedded)"), "pause_ms": args.pause_ms,
+                  "settle": args.settle,
                   "poll_ms": args.poll_ms},
         "queues_left": queued,
         "cpu_s": cpu, "cpu_busy_pct_of_machine": round(100 * sum(cpu.values()) / (wall_s * cores), 1),
