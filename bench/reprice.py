@@ -62,13 +62,14 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 class Phases:
-    """Wraps the module globals mark_to_market calls (read_quotes, marks) to split one pass in four."""
+    """Wraps the module globals mark_to_market calls (read_quotes, and marks where the pass computes
+    marks in Python) to split one pass in four (three when the database computes them)."""
 
     def __init__(self):
         from webapp.trading import pnl
 
         self.pnl = pnl
-        self.original = (pnl.read_quotes, pnl.marks)
+        self.original = (pnl.read_quotes, getattr(pnl, "marks", None))
         self.stamps: dict[str, float] = {}
 
         def read_quotes(*a, **kw):
@@ -85,10 +86,14 @@ class Phases:
             finally:
                 self.stamps["marks_out"] = time.perf_counter()
 
-        pnl.read_quotes, pnl.marks = read_quotes, marks
+        pnl.read_quotes = read_quotes
+        if self.original[1] is not None:
+            pnl.marks = marks
 
     def restore(self) -> None:
-        self.pnl.read_quotes, self.pnl.marks = self.original
+        self.pnl.read_quotes = self.original[0]
+        if self.original[1] is not None:
+            self.pnl.marks = self.original[1]
 
     def split(self, t0: float, t1: float) -> dict[str, float | None]:
         """select → quotes → marks → write; a mark_to_market that does not call marks() (set-based)

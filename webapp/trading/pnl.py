@@ -1,10 +1,11 @@
 """Mark to market: every open position at the latest price, unrealized and day P&L per position,
-client and desk. One pass reads positions and quotes in bulk and writes only what changed."""
+client and desk. One pass reads one price per instrument and lets the database mark every position
+in one set-based UPDATE, which writes and returns only the rows that changed."""
 from __future__ import annotations
 
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Iterable, Mapping
+from typing import Iterable, Mapping, NamedTuple
 
 import sqlalchemy as sa
 
@@ -12,53 +13,65 @@ from webapp.brokers.base import Quote
 from webapp.extensions import db
 from webapp.marketdata.store import read_quotes
 from webapp.models import Instrument, Position
-from webapp.trading.ledger import Book, unrealized
+from webapp.models.base import Money, Price
 
 ZERO = Decimal(0)
 
+# This pass's price per instrument, private to the connection. In SQL the unrealized P&L is
+# ledger.unrealized(): (price × |quantity| − cost) × direction, rounded to the hundredth of a paisa
+# the columns keep. PostgreSQL computes it exactly. SQLite stores Numeric as REAL: the arithmetic's
+# error (~2e-16 of the notional) is far below that hundredth for any notional the REAL column itself
+# can hold to 4 decimals (under ~₹10^11), so ROUND lands on the exact Decimal's value — without it
+# 1234.05 × 3 − 3702.15 would be −4.5e-13, not 0 (tests/live/test_reprice.py checks both).
+MARK_PRICES = sa.Table("mark_prices", sa.MetaData(),
+                       sa.Column("instrument_id", sa.Integer, primary_key=True),
+                       sa.Column("price", Price, nullable=False),
+                       prefixes=["TEMPORARY"], postgresql_on_commit="DELETE ROWS")
 
-@dataclass(frozen=True)
-class Mark:
+
+class Mark(NamedTuple):  # a tuple: up to one per open position each pass
     position_id: int
     client_id: int
     last_price: Decimal
     unrealized_pnl: Decimal
 
 
-def marks(rows: Iterable[tuple], quotes: Mapping[int, Quote], fallback: Mapping[int, Decimal]) -> list[Mark]:
-    """rows: (position id, client id, token, quantity, cost, last_price, unrealized) — the changed marks."""
-    changed = []
-    for position_id, client_id, token, quantity, cost, last_price, current in rows:
+def mark_prices(rows: Iterable[tuple], quotes: Mapping[int, Quote]) -> dict[int, Decimal]:
+    """rows: (instrument id, token, the master's price) → instrument id: the price to mark at, the
+    feed's last price, else the master's close (stale); an instrument with neither is left out."""
+    prices = {}
+    for instrument_id, token, master in rows:
         quote = quotes.get(token)
-        price = quote.last_price if quote else fallback.get(token)
-        if price is None:
-            continue
-        pnl = unrealized(Book(quantity, cost), price)
-        if price != last_price or pnl != current:
-            changed.append(Mark(position_id, client_id, price, pnl))
-    return changed
+        price = quote.last_price if quote else master
+        if price is not None:
+            prices[instrument_id] = price
+    return prices
 
 
 def mark_to_market(redis) -> list[Mark]:
     """One pass over every open position; the changed rows are written and returned."""
     from webapp.timeutil import utcnow
 
-    now = utcnow()
-    rows = db.session.execute(
-        sa.select(Position.id, Position.client_id, Instrument.instrument_token, Position.quantity, Position.cost,
-                  Position.last_price, Position.unrealized_pnl, Instrument.last_price)
-        .join(Instrument, Position.instrument_id == Instrument.id).where(Position.quantity != 0)).all()
-    tokens = {row[2] for row in rows}
-    quotes = read_quotes(redis, tokens)
-    fallback = {row[2]: row[7] for row in rows if row[2] not in quotes}  # no tick yet: the master's close, stale
-    changed = marks((row[:7] for row in rows), quotes, fallback)
-    if changed:  # Core executemany: no ORM bookkeeping per row (50,000 rows on a busy market)
-        table = Position.__table__
-        db.session.execute(
-            table.update().where(table.c.id == sa.bindparam("pid"))
-            .values(last_price=sa.bindparam("price"), unrealized_pnl=sa.bindparam("pnl"), updated_at=sa.bindparam("at")),
-            [{"pid": m.position_id, "price": m.last_price, "pnl": m.unrealized_pnl, "at": now} for m in changed])
-        db.session.commit()
+    held = sa.select(Position.instrument_id).where(Position.quantity != 0)
+    instruments = db.session.execute(sa.select(Instrument.id, Instrument.instrument_token, Instrument.last_price)
+                                     .where(Instrument.id.in_(held))).all()
+    prices = mark_prices(instruments, read_quotes(redis, [row[1] for row in instruments]))
+    if not prices:
+        return []
+    MARK_PRICES.create(db.session.connection(), checkfirst=True)
+    db.session.execute(MARK_PRICES.delete())  # SQLite keeps the rows of the last pass (PostgreSQL: at commit)
+    db.session.execute(MARK_PRICES.insert(), [{"instrument_id": i, "price": p} for i, p in prices.items()])
+    positions, price = Position.__table__, MARK_PRICES.c.price
+    direction = sa.case((positions.c.quantity > 0, 1), else_=-1)
+    pnl = sa.func.round((price * sa.func.abs(positions.c.quantity) - positions.c.cost) * direction, 4, type_=Money)
+    marked = db.session.execute(
+        positions.update()
+        .where(positions.c.instrument_id == MARK_PRICES.c.instrument_id, positions.c.quantity != 0,
+               sa.or_(positions.c.last_price.is_distinct_from(price), positions.c.unrealized_pnl != pnl))
+        .values(last_price=price, unrealized_pnl=pnl, updated_at=utcnow())
+        .returning(positions.c.id, positions.c.client_id, positions.c.last_price, positions.c.unrealized_pnl))
+    changed = list(map(Mark._make, marked))
+    db.session.commit()
     return changed
 
 
