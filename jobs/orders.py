@@ -16,25 +16,44 @@ def context() -> Context:
                    redis=get_redis())
 
 
+SYNC_WANTED = "fanout:sync:wanted"  # clients whose books a send changed, not synced yet
+SYNC_QUEUED = "fanout:sync:queued"  # a sync_wanted job is queued and has not started
+
+
 @app_job
 def send_batch(batch_id: int) -> dict[str, int]:
     counts = engine.send_batch(batch_id, context())
-    client_ids = engine.batch_client_ids(batch_id)
-    enqueue("jobs.orders.sync_clients", client_ids, queue_name=QUEUE_SYNC, result_ttl=60, failure_ttl=3600)
+    request_sync(engine.batch_client_ids(batch_id))
     return counts
+
+
+def request_sync(client_ids: list[int]) -> None:
+    """Sync these clients soon. Batches sent back to back share one queued job instead of each
+    queuing its own sync of the same clients."""
+    if not client_ids:
+        return
+    pipe = get_redis().pipeline()
+    pipe.sadd(SYNC_WANTED, *client_ids)
+    pipe.set(SYNC_QUEUED, "1", nx=True, ex=600)
+    if pipe.execute()[1]:
+        enqueue("jobs.orders.sync_wanted", queue_name=QUEUE_SYNC, result_ttl=60, failure_ttl=3600)
+
+
+@app_job
+def sync_wanted() -> int:
+    pipe = get_redis().pipeline()  # MULTI: a request after this starts a new job, one before is ours
+    pipe.delete(SYNC_QUEUED)
+    pipe.smembers(SYNC_WANTED)
+    pipe.delete(SYNC_WANTED)
+    client_ids = sorted(int(i) for i in pipe.execute()[1])
+    ctx = context()
+    return sum(1 for ok in engine.run_for_clients(client_ids, ctx, sync.sync_client) if ok)
 
 
 @app_job
 def send_children(order_ids: list[int]) -> list[str]:
     ctx = context()
     return [engine.send_child(order_id, ctx) for order_id in order_ids]
-
-
-@app_job
-def sync_clients(client_ids: list[int]) -> int:
-    """Clients in parallel: each is a few broker round trips, and a batch may touch hundreds."""
-    ctx = context()
-    return sum(1 for ok in engine.run_for_clients(client_ids, ctx, sync.sync_client) if ok)
 
 
 @app_job

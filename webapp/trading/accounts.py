@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Mapping
 
+from sqlalchemy import Row
+
 from webapp.brokers import create_broker
 from webapp.brokers.base import Account, Broker, BrokerSession
 from webapp.models import Client
@@ -25,7 +27,7 @@ def broker_options(config: Mapping[str, Any], broker: str) -> dict[str, Any]:
     return {}
 
 
-def stored_session(client: Client, vault: Vault) -> BrokerSession | None:
+def stored_session(client: Client | Row, vault: Vault) -> BrokerSession | None:
     data = vault.decrypt(client.session_enc)
     if not data:
         return None
@@ -33,7 +35,8 @@ def stored_session(client: Client, vault: Vault) -> BrokerSession | None:
     return BrokerSession(access_token=data["access_token"], expires_at=expires, extra=data.get("extra", {}))
 
 
-def adapter_for(client: Client, config: Mapping[str, Any], vault: Vault) -> Broker:
+def adapter_for(client: Client | Row, config: Mapping[str, Any], vault: Vault) -> Broker:
+    """From a Client, or a row of its id, broker, client_code, credentials_enc and session_enc."""
     account = Account(client_code=client.client_code, credentials=vault.decrypt(client.credentials_enc),
                       session=stored_session(client, vault), client_id=client.id)
     return create_broker(client.broker, account, broker_options(config, client.broker))

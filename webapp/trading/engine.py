@@ -1,19 +1,24 @@
 """Sending child orders: concurrently, throttled per account, never blindly retried (DESIGN §5).
 
-Each child is claimed NEW → SUBMITTING in its own committed transaction before the broker call.
-A clear answer makes it PLACED / REJECTED / FAILED; an unclear one (timeout, dropped connection,
-5xx, malformed) makes it UNKNOWN, and it is resolved by reading the broker's order book: found →
-PLACED, provably absent → sent again, can't tell → stays UNKNOWN for the reconcile cron.
-A Redis lock per child makes sure one process at a time talks to the broker about it.
+A batch is sent in one pass: its children are locked (a Redis lock each, taken in one pipeline),
+given a slot in their account's rate window, and claimed NEW → SUBMITTING with one committed UPDATE
+before any broker call. The calls then run concurrently, one pool per broker, and their answers are
+written in groups as they come back. A clear answer makes a child PLACED / REJECTED / FAILED; an
+unclear one (timeout, dropped connection, 5xx, malformed) makes it UNKNOWN, and it is resolved by
+reading the broker's order book: found → PLACED, provably absent → sent again, can't tell → stays
+UNKNOWN for the reconcile cron. Anything that needs waiting or a second look (a 429, an UNKNOWN, a
+child left over by a crashed worker) goes through `send_child`, one child at a time.
 """
 from __future__ import annotations
 
 import logging
+import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+import uuid
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
-from datetime import timedelta
-from typing import Any, Mapping
+from datetime import datetime, timedelta
+from typing import Any, Iterable, Mapping
 
 import redis as redis_lib
 import sqlalchemy as sa
@@ -21,9 +26,9 @@ from flask import Flask
 
 from webapp.brokers.base import (AuthExpired, Broker, BrokerError, InvalidInput, OrderRequest, OrderType, Product,
                                  RateLimited, Rejected, Side, Unavailable, Validity)
-from webapp.events import publish
+from webapp.events import publish, publish_many
 from webapp.extensions import db
-from webapp.models import Client, Order
+from webapp.models import Client, Instrument, Order
 from webapp.timeutil import utcnow
 from webapp.trading import states
 from webapp.trading.accounts import adapter_for
@@ -38,7 +43,7 @@ LOCK_SECONDS = 60  # longer than any broker timeout: a dead worker's lock frees 
 STUCK_AFTER = timedelta(seconds=30)  # a SUBMITTING child older than this lost its worker
 CLOCK_SKEW = timedelta(seconds=5)
 ARRIVAL_GRACE = timedelta(seconds=30)  # a send with an unclear outcome may still reach the broker this late
-DEFAULT_POOL = 64  # concurrent broker calls per broker per batch
+DEFAULT_POOL = 64  # concurrent cancels / modifies / follow-ups (batch sends use BROKER_POOL_SIZE)
 
 
 @dataclass
@@ -56,17 +61,64 @@ class Context:
 
 
 def order_request(order: Order) -> OrderRequest:
-    instrument = order.instrument
+    return _request(order, order.instrument, order.client.algo_id)
+
+
+def _request(order: Any, instrument: Any, algo_id: str | None) -> OrderRequest:
+    """From an Order and its Instrument, or from one row holding the columns of both."""
     return OrderRequest(
         exchange=instrument.exchange, tradingsymbol=instrument.tradingsymbol,
         exchange_token=instrument.exchange_token, instrument_token=instrument.instrument_token,
         side=Side(order.side), quantity=order.quantity, product=Product(order.product),
         order_type=OrderType(order.order_type), price=order.price, trigger_price=order.trigger_price,
-        validity=Validity(order.validity), tag=order.tag, algo_id=order.client.algo_id)
+        validity=Validity(order.validity), tag=order.tag, algo_id=algo_id)
+
+
+_CHILD_COLUMNS = (Order.id, Order.batch_id, Order.client_id, Order.status, Order.attempts, Order.side, Order.quantity,
+                  Order.product, Order.order_type, Order.price, Order.trigger_price, Order.validity, Order.tag,
+                  Instrument.exchange, Instrument.tradingsymbol, Instrument.exchange_token, Instrument.instrument_token)
+_CLIENT_COLUMNS = (Client.id, Client.broker, Client.client_code, Client.credentials_enc, Client.session_enc,
+                   Client.algo_id)
+
+
+def lock_name(order_id: int) -> str:
+    return f"fanout:lock:child:{order_id}"
 
 
 def _lock(redis: redis_lib.Redis, order_id: int):
-    return redis.lock(f"fanout:lock:child:{order_id}", timeout=LOCK_SECONDS, blocking=False)
+    return redis.lock(lock_name(order_id), timeout=LOCK_SECONDS, blocking=False)
+
+
+class ChildLocks:
+    """The per-child locks of a whole batch, taken and released in one round trip each. They are
+    the same keys and token scheme as redis-py's Lock, so `send_child` and these exclude each other."""
+
+    _RELEASE = ("if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end "
+                "return 0")
+
+    def __init__(self, redis: redis_lib.Redis):
+        self._redis = redis
+        self._token = uuid.uuid4().hex
+        self._release = redis.register_script(self._RELEASE)
+        self.held: set[int] = set()
+
+    def acquire(self, order_ids: Iterable[int]) -> set[int]:
+        ids = list(order_ids)
+        pipe = self._redis.pipeline(transaction=False)
+        for order_id in ids:
+            pipe.set(lock_name(order_id), self._token, nx=True, px=LOCK_SECONDS * 1000)
+        self.held |= {order_id for order_id, ok in zip(ids, pipe.execute()) if ok}
+        return self.held
+
+    def release(self, order_ids: Iterable[int] | None = None) -> None:
+        ids = [i for i in (self.held if order_ids is None else order_ids) if i in self.held]
+        if not ids:
+            return
+        pipe = self._redis.pipeline(transaction=False)
+        for order_id in ids:
+            self._release(keys=[lock_name(order_id)], args=[self._token], client=pipe)
+        pipe.execute()
+        self.held -= set(ids)
 
 
 def _set(order: Order, status: str, ctx: Context, **fields: Any) -> None:
@@ -78,33 +130,203 @@ def _set(order: Order, status: str, ctx: Context, **fields: Any) -> None:
     event = {"order_id": order.id, "batch_id": order.batch_id, "client_id": order.client_id, "status": status}
     detail = (order.broker_order_id, order.reason)
     db.session.commit()
-    log.info("op=child order=%s batch=%s client=%s status=%s broker_order_id=%s reason=%r", event["order_id"],
-             event["batch_id"], event["client_id"], status, *detail)
+    _log_child(event, *detail)
     publish(ctx.redis, "order.updated", **event)
 
 
-def send_batch(batch_id: int, ctx: Context) -> dict[str, int]:
-    """Send every child of the batch that still needs it; returns the count per final state."""
-    rows = db.session.execute(sa.select(Order.id, Client.broker).join(Client, Order.client_id == Client.id)
-                              .where(Order.batch_id == batch_id, Order.status.in_(states.IN_FLIGHT))).all()
-    by_broker: dict[str, list[int]] = {}
-    for order_id, broker in rows:
-        by_broker.setdefault(broker, []).append(order_id)
-    pool_size = int(ctx.config.get("BROKER_POOL_SIZE", DEFAULT_POOL))
-    pools = [ThreadPoolExecutor(max_workers=min(pool_size, len(ids)), thread_name_prefix=f"send-{broker}")
-             for broker, ids in by_broker.items()]
+def _log_child(event: Mapping[str, Any], broker_order_id: str | None, reason: str) -> None:
+    log.info("op=child order=%s batch=%s client=%s status=%s broker_order_id=%s reason=%r", event["order_id"],
+             event["batch_id"], event["client_id"], event["status"], broker_order_id, reason)
+
+
+# ---------------------------------------------------------------------------------------- a batch
+
+
+@dataclass
+class Send:
+    """One claimed child on its way to the broker: everything the call needs, no ORM object."""
+
+    order_id: int
+    batch_id: int
+    client_id: int
+    attempts: int
+    request: OrderRequest
+    adapter: Broker
+
+
+@dataclass
+class Outcome:
+    send: Send
+    status: str
+    reason: str = ""
+    broker_order_id: str | None = None
+    acknowledged_at: datetime | None = None
+    attempts_back: int = 0  # a 429 was not an attempt
+    wait: float = 0.0  # seconds to wait before the follow-up (429)
+
+    @property
+    def follow_up(self) -> bool:
+        """Left for `send_child`: a 429 to send again, an UNKNOWN to look up by tag."""
+        return self.status in (states.NEW, states.UNKNOWN)
+
+
+def send_batch(batch_id: int, ctx: Context, order_ids: Iterable[int] | None = None) -> dict[str, int]:
+    """Send every child of the batch (or these of its children) that still needs it; returns the
+    count per resulting state ("busy": another process is sending that child)."""
+    query = sa.select(Order.id).where(Order.batch_id == batch_id, Order.status.in_(states.IN_FLIGHT))
+    if order_ids is not None:
+        query = query.where(Order.id.in_(list(order_ids)))
+    ids = list(db.session.execute(query).scalars())
+    db.session.commit()
+    locks = ChildLocks(ctx.redis)
+    held = locks.acquire(ids)
+    results: dict[int, str] = {order_id: "busy" for order_id in ids if order_id not in held}
+    adapters: dict[int, Broker] = {}
     try:
-        futures = [pool.submit(_send_in_context, order_id, ctx)
-                   for pool, ids in zip(pools, by_broker.values()) for order_id in ids]
-        results = [f.result() for f in futures]
+        sends, later = _prepare(held, adapters, ctx)
+        outcomes = _claim_and_call(sends, ctx)
+        results.update({o.send.order_id: o.status for o in outcomes})
+        waits = {o.send.order_id: o.wait for o in outcomes if o.follow_up}
+        later += list(waits)
     finally:
-        for pool in pools:
-            pool.shutdown(wait=True)
+        locks.release()
+        for adapter in adapters.values():
+            adapter.close()
+    if later:  # one child at a time, each under its own lock again
+        results.update(zip(later, run_concurrently(later, ctx, _follow_up, waits)))
     counts: dict[str, int] = {}
-    for status in results:
+    for status in results.values():
         counts[status] = counts.get(status, 0) + 1
     publish(ctx.redis, "batch.progress", batch_id=batch_id, counts=counts)
     return counts
+
+
+def _prepare(order_ids: set[int], adapters: dict[int, Broker], ctx: Context) -> tuple[list[Send], list[int]]:
+    """Read the locked children with their clients and instruments in one query, build each
+    client's adapter once, and take a rate slot for every NEW child. Children that are not NEW, or
+    whose account has no slot free right now, are returned to go through `send_child`."""
+    if not order_ids:
+        return [], []
+    # plain rows, not ORM objects: building 3 objects per child cost more than its broker call
+    rows = db.session.execute(sa.select(*_CHILD_COLUMNS).join(Instrument, Order.instrument_id == Instrument.id)
+                              .where(Order.id.in_(order_ids), Order.status.in_(states.IN_FLIGHT))).all()
+    clients = {c.id: c for c in db.session.execute(sa.select(*_CLIENT_COLUMNS).where(
+        Client.id.in_({row.client_id for row in rows}))).all()}
+    db.session.commit()  # ends the read
+    ready, later = [], []
+    for row in rows:
+        if row.status != states.NEW:
+            later.append(row.id)
+            continue
+        client = clients[row.client_id]
+        if client.id not in adapters:
+            adapters[client.id] = adapter_for(client, ctx.config, ctx.vault)
+        ready.append(Send(row.id, row.batch_id, row.client_id, row.attempts, _request(row, row, client.algo_id),
+                          adapters[client.id]))
+    waits = ctx.throttle.try_acquire_many([(s.client_id, s.adapter.rate_limits) for s in ready])
+    later += [s.order_id for s, w in zip(ready, waits) if w > 0]
+    return [s for s, w in zip(ready, waits) if w <= 0], later
+
+
+def _claim_and_call(sends: list[Send], ctx: Context) -> list[Outcome]:
+    """NEW → SUBMITTING for all of them in one committed UPDATE, then the broker calls, concurrently
+    per broker; answers are written in groups as they arrive."""
+    if not sends:
+        return []
+    table, now = Order.__table__, utcnow()
+    claimed = set(db.session.execute(
+        table.update().where(table.c.id.in_([s.order_id for s in sends]), table.c.status == states.NEW)
+        .values(status=states.SUBMITTING, attempts=table.c.attempts + 1, submitted_at=now, reason="", updated_at=now)
+        .returning(table.c.id)).scalars())
+    db.session.commit()
+    sends = [s for s in sends if s.order_id in claimed]
+    for send in sends:
+        send.attempts += 1
+    log.info("op=claim batch=%s children=%s status=SUBMITTING", sends[0].batch_id if sends else None, len(sends))
+    _announce([(s, states.SUBMITTING) for s in sends], ctx)
+    pool_size = int(ctx.config.get("BROKER_POOL_SIZE") or DEFAULT_POOL)
+    pending = {_pool(send.adapter.name, pool_size).submit(_call_place, send) for send in sends}
+    outcomes: list[Outcome] = []
+    while pending:
+        done, pending = wait(pending, return_when=FIRST_COMPLETED)
+        answered = [future.result() for future in done]
+        _record(answered, ctx)
+        outcomes += answered
+    return outcomes
+
+
+_pools: dict[tuple[str, int], ThreadPoolExecutor] = {}
+_pools_lock = threading.Lock()
+
+
+def _pool(broker: str, size: int) -> ThreadPoolExecutor:
+    """The process's pool of threads for one broker's calls, kept between batches (starting 64
+    threads for every batch cost more than the calls' own Python work)."""
+    with _pools_lock:
+        pool = _pools.get((broker, size))
+        if pool is None:
+            pool = _pools[(broker, size)] = ThreadPoolExecutor(max_workers=size, thread_name_prefix=f"send-{broker}")
+        return pool
+
+
+def _call_place(send: Send) -> Outcome:
+    """The broker call alone: no database, no Redis. Every answer becomes an Outcome, logged here
+    (in the call's own thread: the thread that writes the outcomes has enough to do)."""
+    outcome = _place_once(send)
+    event = {"order_id": send.order_id, "batch_id": send.batch_id, "client_id": send.client_id,
+             "status": outcome.status}
+    _log_child(event, outcome.broker_order_id, outcome.reason)
+    return outcome
+
+
+def _place_once(send: Send) -> Outcome:
+    try:
+        broker_order_id = send.adapter.place(send.request)
+    except RateLimited as exc:  # not accepted: wait for the window and send again (not an attempt)
+        return Outcome(send, states.NEW, f"Rate limited by the broker; retrying ({exc.message})", attempts_back=1,
+                       wait=exc.retry_after or 1.0)
+    except AuthExpired as exc:
+        return Outcome(send, states.FAILED, f"Login needed: {exc.message}")
+    except (Rejected, InvalidInput) as exc:
+        return Outcome(send, states.REJECTED, exc.message)
+    except Unavailable as exc:
+        return Outcome(send, states.UNKNOWN, exc.message)
+    except Exception:  # a bug after the claim: the order may have gone out; look it up, never resend blindly
+        log.exception("op=child order=%s place=crashed", send.order_id)
+        return Outcome(send, states.UNKNOWN, "The send failed inside the desk; checking the broker's order book")
+    return Outcome(send, states.PLACED, broker_order_id=broker_order_id, acknowledged_at=utcnow())
+
+
+def _record(outcomes: list[Outcome], ctx: Context) -> None:
+    """Write a group of answers with one executemany and one commit, then log and publish them."""
+    table, now = Order.__table__, utcnow()
+    for outcome in outcomes:
+        outcome.send.attempts -= outcome.attempts_back
+    db.session.execute(
+        table.update().where(table.c.id == sa.bindparam("oid")).values(
+            status=sa.bindparam("new_status"), reason=sa.bindparam("new_reason"),
+            broker_order_id=sa.bindparam("new_broker_order_id"), acknowledged_at=sa.bindparam("ack"),
+            attempts=sa.bindparam("new_attempts"), updated_at=now),
+        [{"oid": o.send.order_id, "new_status": o.status, "new_reason": o.reason[:300],
+          "new_broker_order_id": o.broker_order_id, "ack": o.acknowledged_at, "new_attempts": o.send.attempts}
+         for o in outcomes])
+    db.session.commit()
+    _announce([(o.send, o.status) for o in outcomes], ctx)
+
+
+def _announce(changes: list[tuple[Send, str]], ctx: Context) -> None:
+    publish_many(ctx.redis, [("order.updated", {"order_id": send.order_id, "batch_id": send.batch_id,
+                                                "client_id": send.client_id, "status": status})
+                             for send, status in changes])
+
+
+def _follow_up(order_id: int, waits: Mapping[int, float], ctx: Context) -> str:
+    if waits.get(order_id):
+        time.sleep(waits[order_id])  # the broker's Retry-After
+    return send_child(order_id, ctx)
+
+
+# ---------------------------------------------------------------------------------- one child
 
 
 def _send_in_context(order_id: int, ctx: Context, now=None) -> str:

@@ -54,12 +54,21 @@ class OrderThrottle:
 
     def try_acquire(self, client_id: int, limits: RateLimits) -> float:
         """Take a slot now (returns 0) or say how many seconds until one frees."""
-        spec = windows(limits)
-        keys = [f"fanout:rate:{client_id}:{int(w)}" for w, _ in spec]
-        args = [repr(time.time()), uuid.uuid4().hex]
-        for window, limit in spec:
-            args += [window, limit]
-        return float(self._script(keys=keys, args=args))
+        return self.try_acquire_many([(client_id, limits)])[0]
+
+    def try_acquire_many(self, accounts: list[tuple[int, RateLimits]]) -> list[float]:
+        """`try_acquire` for each (client, limits), in order, in one round trip."""
+        if not accounts:
+            return []
+        pipe = self._redis.pipeline(transaction=False)
+        now = repr(time.time())
+        for client_id, limits in accounts:
+            spec = windows(limits)
+            args = [now, uuid.uuid4().hex]
+            for window, limit in spec:
+                args += [window, limit]
+            self._script(keys=[f"fanout:rate:{client_id}:{int(w)}" for w, _ in spec], args=args, client=pipe)
+        return [float(wait) for wait in pipe.execute()]
 
     def acquire(self, client_id: int, limits: RateLimits, timeout: float = 30.0) -> bool:
         deadline = time.monotonic() + timeout

@@ -1,4 +1,4 @@
-"""HTTP transport for Kite Connect v3: one `requests.Session`, headers, envelopes, typed errors.
+"""HTTP transport for Kite Connect v3: the shared connection pool, headers, envelopes, typed errors.
 
 Kite answers `{"status": "success", "data": ...}` or `{"status": "error", "message", "error_type"}`
 with a 4xx/5xx code (kite.trade/docs/connect/v3/exceptions). This module turns every answer into
@@ -14,9 +14,9 @@ from decimal import Decimal
 from typing import Any, Iterable, Mapping
 
 import requests
-from requests.adapters import HTTPAdapter
 
 from webapp.brokers.base import AuthExpired, InvalidInput, RateLimited, Rejected, Unavailable
+from webapp.brokers.http import shared_session
 
 log = logging.getLogger(__name__)
 
@@ -51,20 +51,16 @@ class KiteTransport:
         self.access_token = access_token
         self.client = client
         self._secrets = [s for s in secrets if s]
-        self.session = requests.Session()
-        # No automatic retries, ever: a retried POST could place a second order.
-        for prefix in ("http://", "https://"):
-            self.session.mount(prefix, HTTPAdapter(max_retries=0))
-        self.session.headers.update({"X-Kite-Version": "3", "User-Agent": "fanout-kite/1"})
+        self.session = shared_session(self.base_url)  # never retries a request (webapp/brokers/http.py)
 
     def close(self) -> None:
-        self.session.close()
+        """Nothing to free: the connection pool is the process's, shared by every client."""
 
     # ------------------------------------------------------------------ requests
 
     def call(self, op: str, method: str, path: str, *, form: Mapping[str, str] | None = None,
              query: Any = None, json_text: str | None = None, auth: bool = True, csv: bool = False) -> Any:
-        headers = {}
+        headers = {"X-Kite-Version": "3", "User-Agent": "fanout-kite/1"}
         if auth:
             if not self.access_token:
                 raise AuthExpired("Not logged in to Kite; log in to Kite again")

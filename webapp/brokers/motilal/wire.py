@@ -18,6 +18,7 @@ from typing import Any, Mapping
 import requests
 
 from webapp.brokers.base import AuthExpired, RateLimited, Rejected, Unavailable
+from webapp.brokers.http import shared_session
 
 log = logging.getLogger(__name__)
 
@@ -61,14 +62,14 @@ def redact(text: str) -> str:
 
 
 class MotilalWire:
-    """One requests.Session per adapter instance; POSTs JSON and returns the SUCCESS envelope."""
+    """POSTs JSON over the process's shared connection pool and returns the SUCCESS envelope."""
 
     def __init__(self, *, api_key: str, vendor_info: str, client_code: str,
                  options: Mapping[str, Any], reads_per_second: int):
         self.base_url = str(options.get("base_url") or DEFAULT_BASE_URL).rstrip("/")
         self.timeout = float(options.get("timeout") or DEFAULT_TIMEOUT)
         self.client_code = client_code
-        self.http = requests.Session()
+        self.http = shared_session(self.base_url)  # never retries a request (webapp/brokers/http.py)
         self._static_headers = self._device_headers(api_key, vendor_info, options)
         # Motilal allows 2 calls/s for everything but orders. Methods that need several reads in
         # a row (quotes, margin) pace themselves instead of tripping over the broker's 429.
@@ -106,7 +107,7 @@ class MotilalWire:
         }
 
     def close(self) -> None:
-        self.http.close()
+        """Nothing to free: the connection pool is the process's, shared by every client."""
 
     def _pace(self) -> None:
         with self._pace_lock:

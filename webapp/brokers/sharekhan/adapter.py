@@ -22,6 +22,7 @@ from webapp.brokers.base import (Account, AuthExpired, Broker, BrokerError, Brok
                                  Funds, Holding, InstrumentRef, InstrumentRow, InvalidInput, Order,
                                  OrderRequest, OrderType, Position, Product, Quote, RateLimited, RateLimits,
                                  Rejected, Side, Trade, Unavailable, Validity)
+from webapp.brokers.http import shared_session
 from webapp.brokers.sharekhan import handshake, wire
 from webapp.timeutil import UTC, utcnow
 
@@ -66,10 +67,10 @@ class ShareKhan(Broker):
         self.login_base = str(self.options.get("login_url") or DEFAULT_URL).rstrip("/")
         self.timeout = float(self.options.get("timeout", 7))
         self.match_skew = timedelta(seconds=float(self.options.get("match_clock_skew", 5)))
-        self.http = requests.Session()
+        self.http = shared_session(self.base_url)  # never retries a request (webapp/brokers/http.py)
 
     def close(self) -> None:
-        self.http.close()
+        """Nothing to free: the connection pool is the process's, shared by every client."""
 
     def __enter__(self) -> "ShareKhan":
         return self
