@@ -146,3 +146,35 @@ def test_order_updates_reach_the_batch_page(app, server, desk, factory):
         assert "PLACED" in receive_until(ws, "PLACED")
     finally:
         ws.close()
+
+
+def test_a_desk_socket_keeps_its_pages_rows_live_and_the_totals_for_every_client(app, server, factory):
+    on_page, elsewhere, theirs = factory.client("On page"), factory.client("Elsewhere"), factory.client("Theirs")
+    factory.user("tara", clients=[on_page, elsewhere])
+    ws = connect(server, session_cookie(server, "tara"), clients=f"{on_page.id},{theirs.id}")
+    try:
+        first = receive_until(ws, 'id="desk-totals"')
+        assert f'id="client-{on_page.id}"' in first
+        assert f'id="client-{elsewhere.id}"' not in first and f'id="client-{theirs.id}"' not in first
+        with app.app_context():
+            def off_page():
+                publish(get_redis(), "pnl.updated", clients=[elsewhere.id])
+            update = publish_until(ws, off_page, 'id="desk-totals" hx-swap-oob="true"')
+            assert "<tr" not in update  # its row is on another page: only the totals move
+
+            def both():
+                publish(get_redis(), "pnl.updated", clients=[on_page.id, theirs.id])
+            update = publish_until(ws, both, f'id="client-{on_page.id}" hx-swap-oob="true"')
+            assert f'id="client-{theirs.id}"' not in update
+    finally:
+        ws.close()
+
+
+def test_a_desk_socket_with_a_bad_client_list_is_refused(server, factory):
+    factory.user("tara")
+    headers = {"Upgrade": "websocket", "Connection": "Upgrade", "Sec-WebSocket-Version": "13",
+               "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==", "Origin": f"http://{server}", **UA,
+               "Cookie": session_cookie(server, "tara")}
+    response = requests.get(f"http://{server}/ws/feed?page=desk&clients=1,abc", headers=headers,
+                            allow_redirects=False, timeout=5)
+    assert response.status_code == 400

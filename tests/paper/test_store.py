@@ -38,7 +38,7 @@ def test_no_tick_yet_reads_none_and_read_quotes_skips_it(redis_client):
     assert write_quotes(redis_client, {}) == 0
 
 
-def test_the_batch_is_published_on_one_channel(redis_client):
+def test_the_batchs_last_prices_are_published_on_one_channel(redis_client):
     pubsub = redis_client.pubsub(ignore_subscribe_messages=True)
     pubsub.subscribe(TICKS_CHANNEL)
     pubsub.get_message(timeout=1.0)  # the subscribe confirmation
@@ -48,9 +48,10 @@ def test_the_batch_is_published_on_one_channel(redis_client):
     while message is None and time.monotonic() < deadline:
         message = pubsub.get_message(timeout=0.5)
     pubsub.close()
-    ticks = decode_ticks(message["data"])
-    assert ticks[1] == sample()
-    assert ticks[2].tradingsymbol == "IDEA" and ticks[2].upper_circuit is None
+    assert decode_ticks(message["data"]) == {1: D("1548.20"), 2: D("10.05")}
+    assert str(decode_ticks(message["data"])[1]) == "1548.20"  # exact, as written
+    assert decode_ticks(message["data"], tokens={2}) == {2: D("10.05")}
+    assert "bids" not in message["data"]  # the depth stays in the quote's key, read by who needs it
 
 
 def test_a_bytes_redis_client_works_too(app, redis_client):

@@ -8,6 +8,7 @@ import sqlalchemy as sa
 
 from webapp.extensions import db
 from webapp.models import Client, Order
+from webapp.timeutil import utcnow
 from webapp.trading import states
 from webapp.trading.risk import start_of_day
 from webapp.trading.sync import position_differences
@@ -21,26 +22,40 @@ class Alert:
     link: str | None = None
 
 
-def desk_alerts(clients: list[Client], redis) -> list[Alert]:
-    ids = [c.id for c in clients]
-    by_id = {c.id: c for c in clients}
-    alerts = []
+MAX_ALERTS = 30  # a morning of expired sessions on a 500-client desk must not bury the page
+
+
+def desk_alerts(scope, redis) -> list[Alert]:
+    """Alerts over every client in scope (None: the whole desk; else client ids or a SELECT of them),
+    not only the clients on the page the trader is reading."""
+    from webapp.desk.summary import in_scope
+
+    scoped = in_scope(Order.client_id, scope)
+    found: list[tuple[str, int, str, str | None]] = []
     unknown = db.session.execute(sa.select(Order.client_id, Order.batch_id, sa.func.count()).where(
-        Order.client_id.in_(ids), Order.status == states.UNKNOWN).group_by(Order.client_id, Order.batch_id)).all()
+        scoped, Order.status == states.UNKNOWN).group_by(Order.client_id, Order.batch_id)).all()
     for client_id, batch_id, count in unknown:
-        alerts.append(Alert("red", by_id[client_id], f"{count} order(s) in doubt: being checked at the broker",
-                            f"/orders/batches/{batch_id}" if batch_id else None))
+        found.append(("red", client_id, f"{count} order(s) in doubt: being checked at the broker",
+                      f"/orders/batches/{batch_id}" if batch_id else None))
     failed = db.session.execute(sa.select(Order.client_id, sa.func.count()).where(
-        Order.client_id.in_(ids), Order.status.in_((states.FAILED, states.REJECTED)),
+        scoped, Order.status.in_((states.FAILED, states.REJECTED)),
         Order.created_at >= start_of_day()).group_by(Order.client_id)).all()
     for client_id, count in failed:
-        alerts.append(Alert("amber", by_id[client_id], f"{count} order(s) failed or rejected today",
-                            f"/orders/?client={client_id}"))
+        found.append(("amber", client_id, f"{count} order(s) failed or rejected today", f"/orders/?client={client_id}"))
+    ids = list(db.session.execute(sa.select(Client.id).where(in_scope(Client.id, scope))).scalars())
     for client_id, diffs in position_differences(redis, ids).items():
         text = "; ".join(f"{d['instrument']} {d['product']}: desk {d['desk']}, broker {d['broker']}" for d in diffs[:3])
-        alerts.append(Alert("red", by_id[client_id], f"Positions differ from the broker — {text}", f"/clients/{client_id}"))
-    for client in clients:
-        if client.enabled and client.session_state() == "expired":
-            alerts.append(Alert("amber", client, "Broker session expired: reconnect before trading",
-                                f"/clients/{client.id}"))
+        found.append(("red", client_id, f"Positions differ from the broker — {text}", f"/clients/{client_id}"))
+    # Client.session_state() == "expired", in SQL: a live broker whose stored session has run out
+    expired = db.session.execute(sa.select(Client.id).where(
+        in_scope(Client.id, scope), Client.enabled.is_(True), Client.broker != "paper", Client.session_enc.is_not(None),
+        Client.session_expires_at.is_not(None), Client.session_expires_at <= utcnow()).order_by(Client.name)).scalars()
+    for client_id in expired:
+        found.append(("amber", client_id, "Broker session expired: reconnect before trading", f"/clients/{client_id}"))
+    shown = found[:MAX_ALERTS]
+    by_id = {c.id: c for c in db.session.execute(
+        sa.select(Client).where(Client.id.in_({client_id for _, client_id, _, _ in shown}))).scalars()}
+    alerts = [Alert(level, by_id.get(client_id), text, link) for level, client_id, text, link in shown]
+    if len(found) > MAX_ALERTS:
+        alerts.append(Alert("amber", None, f"{len(found) - MAX_ALERTS} more alert(s) not shown", None))
     return alerts

@@ -1,31 +1,45 @@
-from flask import render_template
+from flask import render_template, request
 from flask_login import current_user
 
-from webapp.access import accessible_client_ids
+from webapp.access import client_scope
 from webapp.desk import bp
-from webapp.desk.summary import desk_view
+from webapp.desk.summary import (PAGE_SIZE, SORTS, BadDeskQuery, client_rows, desk_page, desk_totals, parse_client_ids,
+                                 parse_query)
+from webapp.errors import render_error
+from webapp.htmx import is_htmx
 from webapp.permissions import requires
 from webapp.trading.risk import desk_killed
-
-
-def _view():
-    return desk_view(None if current_user.role == "admin" else sorted(accessible_client_ids(current_user)))
 
 
 @bp.route("/")
 @requires("desk.view")
 def index():
+    """The desk: totals and alerts over every client the user may see, and one page of the client
+    table (searched and sorted on the server). An htmx request gets the table's board alone."""
     from webapp.desk.alerts import desk_alerts
     from webapp.extensions import get_redis
 
-    view = _view()
-    return render_template("desk/index.html", rows=view.rows, totals=view.totals, desk_killed=desk_killed(),
-                           alerts=desk_alerts([r.client for r in view.rows], get_redis()))
+    try:
+        query = parse_query(request.args)
+    except BadDeskQuery as exc:
+        return render_error(400, str(exc))
+    scope = client_scope(current_user)
+    page = desk_page(scope, query)
+    if is_htmx():
+        return render_template("desk/_board.html", page=page, sorts=SORTS, page_size=PAGE_SIZE)
+    return render_template("desk/index.html", page=page, totals=desk_totals(scope), sorts=SORTS, page_size=PAGE_SIZE,
+                           desk_killed=desk_killed(), alerts=desk_alerts(scope, get_redis()))
 
 
 @bp.route("/desk/live")
 @requires("desk.view")
 def live():
-    """The same fragments the WebSocket pushes, for the polling fallback when the socket is down."""
-    view = _view()
-    return render_template("desk/_live.html", rows=view.rows, totals=view.totals, oob=True)
+    """The same fragments the WebSocket pushes, for the polling fallback when the socket is down:
+    the totals, and the rows of the clients the page shows (`clients=1,2,3`; none: the first page)."""
+    try:
+        ids = parse_client_ids(request.args.get("clients"))
+    except BadDeskQuery as exc:
+        return render_error(400, str(exc))
+    scope = client_scope(current_user)
+    rows = desk_page(scope).rows if ids is None else client_rows(ids, scope)
+    return render_template("desk/_live.html", rows=rows, totals=desk_totals(scope), oob=True)

@@ -1,8 +1,16 @@
-"""The desk's figures, from its own book (no broker call): per client and for the whole desk."""
+"""The desk's figures, from its own book (no broker call): a page of client rows, and totals for the
+whole desk.
+
+A desk may hold hundreds of clients; a trader reads a page of them (searched, sorted by worst day P&L
+or by name), while the totals are always over every client the user may see — SQL aggregates, never
+a sum over loaded rows. `scope` is what a user may see: None for every client (an admin), otherwise a
+collection of client ids or a SELECT of them.
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import Collection, Union
 
 import sqlalchemy as sa
 
@@ -14,6 +22,13 @@ from webapp.trading import states
 
 ZERO = Decimal(0)
 STALE_AFTER_SECONDS = 5
+PAGE_SIZE = 50
+MAX_SHOWN = 200  # client rows one page (or socket) may ask to be kept live
+SORTS = {"pnl": "Worst day P&L first", "name": "Name A–Z"}
+DEFAULT_SORT = "pnl"  # what needs a trader's eye: the clients losing most today
+MAX_QUERY = 100
+
+Scope = Union[None, Collection[int], sa.Select]
 
 
 @dataclass(frozen=True)
@@ -38,6 +53,7 @@ class DeskTotals:
     margin_used: Decimal
     open_orders: int
     prices_age: float | None  # seconds since the feed's last tick; None: never
+    clients: int = 0
 
     @property
     def day_pnl(self) -> Decimal:
@@ -49,22 +65,145 @@ class DeskTotals:
 
 
 @dataclass(frozen=True)
-class DeskView:
+class DeskQuery:
+    """What the client table shows: a search, a sort and a page (1-based)."""
+    q: str = ""
+    sort: str = DEFAULT_SORT
+    page: int = 1
+
+
+class BadDeskQuery(ValueError):
+    """A page, sort or search the table cannot show; the message is for the user."""
+
+
+@dataclass(frozen=True)
+class DeskPage:
     rows: list[ClientRow]
-    totals: DeskTotals
+    query: DeskQuery  # the page clamped to the last one
+    matching: int  # clients that match the search
+    pages: int
+
+    @property
+    def first(self) -> int:
+        return (self.query.page - 1) * PAGE_SIZE + 1 if self.rows else 0
+
+    @property
+    def last(self) -> int:
+        return self.first + len(self.rows) - 1 if self.rows else 0
+
+    @property
+    def client_ids(self) -> list[int]:
+        return [r.client.id for r in self.rows]
 
 
-def _grouped(query) -> dict:
-    return {row[0]: row[1:] for row in db.session.execute(query).all()}
+def parse_query(args) -> DeskQuery:
+    """A DeskQuery from request args; BadDeskQuery for a page, sort or search that makes no sense."""
+    raw_page = (args.get("page") or "1").strip()
+    if not _whole(raw_page) or int(raw_page) < 1:
+        raise BadDeskQuery(f"Page must be a whole number from 1 (got {raw_page[:20]!r}).")
+    sort = (args.get("sort") or DEFAULT_SORT).strip()
+    if sort not in SORTS:
+        raise BadDeskQuery(f"Sort must be one of: {', '.join(SORTS)}.")
+    q = (args.get("q") or "").strip()
+    if len(q) > MAX_QUERY:
+        raise BadDeskQuery(f"A search is at most {MAX_QUERY} characters.")
+    return DeskQuery(q=q, sort=sort, page=min(int(raw_page), 10**6))
 
 
-def desk_view(client_ids: list[int] | None) -> DeskView:
-    """client_ids None: every client (an admin's desk)."""
-    clients = db.session.execute(sa.select(Client).where(Client.id.in_(client_ids)) if client_ids is not None
-                                 else sa.select(Client)).scalars().all()
-    clients = sorted(clients, key=lambda c: c.name)
+def _whole(text: str) -> bool:
+    """ASCII digits only: str.isdigit() also takes "³", which int() refuses."""
+    return text.isascii() and text.isdigit()
+
+
+def parse_client_ids(raw: str | None) -> list[int] | None:
+    """The `clients=1,2,3` a live page sends (the rows it shows); None when absent."""
+    if raw is None:
+        return None
+    parts = [p.strip() for p in raw.split(",") if p.strip()]
+    if not all(_whole(p) for p in parts):
+        raise BadDeskQuery("clients must be client ids separated by commas.")
+    if len(parts) > MAX_SHOWN:
+        raise BadDeskQuery(f"At most {MAX_SHOWN} clients can be followed at once.")
+    return list(dict.fromkeys(int(p) for p in parts))
+
+
+def in_scope(column, scope: Scope):
+    """A WHERE clause: column within the scope (True for an admin's whole desk)."""
+    if scope is None:
+        return sa.true()
+    return column.in_(scope if isinstance(scope, sa.Select) else list(scope))
+
+
+def money_sum(column) -> sa.ColumnElement:
+    """SUM of a Money column, exact to its 4 decimals. SQLite keeps Numeric as REAL: a desk-wide sum
+    adds thousands of floats, so there it adds integers (hundredths of a paisa); `money` reads either."""
+    if db.engine.dialect.name == "sqlite":
+        return sa.func.sum(sa.cast(sa.func.round(column * 10_000), sa.BigInteger))
+    return sa.func.sum(column)
+
+
+def money(value) -> Decimal:
+    """A money_sum's result as Decimal (None: nothing to add up)."""
+    if value is None:
+        return ZERO
+    if isinstance(value, int):
+        return Decimal(value).scaleb(-4)
+    return Decimal(value)
+
+
+def desk_totals(scope: Scope) -> DeskTotals:
+    """Totals over every client in scope, each one a SQL aggregate."""
+    realized, unrealized = db.session.execute(
+        sa.select(money_sum(Position.realized_pnl), money_sum(Position.unrealized_pnl))
+        .where(in_scope(Position.client_id, scope))).one()
+    margin_used = db.session.execute(sa.select(money_sum(FundsSnapshot.margin_used))
+                                     .where(in_scope(FundsSnapshot.client_id, scope))).scalar()
+    open_orders = db.session.execute(sa.select(sa.func.count()).select_from(Order).where(
+        in_scope(Order.client_id, scope), Order.status.in_(states.AT_BROKER))).scalar()
+    clients = db.session.execute(sa.select(sa.func.count()).select_from(Client)
+                                 .where(in_scope(Client.id, scope))).scalar()
+    return DeskTotals(realized=money(realized), unrealized=money(unrealized), margin_used=money(margin_used),
+                      open_orders=int(open_orders or 0),
+                      prices_age=prices_age(), clients=int(clients or 0))
+
+
+def _escape_like(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def desk_page(scope: Scope, query: DeskQuery = DeskQuery()) -> DeskPage:
+    """One page of client rows: those in scope matching the search, in the chosen order."""
+    where = [in_scope(Client.id, scope)]
+    if query.q:
+        pattern = f"%{_escape_like(query.q.lower())}%"
+        where.append(sa.or_(sa.func.lower(Client.name).like(pattern, escape="\\"),
+                            sa.func.lower(Client.client_code).like(pattern, escape="\\")))
+    matching = db.session.execute(sa.select(sa.func.count()).select_from(Client).where(*where)).scalar() or 0
+    pages = max(1, -(-matching // PAGE_SIZE))
+    page = min(query.page, pages)
+    ids = sa.select(Client.id).where(*where)
+    if query.sort == "pnl":
+        day = (sa.select(Position.client_id, sa.func.sum(Position.realized_pnl + Position.unrealized_pnl).label("day"))
+               .where(in_scope(Position.client_id, scope)).group_by(Position.client_id).subquery())
+        ids = ids.outerjoin(day, day.c.client_id == Client.id).order_by(
+            sa.func.coalesce(day.c.day, 0).asc(), Client.name, Client.id)
+    else:
+        ids = ids.order_by(Client.name, Client.id)
+    page_ids = list(db.session.execute(ids.limit(PAGE_SIZE).offset((page - 1) * PAGE_SIZE)).scalars())
+    by_id = {r.client.id: r for r in client_rows(page_ids, scope)}
+    return DeskPage([by_id[i] for i in page_ids if i in by_id], DeskQuery(query.q, query.sort, page), matching, pages)
+
+
+def client_rows(client_ids: Collection[int], scope: Scope) -> list[ClientRow]:
+    """The figures of these clients (a page's worth) that are in scope, by name."""
+    if not client_ids:
+        return []
+    clients = db.session.execute(sa.select(Client).where(Client.id.in_(list(client_ids)), in_scope(Client.id, scope))
+                                 .order_by(Client.name, Client.id)).scalars().all()
     ids = [c.id for c in clients]
-    pnl = _grouped(sa.select(Position.client_id, sa.func.sum(Position.realized_pnl), sa.func.sum(Position.unrealized_pnl),
+    if not ids:
+        return []
+    pnl = _grouped(sa.select(Position.client_id, money_sum(Position.realized_pnl), money_sum(Position.unrealized_pnl),
                              sa.func.sum(sa.case((Position.quantity != 0, 1), else_=0)))
                    .where(Position.client_id.in_(ids)).group_by(Position.client_id))
     funds = {f.client_id: f for f in db.session.execute(sa.select(FundsSnapshot).where(FundsSnapshot.client_id.in_(ids))).scalars()}
@@ -74,13 +213,14 @@ def desk_view(client_ids: list[int] | None) -> DeskView:
     for c in clients:
         realized, unrealized, positions = pnl.get(c.id, (ZERO, ZERO, 0))
         f = funds.get(c.id)
-        rows.append(ClientRow(c, Decimal(realized or 0), Decimal(unrealized or 0),
+        rows.append(ClientRow(c, money(realized), money(unrealized),
                               f.available_margin if f else None, f.margin_used if f else None,
                               int(positions or 0), orders.get(c.id, (0,))[0]))
-    return DeskView(rows, DeskTotals(
-        realized=sum((r.realized for r in rows), ZERO), unrealized=sum((r.unrealized for r in rows), ZERO),
-        margin_used=sum((r.margin_used or ZERO for r in rows), ZERO), open_orders=sum(r.open_orders for r in rows),
-        prices_age=prices_age()))
+    return rows
+
+
+def _grouped(query) -> dict:
+    return {row[0]: row[1:] for row in db.session.execute(query).all()}
 
 
 def prices_age() -> float | None:

@@ -2,15 +2,14 @@
 render a row, whether it arrives by page, partial or WebSocket), for the sockets allowed to see them."""
 from __future__ import annotations
 
-import json
 from typing import Iterable
 
 import sqlalchemy as sa
-from flask import render_template
+from flask import current_app, render_template
 
 from webapp.extensions import db
 from webapp.feed.hub import Subscriber
-from webapp.marketdata.store import quote_from_dict
+from webapp.marketdata.store import decode_ticks
 from webapp.models import Order
 from webapp.permissions import allowed
 from webapp.trading import states
@@ -19,17 +18,23 @@ Delivery = tuple[Subscriber, str]
 
 
 def for_ticks(data, subscribers: Iterable[Subscriber]) -> list[Delivery]:
-    """Decode only the instruments some socket shows, render each one's fragment once per batch,
-    then join them per socket (a batch carries every instrument of the desk, with depth)."""
+    """Decode only the prices some socket shows, render each one's span once per batch, then join
+    them per socket (a batch carries every instrument of the desk)."""
     subscribers = list(subscribers)
     wanted = set().union(*(sub.tokens for sub in subscribers))
     if not wanted:
         return []
-    quotes = {int(t["instrument_token"]): quote_from_dict(t) for t in json.loads(data)["ticks"]
-              if int(t["instrument_token"]) in wanted}
-    rendered = {token: render_template("feed/_ticks.html", quotes={token: q}, oob=True) for token, q in quotes.items()}
+    ltp = _ltp_macro()
+    rendered = {token: str(ltp(token, price, True)) for token, price in decode_ticks(data, wanted).items()}
     return [(sub, "".join(rendered[t] for t in sub.tokens & rendered.keys()))
             for sub in subscribers if sub.tokens & rendered.keys()]
+
+
+def _ltp_macro():
+    """The live price span (feed/_ltp.html, which feed/_ticks.html loops over), called directly: a
+    macro call per instrument instead of a whole render_template (context processors, a new context)
+    for each of hundreds a second."""
+    return current_app.jinja_env.get_template("feed/_ltp.html").module.ltp
 
 
 def for_event(event: dict, subscribers: Iterable[Subscriber]) -> list[Delivery]:
@@ -56,26 +61,38 @@ def _order(event: dict, subscribers: Iterable[Subscriber]) -> list[Delivery]:
 
 
 def _pnl(clients: set[int], subscribers: Iterable[Subscriber]) -> list[Delivery]:
-    from webapp.desk.summary import desk_view
+    """A desk socket gets the totals when any client it may see changed (most are on other pages),
+    and the rows of the changed clients its page shows; rows and totals are computed once per batch."""
     from webapp.clients.book import client_book
+    from webapp.desk.summary import client_rows, desk_totals
 
-    out, desk_cache, client_cache = [], {}, {}
+    out, desk_subs, client_cache = [], [], {}
     for sub in subscribers:
         visible = {c for c in clients if sub.can_see(c)}
         if sub.page == "desk" and visible:
-            key = (sub.role, sub.client_ids)
-            if key not in desk_cache:
-                ids = sorted(sub.client_ids) if sub.role != "admin" else None
-                desk_cache[key] = desk_view(ids)
-            view = desk_cache[key]
-            out.append((sub, render_template("desk/_live.html", rows=[r for r in view.rows if r.client.id in visible],
-                                             totals=view.totals, oob=True)))
+            desk_subs.append((sub, frozenset(visible & sub.shown)))
         elif sub.page == "client" and sub.target in visible:
             if sub.target not in client_cache:
                 client_cache[sub.target] = client_book(sub.target)
             out.append((sub, render_template("clients/_live.html", oob=True, can_place=allowed(sub.role, "orders.place"),
                                              **client_cache[sub.target])))
+    if desk_subs:
+        # every id here passed its own socket's can_see above
+        rows = {r.client.id: r for r in client_rows(set().union(*(ids for _, ids in desk_subs)), None)}
+        totals, rendered = {}, {}
+        for sub, ids in desk_subs:
+            scope = _scope(sub)
+            if scope not in totals:
+                totals[scope] = desk_totals(scope)
+            if (scope, ids) not in rendered:
+                rendered[(scope, ids)] = render_template(
+                    "desk/_live.html", rows=[r for r in rows.values() if r.client.id in ids], totals=totals[scope], oob=True)
+            out.append((sub, rendered[(scope, ids)]))
     return out
+
+
+def _scope(sub: Subscriber) -> frozenset[int] | None:
+    return None if sub.role == "admin" else sub.client_ids
 
 
 def snapshot(sub: Subscriber) -> str:
@@ -84,10 +101,10 @@ def snapshot(sub: Subscriber) -> str:
 
     parts = []
     if sub.page == "desk":
-        from webapp.desk.summary import desk_view
+        from webapp.desk.summary import client_rows, desk_totals
 
-        view = desk_view(sorted(sub.client_ids) if sub.role != "admin" else None)
-        parts.append(render_template("desk/_live.html", rows=view.rows, totals=view.totals, oob=True))
+        parts.append(render_template("desk/_live.html", rows=client_rows(sub.shown, _scope(sub)),
+                                     totals=desk_totals(_scope(sub)), oob=True))
     elif sub.page == "client" and sub.can_see(sub.target):
         from webapp.clients.book import client_book
 

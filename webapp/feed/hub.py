@@ -33,6 +33,7 @@ class Subscriber:
     page: str  # desk | client | batch | instrument | book | watchlist
     target: int | None
     tokens: set[int] = field(default_factory=set)  # instruments whose prices this page shows
+    shown: frozenset[int] = frozenset()  # desk: the clients whose rows the page shows (a page of them)
     queue: "queue.Queue[str]" = field(default_factory=lambda: queue.Queue(QUEUE_LIMIT))
 
     def can_see(self, client_id: int | None) -> bool:
@@ -61,6 +62,10 @@ class Hub:
     def unregister(self, subscriber: Subscriber) -> None:
         with self._lock:
             self.subscribers.pop(subscriber.id, None)
+
+    def active(self, subscriber: Subscriber) -> bool:
+        """Still registered (not dropped as a slow consumer)? A dict lookup: each socket asks per message."""
+        return subscriber.id in self.subscribers
 
     def snapshot(self) -> list[Subscriber]:
         with self._lock:

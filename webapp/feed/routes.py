@@ -9,6 +9,7 @@ from flask import abort, current_app, request
 from flask_login import current_user
 
 from webapp.access import accessible_client_ids
+from webapp.desk.summary import BadDeskQuery, desk_page, parse_client_ids
 from webapp.extensions import db, login_manager, sock
 from webapp.feed import bp
 from webapp.feed.fragments import snapshot
@@ -31,6 +32,10 @@ def guard():
         abort(403)  # Cross-Site WebSocket Hijacking: only our own pages may open the feed
     if request.headers.get("Upgrade", "").lower() != "websocket":
         abort(400)
+    try:
+        parse_client_ids(request.args.get("clients"))
+    except BadDeskQuery:
+        abort(400)
 
 
 def _same_origin(origin: str | None, host: str) -> bool:
@@ -50,23 +55,34 @@ def _permission(name: str):
 
 
 def _tokens() -> set[int]:
-    return {int(t) for t in request.args.get("tokens", "").split(",") if t.strip().isdigit()}
+    return {int(t) for t in request.args.get("tokens", "").split(",") if t.strip().isascii() and t.strip().isdigit()}
+
+
+def _shown(page: str, client_ids: frozenset[int]) -> frozenset[int]:
+    """The desk rows this socket keeps live: the `clients` its page shows, or the desk's first page."""
+    if page != "desk":
+        return frozenset()
+    ids = parse_client_ids(request.args.get("clients"))
+    if ids is None:
+        ids = desk_page(None if current_user.role == "admin" else client_ids).client_ids
+    return frozenset(i for i in ids if current_user.role == "admin" or i in client_ids)
 
 
 @sock.route("/ws/feed", bp=bp)
 @_permission("desk.view")
 def feed(ws):
     page = request.args.get("page", "desk")
+    page = page if page in PAGES else "desk"
     hub = get_hub(current_app._get_current_object())
-    subscriber = hub.register(user_id=current_user.id, role=current_user.role,
-                              client_ids=frozenset(accessible_client_ids(current_user)),
-                              page=page if page in PAGES else "desk", target=request.args.get("id", type=int),
-                              tokens=_tokens())
+    client_ids = frozenset(accessible_client_ids(current_user))
+    subscriber = hub.register(user_id=current_user.id, role=current_user.role, client_ids=client_ids,
+                              page=page, target=request.args.get("id", type=int), tokens=_tokens(),
+                              shown=_shown(page, client_ids))
     hub.subscribed.wait(timeout=2)  # events after the snapshot must not be lost to a late subscription
     try:
         ws.send(snapshot(subscriber))
         db.session.remove()  # a long-lived socket must not pin a database connection
-        while ws.connected and subscriber.id in {s.id for s in hub.snapshot()}:
+        while ws.connected and hub.active(subscriber):
             try:
                 ws.send(subscriber.queue.get(timeout=KEEPALIVE_SECONDS))
             except queue.Empty:

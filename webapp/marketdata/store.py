@@ -1,8 +1,10 @@
 """The latest quote per instrument, in Redis, shared by every process.
 
 The feed writes each instrument's latest quote under `fanout:quote:<instrument_token>` as a small
-JSON object and PUBLISHes the whole batch as one message on `fanout:ticks`. Prices travel as strings
-so a Decimal comes back exactly as it went in ("1548.20" stays "1548.20", never 1548.2000000001).
+JSON object and PUBLISHes the batch's last prices as one message on `fanout:ticks` — only what the
+pages' live prices show, not the depth: 500 full quotes a second were ~226 KiB to encode, send and
+decode in every web process. Whoever needs a whole quote reads it from its key. Prices travel as
+strings so a Decimal comes back exactly as it went in ("1548.20" stays "1548.20", never 1548.2000000001).
 Works with Redis clients made with or without decode_responses.
 """
 from __future__ import annotations
@@ -10,7 +12,7 @@ from __future__ import annotations
 import json
 from datetime import datetime
 from decimal import Decimal
-from typing import Any, Iterable, Mapping
+from typing import Any, Container, Iterable, Mapping
 
 from webapp.brokers.base import DepthLevel, Quote
 
@@ -54,21 +56,21 @@ def quote_from_dict(data: Mapping[str, Any]) -> Quote:
 
 
 def write_quotes(redis, quotes: Mapping[int, Quote]) -> int:
-    """Store each quote under its instrument token and publish the batch on TICKS_CHANNEL.
+    """Store each quote under its instrument token and publish the batch's last prices on TICKS_CHANNEL
+    (`{"ltp": [[token, "1548.20"], …]}`).
 
     One round trip (a pipeline) however many instruments; returns how many quotes were written.
     """
     if not quotes:
         return 0
-    ticks = []
+    prices = []
     pipe = redis.pipeline(transaction=False)
     for token, quote in quotes.items():
-        data = quote_to_dict(quote)
-        pipe.set(quote_key(token), json.dumps(data, separators=(",", ":")))
-        ticks.append({"instrument_token": int(token), **data})
-    pipe.publish(TICKS_CHANNEL, json.dumps({"ticks": ticks}, separators=(",", ":")))
+        pipe.set(quote_key(token), json.dumps(quote_to_dict(quote), separators=(",", ":")))
+        prices.append([int(token), str(quote.last_price)])
+    pipe.publish(TICKS_CHANNEL, json.dumps({"ltp": prices}, separators=(",", ":")))
     pipe.execute()
-    return len(ticks)
+    return len(prices)
 
 
 def _decode(raw: bytes | str | None) -> Quote | None:
@@ -91,7 +93,8 @@ def read_quotes(redis, tokens: Iterable[int]) -> dict[int, Quote]:
     return {token: quote for token, quote in zip(tokens, map(_decode, raws)) if quote is not None}
 
 
-def decode_ticks(message: bytes | str) -> dict[int, Quote]:
-    """A TICKS_CHANNEL message's data back into quotes keyed by instrument token."""
-    payload = json.loads(message)
-    return {int(tick["instrument_token"]): quote_from_dict(tick) for tick in payload["ticks"]}
+def decode_ticks(message: bytes | str, tokens: Container[int] | None = None) -> dict[int, Decimal]:
+    """A TICKS_CHANNEL message's data back into last prices keyed by instrument token; only `tokens`
+    when given (a web process decodes only what its sockets show)."""
+    return {token: Decimal(price) for token, price in json.loads(message)["ltp"]
+            if tokens is None or token in tokens}
