@@ -5,7 +5,7 @@
 Starts everything in a temporary directory: an embedded Redis (or --redis-url), a SQLite database
 (or --database-url), `flask db upgrade`, the Kite emulator with R ms added to every answer, N Kite
 clients with live sessions, a trader granted all of them, gunicorn (webapp/gunicorn_conf.py) and
-the RQ workers as the Procfile runs them (one on orders, sync, default; one on orders only). It
+the RQ workers as `make run` runs them (one on sync, default; two on orders, no fork). It
 logs in once; each round opens the ticket page, POSTs a MARKET BUY of 1 share for every client and
 times the POST, then reads the database (read-only, every --poll-ms) until every child of that
 batch has a broker order id. The latency of a round is max(acknowledged_at) − the moment the POST
@@ -43,7 +43,8 @@ from bench.harness import (BIN, ROOT, Processes, emit, free_port, load_average, 
 ACKED = ("PLACED", "OPEN", "PARTIAL", "COMPLETE")
 IN_FLIGHT = ("NEW", "SUBMITTING", "UNKNOWN")
 TRADER, PASSWORD = "bench-trader", "Bench-pass-" + "42"
-QUEUES = ("orders", "sync", "default")  # the Procfile's worker
+QUEUES = ("orders", "sync", "default")
+GENERAL_QUEUES = ("sync", "default")  # the Procfile's `worker`; its `orders` workers take only orders
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -53,17 +54,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--rounds", type=int, default=10, help="measured batches")
     p.add_argument("--warmup", type=int, default=1, help="batches sent first and not counted")
     p.add_argument("--workers", type=int, default=1,
-                   help="RQ workers on orders, sync, default (the Procfile's `worker`)")
-    p.add_argument("--orders-workers", type=int, default=1,
-                   help="RQ workers on the orders queue only (the Procfile's `orders`)")
+                   help="RQ workers on sync, default (the Procfile's `worker`)")
+    p.add_argument("--orders-workers", type=int, default=2,
+                   help="RQ workers on the orders queue (the Procfile's `orders`; `make run` starts 2)")
     p.add_argument("--pool-size", type=int, default=None,
-                   help="experiment: BROKER_POOL_SIZE for the workers (default: the engine's own)")
-    p.add_argument("--db-pool", type=int, default=None,
-                   help="experiment: SQLAlchemy pool_size in the workers (default: SQLAlchemy's 5 + 10 overflow)")
-    p.add_argument("--warm", action="store_true",
-                   help="experiment: configure the ORM mappers in the worker parent before it forks horses")
-    p.add_argument("--no-fork", action="store_true",
-                   help="experiment: run jobs in the worker process (RQ SimpleWorker) instead of a horse per job")
+                   help="BROKER_POOL_SIZE for the workers (default: the desk's own, webapp/config.py)")
     p.add_argument("--web-concurrency", type=int, default=None, help="gunicorn workers (WEB_CONCURRENCY)")
     p.add_argument("--pause-ms", type=float, default=200.0,
                    help="pause between rounds (≥150: Kite allows 10 orders/s per account)")
@@ -78,8 +73,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="first wait up to this long for the machine to be idle (<10%% CPU busy)")
     p.add_argument("--keep", action="store_true", help="keep the temp dir (process logs) and print its path")
     args = p.parse_args(argv)
-    if args.clients < 1 or args.rounds < 1 or args.workers + args.orders_workers < 1:
-        p.error("need at least one client, one round and one worker")
+    if args.clients < 1 or args.rounds < 1 or args.orders_workers < 1:
+        p.error("need at least one client, one round and one orders worker")
     return args
 
 
@@ -435,31 +430,29 @@ def _run(args, tmp: Path, processes: Processes, started: dict) -> dict:
         web_env["WEB_CONCURRENCY"] = str(args.web_concurrency)
     processes.start("web", [str(BIN / "gunicorn"), "--config", "webapp/gunicorn_conf.py", "wsgi:app"], web_env)
     worker_env = dict(env)
-    worker_class = "jobs.worker.AppWorker"  # the Procfile's
-    if args.pool_size or args.db_pool or args.warm or args.no_fork:
-        worker_env.update(BENCH_BROKER_POOL_SIZE=str(args.pool_size or ""), BENCH_DB_POOL=str(args.db_pool or ""),
-                          BENCH_WARM="1" if args.warm else "")
-        worker_class = "bench.worker.TunedSimpleWorker" if args.no_fork else "bench.worker.TunedWorker"
-    rq = [str(BIN / "rq"), "worker", "--worker-class", worker_class, "--config", "jobs.settings"]
+    if args.pool_size:
+        worker_env["BROKER_POOL_SIZE"] = str(args.pool_size)
+    rq = [str(BIN / "rq"), "worker", "--config", "jobs.settings"]  # as the Procfile starts them
     for i in range(args.workers):
-        processes.start(f"worker-all-{i}", [*rq, *QUEUES], worker_env)
+        processes.start(f"worker-all-{i}", [*rq, "--worker-class", "jobs.worker.AppWorker", *GENERAL_QUEUES],
+                        worker_env)
     for i in range(args.orders_workers):
-        processes.start(f"worker-orders-{i}", [*rq, "orders"], worker_env)
+        processes.start(f"worker-orders-{i}", [*rq, "--worker-class", "jobs.worker.OrdersWorker", "orders"],
+                        worker_env)
     base = f"http://127.0.0.1:{port}"
     wait_http(f"{base}/health/live", processes=processes)
     rq_redis = redis_lib.Redis.from_url(env["REDIS_URL"])
     _wait_workers(rq_redis, args.workers + args.orders_workers, processes)
-    log(f"web: {base}; workers: {args.workers} on {','.join(QUEUES)} + {args.orders_workers} on orders; "
-        f"broker pool: {args.pool_size or 'engine default'}; db pool: {args.db_pool or 'SQLAlchemy default'}; "
-        f"worker class: {worker_class}")
+    log(f"web: {base}; workers: {args.workers} on {','.join(GENERAL_QUEUES)} + {args.orders_workers} on orders; "
+        f"broker pool: {args.pool_size or 'the desk default'}")
 
     http = login(base)
     probe = Probe(app)
     idle_before = wait_quiet(args.wait_quiet) if args.wait_quiet else None
     measured: list[dict] = []
     all_rounds: list[dict] = []
-    cpu_pids = {"web": processes.pids("web"), "workers_all_queues": processes.pids("worker-all"),
-                "workers_orders_only": processes.pids("worker-orders"), "emulator": processes.pids("kite-emulator"),
+    cpu_pids = {"web": processes.pids("web"), "workers_sync_default": processes.pids("worker-all"),
+                "workers_orders": processes.pids("worker-orders"), "emulator": processes.pids("kite-emulator"),
                 "redis": [started["redis"].process.pid] if started.get("redis") else []}
     cpu_start = cpu_end = None
     wall_start = wall_end = None
@@ -566,10 +559,8 @@ def report(args, measured, ledger, memory, cpu_start, cpu_end, wall_s, queued, i
                                                      if r["child_call_p50_ms"] is not None], 50)),
         "ok": incomplete == 0 and ledger["duplicates"] == 0 and ledger["missing"] == 0 and ledger["unexpected"] == 0,
         "setup": {"workers": args.workers, "orders_workers": args.orders_workers,
-                  "worker_class": "SimpleWorker (no fork)" if args.no_fork else "forking (horse per job)",
-                  "warm_mappers": args.warm,
-                  "broker_pool_size": args.pool_size or "engine default",
-                  "db_pool_size": args.db_pool or "SQLAlchemy default (5 + 10 overflow)",
+                  "worker_classes": "AppWorker (sync, default: a horse per job); OrdersWorker (orders: no fork)",
+                  "broker_pool_size": args.pool_size or "the desk default",
                   "web_concurrency": args.web_concurrency or int(os.environ.get("WEB_CONCURRENCY", "2")),
                   "database": info["database"], "redis": info["redis_server"] + (
                       " (external)" if args.redis_url else " (embedded)"), "pause_ms": args.pause_ms,

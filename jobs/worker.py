@@ -1,7 +1,18 @@
-"""The RQ worker class the Procfile starts: builds the Flask app before forking work horses."""
+"""The RQ worker classes the Procfile starts.
+
+`AppWorker` (sync and default queues) builds the Flask app once, then forks a work horse per job:
+a sync or a repricing pass that leaks or hangs dies with its horse.
+
+`OrdersWorker` (the orders queue) runs each job in its own long-lived process instead (RQ's
+SimpleWorker). A send is latency the trader watches, and what makes it fast lives in the process:
+the broker connections kept alive (a new TLS connection to a broker costs round trips before the
+order is even sent), the thread pool, the database pool, compiled statements. A horse forked per
+batch started all of that cold (~110 ms per batch here, docs/BENCHMARKS.md). A worker killed
+mid-send loses nothing either way: the job is retried or the reconcile cron finds its children.
+"""
 from __future__ import annotations
 
-from rq import Worker
+from rq import SimpleWorker, Worker
 
 from jobs.context import get_app
 
@@ -10,3 +21,9 @@ class AppWorker(Worker):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         get_app()  # import and configure once; horses inherit it
+
+
+class OrdersWorker(SimpleWorker):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        get_app()

@@ -14,8 +14,8 @@ import time
 ROLES = {
     "web": ["gunicorn", "--config", "webapp/gunicorn_conf.py", "wsgi:app"],
     "worker": ["rq", "worker", "--worker-class", "jobs.worker.AppWorker", "--config", "jobs.settings",
-               "--with-scheduler", "orders", "sync", "default"],
-    "orders": ["rq", "worker", "--worker-class", "jobs.worker.AppWorker", "--config", "jobs.settings", "orders"],
+               "--with-scheduler", "sync", "default"],
+    "orders": ["rq", "worker", "--worker-class", "jobs.worker.OrdersWorker", "--config", "jobs.settings", "orders"],
     "cron": ["rq", "cron", "--config", "jobs.settings", "jobs.cron"],
     "feed": ["flask", "--app", "wsgi", "feed", "run"],
 }

@@ -16,6 +16,7 @@ from webapp.config import INSTANCE, ROOT
 from webapp.vault import generate_key
 
 SECRETS_FILE = INSTANCE / "demo-secrets.json"
+ORDERS_WORKERS = 2  # `orders` processes: a big batch is split over them (jobs/orders.py)
 
 
 def demo_secrets() -> dict[str, str]:
@@ -58,7 +59,8 @@ def main() -> int:
               f"  Demo logins: admin / trader / viewer, password: {password}\n"
               f"  Redis: {env['REDIS_URL']}{' (embedded)' if embedded else ''}\n  Ctrl-C stops everything.\n",
               flush=True)
-        honcho = [sys.executable, "-m", "honcho", "-f", str(ROOT / "Procfile"), "-d", str(ROOT), "start"]
+        honcho = [sys.executable, "-m", "honcho", "-f", str(ROOT / "Procfile"), "-d", str(ROOT), "start",
+                  "-c", f"orders={ORDERS_WORKERS}"]
         process = subprocess.Popen(honcho, env=env, cwd=ROOT)
         try:
             return process.wait()

@@ -1,7 +1,7 @@
 """The web side of the job queues: queue names and enqueue helpers (jobs are enqueued by dotted path)."""
 from __future__ import annotations
 
-from rq import Queue
+from rq import Queue, Retry
 
 from webapp.extensions import get_rq_redis
 
@@ -11,6 +11,9 @@ QUEUE_DEFAULT = "default"
 QUEUES = (QUEUE_ORDERS, QUEUE_SYNC, QUEUE_DEFAULT)
 
 CRON_HEARTBEAT_KEY = "fanout:cron:heartbeat"
+
+# A send job is retried when its worker dies: children already sent are resolved by tag, never sent twice.
+SEND_JOB = {"result_ttl": 300, "failure_ttl": 3600, "retry": Retry(max=3, interval=[2, 10, 30])}
 
 
 def queue(name: str) -> Queue:

@@ -1,8 +1,9 @@
-"""Chaos with real processes. Three `rq worker` processes, started as the Procfile starts them,
-send six batches of 36 Kite clients to an emulator that times out after accepting, drops
-connections, answers 5xx (before and after accepting) and 429s. Four of the six send jobs, chosen
-by the seed, lose their worker (or only its work horse) at a random moment of the job, and idle
-workers die now and then; each dead worker is replaced at once. Then the whole fleet dies, a new
+"""Chaos with real processes. Three `rq worker` processes, started as the Procfile starts its
+`orders` workers, send six batches of 36 Kite clients to an emulator that times out after
+accepting, drops connections, answers 5xx (before and after accepting) and 429s. Four of the six
+send jobs, chosen by the seed, lose their worker process (which runs the job itself: SIGKILL, as
+an OOM kill or a crash would) at a random moment of the job, and idle workers die now and then;
+each dead worker is replaced at once. Then the whole fleet dies, a new
 one retries every unfinished send job but one (an RQ retry), and the reconcile cron finishes that
 one and whatever is still UNKNOWN. Counted at the emulator's ledger (DESIGN §5.4, §5.6;
 market.md §3.1, §3.7):
@@ -12,14 +13,12 @@ market.md §3.1, §3.7):
   definitively REJECTED/FAILED with a reason, and then not booked, unless the broker itself booked
   and rejected it (Kite's RMS does, with an order id) and the child carries that id;
 - none is left NEW, SUBMITTING or UNKNOWN;
-- a send job failed only because its work horse was killed.
+- no send job failed (a killed worker's job is abandoned, not failed).
 
 The faults stay on to the end, reconciliation included. Two things stand in for waiting, to keep
 the run under a minute: reconcile is called with `now` shifted past STUCK_AFTER, and after the
 whole fleet is killed the child locks the dead processes held are deleted, as their LOCK_SECONDS
-expiry would (no live process holds one then). RQ forks each job into a work horse that calls
-setpgrp(), so killing a worker's process group would leave its horse running: a kill stops the
-worker, SIGKILLs its horse, then the worker's group.
+expiry would (no live process holds one then).
 
 FANOUT_CHAOS_SEED=<n> replays another schedule of faults and kills (timing still varies run to run).
 """
@@ -65,7 +64,7 @@ POOR_CLIENTS = 4  # too little cash: Kite's RMS books the order and rejects it
 BATCHES = 6
 WORKERS = 3
 BATCH_EVERY = 1.5  # seconds between tickets while the killing goes on
-KILLED_MID_SEND = 4  # send jobs whose worker (or only its horse) dies while the job runs
+KILLED_MID_SEND = 4  # send jobs whose worker dies while the job runs
 KILL_AFTER = (0.1, 1.0)  # seconds into the job: at its start, mid-send, or as its last answers come
 IDLE_KILL_EVERY = (1.5, 3.0)  # and now and then a worker dies between jobs
 CHAOS_SECONDS = (8.0, 25.0)  # at least, at most
@@ -112,16 +111,6 @@ def _proc_stat(pid: int) -> tuple[str, int] | None:
     return fields[0], int(fields[1])
 
 
-def _children(pid: int) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            stat = _proc_stat(int(entry.name))
-            if stat and stat[1] == pid and stat[0] != "Z":
-                found.append(int(entry.name))
-    return found
-
-
 @dataclass
 class WorkerProcess:
     name: str
@@ -133,7 +122,8 @@ class WorkerProcess:
 
 
 class Fleet:
-    """`rq worker` processes as the Procfile starts them, each in its own session (process group)."""
+    """The Procfile's `orders` workers (jobs.worker.OrdersWorker: each job runs in the worker
+    process), each in its own session (process group)."""
 
     def __init__(self, env: dict[str, str], log, redis) -> None:
         self.env, self.log, self.redis = env, log, redis
@@ -145,48 +135,34 @@ class Fleet:
         self.started += 1
         name = f"chaos-{os.getpid()}-{self.started}"
         process = subprocess.Popen(
-            [sys.executable, "-m", "rq.cli", "worker", "--worker-class", "jobs.worker.AppWorker",
-             "--config", "jobs.settings", "--name", name, "orders", "sync", "default"],
+            [sys.executable, "-m", "rq.cli", "worker", "--worker-class", "jobs.worker.OrdersWorker",
+             "--config", "jobs.settings", "--name", name, "orders"],
             cwd=ROOT, env=self.env, stdin=subprocess.DEVNULL, stdout=self.log, stderr=subprocess.STDOUT,
             start_new_session=True)
         worker = WorkerProcess(name, process)
         self.live.append(worker)
         return worker
 
-    def horses(self, worker: WorkerProcess) -> list[int]:
-        return _children(worker.pid)
-
     def current_job(self, worker: WorkerProcess) -> str | None:
-        """The job the worker's horse is running (RQ's worker hash), or None between jobs."""
+        """The job the worker is running (RQ's worker hash), or None between jobs."""
         job_id = self.redis.hget(f"rq:worker:{worker.name}", "current_job")
         return job_id.decode() if job_id else None
 
     def kill(self, worker: WorkerProcess) -> bool:
-        """SIGKILL the worker and its horse (a job in flight dies mid-call). True if a horse died."""
+        """SIGKILL the worker's process group (a job in flight dies mid-call). True if it was running a job."""
         try:
-            os.killpg(worker.pid, signal.SIGSTOP)  # frozen, it cannot fork a new horse behind our back
+            os.killpg(worker.pid, signal.SIGSTOP)  # frozen, it cannot take the next job behind our back
         except ProcessLookupError:
             pass
         deadline = time.monotonic() + 2
         while (stat := _proc_stat(worker.pid)) and stat[0] not in "TtZX" and time.monotonic() < deadline:
             time.sleep(0.005)
-        horses = self.horses(worker)
-        for horse in horses:
-            _killpg(horse)  # the horse called setpgrp(): it leads its own group
+        busy = self.current_job(worker) is not None
         _killpg(worker.pid)
         worker.process.wait(timeout=10)
         self.live.remove(worker)
-        self.kills["worker+horse" if horses else "idle worker"] += 1
-        return bool(horses)
-
-    def kill_horse(self, worker: WorkerProcess) -> bool:
-        """SIGKILL only the work horse (an OOM kill): the worker lives on and takes the next job."""
-        horses = self.horses(worker)
-        for horse in horses:
-            _killpg(horse)
-        if horses:
-            self.kills["horse only"] += 1
-        return bool(horses)
+        self.kills["mid-job" if busy else "idle"] += 1
+        return busy
 
     def stop(self) -> None:
         for worker in list(self.live):
@@ -317,10 +293,8 @@ class Phases:
 
 def chaos(app, factory, trader, clients, instrument, fleet: Fleet, rng: random.Random, report) -> list[str]:
     """Tickets keep coming while workers die. KILLED_MID_SEND of the send jobs, chosen by the seed,
-    lose their worker (or only its horse, as an OOM kill would) at a random moment KILL_AFTER into
-    the job; every IDLE_KILL_EVERY an idle worker dies too. A dead worker is replaced at once."""
-    doomed = dict(zip(rng.sample(range(1, BATCHES + 1), KILLED_MID_SEND),
-                      [rng.random() < 0.3 for _ in range(KILLED_MID_SEND)]))  # batch number -> horse only
+    lose their worker at a random moment KILL_AFTER into the job; every IDLE_KILL_EVERY an idle worker dies too. A dead worker is replaced at once."""
+    doomed = set(rng.sample(range(1, BATCHES + 1), KILLED_MID_SEND))  # batch numbers
     job_ids: list[str] = []
     strikes: dict[int, float] = {}  # batch number -> when the worker running its send job dies
     mid_send = 0
@@ -338,12 +312,11 @@ def chaos(app, factory, trader, clients, instrument, fleet: Fleet, rng: random.R
             if number in doomed:
                 strike = strikes.setdefault(number, now + rng.uniform(*KILL_AFTER))
                 if now >= strike:
-                    horse_only = doomed.pop(number)
-                    mid_send += fleet.kill_horse(worker) if horse_only else fleet.kill(worker)
-                    if not horse_only:
-                        fleet.start()
+                    doomed.discard(number)
+                    mid_send += fleet.kill(worker)
+                    fleet.start()
         for number in [n for n in doomed if n in strikes and _batch_number_running(n, running, job_ids) is None]:
-            doomed.pop(number)  # the job ended before its moment came: a kill missed
+            doomed.discard(number)  # the job ended before its moment came: a kill missed
         if now >= next_idle_kill:
             idle = [w for w in fleet.live if running.get(w.name) is None]
             if idle:
@@ -423,7 +396,7 @@ def new_batch(app, factory, trader, clients, instrument, n: int) -> str:
 
 
 def unexplained_failures(app, job_ids: list[str]) -> list[str]:
-    """A send job may fail only because its horse was killed; anything else is a bug to see."""
+    """A killed worker's job is abandoned ('started' forever), never failed: a failed send job is a bug to see."""
     found = []
     with app.app_context():
         for job in Job.fetch_many(job_ids, connection=get_rq_redis()):
@@ -431,8 +404,7 @@ def unexplained_failures(app, job_ids: list[str]) -> list[str]:
                 continue
             result = job.latest_result()
             text = result.exc_string if result is not None else "(no result)"
-            if "Work-horse terminated unexpectedly" not in (text or ""):
-                found.append(f"{job.id}: {(text or '').strip().splitlines()[-1:]}")
+            found.append(f"{job.id}: {(text or '').strip().splitlines()[-1:]}")
     return found
 
 

@@ -54,6 +54,28 @@ def test_the_job_sends_and_the_sync_job_fills(app, desk, factory, trader):
     assert set(statuses(app, batch.id).values()) == {states.COMPLETE}
 
 
+def test_a_big_batch_is_split_over_send_jobs(app, desk, factory, trader, kite, monkeypatch):
+    """Past SEND_CHUNK children the send job queues the rest as chunks for the other orders
+    workers; every child is sent exactly once."""
+    import jobs.orders
+    from rq import Queue
+    from webapp.extensions import get_rq_redis
+    from webapp.orders.views import enqueue_send
+
+    monkeypatch.setattr(jobs.orders, "SEND_CHUNK", 2)
+    clients = [desk.kite_client(f"K{n}", kite) for n in range(5)]
+    batch = factory.batch(trader, clients, desk.instrument, quantity=1)
+    with app.app_context():
+        enqueue_send(batch.id)
+        finished = Queue("orders", connection=get_rq_redis()).finished_job_registry
+    desk.run_worker()
+    with app.app_context():
+        assert sorted(finished.get_job_ids()) == [f"send-batch-{batch.id}", f"send-batch-{batch.id}-1",
+                                                  f"send-batch-{batch.id}-2"]
+    assert set(statuses(app, batch.id).values()) <= {states.PLACED, states.OPEN, states.COMPLETE}
+    assert sorted(ledger_counts(kite, clients).values()) == [1] * 5
+
+
 def ledger_counts(emulator, clients):
     """What the emulated broker booked for these clients (the server outlives one test)."""
     codes = {c.client_code for c in clients}

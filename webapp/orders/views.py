@@ -8,9 +8,8 @@ from webapp.access import accessible_client_ids
 from webapp.extensions import db
 from webapp.models import Batch, Order, User
 from webapp.orders.forms import TicketForm
-from rq import Retry
 
-from webapp.tasks import QUEUE_ORDERS, enqueue
+from webapp.tasks import QUEUE_ORDERS, SEND_JOB, enqueue
 from webapp.trading.tickets import Ticket
 
 
@@ -44,5 +43,4 @@ def batch_for(user: User, batch_id: int) -> tuple[Batch, list[Order]]:
 
 def enqueue_send(batch_id: int) -> None:
     """Retried when its worker dies: children already sent are resolved by tag, never sent twice."""
-    enqueue("jobs.orders.send_batch", batch_id, queue_name=QUEUE_ORDERS, job_id=f"send-batch-{batch_id}",
-            result_ttl=300, failure_ttl=3600, retry=Retry(max=3, interval=[2, 10, 30]))
+    enqueue("jobs.orders.send_batch", batch_id, queue_name=QUEUE_ORDERS, job_id=f"send-batch-{batch_id}", **SEND_JOB)

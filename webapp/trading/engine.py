@@ -170,14 +170,20 @@ class Outcome:
         return self.status in (states.NEW, states.UNKNOWN)
 
 
+def children_to_send(batch_id: int) -> list[int]:
+    ids = list(db.session.execute(sa.select(Order.id).where(
+        Order.batch_id == batch_id, Order.status.in_(states.IN_FLIGHT)).order_by(Order.id)).scalars())
+    db.session.commit()
+    return ids
+
+
 def send_batch(batch_id: int, ctx: Context, order_ids: Iterable[int] | None = None) -> dict[str, int]:
     """Send every child of the batch (or these of its children) that still needs it; returns the
     count per resulting state ("busy": another process is sending that child)."""
-    query = sa.select(Order.id).where(Order.batch_id == batch_id, Order.status.in_(states.IN_FLIGHT))
+    ids = children_to_send(batch_id)
     if order_ids is not None:
-        query = query.where(Order.id.in_(list(order_ids)))
-    ids = list(db.session.execute(query).scalars())
-    db.session.commit()
+        wanted = set(order_ids)
+        ids = [i for i in ids if i in wanted]
     locks = ChildLocks(ctx.redis)
     held = locks.acquire(ids)
     results: dict[int, str] = {order_id: "busy" for order_id in ids if order_id not in held}
