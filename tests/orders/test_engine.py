@@ -55,20 +55,27 @@ def test_the_job_sends_and_the_sync_job_fills(app, desk, factory, trader):
 
 
 def test_a_big_batch_is_split_over_send_jobs(app, desk, factory, trader, kite, monkeypatch):
-    """Past SEND_CHUNK children the send job queues the rest as chunks for the other orders
-    workers; every child is sent exactly once."""
+    """A big batch is split in one part per orders worker: the send job queues the other parts
+    for them; every child is sent exactly once."""
     import jobs.orders
-    from rq import Queue
+    from rq import Queue, Worker
     from webapp.extensions import get_rq_redis
     from webapp.orders.views import enqueue_send
 
-    monkeypatch.setattr(jobs.orders, "SEND_CHUNK", 2)
+    monkeypatch.setattr(jobs.orders, "MIN_CHUNK", 1)
     clients = [desk.kite_client(f"K{n}", kite) for n in range(5)]
     batch = factory.batch(trader, clients, desk.instrument, quantity=1)
     with app.app_context():
+        orders = Queue("orders", connection=get_rq_redis())
+        idle = [Worker([orders], connection=get_rq_redis(), name=f"idle-{n}") for n in range(2)]
+        for worker in idle:  # two more orders workers registered (the burst worker below is the third)
+            worker.register_birth()
         enqueue_send(batch.id)
-        finished = Queue("orders", connection=get_rq_redis()).finished_job_registry
+        finished = orders.finished_job_registry
     desk.run_worker()
+    with app.app_context():
+        for worker in idle:
+            worker.register_death()
     with app.app_context():
         assert sorted(finished.get_job_ids()) == [f"send-batch-{batch.id}", f"send-batch-{batch.id}-1",
                                                   f"send-batch-{batch.id}-2"]
