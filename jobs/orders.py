@@ -69,7 +69,7 @@ def sync_wanted() -> int:
     pipe.delete(SYNC_WANTED)
     client_ids = sorted(int(i) for i in pipe.execute()[1])
     ctx = context()
-    return sum(1 for ok in engine.run_for_clients(client_ids, ctx, sync.sync_client) if ok)
+    return sum(1 for ok in engine.run_for_clients(client_ids, ctx, sync.sync_orders) if ok)
 
 
 @app_job
@@ -80,7 +80,7 @@ def reconcile() -> dict[str, int]:
 @app_job
 def sync_open_orders() -> int:
     ctx = context()
-    return sum(1 for ok in engine.run_for_clients(sync.clients_with_open_orders(), ctx, sync.sync_client) if ok)
+    return sum(1 for ok in engine.run_for_clients(sync.clients_with_open_orders(), ctx, sync.sync_orders) if ok)
 
 
 @app_job
@@ -109,7 +109,7 @@ def modify_children(order_ids: list[int], price: str) -> list[str]:
 
 def _sync_after(order_ids: list[int], ctx: Context) -> None:
     for client_id in engine.client_ids_of(order_ids):
-        sync.sync_client(client_id, ctx)
+        sync.sync_orders(client_id, ctx)
 
 
 @app_job

@@ -43,6 +43,21 @@ def test_paper_batch_fills_and_builds_positions(app, desk, factory, trader):
         assert db.session.execute(sa.select(sa.func.count()).select_from(Trade)).scalar_one() == trade_count
 
 
+def test_the_light_sync_brings_states_fills_and_funds(app, desk, factory, trader):
+    from webapp.models import FundsSnapshot
+
+    clients = [desk.paper_client(f"P{n}", cash="500000") for n in range(2)]
+    batch = factory.batch(trader, clients, desk.instrument, quantity=3)
+    assert send(desk, batch.id) == {states.PLACED: 2}
+    with app.app_context():
+        assert all(sync.sync_orders(c.id, desk.context()) for c in clients)
+        assert set(statuses(app, batch.id).values()) == {states.COMPLETE}
+        positions = db.session.execute(sa.select(Position)).scalars().all()
+        assert sorted((p.client_id, p.quantity) for p in positions) == sorted((c.id, 3) for c in clients)
+        funds = db.session.execute(sa.select(FundsSnapshot)).scalars().all()
+        assert len(funds) == 2 and all(f.margin_used > 0 for f in funds)  # the fills' margin, read after them
+
+
 def test_the_job_sends_and_the_sync_job_fills(app, desk, factory, trader):
     from webapp.orders.views import enqueue_send
 

@@ -28,14 +28,25 @@ def _instruments(keys: set[tuple[str, str]]) -> dict[tuple[str, str], Instrument
 
 
 def sync_client(client_id: int, ctx: Context) -> bool:
-    """One pass for one client; False when the broker could not be read (nothing changed)."""
+    """Everything for one client (the position sync cron); False when the broker could not be
+    read (nothing changed)."""
+    return _sync(client_id, ctx, full=True)
+
+
+def sync_orders(client_id: int, ctx: Context) -> bool:
+    """What an order changes: its state, its fills (and so the positions), the funds. After a send
+    and while orders are open; holdings and the position check wait for the full sync."""
+    return _sync(client_id, ctx, full=False)
+
+
+def _sync(client_id: int, ctx: Context, full: bool) -> bool:
     client = db.session.get(Client, client_id)
     if client is None or client.session_state() != "connected":
         return False
     adapter = adapter_for(client, ctx.config, ctx.vault)
     try:
-        book, fills = adapter.order_book(), adapter.trades()
-        holdings, funds, positions = adapter.holdings(), adapter.funds(), adapter.positions()
+        book, fills, funds = adapter.order_book(), adapter.trades(), adapter.funds()
+        holdings, positions = (adapter.holdings(), adapter.positions()) if full else (None, None)
     except BrokerError as exc:
         log.warning("op=sync client=%s broker=%s result=failed reason=%r", client.id, client.broker, exc.message)
         return False
@@ -43,10 +54,12 @@ def sync_client(client_id: int, ctx: Context) -> bool:
         adapter.close()
     changed = _apply_orders(client, book)
     touched = _apply_trades(client, fills)
-    _mirror_holdings(client, holdings)
     _mirror_funds(client, funds)
+    if full:
+        _mirror_holdings(client, holdings)
     db.session.commit()
-    flag_position_differences(ctx.redis, client.id, _differences(client.id, positions))
+    if full:
+        flag_position_differences(ctx.redis, client.id, _differences(client.id, positions))
     for order in changed:
         publish(ctx.redis, "order.updated", order_id=order.id, batch_id=order.batch_id, client_id=client.id,
                 status=order.status)
