@@ -1,16 +1,22 @@
 """Repricing: mark every open position to market and publish what changed."""
 from __future__ import annotations
 
+from flask import current_app
+
 from jobs.context import app_job
 from webapp.events import publish
 from webapp.extensions import get_redis
 from webapp.trading.pnl import mark_to_market, record_day
+from webapp.trading.quote_fallback import BrokerQuotes
+from webapp.vault import current_vault
 
 
 @app_job
 def reprice() -> int:
+    """Prices from the feed's ticks; without a fresh one, a broker's quote API (called here, in the
+    job, never on a web request), else the last known price, marked stale."""
     redis = get_redis()
-    changed = mark_to_market(redis)
+    changed = mark_to_market(redis, fallback=BrokerQuotes(current_app.config, current_vault(), redis))
     if changed:
         clients = sorted({m.client_id for m in changed})
         record_day(clients, redis)

@@ -23,3 +23,24 @@ def to_ist(value: datetime | None) -> datetime | None:
 
 def format_ist(value: datetime | None, fmt: str = "%d %b %Y %H:%M:%S") -> str:
     return "" if value is None else to_ist(value).strftime(fmt) + " IST"
+
+
+def market_hours(now: datetime | None = None) -> bool:
+    """NSE's normal market, Mon–Fri 09:15–15:30 IST: when silence means a dead socket or a stale price."""
+    from datetime import time as clock
+
+    local = (now or utcnow()).astimezone(IST)
+    return local.weekday() < 5 and clock(9, 15) <= local.time() <= clock(15, 30)
+
+
+def age_text(seconds: float) -> str:
+    """A price's age, short: 45s, 3m, 2h 5m, 3d."""
+    seconds = max(int(seconds), 0)
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m"
+    if seconds < 86400:
+        hours, minutes = divmod(seconds // 60, 60)
+        return f"{hours}h {minutes}m" if minutes else f"{hours}h"
+    return f"{seconds // 86400}d"

@@ -52,6 +52,8 @@ def test_without_a_tick_the_master_price_is_used(app, desk, factory):
         get_redis().delete(f"fanout:quote:{desk.instrument.instrument_token}")
         changed = mark_to_market(get_redis())
         assert [m.last_price for m in changed] == [desk.instrument.last_price]
+        assert db.session.execute(sa.select(Position.price_stale)).scalar_one() is True  # not a tick: stale
+        assert mark_to_market(get_redis()) == []  # still the master's close, observed no later: nothing written
 
 
 def test_day_rows_chart_samples_and_exports(app, client, auth, desk, factory):

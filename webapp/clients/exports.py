@@ -11,6 +11,7 @@ from wtforms.validators import DataRequired, ValidationError
 from webapp.csvexport import csv_response
 from webapp.extensions import db
 from webapp.models import Client, DailyPnl, Position
+from webapp.timeutil import format_ist
 
 MAX_DAYS = 3660
 
@@ -30,9 +31,11 @@ class ExportForm(FlaskForm):
 def positions_csv(client: Client) -> Response:
     rows = db.session.execute(sa.select(Position).where(Position.client_id == client.id).order_by(Position.id)).scalars()
     return csv_response(f"positions-{client.client_code}", ["client", "instrument", "product", "quantity", "average_price",
-                                                     "last_price", "unrealized_pnl", "realized_pnl"],
+                                                     "last_price", "unrealized_pnl", "realized_pnl",
+                                                     "last_price_at_ist", "last_price_stale"],
                 ([client.name, p.instrument.key, p.product, p.quantity, p.average_price, p.last_price or "",
-                  p.unrealized_pnl, p.realized_pnl] for p in rows))
+                  p.unrealized_pnl, p.realized_pnl, format_ist(p.price_at), "yes" if p.price_stale else ""]
+                 for p in rows))
 
 
 def daily_pnl_csv(client: Client, start: date, end: date) -> Response:

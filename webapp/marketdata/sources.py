@@ -12,6 +12,7 @@ from webapp.extensions import db, get_redis
 from webapp.marketdata.simulator import MarketSimulator
 from webapp.models import Instrument
 from webapp.tasks import QUEUE_SYNC, queue
+from webapp.timeutil import market_hours  # the watchdog's hours (also repricing's)
 from webapp.trading.accounts import broker_options
 
 
@@ -40,16 +41,6 @@ class PaperSource:
                                           unique=True, result_ttl=0, failure_ttl=60)
             except DuplicateJobError:  # one already waiting will pick these up too
                 pass
-
-
-def market_hours(now: datetime | None = None) -> bool:
-    """NSE's normal market, Mon–Fri 09:15–15:30 IST: when silence means a dead socket."""
-    from datetime import time as clock
-
-    from webapp.timeutil import IST, utcnow
-
-    local = (now or utcnow()).astimezone(IST)
-    return local.weekday() < 5 and clock(9, 15) <= local.time() <= clock(15, 30)
 
 
 class StreamSource:

@@ -112,10 +112,22 @@ class Position(db.Model):
     sell_quantity: Mapped[int] = mapped_column(default=0)
     last_price: Mapped[Decimal | None] = mapped_column(Price)
     unrealized_pnl: Mapped[Decimal] = mapped_column(Money, default=Decimal("0"))
+    # when last_price was observed (the tick's or quote's own time, UTC), and whether it is stale: not
+    # a fresh tick of the feed but a broker quote, the last known price or the master's close (pnl.py)
+    price_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    price_stale: Mapped[bool] = mapped_column(default=False, server_default=sa.false())
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
     client = relationship("Client")
     instrument = relationship("Instrument")
+
+    def stale_age(self, now: datetime | None = None) -> str | None:
+        """An open position's mark's age when it is stale ("3m"; "" when its time is unknown), else None."""
+        from webapp.timeutil import age_text, as_utc
+
+        if not self.price_stale or self.last_price is None or not self.quantity:
+            return None
+        return age_text(((now or utcnow()) - as_utc(self.price_at)).total_seconds()) if self.price_at else ""
 
 
 class Holding(db.Model):
