@@ -22,9 +22,17 @@ PRICED = {"LIMIT", "SL"}
 TRIGGERED = {"SL", "SL-M"}
 
 
+TAG_LENGTH = 10
+
+
 def new_tag() -> str:
-    """10 characters of [A-Za-z0-9]: fits every broker's tag (Motilal's is the shortest)."""
-    return "".join(secrets.choice(TAG_ALPHABET) for _ in range(10))
+    """10 characters of [A-Za-z0-9]: fits every broker's tag (Motilal's is the shortest).
+    One random number below 62**10 written in base 62 (one draw per tag, not one per character)."""
+    n, chars = secrets.randbelow(len(TAG_ALPHABET) ** TAG_LENGTH), []
+    for _ in range(TAG_LENGTH):
+        n, digit = divmod(n, len(TAG_ALPHABET))
+        chars.append(TAG_ALPHABET[digit])
+    return "".join(chars)
 
 
 @dataclass
@@ -135,13 +143,13 @@ def create_batch(user: User, ticket: Ticket, review: Review, ip: str | None = No
                   price=ticket.price, trigger_price=ticket.trigger_price, validity=ticket.validity, note=ticket.note,
                   chase_seconds=ticket.chase_seconds, chase_max_ticks=ticket.chase_max_ticks, chase_then=ticket.chase_then)
     db.session.add(batch)
-    for check in review.checks:
-        db.session.add(Order(
-            batch=batch, client_id=check.client.id, instrument_id=review.instrument.id, side=ticket.action,
+    db.session.flush()
+    if review.checks:  # one multi-row INSERT, without an ORM object per child
+        db.session.execute(sa.insert(Order), [dict(
+            batch_id=batch.id, client_id=check.client.id, instrument_id=review.instrument.id, side=ticket.action,
             quantity=check.quantity, product=ticket.product, order_type=ticket.order_type, price=ticket.price,
             trigger_price=ticket.trigger_price, validity=ticket.validity, tag=new_tag(),
-            status=states.FAILED if check.block else states.NEW, reason=check.block))
-    db.session.flush()
+            status=states.FAILED if check.block else states.NEW, reason=check.block) for check in review.checks])
     audit.record(f"batch.{ticket.kind}", actor_id=user.id, actor=user.username, target=f"batch:{batch.id}",
                  clients=[c.client.id for c in review.checks], ip=ip,
                  detail={"action": ticket.action, "instrument": review.instrument.key, "product": ticket.product,
