@@ -1,7 +1,9 @@
 """The RQ worker classes the Procfile starts.
 
 `AppWorker` (sync and default queues) builds the Flask app once, then forks a work horse per job:
-a sync or a repricing pass that leaks or hangs dies with its horse.
+a sync or a repricing pass that leaks or hangs dies with its horse. It runs at a lower CPU
+priority (nice 10): when the cores are busy, a batch being sent and the trader's pages go first,
+and the syncs, repricing and exports wait a little (they are not what a trader is watching).
 
 `OrdersWorker` (the orders queue) runs each job in its own long-lived process instead (RQ's
 SimpleWorker). A send is latency the trader watches, and what makes it fast lives in the process:
@@ -12,14 +14,20 @@ mid-send loses nothing either way: the job is retried or the reconcile cron find
 """
 from __future__ import annotations
 
+import os
+
 from rq import SimpleWorker, Worker
 
 from jobs.context import get_app
 
 
+BACKGROUND_NICE = 10
+
+
 class AppWorker(Worker):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
+        os.nice(BACKGROUND_NICE)  # horses inherit it
         get_app()  # import and configure once; horses inherit it
 
 
