@@ -156,6 +156,26 @@ def test_token_expiry_fails_that_client_only(app, desk, factory, trader, kite):
         assert reason.startswith("Login needed:")
 
 
+def test_a_client_whose_secrets_cannot_be_read_fails_alone(app, desk, factory, trader, kite):
+    from cryptography.fernet import Fernet
+
+    from webapp.models import Client
+    from webapp.vault import Vault
+
+    good, broken = desk.kite_client("Good", kite), desk.kite_client("Broken", kite)
+    with app.app_context():  # sealed with a key the desk no longer has
+        db.session.get(Client, broken.id).credentials_enc = Vault([Fernet.generate_key().decode()]).encrypt({"a": 1})
+        db.session.commit()
+    batch = factory.batch(trader, [good, broken], desk.instrument)
+    send(desk, batch.id)
+    result = statuses(app, batch.id)
+    assert result[broken.id] == states.FAILED and result[good.id] in (states.PLACED, states.COMPLETE)
+    with app.app_context():
+        reason = db.session.execute(sa.select(Order.reason).where(Order.client_id == broken.id)).scalar_one()
+        assert "stored broker details could not be read" in reason
+    assert list(ledger_counts(kite, [good]).values()) == [1] and ledger_counts(kite, [broken]) == Counter()
+
+
 def test_a_broker_rejection_is_final_with_its_reason(app, desk, factory, trader, kite):
     client = desk.kite_client("K", kite)
     from decimal import Decimal

@@ -219,19 +219,39 @@ def _prepare(order_ids: set[int], adapters: dict[int, Broker], ctx: Context) -> 
     clients = {c.id: c for c in db.session.execute(sa.select(*_CLIENT_COLUMNS).where(
         Client.id.in_({row.client_id for row in rows}))).all()}
     db.session.commit()  # ends the read
-    ready, later = [], []
+    ready, later, broken = [], [], []
     for row in rows:
         if row.status != states.NEW:
             later.append(row.id)
             continue
         client = clients[row.client_id]
-        if client.id not in adapters:
-            adapters[client.id] = adapter_for(client, ctx.config, ctx.vault)
-        ready.append(Send(row.id, row.batch_id, row.client_id, row.attempts, _request(row, row, client.algo_id),
-                          adapters[client.id]))
+        try:
+            if client.id not in adapters:
+                adapters[client.id] = adapter_for(client, ctx.config, ctx.vault)
+            request = _request(row, row, client.algo_id)
+        except Exception:  # one client's bad stored data must not hold up the batch
+            log.exception("op=child order=%s client=%s prepare=failed", row.id, client.id)
+            broken.append(row)
+            continue
+        ready.append(Send(row.id, row.batch_id, row.client_id, row.attempts, request, adapters[client.id]))
+    if broken:
+        _fail_unsent(broken, "Not sent: this client's stored broker details could not be read; "
+                             "check the client's settings and reconnect", ctx)
     waits = ctx.throttle.try_acquire_many([(s.client_id, s.adapter.rate_limits) for s in ready])
     later += [s.order_id for s, w in zip(ready, waits) if w > 0]
     return [s for s, w in zip(ready, waits) if w <= 0], later
+
+
+def _fail_unsent(rows: list, reason: str, ctx: Context) -> None:
+    table, now = Order.__table__, utcnow()
+    db.session.execute(table.update().where(table.c.id.in_([r.id for r in rows]), table.c.status == states.NEW)
+                       .values(status=states.FAILED, reason=reason, updated_at=now))
+    db.session.commit()
+    for row in rows:
+        _log_child({"order_id": row.id, "batch_id": row.batch_id, "client_id": row.client_id,
+                    "status": states.FAILED}, None, reason)
+    publish_many(ctx.redis, [("order.updated", {"order_id": r.id, "batch_id": r.batch_id, "client_id": r.client_id,
+                                                "status": states.FAILED}) for r in rows])
 
 
 def _claim_and_call(sends: list[Send], ctx: Context) -> list[Outcome]:
@@ -439,7 +459,11 @@ def reconcile(ctx: Context, now=None) -> dict[str, int]:
     """The reconcile cron: finish what crashed workers left. Each child is lock-protected."""
     counts: dict[str, int] = {}
     for order_id in stuck_children(now):
-        status = _send_in_context(order_id, ctx, now)
+        try:
+            status = _send_in_context(order_id, ctx, now)
+        except Exception:  # one child's trouble must not stop the others being finished
+            log.exception("op=reconcile order=%s result=error", order_id)
+            status = "error"
         counts[status] = counts.get(status, 0) + 1
     return counts
 
