@@ -217,3 +217,24 @@ def test_a_mark_the_ledger_already_wrote_is_not_rewritten(app, factory):
         assert mark_to_market(get_redis()) == []
         assert db.session.execute(sa.select(sa.func.count()).where(Position.unrealized_pnl == 0)).scalar_one() == 2
         assert client_totals([client.id])[client.id].unrealized == 0
+
+
+def test_client_totals_are_exact_to_the_hundredth_of_a_paisa(app, factory):
+    """The day P&L rows (exports) are built from these: 300 positions of one client, one huge and
+    299 of ₹0.0001, must add up exactly even where the database keeps Numeric as REAL."""
+    from webapp.models import Client
+    from webapp.trading.pnl import client_totals
+
+    with app.app_context():
+        client = Client(name="Exact", broker="paper", client_code="EXACT1")
+        db.session.add(client)
+        db.session.flush()
+        instruments = [factory._instrument(f"EX{i}", 900_000 + i) for i in range(300)]
+        values = [Decimal("99999999999.0001")] + [Decimal("0.0001")] * 299
+        for instrument, value in zip(instruments, values):
+            db.session.add(Position(client_id=client.id, instrument_id=instrument.id, product="MIS", quantity=0,
+                                    cost=Decimal(0), average_price=Decimal(0), realized_pnl=value,
+                                    unrealized_pnl=-value))
+        db.session.commit()
+        totals = client_totals([client.id])[client.id]
+        assert totals.realized == Decimal("99999999999.0300") and totals.unrealized == Decimal("-99999999999.0300")

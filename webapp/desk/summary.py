@@ -19,6 +19,7 @@ from webapp.marketdata.feed import HEARTBEAT_KEY
 from webapp.models import Client, FundsSnapshot, Order, Position
 from webapp.timeutil import utcnow
 from webapp.trading import states
+from webapp.trading.pnl import money, money_sum
 
 ZERO = Decimal(0)
 STALE_AFTER_SECONDS = 5
@@ -132,23 +133,6 @@ def in_scope(column, scope: Scope):
     if scope is None:
         return sa.true()
     return column.in_(scope if isinstance(scope, sa.Select) else list(scope))
-
-
-def money_sum(column) -> sa.ColumnElement:
-    """SUM of a Money column, exact to its 4 decimals. SQLite keeps Numeric as REAL: a desk-wide sum
-    adds thousands of floats, so there it adds integers (hundredths of a paisa); `money` reads either."""
-    if db.engine.dialect.name == "sqlite":
-        return sa.func.sum(sa.cast(sa.func.round(column * 10_000), sa.BigInteger))
-    return sa.func.sum(column)
-
-
-def money(value) -> Decimal:
-    """A money_sum's result as Decimal (None: nothing to add up)."""
-    if value is None:
-        return ZERO
-    if isinstance(value, int):
-        return Decimal(value).scaleb(-4)
-    return Decimal(value)
 
 
 def desk_totals(scope: Scope) -> DeskTotals:

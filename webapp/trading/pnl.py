@@ -169,11 +169,28 @@ class Totals:
         return self.realized + self.unrealized
 
 
+def money_sum(column) -> sa.ColumnElement:
+    """SUM of a Money column, exact to its 4 decimals. SQLite keeps Numeric as REAL: a desk-wide sum
+    adds thousands of floats, so there it adds integers (hundredths of a paisa); `money` reads either."""
+    if db.engine.dialect.name == "sqlite":
+        return sa.func.sum(sa.cast(sa.func.round(column * 10_000), sa.BigInteger))
+    return sa.func.sum(column)
+
+
+def money(value) -> Decimal:
+    """A money_sum's result as Decimal (None: nothing to add up)."""
+    if value is None:
+        return ZERO
+    if isinstance(value, int):
+        return Decimal(value).scaleb(-4)
+    return Decimal(value)
+
+
 def client_totals(client_ids: list[int]) -> dict[int, Totals]:
     rows = db.session.execute(
-        sa.select(Position.client_id, sa.func.sum(Position.realized_pnl), sa.func.sum(Position.unrealized_pnl))
+        sa.select(Position.client_id, money_sum(Position.realized_pnl), money_sum(Position.unrealized_pnl))
         .where(Position.client_id.in_(client_ids)).group_by(Position.client_id)).all()
-    return {cid: Totals(Decimal(r or 0), Decimal(u or 0)) for cid, r, u in rows}
+    return {cid: Totals(money(r), money(u)) for cid, r, u in rows}
 
 
 def desk_totals(client_ids: list[int]) -> Totals:
