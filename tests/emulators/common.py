@@ -252,6 +252,9 @@ class BrokerEmulator:
         return response(environ, start_response)
 
 
+LISTEN_BACKLOG = 4096
+
+
 class _QuietHandler(WSGIRequestHandler):
     def log(self, type: str, message: str, *args: Any) -> None:  # no access log noise in tests
         pass
@@ -264,6 +267,10 @@ class EmulatorServer:
         self.app = app
         self._server = make_server(host, port, app, threaded=True, request_handler=_QuietHandler)
         self._server.daemon_threads = True
+        # A broker's front end accepts thousands of connections at once. The dev server listens with a
+        # backlog of 128: 500 clients connecting together overflowed it, and the dropped SYNs came back
+        # after the kernel's 1 s retransmit, a delay no broker has (docs/BENCHMARKS.md).
+        self._server.socket.listen(LISTEN_BACKLOG)
         self._server.log = lambda *args, **kwargs: None  # a dropped connection is on purpose
         self.host, self.port = self._server.server_address[:2]
         self._thread = threading.Thread(target=self._server.serve_forever, name=f"emulator-{self.port}", daemon=True)
