@@ -19,7 +19,7 @@ from webapp.orders.views import batch_for, enqueue_send, ticket_from_form
 from webapp.permissions import requires
 from webapp.tasks import QUEUE_ORDERS, enqueue
 from webapp.trading import states
-from webapp.trading.tickets import Ticket, _price_errors, create_batch, existing_batch, reference_price, review_ticket
+from webapp.trading.tickets import Ticket, price_errors, create_batch, existing_batch, reference_price, review_ticket
 
 
 def _ticket_clients():
@@ -138,7 +138,7 @@ def modify(batch_id: int):
     if error is None and found.instrument is not None:
         probe = Ticket(ticket_id="", action=found.action, instrument_id=found.instrument_id, product=found.product or "",
                        order_type="LIMIT", price=form.price.data)
-        error = _price_errors(probe, found.instrument).get("price")
+        error = price_errors(probe, found.instrument).get("price")
     if error is None and not open_ids:
         error = "No open limit orders to modify."
     if error:

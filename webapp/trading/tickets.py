@@ -74,7 +74,7 @@ def reference_price(instrument: Instrument, redis) -> Decimal | None:
     return quote.last_price if quote else instrument.last_price
 
 
-def _price_errors(ticket: Ticket, instrument: Instrument) -> dict[str, str]:
+def price_errors(ticket: Ticket, instrument: Instrument) -> dict[str, str]:
     errors: dict[str, str] = {}
     band = instrument.circuit_limits()
     for name, value, needed in (("price", ticket.price, ticket.order_type in PRICED),
@@ -107,7 +107,7 @@ def review_ticket(user: User, ticket: Ticket, clients: list[Client], redis=None,
         review.errors["instrument"] = "Choose an instrument from the search."
         return review
     review.instrument = instrument
-    review.errors.update(_price_errors(ticket, instrument))
+    review.errors.update(price_errors(ticket, instrument))
     if ticket.chase_seconds and ticket.order_type != "LIMIT":
         review.errors["chase"] = "Only limit orders can be chased."
     allowed = {c.id: c for c in clients}
