@@ -13,10 +13,8 @@ import time
 from decimal import Decimal
 from typing import Any, Iterable, Mapping
 
-import requests
-
+from webapp.brokers import http
 from webapp.brokers.base import AuthExpired, InvalidInput, RateLimited, Rejected, Unavailable
-from webapp.brokers.http import shared_session
 
 log = logging.getLogger(__name__)
 
@@ -51,10 +49,10 @@ class KiteTransport:
         self.access_token = access_token
         self.client = client
         self._secrets = [s for s in secrets if s]
-        self.session = shared_session(self.base_url)  # never retries a request (webapp/brokers/http.py)
 
     def close(self) -> None:
-        """Nothing to free: the connection pool is the process's, shared by every client."""
+        """Nothing to free: the connection pool is the process's, shared by every client
+        (webapp/brokers/http.py, which never retries a request)."""
 
     # ------------------------------------------------------------------ requests
 
@@ -69,20 +67,20 @@ class KiteTransport:
             headers["Content-Type"] = "application/json"
         started = time.monotonic()
         try:
-            response = self.session.request(method, self.base_url + path, data=form if json_text is None else json_text,
-                                            params=query, headers=headers, timeout=self.timeout)
-        except requests.Timeout as exc:
+            response = http.send(method, self.base_url + path, headers=headers, body=json_text,
+                                 form=form if json_text is None else None, query=query, timeout=self.timeout)
+        except http.Timeout as exc:
             self._log_failure(op, "timeout", exc)
             raise Unavailable(f"Kite did not answer in {self.timeout:g} s; {outcome_of(op)}") from None
-        except requests.RequestException as exc:
+        except http.TransportError as exc:
             self._log_failure(op, "connection", exc)
             raise Unavailable(f"Kite closed the connection without an answer; {outcome_of(op)}") from None
         elapsed_ms = int((time.monotonic() - started) * 1000)
-        log.debug("broker=kite op=%s client=%s status=%s ms=%s", op, self.client, response.status_code, elapsed_ms)
+        log.debug("broker=kite op=%s client=%s status=%s ms=%s", op, self.client, response.status, elapsed_ms)
         return self._read(op, response, csv)
 
-    def _read(self, op: str, response: requests.Response, csv: bool) -> Any:
-        status = response.status_code
+    def _read(self, op: str, response: http.Response, csv: bool) -> Any:
+        status = response.status
         if status == 429:
             self._log_failure(op, "429", response.text)
             raise RateLimited("Kite rate limit reached (HTTP 429 Too many requests); not accepted, retry after a pause",
@@ -114,7 +112,7 @@ class KiteTransport:
         log.warning("broker=kite op=%s client=%s status=%s reason=%r", op, self.client, status, reason)
 
 
-def _json_or_none(response: requests.Response) -> Any:
+def _json_or_none(response: http.Response) -> Any:
     if "json" not in response.headers.get("Content-Type", ""):
         return None
     try:
@@ -123,7 +121,7 @@ def _json_or_none(response: requests.Response) -> Any:
         return None
 
 
-def _retry_after(response: requests.Response) -> float | None:
+def _retry_after(response: http.Response) -> float | None:
     try:
         return float(response.headers["Retry-After"])
     except (KeyError, ValueError):

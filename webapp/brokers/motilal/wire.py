@@ -15,10 +15,8 @@ import time
 from decimal import Decimal
 from typing import Any, Mapping
 
-import requests
-
+from webapp.brokers import http
 from webapp.brokers.base import AuthExpired, RateLimited, Rejected, Unavailable
-from webapp.brokers.http import shared_session
 
 log = logging.getLogger(__name__)
 
@@ -62,14 +60,15 @@ def redact(text: str) -> str:
 
 
 class MotilalWire:
-    """POSTs JSON over the process's shared connection pool and returns the SUCCESS envelope."""
+    """POSTs JSON over the process's shared connection pool and returns the SUCCESS envelope.
+
+    Never retries a request (webapp/brokers/http.py)."""
 
     def __init__(self, *, api_key: str, vendor_info: str, client_code: str,
                  options: Mapping[str, Any], reads_per_second: int):
         self.base_url = str(options.get("base_url") or DEFAULT_BASE_URL).rstrip("/")
         self.timeout = float(options.get("timeout") or DEFAULT_TIMEOUT)
         self.client_code = client_code
-        self.http = shared_session(self.base_url)  # never retries a request (webapp/brokers/http.py)
         self._static_headers = self._device_headers(api_key, vendor_info, options)
         # Motilal allows 2 calls/s for everything but orders. Methods that need several reads in
         # a row (quotes, margin) pace themselves instead of tripping over the broker's 429.
@@ -125,15 +124,15 @@ class MotilalWire:
         outcome = OUTCOMES.get(op, "try again")
         started = time.monotonic()
         try:
-            response = self.http.post(self.base_url + path, data=dumps(body).encode("utf-8"), headers=headers,
-                                      timeout=self.timeout)
-        except requests.Timeout:
+            response = http.send("POST", self.base_url + path, body=dumps(body).encode("utf-8"), headers=headers,
+                                 timeout=self.timeout)
+        except http.Timeout:
             self._log(op, "timeout", started)
             raise Unavailable(f"{BROKER} did not answer in {self.timeout:g} s; {outcome}") from None
-        except requests.RequestException as exc:
-            self._log(op, "connection-error", started, reason=type(exc).__name__)
+        except http.TransportError as exc:
+            self._log(op, "connection-error", started, reason=exc.reason)
             raise Unavailable(f"{BROKER} closed the connection without an answer; {outcome}") from None
-        self._log(op, response.status_code, started)
+        self._log(op, response.status, started)
         return self._envelope(op, response, outcome, login)
 
     def _log(self, op: str, status: Any, started: float, **extra: Any) -> None:
@@ -141,8 +140,8 @@ class MotilalWire:
         log.info("broker=motilal op=%s client=%s status=%s ms=%d%s", op, self.client_code, status,
                  (time.monotonic() - started) * 1000, tail)
 
-    def _envelope(self, op: str, response: requests.Response, outcome: str, login: bool) -> dict[str, Any]:
-        code = response.status_code
+    def _envelope(self, op: str, response: http.Response, outcome: str, login: bool) -> dict[str, Any]:
+        code = response.status
         if code == 429:
             raise RateLimited(f"{BROKER} is rate limiting this account; wait and retry",
                               retry_after=_retry_after(response))
@@ -161,9 +160,9 @@ class MotilalWire:
         self._log_raw(op, response)
         raise _error_for(envelope, code, outcome, login)
 
-    def _log_raw(self, op: str, response: requests.Response) -> None:
+    def _log_raw(self, op: str, response: http.Response) -> None:
         log.warning("broker=motilal op=%s client=%s status=%s raw=%r", op, self.client_code,
-                    response.status_code, redact(response.text))
+                    response.status, redact(response.text))
 
 
 def _error_for(envelope: Mapping[str, Any], http_status: int, outcome: str, login: bool) -> Exception:
@@ -179,7 +178,7 @@ def _error_for(envelope: Mapping[str, Any], http_status: int, outcome: str, logi
     return Rejected(message or f"{BROKER} refused the request ({errorcode or http_status})")
 
 
-def _retry_after(response: requests.Response) -> float | None:
+def _retry_after(response: http.Response) -> float | None:
     try:
         return float(response.headers["Retry-After"])
     except (KeyError, ValueError):

@@ -1,4 +1,4 @@
-"""ShareKhan API ("ShareConnect") adapter: REST over `requests`, JSON envelopes, AES-GCM login.
+"""ShareKhan API ("ShareConnect") adapter: REST over webapp/brokers/http.py, JSON envelopes, AES-GCM login.
 
 ShareKhan orders carry no tag, so an order whose placement outcome is unknown is found again with
 `find_order(request, placed_after)`: today's order book filtered on exchange, scrip, side,
@@ -15,20 +15,19 @@ from decimal import Decimal
 from typing import Any, Mapping, Sequence
 from urllib.parse import quote, urlencode
 
-import requests
-from urllib3.exceptions import NewConnectionError
-
 from webapp.brokers.base import (Account, AuthExpired, Broker, BrokerError, BrokerSession, CredentialField,
                                  Funds, Holding, InstrumentRef, InstrumentRow, InvalidInput, Order,
                                  OrderRequest, OrderType, Position, Product, Quote, RateLimited, RateLimits,
                                  Rejected, Side, Trade, Unavailable, Validity)
-from webapp.brokers.http import shared_session
+from webapp.brokers import http
 from webapp.brokers.sharekhan import handshake, wire
 from webapp.timeutil import UTC, utcnow
 
 log = logging.getLogger(__name__)
 
 DEFAULT_URL = "https://api.sharekhan.com"
+# What this adapter has always sent (it was built on requests, like ShareKhan's official SDK)
+USER_AGENT = "python-requests/2.34.2"
 ORDERS_PATH = "/skapi/services/orders"
 TOKEN_PATH = "/skapi/services/access/token"
 # what a trader is told about the order when the answer is lost
@@ -67,10 +66,10 @@ class ShareKhan(Broker):
         self.login_base = str(self.options.get("login_url") or DEFAULT_URL).rstrip("/")
         self.timeout = float(self.options.get("timeout", 7))
         self.match_skew = timedelta(seconds=float(self.options.get("match_clock_skew", 5)))
-        self.http = shared_session(self.base_url)  # never retries a request (webapp/brokers/http.py)
 
     def close(self) -> None:
-        """Nothing to free: the connection pool is the process's, shared by every client."""
+        """Nothing to free: the connection pool is the process's, shared by every client
+        (webapp/brokers/http.py, which never retries a request)."""
 
     def __enter__(self) -> "ShareKhan":
         return self
@@ -250,7 +249,8 @@ class ShareKhan(Broker):
         return value
 
     def _headers(self, token: str) -> dict[str, str]:
-        headers = {"api-key": self._credential("api_key"), "Content-type": "application/json"}
+        headers = {"User-Agent": USER_AGENT, "api-key": self._credential("api_key"),
+                   "Content-type": "application/json"}
         if self._credential("vendor_key", required=False):
             headers["vendor-key"] = self._credential("vendor_key")
         session = self.account.session
@@ -285,26 +285,24 @@ class ShareKhan(Broker):
         headers = self._headers(token)
         started = clock.monotonic()
         try:
-            response = self.http.request(method, self.base_url + path, json=body, headers=headers,
-                                         timeout=self.timeout)
-        except requests.RequestException as exc:
+            response = http.send(method, self.base_url + path, headers=headers, timeout=self.timeout,
+                                 body=None if body is None else json.dumps(body, allow_nan=False))
+        except http.TransportError as exc:
             raise self._transport_error(op, exc) from None
         log.info("broker=sharekhan op=%s client=%s status=%s ms=%d", op, self.account.client_code,
-                 response.status_code, (clock.monotonic() - started) * 1000)
+                 response.status, (clock.monotonic() - started) * 1000)
         return self._unwrap(op, response)
 
-    def _transport_error(self, op: str, exc: requests.RequestException) -> Unavailable:
-        log.warning("broker=sharekhan op=%s client=%s error=%s", op, self.account.client_code, type(exc).__name__)
-        if _never_sent(exc):
+    def _transport_error(self, op: str, exc: http.TransportError) -> Unavailable:
+        log.warning("broker=sharekhan op=%s client=%s error=%s", op, self.account.client_code, exc.reason)
+        if not exc.sent:
             return Unavailable("ShareKhan could not be reached; nothing was sent")
-        if isinstance(exc, requests.Timeout):
+        if isinstance(exc, http.Timeout):
             return Unavailable(f"ShareKhan did not answer in {self.timeout:g} s{OUTCOME.get(op, '')}")
-        if isinstance(exc, requests.ConnectionError):
-            return Unavailable(f"ShareKhan closed the connection without answering{OUTCOME.get(op, '')}")
-        return Unavailable(f"The request to ShareKhan failed ({type(exc).__name__}){OUTCOME.get(op, '')}")
+        return Unavailable(f"ShareKhan closed the connection without answering{OUTCOME.get(op, '')}")
 
-    def _unwrap(self, op: str, response: requests.Response) -> Any:
-        status = response.status_code
+    def _unwrap(self, op: str, response: http.Response) -> Any:
+        status = response.status
         if status == 429:
             raise RateLimited("ShareKhan is rate limiting this account (HTTP 429); the request was not accepted",
                               retry_after=_retry_after(response))
@@ -336,9 +334,9 @@ class ShareKhan(Broker):
             return Rejected(message)
         return Unavailable(f"ShareKhan answered HTTP {status} ({message}){OUTCOME.get(op, '')}")
 
-    def _log_raw(self, op: str, response: requests.Response) -> None:
+    def _log_raw(self, op: str, response: http.Response) -> None:
         log.warning("broker=sharekhan op=%s client=%s status=%s raw=%r", op, self.account.client_code,
-                    response.status_code, self._redact(response.text[:300]))
+                    response.status, self._redact(response.text[:300]))
 
     def _redact(self, text: str) -> str:
         secrets = [self.account.credentials.get(k) for k in ("secret_key", "vendor_key")]
@@ -374,14 +372,7 @@ def _rows(data: Any) -> list[dict[str, Any]]:
     raise Unavailable("ShareKhan sent an unreadable list")
 
 
-def _never_sent(exc: requests.RequestException) -> bool:
-    if isinstance(exc, requests.ConnectTimeout):
-        return True
-    reason = getattr(exc.args[0], "reason", None) if exc.args else None
-    return isinstance(reason, NewConnectionError)
-
-
-def _retry_after(response: requests.Response) -> float | None:
+def _retry_after(response: http.Response) -> float | None:
     try:
         return float(response.headers["Retry-After"])
     except (KeyError, ValueError):
