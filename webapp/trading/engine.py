@@ -29,6 +29,7 @@ from webapp.brokers.base import (AuthExpired, Broker, BrokerError, InvalidInput,
 from webapp.events import publish, publish_many
 from webapp.extensions import db
 from webapp.models import Client, Instrument, Order
+from webapp.models.base import in_ids
 from webapp.timeutil import utcnow
 from webapp.trading import states
 from webapp.trading.accounts import adapter_for
@@ -215,9 +216,9 @@ def _prepare(order_ids: set[int], adapters: dict[int, Broker], ctx: Context) -> 
         return [], []
     # plain rows, not ORM objects: building 3 objects per child cost more than its broker call
     rows = db.session.execute(sa.select(*_CHILD_COLUMNS).join(Instrument, Order.instrument_id == Instrument.id)
-                              .where(Order.id.in_(order_ids), Order.status.in_(states.IN_FLIGHT))).all()
+                              .where(in_ids(Order.id, order_ids), Order.status.in_(states.IN_FLIGHT))).all()
     clients = {c.id: c for c in db.session.execute(sa.select(*_CLIENT_COLUMNS).where(
-        Client.id.in_({row.client_id for row in rows}))).all()}
+        in_ids(Client.id, {row.client_id for row in rows}))).all()}
     db.session.commit()  # ends the read
     ready, later, broken = [], [], []
     for row in rows:
@@ -244,7 +245,7 @@ def _prepare(order_ids: set[int], adapters: dict[int, Broker], ctx: Context) -> 
 
 def _fail_unsent(rows: list, reason: str, ctx: Context) -> None:
     table, now = Order.__table__, utcnow()
-    db.session.execute(table.update().where(table.c.id.in_([r.id for r in rows]), table.c.status == states.NEW)
+    db.session.execute(table.update().where(in_ids(table.c.id, [r.id for r in rows]), table.c.status == states.NEW)
                        .values(status=states.FAILED, reason=reason, updated_at=now))
     db.session.commit()
     for row in rows:
@@ -261,7 +262,7 @@ def _claim_and_call(sends: list[Send], ctx: Context) -> list[Outcome]:
         return []
     table, now = Order.__table__, utcnow()
     claimed = set(db.session.execute(
-        table.update().where(table.c.id.in_([s.order_id for s in sends]), table.c.status == states.NEW)
+        table.update().where(in_ids(table.c.id, [s.order_id for s in sends]), table.c.status == states.NEW)
         .values(status=states.SUBMITTING, attempts=table.c.attempts + 1, submitted_at=now, reason="", updated_at=now)
         .returning(table.c.id)).scalars())
     db.session.commit()
@@ -530,7 +531,7 @@ def run_concurrently(order_ids: list[int], ctx: Context, fn, *args) -> list[str]
 
 
 def client_ids_of(order_ids: list[int]) -> list[int]:
-    return list(db.session.execute(sa.select(Order.client_id).where(Order.id.in_(order_ids)).distinct()).scalars())
+    return list(db.session.execute(sa.select(Order.client_id).where(in_ids(Order.id, order_ids)).distinct()).scalars())
 
 
 def convert_to_market(order_id: int, ctx: Context) -> str:

@@ -10,6 +10,7 @@ import sqlalchemy as sa
 
 from webapp.extensions import db
 from webapp.models import Client, DeskState, FundsSnapshot, Order, Position, User
+from webapp.models.base import in_ids
 from webapp.timeutil import IST, utcnow
 from webapp.money import rupees
 
@@ -29,7 +30,7 @@ def desk_killed() -> bool:
 
 def orders_today(client_ids: list[int]) -> dict[int, int]:
     rows = db.session.execute(
-        sa.select(Order.client_id, sa.func.count()).where(Order.client_id.in_(client_ids),
+        sa.select(Order.client_id, sa.func.count()).where(in_ids(Order.client_id, client_ids),
                                                            Order.created_at >= start_of_day())
         .group_by(Order.client_id)).all()
     return dict(rows)
@@ -38,13 +39,13 @@ def orders_today(client_ids: list[int]) -> dict[int, int]:
 def day_pnl(client_ids: list[int]) -> dict[int, Decimal]:
     rows = db.session.execute(
         sa.select(Position.client_id, sa.func.sum(Position.realized_pnl + Position.unrealized_pnl))
-        .where(Position.client_id.in_(client_ids)).group_by(Position.client_id)).all()
+        .where(in_ids(Position.client_id, client_ids)).group_by(Position.client_id)).all()
     return {cid: Decimal(total or 0) for cid, total in rows}
 
 
 def open_positions(client_ids: list[int]) -> dict[int, set[int]]:
     rows = db.session.execute(sa.select(Position.client_id, Position.instrument_id)
-                              .where(Position.client_id.in_(client_ids), Position.quantity != 0)).all()
+                              .where(in_ids(Position.client_id, client_ids), Position.quantity != 0)).all()
     result: dict[int, set[int]] = {}
     for client_id, instrument_id in rows:
         result.setdefault(client_id, set()).add(instrument_id)
@@ -68,7 +69,7 @@ def check_children(user: User, clients: list[Client], quantities: dict[int, int]
     reduces = reduces or {}
     ids = [c.id for c in clients]
     today, pnl, held = orders_today(ids), day_pnl(ids), open_positions(ids)
-    funds = {f.client_id: f for f in db.session.execute(sa.select(FundsSnapshot).where(FundsSnapshot.client_id.in_(ids))).scalars()}
+    funds = {f.client_id: f for f in db.session.execute(sa.select(FundsSnapshot).where(in_ids(FundsSnapshot.client_id, ids))).scalars()}
     killed = desk_killed()
     user_orders = _user_orders_today(user)
     new_orders = sum(1 for c in clients if quantities.get(c.id))
