@@ -8,7 +8,6 @@ from decimal import Decimal
 
 import sqlalchemy as sa
 
-from webapp.brokers.base import OrderType
 from webapp.extensions import db
 from webapp.marketdata.store import read_quotes
 from webapp.models import Batch, Instrument, Order
