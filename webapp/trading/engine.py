@@ -44,6 +44,7 @@ LOCK_SECONDS = 60  # longer than any broker timeout: a dead worker's lock frees 
 STUCK_AFTER = timedelta(seconds=30)  # a SUBMITTING child older than this lost its worker
 CLOCK_SKEW = timedelta(seconds=5)
 ARRIVAL_GRACE = timedelta(seconds=30)  # a send with an unclear outcome may still reach the broker this late
+GROUP_SECONDS = 0.005  # how long answers are gathered into one write
 DEFAULT_POOL = 64  # concurrent cancels / modifies / follow-ups (batch sends use BROKER_POOL_SIZE)
 
 
@@ -276,6 +277,9 @@ def _claim_and_call(sends: list[Send], ctx: Context) -> list[Outcome]:
     outcomes: list[Outcome] = []
     while pending:
         done, pending = wait(pending, return_when=FIRST_COMPLETED)
+        if pending:  # answers come back together: a few ms more make one write of many, not many of one
+            more, pending = wait(pending, timeout=GROUP_SECONDS)
+            done |= more
         answered = [future.result() for future in done]
         _record(answered, ctx)
         outcomes += answered
