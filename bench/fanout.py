@@ -22,9 +22,7 @@ import json
 import os
 import re
 import secrets
-import shutil
 import sys
-import tempfile
 import time
 from collections import Counter
 from datetime import datetime, timedelta, timezone
@@ -36,9 +34,9 @@ if __package__ in (None, ""):  # `python bench/fanout.py` from a fresh clone
 
 import requests  # noqa: E402
 
-from bench.harness import (BIN, ROOT, Processes, emit, free_port, load_average, log, log_tail, machine,  # noqa: E402
-                           machine_cpu_seconds, percentile, rss_mib, stop_on_signals, summary, versions,
-                           wait_http, wait_quiet)
+from bench.harness import (BIN, ROOT, add_service_args, free_port, load_average, log, log_tail, machine,  # noqa: E402
+                           machine_cpu_seconds, percentile, Processes, rss_mib, run_bench, summary,
+                           versions, wait_http, wait_quiet)
 
 ACKED = ("PLACED", "OPEN", "PARTIAL", "COMPLETE")
 IN_FLIGHT = ("NEW", "SUBMITTING", "UNKNOWN")
@@ -67,11 +65,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                         "each batch enqueues has finished): one batch alone, instead of back to back")
     p.add_argument("--poll-ms", type=float, default=5.0, help="database poll interval")
     p.add_argument("--round-timeout", type=float, default=60.0, help="seconds before a round counts as incomplete")
-    p.add_argument("--database-url", default=None, help="an empty database (default: a temp SQLite file)")
-    p.add_argument("--redis-url", default=None, help="a Redis db the bench may flush (default: embedded Redis)")
-    p.add_argument("--wait-quiet", type=float, default=0.0, metavar="SECONDS",
-                   help="first wait up to this long for the machine to be idle (<10%% CPU busy)")
-    p.add_argument("--keep", action="store_true", help="keep the temp dir (process logs) and print its path")
+    add_service_args(p)
     args = p.parse_args(argv)
     if args.clients < 1 or args.rounds < 1 or args.orders_workers < 1:
         p.error("need at least one client, one round and one orders worker")
@@ -345,36 +339,20 @@ def database_version(app) -> str:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    stop_on_signals()
-    tmp = Path(tempfile.mkdtemp(prefix="fanout-bench-"))
-    (tmp / "instance").mkdir()
-    processes = Processes(tmp)
-    started: dict = {}  # the embedded Redis, once started
-    try:
-        result = _run(args, tmp, processes, started)
-    except Exception as exc:  # still one JSON line, saying what went wrong
-        import traceback
+    return run_bench("fanout", args, lambda tmp, processes, started: _run(args, tmp, processes, started),
+                     {"clients": args.clients, "rtt_ms": args.rtt_ms}, on_error=_explain)
 
-        traceback.print_exc()
-        for name in ("migrate", "web", "kite-emulator"):  # a failed upgrade, a 500 or a crash explain themselves
-            tail = log_tail(tmp / f"{name}.log")
-            if "Traceback" in tail or (name == "migrate" and type(exc).__name__ == "CalledProcessError"):
-                print(f"--- {name}.log (tail)\n{tail}", file=sys.stderr)
-        result = {"bench": "fanout", "clients": args.clients, "rtt_ms": args.rtt_ms, "ok": False,
-                  "error": f"{type(exc).__name__}: {exc}", "logs": str(tmp) if args.keep else None}
-    finally:
-        processes.stop_all()
-        if started.get("redis") is not None:
-            started["redis"].stop()
-        if args.keep:
-            log(f"kept {tmp}")
-        else:
-            shutil.rmtree(tmp, ignore_errors=True)
-    emit(result)
-    return 0 if result["ok"] else 1
+
+def _explain(tmp: Path, exc: Exception) -> None:
+    """A failed upgrade, a 500 or a crash explain themselves: the tail of the log that has it."""
+    for name in ("migrate", "web", "kite-emulator"):
+        tail = log_tail(tmp / f"{name}.log")
+        if "Traceback" in tail or (name == "migrate" and type(exc).__name__ == "CalledProcessError"):
+            print(f"--- {name}.log (tail)\n{tail}", file=sys.stderr)
 
 
 def _run(args, tmp: Path, processes: Processes, started: dict) -> dict:
+    (tmp / "instance").mkdir()
     # every process (this one included) reads the same settings from the environment
     from webapp.vault import generate_key
 

@@ -27,10 +27,8 @@ import argparse
 import os
 import random
 import re
-import shutil
 import socket
 import sys
-import tempfile
 import time
 from dataclasses import replace
 from decimal import Decimal
@@ -41,8 +39,8 @@ if __package__ in (None, ""):  # `python bench/feed.py` from a fresh clone
 
 import simple_websocket  # noqa: E402
 
-from bench.harness import (BIN, Processes, emit, free_port, load_average, log, machine, percentile,  # noqa: E402
-                           stop_on_signals, summary, versions, wait_http, wait_quiet)
+from bench.harness import (BIN, add_service_args, free_port, load_average, log, machine, percentile,  # noqa: E402
+                           Processes, run_bench, summary, versions, wait_http, wait_quiet)
 from bench.live_harness import (USER_AGENT, cookie_header, database_version, login, make_app, prepare,  # noqa: E402
                                 processes_of, redact, seed_clients, seed_instruments, seed_user, self_memory)
 
@@ -66,11 +64,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                         "every socket however the kernel spreads the connections, with threads left for pages")
     p.add_argument("--connect-timeout", type=float, default=15.0, help="seconds a handshake may take")
     p.add_argument("--seed", type=int, default=1)
-    p.add_argument("--database-url", default=None, help="an empty database (default: a temp SQLite file)")
-    p.add_argument("--redis-url", default=None, help="a Redis db the bench may flush (default: embedded Redis)")
-    p.add_argument("--wait-quiet", type=float, default=0.0, metavar="SECONDS",
-                   help="first wait up to this long for the machine to be idle (<10%% CPU busy)")
-    p.add_argument("--keep", action="store_true", help="keep the temp dir (gunicorn log) and print its path")
+    add_service_args(p)
     args = p.parse_args(argv)
     if args.sockets < 1 or args.seconds < 1 or args.instruments < 1:
         p.error("need at least one socket, one second and one instrument")
@@ -116,33 +110,8 @@ def connect(base_ws: str, host: str, cookie: str, query: str, timeout: float) ->
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    stop_on_signals()
-    tmp = Path(tempfile.mkdtemp(prefix="fanout-bench-feed-"))
-    processes = Processes(tmp)
-    started: dict = {"sockets": []}
-    try:
-        result = _run(args, tmp, processes, started)
-    except Exception as exc:
-        import traceback
-
-        traceback.print_exc()
-        result = {"bench": "feed", "sockets": args.sockets, "instruments": args.instruments, "ok": False,
-                  "error": f"{type(exc).__name__}: {exc}", "logs": str(tmp) if args.keep else None}
-    finally:
-        for ws in started["sockets"]:
-            try:
-                ws.close()
-            except Exception:
-                pass
-        processes.stop_all()
-        if started.get("redis") is not None:
-            started["redis"].stop()
-        if args.keep:
-            log(f"kept {tmp}")
-        else:
-            shutil.rmtree(tmp, ignore_errors=True)
-    emit(result)
-    return 0 if result.get("ok") else 1
+    return run_bench("feed", args, lambda tmp, processes, started: _run(args, tmp, processes, started),
+                     {"sockets": args.sockets, "instruments": args.instruments})
 
 
 def _run(args, tmp: Path, processes: Processes, started: dict) -> dict:

@@ -230,3 +230,50 @@ def rss_mib(pids: Iterable[int]) -> dict:
         per_root[str(pid)] = {"processes": len(tree), "rss_mib": round(rss / 2**20, 1)}
         total += rss
     return {"total_mib": round(total / 2**20, 1), "by_pid": per_root}
+
+
+def add_service_args(parser) -> None:
+    """The options every benchmark takes for the services it runs against and its temp dir."""
+    parser.add_argument("--database-url", default=None, help="an empty database (default: a temp SQLite file)")
+    parser.add_argument("--redis-url", default=None, help="a Redis db the bench may flush (default: embedded Redis)")
+    parser.add_argument("--wait-quiet", type=float, default=0.0, metavar="SECONDS",
+                        help="first wait up to this long for the machine to be idle (<10%% CPU busy)")
+    parser.add_argument("--keep", action="store_true", help="keep the temp dir (process logs) and print its path")
+
+
+def run_bench(name: str, args, body, failure: dict, on_error=None) -> int:
+    """Run `body(tmp, processes, started)` in a fresh temp dir and print its result as the last line.
+    On an error the last line is still one JSON object, saying what went wrong. Whatever the run
+    started is stopped at the end: its processes, the embedded Redis (`started["redis"]`) and any
+    sockets it opened (`started["sockets"]`)."""
+    import shutil
+    import tempfile
+    import traceback
+
+    stop_on_signals()
+    tmp = Path(tempfile.mkdtemp(prefix=f"fanout-bench-{name}-"))
+    processes = Processes(tmp)
+    started: dict = {"sockets": []}
+    try:
+        result = body(tmp, processes, started)
+    except Exception as exc:
+        traceback.print_exc()
+        if on_error is not None:
+            on_error(tmp, exc)
+        result = {"bench": name, **failure, "ok": False, "error": f"{type(exc).__name__}: {exc}",
+                  "logs": str(tmp) if args.keep else None}
+    finally:
+        for ws in started["sockets"]:
+            try:
+                ws.close()
+            except Exception:
+                pass
+        processes.stop_all()
+        if started.get("redis") is not None:
+            started["redis"].stop()
+        if args.keep:
+            log(f"kept {tmp}")
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
+    emit(result)
+    return 0 if result.get("ok") else 1

@@ -23,17 +23,15 @@ from __future__ import annotations
 
 import argparse
 import random
-import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 if __package__ in (None, ""):  # `python bench/pages.py` from a fresh clone
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.harness import (BIN, Processes, emit, free_port, load_average, log, machine, percentile,  # noqa: E402
-                           stop_on_signals, summary, versions, wait_http, wait_quiet)
+from bench.harness import (BIN, add_service_args, free_port, load_average, log, machine, percentile,  # noqa: E402
+                           Processes, run_bench, summary, versions, wait_http, wait_quiet)
 from bench.live_harness import (USER_AGENT, database_version, login, make_app, prepare, processes_of,  # noqa: E402
                                 read_access_log, redact, seed_clients, seed_funds, seed_instruments,
                                 seed_open_orders, seed_positions, seed_user, self_memory)
@@ -54,11 +52,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--web-concurrency", type=int, default=None, help="gunicorn workers (default: gunicorn_conf's)")
     p.add_argument("--web-threads", type=int, default=None, help="threads per worker (default: gunicorn_conf's)")
     p.add_argument("--seed", type=int, default=1)
-    p.add_argument("--database-url", default=None, help="an empty database (default: a temp SQLite file)")
-    p.add_argument("--redis-url", default=None, help="a Redis db the bench may flush (default: embedded Redis)")
-    p.add_argument("--wait-quiet", type=float, default=0.0, metavar="SECONDS",
-                   help="first wait up to this long for the machine to be idle (<10%% CPU busy)")
-    p.add_argument("--keep", action="store_true", help="keep the temp dir (gunicorn log) and print its path")
+    add_service_args(p)
     args = p.parse_args(argv)
     if args.positions > args.instruments or args.open_orders > args.instruments:
         p.error("--positions and --open-orders must not exceed --instruments")
@@ -67,28 +61,8 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    stop_on_signals()
-    tmp = Path(tempfile.mkdtemp(prefix="fanout-bench-pages-"))
-    processes = Processes(tmp)
-    started: dict = {}
-    try:
-        result = _run(args, tmp, processes, started)
-    except Exception as exc:
-        import traceback
-
-        traceback.print_exc()
-        result = {"bench": "pages", "clients": args.clients, "ok": False, "error": f"{type(exc).__name__}: {exc}",
-                  "logs": str(tmp) if args.keep else None}
-    finally:
-        processes.stop_all()
-        if started.get("redis") is not None:
-            started["redis"].stop()
-        if args.keep:
-            log(f"kept {tmp}")
-        else:
-            shutil.rmtree(tmp, ignore_errors=True)
-    emit(result)
-    return 0 if result.get("ok") else 1
+    return run_bench("pages", args, lambda tmp, processes, started: _run(args, tmp, processes, started),
+                     {"clients": args.clients})
 
 
 def _run(args, tmp: Path, processes: Processes, started: dict) -> dict:

@@ -22,16 +22,14 @@ from __future__ import annotations
 
 import argparse
 import random
-import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 if __package__ in (None, ""):  # `python bench/reprice.py` from a fresh clone
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.harness import (emit, load_average, log, machine, percentile, stop_on_signals, summary,  # noqa: E402
+from bench.harness import (add_service_args, load_average, log, machine, percentile, run_bench, summary,  # noqa: E402
                            versions, wait_quiet)
 from bench.live_harness import (database_version, make_app, prepare, processes_of, quote_at, redact,  # noqa: E402
                                 seed_clients, seed_instruments, seed_positions, self_memory)
@@ -48,11 +46,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--quiet-rounds", type=int, default=5, help="timed passes with nothing moved")
     p.add_argument("--job-rounds", type=int, default=3, help="timed runs of the whole repricing job after a move")
     p.add_argument("--seed", type=int, default=1)
-    p.add_argument("--database-url", default=None, help="an empty database (default: a temp SQLite file)")
-    p.add_argument("--redis-url", default=None, help="a Redis db the bench may flush (default: embedded Redis)")
-    p.add_argument("--wait-quiet", type=float, default=0.0, metavar="SECONDS",
-                   help="first wait up to this long for the machine to be idle (<10%% CPU busy)")
-    p.add_argument("--keep", action="store_true", help="keep the temp dir and print its path")
+    add_service_args(p)
     args = p.parse_args(argv)
     if args.positions > args.instruments:
         p.error("--positions must not exceed --instruments (one position per instrument per client)")
@@ -114,29 +108,11 @@ def phase_text(split: dict) -> str:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    stop_on_signals()
-    tmp = Path(tempfile.mkdtemp(prefix="fanout-bench-reprice-"))
-    started: dict = {}
-    try:
-        result = _run(args, tmp, started)
-    except Exception as exc:
-        import traceback
-
-        traceback.print_exc()
-        result = {"bench": "reprice", "clients": args.clients, "positions": args.positions, "ok": False,
-                  "error": f"{type(exc).__name__}: {exc}"}
-    finally:
-        if started.get("redis") is not None:
-            started["redis"].stop()
-        if args.keep:
-            log(f"kept {tmp}")
-        else:
-            shutil.rmtree(tmp, ignore_errors=True)
-    emit(result)
-    return 0 if result.get("ok") else 1
+    return run_bench("reprice", args, lambda tmp, processes, started: _run(args, tmp, processes, started),
+                     {"clients": args.clients, "positions": args.positions})
 
 
-def _run(args, tmp: Path, started: dict) -> dict:
+def _run(args, tmp: Path, processes, started: dict) -> dict:
     env = prepare(args, tmp, started)
     app = make_app()
     rng = random.Random(args.seed)
