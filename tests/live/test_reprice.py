@@ -11,7 +11,7 @@ from webapp.extensions import db, get_redis
 from webapp.marketdata.store import write_quotes
 from webapp.models import DailyPnl, Position
 from webapp.trading import engine, sync
-from webapp.trading.pnl import desk_totals, mark_to_market, pnl_samples, record_day
+from webapp.trading.pnl import client_totals, mark_to_market, pnl_samples, record_day
 
 
 def bought(app, desk, factory, name="P", qty=10):
@@ -43,7 +43,7 @@ def test_positions_are_marked_and_only_changes_written(app, desk, factory):
         position = db.session.execute(sa.select(Position)).scalar_one()
         assert position.unrealized_pnl == (Decimal("1600.00") - average) * 10
         assert mark_to_market(get_redis()) == []  # nothing moved: nothing written
-        assert desk_totals([client.id]).unrealized == position.unrealized_pnl
+        assert client_totals([client.id])[client.id].unrealized == position.unrealized_pnl
 
 
 def test_without_a_tick_the_master_price_is_used(app, desk, factory):
@@ -106,7 +106,7 @@ def test_a_closed_position_keeps_no_unrealized_pnl(app, desk, factory):
         sync.sync_client(client.id, desk.context())
         position = db.session.execute(sa.select(Position)).scalar_one()
         assert (position.quantity, position.unrealized_pnl) == (0, 0) and position.realized_pnl != 0
-        assert desk_totals([client.id]).unrealized == 0
+        assert client_totals([client.id])[client.id].unrealized == 0
 
 
 def test_position_sync_flags_differences_on_the_desk(app, client, auth, desk, factory):
@@ -132,7 +132,6 @@ def test_marks_match_the_ledger_to_the_paisa(app, factory):
     import random
 
     from webapp.trading.ledger import Book, apply_fill, unrealized
-    from webapp.trading.pnl import client_totals
 
     rng = random.Random(5)
     awkward = [Decimal("1234.05"), Decimal("0.05"), Decimal("19999.95"), Decimal("333.35"), Decimal("100.01"),
@@ -199,7 +198,6 @@ def test_a_position_whose_book_changed_is_remarked_at_the_same_price(app, desk, 
 def test_a_mark_the_ledger_already_wrote_is_not_rewritten(app, factory):
     """1234.05 × 3 − 3702.15 is 0 in Decimal but −4.5e-13 in REAL arithmetic: the pass must see the
     flat position the sync wrote (Decimal 0 at 1234.05) as unchanged, and keep the stored total exact."""
-    from webapp.trading.pnl import client_totals
 
     instrument = factory.instrument("AWK", 7100, price="1234.05")
     client = factory.client("Flat")
@@ -223,7 +221,6 @@ def test_client_totals_are_exact_to_the_hundredth_of_a_paisa(app, factory):
     """The day P&L rows (exports) are built from these: 300 positions of one client, one huge and
     299 of ₹0.0001, must add up exactly even where the database keeps Numeric as REAL."""
     from webapp.models import Client
-    from webapp.trading.pnl import client_totals
 
     with app.app_context():
         client = Client(name="Exact", broker="paper", client_code="EXACT1")

@@ -26,7 +26,7 @@ from webapp.brokers.base import Quote
 from webapp.extensions import db
 from webapp.marketdata.store import read_quotes
 from webapp.models import Instrument, Position
-from webapp.models.base import Money, Price, UTCDateTime
+from webapp.models.base import Money, Price, UTCDateTime, in_ids
 
 log = logging.getLogger(__name__)
 
@@ -189,13 +189,10 @@ def money(value) -> Decimal:
 def client_totals(client_ids: list[int]) -> dict[int, Totals]:
     rows = db.session.execute(
         sa.select(Position.client_id, money_sum(Position.realized_pnl), money_sum(Position.unrealized_pnl))
-        .where(Position.client_id.in_(client_ids)).group_by(Position.client_id)).all()
+        .where(in_ids(Position.client_id, client_ids)).group_by(Position.client_id)).all()
     return {cid: Totals(money(r), money(u)) for cid, r, u in rows}
 
 
-def desk_totals(client_ids: list[int]) -> Totals:
-    totals = client_totals(client_ids).values()
-    return Totals(sum((t.realized for t in totals), ZERO), sum((t.unrealized for t in totals), ZERO))
 
 
 
