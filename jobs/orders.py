@@ -108,8 +108,7 @@ def modify_children(order_ids: list[int], price: str) -> list[str]:
 
 
 def _sync_after(order_ids: list[int], ctx: Context) -> None:
-    for client_id in engine.client_ids_of(order_ids):
-        sync.sync_orders(client_id, ctx)
+    engine.run_for_clients(engine.client_ids_of(order_ids), ctx, sync.sync_orders)
 
 
 @app_job

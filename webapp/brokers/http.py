@@ -1,8 +1,8 @@
 """The one HTTP client of the broker adapters: `send()` over one process-wide urllib3 pool.
 
-Why urllib3 and not requests: a keep-alive call to a local broker emulator cost ~670 µs of CPU
-through `requests.Session.request` and ~330 µs through urllib3 (measured with /tmp/prof/http_cost.py),
-and a batch of 500 child orders spent most of its Python time there. The adapters need none of
+Why urllib3 and not requests: a keep-alive call to the local Kite emulator cost ~460 µs of CPU
+through a shared `requests.Session` and ~320 µs through this (docs/BENCHMARKS.md), and a batch of
+500 child orders spent most of its Python time there. The adapters need none of
 what requests adds (sessions, cookies, redirects, hooks, per-call environment lookups).
 
 Guarantees:

@@ -172,9 +172,12 @@ class Outcome:
         return self.status in (states.NEW, states.UNKNOWN)
 
 
-def children_to_send(batch_id: int) -> list[int]:
-    ids = list(db.session.execute(sa.select(Order.id).where(
-        Order.batch_id == batch_id, Order.status.in_(states.IN_FLIGHT)).order_by(Order.id)).scalars())
+def children_to_send(batch_id: int, order_ids: Iterable[int] | None = None) -> list[int]:
+    """The batch's children still in flight (of these only, when given)."""
+    query = sa.select(Order.id).where(Order.batch_id == batch_id, Order.status.in_(states.IN_FLIGHT))
+    if order_ids is not None:
+        query = query.where(in_ids(Order.id, order_ids))
+    ids = list(db.session.execute(query.order_by(Order.id)).scalars())
     db.session.commit()
     return ids
 
@@ -182,10 +185,7 @@ def children_to_send(batch_id: int) -> list[int]:
 def send_batch(batch_id: int, ctx: Context, order_ids: Iterable[int] | None = None) -> dict[str, int]:
     """Send every child of the batch (or these of its children) that still needs it; returns the
     count per resulting state ("busy": another process is sending that child)."""
-    ids = children_to_send(batch_id)
-    if order_ids is not None:
-        wanted = set(order_ids)
-        ids = [i for i in ids if i in wanted]
+    ids = children_to_send(batch_id, order_ids)
     locks = ChildLocks(ctx.redis)
     held = locks.acquire(ids)
     results: dict[int, str] = {order_id: "busy" for order_id in ids if order_id not in held}

@@ -2,6 +2,7 @@
 book and trade book, the position ledger from new fills, holdings and funds mirrored."""
 from __future__ import annotations
 
+import json
 import logging
 
 import sqlalchemy as sa
@@ -185,8 +186,6 @@ def _differences(client_id: int, at_broker) -> list[dict]:
 
 
 def flag_position_differences(redis, client_id: int, differences: list[dict]) -> None:
-    import json
-
     key = DIFF_KEY.format(client_id=client_id)
     if differences:
         log.warning("op=position_sync client=%s differences=%s", client_id, len(differences))
@@ -196,8 +195,6 @@ def flag_position_differences(redis, client_id: int, differences: list[dict]) ->
 
 
 def position_differences(redis, client_ids: list[int]) -> dict[int, list[dict]]:
-    import json
-
     if not client_ids:
         return {}
     raws = redis.mget([DIFF_KEY.format(client_id=c) for c in client_ids])
