@@ -17,6 +17,7 @@ import sqlalchemy as sa
 from webapp.extensions import db, get_redis
 from webapp.marketdata.feed import HEARTBEAT_KEY
 from webapp.models import Client, FundsSnapshot, Order, Position
+from webapp.models.base import in_ids
 from webapp.timeutil import utcnow
 from webapp.trading import states
 from webapp.trading.pnl import money, money_sum
@@ -132,7 +133,7 @@ def in_scope(column, scope: Scope):
     """A WHERE clause: column within the scope (True for an admin's whole desk)."""
     if scope is None:
         return sa.true()
-    return column.in_(scope if isinstance(scope, sa.Select) else list(scope))
+    return column.in_(scope) if isinstance(scope, sa.Select) else in_ids(column, scope)
 
 
 def desk_totals(scope: Scope) -> DeskTotals:
