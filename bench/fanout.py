@@ -21,26 +21,26 @@ import argparse
 import json
 import os
 import re
-import secrets
 import sys
 import time
 from collections import Counter
 from datetime import datetime, timedelta, timezone
-from html.parser import HTMLParser
 from pathlib import Path
 
 if __package__ in (None, ""):  # `python bench/fanout.py` from a fresh clone
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+import redis as redis_lib  # noqa: E402
 import requests  # noqa: E402
 
 from bench.harness import (BIN, ROOT, add_service_args, free_port, load_average, log, log_tail, machine,  # noqa: E402
                            machine_cpu_seconds, percentile, Processes, rss_mib, run_bench, summary,
                            versions, wait_http, wait_quiet)
+from bench.live_harness import PASSWORD, database_version, hidden_inputs, login, prepare  # noqa: E402
 
 ACKED = ("PLACED", "OPEN", "PARTIAL", "COMPLETE")
 IN_FLIGHT = ("NEW", "SUBMITTING", "UNKNOWN")
-TRADER, PASSWORD = "bench-trader", "Bench-pass-" + "42"
+TRADER = "bench-trader"
 QUEUES = ("orders", "sync", "default")
 GENERAL_QUEUES = ("sync", "default")  # the Procfile's `worker`; its `orders` workers take only orders
 
@@ -73,25 +73,6 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 # ---------------------------------------------------------------- the desk
-
-
-class Inputs(HTMLParser):
-    """Hidden inputs of a page (csrf_token, ticket_id)."""
-
-    def __init__(self):
-        super().__init__()
-        self.values: dict[str, str] = {}
-
-    def handle_starttag(self, tag, attrs):
-        attrs = dict(attrs)
-        if tag == "input" and attrs.get("name") and attrs.get("type") == "hidden":
-            self.values.setdefault(attrs["name"], attrs.get("value") or "")
-
-
-def hidden_inputs(html: str) -> dict[str, str]:
-    parser = Inputs()
-    parser.feed(html)
-    return parser.values
 
 
 def start_emulator(processes: Processes, rtt_ms: float) -> str:
@@ -147,17 +128,6 @@ def seed(app, emulator_url: str, n: int) -> tuple[int, list[int]]:
                             password_changed_at=utcnow(), clients=clients))
         db.session.commit()
         return instrument.id, [c.id for c in clients]
-
-
-def login(base: str) -> requests.Session:
-    http = requests.Session()
-    page = http.get(f"{base}/login", timeout=10)
-    token = hidden_inputs(page.text).get("csrf_token", "")
-    r = http.post(f"{base}/login", data={"username": TRADER, "password": PASSWORD, "csrf_token": token},
-                  allow_redirects=False, timeout=10)
-    if r.status_code != 302:
-        raise RuntimeError(f"login failed: HTTP {r.status_code}")
-    return http
 
 
 # ---------------------------------------------------------------- one round
@@ -323,17 +293,6 @@ def ledger_check(emulator_url: str, rounds: list[dict]) -> dict:
             "unexpected": unexpected}
 
 
-def database_version(app) -> str:
-    import sqlalchemy as sa
-
-    from webapp.extensions import db
-
-    with app.app_context():
-        if db.engine.dialect.name == "sqlite":
-            return "sqlite " + db.session.execute(sa.text("select sqlite_version()")).scalar_one()
-        return db.session.execute(sa.text("select version()")).scalar_one().split(" on ")[0]
-
-
 # ---------------------------------------------------------------- main
 
 
@@ -352,46 +311,12 @@ def _explain(tmp: Path, exc: Exception) -> None:
 
 
 def _run(args, tmp: Path, processes: Processes, started: dict) -> dict:
-    (tmp / "instance").mkdir()
-    # every process (this one included) reads the same settings from the environment
-    from webapp.vault import generate_key
-
+    env = prepare(args, tmp, started)  # secrets, database (migrated), Redis: for this process and every child
     code_versions = versions("flask", "sqlalchemy", "rq", "gunicorn", "redis", "werkzeug", "requests", "psycopg")
-    env = dict(os.environ)
-    env.update({
-        "FANOUT_INSTANCE": str(tmp / "instance"), "SECRET_KEY": secrets.token_hex(32),
-        "FANOUT_ENCRYPTION_KEYS": generate_key(), "SESSION_COOKIE_SECURE": "0", "PYTHONUNBUFFERED": "1",
-        "DATABASE_URL": args.database_url or f"sqlite:///{tmp / 'bench.db'}",
-        "PATH": os.pathsep.join([str(BIN), os.environ.get("PATH", "")]),
-    })
-    env.pop("FANOUT_DEMO", None)
-    env.pop("FANOUT_TESTING", None)
-    import redis as redis_lib
-
-    if args.redis_url:
-        env["REDIS_URL"] = args.redis_url
-        redis_lib.Redis.from_url(args.redis_url).flushdb()
-        log(f"redis: {args.redis_url} (flushed)")
-    else:
-        from webapp.embedded_redis import EmbeddedRedis
-
-        embedded = started["redis"] = EmbeddedRedis(data_dir=tmp / "redis")
-        embedded.start()
-        env["REDIS_URL"] = embedded.url
-        log(f"redis: embedded at {embedded.url}")
-    os.environ.update(env)
-    for key in ("FANOUT_DEMO", "FANOUT_TESTING"):
-        os.environ.pop(key, None)
-
     emulator_url = start_emulator(processes, args.rtt_ms)
     env.update({"KITE_API_URL": emulator_url, "KITE_LOGIN_URL": emulator_url})
     os.environ.update(env)
     log(f"kite emulator: {emulator_url} (+{args.rtt_ms:g} ms per answer)")
-
-    import subprocess
-
-    subprocess.run([sys.executable, "-m", "flask", "--app", "wsgi", "db", "upgrade"], env=env, cwd=ROOT, check=True,
-                   stdout=subprocess.DEVNULL, stderr=open(tmp / "migrate.log", "wb"))
     import logging
 
     logging.basicConfig(level=logging.WARNING)  # the app's basicConfig is then a no-op: quiet progress
@@ -424,7 +349,7 @@ def _run(args, tmp: Path, processes: Processes, started: dict) -> dict:
     log(f"web: {base}; workers: {args.workers} on {','.join(GENERAL_QUEUES)} + {args.orders_workers} on orders; "
         f"broker pool: {args.pool_size or 'the desk default'}")
 
-    http = login(base)
+    http = login(base, TRADER)
     probe = Probe(app)
     idle_before = wait_quiet(args.wait_quiet) if args.wait_quiet else None
     measured: list[dict] = []
