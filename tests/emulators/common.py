@@ -1,7 +1,8 @@
 """What every broker emulator shares: a threaded loopback server, a seeded fault plan, an order
 ledger that tests and benchmarks count, and per-account rate limits that answer 429.
 
-An emulator is a Werkzeug WSGI app (`BrokerEmulator` subclass) with a routing `Map`. Each view
+An emulator is a Werkzeug WSGI app (`BrokerEmulator` subclass) with a routing `Map`, served with
+HTTP/1.1 keep-alive (`EmulatorServer`). Each view
 gets a werkzeug `Request` and returns a `Response`. Faults are decided per request by the plan:
 
 - latency / jitter: sleep before answering;
@@ -18,18 +19,22 @@ Tests can also script the next faults exactly: ``emulator.faults.script("place",
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import random
 import socket
+import sys
 import threading
 import time
 from collections import defaultdict, deque
 from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler
+from socketserver import ThreadingMixIn
 from typing import Any, Callable
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer
 
 from werkzeug.exceptions import HTTPException, NotFound
 from werkzeug.routing import Map
-from werkzeug.serving import WSGIRequestHandler, make_server
 from werkzeug.wrappers import Request, Response
 
 FAULTS = ("timeout_after_accept", "drop_after_accept", "error_5xx", "error_5xx_after_accept",
@@ -238,25 +243,103 @@ class BrokerEmulator:
     def __call__(self, environ, start_response):
         request = Request(environ)
         self.requests.append((request.method, request.path))
-        try:
-            response = self.dispatch(request)
-        except DropConnection:
-            sock = environ.get("werkzeug.socket")
-            if sock is not None:
-                try:
-                    sock.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
-                sock.close()
-            raise
-        return response(environ, start_response)
+        return self.dispatch(request)(environ, start_response)
 
 
 LISTEN_BACKLOG = 4096
 
 
-class _QuietHandler(WSGIRequestHandler):
-    def log(self, type: str, message: str, *args: Any) -> None:  # no access log noise in tests
+class _Handler(WSGIRequestHandler):
+    """HTTP/1.1 with keep-alive, a thread per connection: what a broker's front end does.
+
+    werkzeug's dev server answers every request with `Connection: close` (http.server can't drain an
+    unread body before the next request line), so every broker call paid a TCP connect here and a
+    thread start in the emulator, which no broker costs (docs/BENCHMARKS.md). This handler reads the
+    whole body (Content-Length) before the app runs and answers with a Content-Length, so the
+    connection stays open. A view raising DropConnection gets the socket closed with no answer; a
+    WebSocket view takes the socket over (`werkzeug.socket`, as simple_websocket expects).
+    """
+
+    protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # the body goes in a second write; Nagle would hold it for the ACK
+
+    def setup(self) -> None:
+        super().setup()
+        self.server.connections.add(self.connection)
+
+    def finish(self) -> None:
+        self.server.connections.discard(self.connection)
+        try:
+            super().finish()
+        except OSError:  # the view or stop() closed it
+            pass
+
+    def handle(self) -> None:  # wsgiref answers one request per connection; http.server's loop keeps it
+        try:
+            BaseHTTPRequestHandler.handle(self)
+        except OSError:  # reset by the client, or closed by stop()
+            pass
+
+    def log_message(self, format: str, *args: Any) -> None:  # no access log noise in tests
+        pass
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("do_"):  # every method goes to the app
+            return self._run_app
+        raise AttributeError(name)
+
+    def _run_app(self) -> None:
+        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+            self.send_error(411, "Length Required")
+            return
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        environ = self.get_environ()
+        environ.update({"wsgi.input": io.BytesIO(body), "wsgi.errors": sys.stderr, "wsgi.version": (1, 0),
+                        "wsgi.url_scheme": "http", "wsgi.multithread": True, "wsgi.multiprocess": False,
+                        "wsgi.run_once": False, "werkzeug.socket": self.connection})
+        started: list[Any] = []
+
+        def start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+            started[:] = [status, headers]
+            return chunks.append
+
+        chunks: list[bytes] = []
+        try:
+            result = self.server.app(environ, start_response)
+            try:
+                chunks.extend(result)
+            finally:
+                getattr(result, "close", lambda: None)()
+        except DropConnection:
+            self.close_connection = True
+            self.connection.shutdown(socket.SHUT_RDWR)
+            return
+        except ConnectionError:  # a WebSocket view ended: the socket was its, no HTTP answer
+            self.close_connection = True
+            return
+        status, headers = started
+        code, _, reason = status.partition(" ")
+        payload = b"".join(chunks)
+        self.send_response(int(code), reason)
+        for name, value in headers:
+            if name.lower() not in ("content-length", "connection", "transfer-encoding"):
+                self.send_header(name, value)
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(payload)
+
+
+class _Server(ThreadingMixIn, WSGIServer):
+    daemon_threads = True
+    request_queue_size = LISTEN_BACKLOG  # a broker's front end takes a burst of connects; 128 dropped SYNs
+
+    def __init__(self, address: tuple[str, int], app: Any):
+        self.app = app
+        self.connections: set[socket.socket] = set()
+        super().__init__(address, _Handler)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:  # a dropped connection is on purpose
         pass
 
 
@@ -265,13 +348,7 @@ class EmulatorServer:
 
     def __init__(self, app: BrokerEmulator, host: str = "127.0.0.1", port: int = 0):
         self.app = app
-        self._server = make_server(host, port, app, threaded=True, request_handler=_QuietHandler)
-        self._server.daemon_threads = True
-        # A broker's front end accepts thousands of connections at once. The dev server listens with a
-        # backlog of 128: 500 clients connecting together overflowed it, and the dropped SYNs came back
-        # after the kernel's 1 s retransmit, a delay no broker has (docs/BENCHMARKS.md).
-        self._server.socket.listen(LISTEN_BACKLOG)
-        self._server.log = lambda *args, **kwargs: None  # a dropped connection is on purpose
+        self._server = _Server((host, port), app)
         self.host, self.port = self._server.server_address[:2]
         self._thread = threading.Thread(target=self._server.serve_forever, name=f"emulator-{self.port}", daemon=True)
 
@@ -284,8 +361,15 @@ class EmulatorServer:
         return self
 
     def stop(self) -> None:
+        """Stop listening and close every open connection (kept-alive ones included), so a client's
+        pooled connection can't reach a stopped emulator."""
         self._server.shutdown()
         self._server.server_close()
+        for conn in list(self._server.connections):
+            try:
+                conn.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
 
     def __enter__(self) -> "EmulatorServer":
         return self.start()
