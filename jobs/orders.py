@@ -68,8 +68,7 @@ def sync_wanted() -> int:
     pipe.smembers(SYNC_WANTED)
     pipe.delete(SYNC_WANTED)
     client_ids = sorted(int(i) for i in pipe.execute()[1])
-    ctx = context()
-    return sum(1 for ok in engine.run_for_clients(client_ids, ctx, sync.sync_orders) if ok)
+    return len(sync.sync_clients(client_ids, context(), full=False))
 
 
 @app_job
@@ -79,14 +78,12 @@ def reconcile() -> dict[str, int]:
 
 @app_job
 def sync_open_orders() -> int:
-    ctx = context()
-    return sum(1 for ok in engine.run_for_clients(sync.clients_with_open_orders(), ctx, sync.sync_orders) if ok)
+    return len(sync.sync_clients(sync.clients_with_open_orders(), context(), full=False))
 
 
 @app_job
 def sync_all_clients() -> int:
-    ctx = context()
-    return sum(1 for ok in engine.run_for_clients(sync.connected_clients(), ctx, sync.sync_client) if ok)
+    return len(sync.sync_clients(sync.connected_clients(), context(), full=True))
 
 
 @app_job
@@ -108,7 +105,7 @@ def modify_children(order_ids: list[int], price: str) -> list[str]:
 
 
 def _sync_after(order_ids: list[int], ctx: Context) -> None:
-    engine.run_for_clients(engine.client_ids_of(order_ids), ctx, sync.sync_orders)
+    sync.sync_clients(engine.client_ids_of(order_ids), ctx, full=False)
 
 
 @app_job

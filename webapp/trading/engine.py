@@ -91,36 +91,49 @@ def _lock(redis: redis_lib.Redis, order_id: int):
     return redis.lock(lock_name(order_id), timeout=LOCK_SECONDS, blocking=False)
 
 
-class ChildLocks:
-    """The per-child locks of a whole batch, taken and released in one round trip each. They are
-    the same keys and token scheme as redis-py's Lock, so `send_child` and these exclude each other."""
+SENDING = "fanout:sending"  # sorted set of the batches being sent: lock token -> when the mark lapses
+SENDING_SECONDS = 15  # past any broker timeout: a dead worker's mark lapses by itself
 
-    _RELEASE = ("if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end "
-                "return 0")
+
+class ChildLocks:
+    """The per-child locks of a whole batch, taken and released with one script call each. They are
+    the same keys and token scheme as redis-py's Lock, so `send_child` and these exclude each other.
+    While any are held, the batch is marked in SENDING: background syncs wait for it to go out."""
+
+    _ACQUIRE = ("local held = {} for i, key in ipairs(KEYS) do "
+                "if i > 1 and redis.call('set', key, ARGV[1], 'NX', 'PX', ARGV[2]) then held[#held + 1] = i - 1 end "
+                "end redis.call('zremrangebyscore', KEYS[1], '-inf', ARGV[4]) "
+                "if #held > 0 then redis.call('zadd', KEYS[1], ARGV[3], ARGV[1]) end return held")
+    _RELEASE = ("for i, key in ipairs(KEYS) do "
+                "if i > 1 and redis.call('get', key) == ARGV[1] then redis.call('del', key) end end "
+                "if ARGV[2] == '1' then redis.call('zrem', KEYS[1], ARGV[1]) end return 0")
 
     def __init__(self, redis: redis_lib.Redis):
         self._redis = redis
         self._token = uuid.uuid4().hex
-        self._release = redis.register_script(self._RELEASE)
         self.held: set[int] = set()
 
     def acquire(self, order_ids: Iterable[int]) -> set[int]:
         ids = list(order_ids)
-        pipe = self._redis.pipeline(transaction=False)
-        for order_id in ids:
-            pipe.set(lock_name(order_id), self._token, nx=True, px=LOCK_SECONDS * 1000)
-        self.held |= {order_id for order_id, ok in zip(ids, pipe.execute()) if ok}
+        if ids:
+            taken = self._redis.register_script(self._ACQUIRE)(
+                keys=[SENDING] + [lock_name(i) for i in ids],
+                args=[self._token, LOCK_SECONDS * 1000, time.time() + SENDING_SECONDS, time.time()])
+            self.held |= {ids[n - 1] for n in taken}
         return self.held
 
     def release(self, order_ids: Iterable[int] | None = None) -> None:
         ids = [i for i in (self.held if order_ids is None else order_ids) if i in self.held]
         if not ids:
             return
-        pipe = self._redis.pipeline(transaction=False)
-        for order_id in ids:
-            self._release(keys=[lock_name(order_id)], args=[self._token], client=pipe)
-        pipe.execute()
+        last = "1" if self.held <= set(ids) else "0"  # the batch's mark goes with its last lock
+        self._redis.register_script(self._RELEASE)(keys=[SENDING] + [lock_name(i) for i in ids],
+                                                   args=[self._token, last])
         self.held -= set(ids)
+
+
+def sends_in_flight(redis: redis_lib.Redis) -> bool:
+    return bool(redis.zcount(SENDING, time.time(), "+inf"))
 
 
 def _set(order: Order, status: str, ctx: Context, **fields: Any) -> None:
@@ -270,10 +283,10 @@ def _claim_and_call(sends: list[Send], ctx: Context) -> list[Outcome]:
     sends = [s for s in sends if s.order_id in claimed]
     for send in sends:
         send.attempts += 1
-    log.info("op=claim batch=%s children=%s status=SUBMITTING", sends[0].batch_id if sends else None, len(sends))
-    _announce([(s, states.SUBMITTING) for s in sends], ctx)
     pool_size = int(ctx.config.get("BROKER_POOL_SIZE") or DEFAULT_POOL)
     pending = {_pool(send.adapter.name, pool_size).submit(_call_place, send) for send in sends}
+    log.info("op=claim batch=%s children=%s status=SUBMITTING", sends[0].batch_id if sends else None, len(sends))
+    _announce([(s, states.SUBMITTING) for s in sends], ctx)  # while the calls are out
     outcomes: list[Outcome] = []
     while pending:
         done, pending = wait(pending, return_when=FIRST_COMPLETED)
@@ -543,22 +556,3 @@ def convert_to_market(order_id: int, ctx: Context) -> str:
         adapter.modify(order.broker_order_id, order_type=OrderType.MARKET)
         _set(order, order.status, ctx, order_type="MARKET", price=None, reason="Chase limit reached: converted to market")
     return _child_call(order_id, ctx, call)
-
-
-SYNC_POOL = 16  # clients synced at once: each sync is a few reads, well inside every broker's read limits
-
-
-def run_for_clients(client_ids: list[int], ctx: Context, fn) -> list:
-    """fn(client_id, ctx) for each client on a bounded pool, each in its own app context."""
-    if not client_ids:
-        return []
-
-    def one(client_id: int):
-        with ctx.app.app_context():
-            try:
-                return fn(client_id, ctx)
-            finally:
-                db.session.remove()
-
-    with ThreadPoolExecutor(max_workers=min(SYNC_POOL, len(client_ids))) as pool:
-        return list(pool.map(one, client_ids))

@@ -1,7 +1,8 @@
 """Per-account order rate limits in Redis, shared by every worker process.
 
 A sliding window per (client, window) in a sorted set, checked and taken atomically by a Lua
-script: the broker's per-second and per-minute limits, and SEBI's 10 orders per second per account.
+script (one call for a whole batch): the broker's per-second and per-minute limits, and SEBI's
+10 orders per second per account.
 `acquire` blocks until a slot is free (or the deadline passes).
 """
 from __future__ import annotations
@@ -15,27 +16,35 @@ from webapp.brokers.base import RateLimits
 
 SEBI_ORDERS_PER_SECOND = 10  # above this an algo needs its own registered id (NSE, 2025)
 
+# KEYS: every account's window keys, in order. ARGV: now, then per account its member, its number
+# of windows n, and n (window, limit) pairs. Returns each account's wait in seconds ("0": taken).
 _SCRIPT = """
 local now = tonumber(ARGV[1])
-local member = ARGV[2]
-local wait = 0
-for i, key in ipairs(KEYS) do
-  local window = tonumber(ARGV[1 + i * 2])
-  local limit = tonumber(ARGV[2 + i * 2])
-  redis.call('ZREMRANGEBYSCORE', key, '-inf', now - window)
-  if redis.call('ZCARD', key) >= limit then
-    local oldest = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
-    local free_at = tonumber(oldest[2]) + window - now
-    if free_at > wait then wait = free_at end
+local waits = {}
+local k, a = 1, 2
+while a <= #ARGV do
+  local member, n = ARGV[a], tonumber(ARGV[a + 1])
+  local wait = 0
+  for i = 0, n - 1 do
+    local key, window, limit = KEYS[k + i], tonumber(ARGV[a + 2 + i * 2]), tonumber(ARGV[a + 3 + i * 2])
+    redis.call('ZREMRANGEBYSCORE', key, '-inf', now - window)
+    if redis.call('ZCARD', key) >= limit then
+      local oldest = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
+      local free_at = tonumber(oldest[2]) + window - now
+      if free_at > wait then wait = free_at end
+    end
   end
+  if wait == 0 then
+    for i = 0, n - 1 do
+      local key, window = KEYS[k + i], tonumber(ARGV[a + 2 + i * 2])
+      redis.call('ZADD', key, now, member)
+      redis.call('PEXPIRE', key, math.ceil(window * 1000) + 1000)
+    end
+  end
+  waits[#waits + 1] = tostring(wait)
+  k, a = k + n, a + 2 + n * 2
 end
-if wait > 0 then return tostring(wait) end
-for i, key in ipairs(KEYS) do
-  local window = tonumber(ARGV[1 + i * 2])
-  redis.call('ZADD', key, now, member)
-  redis.call('PEXPIRE', key, math.ceil(window * 1000) + 1000)
-end
-return '0'
+return waits
 """
 
 
@@ -57,18 +66,20 @@ class OrderThrottle:
         return self.try_acquire_many([(client_id, limits)])[0]
 
     def try_acquire_many(self, accounts: list[tuple[int, RateLimits]]) -> list[float]:
-        """`try_acquire` for each (client, limits), in order, in one round trip."""
+        """`try_acquire` for each (client, limits), in order, in one script call: a batch's children
+        take their slots in one round trip, in the order given (two children of one account compete
+        for its slots as two calls would)."""
         if not accounts:
             return []
-        pipe = self._redis.pipeline(transaction=False)
-        now = repr(time.time())
+        keys: list[str] = []
+        args: list = [repr(time.time())]
         for client_id, limits in accounts:
             spec = windows(limits)
-            args = [now, uuid.uuid4().hex]
+            keys += [f"fanout:rate:{client_id}:{int(w)}" for w, _ in spec]
+            args += [uuid.uuid4().hex, len(spec)]
             for window, limit in spec:
                 args += [window, limit]
-            self._script(keys=[f"fanout:rate:{client_id}:{int(w)}" for w, _ in spec], args=args, client=pipe)
-        return [float(wait) for wait in pipe.execute()]
+        return [float(wait) for wait in self._script(keys=keys, args=args)]
 
     def acquire(self, client_id: int, limits: RateLimits, timeout: float = 30.0) -> bool:
         deadline = time.monotonic() + timeout

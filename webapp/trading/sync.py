@@ -4,17 +4,24 @@ from __future__ import annotations
 
 import json
 import logging
+import time
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from typing import Any
 
 import sqlalchemy as sa
+from redis.exceptions import RedisError
+from sqlalchemy.exc import IntegrityError
 
 from webapp.brokers.base import BrokerError
-from webapp.events import publish
+from webapp.events import publish_many
 from webapp.extensions import db
 from webapp.models import Client, FundsSnapshot, Holding, Instrument, Order, Position, Trade
+from webapp.models.base import in_ids
 from webapp.timeutil import utcnow
 from webapp.trading import states
 from webapp.trading.accounts import adapter_for
-from webapp.trading.engine import Context
+from webapp.trading.engine import Context, sends_in_flight
 from webapp.trading.ledger import Book, apply_fill, unrealized
 
 log = logging.getLogger(__name__)
@@ -28,51 +35,133 @@ def _instruments(keys: set[tuple[str, str]]) -> dict[tuple[str, str], Instrument
     return {(i.exchange, i.tradingsymbol): i for i in rows}
 
 
+SYNC_POOL = 16  # clients read at once: each sync is a few reads, well inside every broker's read limits
+WRITE_GROUP = 10  # clients written per transaction: a short hold of SQLite's one write lock
+YIELD_SECONDS = 2.0  # longest a sync read waits for batches being sent
+
+
 def sync_client(client_id: int, ctx: Context) -> bool:
     """Everything for one client (the position sync cron); False when the broker could not be
     read (nothing changed)."""
-    return _sync(client_id, ctx, full=True)
+    return client_id in sync_clients([client_id], ctx, full=True)
 
 
 def sync_orders(client_id: int, ctx: Context) -> bool:
     """What an order changes: its state, its fills (and so the positions), the funds. After a send
     and while orders are open; holdings and the position check wait for the full sync."""
-    return _sync(client_id, ctx, full=False)
+    return client_id in sync_clients([client_id], ctx, full=False)
 
 
-def _sync(client_id: int, ctx: Context, full: bool) -> bool:
-    client = db.session.get(Client, client_id)
-    if client is None or client.session_state() != "connected":
-        return False
-    adapter = adapter_for(client, ctx.config, ctx.vault)
+@dataclass
+class _Read:
+    client_id: int
+    book: list = field(default_factory=list)
+    fills: list = field(default_factory=list)
+    funds: Any = None
+    holdings: list | None = None
+    positions: list | None = None
+
+
+def sync_clients(client_ids: list[int], ctx: Context, *, full: bool) -> set[int]:
+    """Sync these clients; returns the ones whose broker could be read (the others are unchanged).
+
+    Their books are read concurrently, in threads that only talk to brokers. The answers are
+    written here, in this thread, a few clients per transaction as they arrive: the database is
+    written by one thread, and each write transaction is one short flush and commit (on SQLite,
+    sixteen threads each holding the one write lock from their first UPDATE to their commit kept
+    the ticket POST and the send waiting)."""
+    adapters = {}
+    if client_ids:
+        for client in db.session.execute(sa.select(Client).where(in_ids(Client.id, client_ids))).scalars():
+            if client.session_state() != "connected":
+                continue
+            try:
+                adapters[client.id] = adapter_for(client, ctx.config, ctx.vault)
+            except Exception:  # one client's bad stored data must not stop the others
+                log.exception("op=sync client=%s result=failed reason=unreadable-broker-details", client.id)
+        db.session.commit()  # ends the read: nothing is held while the brokers answer
+    if not adapters:
+        return set()
+
+    def read(client_id: int) -> _Read | None:
+        adapter = adapters[client_id]
+
+        def call(method):
+            _yield_to_sends(ctx.redis)
+            return method()
+
+        try:
+            got = _Read(client_id, call(adapter.order_book), call(adapter.trades), call(adapter.funds))
+            if full:
+                got.holdings, got.positions = call(adapter.holdings), call(adapter.positions)
+            return got
+        except BrokerError as exc:
+            log.warning("op=sync client=%s broker=%s result=failed reason=%r", client_id, adapter.name, exc.message)
+            return None
+        finally:
+            adapter.close()
+
+    synced: set[int] = set()
+    with ThreadPoolExecutor(max_workers=min(SYNC_POOL, len(adapters)), thread_name_prefix="sync") as pool:
+        group: list[_Read] = []
+        for future in as_completed([pool.submit(read, client_id) for client_id in adapters]):
+            if (got := future.result()) is not None:
+                group.append(got)
+            if len(group) >= WRITE_GROUP:
+                synced |= _write(group, ctx, full)
+                group = []
+        if group:
+            synced |= _write(group, ctx, full)
+    return synced
+
+
+def _yield_to_sends(redis) -> None:
+    """Wait, a bounded while, for the batches being sent: a background read must not compete with
+    a trader's orders for the desk's CPU, the database or the broker's front end."""
+    deadline = time.monotonic() + YIELD_SECONDS
     try:
-        book, fills, funds = adapter.order_book(), adapter.trades(), adapter.funds()
-        holdings, positions = (adapter.holdings(), adapter.positions()) if full else (None, None)
-    except BrokerError as exc:
-        log.warning("op=sync client=%s broker=%s result=failed reason=%r", client.id, client.broker, exc.message)
-        return False
-    finally:
-        adapter.close()
-    changed = _apply_orders(client, book)
-    touched = _apply_trades(client, fills)
-    _mirror_funds(client, funds)
-    if full:
-        _mirror_holdings(client, holdings)
-    db.session.commit()
-    if full:
-        flag_position_differences(ctx.redis, client.id, _differences(client.id, positions))
-    for order in changed:
-        publish(ctx.redis, "order.updated", order_id=order.id, batch_id=order.batch_id, client_id=client.id,
-                status=order.status)
-    for position in touched:
-        publish(ctx.redis, "position.updated", position_id=position.id, client_id=client.id)
-    return True
+        while sends_in_flight(redis) and time.monotonic() < deadline:
+            time.sleep(0.01)
+    except RedisError:  # no Redis: nothing to yield to that we can see
+        pass
 
 
-def _apply_orders(client: Client, book) -> list[Order]:
+def _write(reads: list[_Read], ctx: Context, full: bool) -> set[int]:
+    """One transaction for these clients' answers: the reads first (no autoflush), then one flush
+    and commit, so the write lock is held only for those. Events go out after the commit. If
+    another process recorded one of these trades first, each client is written alone instead."""
+    changed: list[Order] = []
+    touched: list[Position] = []
+    try:
+        with db.session.no_autoflush:
+            for got in reads:
+                changed += _apply_orders(got.client_id, got.book)
+                touched += _apply_trades(got.client_id, got.fills)
+                _mirror_funds(got.client_id, got.funds)
+                if full:
+                    _mirror_holdings(got.client_id, got.holdings)
+        db.session.commit()
+    except IntegrityError:
+        db.session.rollback()
+        if len(reads) == 1:
+            log.warning("op=sync client=%s result=conflict (written by another process; next sync)",
+                        reads[0].client_id)
+            return set()
+        return set().union(*(_write([got], ctx, full) for got in reads))
+    if full:
+        for got in reads:
+            flag_position_differences(ctx.redis, got.client_id, _differences(got.client_id, got.positions))
+        db.session.commit()
+    publish_many(ctx.redis, [("order.updated", {"order_id": o.id, "batch_id": o.batch_id, "client_id": o.client_id,
+                                                "status": o.status}) for o in changed]
+                 + [("position.updated", {"position_id": p.id, "client_id": p.client_id}) for p in touched])
+    return {got.client_id for got in reads}
+
+
+def _apply_orders(client_id: int, book) -> list[Order]:
     by_id = {o.order_id: o for o in book}
     children = db.session.execute(sa.select(Order).where(
-        Order.client_id == client.id, Order.broker_order_id.in_(list(by_id)))).scalars().all() if by_id else []
+        Order.client_id == client_id, Order.broker_order_id.in_(list(by_id)))).scalars().all() if by_id else []
     changed = []
     for child in children:
         at_broker = by_id[child.broker_order_id]
@@ -89,23 +178,37 @@ def _apply_orders(client: Client, book) -> list[Order]:
     return changed
 
 
-def _apply_trades(client: Client, fills) -> list[Position]:
-    known = set(db.session.execute(sa.select(Trade.broker_trade_id).where(Trade.client_id == client.id)).scalars())
+def _apply_trades(client_id: int, fills) -> list[Position]:
+    """New fills become trades and move the client's positions (in this session, unflushed)."""
+    ids = list({f.trade_id for f in fills})
+    known = set(db.session.execute(sa.select(Trade.broker_trade_id).where(
+        Trade.client_id == client_id, Trade.broker_trade_id.in_(ids))).scalars()) if ids else set()
     fresh = [f for f in fills if f.trade_id not in known]
+    if not fresh:
+        return []
     instruments = _instruments({(f.exchange, f.tradingsymbol) for f in fresh})
     children = dict(db.session.execute(sa.select(Order.broker_order_id, Order.id).where(
-        Order.client_id == client.id, Order.broker_order_id.in_([f.order_id for f in fresh]))).all()) if fresh else {}
-    touched: dict[int, Position] = {}
+        Order.client_id == client_id, Order.broker_order_id.in_([f.order_id for f in fresh]))).all())
+    positions = {(p.instrument_id, p.product): p for p in db.session.execute(sa.select(Position).where(
+        Position.client_id == client_id, Position.instrument_id.in_([i.id for i in instruments.values()]))).scalars()}
+    touched: dict[tuple[int, str], Position] = {}
     for fill in sorted(fresh, key=lambda f: (f.filled_at or utcnow(), f.trade_id)):
         instrument = instruments.get((fill.exchange, fill.tradingsymbol))
         if instrument is None:
-            log.warning("op=sync client=%s trade=%s unknown_instrument=%s", client.id, fill.trade_id, fill.tradingsymbol)
+            log.warning("op=sync client=%s trade=%s unknown_instrument=%s", client_id, fill.trade_id, fill.tradingsymbol)
             continue
-        db.session.add(Trade(order_id=children.get(fill.order_id), client_id=client.id, instrument_id=instrument.id,
+        db.session.add(Trade(order_id=children.get(fill.order_id), client_id=client_id, instrument_id=instrument.id,
                              broker_trade_id=fill.trade_id, broker_order_id=fill.order_id, side=fill.side.value,
                              product=fill.product.value, quantity=fill.quantity, price=fill.price,
                              filled_at=fill.filled_at or utcnow()))
-        position = _position(client.id, instrument.id, fill.product.value)
+        key = (instrument.id, fill.product.value)
+        position = positions.get(key)
+        if position is None:
+            position = positions[key] = Position(client_id=client_id, instrument_id=instrument.id,
+                                                 product=fill.product.value, quantity=0, buy_quantity=0,
+                                                 sell_quantity=0, cost=0, average_price=0, realized_pnl=0,
+                                                 unrealized_pnl=0)
+            db.session.add(position)
         book = apply_fill(Book(position.quantity, position.cost, position.realized_pnl),
                           fill.side.value, fill.quantity, fill.price)
         position.quantity, position.cost, position.realized_pnl = book.quantity, book.cost, book.realized_pnl
@@ -115,34 +218,20 @@ def _apply_trades(client: Client, fills) -> list[Position]:
             position.buy_quantity += fill.quantity
         else:
             position.sell_quantity += fill.quantity
-        touched[position.id] = position
-    db.session.flush()
+        touched[key] = position
     return list(touched.values())
 
 
-def _position(client_id: int, instrument_id: int, product: str) -> Position:
-    position = db.session.execute(sa.select(Position).where(
-        Position.client_id == client_id, Position.instrument_id == instrument_id,
-        Position.product == product)).scalar_one_or_none()
-    if position is None:
-        position = Position(client_id=client_id, instrument_id=instrument_id, product=product, quantity=0,
-                            buy_quantity=0, sell_quantity=0)
-        position.cost = position.average_price = position.realized_pnl = position.unrealized_pnl = 0
-        db.session.add(position)
-        db.session.flush()
-    return position
-
-
-def _mirror_holdings(client: Client, holdings) -> None:
+def _mirror_holdings(client_id: int, holdings) -> None:
     instruments = _instruments({(h.exchange, h.tradingsymbol) for h in holdings})
-    current = {h.instrument_id: h for h in db.session.execute(sa.select(Holding).where(Holding.client_id == client.id)).scalars()}
+    current = {h.instrument_id: h for h in db.session.execute(sa.select(Holding).where(Holding.client_id == client_id)).scalars()}
     seen = set()
     for item in holdings:
         instrument = instruments.get((item.exchange, item.tradingsymbol))
         if instrument is None:
             continue
         seen.add(instrument.id)
-        row = current.get(instrument.id) or Holding(client_id=client.id, instrument_id=instrument.id)
+        row = current.get(instrument.id) or Holding(client_id=client_id, instrument_id=instrument.id)
         row.quantity, row.t1_quantity, row.average_price = item.quantity, item.t1_quantity, item.average_price
         row.last_price, row.synced_at = item.last_price, utcnow()
         db.session.add(row)
@@ -151,8 +240,8 @@ def _mirror_holdings(client: Client, holdings) -> None:
             db.session.delete(row)
 
 
-def _mirror_funds(client: Client, funds) -> None:
-    row = db.session.get(FundsSnapshot, client.id) or FundsSnapshot(client_id=client.id)
+def _mirror_funds(client_id: int, funds) -> None:
+    row = db.session.get(FundsSnapshot, client_id) or FundsSnapshot(client_id=client_id)
     row.available_cash, row.margin_used, row.collateral = funds.available_cash, funds.margin_used, funds.collateral
     row.synced_at = utcnow()
     db.session.add(row)
