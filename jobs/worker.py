@@ -11,9 +11,14 @@ the broker connections kept alive (a new TLS connection to a broker costs round 
 order is even sent), the thread pool, the database pool, compiled statements. A horse forked per
 batch started all of that cold (~110 ms per batch here, docs/BENCHMARKS.md). A worker killed
 mid-send loses nothing either way: the job is retried or the reconcile cron finds its children.
+
+Both take what startup built out of the garbage collector's full passes (`gc.freeze`): a full
+pass walks every tracked object, and the app's ~125,000 startup objects alone made each one stop
+the process for ~60 ms, in the middle of a send (docs/BENCHMARKS.md).
 """
 from __future__ import annotations
 
+import gc
 import os
 
 from rq import SimpleWorker, Worker
@@ -29,9 +34,11 @@ class AppWorker(Worker):
         super().__init__(*args, **kwargs)
         os.nice(BACKGROUND_NICE)  # horses inherit it
         get_app()  # import and configure once; horses inherit it
+        gc.freeze()  # horses' collections skip what they inherit
 
 
 class OrdersWorker(SimpleWorker):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         get_app()
+        gc.freeze()

@@ -74,6 +74,7 @@ def check_children(user: User, clients: list[Client], quantities: dict[int, int]
     user_orders = _user_orders_today(user)
     new_orders = sum(1 for c in clients if quantities.get(c.id))
     user_loss = user_day_loss_blocked(user, ids)
+    user_limits = (user.max_position_value, user.max_orders_per_day)  # read once, not once per client
     checks = []
     for client in clients:
         qty = quantities.get(client.id, 0)
@@ -86,7 +87,7 @@ def check_children(user: User, clients: list[Client], quantities: dict[int, int]
         block = _client_block(client, qty, value, margin, available, product, instrument_id, killed,
                               today.get(client.id, 0), pnl.get(client.id), held.get(client.id, set()),
                               reduces.get(client.id, False))
-        block = block or user_loss or _user_block(user, value, user_orders + new_orders)
+        block = block or user_loss or _user_block(*user_limits, value, user_orders + new_orders)
         checks.append(ChildCheck(client, qty, value, margin, available, block))
     return checks
 
@@ -127,11 +128,12 @@ def _client_block(client: Client, qty: int, value: Decimal, margin: Decimal, ava
     return ""
 
 
-def _user_block(user: User, value: Decimal, orders_today: int) -> str:
-    if user.max_position_value and value > user.max_position_value:
-        return f"Order value ₹{rupees(value)} is above your limit of ₹{rupees(user.max_position_value)}."
-    if user.max_orders_per_day and orders_today > user.max_orders_per_day:
-        return f"You have reached your {user.max_orders_per_day} orders for today."
+def _user_block(max_position_value: Decimal | None, max_orders_per_day: int | None, value: Decimal,
+                orders_today: int) -> str:
+    if max_position_value and value > max_position_value:
+        return f"Order value ₹{rupees(value)} is above your limit of ₹{rupees(max_position_value)}."
+    if max_orders_per_day and orders_today > max_orders_per_day:
+        return f"You have reached your {max_orders_per_day} orders for today."
     return ""
 
 

@@ -144,8 +144,8 @@ def create_batch(user: User, ticket: Ticket, review: Review, ip: str | None = No
                   chase_seconds=ticket.chase_seconds, chase_max_ticks=ticket.chase_max_ticks, chase_then=ticket.chase_then)
     db.session.add(batch)
     db.session.flush()
-    if review.checks:  # one multi-row INSERT, without an ORM object per child
-        db.session.execute(sa.insert(Order), [dict(
+    if review.checks:  # one INSERT of many rows, on the table: the ORM's bulk path cost ~25 µs a row
+        db.session.execute(Order.__table__.insert(), [dict(
             batch_id=batch.id, client_id=check.client.id, instrument_id=review.instrument.id, side=ticket.action,
             quantity=check.quantity, product=ticket.product, order_type=ticket.order_type, price=ticket.price,
             trigger_price=ticket.trigger_price, validity=ticket.validity, tag=new_tag(),
