@@ -43,6 +43,23 @@ def test_ticket_page_lists_the_traders_clients(client, trader, desk):
     assert "NSE:INFY" in page and re.search(r'name="ticket_id" type="hidden" value="[0-9a-f-]{36}"', page)
 
 
+def test_ticket_page_shows_each_clients_capital_as_last_synced(app, client, trader, desk):
+    from decimal import Decimal
+
+    from webapp.models import FundsSnapshot
+
+    alpha, beta, _ = trader
+    with app.app_context():
+        db.session.add(FundsSnapshot(client_id=alpha.id, available_cash=Decimal("250000.50"),
+                                     collateral=Decimal("10000"), margin_used=Decimal("60000.25")))
+        db.session.commit()
+    page = client.get(f"/orders/new?instrument_id={desk.instrument.id}").data.decode()
+    alpha_row = re.search(rf'<tr id="ticket-client-{alpha.id}" data-capital="([^"]*)">(.*?)</tr>', page, re.S)
+    beta_row = re.search(rf'<tr id="ticket-client-{beta.id}" data-capital="([^"]*)">(.*?)</tr>', page, re.S)
+    assert Decimal(alpha_row.group(1)) == Decimal("200000.25") and "2,00,000" in alpha_row.group(2)
+    assert beta_row.group(1) == "" and "—" in beta_row.group(2)  # never synced: no capital to split by
+
+
 def test_a_good_ticket_writes_one_batch_and_enqueues_one_job(app, client, trader, desk):
     response = client.post("/orders/new", data=ticket_data(desk, trader))
     assert response.status_code == 302 and "/orders/batches/" in response.headers["Location"]

@@ -43,7 +43,8 @@ class Batch(db.Model):
 
 class Order(TimestampMixin, db.Model):
     __tablename__ = "orders"
-    __table_args__ = (sa.Index("ix_orders_client_status", "client_id", "status"),)
+    __table_args__ = (sa.Index("ix_orders_client_status", "client_id", "status"),
+                      sa.Index("ix_orders_client_created", "client_id", "created_at"))  # orders today
 
     id: Mapped[int] = mapped_column(primary_key=True)
     batch_id: Mapped[int | None] = mapped_column(sa.ForeignKey("batches.id"), index=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 
+import sqlalchemy as sa
 from flask import flash, redirect, render_template, request, url_for
 from flask_login import current_user
 from sqlalchemy.exc import IntegrityError
@@ -12,7 +13,8 @@ from webapp.access import accessible_clients
 from webapp.extensions import db, get_redis
 from webapp.htmx import render_page_or_partial
 from webapp.instruments.master import search
-from webapp.models import Instrument
+from webapp.models import FundsSnapshot, Instrument
+from webapp.models.base import in_ids
 from webapp.orders import bp
 from webapp.orders.forms import PriceForm, TicketForm, quantities
 from webapp.orders.views import batch_for, enqueue_send, ticket_from_form
@@ -29,8 +31,12 @@ def _ticket_clients():
 def _render_ticket(form: TicketForm, clients, review=None, qtys=None, status: int = 200):
     instrument = db.session.get(Instrument, form.instrument_id.data) if form.instrument_id.data else None
     ltp = reference_price(instrument, get_redis()) if instrument else None
+    # one query for every client's capital (a lazy load per row was a query per client)
+    capital = {f.client_id: f.available_margin for f in db.session.execute(sa.select(FundsSnapshot).where(
+        in_ids(FundsSnapshot.client_id, [c.id for c in clients]))).scalars()} if clients else {}
     return render_template("orders/ticket.html", form=form, clients=clients, review=review, qtys=qtys or {},
-                           instrument=instrument, ltp=ltp, band=instrument.circuit_limits() if instrument else None), status
+                           capital=capital, instrument=instrument, ltp=ltp,
+                           band=instrument.circuit_limits() if instrument else None), status
 
 
 @bp.route("/new", methods=["GET", "POST"])

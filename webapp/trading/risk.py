@@ -69,7 +69,9 @@ def check_children(user: User, clients: list[Client], quantities: dict[int, int]
     reduces = reduces or {}
     ids = [c.id for c in clients]
     today, pnl, held = orders_today(ids), day_pnl(ids), open_positions(ids)
-    funds = {f.client_id: f for f in db.session.execute(sa.select(FundsSnapshot).where(in_ids(FundsSnapshot.client_id, ids))).scalars()}
+    f = FundsSnapshot  # rows, not objects: the model's own formula applied to each (500 objects cost ~3 ms)
+    available_margin = {row.client_id: f.available_margin.fget(row) for row in db.session.execute(sa.select(
+        f.client_id, f.available_cash, f.collateral, f.margin_used).where(in_ids(f.client_id, ids)))}
     killed = desk_killed()
     user_orders = _user_orders_today(user)
     new_orders = sum(1 for c in clients if quantities.get(c.id))
@@ -82,8 +84,7 @@ def check_children(user: User, clients: list[Client], quantities: dict[int, int]
             continue
         value = unit_price * qty
         margin = Decimal(0) if reduces.get(client.id) else (value * MARGIN_RATE.get(product, Decimal(1))).quantize(Decimal("0.01"))
-        snapshot = funds.get(client.id)
-        available = snapshot.available_margin if snapshot else None
+        available = available_margin.get(client.id)
         block = _client_block(client, qty, value, margin, available, product, instrument_id, killed,
                               today.get(client.id, 0), pnl.get(client.id), held.get(client.id, set()),
                               reduces.get(client.id, False))
