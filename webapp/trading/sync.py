@@ -140,6 +140,11 @@ def _write(reads: list[_Read], ctx: Context, full: bool) -> set[int]:
                 _mirror_funds(got.client_id, got.funds)
                 if full:
                     _mirror_holdings(got.client_id, got.holdings)
+        db.session.flush()
+        # read before the commit expires them: afterwards each would be loaded again, a query apiece
+        events = ([("order.updated", {"order_id": o.id, "batch_id": o.batch_id, "client_id": o.client_id,
+                                      "status": o.status}) for o in changed]
+                  + [("position.updated", {"position_id": p.id, "client_id": p.client_id}) for p in touched])
         db.session.commit()
     except IntegrityError:
         db.session.rollback()
@@ -152,9 +157,7 @@ def _write(reads: list[_Read], ctx: Context, full: bool) -> set[int]:
         for got in reads:
             flag_position_differences(ctx.redis, got.client_id, _differences(got.client_id, got.positions))
         db.session.commit()
-    publish_many(ctx.redis, [("order.updated", {"order_id": o.id, "batch_id": o.batch_id, "client_id": o.client_id,
-                                                "status": o.status}) for o in changed]
-                 + [("position.updated", {"position_id": p.id, "client_id": p.client_id}) for p in touched])
+    publish_many(ctx.redis, events)
     return {got.client_id for got in reads}
 
 
