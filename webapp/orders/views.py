@@ -4,7 +4,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from flask import abort
 
-from webapp.access import accessible_client_ids
+from webapp.access import client_scope
 from webapp.extensions import db
 from webapp.models import Batch, Order, User
 from webapp.orders.forms import TicketForm
@@ -33,8 +33,8 @@ def batch_for(user: User, batch_id: int) -> tuple[Batch, list[Order]]:
     if batch is None:
         abort(404)
     query = sa.select(Order).where(Order.batch_id == batch.id).order_by(Order.id)
-    if user.role != "admin":
-        query = query.where(Order.client_id.in_(accessible_client_ids(user)))
+    if (scope := client_scope(user)) is not None:
+        query = query.where(Order.client_id.in_(scope))
     children = list(db.session.execute(query).scalars())
     if not children and user.role != "admin":
         abort(404)
