@@ -193,6 +193,29 @@ def test_user_limits_block_children(app, client, desk, factory, auth):
     assert "You have reached your 1 orders for today." in again.data.decode()
 
 
+def test_a_users_orders_per_day_count_only_todays_batches(app, client, desk, factory, auth):
+    from datetime import timedelta
+
+    from webapp.models import User
+    from webapp.trading.risk import start_of_day
+
+    alpha = desk.paper_client("Alpha")
+    user = factory.user("tara", role="trader", clients=[alpha])
+    yesterday = factory.batch(user, [alpha], desk.instrument, quantity=1)
+    with app.app_context():
+        before_midnight = start_of_day() - timedelta(minutes=1)
+        db.session.execute(sa.update(Batch).where(Batch.id == yesterday.id).values(created_at=before_midnight))
+        db.session.execute(sa.update(Order).where(Order.batch_id == yesterday.id).values(created_at=before_midnight))
+        db.session.get(User, user.id).max_orders_per_day = 1
+        db.session.commit()
+    auth.login("tara")
+    first = client.post("/orders/preview", data=ticket_data(desk, [alpha], **{f"qty_{alpha.id}": "1"})).data.decode()
+    assert "orders for today" not in first  # yesterday's child does not count
+    assert client.post("/orders/new", data=ticket_data(desk, [alpha], **{f"qty_{alpha.id}": "1"})).status_code == 302
+    again = client.post("/orders/preview", data=ticket_data(desk, [alpha], ticket_id="t-2", **{f"qty_{alpha.id}": "1"}))
+    assert "You have reached your 1 orders for today." in again.data.decode()
+
+
 def test_a_chased_ticket_keeps_its_settings(app, client, trader, desk):
     data = ticket_data(desk, trader, order_type="LIMIT", price="1500.00", chase="y", chase_seconds="7",
                        chase_max_ticks="12", chase_then="market")
