@@ -164,6 +164,40 @@ def test_client_limits_block_the_child(app, client, desk, factory, auth, limits,
     assert message in preview.data.decode()
 
 
+@pytest.mark.parametrize("limits, history, message", [
+    ({"max_orders_per_day": 1}, "an order today", "This client has reached its 1 orders for today."),
+    ({"max_daily_loss": "1000"}, "a loss today",
+     "Today&#39;s loss ₹1,500.00 has reached this client&#39;s limit of ₹1,000.00."),
+    ({"max_open_positions": 1}, "a position in another stock", "This client already holds its limit of 1 open positions."),
+])
+def test_client_limits_that_need_the_days_history_block_the_child(app, client, desk, factory, auth, limits, history,
+                                                                   message):
+    from decimal import Decimal
+
+    from webapp.models import Position
+
+    limits = {k: Decimal(v) if k == "max_daily_loss" else v for k, v in limits.items()}
+    limited, fine = desk.paper_client("Limited", **limits), desk.paper_client("Fine", **limits)
+    user = factory.user("tara", role="trader", clients=[limited, fine])
+    if history == "an order today":
+        factory.batch(user, [limited], desk.instrument, quantity=1)
+    else:
+        other = factory.instrument("TCS", 11536, price="3900.00")
+        with app.app_context():
+            db.session.add(Position(client_id=limited.id, instrument_id=other.id, product="MIS", quantity=5,
+                                    cost=Decimal("19500"), average_price=Decimal("3900"), buy_quantity=5,
+                                    realized_pnl=Decimal("-1000"), unrealized_pnl=Decimal("-500")))
+            db.session.commit()
+    auth.login("tara")
+    response = client.post("/orders/new", data=ticket_data(desk, [limited, fine]), follow_redirects=True)
+    with app.app_context():
+        children = dict(db.session.execute(sa.select(Order.client_id, Order.reason).where(
+            Order.batch_id == db.session.execute(sa.select(sa.func.max(Batch.id))).scalar_one())).all())
+    assert children[fine.id] == ""  # the others go on
+    assert children[limited.id] == message.replace("&#39;", "'")
+    assert message in response.data.decode()
+
+
 def test_viewer_cannot_trade(client, desk, factory, auth, app):
     paper = desk.paper_client("Alpha")
     factory.user("vic", role="viewer", clients=[paper])
