@@ -168,7 +168,8 @@ def desk_page(scope: Scope, query: DeskQuery = DeskQuery()) -> DeskPage:
     page = min(query.page, pages)
     ids = sa.select(Client.id).where(*where)
     if query.sort == "pnl":
-        day = (sa.select(Position.client_id, sa.func.sum(Position.realized_pnl + Position.unrealized_pnl).label("day"))
+        day = (sa.select(Position.client_id,  # the exact sums the totals show: the same order as the rows' P&L
+                         (money_sum(Position.realized_pnl) + money_sum(Position.unrealized_pnl)).label("day"))
                .where(in_scope(Position.client_id, scope)).group_by(Position.client_id).subquery())
         ids = ids.outerjoin(day, day.c.client_id == Client.id).order_by(
             sa.func.coalesce(day.c.day, 0).asc(), Client.name, Client.id)

@@ -13,6 +13,7 @@ from webapp.models import Client, DeskState, FundsSnapshot, Order, Position, Use
 from webapp.models.base import in_ids
 from webapp.timeutil import IST, utcnow
 from webapp.money import rupees
+from webapp.trading.pnl import client_totals
 
 # margin the desk expects a broker to block, by product, for the preview (brokers compute their own)
 MARGIN_RATE = {"CNC": Decimal("1"), "MIS": Decimal("0.2"), "MTF": Decimal("0.25"), "NRML": Decimal("1")}
@@ -39,12 +40,8 @@ def orders_today(client_ids: list[int]) -> dict[int, int]:
 
 
 def day_pnl(client_ids: list[int]) -> dict[int, Decimal]:
-    if not client_ids:
-        return {}
-    rows = db.session.execute(
-        sa.select(Position.client_id, sa.func.sum(Position.realized_pnl + Position.unrealized_pnl))
-        .where(in_ids(Position.client_id, client_ids)).group_by(Position.client_id)).all()
-    return {cid: Decimal(total or 0) for cid, total in rows}
+    """Realized + unrealized per client: the desk's client totals (exact sums on SQLite too)."""
+    return {cid: totals.day for cid, totals in client_totals(client_ids).items()} if client_ids else {}
 
 
 def open_positions(client_ids: list[int]) -> dict[int, set[int]]:
