@@ -1,6 +1,6 @@
 """Sending child orders: concurrently, throttled per account, never blindly retried (DESIGN §5).
 
-A batch is sent in one pass: its children are locked (a Redis lock each, taken in one pipeline),
+A batch is sent in one pass: its children are locked (a Redis lock each, taken in one script call),
 given a slot in their account's rate window, and claimed NEW → SUBMITTING with one committed UPDATE
 before any broker call. The calls then run concurrently, one pool per broker, and their answers are
 written in groups as they come back. A clear answer makes a child PLACED / REJECTED / FAILED; an
@@ -109,14 +109,14 @@ class ChildLocks:
                 "if ARGV[2] == '1' then redis.call('zrem', KEYS[1], ARGV[1]) end return 0")
 
     def __init__(self, redis: redis_lib.Redis):
-        self._redis = redis
+        self._acquire, self._release = redis.register_script(self._ACQUIRE), redis.register_script(self._RELEASE)
         self._token = uuid.uuid4().hex
         self.held: set[int] = set()
 
     def acquire(self, order_ids: Iterable[int]) -> set[int]:
         ids = list(order_ids)
         if ids:
-            taken = self._redis.register_script(self._ACQUIRE)(
+            taken = self._acquire(
                 keys=[SENDING] + [lock_name(i) for i in ids],
                 args=[self._token, LOCK_SECONDS * 1000, time.time() + SENDING_SECONDS, time.time()])
             self.held |= {ids[n - 1] for n in taken}
@@ -127,8 +127,7 @@ class ChildLocks:
         if not ids:
             return
         last = "1" if self.held <= set(ids) else "0"  # the batch's mark goes with its last lock
-        self._redis.register_script(self._RELEASE)(keys=[SENDING] + [lock_name(i) for i in ids],
-                                                   args=[self._token, last])
+        self._release(keys=[SENDING] + [lock_name(i) for i in ids], args=[self._token, last])
         self.held -= set(ids)
 
 
@@ -142,11 +141,16 @@ def _set(order: Order, status: str, ctx: Context, **fields: Any) -> None:
         setattr(order, name, value)
     # read before the commit: touching an expired attribute after it would check a database
     # connection out again and hold it through the broker call that follows
-    event = {"order_id": order.id, "batch_id": order.batch_id, "client_id": order.client_id, "status": status}
+    event = child_event(order.id, order.batch_id, order.client_id, status)
     detail = (order.broker_order_id, order.reason)
     db.session.commit()
     _log_child(event, *detail)
     publish(ctx.redis, "order.updated", **event)
+
+
+def child_event(order_id: int, batch_id: int | None, client_id: int, status: str) -> dict[str, Any]:
+    """A child's order.updated payload, which its log line names too."""
+    return {"order_id": order_id, "batch_id": batch_id, "client_id": client_id, "status": status}
 
 
 def _log_child(event: Mapping[str, Any], broker_order_id: str | None, reason: str) -> None:
@@ -262,11 +266,10 @@ def _fail_unsent(rows: list, reason: str, ctx: Context) -> None:
     db.session.execute(table.update().where(in_ids(table.c.id, [r.id for r in rows]), table.c.status == states.NEW)
                        .values(status=states.FAILED, reason=reason, updated_at=now))
     db.session.commit()
-    for row in rows:
-        _log_child({"order_id": row.id, "batch_id": row.batch_id, "client_id": row.client_id,
-                    "status": states.FAILED}, None, reason)
-    publish_many(ctx.redis, [("order.updated", {"order_id": r.id, "batch_id": r.batch_id, "client_id": r.client_id,
-                                                "status": states.FAILED}) for r in rows])
+    events = [child_event(r.id, r.batch_id, r.client_id, states.FAILED) for r in rows]
+    for event in events:
+        _log_child(event, None, reason)
+    publish_many(ctx.redis, [("order.updated", event) for event in events])
 
 
 def _claim_and_call(sends: list[Send], ctx: Context) -> list[Outcome]:
@@ -317,8 +320,7 @@ def _call_place(send: Send) -> Outcome:
     """The broker call alone: no database, no Redis. Every answer becomes an Outcome, logged here
     (in the call's own thread: the thread that writes the outcomes has enough to do)."""
     outcome = _place_once(send)
-    event = {"order_id": send.order_id, "batch_id": send.batch_id, "client_id": send.client_id,
-             "status": outcome.status}
+    event = child_event(send.order_id, send.batch_id, send.client_id, outcome.status)
     _log_child(event, outcome.broker_order_id, outcome.reason)
     return outcome
 
@@ -359,8 +361,7 @@ def _record(outcomes: list[Outcome], ctx: Context) -> None:
 
 
 def _announce(changes: list[tuple[Send, str]], ctx: Context) -> None:
-    publish_many(ctx.redis, [("order.updated", {"order_id": send.order_id, "batch_id": send.batch_id,
-                                                "client_id": send.client_id, "status": status})
+    publish_many(ctx.redis, [("order.updated", child_event(send.order_id, send.batch_id, send.client_id, status))
                              for send, status in changes])
 
 

@@ -21,7 +21,7 @@ from webapp.models.base import in_ids
 from webapp.timeutil import utcnow
 from webapp.trading import states
 from webapp.trading.accounts import adapter_for
-from webapp.trading.engine import Context, sends_in_flight
+from webapp.trading.engine import Context, child_event, sends_in_flight
 from webapp.trading.ledger import Book, apply_fill, unrealized
 
 log = logging.getLogger(__name__)
@@ -142,8 +142,7 @@ def _write(reads: list[_Read], ctx: Context, full: bool) -> set[int]:
                     _mirror_holdings(got.client_id, got.holdings)
         db.session.flush()
         # read before the commit expires them: afterwards each would be loaded again, a query apiece
-        events = ([("order.updated", {"order_id": o.id, "batch_id": o.batch_id, "client_id": o.client_id,
-                                      "status": o.status}) for o in changed]
+        events = ([("order.updated", child_event(o.id, o.batch_id, o.client_id, o.status)) for o in changed]
                   + [("position.updated", {"position_id": p.id, "client_id": p.client_id}) for p in touched])
         db.session.commit()
     except IntegrityError:
