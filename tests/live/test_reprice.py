@@ -160,6 +160,7 @@ def test_marks_match_the_ledger_to_the_paisa(app, factory):
         assert any(b.cost != b.cost.quantize(Decimal("0.01")) for b in books.values())  # 4-decimal costs
         assert any(b.quantity < 0 for b in books.values()) and any(abs(b.quantity) >= 100_000 for b in books.values())
 
+        prior: dict = {}  # the last round's prices (round 0 marks every position)
         for round_ in range(3):  # the master's prices (no tick yet), then two moves, each to awkward prices
             marks = {i.id: (awkward[(n + round_) % len(awkward)] if round_ else i.last_price)
                      for n, i in enumerate(instruments)}

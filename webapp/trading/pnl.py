@@ -193,10 +193,6 @@ def client_totals(client_ids: list[int]) -> dict[int, Totals]:
     return {cid: Totals(money(r), money(u)) for cid, r, u in rows}
 
 
-
-
-
-
 PNL_SAMPLES_KEY = "fanout:pnl:{client_id}:{day}"
 SAMPLE_EVERY_SECONDS = 10
 
