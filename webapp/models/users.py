@@ -30,6 +30,8 @@ class User(UserMixin, TimestampMixin, db.Model):
     active: Mapped[bool] = mapped_column(default=True)
     password_changed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     last_login_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # carried in each login session; bumping it ends every session issued before (webapp/sessions.py)
+    session_version: Mapped[int] = mapped_column(default=0, server_default="0")
     # per-user risk limits (None: no limit) — what this user may do across all their clients
     max_position_value: Mapped[Decimal | None] = mapped_column(Money)
     max_daily_loss: Mapped[Decimal | None] = mapped_column(Money)
