@@ -12,6 +12,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 import pytest
 import requests
+from kiteconnect import KiteConnect
 
 from tests.emulators.common import EmulatorServer, FaultPlan
 from tests.emulators.kite import KiteEmulator
@@ -66,6 +67,13 @@ class KiteEnv:
         broker = KiteBroker(account, {"base_url": self.url, "login_url": self.url, "timeout": 2.0, **options})
         self._opened.append(broker)
         return broker
+
+    def sdk(self, creds: dict[str, Any] | None = None) -> KiteConnect:
+        """The official kiteconnect SDK pointed at the emulator, logged in as this (or another) account."""
+        creds = creds or self.creds
+        client = KiteConnect(creds["api_key"], access_token=creds["access_token"], root=self.url, disable_ssl=True)
+        self._opened.append(client.reqsession)
+        return client
 
     def http(self) -> requests.Session:
         session = requests.Session()

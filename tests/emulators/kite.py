@@ -1,6 +1,8 @@
-"""Zerodha Kite Connect v3 emulator: the REST routes the desk uses, the login page and session
-exchange, Kite's envelopes, error types, status words and rate limits. The books (orders, fills,
-positions, funds) live in tests/emulators/kite_book.py.
+"""Zerodha Kite Connect v3 emulator: the REST routes the desk uses, the rest of Kite's quote
+(`/quote`, `/quote/ohlc`, `/quote/ltp`) and margin (`/margins/orders`, `/margins/basket`) calls, the
+login page and session exchange, Kite's envelopes, error types, status words and rate limits. The
+books (orders, fills, positions, funds) live in tests/emulators/kite_book.py, the margin calculator
+and its charges in kite_margins.py.
 
 Wire facts from reference/brokers.md §1 and §5. Where Kite's exact wording is not documented the
 messages are this emulator's, in Kite's backtick style; taken from Kite are the circuit-band and
@@ -33,10 +35,11 @@ from tests.emulators.common import BrokerEmulator, FaultPlan, run_cli
 from tests.emulators.kite_book import (
     IST, ORDER_TYPES, PRODUCTS, SEED_INSTRUMENTS, Instrument, KiteAccount, KiteBook, Refusal, dump_json,
 )
+from tests.emulators.kite_margins import basket_margin, order_margin
 from tests.emulators.kite_stream import KiteStreamMixin
 
 REQUEST_TOKEN_TTL = 120.0  # "valid for only a couple of minutes"
-QUOTE_MAX = 500
+QUOTE_MAX = {"quote": 500, "ohlc": 1000, "ltp": 1000}  # instruments per call
 # Per account (orders) and per api_key (everything else; one app per account here).
 KITE_LIMITS = {"orders": [(10, 1.0), (400, 60.0), (5000, 86400.0)], "api": [(10, 1.0)], "quote": [(1, 1.0)]}
 SERVER_ERRORS = {500: ("GeneralException", "Something went wrong. Please try again."),
@@ -69,7 +72,10 @@ class KiteEmulator(KiteStreamMixin, BrokerEmulator):
         Rule("/portfolio/positions", methods=["GET"], endpoint="positions"),
         Rule("/portfolio/holdings", methods=["GET"], endpoint="holdings"),
         Rule("/quote", methods=["GET"], endpoint="quote"),
+        Rule("/quote/ohlc", methods=["GET"], endpoint="quote_ohlc"),
+        Rule("/quote/ltp", methods=["GET"], endpoint="quote_ltp"),
         Rule("/margins/orders", methods=["POST"], endpoint="order_margins"),
+        Rule("/margins/basket", methods=["POST"], endpoint="basket_margins"),
         Rule("/instruments", methods=["GET"], endpoint="instrument_dump"),
         Rule("/instruments/<exchange>", methods=["GET"], endpoint="instrument_dump"),
     ])
@@ -320,28 +326,57 @@ class KiteEmulator(KiteStreamMixin, BrokerEmulator):
         return self._read(request, margins)
 
     def quote(self, request: Request) -> Response:
-        def quote(account: KiteAccount) -> dict[str, Any]:
+        return self._quotes(request, "quote", self.book.quote_row)
+
+    def quote_ohlc(self, request: Request) -> Response:
+        return self._quotes(request, "ohlc", self.book.ohlc_row)
+
+    def quote_ltp(self, request: Request) -> Response:
+        return self._quotes(request, "ltp", self.book.ltp_row)
+
+    def _quotes(self, request: Request, kind: str, row: Callable[[Instrument], dict[str, Any]]) -> Response:
+        """The three quote endpoints: `i` repeated, "EXCHANGE:SYMBOL" or an instrument token, each
+        answer keyed as asked; unknown instruments are left out, as Kite does. One 1/s limit for all."""
+        def quotes(account: KiteAccount) -> dict[str, Any]:
             keys = request.args.getlist("i")
-            if not keys or len(keys) > QUOTE_MAX:
+            if not keys or len(keys) > QUOTE_MAX[kind]:
                 raise Refusal("No instruments specified." if not keys else "Too many instruments.")
-            found = {}
-            for key in keys:  # unknown instruments are left out, as Kite does
-                exchange, _, symbol = key.partition(":")
-                if (exchange, symbol) in self.book.instruments:
-                    found[key] = self.book.quote_row(self.book.instruments[(exchange, symbol)])
-            return found
-        return self._read(request, quote, limit="quote")
+            found = {key: self.book.by_key(key) for key in keys}
+            return {key: row(instrument) for key, instrument in found.items() if instrument is not None}
+        return self._read(request, quotes, limit="quote")
 
     def order_margins(self, request: Request) -> Response:
         def margins(account: KiteAccount) -> list[dict[str, Any]]:
-            try:
-                rows = json.loads(request.get_data(), parse_float=Decimal)
-            except ValueError:
-                raise Refusal("Invalid JSON body.") from None
-            if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
-                raise Refusal("Invalid JSON body.")
-            return [self.book.order_margin_row(row) for row in rows]
+            compact = self._compact(request)
+            return [order_margin(self.book, row, compact) for row in self._json_list(request)]
         return self._read(request, margins)
+
+    def basket_margins(self, request: Request) -> Response:
+        def margins(account: KiteAccount) -> dict[str, Any]:
+            consider = request.args.get("consider_positions", "true").lower()
+            if consider not in ("true", "false"):
+                raise Refusal("Invalid `consider_positions`.")
+            return basket_margin(self.book, account, self._json_list(request), consider == "true",
+                                 self._compact(request))
+        return self._read(request, margins)
+
+    @staticmethod
+    def _compact(request: Request) -> bool:
+        mode = request.args.get("mode") or None
+        if mode not in (None, "compact"):
+            raise Refusal("Invalid `mode`.")
+        return mode == "compact"
+
+    @staticmethod
+    def _json_list(request: Request) -> list[Any]:
+        """The margin endpoints' JSON body: a list of orders (numbers read as Decimal)."""
+        try:
+            rows = json.loads(request.get_data(), parse_float=Decimal)
+        except ValueError:
+            raise Refusal("Invalid JSON body.") from None
+        if not isinstance(rows, list):
+            raise Refusal("Invalid JSON body.")
+        return rows
 
     def instrument_dump(self, request: Request, exchange: str | None = None) -> Response:
         """The daily CSV dump (header as brokers.md §1.6), gzipped when the client accepts it."""

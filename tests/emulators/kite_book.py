@@ -152,6 +152,14 @@ class KiteBook:
         except KeyError:
             raise Refusal("Invalid `tradingsymbol`.") from None
 
+    def by_key(self, key: str) -> Instrument | None:
+        """A quote key: "EXCHANGE:SYMBOL", or a numeric instrument token (Kite takes either)."""
+        if key.isascii() and key.isdigit():
+            token = int(key)
+            return next((ins for ins in self.instruments.values() if ins.instrument_token == token), None)
+        exchange, _, symbol = key.partition(":")
+        return self.instruments.get((exchange, symbol))
+
     # ------------------------------------------------------------------ validation
 
     def check_prices(self, instrument: Instrument, order_type: str, price: Decimal | None,
@@ -358,11 +366,13 @@ class KiteBook:
             instrument = self.instrument(holding.get("exchange", "NSE"), holding["tradingsymbol"])
             quantity, average = int(holding["quantity"]), holding["average_price"]
             ltp, close = instrument.last_price, instrument.close
+            t1 = int(holding.get("t1_quantity", 0))  # part of `quantity` ("T+1 + realised"), not yet in demat
+            used = self.sold_from_holding(account, instrument, quantity)
             rows.append({
                 "tradingsymbol": instrument.tradingsymbol, "exchange": instrument.exchange,
                 "instrument_token": instrument.instrument_token, "isin": instrument.isin, "product": "CNC",
-                "price": ZERO, "quantity": quantity, "used_quantity": 0,
-                "t1_quantity": int(holding.get("t1_quantity", 0)), "realised_quantity": quantity,
+                "price": ZERO, "quantity": quantity, "used_quantity": used,
+                "t1_quantity": t1, "realised_quantity": quantity - t1,
                 "authorised_quantity": 0, "authorised_date": f"{self.now()[:10]} 00:00:00",
                 "authorisation": {}, "opening_quantity": quantity, "short_quantity": 0, "collateral_quantity": 0,
                 "collateral_type": "", "discrepancy": False, "average_price": average, "last_price": ltp,
@@ -371,6 +381,27 @@ class KiteBook:
                 "mtf": {"quantity": 0, "used_quantity": 0, "average_price": ZERO, "value": ZERO,
                         "initial_margin": ZERO}})
         return rows
+
+    @staticmethod
+    def sold_from_holding(account: KiteAccount, instrument: Instrument, quantity: int) -> int:
+        """Kite's `used_quantity`: what today's CNC sells took from the holding. `quantity` itself
+        stays as it opened until settlement; CNC bought and sold the same day nets in positions
+        and uses none of it."""
+        key = (instrument.exchange, instrument.tradingsymbol, "CNC")
+        bought, _, sold, _ = account.legs.get(key, (0, ZERO, 0, ZERO))
+        return max(0, min(quantity, sold - bought))
+
+    @staticmethod
+    def ohlc(instrument: Instrument) -> dict[str, Decimal]:
+        ltp, close = instrument.last_price, instrument.close
+        return {"open": close, "high": max(ltp, close), "low": min(ltp, close), "close": close}
+
+    @staticmethod
+    def ltp_row(instrument: Instrument) -> dict[str, Any]:
+        return {"instrument_token": instrument.instrument_token, "last_price": instrument.last_price}
+
+    def ohlc_row(self, instrument: Instrument) -> dict[str, Any]:
+        return {**self.ltp_row(instrument), "ohlc": self.ohlc(instrument)}
 
     def quote_row(self, instrument: Instrument) -> dict[str, Any]:
         ltp, tick, close = instrument.last_price, instrument.tick_size, instrument.close
@@ -381,19 +412,4 @@ class KiteBook:
                 "last_price": ltp, "last_quantity": 5, "buy_quantity": 1500, "sell_quantity": 1800,
                 "volume": instrument.volume, "average_price": ltp, "oi": 0, "oi_day_high": 0, "oi_day_low": 0,
                 "net_change": ltp - close, "lower_circuit_limit": lower, "upper_circuit_limit": upper,
-                "ohlc": {"open": close, "high": max(ltp, close), "low": min(ltp, close), "close": close},
-                "depth": depth}
-
-    def order_margin_row(self, row: Mapping[str, Any]) -> dict[str, Any]:
-        instrument = self.instrument(row.get("exchange"), row.get("tradingsymbol"))
-        if row.get("product") not in PRODUCTS or row.get("transaction_type") not in ("BUY", "SELL"):
-            raise Refusal("Invalid `product`." if row.get("product") not in PRODUCTS else "Invalid `transaction_type`.")
-        quantity = row.get("quantity")
-        if not isinstance(quantity, int) or quantity <= 0:
-            raise Refusal("Invalid `quantity`.")
-        price = Decimal(str(row.get("price") or 0)) or Decimal(str(row.get("trigger_price") or 0)) or None
-        total = self.margin_for(row, quantity, price or instrument.last_price)
-        return {"type": "equity", "tradingsymbol": instrument.tradingsymbol, "exchange": instrument.exchange,
-                "span": ZERO, "exposure": ZERO, "option_premium": ZERO, "additional": ZERO, "bo": ZERO, "cash": ZERO,
-                "var": total, "pnl": {"realised": ZERO, "unrealised": ZERO},
-                "leverage": 5 if row["product"] == "MIS" else 1, "charges": {"total": ZERO}, "total": total}
+                "ohlc": self.ohlc(instrument), "depth": depth}
