@@ -7,18 +7,27 @@
 from __future__ import annotations
 
 import os
+import shlex
 import subprocess
 import sys
 import time
+from pathlib import Path
 
-ROLES = {
-    "web": ["gunicorn", "--config", "webapp/gunicorn_conf.py", "wsgi:app"],
-    "worker": ["rq", "worker", "--worker-class", "jobs.worker.AppWorker", "--config", "jobs.settings",
-               "--with-scheduler", "sync", "default"],
-    "orders": ["rq", "worker", "--worker-class", "jobs.worker.OrdersWorker", "--config", "jobs.settings", "orders"],
-    "cron": ["rq", "cron", "--config", "jobs.settings", "jobs.cron"],
-    "feed": ["flask", "--app", "wsgi", "feed", "run"],
-}
+PROCFILE = Path(__file__).resolve().parent.parent / "Procfile"
+
+
+def procfile_roles(path: Path = PROCFILE) -> dict[str, list[str]]:
+    """The Procfile is the one list of roles and their commands: this entrypoint (one role per
+    container) and `make run`'s supervisor (webapp/launcher.py, every role) both read it."""
+    roles = {}
+    for line in path.read_text().splitlines():
+        if line.strip() and not line.lstrip().startswith("#"):
+            role, _, command = line.partition(":")
+            roles[role.strip()] = shlex.split(command)
+    return roles
+
+
+ROLES = procfile_roles()
 
 
 def migrate(attempts: int = 30) -> None:

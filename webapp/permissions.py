@@ -29,6 +29,7 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "clients.manage": frozenset({"admin"}),
     "audit.view": frozenset({"admin"}),
     "health.detailed": frozenset({"admin"}),
+    "health.processes": frozenset({"admin", "trader"}),  # the desk's strip of live processes per role
 }
 PUBLIC = "public"
 

@@ -7,7 +7,8 @@ from webapp.desk.summary import (PAGE_SIZE, SORTS, BadDeskQuery, client_rows, de
                                  parse_query)
 from webapp.errors import render_error
 from webapp.htmx import is_htmx
-from webapp.permissions import requires
+from webapp.health.checks import role_counts
+from webapp.permissions import requires, user_can
 from webapp.trading.risk import desk_killed
 
 
@@ -28,7 +29,8 @@ def index():
     if is_htmx():
         return render_template("desk/_board.html", page=page, sorts=SORTS, page_size=PAGE_SIZE)
     return render_template("desk/index.html", page=page, totals=desk_totals(scope), sorts=SORTS, page_size=PAGE_SIZE,
-                           desk_killed=desk_killed(), alerts=desk_alerts(scope, get_redis()))
+                           desk_killed=desk_killed(), alerts=desk_alerts(scope, get_redis()),
+                           processes=role_counts() if user_can("health.processes") else None)
 
 
 @bp.route("/desk/live")

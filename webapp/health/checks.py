@@ -1,4 +1,4 @@
-"""Readiness checks and the operator's detailed status (queues, workers, cron heartbeat)."""
+"""Readiness checks and the operator's detailed status (queues, workers, each role's live processes)."""
 from __future__ import annotations
 
 import sqlalchemy as sa
@@ -24,6 +24,22 @@ def check_redis() -> str:
         return f"error: {type(exc).__name__}"
 
 
+def role_processes() -> dict | None:
+    """Each watched role's live processes (webapp/health/roles.py), or None when Redis cannot say."""
+    from webapp.health.roles import live_processes
+
+    try:
+        return live_processes(get_redis(), get_rq_redis())
+    except Exception:  # Redis went away mid-read: the redis check reports it
+        return None
+
+
+def role_counts() -> dict[str, int]:
+    """Role → number of live processes, for the desk's status strip; {} when Redis cannot say."""
+    roles = role_processes()
+    return {} if roles is None else {role: len(processes) for role, processes in roles.items()}
+
+
 def detailed_status() -> dict:
     from rq import Queue, Worker
 
@@ -36,4 +52,7 @@ def detailed_status() -> dict:
         {"name": w.name, "state": w.get_state(), "queues": w.queue_names()} for w in Worker.all(connection=connection)
     ]
     status["cron_heartbeat"] = get_redis().get(CRON_HEARTBEAT_KEY)
+    roles = role_processes()
+    if roles is not None:
+        status["roles"] = {role: [p.as_dict() for p in processes] for role, processes in roles.items()}
     return status

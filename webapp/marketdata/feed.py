@@ -17,6 +17,7 @@ from flask import Flask
 
 from webapp.brokers.base import Quote
 from webapp.extensions import db, get_redis
+from webapp.health.roles import beat
 from webapp.marketdata.candles import CandleBuilder, publish_forming, save_bars
 from webapp.marketdata.store import write_quotes
 from webapp.models import Instrument, Order, Position, WatchlistItem
@@ -76,6 +77,7 @@ class Feed:
         now = now or utcnow()
         with self.app.app_context():
             redis = get_redis()
+            beat(redis, "feed")  # the standby too: /health shows every feed process alive
             if not self._holds_lock(redis):
                 return 0
             try:
