@@ -19,7 +19,7 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
     _check_config(app)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s level=%(levelname)s logger=%(name)s %(message)s")
 
-    from webapp import cli, errors, extensions, htmx, templating
+    from webapp import cli, errors, extensions, htmx, security, templating
 
     extensions.db.init_app(app)
     extensions.migrate.init_app(app, extensions.db, directory=str(ROOT / "migrations"))
@@ -31,6 +31,7 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
     _init_login(app)
     _init_sqlite(app)
     htmx.init_app(app)
+    security.init_app(app)
     templating.init_app(app)
     errors.init_app(app)
     cli.init_app(app)
@@ -52,6 +53,13 @@ def _check_config(app: Flask) -> None:
         app.config["FANOUT_ENCRYPTION_KEYS"] = [generate_key()]
     if isinstance(app.config["FANOUT_ENCRYPTION_KEYS"], str):
         app.config["FANOUT_ENCRYPTION_KEYS"] = [k.strip() for k in app.config["FANOUT_ENCRYPTION_KEYS"].split(",") if k.strip()]
+    if not app.config.get("FANOUT_AUDIT_KEYS"):
+        from webapp.audit import derived_key
+
+        # demo/test only (validate() checked): every process of one desk shares SECRET_KEY, so all sign alike
+        app.config["FANOUT_AUDIT_KEYS"] = [derived_key(app.config["SECRET_KEY"])]
+    if isinstance(app.config["FANOUT_AUDIT_KEYS"], str):
+        app.config["FANOUT_AUDIT_KEYS"] = [k.strip() for k in app.config["FANOUT_AUDIT_KEYS"].split(",") if k.strip()]
 
 
 def _init_login(app: Flask) -> None:

@@ -1,4 +1,4 @@
-"""Flask commands: `flask demo seed`, `flask users create-admin`, `flask audit verify`,
+"""Flask commands: `flask demo seed`, `flask users create-admin`, `flask audit verify|rekey`,
 `flask instruments load FILE`, `flask secrets rotate`."""
 from __future__ import annotations
 
@@ -56,16 +56,39 @@ def create_admin(username: str, email: str | None, password: str) -> None:
 
 @audit_cli.command("verify")
 def audit_verify() -> None:
-    """Check the hash chain; report the first broken link."""
+    """Check the keyed hash chain and its head; report the first broken link."""
     from webapp.audit import verify_chain
 
     report = verify_chain()
-    if report.ok:
-        click.echo(f"audit chain ok: {report.checked} events")
-    else:
-        click.echo(f"audit chain BROKEN at event {report.broken_at}: {report.reason} "
-                   f"({report.checked} events verified before it)", err=True)
-        sys.exit(1)
+    if not report.ok:
+        _chain_broken(report)
+    click.echo(f"audit chain ok: {report.checked} events; head {report.head_seq} {report.head_hash} "
+               "(keep this line outside the database: a head rewound with its deleted events shows against it)")
+    if report.old_key:
+        click.echo(f"{report.old_key} events are signed with an older key of FANOUT_AUDIT_KEYS: "
+                   "`flask audit rekey` re-signs them with the first")
+
+
+@audit_cli.command("rekey")
+@click.option("--accept-unkeyed", is_flag=True,
+              help="Also re-sign plain SHA-256 links (a chain written before FANOUT_AUDIT_KEYS existed).")
+def audit_rekey(accept_unkeyed: bool) -> None:
+    """Verify the chain, then re-sign it with the first key of FANOUT_AUDIT_KEYS (the others can then go)."""
+    from webapp.audit import rekey_chain
+
+    report = rekey_chain(accept_unkeyed=accept_unkeyed)
+    if not report.ok:
+        db.session.rollback()
+        _chain_broken(report, "; nothing was re-signed")
+    db.session.commit()
+    click.echo(f"re-signed {report.checked} events with the first key of FANOUT_AUDIT_KEYS "
+               f"({report.unkeyed} were unkeyed, {report.old_key} under an older key); the older keys can be dropped")
+
+
+def _chain_broken(report, outcome: str = "") -> None:
+    click.echo(f"audit chain BROKEN at event {report.broken_at}: {report.reason} "
+               f"({report.checked} events verified before it){outcome}", err=True)
+    sys.exit(1)
 
 
 @instruments.command("load")

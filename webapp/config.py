@@ -66,6 +66,7 @@ class Config:
     SQLALCHEMY_DATABASE_URI: str = field(default_factory=lambda: database_url(None))
     REDIS_URL: str | None = None
     FANOUT_ENCRYPTION_KEYS: list[str] = field(default_factory=list)
+    FANOUT_AUDIT_KEYS: list[str] = field(default_factory=list)  # HMAC keys of the audit chain; the first signs
     PORT: int = 8000
     DEMO_PASSWORD: str = "fanout-demo"
     LOGIN_RATE_LIMIT: str = "5 per minute"
@@ -102,6 +103,7 @@ class Config:
             SQLALCHEMY_DATABASE_URI=database_url(env.get("DATABASE_URL")),
             REDIS_URL=env.get("REDIS_URL") or None,
             FANOUT_ENCRYPTION_KEYS=parse_list(env.get("FANOUT_ENCRYPTION_KEYS")),
+            FANOUT_AUDIT_KEYS=parse_list(env.get("FANOUT_AUDIT_KEYS")),
             PORT=parse_int(env.get("PORT"), 8000, "PORT"),
             DEMO_PASSWORD=env.get("DEMO_PASSWORD") or "fanout-demo",
             LOGIN_RATE_LIMIT=env.get("LOGIN_RATE_LIMIT") or "5 per minute",
@@ -128,12 +130,17 @@ class Config:
         missing = [name for name, value in (
             ("SECRET_KEY", self.SECRET_KEY),
             ("FANOUT_ENCRYPTION_KEYS", self.FANOUT_ENCRYPTION_KEYS),
+            ("FANOUT_AUDIT_KEYS", self.FANOUT_AUDIT_KEYS),
             ("REDIS_URL", self.REDIS_URL),
         ) if not value]
         if missing and not relaxed:
             raise ConfigError(
                 "Fanout will not start: missing " + ", ".join(missing) + ". Set them in the environment "
                 "(see README 'Configuration'), or set FANOUT_DEMO=1 for a local demo.")
+        audit_keys = self.FANOUT_AUDIT_KEYS
+        if any(len(key) < 32 for key in (parse_list(audit_keys) if isinstance(audit_keys, str) else audit_keys)):
+            raise ConfigError("FANOUT_AUDIT_KEYS: each key needs at least 32 characters (make one with "
+                              "`python -c 'import secrets; print(secrets.token_urlsafe(32))'`).")
         if not self.REDIS_URL:
             raise ConfigError("REDIS_URL is not set: `make run` starts an embedded Redis and sets it for you.")
 

@@ -19,7 +19,12 @@
     template.innerHTML = event.detail.message;
     swapAll(template.content);
   });
-  // body.live while the socket is open: polling partials pause; "stale" when it drops (they resume)
+  // body.live while the socket is open: polling partials (data-poll="offline") pause; "stale" when
+  // it drops (they resume). Decided here, not in an hx-trigger filter, which htmx would have to eval.
+  document.addEventListener("htmx:beforeRequest", function (event) {
+    var element = event.detail.elt;
+    if (element.dataset.poll === "offline" && document.body.classList.contains("live")) event.preventDefault();
+  });
   document.addEventListener("htmx:wsOpen", function () { document.body.classList.add("live"); });
   document.addEventListener("htmx:wsClose", function () {
     document.body.classList.remove("live");

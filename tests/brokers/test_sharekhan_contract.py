@@ -67,7 +67,8 @@ def test_registered_with_redirect_login_no_tag_and_ten_orders_a_second():
 
 @pytest.mark.parametrize("extra, query", [
     ({}, "api_key=K1&state=s-1"),
-    ({"vendor_key": "V9", "version_id": "1005"}, "api_key=K1&vendor_key=V9&state=s-1&version_id=1005"),
+    ({"vendor_key": "V9", "version_id": "1005"}, "api_key=K1&state=s-1&version_id=1005"),  # no secret in a URL
+    ({"secret_key": "S" * 32, "vendor_key": "V9"}, "api_key=K1&state=s-1"),
 ])
 def test_login_url(extra, query):
     adapter = ShareKhan(Account("73101", {"api_key": "K1", **extra}), {"login_url": "https://sk.example/"})
@@ -500,7 +501,7 @@ def test_margin_estimate_counts_full_value_except_delivery_sells(broker):
 def test_no_secret_reaches_the_logs(desk, caplog):
     creds = desk.account(logged_in=False, vendor_key="VENDORSECRET")
     adapter = desk.adapter(creds)
-    params = desk.browser_login(adapter, creds)  # the browser's hop: ShareKhan puts vendor_key in this URL
+    params = desk.browser_login(adapter, creds)  # the browser's hop: the vendor key stays out of its URL
     caplog.set_level(logging.DEBUG)
     session = adapter.complete_login(params)
     logged_in = desk.adapter(creds | {"access_token": session.access_token})

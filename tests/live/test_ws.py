@@ -89,6 +89,7 @@ def test_refused_without_login_or_from_another_site(server, factory):
     factory.user("tara")
     cookie = session_cookie(server, "tara")
     assert handshake(server, cookie, "http://evil.example") == 403
+    assert handshake(server, cookie, f"https://{server}") == 403  # this host, but another scheme: another site
     ws = connect(server, cookie)  # the same user from the desk's own page is let in
     try:
         receive_until(ws, 'id="feed-state"')

@@ -22,7 +22,7 @@ def test_live_batch_page_polls_until_final(app, client, desk, factory, trader):
     trader([paper])
     batch = factory.batch(factory.user("root", role="admin"), [paper], desk.instrument)
     page = client.get(f"/orders/batches/{batch.id}").data.decode()
-    assert 'hx-trigger="every 1s [' in page and "NEW" in page  # polls while the live socket is down
+    assert 'hx-trigger="every 1s" data-poll="offline"' in page and "NEW" in page  # polls while the socket is down
     with app.app_context():
         engine.send_batch(batch.id, desk.context())
         sync.sync_client(paper.id, desk.context())

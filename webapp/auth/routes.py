@@ -1,8 +1,6 @@
 """Log in, log out, change own password. Logins are throttled per address (Flask-Limiter, Redis)."""
 from __future__ import annotations
 
-from urllib.parse import urlsplit
-
 import sqlalchemy as sa
 from flask import current_app, flash, redirect, render_template, request, url_for
 from flask_login import current_user, login_user, logout_user
@@ -13,16 +11,10 @@ from webapp.auth.forms import ChangePasswordForm, LoginForm
 from webapp.extensions import db, limiter
 from webapp.models import User
 from webapp.permissions import public, requires
-from webapp.security import hash_password, password_problem, verify_password
+from webapp.security import hash_password, password_problem, safe_next, verify_password
 from webapp.timeutil import utcnow
 
 THROTTLED = "Too many login attempts from your address. Wait a minute and try again."
-
-
-def _safe_next(target: str | None) -> str:
-    if not target or urlsplit(target).netloc or urlsplit(target).scheme or not target.startswith("/"):
-        return url_for("desk.index")
-    return target
 
 
 def login_throttled():
@@ -53,7 +45,7 @@ def login():
             user.last_login_at = utcnow()
             audit.record("login", actor_id=user.id, actor=user.username, ip=request.remote_addr)
             db.session.commit()
-            return redirect(_safe_next(request.args.get("next")))
+            return redirect(safe_next(request.args.get("next")) or url_for("desk.index"))
     return render_template("auth/login.html", form=form)
 
 

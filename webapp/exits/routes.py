@@ -11,6 +11,7 @@ from webapp.htmx import hx_redirect, is_htmx
 from webapp.models import Instrument
 from webapp.orders.views import enqueue_send
 from webapp.permissions import requires
+from webapp.security import same_site_referrer
 from webapp.tasks import QUEUE_ORDERS, enqueue
 from webapp.trading import exits
 from webapp.trading.risk import desk_killed
@@ -70,7 +71,7 @@ def position():
              if h.product == request.form.get("product")]
     if not found:
         flash("That position is already flat.", "info")
-        return redirect(request.referrer or url_for("desk.index"))
+        return redirect(same_site_referrer() or url_for("desk.index"))
     batch = exits.create_exit_batch(current_user, "exit", [(found[0], abs(found[0].quantity))],
                                     instrument_id=found[0].instrument.id, ip=request.remote_addr)
     db.session.commit()

@@ -28,7 +28,7 @@ def guard():
         return login_manager.unauthorized()
     if not allowed(current_user.role, getattr(view, "permission", "desk.view")):
         abort(403)
-    if not _same_origin(request.headers.get("Origin"), request.host):
+    if not _same_origin(request.headers.get("Origin"), request.scheme, request.host):
         abort(403)  # Cross-Site WebSocket Hijacking: only our own pages may open the feed
     if request.headers.get("Upgrade", "").lower() != "websocket":
         abort(400)
@@ -38,13 +38,17 @@ def guard():
         abort(400)
 
 
-def _same_origin(origin: str | None, host: str) -> bool:
-    """Browsers always send Origin on a WebSocket handshake; it must be this site. A Host without a
-    port (some non-browser clients) is compared by hostname."""
+def _same_origin(origin: str | None, scheme: str, host: str) -> bool:
+    """Browsers always send Origin on a WebSocket handshake; it must be this site, scheme included
+    (a page served over plain http on the same host must not read an https desk's feed). A Host
+    without a port (some non-browser clients) is compared by hostname. Behind a TLS proxy the
+    scheme is the proxy's X-Forwarded-Proto, which gunicorn trusts from its forwarded_allow_ips."""
     if not origin:
         return False
-    netloc = urlsplit(origin).netloc
-    return netloc == host if ":" in host else netloc.split(":")[0] == host
+    parts = urlsplit(origin)
+    if parts.scheme != scheme:
+        return False
+    return parts.netloc == host if ":" in host else parts.netloc.split(":")[0] == host
 
 
 def _permission(name: str):

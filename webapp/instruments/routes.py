@@ -13,6 +13,7 @@ from webapp.marketdata.feed import note_interest
 from webapp.marketdata.store import read_quote, read_quotes
 from webapp.models import Instrument, WatchlistItem
 from webapp.permissions import requires
+from webapp.security import safe_next
 from webapp.trading.exits import holders
 
 
@@ -72,5 +73,4 @@ def watch(instrument_id: int):
         db.session.add(WatchlistItem(user_id=current_user.id, instrument_id=instrument.id))
         flash(f"{instrument.tradingsymbol} added to your watchlist.", "success")
     db.session.commit()
-    return redirect(request.form.get("next") if request.form.get("next", "").startswith("/") else
-                    url_for("instruments.detail", instrument_id=instrument.id))
+    return redirect(safe_next(request.form.get("next")) or url_for("instruments.detail", instrument_id=instrument.id))

@@ -7,7 +7,7 @@ import sqlalchemy as sa
 from flask import render_template, request
 from flask_login import current_user
 
-from webapp.access import accessible_clients
+from webapp.access import accessible_clients, client_scope
 from webapp.csvexport import csv_response
 from webapp.extensions import db
 from webapp.htmx import render_page_or_partial
@@ -88,24 +88,40 @@ def trades_csv():
 def _batches():
     query = sa.select(Batch).order_by(Batch.id.desc())
     if current_user.role != "admin":
-        visible = sa.select(Order.batch_id).where(Order.client_id.in_([c.id for c in accessible_clients(current_user)]))
+        visible = sa.select(Order.batch_id).where(Order.client_id.in_(client_scope(current_user)))
         query = query.where(Batch.id.in_(visible))
     return query
+
+
+def _visible_children(batch_ids: list[int] | sa.Select) -> dict[int, dict[str, int]]:
+    """Per batch, its children the user may see counted by status: a batch spans clients, and a
+    trader's list must not reveal how many orders went to clients not granted to them."""
+    query = (sa.select(Order.batch_id, Order.status, sa.func.count()).where(Order.batch_id.in_(batch_ids))
+             .group_by(Order.batch_id, Order.status).order_by(Order.batch_id, Order.status))
+    scope = client_scope(current_user)
+    if scope is not None:
+        query = query.where(Order.client_id.in_(scope))
+    counts: dict[int, dict[str, int]] = {}
+    for batch_id, status, number in db.session.execute(query):
+        counts.setdefault(batch_id, {})[status] = number
+    return counts
 
 
 @bp.route("/batches")
 @requires("desk.view")
 def batches():
     rows = db.session.execute(_batches().limit(PAGE)).scalars().all()
-    return render_template("orders/batches.html", batches=rows)
+    return render_template("orders/batches.html", batches=rows, children=_visible_children([b.id for b in rows]))
 
 
 @bp.route("/batches/export.csv")
 @requires("desk.view")
 def batches_csv():
+    children = _visible_children(_batches().with_only_columns(Batch.id).order_by(None))
     rows = db.session.execute(_batches()).scalars()
     return csv_response("batches", ["batch", "kind", "action", "instrument", "product", "order_type", "price", "user",
                             "children", "created_ist", "note"],
                 ([b.id, b.kind, b.action, b.instrument.key if b.instrument else "", b.product or "", b.order_type or "",
-                  b.price or "", b.user.username if b.user else "", len(b.orders), format_ist(b.created_at), b.note]
+                  b.price or "", b.user.username if b.user else "", sum(children.get(b.id, {}).values()),
+                  format_ist(b.created_at), b.note]
                  for b in rows))

@@ -195,11 +195,10 @@ class ShareKhan(Broker):
 
     def login_url(self, redirect_uri: str, state: str) -> str:
         # ShareKhan sends the browser back to the redirect URL registered with the app, so
-        # `redirect_uri` is not part of the URL
-        query = {"api_key": self._credential("api_key")}
-        if self._credential("vendor_key", required=False):
-            query["vendor_key"] = self._credential("vendor_key")
-        query["state"] = state
+        # `redirect_uri` is not part of the URL. The app is named by its API key alone; the vendor
+        # key is a secret (stored encrypted) and goes only server to server, in the token exchange
+        # and the request headers, never into the browser's address bar, history or a proxy log.
+        query = {"api_key": self._credential("api_key"), "state": state}
         if self._credential("version_id", required=False):
             query["version_id"] = self._credential("version_id")
         return f"{self.login_base}/skapi/auth/login.html?{urlencode(query)}"
