@@ -14,6 +14,8 @@ cron.register(heartbeat.beat, queue_name=QUEUE_DEFAULT, interval=30, result_ttl=
 cron.register(brokers.expire_sessions, queue_name=QUEUE_SYNC, interval=300, result_ttl=300, failure_ttl=3600)
 # children a dead worker left NEW, SUBMITTING or UNKNOWN: resolved by tag, never sent blindly
 cron.register(orders.reconcile, queue_name=QUEUE_ORDERS, interval=15, result_ttl=60, failure_ttl=3600)
+# children of an orders worker that died: found within seconds (its heartbeat lapses) and resolved by tag
+cron.register(orders.reclaim_orphans, queue_name=QUEUE_ORDERS, interval=2, result_ttl=10, failure_ttl=600)
 # fills and states of orders live at the broker; funds and holdings of every connected client
 cron.register(orders.sync_open_orders, queue_name=QUEUE_SYNC, interval=5, result_ttl=30, failure_ttl=3600)
 # position sync: every connected client's positions, orders, trades, holdings and funds against the ledger

@@ -2,10 +2,11 @@
 from __future__ import annotations
 
 from flask import current_app
-from rq import Worker
+from rq import Worker, get_current_job
+from rq.job import Job
 
 from jobs.context import app_job
-from webapp.extensions import get_redis
+from webapp.extensions import get_redis, get_rq_redis
 from webapp.tasks import QUEUE_ORDERS, QUEUE_SYNC, SEND_JOB, enqueue, queue
 from webapp.trading import engine, sync
 from webapp.trading.engine import Context
@@ -13,8 +14,9 @@ from webapp.vault import current_vault
 
 
 def context() -> Context:
+    job = get_current_job()  # its worker is named in the child locks it takes (engine.orphaned_children)
     return Context(app=current_app._get_current_object(), config=current_app.config, vault=current_vault(),
-                   redis=get_redis())
+                   redis=get_redis(), holder=(job.worker_name or "") if job else "")
 
 
 MIN_CHUNK = 100  # a batch is split over the orders workers only in parts at least this big
@@ -73,7 +75,29 @@ def sync_wanted() -> int:
 
 @app_job
 def reconcile() -> dict[str, int]:
-    return engine.reconcile(context())
+    return engine.reconcile(context(), abandoned_batches=abandoned_send_batches())
+
+
+@app_job
+def reclaim_orphans() -> dict[str, int]:
+    return engine.reclaim_orphans(context(), abandoned_batches=abandoned_send_batches())
+
+
+SEND_JOBS = ("jobs.orders.send_batch", "jobs.orders.send_children")
+
+
+def abandoned_send_batches() -> list[int]:
+    """Batches whose send job lost its worker mid-job. RQ counts a job abandoned when its
+    execution's heartbeat lapses: a few seconds for an OrdersWorker (jobs/worker.py). RQ's own
+    cleanup then moves those jobs on (retried or failed), so each is reported once."""
+    registry = queue(QUEUE_ORDERS).started_job_registry
+    job_ids = registry.get_expired_job_ids()
+    if not job_ids:
+        return []
+    jobs = Job.fetch_many(job_ids, connection=get_rq_redis())
+    batches = sorted({job.args[0] for job in jobs if job is not None and job.func_name in SEND_JOBS and job.args})
+    registry.cleanup()
+    return batches
 
 
 @app_job

@@ -10,7 +10,8 @@ SimpleWorker). A send is latency the trader watches, and what makes it fast live
 the broker connections kept alive (a new TLS connection to a broker costs round trips before the
 order is even sent), the thread pool, the database pool, compiled statements. A horse forked per
 batch started all of that cold (~110 ms per batch here, docs/BENCHMARKS.md). A worker killed
-mid-send loses nothing either way: the job is retried or the reconcile cron finds its children.
+mid-send loses nothing either way: its heartbeat lapses within seconds (below), and the reclaim
+cron breaks its child locks and resolves its children by tag.
 
 `AppWorker`'s children die with it. `--with-scheduler` forks a scheduler process, and RQ never
 tells it when the worker is gone: a worker killed with SIGKILL left its scheduler running, holding
@@ -31,7 +32,9 @@ import gc
 import os
 import signal
 import sys
+import threading
 
+from redis.exceptions import RedisError
 from rq import SimpleWorker, Worker
 
 from jobs.context import get_app
@@ -69,8 +72,57 @@ class AppWorker(Worker):
         gc.freeze()  # horses' collections skip what they inherit
 
 
+LIVENESS_SECONDS = 5  # an orders worker's RQ heartbeat lapses this long after it dies mid-job
+BEAT_SECONDS = 1
+
+
 class OrdersWorker(SimpleWorker):
+    """While a job runs, a thread renews the worker's and the job execution's RQ heartbeats every
+    second with a 5-second TTL. RQ's SimpleWorker sends none during a job (it runs in the one
+    thread) and registers the execution for the job's timeout + 60 s, so a worker SIGKILLed
+    mid-send looked alive for 4 minutes. With this, its key and execution lapse within seconds,
+    and the reclaim cron (jobs.orders.reclaim_orphans) resolves its children then."""
+
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
+        self._beat_lock = threading.Lock()
+        self._beat_stop = threading.Event()
         get_app()
         gc.freeze()
+
+    def get_heartbeat_ttl(self, job) -> int:
+        return LIVENESS_SECONDS
+
+    def execute_job(self, job, queue) -> None:
+        self._beat_stop = stop = threading.Event()
+        beat = threading.Thread(target=self._beat, args=(job, stop), name="rq-heartbeat", daemon=True)
+        beat.start()
+        try:
+            super().execute_job(job, queue)
+        finally:
+            self._stop_beating()
+            beat.join()
+
+    def handle_execution_ended(self, job, queue, heartbeat_ttl) -> None:
+        self._stop_beating()  # before RQ removes the execution: a late beat would write it back
+        super().handle_execution_ended(job, queue, heartbeat_ttl)
+
+    def _stop_beating(self) -> None:
+        with self._beat_lock:
+            self._beat_stop.set()
+
+    def _beat(self, job, stop: threading.Event) -> None:
+        while not stop.wait(BEAT_SECONDS):
+            with self._beat_lock:
+                if stop.is_set():
+                    return
+                if self.execution is None:  # not registered yet
+                    continue
+                try:
+                    with self.connection.pipeline() as pipe:
+                        self.heartbeat(LIVENESS_SECONDS, pipeline=pipe)
+                        self.execution.heartbeat(job.started_job_registry, LIVENESS_SECONDS, pipeline=pipe)
+                        if pipe.execute()[0] == 1:  # the worker's hash had lapsed (Redis away): write it whole
+                            self.connection.hset(self.key, mapping=self.serialize())
+                except RedisError as exc:  # Redis away: the next beat tries again
+                    self.log.warning("Worker %s: heartbeat failed: %s", self.name, exc)

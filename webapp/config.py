@@ -83,6 +83,7 @@ class Config:
     SHAREKHAN_LOGIN_URL: str = "https://api.sharekhan.com"
     BROKER_TIMEOUT_SECONDS: int = 7
     BROKER_POOL_SIZE: int = 128  # broker calls in flight at once per broker, per worker process
+    SEND_DEADLINE_SECONDS: int = 30  # a child not sent this long after the ticket is FAILED, not sent late
     FEED_SOURCE: str = "paper"  # paper | kite | sharekhan: where the feed process gets its ticks
     FEED_CLIENT_ID: int | None = None  # the client whose broker session streams prices (default: first connected)
     FEED_WATCHDOG_SECONDS: int = 30
@@ -115,6 +116,7 @@ class Config:
             SHAREKHAN_LOGIN_URL=env.get("SHAREKHAN_LOGIN_URL") or cls.SHAREKHAN_LOGIN_URL,
             BROKER_TIMEOUT_SECONDS=parse_int(env.get("BROKER_TIMEOUT_SECONDS"), 7, "BROKER_TIMEOUT_SECONDS"),
             BROKER_POOL_SIZE=parse_int(env.get("BROKER_POOL_SIZE"), 128, "BROKER_POOL_SIZE"),
+            SEND_DEADLINE_SECONDS=parse_int(env.get("SEND_DEADLINE_SECONDS"), 30, "SEND_DEADLINE_SECONDS"),
             PAPER_ALWAYS_OPEN=parse_bool(env.get("PAPER_ALWAYS_OPEN"), default=demo),
             FEED_SOURCE=_choice(env.get("FEED_SOURCE") or "paper", ("paper", "kite", "sharekhan"), "FEED_SOURCE"),
             FEED_CLIENT_ID=parse_int(env.get("FEED_CLIENT_ID"), 0, "FEED_CLIENT_ID") or None,

@@ -119,6 +119,7 @@ def test_an_unclear_answer_is_resolved_by_tag_not_resent(app, desk, factory, tra
 
 
 def test_a_5xx_before_accept_is_provably_absent_and_sent_again(app, desk, factory, trader, kite):
+    app.config["SEND_DEADLINE_SECONDS"] = 120  # the re-place comes after ARRIVAL_GRACE: within this deadline
     client = desk.kite_client("K", kite)
     batch = factory.batch(trader, [client], desk.instrument)
     kite.faults.script("place", "error_5xx", "ok")

@@ -110,8 +110,8 @@ def client_kill(client_id: int):
         exits.set_client_kill(current_user, client, on, request.remote_addr)
         batch = _flatten([client]) if on else None
         db.session.commit()
-        if batch is not None:
-            enqueue_send(batch.id)
+        if batch is not None and not enqueue_send(batch.id):  # the switch is on; its square-off was not queued
+            return redirect(url_for("orders.batch", batch_id=batch.id))
         flash(f"Kill switch {'ON' if on else 'off'} for {client.name}." +
               (" Open orders cancelled, intraday positions squared off." if on else " New orders are allowed again."),
               "success")
@@ -130,8 +130,8 @@ def desk_kill():
         exits.set_desk_kill(current_user, on, request.remote_addr, [c.id for c in clients])
         batch = _flatten(clients) if on else None
         db.session.commit()
-        if batch is not None:
-            enqueue_send(batch.id)
+        if batch is not None and not enqueue_send(batch.id):  # the switch is on; its square-off was not queued
+            return redirect(url_for("orders.batch", batch_id=batch.id))
         flash("Desk kill switch ON: open orders cancelled, intraday positions squared off, new orders refused."
               if on else "Desk kill switch off: new orders are allowed again.", "success")
         return redirect(url_for("desk.index"))

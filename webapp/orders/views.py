@@ -1,8 +1,11 @@
 """Helpers the order routes share (kept out of routes.py so each stays short)."""
 from __future__ import annotations
 
+import logging
+
 import sqlalchemy as sa
-from flask import abort
+from flask import abort, flash
+from redis.exceptions import RedisError
 
 from webapp.access import client_scope
 from webapp.extensions import db
@@ -10,7 +13,10 @@ from webapp.models import Batch, Order, User
 from webapp.orders.forms import TicketForm
 
 from webapp.tasks import QUEUE_ORDERS, SEND_JOB, enqueue
+from webapp.trading import unsent
 from webapp.trading.tickets import Ticket
+
+log = logging.getLogger(__name__)
 
 
 def ticket_from_form(form: TicketForm, qtys: dict[int, int]) -> Ticket:
@@ -41,6 +47,18 @@ def batch_for(user: User, batch_id: int) -> tuple[Batch, list[Order]]:
     return batch, children
 
 
-def enqueue_send(batch_id: int) -> None:
-    """Retried when its worker dies: children already sent are resolved by tag, never sent twice."""
-    enqueue("jobs.orders.send_batch", batch_id, queue_name=QUEUE_ORDERS, job_id=f"send-batch-{batch_id}", **SEND_JOB)
+def enqueue_send(batch_id: int) -> bool:
+    """Queue the batch's send job (children already sent when a worker dies are resolved by tag,
+    never sent twice). The batch is already written: if the job cannot be queued (Redis went away
+    since), its NEW children are FAILED at once and the trader is told, so none is sent later
+    without a person choosing it (retry). False then."""
+    try:
+        enqueue("jobs.orders.send_batch", batch_id, queue_name=QUEUE_ORDERS, job_id=f"send-batch-{batch_id}",
+                **SEND_JOB)
+        return True
+    except RedisError as exc:
+        log.warning("op=enqueue batch=%s job=send result=failed error=%s", batch_id, exc)
+    failed = unsent.fail_unsent(unsent.NOT_QUEUED, batch_id=batch_id)  # no events: Redis is what is away
+    flash(f"Nothing was sent: the orders could not be queued (Redis is unavailable). {len(failed)} order(s) "
+          "are marked failed; retry when the desk is back if you still want them.", "error")
+    return False

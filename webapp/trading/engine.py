@@ -8,6 +8,15 @@ unclear one (timeout, dropped connection, 5xx, malformed) makes it UNKNOWN, and 
 reading the broker's order book: found → PLACED, provably absent → sent again, can't tell → stays
 UNKNOWN for the reconcile cron. Anything that needs waiting or a second look (a 429, an UNKNOWN, a
 child left over by a crashed worker) goes through `send_child`, one child at a time.
+
+No late sends (webapp/trading/unsent.py): the claim NEW → SUBMITTING only takes children within
+their send deadline, and fails the rest "not sent in time"; a provably absent child past it is
+failed the same way instead of being sent again.
+
+A dead worker's children are found within seconds (`reclaim_orphans`, every 2 s): each child lock's
+token names the RQ worker holding it, and an orders worker's RQ heartbeat lapses a few seconds after
+it dies (jobs/worker.py), so a lock whose worker is gone is broken and the child resolved by tag at
+once, instead of waiting for the lock to expire.
 """
 from __future__ import annotations
 
@@ -31,7 +40,7 @@ from webapp.extensions import db
 from webapp.models import Client, Instrument, Order
 from webapp.models.base import in_ids
 from webapp.timeutil import utcnow
-from webapp.trading import states
+from webapp.trading import states, unsent
 from webapp.trading.accounts import adapter_for
 from webapp.trading.ratelimit import OrderThrottle
 from webapp.vault import Vault
@@ -56,6 +65,7 @@ class Context:
     config: Mapping[str, Any]
     vault: Vault
     redis: redis_lib.Redis
+    holder: str = ""  # the RQ worker sending (named in the child locks it takes), "" outside a worker
     throttle: OrderThrottle = field(init=False)
 
     def __post_init__(self) -> None:
@@ -91,6 +101,17 @@ def _lock(redis: redis_lib.Redis, order_id: int):
     return redis.lock(lock_name(order_id), timeout=LOCK_SECONDS, blocking=False)
 
 
+def lock_token(holder: str) -> str:
+    """A lock's value: unique, and naming the worker that holds it (`reclaim_orphans` reads it)."""
+    return f"{uuid.uuid4().hex}@{holder}" if holder else uuid.uuid4().hex
+
+
+def holder_of(token: str | bytes | None) -> str:
+    if isinstance(token, bytes):
+        token = token.decode()
+    return token.split("@", 1)[1] if token and "@" in token else ""
+
+
 SENDING = "fanout:sending"  # sorted set of the batches being sent: lock token -> when the mark lapses
 SENDING_SECONDS = 15  # past any broker timeout: a dead worker's mark lapses by itself
 
@@ -108,9 +129,9 @@ class ChildLocks:
                 "if i > 1 and redis.call('get', key) == ARGV[1] then redis.call('del', key) end end "
                 "if ARGV[2] == '1' then redis.call('zrem', KEYS[1], ARGV[1]) end return 0")
 
-    def __init__(self, redis: redis_lib.Redis):
+    def __init__(self, redis: redis_lib.Redis, holder: str = ""):
         self._acquire, self._release = redis.register_script(self._ACQUIRE), redis.register_script(self._RELEASE)
-        self._token = uuid.uuid4().hex
+        self._token = lock_token(holder)
         self.held: set[int] = set()
 
     def acquire(self, order_ids: Iterable[int]) -> set[int]:
@@ -203,7 +224,7 @@ def send_batch(batch_id: int, ctx: Context, order_ids: Iterable[int] | None = No
     """Send every child of the batch (or these of its children) that still needs it; returns the
     count per resulting state ("busy": another process is sending that child)."""
     ids = children_to_send(batch_id, order_ids)
-    locks = ChildLocks(ctx.redis)
+    locks = ChildLocks(ctx.redis, ctx.holder)
     held = locks.acquire(ids)
     results: dict[int, str] = {order_id: "busy" for order_id in ids if order_id not in held}
     adapters: dict[int, Broker] = {}
@@ -254,22 +275,30 @@ def _prepare(order_ids: set[int], adapters: dict[int, Broker], ctx: Context) -> 
             continue
         ready.append(Send(row.id, row.batch_id, row.client_id, row.attempts, request, adapters[client.id]))
     if broken:
-        _fail_unsent(broken, "Not sent: this client's stored broker details could not be read; "
-                             "check the client's settings and reconnect", ctx)
+        unsent.fail_unsent("Not sent: this client's stored broker details could not be read; check the client's "
+                           "settings and reconnect", redis=ctx.redis, order_ids=[row.id for row in broken])
     waits = ctx.throttle.try_acquire_many([(s.client_id, s.adapter.rate_limits) for s in ready])
     later += [s.order_id for s, w in zip(ready, waits) if w > 0]
     return [s for s, w in zip(ready, waits) if w <= 0], later
 
 
-def _fail_unsent(rows: list, reason: str, ctx: Context) -> None:
-    table, now = Order.__table__, utcnow()
-    db.session.execute(table.update().where(in_ids(table.c.id, [r.id for r in rows]), table.c.status == states.NEW)
-                       .values(status=states.FAILED, reason=reason, updated_at=now))
+def _claim(order_ids: list[int], ctx: Context, now: datetime | None = None) -> tuple[set[int], list[int]]:
+    """NEW → SUBMITTING in one committed UPDATE, only for children still within their send deadline;
+    those past it are FAILED "not sent in time". Both UPDATEs are conditional on NEW, so whichever
+    of this and any other process's (reconcile, a failed enqueue) comes first wins: never both."""
+    table, at = Order.__table__, utcnow()
+    late_before = unsent.late_before(ctx.config, now or at)
+    claimed = set(db.session.execute(
+        table.update().where(in_ids(table.c.id, order_ids), table.c.status == states.NEW,
+                             table.c.created_at >= late_before)
+        .values(status=states.SUBMITTING, attempts=table.c.attempts + 1, submitted_at=at, reason="", updated_at=at)
+        .returning(table.c.id)).scalars())
     db.session.commit()
-    events = [child_event(r.id, r.batch_id, r.client_id, states.FAILED) for r in rows]
-    for event in events:
-        _log_child(event, None, reason)
-    publish_many(ctx.redis, [("order.updated", event) for event in events])
+    late: list[int] = []
+    if len(claimed) < len(order_ids):  # the rest are past the deadline, or no longer NEW (left alone)
+        late = unsent.fail_unsent(unsent.NOT_SENT_IN_TIME, redis=ctx.redis, created_before=late_before,
+                                  order_ids=[i for i in order_ids if i not in claimed])
+    return claimed, late
 
 
 def _claim_and_call(sends: list[Send], ctx: Context) -> list[Outcome]:
@@ -277,12 +306,9 @@ def _claim_and_call(sends: list[Send], ctx: Context) -> list[Outcome]:
     per broker; answers are written in groups as they arrive."""
     if not sends:
         return []
-    table, now = Order.__table__, utcnow()
-    claimed = set(db.session.execute(
-        table.update().where(in_ids(table.c.id, [s.order_id for s in sends]), table.c.status == states.NEW)
-        .values(status=states.SUBMITTING, attempts=table.c.attempts + 1, submitted_at=now, reason="", updated_at=now)
-        .returning(table.c.id)).scalars())
-    db.session.commit()
+    claimed, failed = _claim([s.order_id for s in sends], ctx)
+    late = set(failed)
+    outcomes = [Outcome(s, states.FAILED, unsent.NOT_SENT_IN_TIME) for s in sends if s.order_id in late]
     sends = [s for s in sends if s.order_id in claimed]
     for send in sends:
         send.attempts += 1
@@ -290,7 +316,6 @@ def _claim_and_call(sends: list[Send], ctx: Context) -> list[Outcome]:
     pending = {_pool(send.adapter.name, pool_size).submit(_call_place, send) for send in sends}
     log.info("op=claim batch=%s children=%s status=SUBMITTING", sends[0].batch_id if sends else None, len(sends))
     _announce([(s, states.SUBMITTING) for s in sends], ctx)  # while the calls are out
-    outcomes: list[Outcome] = []
     while pending:
         done, pending = wait(pending, return_when=FIRST_COMPLETED)
         if pending:  # answers come back together: a few ms more make one write of many, not many of one
@@ -384,7 +409,7 @@ def _send_in_context(order_id: int, ctx: Context, now=None) -> str:
 
 def send_child(order_id: int, ctx: Context, now=None) -> str:
     lock = _lock(ctx.redis, order_id)
-    if not lock.acquire():
+    if not lock.acquire(token=lock_token(ctx.holder)):
         return "busy"  # another process is talking to the broker about this child
     try:
         order = db.session.get(Order, order_id)
@@ -393,7 +418,7 @@ def send_child(order_id: int, ctx: Context, now=None) -> str:
         adapter = adapter_for(order.client, ctx.config, ctx.vault)
         try:
             if order.status == states.NEW:
-                _place(order, adapter, ctx)
+                _place(order, adapter, ctx, now)
             else:
                 resolve_unknown(order, adapter, ctx, now)
         finally:
@@ -406,13 +431,18 @@ def send_child(order_id: int, ctx: Context, now=None) -> str:
             log.warning("op=child order=%s lock=expired-before-release", order_id)
 
 
-def _place(order: Order, adapter: Broker, ctx: Context) -> None:
+def _place(order: Order, adapter: Broker, ctx: Context, now=None) -> None:
     request = order_request(order)
     for _ in range(MAX_RATE_LIMIT_WAITS):
         if not ctx.throttle.acquire(order.client_id, adapter.rate_limits):
             _set(order, states.NEW, ctx, reason="Waiting for the account's order rate limit")
             return
-        _set(order, states.SUBMITTING, ctx, attempts=order.attempts + 1, submitted_at=utcnow(), reason="")
+        # read before the claim's commit expires the object (a reload would hold a connection through the call)
+        claiming = child_event(order.id, order.batch_id, order.client_id, states.SUBMITTING)
+        if not _claim([order.id], ctx, now)[0]:
+            return  # past its send deadline (FAILED now), or no longer NEW
+        _log_child(claiming, None, "")
+        publish(ctx.redis, "order.updated", **claiming)
         try:
             broker_order_id = adapter.place(request)
         except RateLimited as exc:  # not accepted: wait for the bucket and send again (not an attempt)
@@ -426,7 +456,7 @@ def _place(order: Order, adapter: Broker, ctx: Context) -> None:
             _set(order, states.REJECTED, ctx, reason=exc.message)
         except Unavailable as exc:
             _set(order, states.UNKNOWN, ctx, reason=exc.message)
-            resolve_unknown(order, adapter, ctx)
+            resolve_unknown(order, adapter, ctx, now)
         else:
             _set(order, states.PLACED, ctx, broker_order_id=broker_order_id, acknowledged_at=utcnow())
         return
@@ -436,7 +466,8 @@ def _place(order: Order, adapter: Broker, ctx: Context) -> None:
 def resolve_unknown(order: Order, adapter: Broker, ctx: Context, now=None) -> None:
     """Find the child at the broker by its tag; re-place only when it is provably absent: not in the
     book, and the last send is older than ARRIVAL_GRACE (a request that timed out may still be queued
-    on its way to the broker's OMS and land after we looked)."""
+    on its way to the broker's OMS and land after we looked), and only within its send deadline
+    (a re-place is a new send: past the deadline the child is FAILED "not sent in time")."""
     placed_after = (order.submitted_at or order.created_at) - CLOCK_SKEW
     try:
         found = adapter.find_order(order_request(order), placed_after)
@@ -460,9 +491,11 @@ def resolve_unknown(order: Order, adapter: Broker, ctx: Context, now=None) -> No
                                                 "checking again before sending again")
     elif order.attempts >= MAX_PLACE_ATTEMPTS:
         _set(order, states.FAILED, ctx, reason=f"Not at the broker after {order.attempts} attempts: not placed")
+    elif unsent.is_late(order.created_at, ctx.config, now):
+        _set(order, states.FAILED, ctx, reason=unsent.NOT_SENT_IN_TIME)
     else:
         _set(order, states.NEW, ctx, reason="Not at the broker: sending again")
-        _place(order, adapter, ctx)
+        _place(order, adapter, ctx, now)
 
 
 def stuck_children(now=None) -> list[int]:
@@ -474,17 +507,80 @@ def stuck_children(now=None) -> list[int]:
         sa.and_(Order.status == states.NEW, Order.updated_at < cutoff)))).scalars())
 
 
-def reconcile(ctx: Context, now=None) -> dict[str, int]:
-    """The reconcile cron: finish what crashed workers left. Each child is lock-protected."""
+def reconcile(ctx: Context, now=None, abandoned_batches: Iterable[int] = ()) -> dict[str, int]:
+    """The reconcile cron: fail NEW children past their send deadline, then finish what crashed
+    workers left, one child after another. Each child is lock-protected."""
+    unsent.expire_late(ctx.config, ctx.redis, now)
+    orphans = set(orphaned_children(ctx, abandoned_batches))
     counts: dict[str, int] = {}
-    for order_id in stuck_children(now):
-        try:
-            status = _send_in_context(order_id, ctx, now)
-        except Exception:  # one child's trouble must not stop the others being finished
-            log.exception("op=reconcile order=%s result=error", order_id)
-            status = "error"
+    for order_id in sorted(set(stuck_children(now)) | orphans):
+        status = _finish(order_id, now, ctx)
         counts[status] = counts.get(status, 0) + 1
     return counts
+
+
+def reclaim_orphans(ctx: Context, abandoned_batches: Iterable[int] = ()) -> dict[str, int]:
+    """Every few seconds: fail NEW children past their deadline, and resolve at once (by tag, all
+    together) the children of workers that died, without waiting for STUCK_AFTER or LOCK_SECONDS."""
+    unsent.expire_late(ctx.config, ctx.redis)
+    orphans = orphaned_children(ctx, abandoned_batches)
+    counts: dict[str, int] = {}
+    for status in run_concurrently(orphans, ctx, _finish, None):
+        counts[status] = counts.get(status, 0) + 1
+    if orphans:
+        log.info("op=reclaim children=%s result=%s", len(orphans), counts)
+    return counts
+
+
+def _finish(order_id: int, now, ctx: Context) -> str:
+    try:
+        return _send_in_context(order_id, ctx, now)
+    except Exception:  # one child's trouble must not stop the others being finished
+        log.exception("op=reconcile order=%s result=error", order_id)
+        return "error"
+
+
+_BREAK = ("local n = 0 for i, key in ipairs(KEYS) do "
+          "if redis.call('get', key) == ARGV[i] then redis.call('del', key) n = n + 1 end end return n")
+
+
+def orphaned_children(ctx: Context, abandoned_batches: Iterable[int] = ()) -> list[int]:
+    """In-flight children nobody is working on, found without waiting: those whose lock a dead
+    worker holds (the lock is broken here), SUBMITTING ones with no lock at all (whoever claimed
+    them is gone: a live sender holds the lock from before its claim until after the answer is
+    written), and the unlocked ones of send jobs whose worker died (`abandoned_batches`) before it
+    got to them."""
+    rows = db.session.execute(sa.select(Order.id, Order.status, Order.batch_id)
+                              .where(Order.status.in_(states.IN_FLIGHT)).order_by(Order.id)).all()
+    db.session.commit()
+    if not rows:
+        return []
+    tokens = ctx.redis.mget([lock_name(row.id) for row in rows])
+    dead = dead_holders(ctx.redis, {holder_of(t) for t in tokens if t} - {""})
+    abandoned, found, broken = set(abandoned_batches), [], []
+    for row, token in zip(rows, tokens):
+        if token and holder_of(token) in dead:
+            broken.append((row.id, token))
+            found.append(row.id)
+        elif not token and (row.status == states.SUBMITTING or row.batch_id in abandoned):
+            found.append(row.id)
+    if broken:
+        ctx.redis.eval(_BREAK, len(broken), *[lock_name(i) for i, _ in broken], *[t for _, t in broken])
+        log.warning("op=reclaim locks_broken=%s holders=%s", len(broken), ",".join(sorted(dead)))
+    return found
+
+
+def dead_holders(redis: redis_lib.Redis, names: set[str]) -> set[str]:
+    """Of these RQ workers, those gone: the worker's key lapsed (no heartbeat) or records its death."""
+    if not names:
+        return set()
+    from rq.worker import Worker as RQWorker
+
+    ordered = sorted(names)
+    pipe = redis.pipeline(transaction=False)
+    for name in ordered:
+        pipe.hmget(RQWorker.redis_worker_namespace_prefix + name, ["birth", "death"])
+    return {name for name, (birth, death) in zip(ordered, pipe.execute()) if birth is None or death is not None}
 
 
 
