@@ -1,8 +1,12 @@
-"""`make run`'s launcher, for real: embedded Redis, migrations, demo seed, web + worker + cron under
-honcho; the login page is served, /health/ready is 200, and Ctrl-C leaves no process behind."""
+"""`make run`'s launcher, for real: embedded Redis, migrations, demo seed, every Procfile role under
+supervisord. The login page is served, /health/ready is 200; a role's process killed with SIGKILL
+comes back while the others keep running, a ticket placed while no orders worker is alive is sent
+once they are back; and Ctrl-C leaves no process behind and no traceback."""
 import os
+import re
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -13,6 +17,7 @@ import requests
 
 ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.slow
+PASSWORD = "fanout-demo"
 
 
 def free_port() -> int:
@@ -24,12 +29,21 @@ def free_port() -> int:
 def wait_for(url: str, process: subprocess.Popen, timeout: float = 60) -> requests.Response:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        assert process.poll() is None, f"the launcher exited: {process.stdout.read()[-3000:]}"
+        assert process.poll() is None, "the launcher exited"
         try:
             return requests.get(url, timeout=5)
         except requests.RequestException:  # not listening yet, or still booting
             time.sleep(0.3)
     raise AssertionError(f"{url} did not answer in {timeout} s")
+
+
+def wait_until(condition, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if result := condition():
+            return result
+        time.sleep(0.3)
+    raise AssertionError(f"{what}: not within {timeout} s")
 
 
 def group_alive(pgid: int) -> bool:
@@ -40,31 +54,165 @@ def group_alive(pgid: int) -> bool:
         return False
 
 
+def descendants(pid: int) -> set[int]:
+    """Every live process under `pid` (supervisord's programs run in process groups of their own,
+    so the launcher's group alone does not cover them)."""
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if fields[0] not in "ZX":
+                parents[int(entry.name)] = int(fields[1])
+    found, frontier = set(), {pid}
+    while frontier:
+        frontier = {child for child, parent in parents.items() if parent in frontier} - found
+        found |= frontier
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] not in "ZX"
+    except OSError:
+        return False
+
+
+def hidden_inputs(html: str) -> dict[str, str]:
+    return dict(re.findall(r'<input[^>]*name="([^"]+)"[^>]*type="hidden"[^>]*value="([^"]*)"', html)
+                + re.findall(r'<input[^>]*type="hidden"[^>]*name="([^"]+)"[^>]*value="([^"]*)"', html))
+
+
+def login(base: str, username: str) -> requests.Session:
+    session = requests.Session()
+    page = session.get(f"{base}/login", timeout=10)
+    done = session.post(f"{base}/login", timeout=10, allow_redirects=False, data={
+        "username": username, "password": PASSWORD, "csrf_token": hidden_inputs(page.text)["csrf_token"]})
+    assert done.status_code == 302, f"login as {username}: HTTP {done.status_code}"
+    return session
+
+
+def start_desk(tmp_path: Path, port: int) -> tuple[subprocess.Popen, Path]:
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL", "SECRET_KEY")}
+    env.update(FANOUT_INSTANCE=str(tmp_path), PORT=str(port), WEB_CONCURRENCY="1", WEB_THREADS="8")
+    log = tmp_path / "console.log"  # a file, not a pipe nobody reads while the test runs
+    with log.open("w") as out:
+        process = subprocess.Popen([sys.executable, "-m", "webapp.launcher"], cwd=ROOT, env=env,
+                                   start_new_session=True, stdout=out, stderr=subprocess.STDOUT, text=True)
+    return process, log
+
+
+def stop_desk(process: subprocess.Popen) -> set[int]:
+    """Ctrl-C, as a terminal sends it (SIGINT to the launcher's process group); returns every
+    process that ran under the launcher just before, to check none is left."""
+    started = descendants(process.pid)
+    if group_alive(process.pid):
+        os.killpg(process.pid, signal.SIGINT)
+    try:
+        process.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        raise
+    return started
+
+
+def supervised_pids(tmp_path: Path) -> dict[str, int]:
+    """supervisorctl's view: process name → pid, for the ones that have one."""
+    status = subprocess.run([sys.executable, "-m", "supervisor.supervisorctl", "-c", str(tmp_path / "supervisord.conf"),
+                             "status"], capture_output=True, text=True, timeout=30).stdout
+    pids = {}
+    for line in status.splitlines():
+        if match := re.match(r"(?:\S+:)?(\S+)\s+(?:RUNNING|STARTING)\s+pid (\d+)", line):
+            pids[match.group(1)] = int(match.group(2))
+    return pids
+
+
 def test_make_run_serves_the_desk_and_stops_cleanly(tmp_path):
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL", "SECRET_KEY")}
-    env.update(FANOUT_INSTANCE=str(tmp_path), PORT=str(port), WEB_CONCURRENCY="1", WEB_THREADS="4")
-    process = subprocess.Popen([sys.executable, "-m", "webapp.launcher"], cwd=ROOT, env=env, start_new_session=True,
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    process, log = start_desk(tmp_path, port)
     try:
-        login = wait_for(f"http://127.0.0.1:{port}/login", process)
-        assert login.status_code == 200 and "Log in to the desk" in login.text
+        page = wait_for(f"http://127.0.0.1:{port}/login", process)
+        assert page.status_code == 200 and "Log in to the desk" in page.text
         ready = requests.get(f"http://127.0.0.1:{port}/health/ready", timeout=5)
-        assert ready.status_code == 200 and ready.json()["checks"] == {"database": "ok", "redis": "ok"}
-        session = requests.Session()
-        login = session.get(f"http://127.0.0.1:{port}/login", timeout=5)
-        page = session.post(f"http://127.0.0.1:{port}/login", timeout=5,
-                            data={"username": "admin", "password": "fanout-demo",
-                                  "csrf_token": login.text.split('name="csrf_token" type="hidden" value="')[1].split('"')[0]})
-        assert "Desk" in page.text and "Log out" in page.text
-        session.close()
+        assert ready.json()["checks"] == {"database": "ok", "redis": "ok"}
+        admin = login(f"http://127.0.0.1:{port}", "admin")
+        page = admin.get(f"http://127.0.0.1:{port}/", timeout=10)
+        assert "Desk" in page.text and "Log out" in page.text and 'id="desk-processes"' in page.text
+        admin.close()
     finally:
-        if group_alive(process.pid):
-            os.killpg(process.pid, signal.SIGINT)  # what Ctrl-C sends to the terminal's process group
-        output, _ = process.communicate(timeout=30)
-    deadline = time.monotonic() + 15
-    while group_alive(process.pid) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert not group_alive(process.pid), "processes left running after Ctrl-C"
+        started = stop_desk(process)
+    output = log.read_text()
+    assert not [pid for pid in started if alive(pid)], f"left running after Ctrl-C: {output[-3000:]}"
     assert "Demo logins: admin / trader / viewer" in output
     assert "http://127.0.0.1" in output
+    assert "Traceback" not in output
+
+
+def role_live(base: str, admin: requests.Session, role: str, pid: int) -> bool:
+    """`pid` is among the role's live processes in /health/detailed (the web: the desk answers)."""
+    try:
+        if role == "web":
+            return requests.get(f"{base}/health/live", timeout=5).status_code == 200
+        roles = admin.get(f"{base}/health/detailed", timeout=5).json().get("roles", {})
+    except (requests.RequestException, ValueError):  # the web itself may be restarting
+        return False
+    return pid in [p["pid"] for p in roles.get(role, [])]
+
+
+def place_ticket(base: str, trader: requests.Session, instrument_id: int) -> int:
+    form = trader.get(f"{base}/orders/new", params={"instrument_id": instrument_id}, timeout=10).text
+    client_ids = re.findall(r'name="qty_(\d+)"', form)
+    assert client_ids, "the trader's ticket lists no client"
+    data = {**hidden_inputs(form), "instrument_id": instrument_id, "action": "BUY", "product": "MIS",
+            "order_type": "MARKET", "validity": "DAY", f"qty_{client_ids[0]}": "1"}
+    done = trader.post(f"{base}/orders/new", data=data, allow_redirects=False, timeout=10)
+    assert done.status_code == 302 and "/orders/batches/" in done.headers["Location"], done.text[-2000:]
+    return int(done.headers["Location"].rstrip("/").rsplit("/", 1)[1])
+
+
+def test_a_killed_process_comes_back_and_the_others_never_stop(tmp_path):
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    process, log = start_desk(tmp_path, port)
+    try:
+        wait_for(f"{base}/login", process, timeout=90)
+        wait_until(lambda: requests.get(f"{base}/health/ready", timeout=5).status_code == 200, 90,
+                   "every role live in /health/ready")
+        admin, trader = login(base, "admin"), login(base, "trader")
+        pids = supervised_pids(tmp_path)
+        assert set(pids) == {"web", "worker", "orders-0", "orders-1", "cron", "feed"}, pids
+
+        for name, role in [("web", "web"), ("worker", "worker"), ("orders-0", "orders"), ("cron", "cron"),
+                           ("feed", "feed")]:
+            os.kill(pids[name], signal.SIGKILL)
+            now = wait_until(lambda: (p := supervised_pids(tmp_path)).get(name) not in (None, pids[name]) and p, 60,
+                             f"{name} restarted")
+            wait_until(lambda: role_live(base, admin, role, now[name]), 60, f"{name}'s new process live")
+            assert {k: v for k, v in now.items() if k != name} == {k: v for k, v in pids.items() if k != name}
+            pids = now
+
+        # no orders worker at all for a moment: a ticket placed then is sent once they are back
+        db = sqlite3.connect(f"file:{tmp_path / 'fanout.db'}?mode=ro", uri=True)
+        instrument_id = db.execute("SELECT id FROM instruments ORDER BY id LIMIT 1").fetchone()[0]
+        for name in ("orders-0", "orders-1"):
+            os.kill(pids[name], signal.SIGKILL)
+        batch_id = place_ticket(base, trader, instrument_id)
+        statuses = wait_until(lambda: (s := [r[0] for r in db.execute(
+            "SELECT status FROM orders WHERE batch_id = ?", (batch_id,))]) and all(
+            x not in ("NEW", "SUBMITTING", "UNKNOWN") for x in s) and s, 90, "the ticket's child sent")
+        assert statuses and all(s in ("PLACED", "OPEN", "PARTIAL", "COMPLETE") for s in statuses), statuses
+        db.close()
+        # killed within STARTSECS of its last start, a process may be in its backoff pause for a moment
+        now = wait_until(lambda: (p := supervised_pids(tmp_path)).keys() == pids.keys() and p, 60, "both orders back")
+        assert now["orders-0"] != pids["orders-0"] and now["orders-1"] != pids["orders-1"]
+        assert {k: now[k] for k in ("web", "worker", "cron", "feed")} == {k: pids[k] for k in ("web", "worker", "cron", "feed")}
+        admin.close()
+        trader.close()
+    finally:
+        started = stop_desk(process)
+    output = log.read_text()
+    assert not [pid for pid in started if alive(pid)], "processes left running after Ctrl-C"
+    assert "exited: orders-0 (terminated by SIGKILL; not expected)" in output  # the restart is logged
+    assert "Traceback" not in output, output[output.find("Traceback") - 2000:][:5000]

@@ -38,9 +38,9 @@ PERSIST_ARGS = ["--appendonly", "yes", "--appendfsync", "everysec", "--save", "6
 EPHEMERAL_ARGS = ["--appendonly", "no", "--save", ""]
 
 
-def _die_with_parent() -> None:
-    """In the child before exec: SIGTERM when the process that started it dies (Linux), so a
-    launcher killed with SIGKILL leaves no redis-server behind."""
+def die_with_parent() -> None:
+    """A `preexec_fn`: the child gets SIGTERM when the process that started it dies (Linux), so a
+    launcher killed with SIGKILL leaves no redis-server (or supervisord) behind."""
     if sys.platform.startswith("linux"):
         ctypes.CDLL(None).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG = 1
 
@@ -67,7 +67,7 @@ class EmbeddedRedis:
         # its own session: a Ctrl-C in the terminal reaches the launcher and the supervisor, not Redis,
         # which the launcher stops last, once every process that uses it has stopped
         self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                        start_new_session=True, preexec_fn=_die_with_parent)
+                                        start_new_session=True, preexec_fn=die_with_parent)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:

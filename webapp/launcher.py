@@ -1,22 +1,52 @@
 """`make run`: the whole desk on embedded defaults, in one command.
 
 Starts the embedded Redis when REDIS_URL is unset, makes demo secrets once (kept in instance/),
-migrates and seeds the database, then runs the Procfile's processes with honcho. Ctrl-C stops every
-process it started.
+migrates and seeds the database, then runs every role of the Procfile under supervisord.
+
+Supervision: a process that exits (a crash, SIGKILL, the OOM killer) is restarted and the others
+keep running; supervisord logs each exit and restart. One that stays up `STARTSECS` and then dies
+is restarted at once; one that dies sooner waits 1 s before its next start, then 2 s, 3 s, … (one
+more second per failed start in a row, supervisord's backoff), and is never given up on
+(`STARTRETRIES` is out of reach) — a process that cannot start while Redis or the database is away
+comes back by itself after the outage.
+
+Output: each process writes to its own file in instance/logs/ (kept, rotated at 10 MB), and the
+launcher copies every new line to the console behind the process's name (`orders-1 | …`), with
+supervisord's own lines (spawned, exited, stopped) behind `supervisor`.
+
+Stopping: Ctrl-C (SIGINT to the terminal's process group) or SIGTERM to the launcher makes
+supervisord stop the roles — web first, the workers last so they finish the job in hand — each
+with the signal it treats as a clean shutdown, and its whole process group (no orphan survives).
+Redis, in a session of its own so the Ctrl-C never reaches it, is stopped last, once nothing uses it.
 """
 from __future__ import annotations
 
 import json
 import os
+import shlex
+import signal
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 from webapp.config import INSTANCE, ROOT
+from webapp.embedded_redis import die_with_parent
+from webapp.entrypoint import procfile_roles
 from webapp.vault import generate_key
 
 SECRETS_FILE = INSTANCE / "demo-secrets.json"
 ORDERS_WORKERS = 2  # `orders` processes: a big batch is split over them (jobs/orders.py)
+STARTSECS = 5  # up this long counts as started: a later exit restarts at once, an earlier one backs off
+STARTRETRIES = 1_000_000  # supervisord gives up after this many failed starts in a row: never, here
+# supervisord starts in ascending priority and stops in descending: the web stops taking tickets
+# first, the workers stop last (after the job in hand: stopwaitsecs)
+PRIORITY = {"orders": 100, "worker": 200, "feed": 300, "cron": 400, "web": 500}
+# each role's clean shutdown: gunicorn drains on SIGTERM (graceful_timeout); rq workers, rq cron and
+# the feed stop on SIGINT as on a Ctrl-C (a worker's horse ignores it and finishes its job)
+STOPSIGNAL = {"web": "TERM"}
+STOPWAITSECS = 20  # then SIGKILL to the process group
 
 
 def demo_secrets() -> dict[str, str]:
@@ -35,10 +65,152 @@ def run_flask(env: dict[str, str], *args: str) -> None:
     subprocess.run([sys.executable, "-m", "flask", "--app", "wsgi", *args], env=env, cwd=ROOT, check=True)
 
 
+def process_names(role: str) -> list[str]:
+    return [f"{role}-{n}" for n in range(ORDERS_WORKERS)] if role == "orders" else [role]
+
+
+def supervisor_config(roles: dict[str, list[str]], instance: Path) -> str:
+    """supervisord's configuration: one program per Procfile role. No secrets in it: the processes
+    inherit them from supervisord's environment."""
+    def path(p: Path) -> str:
+        return str(p).replace("%", "%%")  # supervisord expands %(name)s in values
+
+    logs = instance / "logs"
+    sections = [
+        "[supervisord]", "nodaemon=true", "silent=false", "loglevel=info", f"logfile={path(logs / 'supervisord.log')}",
+        "logfile_maxbytes=10MB", "logfile_backups=3", f"pidfile={path(instance / 'supervisord.pid')}",
+        f"childlogdir={path(logs)}",
+        *(["user=root"] if os.geteuid() == 0 else []),  # as in a container: said, or it logs a CRIT line
+        "",
+        # `supervisorctl -c instance/supervisord.conf status` (or restart orders:*) talks to it here
+        "[unix_http_server]", f"file={path(instance / 'supervisor.sock')}", "chmod=0700", "",
+        "[rpcinterface:supervisor]", "supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface",
+        "", "[supervisorctl]", f"serverurl=unix://{path(instance / 'supervisor.sock')}", "",
+    ]
+    for role, command in roles.items():
+        sections += [
+            f"[program:{role}]", f"command={shlex.join(command).replace('%', '%%')}", f"directory={path(ROOT)}",
+            f"priority={PRIORITY.get(role, 600)}", "autostart=true", "autorestart=true",
+            f"startsecs={STARTSECS}", f"startretries={STARTRETRIES}",
+            f"stopsignal={STOPSIGNAL.get(role, 'INT')}", f"stopwaitsecs={STOPWAITSECS}",
+            "stopasgroup=true", "killasgroup=true", "redirect_stderr=true",
+            f"stdout_logfile={path(logs)}/%(program_name)s{'-%(process_num)s' if role == 'orders' else ''}.log",
+            "stdout_logfile_maxbytes=10MB", "stdout_logfile_backups=3",
+        ]
+        if role == "orders":
+            sections += [f"numprocs={ORDERS_WORKERS}", "process_name=%(program_name)s-%(process_num)s"]
+        sections.append("")
+    return "\n".join(sections)
+
+
+class Console:
+    """Copies each process's new log lines to the launcher's stdout behind its name, so the console
+    still says who said what. Follows supervisord's rotation (the file is renamed, a new one made)."""
+
+    def __init__(self, files: dict[str, Path]):
+        self.files = files
+        self.width = max(len(name) for name in [*files, "supervisor"])
+        self.lock = threading.Lock()
+        self.stopping = threading.Event()
+        # a file kept from an earlier run is followed from its end; a new one from its start
+        self.start_at = {name: p.stat().st_size if p.exists() else 0 for name, p in files.items()}
+        self.thread = threading.Thread(target=self._follow, name="console", daemon=True)
+
+    def write(self, name: str, line: str) -> None:
+        with self.lock:
+            try:
+                sys.stdout.write(f"{name:<{self.width}} | {line.rstrip()}\n")
+                sys.stdout.flush()
+            except (OSError, ValueError):  # the console went away (a closed pipe): keep draining, or
+                pass  # supervisord would block writing its log, and stop supervising
+
+    def copy(self, name: str, stream) -> threading.Thread:
+        """A pipe (supervisord's own output) to the console, line by line, until it closes."""
+        def pump():
+            for line in stream:
+                self.write(name, line)
+        thread = threading.Thread(target=pump, name=f"console-{name}", daemon=True)
+        thread.start()
+        return thread
+
+    def _follow(self) -> None:
+        opened: dict[str, tuple] = {}  # name → (file, inode, unfinished line)
+        while True:
+            stopping = self.stopping.is_set()  # read before the last pass, so nothing written is missed
+            for name, path in self.files.items():
+                opened[name] = self._drain(name, path, opened.get(name))
+            if stopping:
+                break
+            time.sleep(0.2)
+        for handle, _, _ in filter(None, opened.values()):
+            handle.close()
+
+    def _drain(self, name: str, path: Path, state):
+        try:
+            inode = path.stat().st_ino
+        except FileNotFoundError:  # not started yet
+            return state
+        if state is None or state[1] != inode:
+            if state is not None:  # rotated: finish the old file first
+                self._read(name, state)
+                state[0].close()
+            handle = path.open("r", errors="replace")
+            handle.seek(self.start_at.pop(name, 0))
+            state = (handle, inode, "")
+        return self._read(name, state)
+
+    def _read(self, name: str, state):
+        handle, inode, partial = state
+        for line in handle:
+            if not line.endswith("\n"):
+                partial += line
+                break
+            self.write(name, partial + line)
+            partial = ""
+        return handle, inode, partial
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self.thread.join(timeout=5)
+
+
+def supervise(env: dict[str, str]) -> int:
+    """Run every role under supervisord until it stops; returns its exit status."""
+    roles = procfile_roles()
+    logs = INSTANCE / "logs"
+    logs.mkdir(exist_ok=True)
+    config = INSTANCE / "supervisord.conf"
+    config.write_text(supervisor_config(roles, INSTANCE))
+    console = Console({name: logs / f"{name}.log" for role in roles for name in process_names(role)})
+    console.start()
+    # supervisord stops everything if the launcher itself is killed (SIGKILL gives no chance to forward)
+    supervisor = subprocess.Popen([sys.executable, "-m", "supervisor.supervisord", "-c", str(config)], env=env,
+                                  cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                  preexec_fn=die_with_parent)
+    pump = console.copy("supervisor", supervisor.stdout)
+
+    def stop(signum, frame):  # Ctrl-C reached supervisord too; a SIGTERM to the launcher alone did not
+        if supervisor.poll() is None:
+            supervisor.send_signal(signal.SIGTERM)
+
+    previous = {s: signal.signal(s, stop) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        status = supervisor.wait()
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+        pump.join(timeout=5)
+        console.stop()
+    return status
+
+
 def main() -> int:
     INSTANCE.mkdir(exist_ok=True)
     env = dict(os.environ)
-    # the Procfile's commands (gunicorn, rq) live beside this interpreter in the virtualenv
+    # the Procfile's commands (gunicorn, rq, flask) live beside this interpreter in the virtualenv
     env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
     env.setdefault("FANOUT_DEMO", "1")
     env.setdefault("PORT", "8000")
@@ -57,17 +229,14 @@ def main() -> int:
         password = env.get("DEMO_PASSWORD", "fanout-demo")
         print(f"\n  Fanout is starting at http://127.0.0.1:{env['PORT']}\n"
               f"  Demo logins: admin / trader / viewer, password: {password}\n"
-              f"  Redis: {env['REDIS_URL']}{' (embedded)' if embedded else ''}\n  Ctrl-C stops everything.\n",
-              flush=True)
-        honcho = [sys.executable, "-m", "honcho", "-f", str(ROOT / "Procfile"), "-d", str(ROOT), "start",
-                  "-c", f"orders={ORDERS_WORKERS}"]
-        process = subprocess.Popen(honcho, env=env, cwd=ROOT)
-        try:
-            return process.wait()
-        except KeyboardInterrupt:  # honcho got the same SIGINT and stops its children
-            return process.wait()
+              f"  Redis: {env['REDIS_URL']}{' (embedded)' if embedded else ''}\n"
+              f"  Logs: {INSTANCE / 'logs'}; status: supervisorctl -c {INSTANCE / 'supervisord.conf'} status\n"
+              f"  Ctrl-C stops everything.\n", flush=True)
+        return supervise(env)
+    except KeyboardInterrupt:  # Ctrl-C while migrating or seeding: nothing supervised yet
+        return 130
     finally:
-        if embedded:
+        if embedded:  # last: every process that used it has stopped
             embedded.stop()
 
 
