@@ -10,6 +10,7 @@
   holdings settle, today's CNC/MTF buys become T1 holdings, today's realised P&L joins the opening
   balance and a new session (an empty order book) begins.
 Each account is handled in its own locked transaction, so one bad account cannot stall the rest.
+The prices a square-off needs are read from Redis before that lock is taken (`intraday_quotes`).
 """
 from __future__ import annotations
 
@@ -128,8 +129,21 @@ def _close_position(exchange: PaperExchange, ledger: Ledger, position: PaperPosi
     return order.order_id
 
 
-def flatten_intraday(exchange: PaperExchange, ledger: Ledger, now: datetime, reason: str) -> list[str]:
-    """Cancel the account's open MIS orders and close its MIS positions; the square-off order ids."""
+def intraday_quotes(exchange: PaperExchange, client_code: str) -> dict[int, Quote]:
+    """Quotes (by instrument id) for the account's open MIS positions, read before its lock is taken."""
+    with exchange.reading() as s:
+        instruments = list(s.scalars(
+            sa.select(Instrument).join(PaperPosition, PaperPosition.instrument_id == Instrument.id)
+            .join(PaperAccount, PaperPosition.account_id == PaperAccount.id)
+            .where(PaperAccount.client_code == client_code, PaperPosition.product == "MIS",
+                   PaperPosition.net_quantity != 0).distinct()))
+    return exchange.book.quotes(instruments)
+
+
+def flatten_intraday(exchange: PaperExchange, ledger: Ledger, now: datetime, reason: str,
+                     quotes: dict[int, Quote]) -> list[str]:
+    """Cancel the account's open MIS orders and close its MIS positions at `quotes` (intraday_quotes);
+    the square-off order ids."""
     for order in ledger.open_orders(product=Product.MIS.value):
         exchange.close_order(order, Status.CANCELLED, reason, now)
     placed = []
@@ -137,8 +151,8 @@ def flatten_intraday(exchange: PaperExchange, ledger: Ledger, now: datetime, rea
                                  .where(PaperPosition.net_quantity != 0))
     for position in list(positions):
         instrument = ledger.s.get(Instrument, position.instrument_id)
-        quote = exchange.book.quote(instrument)
-        if quote is None:  # no tick and no close in the master: nothing to price it at
+        quote = quotes.get(instrument.id)
+        if quote is None:  # no tick and no close in the master (or opened since the prices were read)
             log.warning("broker=paper op=square_off client=%s instrument=%s error=no-price",
                         ledger.account.client_code, instrument.key)
             continue
@@ -167,8 +181,9 @@ def square_off_intraday(exchange: PaperExchange, now: datetime | None = None,
     reason = f"Auto square-off at {exchange.square_off_at:%H:%M} IST"
     placed: list[str] = []
     for client_code in _intraday_accounts(exchange, client_codes):
+        quotes = intraday_quotes(exchange, client_code)
         with exchange.locked(client_code, now) as ledger:
-            closing = flatten_intraday(exchange, ledger, now, reason)
+            closing = flatten_intraday(exchange, ledger, now, reason, quotes)
         placed += closing
         log.info("broker=paper op=square_off client=%s orders=%s", client_code, ",".join(closing) or "-")
     return placed
@@ -191,11 +206,12 @@ def _to_holding(ledger: Ledger, position: PaperPosition) -> None:
     position.net_quantity, position.cost = 0, ZERO
 
 
-def _roll_account(exchange: PaperExchange, ledger: Ledger, now: datetime, today: date) -> None:
+def _roll_account(exchange: PaperExchange, ledger: Ledger, now: datetime, today: date,
+                  quotes: dict[int, Quote]) -> None:
     s, account = ledger.s, ledger.account
     for order in ledger.open_orders():
         exchange.close_order(order, Status.CANCELLED, EXPIRED, now)
-    flatten_intraday(exchange, ledger, now, ROLL_SQUARE_OFF)
+    flatten_intraday(exchange, ledger, now, ROLL_SQUARE_OFF, quotes)
     for holding in list(s.scalars(sa.select(PaperHolding).filter_by(account_id=account.id))):
         holding.quantity, holding.t1_quantity = holding.total_quantity, 0  # T1 settles first...
         if holding.quantity == 0:
@@ -228,10 +244,11 @@ def day_roll(exchange: PaperExchange, now: datetime | None = None,
         codes = list(s.scalars(query.order_by(PaperAccount.client_code)))
     rolled = []
     for client_code in codes:
+        quotes = intraday_quotes(exchange, client_code)
         with exchange.locked(client_code, now) as ledger:
             if ledger.account.last_roll_day is not None and ledger.account.last_roll_day >= today:
                 continue  # another process rolled it meanwhile
-            _roll_account(exchange, ledger, now, today)
+            _roll_account(exchange, ledger, now, today, quotes)
         rolled.append(client_code)
         log.info("broker=paper op=day_roll client=%s day=%s", client_code, today.isoformat())
     return rolled

@@ -2,7 +2,10 @@
 
 It behaves like a remote broker. It works on its own SQLAlchemy sessions bound to the engine (never
 on the desk's `db.session`), commits its own transactions, and holds the account's row lock while it
-checks and books, so any number of web, worker and feed processes share one consistent book.
+checks and books, so any number of web, worker and feed processes share one consistent book. While
+it holds that lock it waits on nothing else: quotes are read from Redis before the lock is taken
+(on SQLite the lock is the database's one write lock, and a Redis pause inside it timed every other
+placement out into UNKNOWN).
 
 Execution, as a trader sees it:
 - MARKET fills at once against the opposite depth, level by level (that walk is the slippage), no
@@ -107,6 +110,12 @@ class PaperExchange:
             raise Rejected(f"Unknown instrument {exchange}:{tradingsymbol}")
         return found
 
+    def _priced(self, exchange: str, tradingsymbol: str) -> tuple[Instrument, Quote]:
+        """The instrument (read, then the session closed) and its quote: before any lock is taken."""
+        with self.reading() as s:
+            instrument = self._instrument(s, exchange, tradingsymbol)
+        return instrument, self.quote_for(instrument)
+
     def quote_for(self, instrument: Instrument) -> Quote:
         quote = self.book.quote(instrument)
         if quote is None:
@@ -175,10 +184,9 @@ class PaperExchange:
         rules.check_request(request)  # malformed orders are refused before the book is touched
         now = self.clock()
         self._check_session(now)
+        instrument, quote = self._priced(request.exchange, request.tradingsymbol)
         with self.locked(client_code, now) as ledger:
-            instrument = self._instrument(ledger.s, request.exchange, request.tradingsymbol)
             rules.check_request(request, instrument.lot_size)
-            quote = self.quote_for(instrument)
             band = band_of(quote, instrument)
             rules.check_prices(request.side, request.order_type, request.price, request.trigger_price,
                                instrument.tick_size, band, quote.last_price)
@@ -197,9 +205,9 @@ class PaperExchange:
                validity: Validity | None = None) -> str:
         now = self.clock()
         self._check_session(now)
+        instrument, quote = self._order_priced(client_code, order_id)
         with self.locked(client_code, now) as ledger:
             order = self._open_order(ledger, order_id, "modified")
-            instrument = ledger.s.get(Instrument, order.instrument_id)
             new_type = order_type or OrderType(order.order_type)
             quantity = order.quantity if quantity is None else quantity
             if quantity <= order.filled_quantity:
@@ -208,7 +216,6 @@ class PaperExchange:
             price = price if price is not None else order.price
             trigger_price = trigger_price if trigger_price is not None else order.trigger_price
             rules.check_shape(quantity, Product(order.product), new_type, price, trigger_price, instrument.lot_size)
-            quote = self.quote_for(instrument)
             band = band_of(quote, instrument)
             # an untriggered stop (or a new one) is checked against the market again; a fired one is a limit now
             becomes_stop = rules.uses_trigger(new_type) and (new_type.value != order.order_type or not order.triggered)
@@ -232,6 +239,17 @@ class PaperExchange:
             self.close_order(order, Status.CANCELLED, "Cancelled by the client", now)
         log.info("broker=paper op=cancel client=%s order_id=%s status=CANCELLED", client_code, order_id)
         return order_id
+
+    def _order_priced(self, client_code: str, order_id: str) -> tuple[Instrument, Quote]:
+        """An order's instrument (it never changes) and its quote, read before the account is locked."""
+        with self.reading() as s:
+            instrument = s.execute(sa.select(Instrument).join(PaperOrder, PaperOrder.instrument_id == Instrument.id)
+                                   .join(PaperAccount, PaperOrder.account_id == PaperAccount.id)
+                                   .where(PaperOrder.order_id == order_id, PaperAccount.client_code == client_code)
+                                   ).scalar_one_or_none()
+        if instrument is None:
+            raise Rejected(f"Order {order_id} not found")
+        return instrument, self.quote_for(instrument)
 
     def _open_order(self, ledger: Ledger, order_id: str, verb: str) -> PaperOrder:
         order = ledger.s.execute(sa.select(PaperOrder).filter_by(order_id=order_id, account_id=ledger.account.id)

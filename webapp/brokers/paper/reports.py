@@ -85,10 +85,12 @@ def trades(exchange: PaperExchange, client_code: str) -> list[Trade]:
         return [to_trade(row) for row in s.scalars(query)]
 
 
-def _quotes_for(exchange: PaperExchange, s: Session, rows: Sequence[PaperPosition | PaperHolding]) -> dict[int, Quote]:
+def _instruments_of(s: Session, rows: Sequence[PaperPosition | PaperHolding]) -> list[Instrument]:
     ids = sorted({row.instrument_id for row in rows})
-    instruments = list(s.scalars(sa.select(Instrument).where(Instrument.id.in_(ids)))) if ids else []
-    return exchange.book.quotes(instruments)
+    return list(s.scalars(sa.select(Instrument).where(Instrument.id.in_(ids)))) if ids else []
+
+
+# the quotes are read from Redis after the session closes: no connection is held while Redis answers
 
 
 def positions(exchange: PaperExchange, client_code: str) -> list[Position]:
@@ -97,8 +99,9 @@ def positions(exchange: PaperExchange, client_code: str) -> list[Position]:
         if account is None:
             return []
         rows = list(s.scalars(sa.select(PaperPosition).filter_by(account_id=account.id).order_by(PaperPosition.id)))
-        quotes = _quotes_for(exchange, s, rows)
-        return [to_position(row, quotes.get(row.instrument_id)) for row in rows]
+        instruments = _instruments_of(s, rows)
+    quotes = exchange.book.quotes(instruments)
+    return [to_position(row, quotes.get(row.instrument_id)) for row in rows]
 
 
 def holdings(exchange: PaperExchange, client_code: str) -> list[Holding]:
@@ -107,8 +110,9 @@ def holdings(exchange: PaperExchange, client_code: str) -> list[Holding]:
         if account is None:
             return []
         rows = list(s.scalars(sa.select(PaperHolding).filter_by(account_id=account.id).order_by(PaperHolding.id)))
-        quotes = _quotes_for(exchange, s, rows)
-        return [to_holding(row, quotes.get(row.instrument_id)) for row in rows]
+        instruments = _instruments_of(s, rows)
+    quotes = exchange.book.quotes(instruments)
+    return [to_holding(row, quotes.get(row.instrument_id)) for row in rows]
 
 
 def instruments(exchange: PaperExchange) -> list[InstrumentRow]:
@@ -126,5 +130,5 @@ def quotes(exchange: PaperExchange, refs: Sequence[InstrumentRef]) -> dict[str, 
         rows = [row for row in s.scalars(sa.select(Instrument).where(
             Instrument.tradingsymbol.in_(sorted({symbol for _, symbol in wanted}))))
             if (row.exchange, row.tradingsymbol) in wanted]
-        found = exchange.book.quotes(rows)
-        return {row.key: found[row.id] for row in rows if row.id in found}
+    found = exchange.book.quotes(rows)
+    return {row.key: found[row.id] for row in rows if row.id in found}
