@@ -54,7 +54,7 @@ def test_blank_secret_keeps_the_stored_one(client, admin, app):
     ({"broker": "nosuch"}, "Not a valid choice"),
     ({"cred_api_secret": ""}, "Enter the API secret."),
     ({"max_quantity": "-5"}, "Must be zero or more."),
-    ({"max_order_value": "lots"}, "Not a valid decimal value"),
+    ({"max_order_value": "lots"}, "Enter a number using the digits 0-9"),
     ({"allowed_products": []}, "Allow at least one product."),
 ])
 def test_client_form_rejects_bad_input(client, admin, app, fields, message):

@@ -19,7 +19,7 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
     _check_config(app)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s level=%(levelname)s logger=%(name)s %(message)s")
 
-    from webapp import cli, errors, extensions, htmx, security, templating
+    from webapp import cli, errors, extensions, htmx, inputs, security, templating
 
     extensions.db.init_app(app)
     extensions.migrate.init_app(app, extensions.db, directory=str(ROOT / "migrations"))
@@ -35,6 +35,7 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
     templating.init_app(app)
     errors.init_app(app)
     cli.init_app(app)
+    inputs.init_app(app)  # the bounded <int:...> converter, before any route is added
     _register_blueprints(app)
     from webapp.brokers import import_brokers
 

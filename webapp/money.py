@@ -1,7 +1,7 @@
 """The one money type is Decimal. Helpers for ticks and display."""
 from __future__ import annotations
 
-from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_UP, Decimal, InvalidOperation
+from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_UP, Decimal, InvalidOperation, localcontext
 
 PAISA = Decimal("0.01")
 
@@ -32,10 +32,14 @@ def rupees(value: Decimal | None, places: int = 2) -> str:
         return ""
     if isinstance(value, int):  # sum() of nothing is 0
         value = Decimal(value)
+    if not value.is_finite():  # an odd stored value still renders (the input layer refuses new ones)
+        return str(value)
     q = Decimal(1).scaleb(-places)
-    value = value.quantize(q, rounding=ROUND_HALF_UP)
+    with localcontext() as context:  # quantize raises past the context's 28 digits: a huge stored limit
+        context.prec = max(context.prec, value.adjusted() + places + 2)
+        value = value.quantize(q, rounding=ROUND_HALF_UP)
     sign = "-" if value < 0 else ""
-    whole, _, frac = f"{abs(value):f}".partition(".")
+    whole, _, frac = f"{value:f}".lstrip("-").partition(".")
     if len(whole) > 3:
         head, tail = whole[:-3], whole[-3:]
         groups = []

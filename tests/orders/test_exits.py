@@ -99,7 +99,7 @@ def test_client_kill_switch_flattens_and_blocks(app, client, auth, factory, book
     kill_batch = last_batch(app)
     assert kill_batch.kind == "kill_switch"
     assert [(o.client_id, o.side, o.quantity, o.status) for o in children(app, kill_batch.id)] == [(alpha.id, "SELL", 7, "NEW")]
-    ticket = {"ticket_id": "t-kill", "instrument_id": desk.instrument.id, "action": "BUY", "product": "MIS",
+    ticket = {"ticket_id": "00000000-0000-4000-8000-00000000000a", "instrument_id": desk.instrument.id, "action": "BUY", "product": "MIS",
               "order_type": "MARKET", "validity": "DAY", f"qty_{alpha.id}": "1"}
     assert "This client&#39;s kill switch is on." in client.post("/orders/new", data=ticket).data.decode()
     client.post(f"/exits/clients/{alpha.id}/kill", data={"on": "0"})
@@ -127,7 +127,7 @@ def test_desk_kill_switch_is_admin_only_and_refuses_new_orders(app, client, auth
         assert db.session.get(DeskState, 1).kill_switch
         assert set(db.session.execute(sa.select(Position.quantity)).scalars()) == {0}  # the desk is flat
     assert "Desk kill switch is ON" in client.get("/").data.decode()
-    ticket = {"ticket_id": "t-desk", "instrument_id": desk.instrument.id, "action": "BUY", "product": "MIS",
+    ticket = {"ticket_id": "00000000-0000-4000-8000-00000000000b", "instrument_id": desk.instrument.id, "action": "BUY", "product": "MIS",
               "order_type": "MARKET", "validity": "DAY", f"qty_{book[0].id}": "1"}
     assert "The desk kill switch is on" in client.post("/orders/new", data=ticket).data.decode()
 

@@ -18,8 +18,12 @@ def trader(desk, factory, auth):
     return clients
 
 
+TICKET_1 = "00000000-0000-4000-8000-000000000001"  # the ticket id is a UUID (the input layer refuses others)
+TICKET_2 = "00000000-0000-4000-8000-000000000002"
+
+
 def ticket_data(desk, clients, **fields):
-    data = {"ticket_id": "t-1", "instrument_id": desk.instrument.id, "action": "BUY", "product": "MIS",
+    data = {"ticket_id": TICKET_1, "instrument_id": desk.instrument.id, "action": "BUY", "product": "MIS",
             "order_type": "MARKET", "validity": "DAY"}
     data.update({f"qty_{c.id}": "10" for c in clients})
     data.update(fields)
@@ -87,7 +91,14 @@ def test_double_submit_makes_one_batch(app, client, trader, desk):
     ({"order_type": "LIMIT", "price": "-5"}, "Price must be above zero."),
     ({"order_type": "SL", "price": "1500.00"}, "Trigger price is required for a SL order."),
     ({"order_type": "SL", "price": "1490.00", "trigger_price": "1500.00"}, "For a buy stop-loss the price must be at or above the trigger."),
-    ({"price": "abc", "order_type": "LIMIT"}, "Not a valid decimal value."),
+    ({"price": "abc", "order_type": "LIMIT"}, "Enter a number using the digits 0-9 and a decimal point only."),
+    ({"price": "NaN", "order_type": "LIMIT"}, "Enter a number using the digits 0-9 and a decimal point only."),
+    ({"price": "1e309", "order_type": "LIMIT"}, "Enter a number using the digits 0-9 and a decimal point only."),
+    ({"price": "１５４８.２", "order_type": "LIMIT"}, "Enter a number using the digits 0-9 and a decimal point only."),
+    ({"price": "9" * 30, "order_type": "LIMIT"}, "Too large: at most 10 digits before the decimal point."),
+    ({"price": "1548.12345", "order_type": "LIMIT"}, "At most 4 decimal places."),
+    ({"instrument_id": str(2**31)}, "Choose an instrument from the search."),
+    ({"instrument_id": "١"}, "Choose an instrument from the search."),
     ({"chase": "y"}, "Only limit orders can be chased."),
     ({"chase": "y", "order_type": "LIMIT", "price": "1500.00", "chase_seconds": "1"}, "Between 2 and 300 seconds."),
 ])
@@ -223,7 +234,7 @@ def test_user_limits_block_children(app, client, desk, factory, auth):
     assert "Order value ₹15,482.00 is above your limit of ₹5,000.00." in preview
     ok = client.post("/orders/new", data=ticket_data(desk, [alpha], **{f"qty_{alpha.id}": "3"}))
     assert ok.status_code == 302
-    again = client.post("/orders/preview", data=ticket_data(desk, [alpha], ticket_id="t-2", **{f"qty_{alpha.id}": "1"}))
+    again = client.post("/orders/preview", data=ticket_data(desk, [alpha], ticket_id=TICKET_2, **{f"qty_{alpha.id}": "1"}))
     assert "You have reached your 1 orders for today." in again.data.decode()
 
 
@@ -246,7 +257,7 @@ def test_a_users_orders_per_day_count_only_todays_batches(app, client, desk, fac
     first = client.post("/orders/preview", data=ticket_data(desk, [alpha], **{f"qty_{alpha.id}": "1"})).data.decode()
     assert "orders for today" not in first  # yesterday's child does not count
     assert client.post("/orders/new", data=ticket_data(desk, [alpha], **{f"qty_{alpha.id}": "1"})).status_code == 302
-    again = client.post("/orders/preview", data=ticket_data(desk, [alpha], ticket_id="t-2", **{f"qty_{alpha.id}": "1"}))
+    again = client.post("/orders/preview", data=ticket_data(desk, [alpha], ticket_id=TICKET_2, **{f"qty_{alpha.id}": "1"}))
     assert "You have reached your 1 orders for today." in again.data.decode()
 
 

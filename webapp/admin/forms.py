@@ -2,20 +2,28 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 from flask_wtf import FlaskForm
-from wtforms import BooleanField, DecimalField, EmailField, IntegerField, PasswordField, SelectField, \
-    SelectMultipleField, StringField
-from wtforms.validators import DataRequired, Email, Length, NumberRange, Optional, Regexp, ValidationError
+from wtforms import BooleanField, EmailField, PasswordField, SelectField, SelectMultipleField, StringField
+from wtforms.validators import DataRequired, Email, Length, Optional, Regexp, ValidationError
 from wtforms.widgets import CheckboxInput, ListWidget
 
 from webapp.extensions import db
+from webapp.inputs import AmountField, IdsField, WholeNumberField
 from webapp.models import Client, User
 from webapp.permissions import ROLE_LABELS
 from webapp.security import password_problem
 
+MAX_PASSWORD = 256  # argon2 hashes any length; a megabyte "password" is only a way to burn CPU
+TOO_LONG = f"At most {MAX_PASSWORD} characters."
 PRODUCTS = {"CNC": "Delivery (CNC)", "MIS": "Intraday (MIS)", "MTF": "MTF"}  # shorthand choices
 
 
 class MultiCheckboxField(SelectMultipleField):
+    widget = ListWidget(prefix_label=False)
+    option_widget = CheckboxInput()
+
+
+class ClientChecksField(IdsField):
+    """Client checkboxes: each value a record id (the input layer), then one of the choices."""
     widget = ListWidget(prefix_label=False)
     option_widget = CheckboxInput()
 
@@ -26,11 +34,13 @@ class UserForm(FlaskForm):
         Regexp(r"^[A-Za-z0-9_.-]+$", message="Letters, digits, dot, dash and underscore only.")])
     email = EmailField("Email", validators=[Optional(), Email(message="Not an email address."), Length(max=255)])
     role = SelectField("Role", choices=dict(ROLE_LABELS))
-    password = PasswordField("Initial password")
-    clients = MultiCheckboxField("Clients this user may see and trade", coerce=int)
-    max_position_value = DecimalField("Max order value (₹)", places=2, validators=[Optional(), NumberRange(min=0, message="Must be zero or more.")])
-    max_daily_loss = DecimalField("Max daily loss across clients (₹)", places=2, validators=[Optional(), NumberRange(min=0, message="Must be zero or more.")])
-    max_orders_per_day = IntegerField("Max orders per day", validators=[Optional(), NumberRange(min=0, message="Must be zero or more.")])
+    password = PasswordField("Initial password", validators=[Length(max=MAX_PASSWORD, message=TOO_LONG)])
+    clients = ClientChecksField("Clients this user may see and trade")
+    # limits: the input layer bounds each by its column (Numeric precision/scale, INTEGER) and at zero
+    max_position_value = AmountField("Max order value (₹)", column=User.max_position_value, minimum=0, validators=[Optional()])
+    max_daily_loss = AmountField("Max daily loss across clients (₹)", column=User.max_daily_loss, minimum=0,
+                                 validators=[Optional()])
+    max_orders_per_day = WholeNumberField("Max orders per day", validators=[Optional()])
 
     def __init__(self, *args, user: User | None = None, **kwargs):
         super().__init__(*args, **kwargs)
@@ -55,7 +65,8 @@ class UserForm(FlaskForm):
 
 
 class ResetPasswordForm(FlaskForm):
-    password = PasswordField("New password", validators=[DataRequired(message="Enter the new password.")])
+    password = PasswordField("New password", validators=[DataRequired(message="Enter the new password."),
+                                                         Length(max=MAX_PASSWORD, message=TOO_LONG)])
 
     def __init__(self, *args, username: str = "", **kwargs):
         super().__init__(*args, **kwargs)
@@ -70,8 +81,8 @@ class ConfirmForm(FlaskForm):
     """An empty form: just the CSRF token, for confirmation posts."""
 
 
-money = dict(places=2, validators=[Optional(), NumberRange(min=0, message="Must be zero or more.")])
-count = dict(validators=[Optional(), NumberRange(min=0, message="Must be zero or more.")])
+money = dict(minimum=0, validators=[Optional()])
+count = dict(validators=[Optional()])  # whole numbers from zero to the INTEGER column's maximum
 
 
 class ClientForm(FlaskForm):
@@ -82,11 +93,11 @@ class ClientForm(FlaskForm):
         Regexp(r"^[A-Za-z0-9_-]+$", message="Letters, digits, dash and underscore only.")])
     algo_id = StringField("SEBI algo id", validators=[Optional(), Length(max=64)])
     enabled = BooleanField("Enabled", default=True)
-    max_order_value = DecimalField("Max order value (₹)", **money)
-    max_quantity = IntegerField("Max quantity per order", **count)
-    max_orders_per_day = IntegerField("Max orders per day", **count)
-    max_open_positions = IntegerField("Max open positions", **count)
-    max_daily_loss = DecimalField("Max daily loss (₹)", **money)
+    max_order_value = AmountField("Max order value (₹)", column=Client.max_order_value, **money)
+    max_quantity = WholeNumberField("Max quantity per order", **count)
+    max_orders_per_day = WholeNumberField("Max orders per day", **count)
+    max_open_positions = WholeNumberField("Max open positions", **count)
+    max_daily_loss = AmountField("Max daily loss (₹)", column=Client.max_daily_loss, **money)
     allowed_products = MultiCheckboxField("Allowed products", choices=PRODUCTS)
 
     def __init__(self, *args, client: Client | None = None, brokers: dict[str, str] | None = None, **kwargs):
@@ -103,6 +114,7 @@ class ClientForm(FlaskForm):
             raise ValidationError(f"Another client already uses code {code} at this broker.")
 
     def validate_allowed_products(self, field):
+        field.data = list(dict.fromkeys(field.data or []))  # a repeated box must not overflow the column
         if not field.data:
             raise ValidationError("Allow at least one product.")
 

@@ -12,6 +12,7 @@ from webapp.admin.services import RISK_FIELDS, USER_LIMITS, create_user, credent
 from webapp.brokers import broker_class, broker_names
 from webapp.extensions import db
 from webapp.htmx import render_page_or_partial
+from webapp.inputs import record_id
 from webapp.models import AuditEvent, Client, User
 from webapp.permissions import requires
 from webapp.vault import current_vault, mask
@@ -88,7 +89,10 @@ def user_active(user_id: int):
     form = ConfirmForm()
     if not form.validate_on_submit():
         abort(400)
-    active = request.form.get("active") == "1"
+    active = request.form.get("active")
+    if active not in ("1", "0"):  # anything else is refused, not read as "deactivate"
+        abort(400)
+    active = active == "1"
     if user.id == current_user.id and not active:
         flash("You cannot deactivate yourself.", "error")
     else:
@@ -157,7 +161,9 @@ def client_form(client_id: int | None = None):
 @bp.route("/audit")
 @requires("audit.view")
 def audit_log():
-    before = request.args.get("before", type=int)
+    before = record_id(request.args.get("before")) if request.args.get("before") else None
+    if request.args.get("before") and before is None:
+        abort(400)
     query = sa.select(AuditEvent).order_by(AuditEvent.seq.desc()).limit(AUDIT_PAGE)
     if before:
         query = query.where(AuditEvent.seq < before)

@@ -15,6 +15,7 @@ from typing import Collection, Union
 import sqlalchemy as sa
 
 from webapp.extensions import db, get_redis
+from webapp.inputs import MAX_NUMBER_TEXT, InputError, id_list, whole_number
 from webapp.marketdata.feed import HEARTBEAT_KEY
 from webapp.models import Client, FundsSnapshot, Order, Position
 from webapp.models.base import in_ids
@@ -101,32 +102,29 @@ class DeskPage:
 def parse_query(args) -> DeskQuery:
     """A DeskQuery from request args; BadDeskQuery for a page, sort or search that makes no sense."""
     raw_page = (args.get("page") or "1").strip()
-    if not _whole(raw_page) or int(raw_page) < 1:
-        raise BadDeskQuery(f"Page must be a whole number from 1 (got {raw_page[:20]!r}).")
+    try:  # any page past the last shows the last one, however large the number
+        page = whole_number(raw_page, minimum=1, maximum=10**MAX_NUMBER_TEXT)
+    except InputError:
+        raise BadDeskQuery(f"Page must be a whole number from 1 (got {raw_page[:20]!r}).") from None
     sort = (args.get("sort") or DEFAULT_SORT).strip()
     if sort not in SORTS:
         raise BadDeskQuery(f"Sort must be one of: {', '.join(SORTS)}.")
     q = (args.get("q") or "").strip()
     if len(q) > MAX_QUERY:
         raise BadDeskQuery(f"A search is at most {MAX_QUERY} characters.")
-    return DeskQuery(q=q, sort=sort, page=min(int(raw_page), 10**6))
-
-
-def _whole(text: str) -> bool:
-    """ASCII digits only: str.isdigit() also takes "³", which int() refuses."""
-    return text.isascii() and text.isdigit()
+    return DeskQuery(q=q, sort=sort, page=min(page, 10**6))
 
 
 def parse_client_ids(raw: str | None) -> list[int] | None:
     """The `clients=1,2,3` a live page sends (the rows it shows); None when absent."""
     if raw is None:
         return None
-    parts = [p.strip() for p in raw.split(",") if p.strip()]
-    if not all(_whole(p) for p in parts):
-        raise BadDeskQuery("clients must be client ids separated by commas.")
-    if len(parts) > MAX_SHOWN:
+    if sum(1 for p in raw.split(",") if p.strip()) > MAX_SHOWN:
         raise BadDeskQuery(f"At most {MAX_SHOWN} clients can be followed at once.")
-    return list(dict.fromkeys(int(p) for p in parts))
+    try:
+        return id_list(raw, max_items=MAX_SHOWN)
+    except InputError:
+        raise BadDeskQuery("clients must be client ids separated by commas.") from None
 
 
 def in_scope(column, scope: Scope):

@@ -8,6 +8,7 @@ from webapp.access import accessible_clients, client_for
 from webapp.exits import bp
 from webapp.extensions import db
 from webapp.htmx import hx_redirect, is_htmx
+from webapp.inputs import InputError, choice, record_id
 from webapp.models import Instrument
 from webapp.orders.views import enqueue_send
 from webapp.permissions import requires
@@ -27,14 +28,14 @@ def _legs(found: list[exits.Holder]) -> tuple[list[tuple[exits.Holder, int]], di
         if request.form.get(f"pick_{holder.key}") != "1":
             continue
         if share == "custom":
-            raw = request.form.get(f"qty_{holder.key}", "").strip()
-            if not raw.isdigit() or int(raw) == 0:
+            qty = record_id(request.form.get(f"qty_{holder.key}"))  # ASCII digits, 1..INTEGER max
+            if qty is None:
                 errors[holder.key] = "Enter a whole quantity above zero."
                 continue
-            if int(raw) > abs(holder.quantity):
+            if qty > abs(holder.quantity):
                 errors[holder.key] = f"At most {abs(holder.quantity)}."
                 continue
-            legs.append((holder, int(raw)))
+            legs.append((holder, qty))
         else:
             qty = exits.share_of(holder.quantity, SHARES.get(share, 100), holder.instrument.lot_size)
             if qty:
@@ -66,8 +67,8 @@ def instrument(instrument_id: int):
 @requires("orders.place")
 def position():
     """Exit one position (one client, instrument and product) in full."""
-    client = client_for(current_user, request.form.get("client_id", type=int) or 0)
-    found = [h for h in exits.holders([client], request.form.get("instrument_id", type=int))
+    client = client_for(current_user, record_id(request.form.get("client_id")) or abort(404))
+    found = [h for h in exits.holders([client], record_id(request.form.get("instrument_id")) or abort(404))
              if h.product == request.form.get("product")]
     if not found:
         flash("That position is already flat.", "info")
@@ -106,7 +107,7 @@ def square_off(client_id: int):
 def client_kill(client_id: int):
     client = client_for(current_user, client_id)
     if request.method == "POST":
-        on = request.form.get("on") == "1"
+        on = _switch(request.form.get("on"))
         exits.set_client_kill(current_user, client, on, request.remote_addr)
         batch = _flatten([client]) if on else None
         db.session.commit()
@@ -126,7 +127,7 @@ def client_kill(client_id: int):
 def desk_kill():
     clients = accessible_clients(current_user)
     if request.method == "POST":
-        on = request.form.get("on") == "1"
+        on = _switch(request.form.get("on"))
         exits.set_desk_kill(current_user, on, request.remote_addr, [c.id for c in clients])
         batch = _flatten(clients) if on else None
         db.session.commit()
@@ -138,6 +139,14 @@ def desk_kill():
     return render_template("exits/kill.html", scope="the whole desk", client=None, on=desk_killed(),
                            intraday=exits.intraday_holders(clients), open_orders=len(exits.open_children([c.id for c in clients])),
                            action=url_for("exits.desk_kill"))
+
+
+def _switch(raw: str | None) -> bool:
+    """The kill switch's on=1 / on=0; anything else is refused (400), not read as "off"."""
+    try:
+        return choice(raw, ("1", "0")) == "1"
+    except InputError:
+        abort(400)
 
 
 def _flatten(clients) -> object:

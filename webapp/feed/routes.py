@@ -14,9 +14,11 @@ from webapp.extensions import db, login_manager, sock
 from webapp.feed import bp
 from webapp.feed.fragments import snapshot
 from webapp.feed.hub import get_hub
+from webapp.inputs import MAX_BIGINT, InputError, record_id, whole_number
 from webapp.permissions import allowed
 
 PAGES = {"desk", "client", "batch", "instrument", "book", "watchlist"}
+MAX_TOKENS = 1000  # instruments one page may follow (a long watchlist)
 KEEPALIVE_SECONDS = 5  # the handler wakes this often to notice a closed socket
 
 
@@ -35,6 +37,8 @@ def guard():
     try:
         parse_client_ids(request.args.get("clients"))
     except BadDeskQuery:
+        abort(400)
+    if request.args.get("id") and record_id(request.args["id"]) is None:
         abort(400)
 
 
@@ -59,7 +63,16 @@ def _permission(name: str):
 
 
 def _tokens() -> set[int]:
-    return {int(t) for t in request.args.get("tokens", "").split(",") if t.strip().isascii() and t.strip().isdigit()}
+    """The instrument tokens a page follows (at most MAX_TOKENS; malformed ones are dropped)."""
+    parts = request.args.get("tokens", "").split(",")[:MAX_TOKENS]
+    return {n for n in (record_token(p) for p in parts) if n is not None}
+
+
+def record_token(raw: str) -> int | None:
+    try:
+        return whole_number(raw, minimum=0, maximum=MAX_BIGINT)
+    except InputError:
+        return None
 
 
 def _shown(page: str, client_ids: frozenset[int]) -> frozenset[int]:
@@ -80,7 +93,7 @@ def feed(ws):
     hub = get_hub(current_app._get_current_object())
     client_ids = frozenset(accessible_client_ids(current_user))
     subscriber = hub.register(user_id=current_user.id, role=current_user.role, client_ids=client_ids,
-                              page=page, target=request.args.get("id", type=int), tokens=_tokens(),
+                              page=page, target=record_id(request.args.get("id")), tokens=_tokens(),
                               shown=_shown(page, client_ids))
     hub.subscribed.wait(timeout=2)  # events after the snapshot must not be lost to a late subscription
     try:

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 
 import sqlalchemy as sa
-from flask import render_template, request
+from flask import abort, render_template, request
 from flask_login import current_user
 
 from webapp.access import accessible_clients, client_scope
 from webapp.csvexport import csv_response
 from webapp.extensions import db
 from webapp.htmx import render_page_or_partial
+from webapp.inputs import record_id
 from webapp.models import Batch, Order, Trade
 from webapp.orders import bp
 from webapp.permissions import requires
@@ -29,15 +30,23 @@ def _client_scope(query, column):
 def _orders_query():
     query = _client_scope(sa.select(Order).order_by(Order.id.desc()), Order.client_id)
     args = request.args
-    if args.get("client", type=int):
-        query = query.where(Order.client_id == args.get("client", type=int))
+    if client_id := _id_arg("client"):
+        query = query.where(Order.client_id == client_id)
     if args.get("status") in states.ALL:
         query = query.where(Order.status == args["status"])
-    if args.get("instrument", type=int):
-        query = query.where(Order.instrument_id == args.get("instrument", type=int))
-    if args.get("batch", type=int):
-        query = query.where(Order.batch_id == args.get("batch", type=int))
+    if instrument_id := _id_arg("instrument"):
+        query = query.where(Order.instrument_id == instrument_id)
+    if batch_id := _id_arg("batch"):
+        query = query.where(Order.batch_id == batch_id)
     return query
+
+
+def _id_arg(name: str) -> int | None:
+    """A filter's id (the input layer's bounds); blank is no filter, anything else not an id is a 400."""
+    raw = request.args.get(name, "")
+    if not raw.strip():
+        return None
+    return record_id(raw) or abort(400)
 
 
 @bp.route("/")
@@ -63,8 +72,8 @@ def book_csv():
 
 def _trades_query():
     query = _client_scope(sa.select(Trade).order_by(Trade.filled_at.desc(), Trade.id.desc()), Trade.client_id)
-    if request.args.get("client", type=int):
-        query = query.where(Trade.client_id == request.args.get("client", type=int))
+    if client_id := _id_arg("client"):
+        query = query.where(Trade.client_id == client_id)
     return query
 
 

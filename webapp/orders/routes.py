@@ -12,6 +12,7 @@ from sqlalchemy.exc import IntegrityError
 from webapp.access import accessible_clients
 from webapp.extensions import db, get_redis
 from webapp.htmx import render_page_or_partial
+from webapp.inputs import record_id
 from webapp.instruments.master import search
 from webapp.models import FundsSnapshot, Instrument
 from webapp.models.base import in_ids
@@ -46,15 +47,14 @@ def ticket():
     form = TicketForm()
     if request.method == "GET":
         form.ticket_id.data = str(uuid.uuid4())
-        form.instrument_id.data = request.args.get("instrument_id", type=int)
+        form.instrument_id.data = record_id(request.args.get("instrument_id"))
         if request.args.get("action") in ("BUY", "SELL"):
             form.action.data = request.args["action"]
         return _render_ticket(form, clients)
     if not form.validate_on_submit():
         return _render_ticket(form, clients)
     if (done := existing_batch(form.ticket_id.data)) is not None:
-        flash("This ticket was already submitted; here is its batch.", "info")
-        return redirect(url_for("orders.batch", batch_id=done.id))
+        return _already_submitted(form, clients, done)
     qtys, qty_errors = quantities(request, [c.id for c in clients])
     review = review_ticket(current_user, ticket_from_form(form, qtys), clients, get_redis())
     review.quantity_errors.update(qty_errors)
@@ -65,9 +65,20 @@ def ticket():
         db.session.commit()
     except IntegrityError:  # the same ticket posted twice at once: the first one won
         db.session.rollback()
-        return redirect(url_for("orders.batch", batch_id=existing_batch(form.ticket_id.data).id))
+        return _already_submitted(form, clients, existing_batch(form.ticket_id.data))
     enqueue_send(batch.id)
     return redirect(url_for("orders.batch", batch_id=batch.id))
+
+
+def _already_submitted(form: TicketForm, clients, done):
+    """A ticket id names one user's ticket: posted again by that user, it shows the batch; another
+    user's id (copied or forged) is refused as a stale ticket, without saying whose it is."""
+    if done is None or done.user_id != current_user.id:
+        form.ticket_id.errors = ["This ticket can no longer be sent; reload the ticket and try again."]
+        form.ticket_id.data = str(uuid.uuid4())
+        return _render_ticket(form, clients, status=400)
+    flash("This ticket was already submitted; here is its batch.", "info")
+    return redirect(url_for("orders.batch", batch_id=done.id))
 
 
 @bp.route("/preview", methods=["POST"])
