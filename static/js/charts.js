@@ -3,7 +3,10 @@
 (function () {
   var dark = document.documentElement.dataset.theme !== "light";
   var options = function (el) {
-    return { width: el.clientWidth, height: 280, layout: { background: { color: "transparent" }, textColor: dark ? "#d6dde6" : "#18202b" },
+    // attributionLogo off: the library draws it with an inline <style>, which the CSP refuses;
+    // the page credits TradingView in text under the chart instead (their licence asks for it)
+    return { width: el.clientWidth, height: 280, layout: { background: { color: "transparent" }, textColor: dark ? "#d6dde6" : "#18202b",
+                                                         attributionLogo: false },
              grid: { vertLines: { color: dark ? "#1b2330" : "#eef1f5" }, horzLines: { color: dark ? "#1b2330" : "#eef1f5" } },
              timeScale: { timeVisible: true, secondsVisible: false } };
   };

@@ -30,7 +30,8 @@ def live_desk(tmp_path_factory):
     """The whole desk on embedded defaults; yields its base URL."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL", "SECRET_KEY")}
-    env.update(FANOUT_INSTANCE=str(tmp_path_factory.mktemp("desk")), PORT=str(port), WEB_CONCURRENCY="2")
+    env.update(FANOUT_INSTANCE=str(tmp_path_factory.mktemp("desk")), PORT=str(port), WEB_CONCURRENCY="2",
+               LOGIN_RATE_LIMIT="60 per minute")  # every test logs in from 127.0.0.1; the throttle has its own tests
     log = open(tmp_path_factory.mktemp("log") / "desk.log", "w+")
     process = subprocess.Popen([sys.executable, "-m", "webapp.launcher"], cwd=ROOT, env=env, start_new_session=True,
                                stdout=log, stderr=subprocess.STDOUT)
@@ -79,13 +80,35 @@ def browser():
         browser.close()
 
 
+def watch_csp(page) -> list[str]:
+    """The Content-Security-Policy violations the page reports in its console, as they come (and
+    htmx refusing to evaluate an expression, which the policy would otherwise need 'unsafe-eval' for)."""
+    violations: list[str] = []
+    page.on("console", lambda message: violations.append(f"{message.text} ({message.location.get('url')})")
+            if "Content Security Policy" in message.text or "evalDisallowed" in message.text else None)
+    return violations
+
+
 @pytest.fixture
 def page(browser):
+    """A fresh browser page; whatever a test does on it, the page must break no CSP rule."""
     context = browser.new_context(viewport={"width": 1440, "height": 900})
     page = context.new_page()
     page.on("dialog", lambda dialog: dialog.accept())  # the confirm() steps
+    page.csp_violations = watch_csp(page)
     yield page
     context.close()
+    assert page.csp_violations == [], "the page broke its Content-Security-Policy"
+
+
+def wait_for_function(page, expression: str, arg=None, timeout: float = 30_000) -> None:
+    """page.wait_for_function compiles its predicate with eval() inside the page, which the desk's
+    CSP forbids; page.evaluate goes through the DevTools protocol, outside the page's policy."""
+    deadline = time.monotonic() + timeout / 1000
+    while not page.evaluate(expression, arg):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"waited {timeout:.0f} ms for: {expression}")
+        page.wait_for_timeout(100)
 
 
 def login(page, base: str, username: str, password: str = "fanout-demo") -> None:

@@ -5,7 +5,7 @@ import re
 
 import pytest
 
-from tests.e2e.conftest import SCREENSHOTS, login
+from tests.e2e.conftest import SCREENSHOTS, login, wait_for_function
 
 pytestmark = pytest.mark.slow
 
@@ -34,7 +34,7 @@ def wait_all_complete(page, count: int, timeout: float = 30_000) -> None:
 
 
 def _wait(page, count: int, timeout: float) -> None:
-    page.wait_for_function(
+    wait_for_function(page,
         "n => document.querySelectorAll('[id$=-status]').length === n && "
         "[...document.querySelectorAll('[id$=-status]')].every(e => e.textContent.trim() === 'COMPLETE')",
         arg=count, timeout=timeout)
@@ -43,16 +43,16 @@ def _wait(page, count: int, timeout: float) -> None:
 def watch_pnl_move(page, base: str) -> None:
     """On the desk and on a client page, the P&L and prices change by themselves (no reload)."""
     page.goto(base + "/")
-    page.wait_for_function("document.getElementById('feed-state').textContent.trim() === 'live'", timeout=15_000)
-    page.wait_for_function("document.querySelector('#desk-mtm').textContent.trim() !== '0.00'", timeout=20_000)
+    wait_for_function(page, "document.getElementById('feed-state').textContent.trim() === 'live'", timeout=15_000)
+    wait_for_function(page, "document.querySelector('#desk-mtm').textContent.trim() !== '0.00'", timeout=20_000)
     first = page.inner_text("#desk-mtm")
-    page.wait_for_function("t => document.querySelector('#desk-mtm').textContent.trim() !== t", arg=first, timeout=20_000)
+    wait_for_function(page, "t => document.querySelector('#desk-mtm').textContent.trim() !== t", arg=first, timeout=20_000)
     page.screenshot(path=str(SCREENSHOTS / "desk.png"), full_page=True)
     page.click("#client-table tbody tr:first-child a")
     row = "tbody[id^=positions-] tr[id^=position-] td:nth-child(5)"
     page.wait_for_selector(row)
     price = page.inner_text(row)
-    page.wait_for_function("([sel, p]) => document.querySelector(sel).textContent.trim() !== p", arg=[row, price],
+    wait_for_function(page, "([sel, p]) => document.querySelector(sel).textContent.trim() !== p", arg=[row, price],
                            timeout=20_000)
 
 
@@ -92,7 +92,7 @@ def test_admin_kill_switch_flattens_the_desk(page, live_desk):
     page.goto(live_desk + "/exits/desk/kill")
     page.click("button:has-text('Re-arm')")
     page.wait_for_url(live_desk + "/")
-    page.wait_for_function("document.querySelector('#desk-mtm').textContent.trim() === '0.00'", timeout=20_000)
+    wait_for_function(page, "document.querySelector('#desk-mtm').textContent.trim() === '0.00'", timeout=20_000)
 
 
 def test_ticket_preview(page, live_desk):
