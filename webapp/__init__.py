@@ -64,8 +64,7 @@ def _check_config(app: Flask) -> None:
 
 
 def _init_login(app: Flask) -> None:
-    from webapp.extensions import db, login_manager
-    from webapp.models import User
+    from webapp.extensions import login_manager
 
     login_manager.init_app(app)
     login_manager.login_view = "auth.login"
@@ -73,10 +72,10 @@ def _init_login(app: Flask) -> None:
     login_manager.login_message_category = "info"
     login_manager.session_protection = "strong"
 
-    @login_manager.user_loader
-    def load_user(user_id: str) -> User | None:
-        user = db.session.get(User, int(user_id)) if user_id.isdigit() else None
-        return user if user is not None and user.active else None
+    from webapp.auth import sessions
+
+    login_manager.user_loader(sessions.load_user)  # "id:version": a bumped version ends the session
+    sessions.init_app(app)
 
     @login_manager.unauthorized_handler
     def unauthorized():

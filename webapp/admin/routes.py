@@ -9,6 +9,7 @@ from webapp.admin import bp
 from webapp.admin.forms import ClientForm, ConfirmForm, ResetPasswordForm, UserForm
 from webapp.admin.services import RISK_FIELDS, USER_LIMITS, create_user, credential_errors, reset_password, save_client, \
     set_user_active, update_user
+from webapp.auth.sessions import keep_current_session
 from webapp.brokers import broker_class, broker_names
 from webapp.extensions import db
 from webapp.htmx import render_page_or_partial
@@ -64,6 +65,7 @@ def user_edit(user_id: int):
                         client_ids=form.clients.data, ip=request.remote_addr,
                         limits={k: getattr(form, k).data for k in USER_LIMITS})
             db.session.commit()
+            keep_current_session(user)  # an admin who changed their own grants stays logged in here
             flash(f"User {user.username} saved.", "success")
             return redirect(url_for("admin.users"))
     return render_template("admin/user_form.html", form=form, user=user)
@@ -77,6 +79,7 @@ def user_password(user_id: int):
     if form.validate_on_submit():
         reset_password(current_user, user, form.password.data, request.remote_addr)
         db.session.commit()
+        keep_current_session(user)
         flash(f"Password of {user.username} reset.", "success")
         return redirect(url_for("admin.users"))
     return render_template("admin/user_password.html", form=form, user=user)

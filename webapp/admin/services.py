@@ -1,4 +1,6 @@
-"""Admin operations on users and clients. Each writes an audit event in the same transaction."""
+"""Admin operations on users and clients. Each writes an audit event in the same transaction.
+A password reset, a deactivation or reactivation, and a change of role or grants end the user's
+sessions (webapp/auth/sessions.py) as part of that audited action."""
 from __future__ import annotations
 
 from typing import Any, Mapping
@@ -6,6 +8,7 @@ from typing import Any, Mapping
 import sqlalchemy as sa
 
 from webapp import audit
+from webapp.auth.sessions import ACCESS_CHANGED, end_sessions
 from webapp.brokers import broker_class
 from webapp.extensions import db
 from webapp.models import Client, User
@@ -41,6 +44,8 @@ def update_user(actor: User, user: User, *, email: str | None, role: str, client
     for name, value in (limits or {}).items():
         setattr(user, name, value)
     user.clients = _clients(client_ids)
+    if before["role"] != role or before["clients"] != sorted(c.id for c in user.clients):
+        end_sessions(user, ACCESS_CHANGED)  # open sockets narrow to the new grants; pages log in again
     after = {"role": role, "clients": sorted(client_ids), "email": user.email, **(limits or {})}
     audit.record("user.updated", actor_id=actor.id, actor=actor.username, target=f"user:{user.id}",
                  clients=set(before["clients"]) | set(client_ids), detail={"before": before, "after": after}, ip=ip)
@@ -48,6 +53,7 @@ def update_user(actor: User, user: User, *, email: str | None, role: str, client
 
 def set_user_active(actor: User, user: User, active: bool, ip: str | None) -> None:
     user.active = active
+    end_sessions(user)  # on reactivation too: a cookie from before the deactivation stays dead
     audit.record("user.reactivated" if active else "user.deactivated", actor_id=actor.id, actor=actor.username,
                  target=f"user:{user.id}", ip=ip)
 
@@ -55,6 +61,7 @@ def set_user_active(actor: User, user: User, active: bool, ip: str | None) -> No
 def reset_password(actor: User, user: User, password: str, ip: str | None) -> None:
     user.password_hash = hash_password(password)
     user.password_changed_at = utcnow()
+    end_sessions(user)
     audit.record("user.password_reset", actor_id=actor.id, actor=actor.username, target=f"user:{user.id}", ip=ip)
 
 

@@ -8,6 +8,7 @@ from flask_login import current_user, login_user, logout_user
 from webapp import audit
 from webapp.auth import bp
 from webapp.auth.forms import ChangePasswordForm, LoginForm
+from webapp.auth.sessions import end_sessions, keep_current_session
 from webapp.extensions import db, limiter
 from webapp.models import User
 from webapp.permissions import public, requires
@@ -52,6 +53,9 @@ def login():
 @bp.route("/logout", methods=["POST"])
 @requires("account.self")
 def logout():
+    # logging out ends every session of the user, on every device: a cookie session cannot be
+    # ended alone, and one "log out" that leaves a forgotten desk logged in is the worse surprise
+    end_sessions(current_user)
     audit.record("logout", actor_id=current_user.id, actor=current_user.username, ip=request.remote_addr)
     db.session.commit()
     logout_user()
@@ -71,9 +75,11 @@ def change_password():
         else:
             current_user.password_hash = hash_password(form.new.data)
             current_user.password_changed_at = utcnow()
+            end_sessions(current_user)
             audit.record("user.password_changed", actor_id=current_user.id, actor=current_user.username,
                          target=f"user:{current_user.id}", ip=request.remote_addr)
             db.session.commit()
+            keep_current_session(current_user)
             flash("Your password is changed.", "success")
             return redirect(url_for("desk.index"))
     return render_template("auth/password.html", form=form)

@@ -17,11 +17,14 @@ from dataclasses import dataclass, field
 import redis as redis_lib
 from flask import Flask
 
+from webapp.auth.sessions import SESSIONS_ENDED, USER_EVENTS, user_access
 from webapp.events import CHANNEL
 from webapp.marketdata.store import TICKS_CHANNEL
 
 log = logging.getLogger(__name__)
 QUEUE_LIMIT = 200  # a socket this far behind is dropped rather than slowing everyone
+RECHECK_SECONDS = 30.0  # safety net: every socket's user is re-read this often, in case an event was lost
+CLOSE = None  # queued to wake a socket's handler when the hub closes it
 
 
 @dataclass
@@ -34,7 +37,9 @@ class Subscriber:
     target: int | None
     tokens: set[int] = field(default_factory=set)  # instruments whose prices this page shows
     shown: frozenset[int] = frozenset()  # desk: the clients whose rows the page shows (a page of them)
-    queue: "queue.Queue[str]" = field(default_factory=lambda: queue.Queue(QUEUE_LIMIT))
+    session_version: int = 0  # of the login session that opened the socket (webapp/auth/sessions.py)
+    closed_because: str | None = None  # set when the hub closes the socket (its session ended)
+    queue: "queue.Queue[str | None]" = field(default_factory=lambda: queue.Queue(QUEUE_LIMIT))
 
     def can_see(self, client_id: int | None) -> bool:
         return client_id is not None and (self.role == "admin" or client_id in self.client_ids)
@@ -71,6 +76,58 @@ class Hub:
         with self._lock:
             return list(self.subscribers.values())
 
+    def close(self, subscriber: Subscriber, because: str) -> None:
+        """Stop the socket's fragments now and wake its handler, which closes it."""
+        subscriber.closed_because = because
+        self.unregister(subscriber)
+        try:
+            subscriber.queue.put_nowait(CLOSE)
+        except queue.Full:
+            pass  # its handler is awake anyway, and stops at the next message: it is no longer registered
+        log.info("op=hub socket=%s user=%s state=closed reason=%s", subscriber.id, subscriber.user_id, because)
+
+    def user_event(self, event: dict) -> None:
+        """A user's sessions ended (close their sockets) or their role or grants changed (re-read
+        them for their sockets). Only this process's sockets of that user are touched."""
+        subscribers = [s for s in self.snapshot() if s.user_id == event.get("user_id")]
+        if not subscribers:
+            return
+        if event["event"] == SESSIONS_ENDED:
+            for subscriber in subscribers:
+                self.close(subscriber, "session ended")
+        else:
+            self.recheck(subscribers, adopt=event.get("session_version"))
+
+    def recheck(self, subscribers: list[Subscriber] | None = None, adopt: int | None = None) -> None:
+        """Re-read the users of these sockets (default: all) from the database: a socket whose user
+        is inactive or whose session has ended is closed; the others take the user's current role
+        and grants. `adopt`: the session version a role or grants change just set — a socket one
+        version behind it missed nothing else and stays open."""
+        subscribers = self.snapshot() if subscribers is None else subscribers
+        if not subscribers:
+            return
+        try:
+            with self.app.app_context():  # its own database session, removed when the context ends
+                access = user_access({s.user_id for s in subscribers})
+        except Exception:  # the database away: keep the sockets, the next recheck tries again
+            log.exception("op=hub state=recheck-failed")
+            if adopt is not None:  # but a socket told its grants changed may not keep the old ones
+                for subscriber in subscribers:
+                    self.close(subscriber, "access changed")
+            return
+        for subscriber in subscribers:
+            current = access.get(subscriber.user_id)
+            if current is None or not current.active:
+                self.close(subscriber, "deactivated")
+            elif current.session_version == subscriber.session_version or (
+                    adopt is not None and current.session_version == adopt == subscriber.session_version + 1):
+                subscriber.session_version = current.session_version
+                subscriber.role, subscriber.client_ids = current.role, current.client_ids
+                if current.role != "admin":
+                    subscriber.shown = subscriber.shown & current.client_ids
+            else:
+                self.close(subscriber, "session ended")
+
     def _listen(self) -> None:
         backoff = 1.0
         while not self._stop.is_set():
@@ -81,10 +138,15 @@ class Hub:
                 pubsub.get_message(timeout=1.0)  # the subscribe confirmation: from here nothing is missed
                 self.subscribed.set()
                 backoff = 1.0
+                self.recheck()  # events published while we were not subscribed are lost: re-read now
+                next_check = time.monotonic() + RECHECK_SECONDS
                 while not self._stop.is_set():
                     message = pubsub.get_message(timeout=1.0)
                     if message is not None:
                         self.dispatch(message["channel"], message["data"])
+                    if time.monotonic() >= next_check:
+                        self.recheck()
+                        next_check = time.monotonic() + RECHECK_SECONDS
             except redis_lib.RedisError as exc:
                 self.subscribed.clear()
                 log.warning("op=hub state=reconnecting error=%s backoff=%.0f", exc, backoff)
@@ -103,8 +165,11 @@ class Hub:
             try:
                 if channel == TICKS_CHANNEL:
                     deliveries = fragments.for_ticks(data, subscribers)
+                elif (event := json.loads(data)).get("event") in USER_EVENTS:
+                    self.user_event(event)
+                    return
                 else:
-                    deliveries = fragments.for_event(json.loads(data), subscribers)
+                    deliveries = fragments.for_event(event, subscribers)
             except Exception:  # one bad event must not stop the process's only subscriber
                 log.exception("op=hub state=render-failed channel=%s", channel)
                 return

@@ -13,7 +13,7 @@ from webapp.desk.summary import BadDeskQuery, desk_page, parse_client_ids
 from webapp.extensions import db, login_manager, sock
 from webapp.feed import bp
 from webapp.feed.fragments import snapshot
-from webapp.feed.hub import get_hub
+from webapp.feed.hub import CLOSE, get_hub
 from webapp.inputs import MAX_BIGINT, InputError, record_id, whole_number
 from webapp.permissions import allowed
 
@@ -94,15 +94,23 @@ def feed(ws):
     client_ids = frozenset(accessible_client_ids(current_user))
     subscriber = hub.register(user_id=current_user.id, role=current_user.role, client_ids=client_ids,
                               page=page, target=record_id(request.args.get("id")), tokens=_tokens(),
-                              shown=_shown(page, client_ids))
+                              shown=_shown(page, client_ids), session_version=current_user.session_version)
     hub.subscribed.wait(timeout=2)  # events after the snapshot must not be lost to a late subscription
+    hub.recheck([subscriber])  # a session ended between the login check and the register had no socket to close
     try:
-        ws.send(snapshot(subscriber))
+        if hub.active(subscriber):
+            ws.send(snapshot(subscriber))
         db.session.remove()  # a long-lived socket must not pin a database connection
         while ws.connected and hub.active(subscriber):
             try:
-                ws.send(subscriber.queue.get(timeout=KEEPALIVE_SECONDS))
+                message = subscriber.queue.get(timeout=KEEPALIVE_SECONDS)
             except queue.Empty:
                 continue
+            if message is not CLOSE and hub.active(subscriber):
+                ws.send(message)
     finally:
         hub.unregister(subscriber)
+    if subscriber.closed_because and ws.connected:
+        # 1008: not a failure to retry (htmx's ws extension reconnects only after 1006/1011-1013); the
+        # page falls back to its polling partials, which take an ended session to the login page
+        ws.close(reason=1008, message=subscriber.closed_because)

@@ -30,7 +30,7 @@ class User(UserMixin, TimestampMixin, db.Model):
     active: Mapped[bool] = mapped_column(default=True)
     password_changed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     last_login_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    # carried in each login session; bumping it ends every session issued before (webapp/sessions.py)
+    # carried in each login session; bumping it ends every session issued before (webapp/auth/sessions.py)
     session_version: Mapped[int] = mapped_column(default=0, server_default="0")
     # per-user risk limits (None: no limit) — what this user may do across all their clients
     max_position_value: Mapped[Decimal | None] = mapped_column(Money)
@@ -42,6 +42,11 @@ class User(UserMixin, TimestampMixin, db.Model):
     @property
     def is_active(self) -> bool:  # Flask-Login refuses inactive users
         return self.active
+
+    def get_id(self) -> str:
+        """What a login session (and a remember-me cookie) stores: the id and the session version,
+        so a bump ends every session issued before it (webapp/auth/sessions.py)."""
+        return f"{self.id}:{self.session_version}"
 
     def __repr__(self) -> str:
         return f"<User {self.username} {self.role}>"
