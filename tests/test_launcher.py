@@ -54,10 +54,11 @@ def group_alive(pgid: int) -> bool:
         return False
 
 
-def descendants(pid: int) -> set[int]:
-    """Every live process under `pid` (supervisord's programs run in process groups of their own,
-    so the launcher's group alone does not cover them)."""
-    parents: dict[int, int] = {}
+def descendants(pid: int) -> set[tuple[int, int]]:
+    """Every live process under `pid`, as (pid, start time): the start time tells a process from a
+    later one given the same pid. supervisord's programs run in process groups of their own, so
+    the launcher's group alone does not cover them."""
+    parents: dict[tuple[int, int], int] = {}
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             try:
@@ -65,19 +66,23 @@ def descendants(pid: int) -> set[int]:
             except OSError:
                 continue
             if fields[0] not in "ZX":
-                parents[int(entry.name)] = int(fields[1])
-    found, frontier = set(), {pid}
+                parents[(int(entry.name), int(fields[19]))] = int(fields[1])
+    found: set[tuple[int, int]] = set()
+    frontier = {pid}
     while frontier:
-        frontier = {child for child, parent in parents.items() if parent in frontier} - found
-        found |= frontier
+        children = {process for process, parent in parents.items() if parent in frontier} - found
+        found |= children
+        frontier = {child for child, _ in children}
     return found
 
 
-def alive(pid: int) -> bool:
+def alive(process: tuple[int, int]) -> bool:
+    pid, started = process
     try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] not in "ZX"
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except OSError:
         return False
+    return fields[0] not in "ZX" and int(fields[19]) == started
 
 
 def hidden_inputs(html: str) -> dict[str, str]:
@@ -106,8 +111,8 @@ def start_desk(tmp_path: Path, port: int) -> tuple[subprocess.Popen, Path]:
 
 def stop_desk(process: subprocess.Popen, ctrl_c: bool = True) -> set[int]:
     """Ctrl-C, as a terminal sends it (SIGINT to the launcher's process group), or a SIGTERM to the
-    launcher alone (a service manager's stop); returns every process that ran under the launcher
-    just before, to check none is left."""
+    launcher alone (a service manager's stop); returns every process under the launcher just
+    before, to check none is left."""
     started = descendants(process.pid)
     if not ctrl_c and process.poll() is None:
         process.send_signal(signal.SIGTERM)
@@ -180,6 +185,7 @@ def test_a_killed_process_comes_back_and_the_others_never_stop(tmp_path):
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     process, log = start_desk(tmp_path, port)
+    seen: set[tuple[int, int]] = set()
     try:
         wait_for(f"{base}/login", process, timeout=90)
         wait_until(lambda: requests.get(f"{base}/health/ready", timeout=5).status_code == 200, 90,
@@ -188,8 +194,10 @@ def test_a_killed_process_comes_back_and_the_others_never_stop(tmp_path):
         pids = supervised_pids(tmp_path)
         assert set(pids) == {"web", "worker", "orders-0", "orders-1", "cron", "feed"}, pids
 
+        # every process the desk ran: one orphaned by a kill is no longer under the launcher
         for name, role in [("web", "web"), ("worker", "worker"), ("orders-0", "orders"), ("cron", "cron"),
                            ("feed", "feed")]:
+            seen |= descendants(process.pid)
             os.kill(pids[name], signal.SIGKILL)
             now = wait_until(lambda: (p := supervised_pids(tmp_path)).get(name) not in (None, pids[name]) and p, 60,
                              f"{name} restarted")
@@ -200,6 +208,7 @@ def test_a_killed_process_comes_back_and_the_others_never_stop(tmp_path):
         # no orders worker at all for a moment: a ticket placed then is sent once they are back
         db = sqlite3.connect(f"file:{tmp_path / 'fanout.db'}?mode=ro", uri=True)
         instrument_id = db.execute("SELECT id FROM instruments ORDER BY id LIMIT 1").fetchone()[0]
+        seen |= descendants(process.pid)
         for name in ("orders-0", "orders-1"):
             os.kill(pids[name], signal.SIGKILL)
         batch_id = place_ticket(base, trader, instrument_id)
@@ -211,12 +220,13 @@ def test_a_killed_process_comes_back_and_the_others_never_stop(tmp_path):
         # killed within STARTSECS of its last start, a process may be in its backoff pause for a moment
         now = wait_until(lambda: (p := supervised_pids(tmp_path)).keys() == pids.keys() and p, 60, "both orders back")
         assert now["orders-0"] != pids["orders-0"] and now["orders-1"] != pids["orders-1"]
-        assert {k: now[k] for k in ("web", "worker", "cron", "feed")} == {k: pids[k] for k in ("web", "worker", "cron", "feed")}
+        others = ("web", "worker", "cron", "feed")
+        assert {k: now[k] for k in others} == {k: pids[k] for k in others}
         admin.close()
         trader.close()
     finally:
-        started = stop_desk(process)
+        seen |= stop_desk(process)
     output = log.read_text()
-    assert not [pid for pid in started if alive(pid)], "processes left running after Ctrl-C"
+    assert not [pid for pid in seen if alive(pid)], "processes left running after Ctrl-C"
     assert "exited: orders-0 (terminated by SIGKILL; not expected)" in output  # the restart is logged
     assert "Traceback" not in output, output[output.find("Traceback") - 2000:][:5000]
