@@ -11,8 +11,8 @@ more second per failed start in a row, supervisord's backoff), and is never give
 comes back by itself after the outage.
 
 Output: each process writes to its own file in instance/logs/ (kept, rotated at 10 MB), and the
-launcher copies every new line to the console behind the process's name (`orders-1 | …`), with
-supervisord's own lines (spawned, exited, stopped) behind `supervisor`.
+launcher copies every new line to the console behind the process's name (`orders-1 | …`), and
+supervisord's own (spawned, exited, stopped; instance/logs/supervisord.log) behind `supervisor`.
 
 Stopping: Ctrl-C (SIGINT to the terminal's process group) or SIGTERM to the launcher makes
 supervisord stop the roles — web first, the workers last so they finish the job in hand — each
@@ -77,7 +77,8 @@ def supervisor_config(roles: dict[str, list[str]], instance: Path) -> str:
 
     logs = instance / "logs"
     sections = [
-        "[supervisord]", "nodaemon=true", "silent=false", "loglevel=info", f"logfile={path(logs / 'supervisord.log')}",
+        # silent: its own lines go to its log file only, which the console follows like the others
+        "[supervisord]", "nodaemon=true", "silent=true", "loglevel=info", f"logfile={path(logs / 'supervisord.log')}",
         "logfile_maxbytes=10MB", "logfile_backups=3", f"pidfile={path(instance / 'supervisord.pid')}",
         f"childlogdir={path(logs)}",
         *(["user=root"] if os.geteuid() == 0 else []),  # as in a container: said, or it logs a CRIT line
@@ -109,7 +110,7 @@ class Console:
 
     def __init__(self, files: dict[str, Path]):
         self.files = files
-        self.width = max(len(name) for name in [*files, "supervisor"])
+        self.width = max(len(name) for name in files)
         self.lock = threading.Lock()
         self.stopping = threading.Event()
         # a file kept from an earlier run is followed from its end; a new one from its start
@@ -123,15 +124,6 @@ class Console:
                 sys.stdout.flush()
             except (OSError, ValueError):  # the console went away (a closed pipe): keep draining, or
                 pass  # supervisord would block writing its log, and stop supervising
-
-    def copy(self, name: str, stream) -> threading.Thread:
-        """A pipe (supervisord's own output) to the console, line by line, until it closes."""
-        def pump():
-            for line in stream:
-                self.write(name, line)
-        thread = threading.Thread(target=pump, name=f"console-{name}", daemon=True)
-        thread.start()
-        return thread
 
     def _follow(self) -> None:
         opened: dict[str, tuple] = {}  # name → (file, inode, unfinished line)
@@ -184,13 +176,13 @@ def supervise(env: dict[str, str]) -> int:
     logs.mkdir(exist_ok=True)
     config = INSTANCE / "supervisord.conf"
     config.write_text(supervisor_config(roles, INSTANCE))
-    console = Console({name: logs / f"{name}.log" for role in roles for name in process_names(role)})
+    console = Console({"supervisor": logs / "supervisord.log",
+                       **{name: logs / f"{name}.log" for role in roles for name in process_names(role)}})
     console.start()
-    # supervisord stops everything if the launcher itself is killed (SIGKILL gives no chance to forward)
+    # supervisord stops everything if the launcher itself is killed (SIGKILL gives no chance to
+    # forward a signal). It writes nothing through the launcher, which may be gone by then.
     supervisor = subprocess.Popen([sys.executable, "-m", "supervisor.supervisord", "-c", str(config)], env=env,
-                                  cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                  preexec_fn=die_with_parent)
-    pump = console.copy("supervisor", supervisor.stdout)
+                                  cwd=ROOT, preexec_fn=die_with_parent)
 
     def stop(signum, frame):  # Ctrl-C reached supervisord too; a SIGTERM to the launcher alone did not
         if supervisor.poll() is None:
@@ -202,7 +194,6 @@ def supervise(env: dict[str, str]) -> int:
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)
-        pump.join(timeout=5)
         console.stop()
     return status
 
