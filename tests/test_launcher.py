@@ -2,6 +2,7 @@
 supervisord. The login page is served, /health/ready is 200; a role's process killed with SIGKILL
 comes back while the others keep running, a ticket placed while no orders worker is alive is sent
 once they are back; and Ctrl-C leaves no process behind and no traceback."""
+import contextlib
 import os
 import re
 import signal
@@ -120,8 +121,10 @@ def stop_desk(process: subprocess.Popen, ctrl_c: bool = True) -> set[int]:
         os.killpg(process.pid, signal.SIGINT)
     try:
         process.wait(timeout=60)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
+    except subprocess.TimeoutExpired:  # clean up for the next test: every process, not the group alone
+        for pid, _ in started | {(process.pid, 0)}:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
         raise
     return started
 
