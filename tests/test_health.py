@@ -1,4 +1,5 @@
 import os
+import socket
 from datetime import timedelta
 
 from rq import Worker
@@ -55,9 +56,11 @@ def test_a_worker_whose_heartbeat_stopped_is_not_live(app, client, redis_client)
     start_roles(app)
     stale = utcformat(utcnow() - timedelta(seconds=LIVE_SECONDS + 5))
     redis_client.hset("rq:worker:orders-1", "last_heartbeat", stale)  # SIGKILLed: registered, silent
-    redis_client.zadd("rq:cron_schedulers", {"cron-1": (utcnow() - timedelta(seconds=LIVE_SECONDS + 5)).timestamp()})
+    long_ago = (utcnow() - timedelta(seconds=LIVE_SECONDS + 5)).timestamp()
+    redis_client.zadd("rq:cron_schedulers", {"cron-1": long_ago})
+    redis_client.zadd("fanout:processes:feed", {f"{socket.gethostname()}:{os.getpid()}": long_ago})
     response = client.get("/health/ready")
-    assert response.status_code == 503 and response.json["degraded"] == ["orders", "cron"]
+    assert response.status_code == 503 and response.json["degraded"] == ["orders", "cron", "feed"]
 
 
 def test_ready_names_what_failed(services, encryption_key):

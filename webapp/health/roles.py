@@ -2,12 +2,13 @@
 
 - `orders` and `worker`: RQ's own worker registry. A worker is live while its last heartbeat is
   recent; the Procfile runs them with `--worker-ttl 30`, so an idle worker beats at least every
-  15 s and one busy with a job at least every 30 s (RQ's job monitoring interval). A worker killed
+  15 s, one busy with a job at least every 30 s (RQ's job monitoring interval; an orders worker
+  every second, jobs/worker.py). A worker killed
   with SIGKILL stays registered until its key expires; its heartbeat ages out of LIVE_SECONDS first.
 - `cron`: `rq cron` registers itself too (RQ's cron scheduler registry, a sorted set scored by the
   time of each scheduler's last heartbeat, sent every loop: at least every 2 s with jobs.cron).
-- `feed`: RQ knows nothing of it; every feed process, the standby too, sets a key of its own with
-  a TTL each round (`beat`).
+- `feed`: RQ knows nothing of it; every feed process, the standby too, beats each round (`beat`)
+  into a sorted set of its own with a TTL (one read, however many keys Redis holds).
 
 The web role needs no heartbeat: a page that answers proves one web process is up.
 """
@@ -15,8 +16,9 @@ from __future__ import annotations
 
 import os
 import socket
+import time
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 from webapp.tasks import QUEUE_DEFAULT, QUEUE_ORDERS, QUEUE_SYNC
 from webapp.timeutil import utcnow
@@ -24,7 +26,7 @@ from webapp.timeutil import utcnow
 LIVE_SECONDS = 45
 WATCHED = ("orders", "worker", "cron", "feed")  # the roles /health/ready reports degraded without
 WORKER_ROLES = {QUEUE_ORDERS: "orders", QUEUE_SYNC: "worker", QUEUE_DEFAULT: "worker"}
-PROCESS_KEY = "fanout:process:{role}:{name}"
+PROCESSES_KEY = "fanout:processes:{role}"
 
 
 @dataclass(frozen=True)
@@ -39,9 +41,15 @@ class Process:
 
 
 def beat(redis, role: str) -> None:
-    """One heartbeat of this process, for a role RQ does not register (the feed)."""
-    name = f"{socket.gethostname()}:{os.getpid()}"
-    redis.set(PROCESS_KEY.format(role=role, name=name), utcnow().isoformat(), ex=LIVE_SECONDS)
+    """One heartbeat of this process, for a role RQ does not register (the feed): a sorted set per
+    role scored by each process's last beat, like RQ's cron registry; one that stops beating ages out."""
+    key = PROCESSES_KEY.format(role=role)
+    now = time.time()
+    with redis.pipeline() as pipe:
+        pipe.zadd(key, {f"{socket.gethostname()}:{os.getpid()}": now})
+        pipe.zremrangebyscore(key, "-inf", now - LIVE_SECONDS)  # the dead, long gone
+        pipe.expire(key, LIVE_SECONDS)
+        pipe.execute()
 
 
 def live_processes(redis, rq_redis) -> dict[str, list[Process]]:
@@ -89,13 +97,9 @@ def _cron_schedulers(rq_redis) -> list[Process]:
 
 
 def _own_heartbeats(redis, role: str) -> list[Process]:
-    prefix = PROCESS_KEY.format(role=role, name="")
     found = []
-    for key in redis.scan_iter(match=prefix + "*", count=100):
-        stamp = redis.get(key)
-        if stamp is None:  # expired between the scan and the read
-            continue
-        name = key[len(prefix):]
+    for name, score in redis.zrangebyscore(PROCESSES_KEY.format(role=role), time.time() - LIVE_SECONDS, "+inf",
+                                           withscores=True):
         host, _, pid = name.rpartition(":")
-        found.append(Process(name, host, int(pid) if pid.isdigit() else 0, datetime.fromisoformat(stamp)))
+        found.append(Process(name, host, int(pid) if pid.isdigit() else 0, datetime.fromtimestamp(score, UTC)))
     return sorted(found, key=lambda p: p.name)
