@@ -65,6 +65,10 @@ def run_flask(env: dict[str, str], *args: str) -> None:
     subprocess.run([sys.executable, "-m", "flask", "--app", "wsgi", *args], env=env, cwd=ROOT, check=True)
 
 
+def config_path() -> Path:
+    return INSTANCE / "supervisord.conf"
+
+
 def process_names(role: str) -> list[str]:
     return [f"{role}-{n}" for n in range(ORDERS_WORKERS)] if role == "orders" else [role]
 
@@ -122,8 +126,8 @@ class Console:
             try:
                 sys.stdout.write(f"{name:<{self.width}} | {line.rstrip()}\n")
                 sys.stdout.flush()
-            except (OSError, ValueError):  # the console went away (a closed pipe): keep draining, or
-                pass  # supervisord would block writing its log, and stop supervising
+            except (OSError, ValueError):  # the console went away (a closed pipe): the desk runs on,
+                pass  # and every line is still in instance/logs/
 
     def _follow(self) -> None:
         opened: dict[str, tuple] = {}  # name → (file, inode, unfinished line)
@@ -174,7 +178,7 @@ def supervise(env: dict[str, str]) -> int:
     roles = procfile_roles()
     logs = INSTANCE / "logs"
     logs.mkdir(exist_ok=True)
-    config = INSTANCE / "supervisord.conf"
+    config = config_path()
     config.write_text(supervisor_config(roles, INSTANCE))
     console = Console({"supervisor": logs / "supervisord.log",
                        **{name: logs / f"{name}.log" for role in roles for name in process_names(role)}})
@@ -221,7 +225,8 @@ def main() -> int:
         print(f"\n  Fanout is starting at http://127.0.0.1:{env['PORT']}\n"
               f"  Demo logins: admin / trader / viewer, password: {password}\n"
               f"  Redis: {env['REDIS_URL']}{' (embedded)' if embedded else ''}\n"
-              f"  Logs: {INSTANCE / 'logs'}; status: supervisorctl -c {INSTANCE / 'supervisord.conf'} status\n"
+              f"  Logs: {INSTANCE / 'logs'}\n"
+              f"  Processes: {Path(sys.executable).parent / 'supervisorctl'} -c {config_path()} status\n"
               f"  Ctrl-C stops everything.\n", flush=True)
         return supervise(env)
     except KeyboardInterrupt:  # Ctrl-C while migrating or seeding: nothing supervised yet
