@@ -308,6 +308,7 @@ def test_control_characters_are_refused_everywhere(client, auth, factory):
     auth.login("vic")
     assert client.get("/instruments/?q=%00").status_code == 400
     assert client.get("/instruments/?q=tab%09ok").status_code == 200
+    assert client.get("/instruments/?q=ok&q=%00").status_code == 400  # every value of a repeated name
 
 
 @pytest.fixture

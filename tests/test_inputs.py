@@ -218,3 +218,10 @@ class TestFields:
         assert self._form(app, {"t": "6F9619FF-8B86-D011-B42D-00C04FC964FF"}, **field).t.data == \
             "6f9619ff-8b86-d011-b42d-00c04fc964ff"
         assert self._form(app, {"t": "t-1"}, **field).t.errors
+
+
+def test_bounded_params():
+    assert inputs.bounded_params([("state", "abc"), ("request_token", "t")]) == {"state": "abc", "request_token": "t"}
+    for pairs in ([("a", "x" * 1025)], [(f"k{i}", "v") for i in range(21)], [("n" * 65, "v")]):
+        with pytest.raises(InputError):
+            inputs.bounded_params(pairs)

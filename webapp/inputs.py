@@ -120,6 +120,16 @@ def text(raw: object, *, max_length: int) -> str:
     return value
 
 
+def bounded_params(pairs: Iterable[tuple[str, str]], *, max_items: int = 20, max_length: int = 1024) -> dict[str, str]:
+    """Parameters passed on as a whole (a broker's login callback): a few, each of bounded length."""
+    params = {}
+    for name, value in pairs:
+        if len(params) >= max_items or len(name) > 64 or len(value) > max_length:
+            raise InputError("Too many or too long parameters.")
+        params[name] = value
+    return params
+
+
 def choice(raw: object, allowed: Iterable[str]) -> str:
     """One of the allowed strings, exactly."""
     allowed = tuple(allowed)
@@ -177,9 +187,9 @@ def has_control_characters(values: Iterable[str]) -> bool:
 def _refuse_control_characters():
     from flask import abort, request
 
-    values = [*request.args.keys(), *request.args.values()]
+    values = [text for pair in request.args.items(multi=True) for text in pair]
     if request.method not in ("GET", "HEAD", "OPTIONS"):
-        values += [*request.form.keys(), *(v for _, v in request.form.items(multi=True))]
+        values += [text for pair in request.form.items(multi=True) for text in pair]
     if has_control_characters(values):
         abort(400)
 

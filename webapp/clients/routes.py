@@ -11,6 +11,7 @@ from webapp.access import accessible_clients, client_for
 from webapp.brokers import broker_class
 from webapp.clients import bp
 from webapp.clients.forms import login_form
+from webapp.inputs import InputError, bounded_params
 from webapp.extensions import db, get_redis
 from webapp.permissions import requires, user_can
 from webapp.tasks import QUEUE_ORDERS, enqueue
@@ -97,7 +98,11 @@ def connect_callback():
     if request.args.get("status", "success") != "success" or not request.args.get("request_token"):
         flash("The broker login was cancelled or failed; nothing was saved. Try Connect again.", "error")
         return redirect(url_for("clients.detail", client_id=client.id))
-    _start_connect(client.id, dict(request.args.items()))  # ShareKhan wants its state back
+    try:  # ShareKhan wants its state back: every parameter is passed on, so each is bounded
+        params = bounded_params(request.args.items())
+    except InputError:
+        abort(400)
+    _start_connect(client.id, params)
     return redirect(url_for("clients.detail", client_id=client.id))
 
 
