@@ -257,6 +257,43 @@ def test_a_huge_stored_limit_still_renders(client, auth, factory, app):
     assert re.search(r'name="max_order_value"[^>]*value="(99999999999999\.9999|100000000000000\.00)"', page)
 
 
+def test_a_stored_infinite_limit_still_renders_and_cannot_be_saved_again(client, auth, factory, app):
+    """SQLite stores Decimal('Infinity') (PostgreSQL refuses it: numeric field overflow); the old form
+    accepted it. The pages still render it; saving the form again asks for a real number."""
+    from decimal import Decimal
+
+    from webapp.models import Client
+
+    factory.user("ada", role="admin")
+    odd = factory.client("Odd")
+    with app.app_context():
+        if db.engine.dialect.name != "sqlite":
+            pytest.skip("only SQLite can hold an infinite NUMERIC")
+        db.session.execute(sa.update(Client).where(Client.id == odd.id).values(max_order_value=Decimal("Infinity")))
+        db.session.commit()
+    auth.login("ada")
+    for url in (f"/admin/clients/{odd.id}", f"/clients/{odd.id}", "/", "/admin/clients"):
+        assert client.get(url).status_code == 200, url
+    page = client.get(f"/admin/clients/{odd.id}").data.decode()
+    response = client.post(f"/admin/clients/{odd.id}", data={
+        "name": "Odd", "broker": "paper", "client_code": odd.client_code, "allowed_products": "MIS",
+        "max_order_value": re.search(r'name="max_order_value"[^>]*value="([^"]*)"', page).group(1)})
+    assert response.status_code == 200 and "Enter a number using the digits 0-9" in response.data.decode()
+
+
+def test_a_credential_longer_than_any_key_is_refused_next_to_its_field(client, auth, factory, app):
+    factory.user("ada", role="admin")
+    auth.login("ada")
+    with app.app_context():
+        before = fingerprint()
+    response = client.post("/admin/clients/new", data={
+        "name": "K", "broker": "kite", "client_code": "AB1234", "allowed_products": "MIS",
+        "cred_api_key": "k" * 513, "cred_api_secret": "s"})
+    assert response.status_code == 200 and "At most 512 characters." in response.data.decode()
+    with app.app_context():
+        assert fingerprint() == before
+
+
 def test_another_users_ticket_id_is_refused_and_writes_nothing(client, auth, factory, app, desk):
     granted = desk.paper_client("Mine")
     owner = factory.user("owner", role="trader", clients=[granted])

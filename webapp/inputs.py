@@ -120,6 +120,11 @@ def text(raw: object, *, max_length: int) -> str:
     return value
 
 
+def too_long(values: dict[str, str], *, max_length: int) -> dict[str, str]:
+    """Messages for the values longer than max_length, by name (fields read outside a WTForms form)."""
+    return {name: f"At most {max_length} characters." for name, value in values.items() if len(value) > max_length}
+
+
 def bounded_params(pairs: Iterable[tuple[str, str]], *, max_items: int = 20, max_length: int = 1024) -> dict[str, str]:
     """Parameters passed on as a whole (a broker's login callback): a few, each of bounded length."""
     params = {}

@@ -13,12 +13,13 @@ from webapp.auth.sessions import keep_current_session
 from webapp.brokers import broker_class, broker_names
 from webapp.extensions import db
 from webapp.htmx import render_page_or_partial
-from webapp.inputs import record_id
+from webapp.inputs import record_id, too_long
 from webapp.models import AuditEvent, Client, User
 from webapp.permissions import requires
 from webapp.vault import current_vault, mask
 
 AUDIT_PAGE = 50
+MAX_CREDENTIAL = 512  # a broker key, secret or password; longer is not one
 
 
 def _user_or_404(user_id: int) -> User:
@@ -145,7 +146,7 @@ def client_form(client_id: int | None = None):
     submitted = {f.name: request.form.get(f"cred_{f.name}", "").strip() for f in fields}
     cred_errors = {}
     if form.validate_on_submit():
-        cred_errors = credential_errors(broker, submitted, stored)
+        cred_errors = credential_errors(broker, submitted, stored) | too_long(submitted, max_length=MAX_CREDENTIAL)
         if not cred_errors:
             values = {name: getattr(form, name).data for name in ("name", "broker", "algo_id", "enabled",
                                                                  "allowed_products", *RISK_FIELDS)}
