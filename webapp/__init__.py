@@ -27,6 +27,12 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
     extensions.sock.init_app(app)
     app.config.setdefault("RATELIMIT_STORAGE_URI", app.config["REDIS_URL"])
     app.config.setdefault("RATELIMIT_HEADERS_ENABLED", False)
+    # Redis away: the login throttle counts in this process's memory until Redis is back
+    from webapp.redisconn import fail_fast_options
+
+    app.config.setdefault("RATELIMIT_IN_MEMORY_FALLBACK_ENABLED", True)
+    if app.config["RATELIMIT_STORAGE_URI"].startswith("redis"):
+        app.config.setdefault("RATELIMIT_STORAGE_OPTIONS", fail_fast_options(app.config["RATELIMIT_STORAGE_URI"]))
     extensions.limiter.init_app(app)
     _init_login(app)
     _init_sqlite(app)

@@ -5,6 +5,7 @@ import logging
 
 from flask import Flask, jsonify, render_template, request
 from flask_wtf.csrf import CSRFError
+from redis.exceptions import ConnectionError as RedisConnectionError, TimeoutError as RedisTimeoutError
 from werkzeug.exceptions import HTTPException, InternalServerError
 
 from webapp.extensions import db
@@ -20,6 +21,9 @@ MESSAGES = {
     429: "Too many requests. Wait a minute and try again.",
     500: "Something went wrong on our side. Nothing was changed; try again.",
 }
+
+
+REDIS_UNAVAILABLE = "Redis is unavailable right now, so this cannot be done; try again in a moment."
 
 
 def wants_json() -> bool:
@@ -54,5 +58,8 @@ def init_app(app: Flask) -> None:
         if isinstance(error, HTTPException):
             return http_error(error)
         db.session.rollback()
+        if isinstance(error, (RedisConnectionError, RedisTimeoutError)):  # Redis away, on a path not drawn without it
+            log.warning("event=redis-unavailable path=%s error=%s", request.path, error)
+            return render_error(503, REDIS_UNAVAILABLE)
         log.exception("event=unhandled path=%s", request.path)
         return render_error(InternalServerError.code)

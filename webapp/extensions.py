@@ -13,6 +13,8 @@ from flask_wtf.csrf import CSRFProtect
 from sqlalchemy import MetaData
 from sqlalchemy.orm import DeclarativeBase
 
+from webapp.redisconn import fail_fast_client
+
 # stable constraint names so Alembic migrations can drop them on every database
 NAMING = {
     "ix": "ix_%(column_0_label)s",
@@ -36,19 +38,33 @@ limiter = Limiter(key_func=get_remote_address, default_limits=[], strategy="fixe
 
 
 def get_redis() -> redis.Redis:
-    """The app's Redis client (str responses). One pool per process, made on first use."""
+    """The app's Redis client (str responses). One pool per process, made on first use. It fails fast
+    (webapp.redisconn): a request never waits on an absent Redis for more than about a second."""
     client = current_app.extensions.get("fanout_redis")
     if client is None:
-        client = redis.Redis.from_url(current_app.config["REDIS_URL"], decode_responses=True,
-                                      health_check_interval=30)
+        client = fail_fast_client(current_app.config["REDIS_URL"], decode_responses=True, health_check_interval=30)
         current_app.extensions["fanout_redis"] = client
     return client
 
 
 def get_rq_redis() -> redis.Redis:
-    """RQ needs a bytes client (no decode_responses)."""
+    """RQ needs a bytes client (no decode_responses). Fails fast too: enqueueing refuses, never hangs."""
     client = current_app.extensions.get("fanout_rq_redis")
     if client is None:
-        client = redis.Redis.from_url(current_app.config["REDIS_URL"])
+        client = fail_fast_client(current_app.config["REDIS_URL"])
         current_app.extensions["fanout_rq_redis"] = client
     return client
+
+
+def page_redis() -> redis.Redis | None:
+    """get_redis() for a page that can be drawn from the database alone: None when Redis does not
+    answer right now (asked once per request), and then the page shows the stored prices as stale."""
+    from flask import g
+
+    if "redis_down" not in g:
+        try:
+            get_redis().ping()
+            g.redis_down = False
+        except redis.RedisError:
+            g.redis_down = True
+    return None if g.redis_down else get_redis()

@@ -1,6 +1,7 @@
 """The web side of the job queues: queue names and enqueue helpers (jobs are enqueued by dotted path)."""
 from __future__ import annotations
 
+from redis.exceptions import RedisError
 from rq import Queue, Retry
 
 from webapp.extensions import get_rq_redis
@@ -14,6 +15,19 @@ CRON_HEARTBEAT_KEY = "fanout:cron:heartbeat"
 
 # A send job is retried when its worker dies: children already sent are resolved by tag, never sent twice.
 SEND_JOB = {"result_ttl": 300, "failure_ttl": 3600, "retry": Retry(max=3, interval=[2, 10, 30])}
+
+
+QUEUE_UNAVAILABLE = "Orders cannot be queued right now (Redis is unavailable); nothing was sent."
+
+
+def queue_available() -> bool:
+    """Can a job be queued now? Asked before a batch is written, so a refused ticket writes nothing.
+    Fails within about a second when Redis is away (the client fails fast: webapp.redisconn)."""
+    try:
+        get_rq_redis().ping()
+    except RedisError:
+        return False
+    return True
 
 
 def queue(name: str) -> Queue:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from flask import Flask
 
+from webapp.extensions import page_redis
 from webapp.money import rupees
 from webapp.permissions import ROLE_LABELS, user_can
 from webapp.timeutil import format_ist
@@ -13,3 +14,5 @@ def init_app(app: Flask) -> None:
     app.jinja_env.filters["rupees"] = rupees
     app.jinja_env.filters["dec"] = lambda d: "" if d is None else format(d.normalize(), "f")  # 0.1000 → 0.1
     app.jinja_env.globals.update(can=user_can, role_labels=ROLE_LABELS)
+    # Redis does not answer (asked once per request): no price a page shows is live, all are marked stale
+    app.jinja_env.globals["redis_down"] = lambda: page_redis() is None

@@ -12,7 +12,7 @@ from webapp.brokers import broker_class
 from webapp.clients import bp
 from webapp.clients.forms import login_form
 from webapp.inputs import InputError, bounded_params
-from webapp.extensions import db, get_redis
+from webapp.extensions import db, get_redis, page_redis
 from webapp.permissions import requires, user_can
 from webapp.tasks import QUEUE_ORDERS, enqueue
 from webapp.trading.accounts import adapter_for
@@ -34,7 +34,7 @@ def index():
 def detail(client_id: int):
     client = client_for(current_user, client_id)
     return render_template("clients/detail.html", client=client, broker=broker_class(client.broker),
-                           login=login_status(get_redis(), client.id), can_place=user_can("orders.place"),
+                           login=login_status(page_redis(), client.id), can_place=user_can("orders.place"),
                            **client_book(client.id))
 
 
@@ -44,7 +44,7 @@ def session_panel(client_id: int):
     """The session badge and the outcome of a login in progress (self-polling partial)."""
     client = client_for(current_user, client_id)
     return render_template("clients/_session_panel.html", client=client, broker=broker_class(client.broker),
-                           login=login_status(get_redis(), client.id))
+                           login=login_status(page_redis(), client.id))
 
 
 def _start_connect(client_id: int, params: dict[str, str]) -> None:
@@ -121,7 +121,8 @@ def pnl_series(client_id: int):
     from webapp.trading.pnl import pnl_samples
 
     client = client_for(current_user, client_id)
-    return {"series": pnl_samples(get_redis(), client.id, utcnow().astimezone(IST).date().isoformat())}
+    redis = page_redis()
+    return {"series": pnl_samples(redis, client.id, utcnow().astimezone(IST).date().isoformat())}
 
 
 @bp.route("/<int:client_id>/exports", methods=["GET", "POST"])

@@ -43,7 +43,7 @@ def desk_alerts(scope, redis) -> list[Alert]:
     for client_id, count in failed:
         found.append(("amber", client_id, f"{count} order(s) failed or rejected today", f"/orders/?client={client_id}"))
     ids = list(db.session.execute(sa.select(Client.id).where(in_scope(Client.id, scope))).scalars())
-    for client_id, diffs in position_differences(redis, ids).items():
+    for client_id, diffs in (position_differences(redis, ids) if redis is not None else {}).items():
         text = "; ".join(f"{d['instrument']} {d['product']}: desk {d['desk']}, broker {d['broker']}" for d in diffs[:3])
         found.append(("red", client_id, f"Positions differ from the broker — {text}", f"/clients/{client_id}"))
     # Client.session_state() == "expired", in SQL: a live broker whose stored session has run out

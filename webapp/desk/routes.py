@@ -18,7 +18,7 @@ def index():
     """The desk: totals and alerts over every client the user may see, and one page of the client
     table (searched and sorted on the server). An htmx request gets the table's board alone."""
     from webapp.desk.alerts import desk_alerts
-    from webapp.extensions import get_redis
+    from webapp.extensions import page_redis
 
     try:
         query = parse_query(request.args)
@@ -29,7 +29,7 @@ def index():
     if is_htmx():
         return render_template("desk/_board.html", page=page, sorts=SORTS, page_size=PAGE_SIZE)
     return render_template("desk/index.html", page=page, totals=desk_totals(scope), sorts=SORTS, page_size=PAGE_SIZE,
-                           desk_killed=desk_killed(), alerts=desk_alerts(scope, get_redis()),
+                           desk_killed=desk_killed(), alerts=desk_alerts(scope, page_redis()),
                            processes=role_counts() if user_can("health.processes") else None)
 
 

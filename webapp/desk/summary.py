@@ -14,7 +14,7 @@ from typing import Collection, Union
 
 import sqlalchemy as sa
 
-from webapp.extensions import db, get_redis
+from webapp.extensions import db, page_redis
 from webapp.inputs import MAX_NUMBER_TEXT, InputError, id_list, whole_number
 from webapp.marketdata.feed import HEARTBEAT_KEY
 from webapp.models import Client, FundsSnapshot, Order, Position
@@ -210,5 +210,6 @@ def _grouped(query) -> dict:
 def prices_age() -> float | None:
     from datetime import datetime
 
-    beat = get_redis().get(HEARTBEAT_KEY)
+    redis = page_redis()
+    beat = redis.get(HEARTBEAT_KEY) if redis is not None else None  # Redis away: no live prices
     return None if beat is None else (utcnow() - datetime.fromisoformat(beat)).total_seconds()

@@ -13,7 +13,7 @@ from webapp.models import Instrument
 from webapp.orders.views import enqueue_send
 from webapp.permissions import requires
 from webapp.security import same_site_referrer
-from webapp.tasks import QUEUE_ORDERS, enqueue
+from webapp.tasks import QUEUE_ORDERS, QUEUE_UNAVAILABLE, enqueue, queue_available
 from webapp.trading import exits
 from webapp.trading.risk import desk_killed
 
@@ -53,7 +53,9 @@ def instrument(instrument_id: int):
         legs, errors = _legs(found)
         if not legs and not errors:
             message = "Select at least one client to exit (a 50% share of a single share is nothing)."
-        if legs and not errors:
+        if legs and not errors and not queue_available():
+            message = QUEUE_UNAVAILABLE
+        elif legs and not errors:
             batch = exits.create_exit_batch(current_user, "exit", legs, instrument_id=instrument_id,
                                             ip=request.remote_addr)
             db.session.commit()
@@ -73,6 +75,8 @@ def position():
     if not found:
         flash("That position is already flat.", "info")
         return redirect(same_site_referrer() or url_for("desk.index"))
+    if not queue_available():
+        return _refused(same_site_referrer() or url_for("desk.index"))
     batch = exits.create_exit_batch(current_user, "exit", [(found[0], abs(found[0].quantity))],
                                     instrument_id=found[0].instrument.id, ip=request.remote_addr)
     db.session.commit()
@@ -86,6 +90,8 @@ def position():
 def square_off(client_id: int):
     client = client_for(current_user, client_id)
     positions = exits.holders([client], with_holdings=False)  # today's positions; older holdings stay
+    if request.method == "POST" and not queue_available():
+        return _refused(url_for("exits.square_off", client_id=client.id))
     if request.method == "POST":
         open_ids = exits.open_children([client.id])
         if open_ids:
@@ -108,6 +114,8 @@ def client_kill(client_id: int):
     client = client_for(current_user, client_id)
     if request.method == "POST":
         on = _switch(request.form.get("on"))
+        if on and not queue_available():  # on cancels and squares off (jobs); off queues nothing
+            return _refused(url_for("exits.client_kill", client_id=client.id))
         exits.set_client_kill(current_user, client, on, request.remote_addr)
         batch = _flatten([client]) if on else None
         db.session.commit()
@@ -128,6 +136,8 @@ def desk_kill():
     clients = accessible_clients(current_user)
     if request.method == "POST":
         on = _switch(request.form.get("on"))
+        if on and not queue_available():
+            return _refused(url_for("exits.desk_kill"))
         exits.set_desk_kill(current_user, on, request.remote_addr, [c.id for c in clients])
         batch = _flatten(clients) if on else None
         db.session.commit()
@@ -147,6 +157,12 @@ def _switch(raw: str | None) -> bool:
         return choice(raw, ("1", "0")) == "1"
     except InputError:
         abort(400)
+
+
+def _refused(target: str):
+    """Redis is away: nothing was written and nothing queued; say so where the trader was."""
+    flash(QUEUE_UNAVAILABLE, "error")
+    return hx_redirect(target) if is_htmx() else redirect(target)
 
 
 def _flatten(clients) -> object:

@@ -4,7 +4,7 @@ from flask_login import current_user
 import sqlalchemy as sa
 
 from webapp.access import accessible_clients
-from webapp.extensions import db, get_redis
+from webapp.extensions import db, page_redis
 from webapp.htmx import render_page_or_partial
 from webapp.instruments import bp
 from webapp.instruments.master import search
@@ -33,12 +33,13 @@ def _instrument(instrument_id: int) -> Instrument:
 @requires("desk.view")
 def detail(instrument_id: int):
     instrument = _instrument(instrument_id)
-    redis = get_redis()
-    note_interest(redis, instrument.instrument_token)  # an open chart keeps the feed subscribed
+    redis = page_redis()
+    if redis is not None:
+        note_interest(redis, instrument.instrument_token)  # an open chart keeps the feed subscribed
     watched = db.session.execute(sa.select(WatchlistItem.id).where(
         WatchlistItem.user_id == current_user.id, WatchlistItem.instrument_id == instrument.id)).first() is not None
     return render_template("instruments/detail.html", instrument=instrument, limits=instrument.circuit_limits(),
-                           quote=read_quote(redis, instrument), watched=watched,
+                           quote=read_quote(redis, instrument) if redis is not None else None, watched=watched,
                            holders=holders(accessible_clients(current_user), instrument.id))
 
 
@@ -46,8 +47,9 @@ def detail(instrument_id: int):
 @requires("desk.view")
 def candles(instrument_id: int):
     instrument = _instrument(instrument_id)
-    redis = get_redis()
-    note_interest(redis, instrument.instrument_token)
+    redis = page_redis()
+    if redis is not None:
+        note_interest(redis, instrument.instrument_token)
     return {"candles": chart_series(db.session, instrument.id, instrument.instrument_token, redis)}
 
 
@@ -56,7 +58,8 @@ def candles(instrument_id: int):
 def watchlist():
     items = db.session.execute(sa.select(WatchlistItem).where(WatchlistItem.user_id == current_user.id)
                                .order_by(WatchlistItem.id)).scalars().all()
-    quotes = read_quotes(get_redis(), [i.instrument.instrument_token for i in items])
+    redis = page_redis()
+    quotes = read_quotes(redis, [i.instrument.instrument_token for i in items]) if redis is not None else {}
     return render_template("instruments/watchlist.html", items=items, quotes=quotes)
 
 

@@ -99,7 +99,7 @@ def chart_series(session, instrument_id: int, token: int, redis, minutes: int = 
                            .order_by(Candle.start.desc()).limit(minutes)).scalars().all()
     series = [{"time": int(c.start.timestamp()), "open": str(c.open), "high": str(c.high), "low": str(c.low),
                "close": str(c.close), "volume": c.volume} for c in reversed(rows)]
-    forming = redis.get(FORMING_KEY.format(token=token))
+    forming = redis.get(FORMING_KEY.format(token=token)) if redis is not None else None  # None: Redis away
     if forming:
         bar = json.loads(forming)
         if not series or bar["time"] > series[-1]["time"]:

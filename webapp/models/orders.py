@@ -122,11 +122,12 @@ class Position(db.Model):
     client = relationship("Client")
     instrument = relationship("Instrument")
 
-    def stale_age(self, now: datetime | None = None) -> str | None:
-        """An open position's mark's age when it is stale ("3m"; "" when its time is unknown), else None."""
+    def stale_age(self, now: datetime | None = None, live: bool = True) -> str | None:
+        """An open position's mark's age when it is stale ("3m"; "" when its time is unknown), else None.
+        `live=False`: the live prices are unavailable (Redis away), so every stored mark is stale."""
         from webapp.timeutil import age_text, as_utc
 
-        if not self.price_stale or self.last_price is None or not self.quantity:
+        if (not self.price_stale and live) or self.last_price is None or not self.quantity:
             return None
         return age_text(((now or utcnow()) - as_utc(self.price_at)).total_seconds()) if self.price_at else ""
 

@@ -10,7 +10,7 @@ from flask_login import current_user
 from sqlalchemy.exc import IntegrityError
 
 from webapp.access import accessible_clients
-from webapp.extensions import db, get_redis
+from webapp.extensions import db, get_redis, page_redis
 from webapp.htmx import render_page_or_partial
 from webapp.inputs import record_id
 from webapp.instruments.master import search
@@ -20,7 +20,7 @@ from webapp.orders import bp
 from webapp.orders.forms import PriceForm, TicketForm, quantities
 from webapp.orders.views import batch_for, enqueue_send, ticket_from_form
 from webapp.permissions import requires
-from webapp.tasks import QUEUE_ORDERS, enqueue
+from webapp.tasks import QUEUE_ORDERS, QUEUE_UNAVAILABLE, enqueue, queue_available
 from webapp.trading import states
 from webapp.trading.tickets import Ticket, price_errors, create_batch, existing_batch, reference_price, review_ticket
 
@@ -31,7 +31,7 @@ def _ticket_clients():
 
 def _render_ticket(form: TicketForm, clients, review=None, qtys=None, status: int = 200):
     instrument = db.session.get(Instrument, form.instrument_id.data) if form.instrument_id.data else None
-    ltp = reference_price(instrument, get_redis()) if instrument else None
+    ltp = reference_price(instrument, page_redis()) if instrument else None
     # one query for every client's capital (a lazy load per row was a query per client)
     capital = {f.client_id: f.available_margin for f in db.session.execute(sa.select(FundsSnapshot).where(
         in_ids(FundsSnapshot.client_id, [c.id for c in clients]))).scalars()} if clients else {}
@@ -56,6 +56,9 @@ def ticket():
     if (done := existing_batch(form.ticket_id.data)) is not None:
         return _already_submitted(form, clients, done)
     qtys, qty_errors = quantities(request, [c.id for c in clients])
+    if not queue_available():  # before anything is written: a refused ticket leaves no batch behind
+        flash(QUEUE_UNAVAILABLE, "error")
+        return _render_ticket(form, clients, qtys=qtys, status=503)
     review = review_ticket(current_user, ticket_from_form(form, qtys), clients, get_redis())
     review.quantity_errors.update(qty_errors)
     if not review.ok:
@@ -117,6 +120,9 @@ def retry(batch_id: int):
     ticket = Ticket(ticket_id=str(uuid.uuid4()), action=found.action, instrument_id=found.instrument_id,
                     product=found.product, order_type=found.order_type, validity=found.validity, price=found.price,
                     trigger_price=found.trigger_price, quantities=failed, kind="retry", note=f"retry of batch {found.id}")
+    if not queue_available():
+        flash(QUEUE_UNAVAILABLE, "error")
+        return redirect(url_for("orders.batch", batch_id=found.id))
     review = review_ticket(current_user, ticket, _ticket_clients(), get_redis())
     if not review.ok:
         flash("Retry refused: " + (next(iter(review.errors.values()), "") or "no client can take it"), "error")
@@ -134,6 +140,9 @@ def cancel(batch_id: int):
 
     found, children = batch_for(current_user, batch_id)
     open_ids = [c.id for c in children if c.status in states.AT_BROKER]
+    if open_ids and not queue_available():
+        flash(QUEUE_UNAVAILABLE, "error")
+        return redirect(url_for("orders.batch", batch_id=found.id))
     if open_ids:
         audit.record("batch.cancel", actor_id=current_user.id, actor=current_user.username, target=f"batch:{found.id}",
                      clients=[c.client_id for c in children if c.id in open_ids], ip=request.remote_addr)
@@ -158,6 +167,8 @@ def modify(batch_id: int):
         error = price_errors(probe, found.instrument).get("price")
     if error is None and not open_ids:
         error = "No open limit orders to modify."
+    if error is None and not queue_available():
+        error = QUEUE_UNAVAILABLE
     if error:
         flash(f"Price not changed: {error}", "error")
         return redirect(url_for("orders.batch", batch_id=found.id))

@@ -223,6 +223,8 @@ def record_day(client_ids: list[int], redis, now=None) -> None:
 
 def pnl_samples(redis, client_id: int, day: str) -> list[dict]:
     """[{time, value}] for lightweight-charts, one sample per bucket."""
+    if redis is None:  # Redis away: no samples to draw
+        return []
     samples = []
     for member, score in redis.zrange(PNL_SAMPLES_KEY.format(client_id=client_id, day=day), 0, -1, withscores=True):
         member = member.decode() if isinstance(member, bytes) else member

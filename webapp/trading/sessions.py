@@ -35,7 +35,7 @@ def set_login_status(redis: redis_lib.Redis, client_id: int, state: str, message
 
 
 def login_status(redis: redis_lib.Redis, client_id: int) -> dict[str, str] | None:
-    raw = redis.get(status_key(client_id))
+    raw = redis.get(status_key(client_id)) if redis is not None else None  # None: Redis away, status unknown
     return json.loads(raw) if raw else None
 
 
