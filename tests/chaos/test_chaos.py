@@ -18,7 +18,10 @@ market.md §3.1, §3.7):
 The faults stay on to the end, reconciliation included. Two things stand in for waiting, to keep
 the run under a minute: reconcile is called with `now` shifted past STUCK_AFTER, and after the
 whole fleet is killed the child locks the dead processes held are deleted, as their LOCK_SECONDS
-expiry would (no live process holds one then).
+expiry would (no live process holds one then). The send deadline is set past that shifted clock
+(SEND_DEADLINE): with the desk's 30 s, every provably absent child would be failed "not sent in
+time" instead of sent again, and the re-send path this test counts at the broker would go untried
+(tests/orders/test_deadline.py covers the deadline).
 
 FANOUT_CHAOS_SEED=<n> replays another schedule of faults and kills (timing still varies run to run).
 """
@@ -75,6 +78,7 @@ PLACE_FAULTS = {"timeout_after_accept": 0.1, "drop_after_accept": 0.1, "error_5x
                 "error_5xx_after_accept": 0.05, "burst_429": 0.1}
 READ_FAULTS = {"timeout_after_accept": 0.02, "drop_after_accept": 0.03, "error_5xx": 0.03, "burst_429": 0.03}
 BOOKED = states.AT_BROKER | {states.COMPLETE, states.CANCELLED}  # the broker has it
+SEND_DEADLINE = 300  # seconds: past the clock reconcile is run with (see the docstring)
 
 
 @dataclass
@@ -183,6 +187,7 @@ def worker_env(app, emulator_url: str, instance: Path) -> dict[str, str]:
         SECRET_KEY=app.config["SECRET_KEY"], FANOUT_ENCRYPTION_KEYS=app.config["FANOUT_ENCRYPTION_KEYS"][0],
         FANOUT_TESTING="1", FANOUT_INSTANCE=str(instance), PAPER_ALWAYS_OPEN="1",
         KITE_API_URL=emulator_url, KITE_LOGIN_URL=emulator_url, BROKER_TIMEOUT_SECONDS="1",
+        SEND_DEADLINE_SECONDS=str(SEND_DEADLINE),
         PYTHONPATH=str(ROOT), PYTHONUNBUFFERED="1")
     return env
 
@@ -247,7 +252,8 @@ def test_killed_workers_and_a_faulty_broker_place_every_child_once(app, factory,
     with (EmulatorServer(KiteEmulator(faults=plan)) as server, open(log_path, "ab") as log,
           redis_lib.Redis.from_url(app.config["REDIS_URL"]) as redis):
         emulator = server.app
-        app.config.update(KITE_API_URL=server.url, KITE_LOGIN_URL=server.url, BROKER_TIMEOUT_SECONDS=1)
+        app.config.update(KITE_API_URL=server.url, KITE_LOGIN_URL=server.url, BROKER_TIMEOUT_SECONDS=1,
+                          SEND_DEADLINE_SECONDS=SEND_DEADLINE)
         trader = factory.user("tara", role="trader")
         instrument = factory.instrument("INFY", 1594, price="1512.40", tick="0.10", band="10")
         clients = [kite_client(app, factory, emulator, f"K{n:02d}", "100" if n < POOR_CLIENTS else "1000000")
