@@ -104,3 +104,50 @@ def test_dead_holders_are_workers_without_a_heartbeat_or_with_a_death(app, live_
         assert engine.dead_holders(redis, {live_worker, "gone-1"}) == {"gone-1"}
         Worker.find_by_key(Worker.redis_worker_namespace_prefix + live_worker, connection=get_rq_redis()).register_death()
         assert engine.dead_holders(redis, {live_worker}) == {live_worker}
+
+
+@pytest.mark.slow
+def test_an_orders_workers_heartbeat_lapses_within_seconds_of_its_death(app, tmp_path):
+    """A real OrdersWorker, as the Procfile starts it, running a job: its RQ key and the job's
+    execution live LIVENESS_SECONDS at a time (RQ's SimpleWorker gave them the job's timeout + 60 s),
+    so once it is SIGKILLed the reclaim cron sees it dead and the job abandoned."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from jobs.worker import LIVENESS_SECONDS
+    from tests.chaos.test_chaos import ROOT, worker_env
+
+    name = f"heartbeat-{os.getpid()}"
+    with app.app_context():
+        rq_redis = get_rq_redis()
+        orders = Queue("orders", connection=rq_redis)
+        job = orders.enqueue("time.sleep", 120, job_timeout=600)
+    with open(tmp_path / "worker.log", "ab") as log:
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "rq.cli", "worker", "--worker-class", "jobs.worker.OrdersWorker", "--config",
+             "jobs.settings", "--name", name, "orders"], cwd=ROOT, env=worker_env(app, "http://127.0.0.1:9", tmp_path),
+            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    key = Worker.redis_worker_namespace_prefix + name
+    try:
+        bound = time.monotonic() + 60  # a failing run's bound, not a measurement
+        while rq_redis.hget(key, "current_job") != job.id.encode() and time.monotonic() < bound:
+            time.sleep(0.1)
+        assert rq_redis.hget(key, "current_job") == job.id.encode(), (tmp_path / "worker.log").read_text()[-2000:]
+        time.sleep(2.5)  # a few beats into the job
+        with app.app_context():
+            [(_, expires)] = rq_redis.zrange(orders.started_job_registry.key, 0, -1, withscores=True)
+            assert 0 < rq_redis.ttl(key) <= LIVENESS_SECONDS
+            assert expires - time.time() <= LIVENESS_SECONDS + 1  # renewed, not the job's timeout + 60 s
+            assert engine.dead_holders(get_redis(), {name}) == set()
+    finally:
+        os.killpg(worker.pid, signal.SIGKILL)
+        worker.wait(timeout=10)
+    with app.app_context():
+        bound = time.monotonic() + 60
+        while engine.dead_holders(get_redis(), {name}) != {name} and time.monotonic() < bound:
+            time.sleep(0.2)
+        assert engine.dead_holders(get_redis(), {name}) == {name}
+        assert job.id in orders.started_job_registry.get_expired_job_ids()  # RQ counts it abandoned now
