@@ -35,7 +35,7 @@ import sys
 import threading
 
 from redis.exceptions import RedisError
-from rq import SimpleWorker, Worker
+from rq import SimpleWorker, Worker, worker_registration
 
 from jobs.context import get_app
 
@@ -59,7 +59,29 @@ def _die_with_parent() -> None:
         os.kill(os.getpid(), signal.SIGTERM)
 
 
-class AppWorker(Worker):
+class SurvivesRedisOutages:
+    """What a worker needs to outlive Redis going away, on top of its connection's retries (the rq
+    commands run with `--connection-class webapp.redisconn.PatientRedis`, which retries every lost or
+    timed-out command for ever, so none escapes RQ's loop to end the process).
+
+    Redis restarted empty has forgotten the worker: its registration (`rq:workers`, the per-queue
+    sets) and its hash are gone, and RQ only ever writes them at birth. Each heartbeat checks and
+    registers again; an idle worker beats every worker-ttl − 15 s (the Procfile's 30: every 15 s),
+    so it shows up again in `Worker.all()` within seconds of Redis coming back.
+    """
+
+    def heartbeat(self, timeout: int | None = None, pipeline=None):
+        super().heartbeat(timeout, pipeline)
+        if pipeline is None and not self.connection.sismember(self.redis_workers_keys, self.key):
+            self.log.warning("Worker %s: not registered (Redis restarted empty?): registering again", self.name)
+            with self.connection.pipeline() as again:
+                again.hset(self.key, mapping=self.serialize())
+                worker_registration.register(self, again)
+                again.expire(self.key, timeout or self.worker_ttl + 60)
+                again.execute()
+
+
+class AppWorker(SurvivesRedisOutages, Worker):
     _fork_hook_installed = False
 
     def __init__(self, *args, **kwargs):
@@ -76,7 +98,7 @@ LIVENESS_SECONDS = 5  # an orders worker's RQ heartbeat lapses this long after i
 BEAT_SECONDS = 1
 
 
-class OrdersWorker(SimpleWorker):
+class OrdersWorker(SurvivesRedisOutages, SimpleWorker):
     """While a job runs, a thread renews the worker's and the job execution's RQ heartbeats every
     second with a 5-second TTL. RQ's SimpleWorker sends none during a job (it runs in the one
     thread) and registers the execution for the job's timeout + 60 s, so a worker SIGKILLed

@@ -15,6 +15,8 @@ import time
 from dataclasses import dataclass, field
 
 import redis as redis_lib
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 from flask import Flask
 
 from webapp.auth.sessions import SESSIONS_ENDED, USER_EVENTS, user_access
@@ -22,6 +24,7 @@ from webapp.events import CHANNEL
 from webapp.marketdata.store import TICKS_CHANNEL
 
 log = logging.getLogger(__name__)
+RECONNECT_MAX_SECONDS = 5.0  # Redis back: the pages' live updates resume within this
 QUEUE_LIMIT = 200  # a socket this far behind is dropped rather than slowing everyone
 RECHECK_SECONDS = 30.0  # safety net: every socket's user is re-read this often, in case an event was lost
 CLOSE = None  # queued to wake a socket's handler when the hub closes it
@@ -132,7 +135,9 @@ class Hub:
         backoff = 1.0
         while not self._stop.is_set():
             try:
-                client = redis_lib.Redis.from_url(self.app.config["REDIS_URL"])
+                # bounded waits: a reconnect to a paused or unreachable Redis fails and backs off, never hangs
+                client = redis_lib.Redis.from_url(self.app.config["REDIS_URL"], socket_connect_timeout=2,
+                                                  socket_timeout=5, retry=Retry(NoBackoff(), 0))
                 pubsub = client.pubsub(ignore_subscribe_messages=True)
                 pubsub.subscribe(CHANNEL, TICKS_CHANNEL)
                 pubsub.get_message(timeout=1.0)  # the subscribe confirmation: from here nothing is missed
@@ -151,7 +156,7 @@ class Hub:
                 self.subscribed.clear()
                 log.warning("op=hub state=reconnecting error=%s backoff=%.0f", exc, backoff)
                 time.sleep(backoff)
-                backoff = min(backoff * 2, 30.0)
+                backoff = min(backoff * 2, RECONNECT_MAX_SECONDS)
 
     def dispatch(self, channel: bytes | str, data: bytes | str) -> None:
         from webapp.feed import fragments

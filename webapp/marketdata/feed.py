@@ -12,6 +12,7 @@ import time
 from datetime import datetime
 from typing import Callable, Mapping
 
+import redis as redis_lib
 import sqlalchemy as sa
 from flask import Flask
 
@@ -68,6 +69,10 @@ class Feed:
             self._lock = redis.lock(LOCK_KEY, timeout=LOCK_SECONDS, blocking=False)
         try:
             return self._lock.reacquire() if self._lock.owned() else self._lock.acquire()
+        except (redis_lib.ConnectionError, redis_lib.TimeoutError):
+            # Redis away: keep the token; a lock that outlives the outage is still ours (else it
+            # expires, and whichever feed process asks first after it takes it)
+            return False
         except Exception:  # a lock lost to expiry: try to take it fresh next time
             self._lock = None
             return False
@@ -112,6 +117,8 @@ class Feed:
         while not stop():
             try:
                 self.step()
+            except (redis_lib.ConnectionError, redis_lib.TimeoutError) as exc:  # Redis away: wait for it, quietly
+                log.warning("op=feed state=redis-unavailable error=%s", exc)
             except Exception:  # one bad round must not end the desk's only market-data session
                 log.exception("op=feed state=step-failed")
             next_at += self.interval
