@@ -85,3 +85,16 @@ def test_an_exit_that_cannot_be_queued_fails_its_children_and_says_so(app, clien
     batch, children = batch_rows(app)
     assert batch.kind == "exit" and "Nothing was sent: the orders could not be queued" in response.data.decode()
     assert {(o.status, o.reason) for o in children} == {(states.FAILED, unsent.NOT_QUEUED)}
+
+    app.extensions.pop("fanout_rq_redis")  # Redis is back: the trader retries from the batch page
+    assert client.post(f"/orders/batches/{batch.id}/retry").status_code == 302
+    retry, [again] = batch_rows(app)
+    assert (retry.kind, retry.action, retry.note) == ("retry", "EXIT", f"retry of batch {batch.id}")
+    assert (again.side, again.quantity, again.product, again.status) == ("SELL", 5, "MIS", states.NEW)
+    desk.run_worker()
+    assert paper_book(app, [children[0].tag, again.tag]) == Counter({again.tag: 1})
+    with app.app_context():  # flat now at the desk too: a second retry of the first exit has nothing to do
+        db.session.execute(sa.update(Position).where(Position.client_id == paper.id).values(quantity=0))
+        db.session.commit()
+    page = client.post(f"/orders/batches/{batch.id}/retry", follow_redirects=True).data.decode()
+    assert "Nothing to retry: no failed or rejected child of this exit is still held." in page

@@ -21,7 +21,7 @@ from webapp.orders.forms import PriceForm, TicketForm, quantities
 from webapp.orders.views import batch_for, enqueue_send, ticket_from_form
 from webapp.permissions import requires
 from webapp.tasks import QUEUE_ORDERS, QUEUE_UNAVAILABLE, enqueue, queue_available
-from webapp.trading import states
+from webapp.trading import exits, states
 from webapp.trading.tickets import Ticket, price_errors, create_batch, existing_batch, reference_price, review_ticket
 
 
@@ -113,6 +113,8 @@ def batch(batch_id: int):
 @requires("orders.place")
 def retry(batch_id: int):
     found, children = batch_for(current_user, batch_id)
+    if found.action == "EXIT":
+        return _retry_exit(found, [c for c in children if c.status in states.RETRYABLE])
     failed = {c.client_id: c.quantity for c in children if c.status in states.RETRYABLE}
     if not failed or found.instrument_id is None or found.action not in ("BUY", "SELL"):
         flash("Nothing to retry: only failed or rejected children of a ticket can be sent again.", "info")
@@ -128,6 +130,23 @@ def retry(batch_id: int):
         flash("Retry refused: " + (next(iter(review.errors.values()), "") or "no client can take it"), "error")
         return redirect(url_for("orders.batch", batch_id=found.id))
     retry_batch = create_batch(current_user, ticket, review, ip=request.remote_addr)
+    db.session.commit()
+    enqueue_send(retry_batch.id)
+    return redirect(url_for("orders.batch", batch_id=retry_batch.id))
+
+
+def _retry_exit(found, failed):
+    """An exit's (or a kill switch's square-off's) failed children, as a new exit batch of what is
+    still held: new children, so a fresh send deadline."""
+    legs = exits.retry_legs(failed) if failed else []
+    if not legs:
+        flash("Nothing to retry: no failed or rejected child of this exit is still held.", "info")
+        return redirect(url_for("orders.batch", batch_id=found.id))
+    if not queue_available():
+        flash(QUEUE_UNAVAILABLE, "error")
+        return redirect(url_for("orders.batch", batch_id=found.id))
+    retry_batch = exits.create_exit_batch(current_user, "retry", legs, instrument_id=found.instrument_id,
+                                          ip=request.remote_addr, note=f"retry of batch {found.id}")
     db.session.commit()
     enqueue_send(retry_batch.id)
     return redirect(url_for("orders.batch", batch_id=retry_batch.id))

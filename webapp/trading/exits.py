@@ -83,6 +83,20 @@ def create_exit_batch(user: User, kind: str, legs: list[tuple[Holder, int]], *, 
     return batch
 
 
+def retry_legs(children: list[Order]) -> list[tuple[Holder, int]]:
+    """Exit again what these failed or rejected exit children were to exit, as far as it is still
+    held the same way now: each leg at most its child's quantity (a retry never exits more than was
+    asked, nor turns a position round)."""
+    clients = list({child.client_id: child.client for child in children}.values())
+    held = {(h.client.id, h.instrument.id, h.product): h for h in holders(clients)}
+    legs = []
+    for child in children:
+        holder = held.get((child.client_id, child.instrument_id, child.product))
+        if holder is not None and (holder.quantity > 0) == (child.side == "SELL"):
+            legs.append((holder, min(child.quantity, abs(holder.quantity))))
+    return legs
+
+
 def open_children(client_ids: list[int]) -> list[int]:
     return list(db.session.execute(sa.select(Order.id).where(
         Order.client_id.in_(client_ids), Order.status.in_(states.AT_BROKER))).scalars())
