@@ -125,6 +125,7 @@ def test_retry_sends_a_late_child_again_with_a_fresh_deadline(app, client, desk,
         engine.send_batch(late.id, desk.context())
     page = client.get(f"/orders/batches/{late.id}").data.decode()
     assert unsent.NOT_SENT_IN_TIME in page and "Retry failed children" in page
+    assert "FAILED 1" in page and "FAILED 1" in client.get("/orders/batches").data.decode()  # counted as failed
     assert client.post(f"/orders/batches/{late.id}/retry").status_code == 302
     desk.run_worker()
     with app.app_context():
