@@ -98,3 +98,25 @@ def test_an_exit_that_cannot_be_queued_fails_its_children_and_says_so(app, clien
         db.session.commit()
     page = client.post(f"/orders/batches/{batch.id}/retry", follow_redirects=True).data.decode()
     assert "Nothing to retry: no failed or rejected child of this exit is still held." in page
+
+
+def test_a_kill_switch_whose_square_off_cannot_be_queued_shows_its_batch(app, client, desk, factory, auth,
+                                                                         queue_goes_away):
+    """The switch itself is on (the database says so); its square-off was written but not queued:
+    the trader is taken to that batch, failed "not queued", instead of being told all is done."""
+    from webapp.models import Client, Position
+
+    paper = desk.paper_client("Alpha")
+    factory.user("tara", role="trader", clients=[paper])
+    auth.login("tara")
+    with app.app_context():
+        db.session.add(Position(client_id=paper.id, instrument_id=desk.instrument.id, product="MIS", quantity=-3))
+        db.session.commit()
+    response = client.post(f"/exits/clients/{paper.id}/kill", data={"on": "1"}, follow_redirects=True)
+    batch, [child] = batch_rows(app)
+    page = response.data.decode()
+    assert batch.kind == "kill_switch" and f"Batch #{batch.id}" in page
+    assert "Nothing was sent: the orders could not be queued" in page
+    assert (child.side, child.quantity, child.status, child.reason) == ("BUY", 3, states.FAILED, unsent.NOT_QUEUED)
+    with app.app_context():
+        assert db.session.get(Client, paper.id).kill_switch
