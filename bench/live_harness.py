@@ -35,7 +35,7 @@ def prepare(args, tmp: Path, started: dict) -> dict[str, str]:
     env = dict(os.environ)
     env.update({
         "FANOUT_INSTANCE": str(tmp / "instance"), "SECRET_KEY": secrets.token_hex(32),
-        "FANOUT_ENCRYPTION_KEYS": generate_key(), "SESSION_COOKIE_SECURE": "0", "PYTHONUNBUFFERED": "1",
+        "FANOUT_ENCRYPTION_KEYS": generate_key(), "FANOUT_AUDIT_KEYS": secrets.token_hex(32), "SESSION_COOKIE_SECURE": "0", "PYTHONUNBUFFERED": "1",
         "DATABASE_URL": args.database_url or f"sqlite:///{tmp / 'bench.db'}",
         "LOGIN_RATE_LIMIT": "10000 per minute",  # the bench logs in from one address many times
         "PATH": os.pathsep.join([str(BIN), os.environ.get("PATH", "")]),
