@@ -25,6 +25,7 @@ import sqlalchemy as sa
 from flask import current_app
 
 from webapp.extensions import db
+from webapp.jsonutil import text_json
 from webapp.models import AuditEvent, AuditHead
 from webapp.timeutil import utcnow
 
@@ -72,7 +73,7 @@ def record(action: str, *, actor_id: int | None = None, actor: str = "system", t
     event = AuditEvent(
         seq=head.seq, created_at=utcnow(), actor_id=actor_id, actor=actor, action=action, target=target,
         clients=",".join(str(c) for c in sorted(set(clients))), result=result,
-        detail=json.dumps(detail or {}, sort_keys=True, default=str), ip=ip, prev_hash=head.hash,
+        detail=text_json(detail or {}, sort_keys=True), ip=ip, prev_hash=head.hash,
     )
     event.hash = _sign(_keys()[0], head.hash, event)
     head.hash = event.hash

@@ -2,11 +2,12 @@
 position.updated, ...). Web processes render them into HTML for the sockets allowed to see them."""
 from __future__ import annotations
 
-import json
 import logging
 from typing import Any
 
 import redis as redis_lib
+
+from webapp.jsonutil import text_json
 
 CHANNEL = "fanout:events"
 log = logging.getLogger(__name__)
@@ -14,7 +15,7 @@ log = logging.getLogger(__name__)
 
 def publish(redis: redis_lib.Redis, event: str, **payload: Any) -> None:
     try:
-        redis.publish(CHANNEL, json.dumps({"event": event, **payload}, default=str))
+        redis.publish(CHANNEL, text_json({"event": event, **payload}))
     except redis_lib.RedisError as exc:  # an event lost is a page refreshed later, never a failed order
         log.warning("event=%s publish=failed error=%s", event, exc)
 
@@ -25,7 +26,7 @@ def publish_many(redis: redis_lib.Redis, events: list[tuple[str, dict[str, Any]]
         return
     pipe = redis.pipeline(transaction=False)
     for event, payload in events:
-        pipe.publish(CHANNEL, json.dumps({"event": event, **payload}, default=str))
+        pipe.publish(CHANNEL, text_json({"event": event, **payload}))
     try:
         pipe.execute()
     except redis_lib.RedisError as exc:

@@ -37,6 +37,8 @@ from werkzeug.exceptions import HTTPException, NotFound
 from werkzeug.routing import Map
 from werkzeug.wrappers import Request, Response
 
+from webapp.jsonutil import text_json
+
 FAULTS = ("timeout_after_accept", "drop_after_accept", "error_5xx", "error_5xx_after_accept",
           "burst_429", "expire_token")
 ACCEPTING_FAULTS = {"timeout_after_accept", "drop_after_accept", "error_5xx_after_accept"}
@@ -222,7 +224,7 @@ class BrokerEmulator:
             data = {"ok": True}
         else:
             return Response("not found", status=404)
-        return Response(json.dumps(data, default=str), content_type="application/json")
+        return Response(text_json(data), content_type="application/json")
 
     # ---- WSGI plumbing
     def dispatch(self, request: Request) -> Response:

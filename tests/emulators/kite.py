@@ -33,10 +33,11 @@ from werkzeug.wrappers import Request, Response
 
 from tests.emulators.common import BrokerEmulator, FaultPlan, run_cli
 from tests.emulators.kite_book import (
-    IST, ORDER_TYPES, PRODUCTS, SEED_INSTRUMENTS, Instrument, KiteAccount, KiteBook, Refusal, dump_json,
+    IST, ORDER_TYPES, PRODUCTS, SEED_INSTRUMENTS, Instrument, KiteAccount, KiteBook, Refusal,
 )
 from tests.emulators.kite_margins import basket_margin, order_margin
 from tests.emulators.kite_stream import KiteStreamMixin
+from webapp.jsonutil import exact_json
 
 REQUEST_TOKEN_TTL = 120.0  # "valid for only a couple of minutes"
 QUOTE_MAX = {"quote": 500, "ohlc": 1000, "ltp": 1000}  # instruments per call
@@ -187,11 +188,11 @@ class KiteEmulator(KiteStreamMixin, BrokerEmulator):
         return self._error(404, "GeneralException", "Route not found")
 
     def _success(self, data: Any) -> Response:
-        return Response(dump_json({"status": "success", "data": data}), content_type="application/json")
+        return Response(exact_json({"status": "success", "data": data}), content_type="application/json")
 
     def _error(self, status: int, error_type: str, message: str) -> Response:
         payload = {"status": "error", "message": message, "error_type": error_type, "data": None}
-        return Response(dump_json(payload), status=status, content_type="application/json")
+        return Response(exact_json(payload), status=status, content_type="application/json")
 
     def _server_error(self, status: int) -> Response:
         return self._error(status, *SERVER_ERRORS.get(status, SERVER_ERRORS[500]))

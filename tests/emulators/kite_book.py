@@ -6,7 +6,6 @@ holds the emulator lock around every method. Refusals carry Kite's error envelop
 from __future__ import annotations
 
 import itertools
-import json
 import re
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -54,17 +53,6 @@ def number(text: Any, name: str) -> Decimal | None:
 
 def avg(value: Decimal, quantity: int) -> Decimal:
     return (value / quantity).quantize(Decimal("0.0001")).normalize() if quantity else ZERO
-
-
-def dump_json(value: Any) -> str:
-    """JSON with Decimals as exact numbers, the way Kite's JSON numbers read."""
-    if isinstance(value, Decimal):
-        return format(value, "f")
-    if isinstance(value, Mapping):
-        return "{" + ",".join(f"{json.dumps(str(k))}:{dump_json(v)}" for k, v in value.items()) + "}"
-    if isinstance(value, (list, tuple)):
-        return "[" + ",".join(dump_json(v) for v in value) + "]"
-    return json.dumps(value)
 
 
 def margin_segment(cash: Decimal, collateral: Decimal, debits: Decimal) -> dict[str, Any]:

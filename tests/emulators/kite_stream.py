@@ -23,7 +23,8 @@ from typing import Any
 from werkzeug.wrappers import Request, Response
 
 from tests.emulators import kite_ticker_codec as codec
-from tests.emulators.stream_common import StreamConn, StreamHub, exact_json
+from tests.emulators.stream_common import StreamConn, StreamHub
+from webapp.jsonutil import exact_json
 
 MODES = ("ltp", "quote", "full")
 BAD_TOKEN = {"status": "error", "message": "Incorrect `api_key` or `access_token`.", "error_type": "TokenException",

@@ -27,8 +27,9 @@ from werkzeug.routing import Map, Rule
 from werkzeug.wrappers import Request, Response
 
 from tests.emulators.common import BrokerEmulator, FaultPlan, Ledger, RateLimiter, run_cli
+from webapp.jsonutil import exact_json
 from tests.emulators.motilal_book import (
-    ClientBook, Dealer, EmuOrder, MotilalBook, _int, dumps, ist_stamp, parse_ist,
+    ClientBook, Dealer, EmuOrder, MotilalBook, _int, ist_stamp, parse_ist,
 )
 
 AUTH_ERROR = "MO1001"  # documented: invalid user id or auth token
@@ -138,7 +139,7 @@ class MotilalEmulator(BrokerEmulator):
 
     @staticmethod
     def json(payload: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-        text = payload if isinstance(payload, str) else dumps(payload)
+        text = payload if isinstance(payload, str) else exact_json(payload)
         return Response(text, status=status, content_type="application/json", headers=headers)
 
     def failure(self, code: str, message: str, status: int = 200) -> Response:

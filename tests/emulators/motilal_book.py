@@ -6,7 +6,6 @@ Every method that changes state expects the caller to hold the emulator's lock (
 from __future__ import annotations
 
 import itertools
-import json
 import secrets
 import threading
 from dataclasses import dataclass, field
@@ -39,17 +38,6 @@ SEED = (
     ("SBIN", 3045, "812.35", "INE062A01020"),
     ("ITC", 1660, "412.80", "INE154A01025"),
 )
-
-
-def dumps(value: Any) -> str:
-    """JSON with Decimals as exact numbers, the way Motilal writes prices."""
-    if isinstance(value, Decimal):
-        return format(value, "f")
-    if isinstance(value, dict):
-        return "{" + ",".join(f"{json.dumps(str(k))}:{dumps(v)}" for k, v in value.items()) + "}"
-    if isinstance(value, (list, tuple)):
-        return "[" + ",".join(dumps(v) for v in value) + "]"
-    return json.dumps(value)
 
 
 def ist_stamp(moment: datetime) -> str:

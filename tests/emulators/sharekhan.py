@@ -41,6 +41,7 @@ from tests.emulators.common import BrokerEmulator, FaultPlan, run_cli
 from tests.emulators.sharekhan_book import (EXCHANGES, FINAL, SEED, EmuAccount, EmuOrder, OrderBooks, Refusal,
                                              Scrip, money)
 from tests.emulators.sharekhan_stream import ShareKhanStreamMixin
+from webapp.jsonutil import text_json
 from webapp.timeutil import IST
 
 ZERO_IV = bytes(16)
@@ -378,7 +379,7 @@ class ShareKhanEmulator(ShareKhanStreamMixin, OrderBooks, BrokerEmulator):
                 "timestamp": datetime.now(IST).isoformat(timespec="seconds")}
         if error_type:
             body["error_type"] = error_type
-        return Response(json.dumps(body, default=str), status=status, content_type="application/json")
+        return Response(text_json(body), status=status, content_type="application/json")
 
     def _ok(self, data: Any, message: str) -> Response:
         return self._envelope(data, message, 200)

@@ -28,7 +28,8 @@ from typing import Any
 
 from werkzeug.wrappers import Request, Response
 
-from tests.emulators.stream_common import StreamConn, StreamHub, exact_json
+from tests.emulators.stream_common import StreamConn, StreamHub
+from webapp.jsonutil import exact_json
 from webapp.timeutil import IST
 
 MODES = ("ltp", "depth", "full")

@@ -15,14 +15,12 @@ and send nothing, answer nothing: the silent-dead socket) and `shutdown` (drop a
 """
 from __future__ import annotations
 
-import json
 import socket
 import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from decimal import Decimal
-from typing import Any, Mapping
+from typing import Any
 
 from simple_websocket import ConnectionClosed, Server
 from werkzeug.wrappers import Request, Response
@@ -39,17 +37,6 @@ class Upgraded(Response):
 
     def __call__(self, environ: Any, start_response: Any) -> Any:
         raise ConnectionError("websocket finished")
-
-
-def exact_json(value: Any) -> str:
-    """JSON with Decimals written as exact number literals (1512.40 stays 1512.40)."""
-    if isinstance(value, Decimal):
-        return format(value, "f")
-    if isinstance(value, Mapping):
-        return "{" + ",".join(f"{json.dumps(str(k))}:{exact_json(v)}" for k, v in value.items()) + "}"
-    if isinstance(value, (list, tuple)):
-        return "[" + ",".join(exact_json(v) for v in value) + "]"
-    return json.dumps(value)
 
 
 @dataclass(eq=False)

@@ -19,6 +19,7 @@ from webapp.brokers.base import (
 )
 from webapp.brokers.kite import convert
 from webapp.brokers.kite.transport import KiteTransport, outcome_of
+from webapp.jsonutil import exact_json
 from webapp.timeutil import utcnow
 
 log = logging.getLogger(__name__)
@@ -142,7 +143,7 @@ class KiteBroker(Broker):
     def margin_required(self, requests: Sequence[OrderRequest]) -> Decimal:
         if not requests:
             return Decimal("0")
-        body = convert.json_text([convert.margin_row(r) for r in requests])
+        body = exact_json([convert.margin_row(r) for r in requests])
         data = self.transport.call("margins", "POST", "/margins/orders", json_text=body)
         return sum((convert.money(row.get("total")) for row in _rows("margins", data)), Decimal("0"))
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 import csv
 import gzip
 import io
-import json
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any, Iterable, Mapping
@@ -75,17 +74,6 @@ def ist_to_utc(text: Any) -> datetime | None:
 def decimal_text(value: Decimal) -> str:
     """A Decimal as plain digits ("1234.05", never "1.23405E+3") for forms and JSON."""
     return format(value, "f")
-
-
-def json_text(value: Any) -> str:
-    """JSON with Decimals written as exact numbers (the stdlib encoder would need floats)."""
-    if isinstance(value, Decimal):
-        return decimal_text(value)
-    if isinstance(value, Mapping):
-        return "{" + ",".join(f"{json.dumps(str(k))}:{json_text(v)}" for k, v in value.items()) + "}"
-    if isinstance(value, (list, tuple)):
-        return "[" + ",".join(json_text(v) for v in value) + "]"
-    return json.dumps(value)
 
 
 # ---------------------------------------------------------------------- enums

@@ -17,6 +17,7 @@ from typing import Any, Mapping
 
 from webapp.brokers import http
 from webapp.brokers.base import AuthExpired, RateLimited, Rejected, Unavailable
+from webapp.jsonutil import exact_json
 
 log = logging.getLogger(__name__)
 
@@ -41,17 +42,6 @@ OUTCOMES = {
 }
 
 _SECRET_FIELDS = re.compile(r'"(AuthToken|password|totp|2FA|otp)"\s*:\s*"[^"]*"', re.IGNORECASE)
-
-
-def dumps(value: Any) -> str:
-    """JSON with Decimals written as exact numbers (json.dumps would need float, which rounds)."""
-    if isinstance(value, Decimal):
-        return format(value, "f")
-    if isinstance(value, Mapping):
-        return "{" + ",".join(f"{json.dumps(str(k))}:{dumps(v)}" for k, v in value.items()) + "}"
-    if isinstance(value, (list, tuple)):
-        return "[" + ",".join(dumps(v) for v in value) + "]"
-    return json.dumps(value)
 
 
 def redact(text: str) -> str:
@@ -124,7 +114,7 @@ class MotilalWire:
         outcome = OUTCOMES.get(op, "try again")
         started = time.monotonic()
         try:
-            response = http.send("POST", self.base_url + path, body=dumps(body).encode("utf-8"), headers=headers,
+            response = http.send("POST", self.base_url + path, body=exact_json(body).encode("utf-8"), headers=headers,
                                  timeout=self.timeout)
         except http.Timeout:
             self._log(op, "timeout", started)
