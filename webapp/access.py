@@ -1,4 +1,5 @@
-"""Which clients a user may see and act for: admins all, everyone else only their grants."""
+"""Which clients a user may see and act for: admins all, everyone else only their grants. Nothing
+else in the code decides that (pages, partials, exports, the feed's sockets all ask here)."""
 from __future__ import annotations
 
 import sqlalchemy as sa
@@ -10,8 +11,8 @@ from webapp.models import Client, User, user_clients
 
 def accessible_clients_select(user: User) -> sa.Select:
     query = sa.select(Client).order_by(Client.name)
-    if user.role != "admin":
-        query = query.join(user_clients, user_clients.c.client_id == Client.id).where(user_clients.c.user_id == user.id)
+    if (scope := client_scope(user)) is not None:
+        query = query.where(Client.id.in_(scope))
     return query
 
 
@@ -27,15 +28,34 @@ def accessible_client_ids(user: User) -> set[int]:
 
 def client_scope(user: User) -> sa.Select | None:
     """The ids of the clients a user may see, as a SELECT to filter queries with; None: every client."""
-    if user.role == "admin":
+    if sees_every_client(user.role):
         return None
     return sa.select(user_clients.c.client_id).where(user_clients.c.user_id == user.id)
+
+
+def sees_every_client(role: str | None) -> bool:
+    """The one place that knows an admin sees every client (and no grant is needed for it)."""
+    return role == "admin"
+
+
+def granted_scope(role: str | None, granted: frozenset[int]) -> frozenset[int] | None:
+    """client_scope for code that holds a role and its granted ids rather than a user (the feed's
+    sockets): None when the role sees every client, else the granted ids."""
+    return None if sees_every_client(role) else granted
+
+
+def may_see(role: str | None, granted: frozenset[int], client_id: int | None) -> bool:
+    if client_id is None:
+        return False
+    scope = granted_scope(role, granted)
+    return scope is None or client_id in scope
 
 
 def client_for(user: User, client_id: int) -> Client:
     """The client, or 404 when it does not exist or the user has no grant (no existence leak)."""
     client = db.session.get(Client, client_id)
-    if client is None or (user.role != "admin" and not db.session.execute(
-            client_scope(user).where(user_clients.c.client_id == client_id)).first()):
+    scope = client_scope(user)
+    if client is None or (scope is not None and not db.session.execute(
+            scope.where(user_clients.c.client_id == client_id)).first()):
         abort(404)
     return client

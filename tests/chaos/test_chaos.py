@@ -50,7 +50,7 @@ from tests.emulators.kite import KiteEmulator
 from webapp.brokers.base import BrokerSession
 from webapp.extensions import db, get_redis, get_rq_redis
 from webapp.models import Client, Order
-from webapp.orders.views import enqueue_send
+from webapp.orders.batches import enqueue_send
 from webapp.tasks import QUEUE_ORDERS, enqueue
 from webapp.timeutil import utcnow
 from webapp.trading import engine, states, sync

@@ -59,7 +59,7 @@ def test_the_light_sync_brings_states_fills_and_funds(app, desk, factory, trader
 
 
 def test_the_job_sends_and_the_sync_job_fills(app, desk, factory, trader):
-    from webapp.orders.views import enqueue_send
+    from webapp.orders.batches import enqueue_send
 
     clients = [desk.paper_client(f"P{n}") for n in range(3)]
     batch = factory.batch(trader, clients, desk.instrument, quantity=2)
@@ -75,7 +75,7 @@ def test_a_big_batch_is_split_over_send_jobs(app, desk, factory, trader, kite, m
     import jobs.orders
     from rq import Queue, Worker
     from webapp.extensions import get_rq_redis
-    from webapp.orders.views import enqueue_send
+    from webapp.orders.batches import enqueue_send
 
     monkeypatch.setattr(jobs.orders, "MIN_CHUNK", 1)
     clients = [desk.kite_client(f"K{n}", kite) for n in range(5)]

@@ -13,8 +13,13 @@ def client_book(client_id: int) -> dict:
     positions = db.session.execute(sa.select(Position).where(Position.client_id == client_id)
                                    .order_by(Position.quantity == 0, Position.id)).scalars().all()
     holdings = db.session.execute(sa.select(Holding).where(Holding.client_id == client_id)).scalars().all()
-    orders = db.session.execute(sa.select(Order).where(Order.client_id == client_id).order_by(Order.id.desc())
-                                .limit(50)).scalars().all()
-    return {"client_id": client_id, "positions": positions, "holdings": holdings, "orders": orders, "states": states,
+    return {"client_id": client_id, "positions": positions, "holdings": holdings, "orders": recent_orders(client_id),
+            "states": states,
             "funds": db.session.get(FundsSnapshot, client_id),
             "totals": client_totals([client_id]).get(client_id, Totals())}
+
+
+def recent_orders(client_id: int) -> list[Order]:
+    """The client's last 50 orders, newest first (its page's "Recent orders")."""
+    return list(db.session.execute(sa.select(Order).where(Order.client_id == client_id).order_by(Order.id.desc())
+                                   .limit(50)).scalars())

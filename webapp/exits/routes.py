@@ -10,7 +10,7 @@ from webapp.extensions import db
 from webapp.htmx import hx_redirect, is_htmx
 from webapp.inputs import InputError, choice, record_id
 from webapp.models import Instrument
-from webapp.orders.views import enqueue_send
+from webapp.orders.batches import enqueue_send
 from webapp.permissions import requires
 from webapp.security import same_site_referrer
 from webapp.tasks import QUEUE_ORDERS, QUEUE_UNAVAILABLE, enqueue, queue_available

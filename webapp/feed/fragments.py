@@ -7,6 +7,7 @@ from typing import Iterable
 import sqlalchemy as sa
 from flask import current_app, render_template
 
+from webapp.access import granted_scope
 from webapp.extensions import db
 from webapp.feed.hub import Subscriber
 from webapp.marketdata.store import decode_ticks
@@ -48,16 +49,27 @@ def for_event(event: dict, subscribers: Iterable[Subscriber]) -> list[Delivery]:
 
 
 def _order(event: dict, subscribers: Iterable[Subscriber]) -> list[Delivery]:
-    watchers = [s for s in subscribers if s.can_see(event.get("client_id")) and (
-        (s.page == "batch" and s.target == event.get("batch_id")) or
-        (s.page == "client" and s.target == event.get("client_id")) or s.page == "desk")]
-    if not watchers:
-        return []
-    order = db.session.get(Order, event["order_id"])
-    if order is None:
-        return []
-    html = "<template>" + render_template("orders/_order_row.html", o=order, states=states, oob=True) + "</template>"
-    return [(s, html) for s in watchers]
+    """The order's row to its batch's pages; its client's recent orders whole to the client's pages
+    (a new order has no row there to swap). The desk shows no order rows: its counts move with P&L."""
+    client_id = event.get("client_id")
+    batch_pages = [s for s in subscribers if s.page == "batch" and s.target == event.get("batch_id")
+                   and s.can_see(client_id)]
+    client_pages = [s for s in subscribers if s.page == "client" and s.target == client_id and s.can_see(client_id)]
+    out: list[Delivery] = []
+    if batch_pages and (order := db.session.get(Order, event["order_id"])) is not None:
+        html = "<template>" + render_template("orders/_order_row.html", o=order, states=states, oob=True) + "</template>"
+        out += [(s, html) for s in batch_pages]
+    if client_pages:
+        html = "<template>" + client_orders_fragment(client_id) + "</template>"
+        out += [(s, html) for s in client_pages]
+    return out
+
+
+def client_orders_fragment(client_id: int) -> str:
+    from webapp.clients.book import recent_orders
+
+    return render_template("clients/_orders.html", client_id=client_id, orders=recent_orders(client_id),
+                           states=states, oob=True)
 
 
 def _pnl(clients: set[int], subscribers: Iterable[Subscriber]) -> list[Delivery]:
@@ -92,7 +104,7 @@ def _pnl(clients: set[int], subscribers: Iterable[Subscriber]) -> list[Delivery]
 
 
 def _scope(sub: Subscriber) -> frozenset[int] | None:
-    return None if sub.role == "admin" else sub.client_ids
+    return granted_scope(sub.role, sub.client_ids)
 
 
 def snapshot(sub: Subscriber) -> str:
@@ -110,6 +122,7 @@ def snapshot(sub: Subscriber) -> str:
 
         parts.append(render_template("clients/_live.html", oob=True, can_place=allowed(sub.role, "orders.place"),
                                      **client_book(sub.target)))
+        parts.append("<template>" + client_orders_fragment(sub.target) + "</template>")
     elif sub.page == "batch" and sub.target:
         query = sa.select(Order).where(Order.batch_id == sub.target)
         rows = [render_template("orders/_order_row.html", o=order, states=states, oob=True)

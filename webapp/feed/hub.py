@@ -19,6 +19,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 from flask import Flask
 
+from webapp.access import granted_scope, may_see
 from webapp.auth.sessions import SESSIONS_ENDED, USER_EVENTS, user_access
 from webapp.events import CHANNEL
 from webapp.marketdata.store import TICKS_CHANNEL
@@ -45,7 +46,7 @@ class Subscriber:
     queue: "queue.Queue[str | None]" = field(default_factory=lambda: queue.Queue(QUEUE_LIMIT))
 
     def can_see(self, client_id: int | None) -> bool:
-        return client_id is not None and (self.role == "admin" or client_id in self.client_ids)
+        return may_see(self.role, self.client_ids, client_id)
 
 
 class Hub:
@@ -126,8 +127,8 @@ class Hub:
                     adopt is not None and current.session_version == adopt == subscriber.session_version + 1):
                 subscriber.session_version = current.session_version
                 subscriber.role, subscriber.client_ids = current.role, current.client_ids
-                if current.role != "admin":
-                    subscriber.shown = subscriber.shown & current.client_ids
+                if (scope := granted_scope(current.role, current.client_ids)) is not None:
+                    subscriber.shown = subscriber.shown & scope
             else:
                 self.close(subscriber, "session ended")
 

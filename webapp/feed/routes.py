@@ -8,7 +8,7 @@ from urllib.parse import urlsplit
 from flask import abort, current_app, request
 from flask_login import current_user
 
-from webapp.access import accessible_client_ids
+from webapp.access import accessible_client_ids, granted_scope, may_see
 from webapp.desk.summary import BadDeskQuery, desk_page, parse_client_ids
 from webapp.extensions import db, login_manager, sock
 from webapp.feed import bp
@@ -81,8 +81,8 @@ def _shown(page: str, client_ids: frozenset[int]) -> frozenset[int]:
         return frozenset()
     ids = parse_client_ids(request.args.get("clients"))
     if ids is None:
-        ids = desk_page(None if current_user.role == "admin" else client_ids).client_ids
-    return frozenset(i for i in ids if current_user.role == "admin" or i in client_ids)
+        ids = desk_page(granted_scope(current_user.role, client_ids)).client_ids
+    return frozenset(i for i in ids if may_see(current_user.role, client_ids, i))
 
 
 @sock.route("/ws/feed", bp=bp)

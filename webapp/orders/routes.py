@@ -18,7 +18,7 @@ from webapp.models import FundsSnapshot, Instrument
 from webapp.models.base import in_ids
 from webapp.orders import bp
 from webapp.orders.forms import PriceForm, TicketForm, quantities
-from webapp.orders.views import batch_for, enqueue_send, ticket_from_form
+from webapp.orders.batches import batch_for, enqueue_send, ticket_from_form
 from webapp.permissions import requires
 from webapp.tasks import QUEUE_ORDERS, QUEUE_UNAVAILABLE, enqueue, queue_available
 from webapp.trading import exits, states

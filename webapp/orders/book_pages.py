@@ -22,9 +22,9 @@ PAGE = 200
 
 
 def _client_scope(query, column):
-    if current_user.role == "admin":
+    if (scope := client_scope(current_user)) is None:
         return query
-    return query.where(column.in_([c.id for c in accessible_clients(current_user)]))
+    return query.where(column.in_(scope))
 
 
 def _orders_query():
@@ -96,8 +96,8 @@ def trades_csv():
 
 def _batches():
     query = sa.select(Batch).order_by(Batch.id.desc())
-    if current_user.role != "admin":
-        visible = sa.select(Order.batch_id).where(Order.client_id.in_(client_scope(current_user)))
+    if (scope := client_scope(current_user)) is not None:
+        visible = sa.select(Order.batch_id).where(Order.client_id.in_(scope))
         query = query.where(Batch.id.in_(visible))
     return query
 
