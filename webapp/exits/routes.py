@@ -13,7 +13,7 @@ from webapp.models import Instrument
 from webapp.orders.batches import enqueue_send
 from webapp.permissions import requires
 from webapp.security import same_site_referrer
-from webapp.tasks import QUEUE_ORDERS, QUEUE_UNAVAILABLE, enqueue, queue_available
+from webapp.tasks import QUEUE_UNAVAILABLE, queue_available
 from webapp.trading import exits
 from webapp.trading.risk import desk_killed
 
@@ -93,14 +93,10 @@ def square_off(client_id: int):
     if request.method == "POST" and not queue_available():
         return _refused(url_for("exits.square_off", client_id=client.id))
     if request.method == "POST":
-        open_ids = exits.open_children([client.id])
-        if open_ids:
-            enqueue("jobs.orders.cancel_children", open_ids, queue_name=QUEUE_ORDERS)
-        batch = exits.create_exit_batch(current_user, "square_off", [(h, abs(h.quantity)) for h in positions],
-                                        instrument_id=None, ip=request.remote_addr, note=f"square off {client.name}")
+        batch, cancelled = exits.square_off(current_user, client, positions, request.remote_addr)
         db.session.commit()
         if batch is None:
-            flash(f"{client.name} has no open positions; {len(open_ids)} open order(s) cancelled.", "info")
+            flash(f"{client.name} has no open positions; {cancelled} open order(s) cancelled.", "info")
             return redirect(url_for("clients.detail", client_id=client.id))
         enqueue_send(batch.id)
         return redirect(url_for("orders.batch", batch_id=batch.id))
@@ -116,8 +112,7 @@ def client_kill(client_id: int):
         on = _switch(request.form.get("on"))
         if on and not queue_available():  # on cancels and squares off (jobs); off queues nothing
             return _refused(url_for("exits.client_kill", client_id=client.id))
-        exits.set_client_kill(current_user, client, on, request.remote_addr)
-        batch = _flatten([client]) if on else None
+        batch = exits.engage_client_kill(current_user, client, on, request.remote_addr)
         db.session.commit()
         if batch is not None and not enqueue_send(batch.id):  # the switch is on; its square-off was not queued
             return redirect(url_for("orders.batch", batch_id=batch.id))
@@ -138,8 +133,7 @@ def desk_kill():
         on = _switch(request.form.get("on"))
         if on and not queue_available():
             return _refused(url_for("exits.desk_kill"))
-        exits.set_desk_kill(current_user, on, request.remote_addr, [c.id for c in clients])
-        batch = _flatten(clients) if on else None
+        batch = exits.engage_desk_kill(current_user, clients, on, request.remote_addr)
         db.session.commit()
         if batch is not None and not enqueue_send(batch.id):  # the switch is on; its square-off was not queued
             return redirect(url_for("orders.batch", batch_id=batch.id))
@@ -164,12 +158,3 @@ def _refused(target: str):
     flash(QUEUE_UNAVAILABLE, "error")
     return hx_redirect(target) if is_htmx() else redirect(target)
 
-
-def _flatten(clients) -> object:
-    """Cancel open orders and square off intraday positions of these clients (kill switch on)."""
-    open_ids = exits.open_children([c.id for c in clients])
-    if open_ids:
-        enqueue("jobs.orders.cancel_children", open_ids, queue_name=QUEUE_ORDERS)
-    legs = [(h, abs(h.quantity)) for h in exits.intraday_holders(clients)]
-    return exits.create_exit_batch(current_user, "kill_switch", legs, instrument_id=None, ip=request.remote_addr,
-                                   note="kill switch: square off intraday")

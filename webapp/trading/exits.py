@@ -10,6 +10,7 @@ import sqlalchemy as sa
 from webapp import audit
 from webapp.extensions import db
 from webapp.models import Batch, Client, DeskState, Holding, Instrument, Order, Position, User
+from webapp.tasks import QUEUE_ORDERS, enqueue
 from webapp.trading import states
 from webapp.trading.risk import check_children
 from webapp.trading.tickets import new_tag
@@ -114,6 +115,43 @@ def set_desk_kill(user: User, on: bool, ip: str | None, client_ids: list[int]) -
     db.session.add(state)
     audit.record("kill_switch.desk.on" if on else "kill_switch.desk.off", actor_id=user.id, actor=user.username,
                  target="desk", clients=client_ids, ip=ip)
+
+
+def cancel_open_orders(client_ids: list[int]) -> list[int]:
+    """Queue the cancel of these clients' orders open at the broker; the ids queued."""
+    open_ids = open_children(client_ids)
+    if open_ids:
+        enqueue("jobs.orders.cancel_children", open_ids, queue_name=QUEUE_ORDERS)
+    return open_ids
+
+
+def square_off(user: User, client: Client, positions: list[Holder], ip: str | None) -> tuple[Batch | None, int]:
+    """Cancel the client's open orders and exit its positions: the exit batch (None: nothing held)
+    and how many orders were cancelled. The caller commits, then queues the batch's send."""
+    cancelled = cancel_open_orders([client.id])
+    batch = create_exit_batch(user, "square_off", [(h, abs(h.quantity)) for h in positions], instrument_id=None,
+                              ip=ip, note=f"square off {client.name}")
+    return batch, len(cancelled)
+
+
+def engage_client_kill(user: User, client: Client, on: bool, ip: str | None) -> Batch | None:
+    """Turn a client's kill switch on (flatten it: the square-off batch) or off (None)."""
+    set_client_kill(user, client, on, ip)
+    return flatten(user, [client], ip) if on else None
+
+
+def engage_desk_kill(user: User, clients: list[Client], on: bool, ip: str | None) -> Batch | None:
+    """Turn the desk's kill switch on (flatten these clients: the square-off batch) or off (None)."""
+    set_desk_kill(user, on, ip, [c.id for c in clients])
+    return flatten(user, clients, ip) if on else None
+
+
+def flatten(user: User, clients: list[Client], ip: str | None) -> Batch | None:
+    """Cancel open orders and square off intraday positions of these clients (kill switch on)."""
+    cancel_open_orders([c.id for c in clients])
+    legs = [(h, abs(h.quantity)) for h in intraday_holders(clients)]
+    return create_exit_batch(user, "kill_switch", legs, instrument_id=None, ip=ip,
+                             note="kill switch: square off intraday")
 
 
 def intraday_holders(clients: list[Client]) -> list[Holder]:
