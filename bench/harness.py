@@ -51,10 +51,9 @@ class Processes:
         self.started: list[tuple[str, subprocess.Popen]] = []
 
     def start(self, name: str, argv: Sequence[str], env: dict[str, str], stdout=None) -> subprocess.Popen:
-        log_file = open(self.log_dir / f"{name}.log", "ab")
-        process = subprocess.Popen(list(argv), env=env, cwd=ROOT, start_new_session=True,
-                                   stdout=stdout if stdout is not None else log_file, stderr=log_file)
-        log_file.close()  # the child holds its own descriptor
+        with open(self.log_dir / f"{name}.log", "ab") as log_file:  # the child holds its own descriptor
+            process = subprocess.Popen(list(argv), env=env, cwd=ROOT, start_new_session=True,
+                                       stdout=stdout if stdout is not None else log_file, stderr=log_file)
         self.started.append((name, process))
         return process
 

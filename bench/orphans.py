@@ -64,10 +64,9 @@ class Desk:
         self.workers: dict[str, subprocess.Popen] = {}
 
     def _start(self, name: str, argv: list[str]) -> subprocess.Popen:
-        log_file = open(self.processes.log_dir / f"{name}.log", "ab")
-        process = subprocess.Popen(argv, env=self.env, cwd=self.tree, start_new_session=True, stdout=log_file,
-                                   stderr=log_file)
-        log_file.close()
+        with open(self.processes.log_dir / f"{name}.log", "ab") as log_file:  # the child holds its own descriptor
+            process = subprocess.Popen(argv, env=self.env, cwd=self.tree, start_new_session=True, stdout=log_file,
+                                       stderr=log_file)
         self.processes.started.append((name, process))  # stopped with everything else at the end
         return process
 

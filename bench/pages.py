@@ -131,7 +131,8 @@ def _run(args, tmp: Path, processes: Processes, started: dict) -> dict:
                 raise RuntimeError(f"{path} as {role}: {len(server)} access-log lines for {args.requests} requests")
             results[(path, role)] = {"server": server, "wall": walls, "bytes": sizes[-1], "client_rows": rows,
                                      "cpu_ms": cpu_ms}
-            log(f"GET {path} as {role}: server p50 {percentile(server, 50):.0f} ms, p95 {percentile(server, 95):.0f} ms; "
+            log(f"GET {path} as {role}: server p50 {percentile(server, 50):.0f} ms, "
+                f"p95 {percentile(server, 95):.0f} ms; "
                 f"client p50 {percentile(walls, 50):.0f} ms; gunicorn CPU {cpu_ms:.0f} ms per request; "
                 f"{sizes[-1] / 1024:.0f} KiB, {rows} client rows")
     load_after = load_average()
