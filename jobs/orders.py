@@ -7,8 +7,8 @@ from rq.job import Job
 
 from jobs.context import app_job
 from webapp.extensions import get_redis, get_rq_redis
-from webapp.tasks import QUEUE_ORDERS, QUEUE_SYNC, SEND_JOB, enqueue, queue
-from webapp.trading import engine, sync
+from webapp.tasks import QUEUE_ORDERS, SEND_JOB, enqueue, queue
+from webapp.trading import engine, sync, sync_requests
 from webapp.trading.engine import Context
 from webapp.vault import current_vault
 
@@ -20,8 +20,6 @@ def context() -> Context:
 
 
 MIN_CHUNK = 100  # a batch is split over the orders workers only in parts at least this big
-SYNC_WANTED = "fanout:sync:wanted"  # clients whose books a send changed, not synced yet
-SYNC_QUEUED = "fanout:sync:queued"  # a sync_wanted job is queued and has not started
 
 
 @app_job
@@ -47,30 +45,14 @@ def send_children(batch_id: int, order_ids: list[int]) -> dict[str, int]:
 
 def _send(batch_id: int, order_ids: list[int]) -> dict[str, int]:
     counts = engine.send_batch(batch_id, context(), order_ids)
-    request_sync(engine.client_ids_of(order_ids))
+    sync_requests.request_sync(get_redis(), engine.client_ids_of(order_ids))
     return counts
-
-
-def request_sync(client_ids: list[int]) -> None:
-    """Sync these clients soon. Batches sent back to back share one queued job instead of each
-    queuing its own sync of the same clients."""
-    if not client_ids:
-        return
-    pipe = get_redis().pipeline()
-    pipe.sadd(SYNC_WANTED, *client_ids)
-    pipe.set(SYNC_QUEUED, "1", nx=True, ex=600)
-    if pipe.execute()[1]:
-        enqueue("jobs.orders.sync_wanted", queue_name=QUEUE_SYNC, result_ttl=60, failure_ttl=3600)
 
 
 @app_job
 def sync_wanted() -> int:
-    pipe = get_redis().pipeline()  # MULTI: a request after this starts a new job, one before is ours
-    pipe.delete(SYNC_QUEUED)
-    pipe.smembers(SYNC_WANTED)
-    pipe.delete(SYNC_WANTED)
-    client_ids = sorted(int(i) for i in pipe.execute()[1])
-    return len(sync.sync_clients(client_ids, context(), full=False))
+    """The clients sends asked to sync since the last run (webapp/trading/sync_requests.py)."""
+    return len(sync.sync_clients(sync_requests.take_wanted(get_redis()), context(), full=False))
 
 
 @app_job

@@ -44,8 +44,8 @@ class TimestampMixin:
 
 def in_ids(column, ids) -> sa.ColumnElement[bool]:
     """`column IN (ids)`. On PostgreSQL, `column = ANY(:ids)` with one array parameter: an IN list binds
-    a parameter per id, which cost 1.2 ms of client CPU per query at 100 ids and 4.8 ms at 500
-    (ANY: 0.5 and 0.9 ms), and the ticket, the risk check and the send each run several."""
+    a parameter per id, which costs client CPU that grows with the ids (docs/BENCHMARKS.md), and the
+    ticket, the risk check and the send each run several."""
     from sqlalchemy.dialects.postgresql import ARRAY
 
     from webapp.extensions import db

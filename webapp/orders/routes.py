@@ -20,9 +20,9 @@ from webapp.orders import bp
 from webapp.orders.forms import PriceForm, TicketForm, quantities
 from webapp.orders.batches import batch_for, enqueue_send, ticket_from_form
 from webapp.permissions import requires
-from webapp.tasks import QUEUE_ORDERS, QUEUE_UNAVAILABLE, enqueue, queue_available
-from webapp.trading import exits, states
-from webapp.trading.tickets import Ticket, price_errors, create_batch, existing_batch, reference_price, review_ticket
+from webapp.tasks import QUEUE_UNAVAILABLE, queue_available
+from webapp.trading import batch_requests, exits, states
+from webapp.trading.tickets import Ticket, create_batch, existing_batch, reference_price, review_ticket
 
 
 def _ticket_clients():
@@ -155,18 +155,13 @@ def _retry_exit(found, failed):
 @bp.route("/batches/<int:batch_id>/cancel", methods=["POST"])
 @requires("orders.place")
 def cancel(batch_id: int):
-    from webapp import audit
-
     found, children = batch_for(current_user, batch_id)
-    open_ids = [c.id for c in children if c.status in states.AT_BROKER]
+    open_ids = batch_requests.cancellable(children)
     if open_ids and not queue_available():
         flash(QUEUE_UNAVAILABLE, "error")
         return redirect(url_for("orders.batch", batch_id=found.id))
     if open_ids:
-        audit.record("batch.cancel", actor_id=current_user.id, actor=current_user.username, target=f"batch:{found.id}",
-                     clients=[c.client_id for c in children if c.id in open_ids], ip=request.remote_addr)
-        db.session.commit()
-        enqueue("jobs.orders.cancel_children", open_ids, queue_name=QUEUE_ORDERS)
+        batch_requests.request_cancel(current_user, found, children, open_ids, request.remote_addr)
     flash(f"Cancelling {len(open_ids)} open order(s)." if open_ids else "No open orders to cancel.", "info")
     return redirect(url_for("orders.batch", batch_id=found.id))
 
@@ -174,16 +169,12 @@ def cancel(batch_id: int):
 @bp.route("/batches/<int:batch_id>/modify", methods=["POST"])
 @requires("orders.place")
 def modify(batch_id: int):
-    from webapp import audit
-
     found, children = batch_for(current_user, batch_id)
     form = PriceForm()
-    open_ids = [c.id for c in children if c.status in states.AT_BROKER and c.order_type in ("LIMIT", "SL")]
+    open_ids = batch_requests.modifiable(children)
     error = None if form.validate_on_submit() else next(iter(form.errors.values()))[0]
-    if error is None and found.instrument is not None:
-        probe = Ticket(ticket_id="", action=found.action, instrument_id=found.instrument_id, product=found.product or "",
-                       order_type="LIMIT", price=form.price.data)
-        error = price_errors(probe, found.instrument).get("price")
+    if error is None:
+        error = batch_requests.price_error(found, found.instrument, form.price.data)
     if error is None and not open_ids:
         error = "No open limit orders to modify."
     if error is None and not queue_available():
@@ -191,11 +182,7 @@ def modify(batch_id: int):
     if error:
         flash(f"Price not changed: {error}", "error")
         return redirect(url_for("orders.batch", batch_id=found.id))
-    audit.record("batch.modify", actor_id=current_user.id, actor=current_user.username, target=f"batch:{found.id}",
-                 clients=[c.client_id for c in children if c.id in open_ids], detail={"price": form.price.data},
-                 ip=request.remote_addr)
-    db.session.commit()
-    enqueue("jobs.orders.modify_children", open_ids, str(form.price.data), queue_name=QUEUE_ORDERS)
+    batch_requests.request_modify(current_user, found, children, open_ids, form.price.data, request.remote_addr)
     flash(f"Changing the price of {len(open_ids)} open order(s) to ₹{form.price.data}.", "info")
     return redirect(url_for("orders.batch", batch_id=found.id))
 

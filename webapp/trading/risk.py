@@ -77,7 +77,7 @@ def check_children(user: User, clients: list[Client], quantities: dict[int, int]
 
     today, pnl = orders_today(limited("max_orders_per_day")), day_pnl(limited("max_daily_loss"))
     held = open_positions(limited("max_open_positions"))
-    f = FundsSnapshot  # rows, not objects: the model's own formula applied to each (500 objects cost ~3 ms)
+    f = FundsSnapshot  # rows, not objects (loading ORM objects cost more): the model's own formula applied to each
     available_margin = {row.client_id: f.available_margin.fget(row) for row in db.session.execute(sa.select(
         f.client_id, f.available_cash, f.collateral, f.margin_used).where(in_ids(f.client_id, ids)))}
     killed = desk_killed()
@@ -105,7 +105,7 @@ def _user_orders_today(user: User) -> int:
     from webapp.models import Batch
 
     # by the batches' day, not the children's: children are written with their batch, and the count
-    # then needs only the orders' batch_id index (25,000 children today: 5.5 -> 1.1 ms on SQLite)
+    # then needs only the orders' batch_id index (measured: docs/BENCHMARKS.md)
     return db.session.execute(sa.select(sa.func.count()).select_from(Order).join(Batch, Order.batch_id == Batch.id)
                               .where(Batch.user_id == user.id, Batch.created_at >= start_of_day())).scalar_one()
 

@@ -144,7 +144,7 @@ def create_batch(user: User, ticket: Ticket, review: Review, ip: str | None = No
                   chase_seconds=ticket.chase_seconds, chase_max_ticks=ticket.chase_max_ticks, chase_then=ticket.chase_then)
     db.session.add(batch)
     db.session.flush()
-    if review.checks:  # one INSERT of many rows, on the table: the ORM's bulk path cost ~25 µs a row
+    if review.checks:  # one INSERT of many rows, on the table: the ORM's bulk path costs more (docs/BENCHMARKS.md)
         db.session.execute(Order.__table__.insert(), [dict(
             batch_id=batch.id, client_id=check.client.id, instrument_id=review.instrument.id, side=ticket.action,
             quantity=check.quantity, product=ticket.product, order_type=ticket.order_type, price=ticket.price,

@@ -1,0 +1,47 @@
+"""A person asks to cancel or re-price a batch's open children (the request side: which children,
+the audit event, the job). The job side, talking to each broker, is webapp/trading/order_actions.py."""
+from __future__ import annotations
+
+from decimal import Decimal
+
+from webapp import audit
+from webapp.extensions import db
+from webapp.models import Batch, Instrument, Order, User
+from webapp.tasks import QUEUE_ORDERS, enqueue
+from webapp.trading import states
+from webapp.trading.tickets import Ticket, price_errors
+
+
+def cancellable(children: list[Order]) -> list[int]:
+    return [c.id for c in children if c.status in states.AT_BROKER]
+
+
+def modifiable(children: list[Order]) -> list[int]:
+    """Only priced orders can take a new price."""
+    return [c.id for c in children if c.status in states.AT_BROKER and c.order_type in ("LIMIT", "SL")]
+
+
+def price_error(batch: Batch, instrument: Instrument | None, price: Decimal) -> str | None:
+    """The new limit price checked as a ticket's would be (tick size, band); None when it may go."""
+    if instrument is None:
+        return None
+    probe = Ticket(ticket_id="", action=batch.action, instrument_id=batch.instrument_id, product=batch.product or "",
+                   order_type="LIMIT", price=price)
+    return price_errors(probe, instrument).get("price")
+
+
+def request_cancel(user: User, batch: Batch, children: list[Order], open_ids: list[int], ip: str | None) -> None:
+    """Audit, commit, then queue the cancel of these open children (the queue was checked first)."""
+    audit.record("batch.cancel", actor_id=user.id, actor=user.username, target=f"batch:{batch.id}",
+                 clients=[c.client_id for c in children if c.id in open_ids], ip=ip)
+    db.session.commit()
+    enqueue("jobs.orders.cancel_children", open_ids, queue_name=QUEUE_ORDERS)
+
+
+def request_modify(user: User, batch: Batch, children: list[Order], open_ids: list[int], price: Decimal,
+                   ip: str | None) -> None:
+    """Audit, commit, then queue the new price for these open children (the queue was checked first)."""
+    audit.record("batch.modify", actor_id=user.id, actor=user.username, target=f"batch:{batch.id}",
+                 clients=[c.client_id for c in children if c.id in open_ids], detail={"price": price}, ip=ip)
+    db.session.commit()
+    enqueue("jobs.orders.modify_children", open_ids, str(price), queue_name=QUEUE_ORDERS)
