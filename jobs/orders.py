@@ -1,22 +1,20 @@
 """Order jobs: send a batch, sync clients' books, reconcile what crashed workers left behind."""
 from __future__ import annotations
 
-from flask import current_app
 from rq import Worker, get_current_job
 from rq.job import Job
 
 from jobs.context import app_job
 from webapp.extensions import get_redis, get_rq_redis
 from webapp.tasks import QUEUE_ORDERS, SEND_JOB, enqueue, queue
-from webapp.trading import engine, sync, sync_requests
-from webapp.trading.engine import Context
-from webapp.vault import current_vault
+from webapp.trading import engine, order_actions, sync, sync_requests
+from webapp.trading.children import run_concurrently
+from webapp.trading.context import Context, build_context
 
 
 def context() -> Context:
     job = get_current_job()  # its worker is named in the child locks it takes (engine.orphaned_children)
-    return Context(app=current_app._get_current_object(), config=current_app.config, vault=current_vault(),
-                   redis=get_redis(), holder=(job.worker_name or "") if job else "")
+    return build_context(holder=(job.worker_name or "") if job else "")
 
 
 MIN_CHUNK = 100  # a batch is split over the orders workers only in parts at least this big
@@ -95,7 +93,7 @@ def sync_all_clients() -> int:
 @app_job
 def cancel_children(order_ids: list[int]) -> list[str]:
     ctx = context()
-    results = engine.run_concurrently(order_ids, ctx, engine.cancel_child)
+    results = run_concurrently(order_ids, ctx, order_actions.cancel_child)
     _sync_after(order_ids, ctx)
     return results
 
@@ -105,7 +103,7 @@ def modify_children(order_ids: list[int], price: str) -> list[str]:
     from decimal import Decimal
 
     ctx = context()
-    results = engine.run_concurrently(order_ids, ctx, engine.modify_child, Decimal(price))
+    results = run_concurrently(order_ids, ctx, order_actions.modify_child, Decimal(price))
     _sync_after(order_ids, ctx)
     return results
 

@@ -54,7 +54,7 @@ from webapp.orders.batches import enqueue_send
 from webapp.tasks import QUEUE_ORDERS, enqueue
 from webapp.timeutil import utcnow
 from webapp.trading import engine, states, sync
-from webapp.trading.engine import Context
+from webapp.trading.context import build_context
 from webapp.trading.sessions import store_session
 from webapp.vault import current_vault
 
@@ -421,7 +421,7 @@ def reconcile_all(app, report) -> None:
     rounds: list[dict[str, int]] = []
     while time.monotonic() < deadline:
         with app.app_context():
-            ctx = Context(app=app, config=app.config, vault=current_vault(), redis=get_redis())
+            ctx = build_context(app)
             rounds.append(engine.reconcile(ctx, now=utcnow() + engine.STUCK_AFTER + timedelta(seconds=1)))
         if not any(s in states.IN_FLIGHT for s in status_counts(app)):
             break
@@ -436,7 +436,7 @@ def sync_all(app, clients) -> None:
     pending = [c.id for c in clients]
     while pending and time.monotonic() < deadline:
         with app.app_context():
-            ctx = Context(app=app, config=app.config, vault=current_vault(), redis=get_redis())
+            ctx = build_context(app)
             pending = [client_id for client_id in pending if not sync.sync_client(client_id, ctx)]
         if pending:
             time.sleep(1.1)  # a sync is 5 reads; faster retries would hold Kite's 10 reads/s window shut

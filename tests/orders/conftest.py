@@ -13,10 +13,10 @@ from tests.emulators.common import EmulatorServer, FaultPlan
 from tests.emulators.kite import KiteEmulator
 from webapp.brokers.base import BrokerSession
 from webapp.brokers.paper import ensure_account
-from webapp.extensions import db, get_redis, get_rq_redis
+from webapp.extensions import db, get_rq_redis
 from webapp.models import Client
 from webapp.timeutil import utcnow
-from webapp.trading.engine import Context
+from webapp.trading.context import Context, build_context
 from webapp.trading.sessions import store_session
 from webapp.vault import current_vault
 
@@ -63,7 +63,7 @@ class Desk:
         return client
 
     def context(self) -> Context:
-        return Context(app=self.app, config=self.app.config, vault=current_vault(), redis=get_redis())
+        return build_context(self.app)
 
     def run_worker(self) -> None:
         """Run every queued job (orders, then sync) in this process, like `rq worker --burst`."""

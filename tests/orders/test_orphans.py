@@ -11,7 +11,7 @@ from webapp.extensions import db, get_redis, get_rq_redis
 from webapp.models import Order
 from webapp.models.paper import PaperOrder
 from webapp.timeutil import utcnow
-from webapp.trading import engine, states
+from webapp.trading import engine, locks, states
 from webapp.trading.accounts import adapter_for
 from webapp.vault import current_vault
 
@@ -48,7 +48,7 @@ def left_by(app, order: Order, holder: str | None, status: str, sent: bool = Fal
             child.status, child.attempts, child.submitted_at = states.SUBMITTING, 1, utcnow()
         db.session.commit()
         if holder is not None:
-            get_redis().set(engine.lock_name(order.id), engine.lock_token(holder), px=engine.LOCK_SECONDS * 1000)
+            get_redis().set(locks.lock_name(order.id), locks.lock_token(holder), px=locks.LOCK_SECONDS * 1000)
 
 
 def paper_book(app, tags) -> Counter:
@@ -66,8 +66,8 @@ def test_a_dead_workers_children_are_resolved_at_once_and_a_live_ones_left_alone
     left_by(app, busy, live_worker, states.SUBMITTING)  # a live worker is sending this one right now
     with app.app_context():
         counts = engine.reclaim_orphans(desk.context())
-        assert get_redis().get(engine.lock_name(sent.id)) is None  # broken, not left to expire
-        assert engine.holder_of(get_redis().get(engine.lock_name(busy.id))) == live_worker
+        assert get_redis().get(locks.lock_name(sent.id)) is None  # broken, not left to expire
+        assert locks.holder_of(get_redis().get(locks.lock_name(busy.id))) == live_worker
     after = {o.id: o for o in rows(app, batch.id)}
     assert sum(counts.values()) == 3 and counts[states.UNKNOWN] == 1
     assert after[sent.id].status in BOOKED and after[sent.id].attempts == 1  # found by its tag, not sent again
@@ -101,9 +101,9 @@ def test_new_children_of_an_abandoned_send_job_are_sent_and_others_wait_for_thei
 def test_dead_holders_are_workers_without_a_heartbeat_or_with_a_death(app, live_worker):
     with app.app_context():
         redis = get_redis()
-        assert engine.dead_holders(redis, {live_worker, "gone-1"}) == {"gone-1"}
+        assert locks.dead_holders(redis, {live_worker, "gone-1"}) == {"gone-1"}
         Worker.find_by_key(Worker.redis_worker_namespace_prefix + live_worker, connection=get_rq_redis()).register_death()
-        assert engine.dead_holders(redis, {live_worker}) == {live_worker}
+        assert locks.dead_holders(redis, {live_worker}) == {live_worker}
 
 
 @pytest.mark.slow
@@ -141,13 +141,13 @@ def test_an_orders_workers_heartbeat_lapses_within_seconds_of_its_death(app, tmp
             [(_, expires)] = rq_redis.zrange(orders.started_job_registry.key, 0, -1, withscores=True)
             assert 0 < rq_redis.ttl(key) <= LIVENESS_SECONDS
             assert expires - time.time() <= LIVENESS_SECONDS + 1  # renewed, not the job's timeout + 60 s
-            assert engine.dead_holders(get_redis(), {name}) == set()
+            assert locks.dead_holders(get_redis(), {name}) == set()
     finally:
         os.killpg(worker.pid, signal.SIGKILL)
         worker.wait(timeout=10)
     with app.app_context():
         bound = time.monotonic() + 60
-        while engine.dead_holders(get_redis(), {name}) != {name} and time.monotonic() < bound:
+        while locks.dead_holders(get_redis(), {name}) != {name} and time.monotonic() < bound:
             time.sleep(0.2)
-        assert engine.dead_holders(get_redis(), {name}) == {name}
+        assert locks.dead_holders(get_redis(), {name}) == {name}
         assert job.id in orders.started_job_registry.get_expired_job_ids()  # RQ counts it abandoned now

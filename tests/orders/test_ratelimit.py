@@ -4,7 +4,7 @@ from __future__ import annotations
 import time
 
 from webapp.brokers.base import RateLimits
-from webapp.trading.engine import LOCK_SECONDS, ChildLocks, _lock, lock_name
+from webapp.trading.locks import LOCK_SECONDS, ChildLocks, child_lock, lock_name
 from webapp.trading.ratelimit import OrderThrottle
 
 FAST = RateLimits(orders_per_second=50)  # a broker that allows more than SEBI's 10 a second
@@ -50,12 +50,12 @@ def test_acquire_waits_for_the_window(redis_client):
 
 
 def test_child_locks_take_only_free_children_and_exclude_send_child(redis_client):
-    other = _lock(redis_client, 2)
+    other = child_lock(redis_client, 2)
     assert other.acquire()  # another process is sending child 2
     locks = ChildLocks(redis_client)
     assert locks.acquire([1, 2, 3]) == {1, 3}
     assert 0 < redis_client.pttl(lock_name(1)) <= LOCK_SECONDS * 1000
-    assert not _lock(redis_client, 3).acquire()
+    assert not child_lock(redis_client, 3).acquire()
     locks.release()
     assert redis_client.get(lock_name(1)) is None and redis_client.get(lock_name(3)) is None
     assert redis_client.get(lock_name(2)) is not None  # not ours: left alone

@@ -9,7 +9,7 @@ import sqlalchemy as sa
 
 from webapp.extensions import db
 from webapp.models import Order, Position, Trade
-from webapp.trading import engine, states, sync
+from webapp.trading import engine, locks, states, sync
 
 
 @pytest.fixture
@@ -76,7 +76,7 @@ def _sync_in_own_context(app, desk, client_id):
 def test_a_background_sync_waits_for_a_batch_being_sent(app, desk, factory, trader, redis_client):
     client = desk.paper_client("P0")
     placed_batch(desk, factory, trader, [client])
-    sending = engine.ChildLocks(redis_client)
+    sending = locks.ChildLocks(redis_client)
     assert sending.acquire([999_999])  # another batch's child, being sent now
     done = threading.Event()
 
@@ -97,11 +97,11 @@ def test_a_background_sync_waits_for_a_batch_being_sent(app, desk, factory, trad
 
 
 def test_a_lapsed_send_mark_does_not_hold_syncs(redis_client):
-    redis_client.zadd(engine.SENDING, {"a-dead-worker": 1.0})  # lapsed long ago
-    assert not engine.sends_in_flight(redis_client)
-    locks = engine.ChildLocks(redis_client)
-    locks.acquire([1])
-    assert engine.sends_in_flight(redis_client)
-    assert redis_client.zscore(engine.SENDING, "a-dead-worker") is None  # swept on the next acquire
-    locks.release()
-    assert not engine.sends_in_flight(redis_client)
+    redis_client.zadd(locks.SENDING, {"a-dead-worker": 1.0})  # lapsed long ago
+    assert not locks.sends_in_flight(redis_client)
+    held = locks.ChildLocks(redis_client)
+    held.acquire([1])
+    assert locks.sends_in_flight(redis_client)
+    assert redis_client.zscore(locks.SENDING, "a-dead-worker") is None  # swept on the next acquire
+    held.release()
+    assert not locks.sends_in_flight(redis_client)

@@ -13,8 +13,8 @@ from webapp.marketdata.store import read_quotes
 from webapp.models import Batch, Instrument, Order
 from webapp.money import round_to_tick
 from webapp.timeutil import utcnow
-from webapp.trading import engine, states
-from webapp.trading.engine import Context
+from webapp.trading import order_actions, states
+from webapp.trading.context import Context
 
 
 def chase_price(side: str, start: Decimal, ltp: Decimal, tick: Decimal, max_ticks: int) -> Decimal:
@@ -46,7 +46,7 @@ def chase(ctx: Context, now=None) -> int:
                                                                Order.status.in_(states.AT_BROKER))).scalars().all():
             target = chase_price(order.side, batch.price, ltp.last_price, instrument.tick_size, batch.chase_max_ticks)
             if target != order.price:
-                moved += engine.modify_child(order.id, target, ctx) == "ok"
+                moved += order_actions.modify_child(order.id, target, ctx) == "ok"
             elif batch.chase_then == "market":
-                moved += engine.convert_to_market(order.id, ctx) == "ok"
+                moved += order_actions.convert_to_market(order.id, ctx) == "ok"
     return moved

@@ -17,24 +17,26 @@ A dead worker's children are found within seconds (`reclaim_orphans`, every 2 s)
 token names the RQ worker holding it, and an orders worker's RQ heartbeat lapses a few seconds after
 it dies (jobs/worker.py), so a lock whose worker is gone is broken and the child resolved by tag at
 once, instead of waiting for the lock to expire.
+
+Around it: the child locks and send marks (webapp/trading/locks.py), one child's writes, the
+mapping from a broker's exception to its next state and the lock → load → adapter → close helper
+(webapp/trading/children.py), cancel / modify / convert (webapp/trading/order_actions.py).
 """
 from __future__ import annotations
 
 import logging
 import threading
 import time
-import uuid
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Iterable, Mapping
+from typing import Any
 
-import redis as redis_lib
 import sqlalchemy as sa
-from flask import Flask
 
-from webapp.brokers.base import (AuthExpired, Broker, BrokerError, InvalidInput, OrderRequest, OrderType, Product,
-                                 RateLimited, Rejected, Side, Unavailable, Validity)
+from webapp.brokers.base import Broker, BrokerError, OrderRequest, OrderType, Product, Side, Validity
 from webapp.events import publish, publish_many
 from webapp.extensions import db
 from webapp.models import Client, Instrument, Order
@@ -42,34 +44,27 @@ from webapp.models.base import in_ids
 from webapp.timeutil import utcnow
 from webapp.trading import states, unsent
 from webapp.trading.accounts import adapter_for
-from webapp.trading.ratelimit import OrderThrottle
-from webapp.vault import Vault
+from webapp.trading.children import (
+    answer_to,
+    child_event,
+    log_child,
+    on_child,
+    run_concurrently,
+    write_child,
+    write_children,
+)
+from webapp.trading.context import Context
+from webapp.trading.locks import ChildLocks, break_locks, dead_holders, holder_of, lock_name
 
 log = logging.getLogger(__name__)
 
 MAX_PLACE_ATTEMPTS = 3  # a child provably absent after this many sends is FAILED
 MAX_RATE_LIMIT_WAITS = 20
-LOCK_SECONDS = 60  # longer than any broker timeout: a dead worker's lock frees itself
 STUCK_AFTER = timedelta(seconds=30)  # a SUBMITTING child older than this lost its worker
 CLOCK_SKEW = timedelta(seconds=5)
 ARRIVAL_GRACE = timedelta(seconds=30)  # a send with an unclear outcome may still reach the broker this late
 GROUP_SECONDS = 0.005  # how long answers are gathered into one write
-DEFAULT_POOL = 64  # concurrent cancels / modifies / follow-ups (batch sends use BROKER_POOL_SIZE)
-
-
-@dataclass
-class Context:
-    """What a send needs besides the database: settings, secrets, Redis."""
-
-    app: Flask
-    config: Mapping[str, Any]
-    vault: Vault
-    redis: redis_lib.Redis
-    holder: str = ""  # the RQ worker sending (named in the child locks it takes), "" outside a worker
-    throttle: OrderThrottle = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.throttle = OrderThrottle(self.redis)  # one registered script for every child of the batch
+DEFAULT_POOL = 64  # broker calls at once per broker when BROKER_POOL_SIZE is not set
 
 
 def order_request(order: Order) -> OrderRequest:
@@ -91,92 +86,6 @@ _CHILD_COLUMNS = (Order.id, Order.batch_id, Order.client_id, Order.status, Order
                   Instrument.exchange, Instrument.tradingsymbol, Instrument.exchange_token, Instrument.instrument_token)
 _CLIENT_COLUMNS = (Client.id, Client.broker, Client.client_code, Client.credentials_enc, Client.session_enc,
                    Client.algo_id)
-
-
-def lock_name(order_id: int) -> str:
-    return f"fanout:lock:child:{order_id}"
-
-
-def _lock(redis: redis_lib.Redis, order_id: int):
-    return redis.lock(lock_name(order_id), timeout=LOCK_SECONDS, blocking=False)
-
-
-def lock_token(holder: str) -> str:
-    """A lock's value: unique, and naming the worker that holds it (`reclaim_orphans` reads it)."""
-    return f"{uuid.uuid4().hex}@{holder}" if holder else uuid.uuid4().hex
-
-
-def holder_of(token: str | bytes | None) -> str:
-    if isinstance(token, bytes):
-        token = token.decode()
-    return token.split("@", 1)[1] if token and "@" in token else ""
-
-
-SENDING = "fanout:sending"  # sorted set of the batches being sent: lock token -> when the mark lapses
-SENDING_SECONDS = 15  # past any broker timeout: a dead worker's mark lapses by itself
-
-
-class ChildLocks:
-    """The per-child locks of a whole batch, taken and released with one script call each. They are
-    the same keys and token scheme as redis-py's Lock, so `send_child` and these exclude each other.
-    While any are held, the batch is marked in SENDING: background syncs wait for it to go out."""
-
-    _ACQUIRE = ("local held = {} for i, key in ipairs(KEYS) do "
-                "if i > 1 and redis.call('set', key, ARGV[1], 'NX', 'PX', ARGV[2]) then held[#held + 1] = i - 1 end "
-                "end redis.call('zremrangebyscore', KEYS[1], '-inf', ARGV[4]) "
-                "if #held > 0 then redis.call('zadd', KEYS[1], ARGV[3], ARGV[1]) end return held")
-    _RELEASE = ("for i, key in ipairs(KEYS) do "
-                "if i > 1 and redis.call('get', key) == ARGV[1] then redis.call('del', key) end end "
-                "if ARGV[2] == '1' then redis.call('zrem', KEYS[1], ARGV[1]) end return 0")
-
-    def __init__(self, redis: redis_lib.Redis, holder: str = ""):
-        self._acquire, self._release = redis.register_script(self._ACQUIRE), redis.register_script(self._RELEASE)
-        self._token = lock_token(holder)
-        self.held: set[int] = set()
-
-    def acquire(self, order_ids: Iterable[int]) -> set[int]:
-        ids = list(order_ids)
-        if ids:
-            taken = self._acquire(
-                keys=[SENDING] + [lock_name(i) for i in ids],
-                args=[self._token, LOCK_SECONDS * 1000, time.time() + SENDING_SECONDS, time.time()])
-            self.held |= {ids[n - 1] for n in taken}
-        return self.held
-
-    def release(self, order_ids: Iterable[int] | None = None) -> None:
-        ids = [i for i in (self.held if order_ids is None else order_ids) if i in self.held]
-        if not ids:
-            return
-        last = "1" if self.held <= set(ids) else "0"  # the batch's mark goes with its last lock
-        self._release(keys=[SENDING] + [lock_name(i) for i in ids], args=[self._token, last])
-        self.held -= set(ids)
-
-
-def sends_in_flight(redis: redis_lib.Redis) -> bool:
-    return bool(redis.zcount(SENDING, time.time(), "+inf"))
-
-
-def _set(order: Order, status: str, ctx: Context, **fields: Any) -> None:
-    order.status = status
-    for name, value in fields.items():
-        setattr(order, name, value)
-    # read before the commit: touching an expired attribute after it would check a database
-    # connection out again and hold it through the broker call that follows
-    event = child_event(order.id, order.batch_id, order.client_id, status)
-    detail = (order.broker_order_id, order.reason)
-    db.session.commit()
-    _log_child(event, *detail)
-    publish(ctx.redis, "order.updated", **event)
-
-
-def child_event(order_id: int, batch_id: int | None, client_id: int, status: str) -> dict[str, Any]:
-    """A child's order.updated payload, which its log line names too."""
-    return {"order_id": order_id, "batch_id": batch_id, "client_id": client_id, "status": status}
-
-
-def _log_child(event: Mapping[str, Any], broker_order_id: str | None, reason: str) -> None:
-    log.info("op=child order=%s batch=%s client=%s status=%s broker_order_id=%s reason=%r", event["order_id"],
-             event["batch_id"], event["client_id"], event["status"], broker_order_id, reason)
 
 
 # ---------------------------------------------------------------------------------------- a batch
@@ -289,9 +198,9 @@ def _claim(order_ids: list[int], ctx: Context, now: datetime | None = None) -> t
     table, at = Order.__table__, utcnow()
     late_before = unsent.late_before(ctx.config, now or at)
     claimed = set(db.session.execute(
-        table.update().where(in_ids(table.c.id, order_ids), table.c.status == states.NEW,
-                             table.c.created_at >= late_before)
-        .values(status=states.SUBMITTING, attempts=table.c.attempts + 1, submitted_at=at, reason="", updated_at=at)
+        states.guarded_update(table, states.SUBMITTING, from_states=[states.NEW])
+        .where(in_ids(table.c.id, order_ids), table.c.created_at >= late_before)
+        .values(attempts=table.c.attempts + 1, submitted_at=at, reason="", updated_at=at)
         .returning(table.c.id)).scalars())
     db.session.commit()
     late: list[int] = []
@@ -346,22 +255,16 @@ def _call_place(send: Send) -> Outcome:
     (in the call's own thread: the thread that writes the outcomes has enough to do)."""
     outcome = _place_once(send)
     event = child_event(send.order_id, send.batch_id, send.client_id, outcome.status)
-    _log_child(event, outcome.broker_order_id, outcome.reason)
+    log_child(event, outcome.broker_order_id, outcome.reason)
     return outcome
 
 
 def _place_once(send: Send) -> Outcome:
     try:
         broker_order_id = send.adapter.place(send.request)
-    except RateLimited as exc:  # not accepted: wait for the window and send again (not an attempt)
-        return Outcome(send, states.NEW, f"Rate limited by the broker; retrying ({exc.message})", attempts_back=1,
-                       wait=exc.retry_after or 1.0)
-    except AuthExpired as exc:
-        return Outcome(send, states.FAILED, f"Login needed: {exc.message}")
-    except (Rejected, InvalidInput) as exc:
-        return Outcome(send, states.REJECTED, exc.message)
-    except Unavailable as exc:
-        return Outcome(send, states.UNKNOWN, exc.message)
+    except BrokerError as exc:
+        answer = answer_to(exc)
+        return Outcome(send, answer.status, answer.reason, attempts_back=int(answer.not_an_attempt), wait=answer.wait)
     except Exception:  # a bug after the claim: the order may have gone out; look it up, never resend blindly
         log.exception("op=child order=%s place=crashed", send.order_id)
         return Outcome(send, states.UNKNOWN, "The send failed inside the desk; checking the broker's order book")
@@ -369,20 +272,21 @@ def _place_once(send: Send) -> Outcome:
 
 
 def _record(outcomes: list[Outcome], ctx: Context) -> None:
-    """Write a group of answers with one executemany and one commit, then log and publish them."""
-    table, now = Order.__table__, utcnow()
+    """Write a group of answers with one executemany per resulting state (usually one) and one
+    commit, each conditional on the child still being SUBMITTING (as this send claimed it), then
+    publish them."""
+    by_status: dict[str, list[Outcome]] = defaultdict(list)
     for outcome in outcomes:
         outcome.send.attempts -= outcome.attempts_back
-    db.session.execute(
-        table.update().where(table.c.id == sa.bindparam("oid")).values(
-            status=sa.bindparam("new_status"), reason=sa.bindparam("new_reason"),
-            broker_order_id=sa.bindparam("new_broker_order_id"), acknowledged_at=sa.bindparam("ack"),
-            attempts=sa.bindparam("new_attempts"), updated_at=now),
-        [{"oid": o.send.order_id, "new_status": o.status, "new_reason": o.reason[:300],
-          "new_broker_order_id": o.broker_order_id, "ack": o.acknowledged_at, "new_attempts": o.send.attempts}
-         for o in outcomes])
+        by_status[outcome.status].append(outcome)
+    refused: set[int] = set()
+    for status, group in by_status.items():
+        refused |= write_children(status, [
+            {"id": o.send.order_id, "reason": o.reason[:300], "broker_order_id": o.broker_order_id,
+             "acknowledged_at": o.acknowledged_at, "attempts": o.send.attempts} for o in group],
+            from_states=[states.SUBMITTING])
     db.session.commit()
-    _announce([(o.send, o.status) for o in outcomes], ctx)
+    _announce([(o.send, o.status) for o in outcomes if o.send.order_id not in refused], ctx)
 
 
 def _announce(changes: list[tuple[Send, str]], ctx: Context) -> None:
@@ -408,59 +312,43 @@ def _send_in_context(order_id: int, ctx: Context, now=None) -> str:
 
 
 def send_child(order_id: int, ctx: Context, now=None) -> str:
-    lock = _lock(ctx.redis, order_id)
-    if not lock.acquire(token=lock_token(ctx.holder)):
-        return "busy"  # another process is talking to the broker about this child
-    try:
-        order = db.session.get(Order, order_id)
-        if order is None or order.status not in states.IN_FLIGHT:
-            return order.status if order else "missing"
-        adapter = adapter_for(order.client, ctx.config, ctx.vault)
-        try:
-            if order.status == states.NEW:
-                _place(order, adapter, ctx, now)
-            else:
-                resolve_unknown(order, adapter, ctx, now)
-        finally:
-            adapter.close()
+    """Send one child, or find it at the broker by its tag; returns its state after."""
+    def action(order: Order, adapter: Broker) -> str:
+        if order.status == states.NEW:
+            _place(order, adapter, ctx, now)
+        else:
+            resolve_unknown(order, adapter, ctx, now)
         return order.status
-    finally:
-        try:
-            lock.release()
-        except redis_lib.exceptions.LockError:
-            log.warning("op=child order=%s lock=expired-before-release", order_id)
+    return on_child(order_id, ctx, lambda order: order.status in states.IN_FLIGHT, action)
 
 
 def _place(order: Order, adapter: Broker, ctx: Context, now=None) -> None:
     request = order_request(order)
     for _ in range(MAX_RATE_LIMIT_WAITS):
         if not ctx.throttle.acquire(order.client_id, adapter.rate_limits):
-            _set(order, states.NEW, ctx, reason="Waiting for the account's order rate limit")
+            write_child(order, states.NEW, ctx, reason="Waiting for the account's order rate limit")
             return
         # read before the claim's commit expires the object (a reload would hold a connection through the call)
         claiming = child_event(order.id, order.batch_id, order.client_id, states.SUBMITTING)
         if not _claim([order.id], ctx, now)[0]:
             return  # past its send deadline (FAILED now), or no longer NEW
-        _log_child(claiming, None, "")
+        log_child(claiming, None, "")
         publish(ctx.redis, "order.updated", **claiming)
         try:
             broker_order_id = adapter.place(request)
-        except RateLimited as exc:  # not accepted: wait for the bucket and send again (not an attempt)
-            _set(order, states.NEW, ctx, attempts=order.attempts - 1,
-                 reason=f"Rate limited by the broker; retrying ({exc.message})")
-            time.sleep(exc.retry_after or 1.0)
-            continue
-        except AuthExpired as exc:
-            _set(order, states.FAILED, ctx, reason=f"Login needed: {exc.message}")
-        except (Rejected, InvalidInput) as exc:
-            _set(order, states.REJECTED, ctx, reason=exc.message)
-        except Unavailable as exc:
-            _set(order, states.UNKNOWN, ctx, reason=exc.message)
-            resolve_unknown(order, adapter, ctx, now)
+        except BrokerError as exc:
+            answer = answer_to(exc)
+            attempts = {"attempts": order.attempts - 1} if answer.not_an_attempt else {}
+            write_child(order, answer.status, ctx, reason=answer.reason, **attempts)
+            if answer.status == states.NEW:  # a 429: wait for the window and send again
+                time.sleep(answer.wait)
+                continue
+            if answer.status == states.UNKNOWN:
+                resolve_unknown(order, adapter, ctx, now)
         else:
-            _set(order, states.PLACED, ctx, broker_order_id=broker_order_id, acknowledged_at=utcnow())
+            write_child(order, states.PLACED, ctx, broker_order_id=broker_order_id, acknowledged_at=utcnow())
         return
-    _set(order, states.NEW, ctx, reason="The broker kept answering 'too many requests'; will retry")
+    write_child(order, states.NEW, ctx, reason="The broker kept answering 'too many requests'; will retry")
 
 
 def resolve_unknown(order: Order, adapter: Broker, ctx: Context, now=None) -> None:
@@ -472,29 +360,29 @@ def resolve_unknown(order: Order, adapter: Broker, ctx: Context, now=None) -> No
     try:
         found = adapter.find_order(order_request(order), placed_after)
     except BrokerError as exc:
-        _set(order, states.UNKNOWN, ctx, reason=f"Could not check the broker's order book: {exc.message}")
+        write_child(order, states.UNKNOWN, ctx, reason=f"Could not check the broker's order book: {exc.message}")
         return
     taken = set(db.session.execute(sa.select(Order.broker_order_id).where(
         Order.client_id == order.client_id, Order.id != order.id, Order.broker_order_id.is_not(None))).scalars())
     candidates = [o for o in found if o.order_id not in taken]
     if len(candidates) == 1:
         match = candidates[0]
-        _set(order, states.FROM_BROKER[match.status], ctx, broker_order_id=match.order_id,
-             acknowledged_at=order.acknowledged_at or utcnow(), filled_quantity=match.filled_quantity,
-             average_price=match.average_price,
-             reason=match.status_message or "Found at the broker after an unclear answer")
+        write_child(order, states.FROM_BROKER[match.status], ctx, broker_order_id=match.order_id,
+                    acknowledged_at=order.acknowledged_at or utcnow(), filled_quantity=match.filled_quantity,
+                    average_price=match.average_price,
+                    reason=match.status_message or "Found at the broker after an unclear answer")
     elif candidates:
-        _set(order, states.UNKNOWN, ctx, reason=f"{len(candidates)} orders at the broker could be this one; "
-                                                "check the broker's order book")
+        write_child(order, states.UNKNOWN, ctx, reason=f"{len(candidates)} orders at the broker could be this one; "
+                                                     "check the broker's order book")
     elif order.submitted_at and (now or utcnow()) - order.submitted_at < ARRIVAL_GRACE:
-        _set(order, states.UNKNOWN, ctx, reason="Not at the broker yet, but the last send may still arrive; "
-                                                "checking again before sending again")
+        write_child(order, states.UNKNOWN, ctx, reason="Not at the broker yet, but the last send may still arrive; "
+                                                     "checking again before sending again")
     elif order.attempts >= MAX_PLACE_ATTEMPTS:
-        _set(order, states.FAILED, ctx, reason=f"Not at the broker after {order.attempts} attempts: not placed")
+        write_child(order, states.FAILED, ctx, reason=f"Not at the broker after {order.attempts} attempts: not placed")
     elif unsent.is_late(order.created_at, ctx.config, now):
-        _set(order, states.FAILED, ctx, reason=unsent.NOT_SENT_IN_TIME)
+        write_child(order, states.FAILED, ctx, reason=unsent.NOT_SENT_IN_TIME)
     else:
-        _set(order, states.NEW, ctx, reason="Not at the broker: sending again")
+        write_child(order, states.NEW, ctx, reason="Not at the broker: sending again")
         _place(order, adapter, ctx, now)
 
 
@@ -540,10 +428,6 @@ def _finish(order_id: int, now, ctx: Context) -> str:
         return "error"
 
 
-_BREAK = ("local n = 0 for i, key in ipairs(KEYS) do "
-          "if redis.call('get', key) == ARGV[i] then redis.call('del', key) n = n + 1 end end return n")
-
-
 def orphaned_children(ctx: Context, abandoned_batches: Iterable[int] = ()) -> list[int]:
     """In-flight children nobody is working on, found without waiting: those whose lock a dead
     worker holds (the lock is broken here), SUBMITTING ones with no lock at all (whoever claimed
@@ -565,91 +449,14 @@ def orphaned_children(ctx: Context, abandoned_batches: Iterable[int] = ()) -> li
         elif not token and (row.status == states.SUBMITTING or row.batch_id in abandoned):
             found.append(row.id)
     if broken:
-        ctx.redis.eval(_BREAK, len(broken), *[lock_name(i) for i, _ in broken], *[t for _, t in broken])
+        break_locks(ctx.redis, broken)
         log.warning("op=reclaim locks_broken=%s holders=%s", len(broken), ",".join(sorted(dead)))
     return found
-
-
-def dead_holders(redis: redis_lib.Redis, names: set[str]) -> set[str]:
-    """Of these RQ workers, those gone: the worker's key lapsed (no heartbeat) or records its death."""
-    if not names:
-        return set()
-    from rq.worker import Worker as RQWorker
-
-    ordered = sorted(names)
-    pipe = redis.pipeline(transaction=False)
-    for name in ordered:
-        pipe.hmget(RQWorker.redis_worker_namespace_prefix + name, ["birth", "death"])
-    return {name for name, (birth, death) in zip(ordered, pipe.execute()) if birth is None or death is not None}
-
 
 
 def batch_client_ids(batch_id: int) -> list[int]:
     return list(db.session.execute(sa.select(Order.client_id).where(Order.batch_id == batch_id).distinct()).scalars())
 
 
-def _child_call(order_id: int, ctx: Context, call) -> str:
-    """Run a cancel/modify for one child under its lock; the answer updates its reason, the
-    sync that follows updates its state."""
-    lock = _lock(ctx.redis, order_id)
-    if not lock.acquire():
-        return "busy"
-    try:
-        order = db.session.get(Order, order_id)
-        if order is None or order.status not in states.AT_BROKER or not order.broker_order_id:
-            return order.status if order else "missing"
-        adapter = adapter_for(order.client, ctx.config, ctx.vault)
-        try:
-            call(adapter, order)
-        except BrokerError as exc:
-            _set(order, order.status, ctx, reason=exc.message)
-            return "error"
-        finally:
-            adapter.close()
-        return "ok"
-    finally:
-        try:
-            lock.release()
-        except redis_lib.exceptions.LockError:
-            pass
-
-
-def cancel_child(order_id: int, ctx: Context) -> str:
-    def call(adapter: Broker, order: Order) -> None:
-        adapter.cancel(order.broker_order_id)
-        _set(order, order.status, ctx, reason="Cancel sent")
-    return _child_call(order_id, ctx, call)
-
-
-def modify_child(order_id: int, price, ctx: Context) -> str:
-    def call(adapter: Broker, order: Order) -> None:
-        adapter.modify(order.broker_order_id, price=price)
-        _set(order, order.status, ctx, price=price, reason=f"Price changed to {price}")
-    return _child_call(order_id, ctx, call)
-
-
-def run_concurrently(order_ids: list[int], ctx: Context, fn, *args) -> list[str]:
-    """fn(order_id, *args, ctx) for each child, on a bounded pool, each in its own app context."""
-    if not order_ids:
-        return []
-
-    def one(order_id: int) -> str:
-        with ctx.app.app_context():
-            try:
-                return fn(order_id, *args, ctx)
-            finally:
-                db.session.remove()
-
-    with ThreadPoolExecutor(max_workers=min(DEFAULT_POOL, len(order_ids))) as pool:
-        return list(pool.map(one, order_ids))
-
-
 def client_ids_of(order_ids: list[int]) -> list[int]:
     return list(db.session.execute(sa.select(Order.client_id).where(in_ids(Order.id, order_ids)).distinct()).scalars())
-
-
-def convert_to_market(order_id: int, ctx: Context) -> str:
-    def call(adapter: Broker, order: Order) -> None:
-        adapter.modify(order.broker_order_id, order_type=OrderType.MARKET)
-        _set(order, order.status, ctx, order_type="MARKET", price=None, reason="Chase limit reached: converted to market")
-    return _child_call(order_id, ctx, call)

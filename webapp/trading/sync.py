@@ -21,7 +21,9 @@ from webapp.models.base import in_ids
 from webapp.timeutil import utcnow
 from webapp.trading import states
 from webapp.trading.accounts import adapter_for
-from webapp.trading.engine import Context, child_event, sends_in_flight
+from webapp.trading.children import child_event, write_children
+from webapp.trading.context import Context
+from webapp.trading.locks import sends_in_flight
 from webapp.trading.ledger import Book, apply_fill, unrealized
 
 log = logging.getLogger(__name__)
@@ -130,19 +132,20 @@ def _write(reads: list[_Read], ctx: Context, full: bool) -> set[int]:
     """One transaction for these clients' answers: the reads first (no autoflush), then one flush
     and commit, so the write lock is held only for those. Events go out after the commit. If
     another process recorded one of these trades first, each client is written alone instead."""
-    changed: list[Order] = []
+    moves: list[_Move] = []
     touched: list[Position] = []
     try:
         with db.session.no_autoflush:
             for got in reads:
-                changed += _apply_orders(got.client_id, got.book)
+                moves += _order_moves(got.client_id, got.book)
                 touched += _apply_trades(got.client_id, got.fills)
                 _mirror_funds(got.client_id, got.funds)
                 if full:
                     _mirror_holdings(got.client_id, got.holdings)
         db.session.flush()
+        changed = _move_children(moves)
         # read before the commit expires them: afterwards each would be loaded again, a query apiece
-        events = ([("order.updated", child_event(o.id, o.batch_id, o.client_id, o.status)) for o in changed]
+        events = ([("order.updated", event) for event in changed]
                   + [("position.updated", {"position_id": p.id, "client_id": p.client_id}) for p in touched])
         db.session.commit()
     except IntegrityError:
@@ -160,11 +163,25 @@ def _write(reads: list[_Read], ctx: Context, full: bool) -> set[int]:
     return {got.client_id for got in reads}
 
 
-def _apply_orders(client_id: int, book) -> list[Order]:
+@dataclass
+class _Move:
+    """A child's state and fills as its broker's book shows them, to be written."""
+
+    status: str
+    batch_id: int | None
+    client_id: int
+    row: dict[str, Any]
+
+
+def _order_moves(client_id: int, book) -> list[_Move]:
+    """What the broker's book changes of the client's children, read now and written later (with the
+    rest of the group's writes): states and fills, through the state machine (a stale read that
+    would move a final child, a COMPLETE one seen OPEN, is refused and logged)."""
     by_id = {o.order_id: o for o in book}
-    children = db.session.execute(sa.select(Order).where(
-        Order.client_id == client_id, Order.broker_order_id.in_(list(by_id)))).scalars().all() if by_id else []
-    changed = []
+    children = db.session.execute(sa.select(
+        Order.id, Order.batch_id, Order.status, Order.filled_quantity, Order.reason, Order.broker_order_id).where(
+        Order.client_id == client_id, Order.broker_order_id.in_(list(by_id)))).all() if by_id else []
+    moves = []
     for child in children:
         at_broker = by_id[child.broker_order_id]
         status = states.FROM_BROKER[at_broker.status]
@@ -172,12 +189,29 @@ def _apply_orders(client_id: int, book) -> list[Order]:
             continue  # a lagging "pending" never moves a child backwards
         if (status, at_broker.filled_quantity) == (child.status, child.filled_quantity):
             continue
-        child.status, child.filled_quantity = status, at_broker.filled_quantity
-        child.average_price = at_broker.average_price
+        if not states.check(child.id, child.status, status):
+            continue
+        reason = child.reason
         if status in (states.REJECTED, states.CANCELLED) and at_broker.status_message:
-            child.reason = at_broker.status_message
-        changed.append(child)
-    return changed
+            reason = at_broker.status_message
+        moves.append(_Move(status, child.batch_id, client_id, {
+            "id": child.id, "filled_quantity": at_broker.filled_quantity, "average_price": at_broker.average_price,
+            "reason": reason}))
+    return moves
+
+
+def _move_children(moves: list[_Move]) -> list[dict[str, Any]]:
+    """Write the moves, one conditional executemany per state (another process may have moved a
+    child since it was read: that one is refused, not overwritten); their order.updated events."""
+    by_status: dict[str, list[_Move]] = {}
+    for move in moves:
+        by_status.setdefault(move.status, []).append(move)
+    events = []
+    for status, group in by_status.items():
+        refused = write_children(status, [move.row for move in group])
+        events += [child_event(m.row["id"], m.batch_id, m.client_id, status) for m in group
+                   if m.row["id"] not in refused]
+    return events
 
 
 def _apply_trades(client_id: int, fills) -> list[Position]:

@@ -44,14 +44,14 @@ def fail_unsent(reason: str, *, redis=None, order_ids: Iterable[int] | None = No
     them), only those created before `created_before` when given. Commits; returns the ids failed.
     Events go out on `redis` when given (best effort: without Redis the page shows it on its own)."""
     table, now = Order.__table__, utcnow()
-    query = table.update().where(table.c.status == states.NEW)
+    query = states.guarded_update(table, states.FAILED, from_states=[states.NEW])
     if order_ids is not None:
         query = query.where(in_ids(table.c.id, list(order_ids)))
     if batch_id is not None:
         query = query.where(table.c.batch_id == batch_id)
     if created_before is not None:
         query = query.where(table.c.created_at < created_before)
-    rows = db.session.execute(query.values(status=states.FAILED, reason=reason, updated_at=now)
+    rows = db.session.execute(query.values(reason=reason, updated_at=now)
                               .returning(table.c.id, table.c.batch_id, table.c.client_id)).all()
     db.session.commit()
     for row in rows:
