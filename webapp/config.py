@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping
 
+from webapp.brokers import SIMULATED_FEED  # the registry module alone: no adapter is imported here
+
 ROOT = Path(__file__).resolve().parent.parent
 INSTANCE = Path(os.environ.get("FANOUT_INSTANCE") or ROOT / "instance")  # demo data, secrets, SQLite
 
@@ -48,6 +50,14 @@ def _choice(value: str, choices: tuple[str, ...], name: str) -> str:
     return value
 
 
+def _feed_source(value: str | None) -> str:
+    """The feed's source: choices come from the broker registry, so a new streaming broker needs no
+    edit here (imported late: the registry imports the adapters)."""
+    from webapp.brokers import feed_sources
+
+    return _choice(value or SIMULATED_FEED, feed_sources(), "FEED_SOURCE")
+
+
 def database_url(value: str | None) -> str:
     if not value:
         return f"sqlite:///{INSTANCE / 'fanout.db'}"
@@ -84,7 +94,7 @@ class Config:
     BROKER_TIMEOUT_SECONDS: int = 7
     BROKER_POOL_SIZE: int = 128  # broker calls in flight at once per broker, per worker process
     SEND_DEADLINE_SECONDS: int = 30  # a child not sent this long after the ticket is FAILED, not sent late
-    FEED_SOURCE: str = "paper"  # paper | kite | sharekhan: where the feed process gets its ticks
+    FEED_SOURCE: str = SIMULATED_FEED  # the simulator, or a broker that streams (webapp.brokers.feed_sources())
     FEED_CLIENT_ID: int | None = None  # the client whose broker session streams prices (default: first connected)
     FEED_WATCHDOG_SECONDS: int = 30
     KITE_WS_URL: str = "wss://ws.kite.trade"
@@ -118,7 +128,7 @@ class Config:
             BROKER_POOL_SIZE=parse_int(env.get("BROKER_POOL_SIZE"), 128, "BROKER_POOL_SIZE"),
             SEND_DEADLINE_SECONDS=parse_int(env.get("SEND_DEADLINE_SECONDS"), 30, "SEND_DEADLINE_SECONDS"),
             PAPER_ALWAYS_OPEN=parse_bool(env.get("PAPER_ALWAYS_OPEN"), default=demo),
-            FEED_SOURCE=_choice(env.get("FEED_SOURCE") or "paper", ("paper", "kite", "sharekhan"), "FEED_SOURCE"),
+            FEED_SOURCE=_feed_source(env.get("FEED_SOURCE")),
             FEED_CLIENT_ID=parse_int(env.get("FEED_CLIENT_ID"), 0, "FEED_CLIENT_ID") or None,
             FEED_WATCHDOG_SECONDS=parse_int(env.get("FEED_WATCHDOG_SECONDS"), 30, "FEED_WATCHDOG_SECONDS"),
             KITE_WS_URL=env.get("KITE_WS_URL") or cls.KITE_WS_URL,

@@ -246,12 +246,12 @@ def test_price_1234_05_goes_out_and_comes_back_exactly(desk, broker):
 
 
 @pytest.mark.parametrize("request_kw, message", [
-    ({"tag": "ELEVENCHARS"}, "Motilal order tags are at most 10 letters or digits; got 'ELEVENCHARS'"),
-    ({"tag": "bad-tag"}, "Motilal order tags are at most 10 letters or digits; got 'bad-tag'"),
+    ({"tag": "ELEVENCHARS"}, "Motilal Oswal order tags are 1 to 10 letters and digits"),
+    ({"tag": "bad-tag"}, "Motilal Oswal order tags are 1 to 10 letters and digits"),
     ({"order_type": OrderType.LIMIT}, "A LIMIT order needs a price"),
     ({"order_type": OrderType.SLM}, "A SL-M order needs a trigger price"),
-    ({"order_type": OrderType.SL, "trigger": "1500.00"}, "An SL order needs a limit price as well as the trigger"),
-    ({"quantity": 0}, "Quantity must be at least 1"),
+    ({"order_type": OrderType.SL, "trigger": "1500.00"}, "A SL order needs a price"),
+    ({"quantity": 0}, "Quantity must be a positive whole number"),
 ])
 def test_malformed_orders_are_invalid_input_and_never_sent(desk, broker, request_kw, message):
     with pytest.raises(InvalidInput) as caught:

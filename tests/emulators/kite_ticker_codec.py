@@ -1,7 +1,7 @@
 """Builds Kite ticker binary frames, byte for byte from reference/brokers.md §1.9.
 
 Written from the spec's offset table, independently of the desk's parser
-(webapp/marketdata/streams/kite_packets.py), so a round trip through both checks the layout twice.
+(webapp/brokers/kite/packets.py), so a round trip through both checks the layout twice.
 Inputs are wire integers: prices in paise (CDS in 1e-7, BCD in 1e-4 rupees), times in unix seconds.
 
     frame   = uint16 packet count, then per packet: uint16 length, packet bytes   (big-endian)

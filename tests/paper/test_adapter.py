@@ -58,7 +58,7 @@ def test_every_port_method_answers_in_port_types(broker, infy):
 
 
 def test_a_tag_longer_than_twenty_characters_is_invalid_input(broker):
-    with pytest.raises(InvalidInput, match="^Tag is longer than 20 characters$"):
+    with pytest.raises(InvalidInput, match="^Paper \\(simulated\\) order tags are 1 to 20 letters and digits$"):
         broker.place(order(tag="X" * 21))
     assert broker.place(order(tag="X" * 20))
 

@@ -11,7 +11,9 @@ import pytest
 from tests.emulators.common import EmulatorServer
 from tests.emulators.kite import KiteEmulator
 from tests.emulators.sharekhan import ShareKhanEmulator
-from webapp.marketdata.streams import KiteTicker, ShareKhanStream, Tick, TickStream
+from webapp.brokers.kite.ticker import KiteTicker
+from webapp.brokers.sharekhan.stream import ShareKhanStream
+from webapp.marketdata.streams import Tick, TickStream
 
 TICK_INTERVAL = 0.05
 

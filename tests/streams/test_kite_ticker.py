@@ -15,8 +15,9 @@ from hypothesis import strategies as st
 from tests.emulators import kite_ticker_codec as codec
 from tests.streams.conftest import read_for, read_until
 from webapp.brokers.base import AuthExpired, DepthLevel, Unavailable
-from webapp.marketdata.streams import KiteTicker, StreamClosed
-from webapp.marketdata.streams.kite_packets import parse_frame, to_quote
+from webapp.brokers.kite.packets import parse_frame, to_quote
+from webapp.brokers.kite.ticker import KiteTicker
+from webapp.marketdata.streams import StreamClosed
 from webapp.timeutil import UTC, utcnow
 
 
@@ -107,7 +108,7 @@ def test_order_postbacks_and_errors_come_as_text(kite, caplog):
     stream._send({"a": "bogus", "v": []})  # the emulator answers {"type":"error"}
     kite.hub.wait_for(1, kite.creds["user_id"])
     kite.emulator.push_postback({"order_id": "2403", "status": "COMPLETE", "average_price": Decimal("1512.40")})
-    with caplog.at_level(logging.WARNING, logger="webapp.marketdata.streams.kite_ticker"):
+    with caplog.at_level(logging.WARNING, logger="webapp.brokers.kite.ticker"):
         assert read_for(stream, 0.4) == []  # text messages are not ticks
     kinds = {m["type"]: m for m in messages}
     assert set(kinds) == {"order", "error"}

@@ -11,8 +11,8 @@ import pytest
 
 from tests.streams.conftest import eventually, read_for, read_until
 from webapp.brokers.base import AuthExpired, DepthLevel
-from webapp.marketdata.streams import ShareKhanStream, StreamClosed
-from webapp.marketdata.streams.sharekhan_stream import feed_quote
+from webapp.brokers.sharekhan.stream import ShareKhanStream, feed_quote
+from webapp.marketdata.streams import StreamClosed
 from webapp.timeutil import UTC, utcnow
 
 INFY, SBIN, TCS = 1594, 3045, 11536

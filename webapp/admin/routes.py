@@ -10,7 +10,7 @@ from webapp.admin.forms import ClientForm, ConfirmForm, ResetPasswordForm, UserF
 from webapp.admin.services import RISK_FIELDS, USER_LIMITS, create_user, credential_errors, reset_password, save_client, \
     set_user_active, update_user
 from webapp.auth.sessions import keep_current_session
-from webapp.brokers import broker_class, broker_names
+from webapp.brokers import broker_choices, broker_class, broker_names
 from webapp.extensions import db
 from webapp.htmx import render_page_or_partial
 from webapp.inputs import record_id, too_long
@@ -107,7 +107,7 @@ def user_active(user_id: int):
 
 
 def _broker_choices() -> dict[str, str]:
-    return {name: broker_class(name).label for name in broker_names()}
+    return dict(broker_choices())
 
 
 @bp.route("/clients")

@@ -1,5 +1,10 @@
 """Broker adapters, Redash-style registry: each adapter module ends with `register(Cls)`.
 
+Adding a broker is its own package (webapp/brokers/<name>/, an adapter class declaring its name,
+label, options from config, capabilities, rate limits and session schedule) plus one line in
+BROKER_MODULES. Code outside webapp/brokers/ asks this registry what a broker can do and never
+names one (tests/brokers/test_registry.py checks both).
+
 An adapter whose optional dependency is missing reports `enabled() == False` and is skipped
 instead of breaking start-up.
 """
@@ -65,3 +70,37 @@ def broker_names() -> list[str]:
 
 def create_broker(name: str, account: Account, options: Mapping[str, Any] | None = None) -> Broker:
     return broker_class(name)(account, options)
+
+
+def broker_options(name: str, config: Mapping[str, Any]) -> dict[str, Any]:
+    """The options `name`'s adapter reads from the desk's settings (its own declaration)."""
+    return broker_class(name).options_from(config)
+
+
+def broker_choices() -> list[tuple[str, str]]:
+    """(name, label) of every registered broker, for forms."""
+    return [(name, broker_class(name).label) for name in broker_names()]
+
+
+def quote_brokers() -> list[str]:
+    """Brokers with a quote API, in the order repricing's fallback asks them."""
+    return sorted((name for name in broker_names() if broker_class(name).capabilities.quotes),
+                  key=lambda name: (broker_class(name).quote_preference, name))
+
+
+def streaming_brokers() -> list[str]:
+    return [name for name in broker_names() if broker_class(name).capabilities.streaming]
+
+
+def sessionless_brokers() -> list[str]:
+    """Brokers with no login (paper): their clients are always connected."""
+    return [name for name in broker_names() if not broker_class(name).needs_login()]
+
+
+# The feed's embedded default: the paper exchange's simulator moves prices (no broker session)
+SIMULATED_FEED = "paper"
+
+
+def feed_sources() -> tuple[str, ...]:
+    """What FEED_SOURCE may name: the simulator, or a broker whose adapter can stream."""
+    return (SIMULATED_FEED, *streaming_brokers())

@@ -281,6 +281,32 @@ class CredentialField:
 
 
 @dataclass(frozen=True)
+class ConfigOption:
+    """One adapter option read from the desk's settings: `options[name] = config[config_key]`.
+
+    A setting that is absent from the config and has no default is left out, so the adapter's own
+    default applies."""
+
+    name: str
+    config_key: str
+    default: Any = None
+    required: bool = False  # True: a missing setting is a KeyError, as a missing URL should be
+
+
+TIMEOUT_OPTION = ConfigOption("timeout", "BROKER_TIMEOUT_SECONDS", 7)  # every remote broker's read timeout
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What the desk may ask of a broker beyond the port's must-haves."""
+
+    quotes: bool = False  # a REST quote API that answers quotes(): repricing's fallback asks it
+    streaming: bool = False  # a tick stream the feed can run on (see Broker.open_stream)
+    postbacks: bool = False  # order updates pushed to the desk by the broker
+    historical_candles: bool = False  # past OHLC bars on request
+
+
+@dataclass(frozen=True)
 class RateLimits:
     orders_per_second: int
     orders_per_minute: int | None = None
@@ -305,6 +331,15 @@ class Broker(ABC):
     login_fields: ClassVar[tuple[CredentialField, ...]] = ()
     # broker tokens die every morning: hour and minute IST at which today's session expires
     session_expiry_ist: ClassVar[time] = time(6, 0)
+    # the adapter's options from the desk's settings (see options_from)
+    config_options: ClassVar[tuple[ConfigOption, ...]] = ()
+    capabilities: ClassVar[Capabilities] = Capabilities()
+    # repricing asks brokers with a quote API in this order (lowest first): the feed client's broker
+    # first, then the most generous quote limits
+    quote_preference: ClassVar[int] = 100
+    # the feed's stream addresses instruments by "instrument_token" (Kite) or "exchange_token" (the
+    # exchange's scrip code, ShareKhan); only read when capabilities.streaming
+    stream_key: ClassVar[str] = "instrument_token"
 
     def __init__(self, account: Account, options: Mapping[str, Any] | None = None):
         self.account = account
@@ -314,6 +349,45 @@ class Broker(ABC):
     def enabled(cls) -> bool:
         """False when an optional dependency is missing (the registry then skips it)."""
         return True
+
+    @classmethod
+    def options_from(cls, config: Mapping[str, Any]) -> dict[str, Any]:
+        """The adapter's options from the desk's settings (Flask config or a plain mapping)."""
+        options: dict[str, Any] = {}
+        for option in cls.config_options:
+            if option.required:
+                options[option.name] = config[option.config_key]
+            elif option.config_key in config or option.default is not None:
+                options[option.name] = config.get(option.config_key, option.default)
+        return options
+
+    @classmethod
+    def needs_login(cls) -> bool:
+        """False for a broker with no session to open (paper): its clients are always connected."""
+        return cls.login_kind != "none"
+
+    @classmethod
+    def open_stream(cls, account: Account, config: Mapping[str, Any]) -> Any:
+        """A tick stream (webapp.marketdata.streams.TickStream) over `account`'s session, for a
+        broker whose capabilities say `streaming`."""
+        raise InvalidInput(f"{cls.label} has no tick stream")
+
+    def check_order(self, request: OrderRequest) -> None:
+        """The one shape check every adapter runs first in place(), before a rate-limit token or a
+        byte is spent: a malformed request is InvalidInput (the desk's mistake, never the
+        broker's refusal, which is Rejected); the engine rejects the child with this message."""
+        if request.quantity <= 0:
+            raise InvalidInput("Quantity must be a positive whole number")
+        kind = request.order_type.value
+        if request.order_type in (OrderType.LIMIT, OrderType.SL) and (request.price is None or request.price <= 0):
+            raise InvalidInput(f"A {kind} order needs a price")
+        if request.order_type in (OrderType.SL, OrderType.SLM) and (
+                request.trigger_price is None or request.trigger_price <= 0):
+            raise InvalidInput(f"A {kind} order needs a trigger price")
+        limit = self.tag_max_length
+        if request.tag and limit is not None and not (
+                len(request.tag) <= limit and request.tag.isascii() and request.tag.isalnum()):
+            raise InvalidInput(f"{self.label} order tags are 1 to {limit} letters and digits")
 
     # ---- orders
     @abstractmethod

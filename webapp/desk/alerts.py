@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import sqlalchemy as sa
 
+from webapp.brokers import sessionless_brokers
 from webapp.extensions import db
 from webapp.models import Client, Order
 from webapp.timeutil import utcnow
@@ -48,7 +49,7 @@ def desk_alerts(scope, redis) -> list[Alert]:
         found.append(("red", client_id, f"Positions differ from the broker — {text}", f"/clients/{client_id}"))
     # Client.session_state() == "expired", in SQL: a live broker whose stored session has run out
     expired = db.session.execute(sa.select(Client.id).where(
-        in_scope(Client.id, scope), Client.enabled.is_(True), Client.broker != "paper", Client.session_enc.is_not(None),
+        in_scope(Client.id, scope), Client.enabled.is_(True), Client.broker.not_in(sessionless_brokers()), Client.session_enc.is_not(None),
         Client.session_expires_at.is_not(None), Client.session_expires_at <= utcnow()).order_by(Client.name)).scalars()
     for client_id in expired:
         found.append(("amber", client_id, "Broker session expired: reconnect before trading", f"/clients/{client_id}"))

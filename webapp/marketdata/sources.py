@@ -1,4 +1,5 @@
-"""Where the feed's ticks come from: the paper simulator (the embedded default) or a broker stream."""
+"""Where the feed's ticks come from: the paper simulator (the embedded default) or the stream of a
+broker whose adapter declares one (`capabilities.streaming`, `stream_key`, `open_stream`)."""
 from __future__ import annotations
 
 from datetime import datetime
@@ -7,13 +8,13 @@ from typing import Mapping
 import sqlalchemy as sa
 from flask import Flask
 
+from webapp.brokers import SIMULATED_FEED, broker_class, broker_options
 from webapp.brokers.base import Quote
 from webapp.extensions import db, get_redis
 from webapp.marketdata.simulator import MarketSimulator
 from webapp.models import Instrument
 from webapp.tasks import QUEUE_SYNC, queue
 from webapp.timeutil import market_hours  # the watchdog's hours (also repricing's)
-from webapp.trading.accounts import broker_options
 
 
 class PaperSource:
@@ -25,7 +26,7 @@ class PaperSource:
         with app.app_context():
             instruments = db.session.execute(sa.select(Instrument)).scalars().all()
             self.simulator = MarketSimulator(instruments, seed)
-            options = {**broker_options(app.config, "paper"), "redis": get_redis()}
+            options = {**broker_options(SIMULATED_FEED, app.config), "redis": get_redis()}
             self.exchange = PaperExchange.from_options(db.engine, options)
 
     def __call__(self, now: datetime, wanted: set[int]) -> Mapping[int, Quote]:
@@ -45,8 +46,8 @@ class PaperSource:
 
 class StreamSource:
     """A broker's streaming API through one connected client's session (the desk needs one
-    market-data session, not one per client). Kite streams by instrument token; ShareKhan by the
-    exchange's scrip code, mapped back to instrument tokens here."""
+    market-data session, not one per client). The adapter says which token its stream addresses
+    instruments by (`stream_key`); ticks are mapped back to instrument tokens here."""
 
     def __init__(self, app: Flask, broker: str, read_timeout: float = 0.9):
         from webapp.marketdata.streams import StreamSupervisor
@@ -54,7 +55,8 @@ class StreamSource:
         self.app, self.broker, self.read_timeout = app, broker, read_timeout
         with app.app_context():
             rows = db.session.execute(sa.select(Instrument.instrument_token, Instrument.exchange_token)).all()
-        self.to_stream = {token: (token if broker == "kite" else exchange_token) for token, exchange_token in rows}
+        by_instrument_token = broker_class(broker).stream_key == "instrument_token"
+        self.to_stream = {token: (token if by_instrument_token else exchange_token) for token, exchange_token in rows}
         self.from_stream = {v: k for k, v in self.to_stream.items()}
         self.supervisor = StreamSupervisor(self._make, name=f"feed-{broker}",
                                            watchdog_seconds=float(app.config.get("FEED_WATCHDOG_SECONDS", 30)),
@@ -62,7 +64,6 @@ class StreamSource:
 
     def _make(self):
         from webapp.brokers.base import AuthExpired
-        from webapp.marketdata.streams import KiteTicker, ShareKhanStream
         from webapp.trading.accounts import adapter_for
         from webapp.vault import current_vault
 
@@ -71,11 +72,9 @@ class StreamSource:
             if client is None:
                 raise AuthExpired(f"no connected {self.broker} client to stream prices with: connect one")
             adapter = adapter_for(client, self.app.config, current_vault())
-            token, creds = adapter.account.session.access_token, adapter.account.credentials
+            account = adapter.account
             adapter.close()
-        if self.broker == "kite":
-            return KiteTicker(creds["api_key"], token, ws_url=self.app.config["KITE_WS_URL"])
-        return ShareKhanStream(creds["api_key"], token, ws_url=self.app.config["SHAREKHAN_WS_URL"])
+        return broker_class(self.broker).open_stream(account, self.app.config)
 
     def __call__(self, now: datetime, wanted: set[int]) -> Mapping[int, Quote]:
         wanted_stream = {self.to_stream[t] for t in wanted if t in self.to_stream}
@@ -109,5 +108,5 @@ def _feed_client(config, broker: str):
 
 
 def make_source(app: Flask, seed: int = 0):
-    source = app.config.get("FEED_SOURCE", "paper")
-    return PaperSource(app, seed=seed) if source == "paper" else StreamSource(app, source)
+    source = app.config.get("FEED_SOURCE", SIMULATED_FEED)
+    return PaperSource(app, seed=seed) if source == SIMULATED_FEED else StreamSource(app, source)

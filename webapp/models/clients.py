@@ -44,7 +44,9 @@ class Client(TimestampMixin, db.Model):
 
     def session_state(self, now: datetime | None = None) -> str:
         """connected | expired | none — what the session badge shows."""
-        if self.broker == "paper":
+        from webapp.brokers import sessionless_brokers  # late: the registry imports the adapters
+
+        if self.broker in sessionless_brokers():  # a broker with no login (paper) is always connected
             return "connected"
         if not self.session_enc or self.session_expires_at is None:
             return "none"

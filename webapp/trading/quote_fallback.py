@@ -2,7 +2,7 @@
 
 Prices are the exchange's, whichever account asks, so one connected client per broker is enough:
 the feed's client (FEED_CLIENT_ID) first, then the first enabled client with a live session at each
-broker that has a REST quote API (Kite, then Motilal, then the paper broker; ShareKhan has none).
+broker whose adapter declares a quote API, in the order the adapters declare (webapp.brokers.quote_brokers).
 Each broker gets at most one quotes() call per pass for the whole batch of missing instruments,
 and the next broker is asked only for what the last one did not answer.
 
@@ -21,6 +21,7 @@ from typing import Any, Mapping, Sequence
 
 import sqlalchemy as sa
 
+from webapp.brokers import quote_brokers
 from webapp.brokers.base import InstrumentRef, Quote, Unavailable
 from webapp.extensions import db
 from webapp.models import Client
@@ -29,7 +30,6 @@ from webapp.vault import Vault
 
 log = logging.getLogger(__name__)
 
-QUOTE_BROKERS = ("kite", "motilal", "paper")  # brokers with a REST quote API, in order of preference
 ASK_EVERY_SECONDS = 10
 BACKOFF_SECONDS = 60
 ASKED_KEY = "fanout:reprice:quotes-asked:{broker}"
@@ -72,12 +72,13 @@ class BrokerQuotes:
     def clients(self) -> list[Client]:
         """One connected client per broker with a quote API, the feed's client first."""
         chosen: dict[str, Client] = {}
+        brokers = quote_brokers()
         feed_id = self.config.get("FEED_CLIENT_ID")
         if feed_id:
             feed = db.session.get(Client, int(feed_id))
-            if feed is not None and feed.enabled and feed.broker in QUOTE_BROKERS and feed.session_state() == "connected":
+            if feed is not None and feed.enabled and feed.broker in brokers and feed.session_state() == "connected":
                 chosen[feed.broker] = feed
-        for broker in QUOTE_BROKERS:
+        for broker in brokers:
             if broker in chosen:
                 continue
             for client in db.session.execute(sa.select(Client).where(Client.broker == broker, Client.enabled.is_(True))

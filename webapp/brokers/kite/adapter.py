@@ -7,14 +7,14 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import re
 from datetime import time
 from decimal import Decimal
 from typing import Any, Callable, Iterable, Mapping, Sequence, TypeVar
 from urllib.parse import quote as urlquote, urlencode
 
 from webapp.brokers.base import (
-    Account, Broker, BrokerSession, CredentialField, Funds, Holding, InstrumentRef, InstrumentRow,
+    TIMEOUT_OPTION, Account, Broker, BrokerSession, Capabilities, ConfigOption, CredentialField,
+    Funds, Holding, InstrumentRef, InstrumentRow,
     InvalidInput, Order, OrderRequest, OrderType, Position, Quote, RateLimits, Rejected, Trade, Unavailable, Validity,
 )
 from webapp.brokers.kite import convert
@@ -29,7 +29,6 @@ LOGIN_URL = "https://kite.zerodha.com"
 DEFAULT_TIMEOUT = 7.0  # the same read timeout the official client uses
 AUTO_PROTECTION = Decimal("-1")  # Kite's "automatic market protection"
 QUOTE_BATCH = 500  # instruments per /quote call
-_TAG = re.compile(r"[A-Za-z0-9]+")
 _MARKET_LIKE = (OrderType.MARKET, OrderType.SLM)
 
 T = TypeVar("T")
@@ -46,6 +45,18 @@ class KiteBroker(Broker):
     tag_max_length = 20  # Kite allows 20; the desk sends 10
     login_kind = "redirect"
     session_expiry_ist = time(6, 0)  # Kite tokens die around 06:00 IST the next morning
+    config_options = (ConfigOption("base_url", "KITE_API_URL", required=True),
+                      ConfigOption("login_url", "KITE_LOGIN_URL", required=True), TIMEOUT_OPTION)
+    capabilities = Capabilities(quotes=True, streaming=True)
+    quote_preference = 10  # one /quote call answers 500 instruments
+    stream_key = "instrument_token"  # Kite's ticker subscribes by instrument token
+
+    @classmethod
+    def open_stream(cls, account: Account, config: Mapping[str, Any]):
+        from webapp.brokers.kite.ticker import KITE_WS_URL, KiteTicker
+
+        token = account.session.access_token if account.session else ""
+        return KiteTicker(account.credentials["api_key"], token, ws_url=config.get("KITE_WS_URL") or KITE_WS_URL)
 
     def __init__(self, account: Account, options: Mapping[str, Any] | None = None):
         super().__init__(account, options)
@@ -67,7 +78,7 @@ class KiteBroker(Broker):
     # ------------------------------------------------------------------ orders
 
     def place(self, request: OrderRequest) -> str:
-        self._check_order(request)
+        self.check_order(request)
         protection = self._protection(request.order_type, request.market_protection)
         data = self.transport.call("place", "POST", "/orders/regular", form=convert.order_form(request, protection))
         order_id = self._order_id("place", data)
@@ -184,17 +195,6 @@ class KiteBroker(Broker):
                              extra={"user_id": user_id, "login_time": data.get("login_time")})
 
     # ------------------------------------------------------------------ helpers
-
-    def _check_order(self, request: OrderRequest) -> None:
-        """Refuse what Kite would refuse for being malformed, before spending a rate-limit token."""
-        if request.quantity <= 0:
-            raise InvalidInput("Quantity must be a positive whole number")
-        if request.order_type in (OrderType.LIMIT, OrderType.SL) and not request.price:
-            raise InvalidInput(f"A {request.order_type.value} order needs a price")
-        if request.order_type in (OrderType.SL, OrderType.SLM) and not request.trigger_price:
-            raise InvalidInput(f"A {request.order_type.value} order needs a trigger price")
-        if request.tag is not None and not (_TAG.fullmatch(request.tag) and len(request.tag) <= self.tag_max_length):
-            raise InvalidInput(f"Kite tags are 1 to {self.tag_max_length} letters and digits")
 
     def _protection(self, order_type: OrderType, wanted: Decimal | None) -> Decimal | None:
         """Market protection for MARKET and SL-M orders: required and non-zero since 1 Apr 2026."""

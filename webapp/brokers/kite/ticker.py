@@ -5,7 +5,7 @@
 Client messages are JSON text: {"a":"subscribe","v":[tokens]}, {"a":"unsubscribe","v":[tokens]},
 {"a":"mode","v":["full",[tokens]]}. Kite's default mode after subscribing is quote, so every
 subscribe is followed by a mode message for this stream's mode. Server messages are binary tick
-frames (kite_packets.py), 1-byte heartbeats (ignored) and JSON text: order postbacks
+frames (packets.py), 1-byte heartbeats (ignored) and JSON text: order postbacks
 ({"type":"order"}), errors ({"type":"error"}) and notices ({"type":"message"}); each text message
 goes to `on_message` when given, and errors are logged.
 
@@ -22,7 +22,7 @@ from urllib.parse import urlencode
 
 from webapp.brokers.base import InvalidInput
 from webapp.marketdata.streams.base import StreamClosed, SymbolMap, Tick, TickStream
-from webapp.marketdata.streams.kite_packets import parse_frame, to_quote
+from webapp.brokers.kite.packets import parse_frame, to_quote
 from webapp.marketdata.streams.wsclient import WebSocket, drain
 from webapp.timeutil import utcnow
 

@@ -23,7 +23,8 @@ from typing import Any, Callable, Mapping, Sequence, TypeVar
 
 from webapp.brokers import register
 from webapp.brokers.base import (
-    Account, AuthExpired, Broker, BrokerSession, CredentialField, Funds, Holding, InstrumentRef,
+    TIMEOUT_OPTION, Account, AuthExpired, Broker, BrokerSession, Capabilities, ConfigOption, CredentialField,
+    Funds, Holding, InstrumentRef,
     InstrumentRow, InvalidInput, Order, OrderRequest, OrderType, Position, Product, Quote, RateLimits,
     Rejected, Side, Trade, Unavailable, Validity,
 )
@@ -72,6 +73,9 @@ class MotilalBroker(Broker):
                         help="The 6-digit code from your authenticator app"),
     )
     session_expiry_ist = time(6, 0)
+    config_options = (ConfigOption("base_url", "MOTILAL_API_URL", required=True), TIMEOUT_OPTION)
+    capabilities = Capabilities(quotes=True)  # getltpdata, one scrip a call at 2 reads/s
+    quote_preference = 20
 
     def __init__(self, account: Account, options: Mapping[str, Any] | None = None):
         super().__init__(account, options)
@@ -147,7 +151,8 @@ class MotilalBroker(Broker):
     # ------------------------------------------------------------------ orders
 
     def place(self, request: OrderRequest) -> str:
-        tag = mapping.check_tag(request.tag, self.tag_max_length or 10)
+        self.check_order(request)
+        tag = request.tag or ""
         algo_id = request.algo_id or str(self.options.get("algo_id") or "")
         envelope = self._call("place", PLACE_PATH, mapping.place_body(request, tag, algo_id))
         order_id = _order_id(envelope)

@@ -139,18 +139,9 @@ def wire_prices(order_type: OrderType, price: Decimal | None,
     return price, trigger
 
 
-def check_tag(tag: str | None, max_length: int) -> str:
-    if not tag:
-        return ""
-    if len(tag) > max_length or not tag.isascii() or not tag.isalnum():
-        raise InvalidInput(f"Motilal order tags are at most {max_length} letters or digits; got {tag!r}")
-    return tag
-
-
 def place_body(request: OrderRequest, tag: str, algo_id: str) -> dict[str, Any]:
-    """The placeorder body, less `clientcode` (the adapter adds it to every call)."""
-    if request.quantity <= 0:
-        raise InvalidInput("Quantity must be at least 1")
+    """The placeorder body, less `clientcode` (the adapter adds it to every call); the request has
+    passed Broker.check_order."""
     price, trigger = wire_prices(request.order_type, request.price, request.trigger_price)
     return {
         "exchange": wire_exchange(request.exchange),

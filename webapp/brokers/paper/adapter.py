@@ -26,8 +26,8 @@ from typing import Any, Callable, Mapping, Sequence, TypeVar
 from sqlalchemy.exc import OperationalError
 
 from webapp.brokers.base import (
-    Account, Broker, Funds, Holding, InstrumentRef, InstrumentRow, InvalidInput, Order, OrderRequest, OrderType,
-    Position, Quote, RateLimits, Rejected, Trade, Unavailable, Validity,
+    Account, Broker, Capabilities, ConfigOption, Funds, Holding, InstrumentRef, InstrumentRow, Order, OrderRequest,
+    OrderType, Position, Quote, RateLimits, Rejected, Trade, Unavailable, Validity,
 )
 from webapp.brokers.paper.exchange import PaperExchange
 
@@ -58,7 +58,14 @@ class PaperBroker(Broker):
     credential_fields = ()
     rate_limits = RateLimits(orders_per_second=50, orders_per_minute=3000, reads_per_second=50)
     tag_max_length = 20
-    login_kind = "none"
+    login_kind = "none"  # no session: a paper client is always connected
+    config_options = (ConfigOption("redis_url", "REDIS_URL", required=True),
+                      ConfigOption("always_open", "PAPER_ALWAYS_OPEN", False),
+                      ConfigOption("latency_ms", "PAPER_LATENCY_MS", 0),
+                      ConfigOption("jitter_ms", "PAPER_JITTER_MS", 0))
+    # the simulated exchange prices every instrument; the feed's paper mode is its simulator, not a stream
+    capabilities = Capabilities(quotes=True)
+    quote_preference = 90  # asked last: its prices are the simulator's
 
     def __init__(self, account: Account, options: Mapping[str, Any] | None = None):
         super().__init__(account, options)
@@ -95,8 +102,7 @@ class PaperBroker(Broker):
     # ------------------------------------------------------------------ orders
 
     def place(self, request: OrderRequest) -> str:
-        if request.tag is not None and len(request.tag) > self.tag_max_length:
-            raise InvalidInput(f"Tag is longer than {self.tag_max_length} characters")
+        self.check_order(request)  # malformed is InvalidInput here; the exchange's RMS refusals are Rejected
         return self._call("place", lambda: self.exchange.place(self.client_code, request))
 
     def modify(self, order_id: str, *, quantity: int | None = None, price: Decimal | None = None,

@@ -15,7 +15,8 @@ from decimal import Decimal
 from typing import Any, Mapping, Sequence
 from urllib.parse import quote, urlencode
 
-from webapp.brokers.base import (Account, AuthExpired, Broker, BrokerError, BrokerSession, CredentialField,
+from webapp.brokers.base import (TIMEOUT_OPTION, Account, AuthExpired, Broker, BrokerError, BrokerSession,
+                                 Capabilities, ConfigOption, CredentialField,
                                  Funds, Holding, InstrumentRef, InstrumentRow, InvalidInput, Order,
                                  OrderRequest, OrderType, Position, Product, Quote, RateLimited, RateLimits,
                                  Rejected, Side, Trade, Unavailable, Validity)
@@ -59,6 +60,18 @@ class ShareKhan(Broker):
     # brokers.md gives no ShareKhan expiry hour; NSE requires API sessions to end before each
     # trading day, so the desk's common 06:00 IST is used
     session_expiry_ist = time(6, 0)
+    config_options = (ConfigOption("base_url", "SHAREKHAN_API_URL", required=True),
+                      ConfigOption("login_url", "SHAREKHAN_LOGIN_URL", required=True), TIMEOUT_OPTION)
+    capabilities = Capabilities(streaming=True)  # no REST quote endpoint: prices come from the stream
+    stream_key = "exchange_token"  # the stream subscribes by the exchange's scrip code
+
+    @classmethod
+    def open_stream(cls, account: Account, config: Mapping[str, Any]):
+        from webapp.brokers.sharekhan.stream import SHAREKHAN_WS_URL, ShareKhanStream
+
+        token = account.session.access_token if account.session else ""
+        return ShareKhanStream(account.credentials["api_key"], token,
+                               ws_url=config.get("SHAREKHAN_WS_URL") or SHAREKHAN_WS_URL)
 
     def __init__(self, account: Account, options: Mapping[str, Any] | None = None):
         super().__init__(account, options)
@@ -80,6 +93,7 @@ class ShareKhan(Broker):
     # ------------------------------------------------------------------ orders
 
     def place(self, request: OrderRequest) -> str:
+        self.check_order(request)
         body = wire.order_body(request, self.account.client_code, self._channel_user())
         return self._order_id("place", self._call("place", "POST", ORDERS_PATH, body))
 

@@ -135,12 +135,6 @@ def order_body(request: OrderRequest, customer_id: str, channel_user: str) -> di
         raise InvalidInput(f"ShareKhan orders from the desk are cash equity only (NSE, BSE), not {request.exchange}")
     if request.product not in PRODUCT_TYPES:
         raise InvalidInput(f"ShareKhan has no {request.product.value} product for cash equity; use CNC, MIS or MTF")
-    if request.quantity <= 0:
-        raise InvalidInput("Quantity must be a positive whole number")
-    if request.order_type in (OrderType.LIMIT, OrderType.SL) and not request.price:
-        raise InvalidInput(f"A {request.order_type.value} order needs a price")
-    if request.order_type in (OrderType.SL, OrderType.SLM) and not request.trigger_price:
-        raise InvalidInput(f"A {request.order_type.value} order needs a trigger price")
     return {
         "customerId": customer_id_value(customer_id),
         "scripCode": request.exchange_token,

@@ -1,9 +1,8 @@
-"""Broker market-data streams for the feed process: Kite's binary ticker, ShareKhan's JSON stream,
-and the supervisor that keeps one of them connected and subscribed."""
+"""Market-data streams for the feed process: the stream protocol (base.py), the WebSocket client
+(wsclient.py) and the supervisor that keeps one stream connected and subscribed. The brokers' own
+streams live in their packages (webapp/brokers/kite/ticker.py, webapp/brokers/sharekhan/stream.py)
+and are opened by their adapters' `open_stream`."""
 from webapp.marketdata.streams.base import StreamClosed, SymbolMap, Tick, TickStream
-from webapp.marketdata.streams.kite_ticker import KITE_WS_URL, KiteTicker
-from webapp.marketdata.streams.sharekhan_stream import SHAREKHAN_WS_URL, ShareKhanStream
 from webapp.marketdata.streams.supervisor import StreamState, StreamSupervisor, SupervisorStats
 
-__all__ = ["KITE_WS_URL", "KiteTicker", "SHAREKHAN_WS_URL", "ShareKhanStream", "StreamClosed", "StreamState",
-           "StreamSupervisor", "SupervisorStats", "SymbolMap", "Tick", "TickStream"]
+__all__ = ["StreamClosed", "StreamState", "StreamSupervisor", "SupervisorStats", "SymbolMap", "Tick", "TickStream"]

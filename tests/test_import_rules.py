@@ -1,0 +1,84 @@
+"""The allowed import directions between the desk's core packages (docs/ARCHITECTURE.md lists them).
+
+From the bottom up: the broker port (webapp.brokers.base) and the registry (webapp.brokers) import
+nothing of the desk but the clock helpers; market data (quote store, simulator, candles, stream
+machinery) sits on the port; the broker adapters (webapp.brokers.<name>) sit on market data (the
+paper exchange prices from the quote store, the brokers' streams use its WebSocket client); the
+trading core sits on the registry and market data and never imports an adapter. The feed process
+(webapp.marketdata.feed and .sources), jobs/ and the blueprints sit on top and may import any of it.
+Checked over every import, function-level ones included, so no package cycle can come back.
+"""
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+ADAPTERS = ("kite", "motilal", "paper", "sharekhan")
+FEED_PROCESS = ("webapp.marketdata.feed", "webapp.marketdata.sources")
+BLUEPRINTS = ("webapp.admin", "webapp.auth", "webapp.clients", "webapp.desk", "webapp.exits", "webapp.feed",
+              "webapp.health", "webapp.instruments", "webapp.orders")
+
+
+def module_of(path: Path) -> str:
+    parts = list(path.relative_to(ROOT).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def imports() -> list[tuple[str, str, str]]:
+    """(importing module, imported module, where) for every import of the desk's own code."""
+    found = []
+    for folder in ("webapp", "jobs"):
+        for path in sorted((ROOT / folder).rglob("*.py")):
+            source = module_of(path)
+            for node in ast.walk(ast.parse(path.read_text())):
+                if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                    targets = [node.module] + [f"{node.module}.{alias.name}" for alias in node.names]
+                elif isinstance(node, ast.Import):
+                    targets = [alias.name for alias in node.names]
+                else:
+                    continue
+                found += [(source, target, f"{path.relative_to(ROOT)}:{node.lineno}") for target in targets
+                          if target.split(".")[0] in ("webapp", "jobs")]
+    return found
+
+
+def within(module: str, *prefixes: str) -> bool:
+    return any(module == p or module.startswith(p + ".") for p in prefixes)
+
+
+def adapter_of(module: str) -> str | None:
+    parts = module.split(".")
+    return parts[2] if len(parts) > 2 and parts[:2] == ["webapp", "brokers"] and parts[2] in ADAPTERS else None
+
+
+def broken_rule(source: str, target: str) -> str | None:
+    if source == "webapp.brokers.base" and not within(target, "webapp.timeutil"):
+        return "the broker port imports only the clock helpers"
+    if source == "webapp.brokers" and not within(target, "webapp.brokers.base") and target != "webapp.brokers":
+        return "the registry imports only the port (adapters are imported by name at start-up)"
+    if adapter_of(target) and adapter_of(target) != adapter_of(source) and source != "webapp.brokers":
+        if (source, adapter_of(target)) not in {("webapp.demo", "paper"), ("webapp.marketdata.sources", "paper")}:
+            return "only the registry imports a broker adapter (ask webapp.brokers for it)"
+    if adapter_of(source) and within(target, "webapp.trading", "jobs", *BLUEPRINTS, *FEED_PROCESS):
+        return "an adapter imports the port, market data, models and helpers, never the desk above it"
+    if (within(source, "webapp.marketdata") and not within(source, *FEED_PROCESS)
+            and within(target, "webapp.trading", "jobs", *BLUEPRINTS, *FEED_PROCESS)):
+        return "market data sits below trading and the feed process"
+    if within(source, "webapp.trading") and within(target, "jobs", *BLUEPRINTS, *FEED_PROCESS):
+        return "the trading core imports no job, blueprint or the feed process"
+    return None
+
+
+def test_imports_follow_the_layers():
+    broken = [f"{where}: {source} -> {target}: {rule}" for source, target, where in imports()
+              if (rule := broken_rule(source, target))]
+    assert broken == [], "\n".join(broken)
+
+
+def test_the_rules_catch_a_cycle():
+    assert broken_rule("webapp.brokers.paper.quotes", "webapp.trading.pnl")
+    assert broken_rule("webapp.marketdata.store", "webapp.trading.states")
+    assert broken_rule("webapp.trading.pnl", "webapp.brokers.kite.adapter")
+    assert broken_rule("webapp.brokers.base", "webapp.models")
+    assert broken_rule("webapp.brokers.paper.quotes", "webapp.marketdata.store") is None
