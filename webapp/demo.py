@@ -8,6 +8,7 @@ from pathlib import Path
 import sqlalchemy as sa
 
 from webapp import audit
+from webapp.access import sees_every_client
 from webapp.extensions import db
 from webapp.instruments.master import load_master
 from webapp.brokers.paper import ensure_account
@@ -34,7 +35,7 @@ def seed_demo(password: str) -> bool:
     db.session.add_all(clients)
     for username, role in DEMO_USERS:
         db.session.add(User(username=username, role=role, active=True, password_hash=hashed,
-                            password_changed_at=utcnow(), clients=[] if role == "admin" else list(clients)))
+                            password_changed_at=utcnow(), clients=[] if sees_every_client(role) else list(clients)))
     with SAMPLE_MASTER.open(newline="", encoding="utf-8") as stream:
         report = load_master(stream)
     db.session.flush()
