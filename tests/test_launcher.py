@@ -1,6 +1,6 @@
 """`make run`'s launcher, for real: embedded Redis, migrations, demo seed, every Procfile role under
-supervisord. The login page is served, /health/ready is 200; a role's process killed with SIGKILL
-comes back while the others keep running, a ticket placed while no orders worker is alive is sent
+supervisord. The login page is served, /health/ready is 200; a role's process (or the embedded
+Redis) killed with SIGKILL comes back while the others keep running, a ticket placed while no orders worker is alive is sent
 once they are back; and Ctrl-C leaves no process behind and no traceback."""
 import contextlib
 import os
@@ -157,6 +157,7 @@ def test_make_run_serves_the_desk_and_stops_cleanly_on_sigterm(tmp_path):
     output = log.read_text()
     assert not [pid for pid in started if alive(pid)], f"left running after SIGTERM: {output[-3000:]}"
     assert output.index("stopped: web") < output.index("stopped: orders-0")  # the web stops taking tickets first
+    assert output.index("stopped: orders-0") < output.index("stopped: redis")  # Redis last, once nothing uses it
     assert "Demo logins: admin / trader / viewer" in output
     assert "http://127.0.0.1" in output
     assert "Traceback" not in output
@@ -194,8 +195,9 @@ def test_a_killed_process_comes_back_and_the_others_never_stop(tmp_path):
         wait_until(lambda: requests.get(f"{base}/health/ready", timeout=5).status_code == 200, 90,
                    "every role live in /health/ready")
         admin, trader = login(base, "admin"), login(base, "trader")
-        pids = supervised_pids(tmp_path)
-        assert set(pids) == {"web", "worker", "orders-0", "orders-1", "cron", "feed"}, pids
+        everything = {"redis", "web", "worker", "orders-0", "orders-1", "cron", "feed"}
+        # live (heartbeats) may come before RUNNING (up STARTSECS), which is when supervisorctl shows a pid
+        pids = wait_until(lambda: (p := supervised_pids(tmp_path)).keys() == everything and p, 30, "all RUNNING")
 
         # every process the desk ran: one orphaned by a kill is no longer under the launcher
         for name, role in [("web", "web"), ("worker", "worker"), ("orders-0", "orders"), ("cron", "cron"),
@@ -207,6 +209,17 @@ def test_a_killed_process_comes_back_and_the_others_never_stop(tmp_path):
             wait_until(lambda: role_live(base, admin, role, now[name]), 60, f"{name}'s new process live")
             assert {k: v for k, v in now.items() if k != name} == {k: v for k, v in pids.items() if k != name}
             pids = now
+
+        # the embedded Redis killed: supervisord starts it again (its append-only file brings back
+        # what it held), and every role waits for it and reconnects instead of exiting
+        seen |= descendants(process.pid)
+        os.kill(pids["redis"], signal.SIGKILL)
+        now = wait_until(lambda: (p := supervised_pids(tmp_path)).get("redis") not in (None, pids["redis"]) and p,
+                         60, "redis restarted")
+        assert {k: v for k, v in now.items() if k != "redis"} == {k: v for k, v in pids.items() if k != "redis"}
+        pids = now
+        wait_until(lambda: requests.get(f"{base}/health/ready", timeout=5).status_code == 200, 90,
+                   "every role live again after Redis came back")
 
         # no orders worker at all for a moment: a ticket placed then is sent once they are back
         db = sqlite3.connect(f"file:{tmp_path / 'fanout.db'}?mode=ro", uri=True)
@@ -223,7 +236,7 @@ def test_a_killed_process_comes_back_and_the_others_never_stop(tmp_path):
         # killed within STARTSECS of its last start, a process may be in its backoff pause for a moment
         now = wait_until(lambda: (p := supervised_pids(tmp_path)).keys() == pids.keys() and p, 60, "both orders back")
         assert now["orders-0"] != pids["orders-0"] and now["orders-1"] != pids["orders-1"]
-        others = ("web", "worker", "cron", "feed")
+        others = ("redis", "web", "worker", "cron", "feed")
         assert {k: now[k] for k in others} == {k: pids[k] for k in others}
         admin.close()
         trader.close()

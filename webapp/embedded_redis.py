@@ -59,25 +59,38 @@ class EmbeddedRedis:
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
 
-    def start(self, timeout: float = 10.0) -> "EmbeddedRedis":
+    def command(self) -> list[str]:
+        """The redis-server command line (the launcher hands it to supervisord)."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        args = [redis_server_binary(), "--bind", "127.0.0.1", "--port", str(self.port), "--dir", str(self.data_dir),
+        return [redis_server_binary(), "--bind", "127.0.0.1", "--port", str(self.port), "--dir", str(self.data_dir),
                 *(PERSIST_ARGS if self.persist else EPHEMERAL_ARGS), "--loglevel", "warning",
                 "--dbfilename", "fanout.rdb", "--appendfilename", "fanout.aof", "--daemonize", "no"]
-        # its own session: a Ctrl-C in the terminal reaches the launcher and the supervisor, not Redis,
-        # which the launcher stops last, once every process that uses it has stopped
-        self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+
+    def start(self, timeout: float = 10.0) -> "EmbeddedRedis":
+        self.process = subprocess.Popen(self.command(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                                         start_new_session=True, preexec_fn=die_with_parent)
+        try:
+            self.wait_ready(timeout)
+        except RuntimeError:
+            self.stop()
+            raise
+        return self
+
+    def wait_ready(self, timeout: float = 10.0) -> None:
+        """Until it answers a PING (raises RuntimeError if the process we started exits first)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if self.process.poll() is not None:
+            if self.process and self.process.poll() is not None:
                 raise RuntimeError(f"embedded redis-server exited: {self.process.stderr.read().decode()[-500:]}")
             try:
-                redis.Redis(port=self.port, socket_connect_timeout=0.2).ping()
-                return self
+                client = redis.Redis(port=self.port, socket_connect_timeout=0.2)
+                try:
+                    client.ping()
+                    return
+                finally:
+                    client.close()
             except redis.ConnectionError:
                 time.sleep(0.05)
-        self.stop()
         raise RuntimeError(f"embedded redis-server did not answer on port {self.port}")
 
     def stop(self) -> None:

@@ -1,7 +1,8 @@
 """`make run`: the whole desk on embedded defaults, in one command.
 
-Starts the embedded Redis when REDIS_URL is unset, makes demo secrets once (kept in instance/),
-migrates and seeds the database, then runs every role of the Procfile under supervisord.
+Makes demo secrets once (kept in instance/), starts supervisord with the embedded Redis when
+REDIS_URL is unset, migrates and seeds the database, then has supervisord start every role of the
+Procfile.
 
 Supervision: a process that exits (a crash, SIGKILL, the OOM killer) is restarted and the others
 keep running; supervisord logs each exit and restart. One that stays up `STARTSECS` and then dies
@@ -14,10 +15,14 @@ Output: each process writes to its own file in instance/logs/ (kept, rotated at 
 launcher copies every new line to the console behind the process's name (`orders-1 | …`), and
 supervisord's own (spawned, exited, stopped; instance/logs/supervisord.log) behind `supervisor`.
 
+The embedded Redis is a supervised program too: started first, restarted like the others if it
+dies (its append-only file brings back what it held; the roles wait for it and reconnect, see
+webapp/redisconn.py), and stopped last.
+
 Stopping: Ctrl-C (SIGINT to the terminal's process group) or SIGTERM to the launcher makes
 supervisord stop the roles — web first, the workers last so they finish the job in hand — each
-with the signal it treats as a clean shutdown, and its whole process group (no orphan survives).
-Redis, in a session of its own so the Ctrl-C never reaches it, is stopped last, once nothing uses it.
+with the signal it treats as a clean shutdown, and its whole process group (no orphan survives);
+then Redis, once nothing uses it.
 """
 from __future__ import annotations
 
@@ -42,10 +47,10 @@ STARTSECS = 5  # up this long counts as started: a later exit restarts at once, 
 STARTRETRIES = 1_000_000  # supervisord gives up after this many failed starts in a row: never, here
 # supervisord starts in ascending priority and stops in descending: the web stops taking tickets
 # first, the workers stop last (after the job in hand: stopwaitsecs)
-PRIORITY = {"orders": 100, "worker": 200, "feed": 300, "cron": 400, "web": 500}
+PRIORITY = {"redis": 1, "orders": 100, "worker": 200, "feed": 300, "cron": 400, "web": 500}
 # each role's clean shutdown: gunicorn drains on SIGTERM (graceful_timeout); rq workers, rq cron and
 # the feed stop on SIGINT as on a Ctrl-C (a worker's horse ignores it and finishes its job)
-STOPSIGNAL = {"web": "TERM"}
+STOPSIGNAL = {"web": "TERM", "redis": "TERM"}
 STOPWAITSECS = 20  # then SIGKILL to the process group
 
 
@@ -73,9 +78,10 @@ def process_names(role: str) -> list[str]:
     return [f"{role}-{n}" for n in range(ORDERS_WORKERS)] if role == "orders" else [role]
 
 
-def supervisor_config(roles: dict[str, list[str]], instance: Path) -> str:
-    """supervisord's configuration: one program per Procfile role. No secrets in it: the processes
-    inherit them from supervisord's environment."""
+def supervisor_config(roles: dict[str, list[str]], instance: Path, redis: list[str] | None = None) -> str:
+    """supervisord's configuration: the embedded Redis (when given its command), started at once, and
+    one program per Procfile role, started by `start_roles` once the database is ready. No secrets
+    in it: the processes inherit them from supervisord's environment."""
     def path(p: Path) -> str:
         return str(p).replace("%", "%%")  # supervisord expands %(name)s in values
 
@@ -92,10 +98,12 @@ def supervisor_config(roles: dict[str, list[str]], instance: Path) -> str:
         "[rpcinterface:supervisor]", "supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface",
         "", "[supervisorctl]", f"serverurl=unix://{path(instance / 'supervisor.sock')}", "",
     ]
-    for role, command in roles.items():
+    programs = {"redis": redis, **roles} if redis else roles
+    for role, command in programs.items():
         sections += [
             f"[program:{role}]", f"command={shlex.join(command).replace('%', '%%')}", f"directory={path(ROOT)}",
-            f"priority={PRIORITY.get(role, 600)}", "autostart=true", "autorestart=true",
+            f"priority={PRIORITY.get(role, 600)}", f"autostart={'true' if role == 'redis' else 'false'}",
+            "autorestart=true",
             f"startsecs={STARTSECS}", f"startretries={STARTRETRIES}",
             f"stopsignal={STOPSIGNAL.get(role, 'INT')}", f"stopwaitsecs={STOPWAITSECS}",
             "stopasgroup=true", "killasgroup=true", "redirect_stderr=true",
@@ -173,33 +181,65 @@ class Console:
         self.thread.join(timeout=5)
 
 
-def supervise(env: dict[str, str]) -> int:
-    """Run every role under supervisord until it stops; returns its exit status."""
-    roles = procfile_roles()
-    logs = INSTANCE / "logs"
-    logs.mkdir(exist_ok=True)
-    config = config_path()
-    config.write_text(supervisor_config(roles, INSTANCE))
-    console = Console({"supervisor": logs / "supervisord.log",
-                       **{name: logs / f"{name}.log" for role in roles for name in process_names(role)}})
-    console.start()
-    # supervisord stops everything if the launcher itself is killed (SIGKILL gives no chance to
-    # forward a signal). It writes nothing through the launcher, which may be gone by then.
-    supervisor = subprocess.Popen([sys.executable, "-m", "supervisor.supervisord", "-c", str(config)], env=env,
-                                  cwd=ROOT, preexec_fn=die_with_parent)
+class Supervisor:
+    """supervisord, run by the launcher: `start` (Redis comes up with it), `start_roles`, `wait`.
+    From `start` on, Ctrl-C (which reaches supervisord too) or a SIGTERM to the launcher alone
+    (passed on) stops everything, whatever the launcher is doing."""
 
-    def stop(signum, frame):  # Ctrl-C reached supervisord too; a SIGTERM to the launcher alone did not
-        if supervisor.poll() is None:
-            supervisor.send_signal(signal.SIGTERM)
+    def __init__(self, roles: dict[str, list[str]], redis: list[str] | None):
+        self.roles = roles
+        self.stopping = False
+        logs = INSTANCE / "logs"
+        logs.mkdir(exist_ok=True)
+        config_path().write_text(supervisor_config(roles, INSTANCE, redis))
+        names = (["redis"] if redis else []) + [name for role in roles for name in process_names(role)]
+        self.console = Console({"supervisor": logs / "supervisord.log", **{n: logs / f"{n}.log" for n in names}})
+        self.process: subprocess.Popen | None = None
+        self._previous: dict = {}
 
-    previous = {s: signal.signal(s, stop) for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        status = supervisor.wait()
-    finally:
-        for s, handler in previous.items():
-            signal.signal(s, handler)
-        console.stop()
-    return status
+    def start(self, env: dict[str, str]) -> None:
+        self.console.start()
+        self._previous = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+        # supervisord stops everything if the launcher itself is killed (SIGKILL gives no chance to
+        # forward a signal). It writes nothing through the launcher, which may be gone by then.
+        self.process = subprocess.Popen([sys.executable, "-m", "supervisor.supervisord", "-c", str(config_path())],
+                                        env=env, cwd=ROOT, preexec_fn=die_with_parent)
+
+    def _on_signal(self, signum, frame) -> None:
+        self.stopping = True
+        self.stop()
+
+    def start_roles(self, timeout: float = 30.0) -> None:
+        """Start every role, without waiting for each to count as started (STARTSECS)."""
+        import xmlrpc.client
+
+        from supervisor.xmlrpc import SupervisorTransport
+
+        control = xmlrpc.client.ServerProxy(
+            "http://localhost", transport=SupervisorTransport(serverurl=f"unix://{INSTANCE / 'supervisor.sock'}"))
+        deadline = time.monotonic() + timeout
+        while True:  # its control socket may not be listening yet
+            try:
+                for role in self.roles:
+                    control.supervisor.startProcessGroup(role, False)
+                return
+            except (OSError, xmlrpc.client.Fault):
+                if self.stopping or self.process.poll() is not None or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+
+    def wait(self) -> int:
+        """Until supervisord has stopped everything; its exit status."""
+        try:
+            return self.process.wait()
+        finally:
+            for s, handler in self._previous.items():
+                signal.signal(s, handler)
+            self.console.stop()
 
 
 def main() -> int:
@@ -216,24 +256,30 @@ def main() -> int:
     if not env.get("REDIS_URL"):
         from webapp.embedded_redis import EmbeddedRedis
 
-        embedded = EmbeddedRedis(data_dir=INSTANCE / "redis", persist=True).start()
+        embedded = EmbeddedRedis(data_dir=INSTANCE / "redis", persist=True)
         env["REDIS_URL"] = embedded.url
+    supervisor = Supervisor(procfile_roles(), embedded.command() if embedded else None)
+    supervisor.start(env)
     try:
+        if embedded:
+            embedded.wait_ready(timeout=30)
         run_flask(env, "db", "upgrade")
         run_flask(env, "demo", "seed")
-        password = env.get("DEMO_PASSWORD", "fanout-demo")
-        print(f"\n  Fanout is starting at http://127.0.0.1:{env['PORT']}\n"
-              f"  Demo logins: admin / trader / viewer, password: {password}\n"
-              f"  Redis: {env['REDIS_URL']}{' (embedded)' if embedded else ''}\n"
-              f"  Logs: {INSTANCE / 'logs'}\n"
-              f"  Processes: {Path(sys.executable).parent / 'supervisorctl'} -c {config_path()} status\n"
-              f"  Ctrl-C stops everything.\n", flush=True)
-        return supervise(env)
-    except KeyboardInterrupt:  # Ctrl-C while migrating or seeding: nothing supervised yet
-        return 130
-    finally:
-        if embedded:  # last: every process that used it has stopped
-            embedded.stop()
+        supervisor.start_roles()
+    except Exception:
+        supervisor.stop()
+        if supervisor.stopping:  # stopped while booting (the migration saw the Ctrl-C too): not an error
+            return supervisor.wait() or 130
+        supervisor.wait()
+        raise
+    password = env.get("DEMO_PASSWORD", "fanout-demo")
+    print(f"\n  Fanout is starting at http://127.0.0.1:{env['PORT']}\n"
+          f"  Demo logins: admin / trader / viewer, password: {password}\n"
+          f"  Redis: {env['REDIS_URL']}{' (embedded)' if embedded else ''}\n"
+          f"  Logs: {INSTANCE / 'logs'}\n"
+          f"  Processes: {Path(sys.executable).parent / 'supervisorctl'} -c {config_path()} status\n"
+          f"  Ctrl-C stops everything.\n", flush=True)
+    return supervisor.wait()
 
 
 if __name__ == "__main__":

@@ -45,7 +45,7 @@ def update_user(actor: User, user: User, *, email: str | None, role: str, client
         setattr(user, name, value)
     user.clients = _clients(client_ids)
     if before["role"] != role or before["clients"] != sorted(c.id for c in user.clients):
-        end_sessions(user, ACCESS_CHANGED)  # open sockets narrow to the new grants; pages log in again
+        end_sessions(user, ACCESS_CHANGED)  # pages log in again; open sockets close
     after = {"role": role, "clients": sorted(client_ids), "email": user.email, **(limits or {})}
     audit.record("user.updated", actor_id=actor.id, actor=actor.username, target=f"user:{user.id}",
                  clients=set(before["clients"]) | set(client_ids), detail={"before": before, "after": after}, ip=ip)

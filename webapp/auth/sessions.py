@@ -4,14 +4,14 @@ Flask-Login's alternative-id pattern: the id a session (or a remember-me cookie)
 "<user id>:<session_version>", and the user loader refuses one whose version is not the row's. So a
 bump of `users.session_version` ends every session issued before it, in every web process, with the
 cookie sessions we have (no server-side session store to sweep). Open WebSockets are told through
-the event publisher once the bump is committed; each web process's hub closes or narrows them.
+the event publisher once the bump is committed; each web process's hub closes them.
 
 Two events, both {"user_id", "session_version"}:
 - user.sessions_ended: logout, password change or reset, deactivation, reactivation — the hub
   closes every socket of the user.
-- user.access_changed: role or client grants changed — the hub re-reads the user's role and grants
-  for its open sockets (they stop receiving a revoked client's fragments) and closes any that had
-  missed an earlier end.
+- user.access_changed: role or client grants changed — the same for open sockets (a socket never
+  streams for a session that has ended, nor a revoked client's fragments); the event names what
+  happened in the hub's log.
 """
 from __future__ import annotations
 

@@ -91,22 +91,17 @@ class Hub:
         log.info("op=hub socket=%s user=%s state=closed reason=%s", subscriber.id, subscriber.user_id, because)
 
     def user_event(self, event: dict) -> None:
-        """A user's sessions ended (close their sockets) or their role or grants changed (re-read
-        them for their sockets). Only this process's sockets of that user are touched."""
-        subscribers = [s for s in self.snapshot() if s.user_id == event.get("user_id")]
-        if not subscribers:
-            return
-        if event["event"] == SESSIONS_ENDED:
-            for subscriber in subscribers:
-                self.close(subscriber, "session ended")
-        else:
-            self.recheck(subscribers, adopt=event.get("session_version"))
+        """A user's sessions ended, or their role or grants changed (which ends them too): their
+        sockets in this process close. The page then falls back to its plain requests, which take
+        an ended session to the login page; a socket never streams for a session that has ended."""
+        for subscriber in self.snapshot():
+            if subscriber.user_id == event.get("user_id"):
+                self.close(subscriber, "session ended" if event["event"] == SESSIONS_ENDED else "access changed")
 
-    def recheck(self, subscribers: list[Subscriber] | None = None, adopt: int | None = None) -> None:
-        """Re-read the users of these sockets (default: all) from the database: a socket whose user
-        is inactive or whose session has ended is closed; the others take the user's current role
-        and grants. `adopt`: the session version a role or grants change just set — a socket one
-        version behind it missed nothing else and stays open."""
+    def recheck(self, subscribers: list[Subscriber] | None = None) -> None:
+        """Re-read the users of these sockets (default: all) from the database, the safety net for
+        an event this process missed: a socket whose user is inactive or whose session has ended is
+        closed; the others take the user's current role and grants."""
         subscribers = self.snapshot() if subscribers is None else subscribers
         if not subscribers:
             return
@@ -115,17 +110,12 @@ class Hub:
                 access = user_access({s.user_id for s in subscribers})
         except Exception:  # the database away: keep the sockets, the next recheck tries again
             log.exception("op=hub state=recheck-failed")
-            if adopt is not None:  # but a socket told its grants changed may not keep the old ones
-                for subscriber in subscribers:
-                    self.close(subscriber, "access changed")
             return
         for subscriber in subscribers:
             current = access.get(subscriber.user_id)
             if current is None or not current.active:
                 self.close(subscriber, "deactivated")
-            elif current.session_version == subscriber.session_version or (
-                    adopt is not None and current.session_version == adopt == subscriber.session_version + 1):
-                subscriber.session_version = current.session_version
+            elif current.session_version == subscriber.session_version:
                 subscriber.role, subscriber.client_ids = current.role, current.client_ids
                 if (scope := granted_scope(current.role, current.client_ids)) is not None:
                     subscriber.shown = subscriber.shown & scope
