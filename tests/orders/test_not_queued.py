@@ -10,7 +10,7 @@ import pytest
 import redis as redis_lib
 import sqlalchemy as sa
 
-import webapp.orders.batches
+import webapp.trading.batch_requests
 from webapp.embedded_redis import EmbeddedRedis
 from webapp.extensions import db
 from webapp.models import Batch, Order
@@ -25,13 +25,13 @@ def queue_goes_away(app, monkeypatch):
     with EmbeddedRedis() as outage, redis_lib.Redis.from_url(outage.url, socket_timeout=1,
                                                              socket_connect_timeout=1) as queue_redis:
         app.extensions["fanout_rq_redis"] = queue_redis
-        real_enqueue = webapp.orders.batches.enqueue
+        real_enqueue = webapp.trading.batch_requests.enqueue
 
         def enqueue_after_the_outage(*args, **kwargs):
             outage.stop()
             return real_enqueue(*args, **kwargs)
 
-        monkeypatch.setattr(webapp.orders.batches, "enqueue", enqueue_after_the_outage)
+        monkeypatch.setattr(webapp.trading.batch_requests, "enqueue", enqueue_after_the_outage)
         yield outage
 
 

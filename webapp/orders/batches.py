@@ -2,22 +2,15 @@
 and queuing its send (shared by the ticket, retry and exit routes)."""
 from __future__ import annotations
 
-import logging
-
 import sqlalchemy as sa
 from flask import abort, flash
-from redis.exceptions import RedisError
 
 from webapp.access import client_scope
 from webapp.extensions import db
 from webapp.models import Batch, Order, User
 from webapp.orders.forms import TicketForm
-
-from webapp.tasks import QUEUE_ORDERS, SEND_JOB, enqueue
-from webapp.trading import unsent
+from webapp.trading import batch_requests
 from webapp.trading.tickets import Ticket
-
-log = logging.getLogger(__name__)
 
 
 def ticket_from_form(form: TicketForm, qtys: dict[int, int]) -> Ticket:
@@ -49,17 +42,11 @@ def batch_for(user: User, batch_id: int) -> tuple[Batch, list[Order]]:
 
 
 def enqueue_send(batch_id: int) -> bool:
-    """Queue the batch's send job (children already sent when a worker dies are resolved by tag,
-    never sent twice). The batch is already written: if the job cannot be queued (Redis went away
-    since), its NEW children are FAILED at once and the trader is told, so none is sent later
-    without a person choosing it (retry). False then."""
-    try:
-        enqueue("jobs.orders.send_batch", batch_id, queue_name=QUEUE_ORDERS, job_id=f"send-batch-{batch_id}",
-                **SEND_JOB)
+    """Queue the batch's send job (webapp/trading/batch_requests.py); when it could not be queued,
+    tell the trader what that did. False then."""
+    failed = batch_requests.queue_send(batch_id)
+    if failed is None:
         return True
-    except RedisError as exc:
-        log.warning("op=enqueue batch=%s job=send result=failed error=%s", batch_id, exc)
-    failed = unsent.fail_unsent(unsent.NOT_QUEUED, batch_id=batch_id)  # no events: Redis is what is away
-    flash(f"Nothing was sent: the orders could not be queued (Redis is unavailable). {len(failed)} order(s) "
+    flash(f"Nothing was sent: the orders could not be queued (Redis is unavailable). {failed} order(s) "
           "are marked failed; retry when the desk is back if you still want them.", "error")
     return False

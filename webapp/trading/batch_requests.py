@@ -2,14 +2,33 @@
 the audit event, the job). The job side, talking to each broker, is webapp/trading/order_actions.py."""
 from __future__ import annotations
 
+import logging
 from decimal import Decimal
+
+from redis.exceptions import RedisError
 
 from webapp import audit
 from webapp.extensions import db
 from webapp.models import Batch, Instrument, Order, User
-from webapp.tasks import QUEUE_ORDERS, enqueue
-from webapp.trading import states
+from webapp.tasks import QUEUE_ORDERS, SEND_JOB, enqueue
+from webapp.trading import states, unsent
 from webapp.trading.tickets import Ticket, price_errors
+
+log = logging.getLogger(__name__)
+
+
+def queue_send(batch_id: int) -> int | None:
+    """Queue a written batch's send job (children already sent when a worker dies are resolved by
+    tag, never sent twice). None when queued. If it cannot be (Redis went away since the batch was
+    written), its NEW children are FAILED at once, so none is sent later without a person choosing
+    it (retry): how many, then."""
+    try:
+        enqueue("jobs.orders.send_batch", batch_id, queue_name=QUEUE_ORDERS, job_id=f"send-batch-{batch_id}",
+                **SEND_JOB)
+        return None
+    except RedisError as exc:
+        log.warning("op=enqueue batch=%s job=send result=failed error=%s", batch_id, exc)
+    return len(unsent.fail_unsent(unsent.NOT_QUEUED, batch_id=batch_id))  # no events: Redis is what is away
 
 
 def cancellable(children: list[Order]) -> list[int]:
