@@ -2,7 +2,7 @@
 
 A child's lock is held by whoever calls its broker (a batch send, a one-child send, a cancel or
 modify), from before its state is read until after the answer is written. Its value names the RQ
-worker holding it, so a dead worker's locks are found and broken at once (`orphaned` in
+worker holding it, so a dead worker's locks are found and broken at once (`orphaned_children` in
 webapp/trading/engine.py) instead of waiting LOCK_SECONDS for them to expire.
 
 While a batch is being sent it is marked in SENDING: background syncs wait for it to go out.
