@@ -93,8 +93,11 @@ def streaming_brokers() -> list[str]:
 
 
 def sessionless_brokers() -> list[str]:
-    """Brokers with no login (paper): their clients are always connected."""
-    return [name for name in broker_names() if not broker_class(name).needs_login()]
+    """Brokers with no login (paper): their clients are always connected. Asked once per client
+    by Client.session_state(), so it reads the registry directly (about 1 µs)."""
+    if not _imported:
+        import_brokers()
+    return [name for name, cls in _registry.items() if not cls.needs_login()]
 
 
 # The feed's embedded default: the paper exchange's simulator moves prices (no broker session)
