@@ -57,9 +57,10 @@ def broken_rule(source: str, target: str) -> str | None:
         return "the broker port imports only the clock helpers"
     if source == "webapp.brokers" and not within(target, "webapp.brokers.base") and target != "webapp.brokers":
         return "the registry imports only the port (adapters are imported by name at start-up)"
-    if adapter_of(target) and adapter_of(target) != adapter_of(source) and source != "webapp.brokers":
-        if (source, adapter_of(target)) not in {("webapp.demo", "paper"), ("webapp.marketdata.sources", "paper")}:
-            return "only the registry imports a broker adapter (ask webapp.brokers for it)"
+    allowed = {("webapp.demo", "paper"), ("webapp.marketdata.sources", "paper")}  # the demo seed, the simulator
+    if (adapter_of(target) and adapter_of(target) != adapter_of(source) and source != "webapp.brokers"
+            and (source, adapter_of(target)) not in allowed):
+        return "only the registry imports a broker adapter (ask webapp.brokers for it)"
     if adapter_of(source) and within(target, "webapp.trading", "jobs", *BLUEPRINTS, *FEED_PROCESS):
         return "an adapter imports the port, market data, models and helpers, never the desk above it"
     if (within(source, "webapp.marketdata") and not within(source, *FEED_PROCESS)

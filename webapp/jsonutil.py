@@ -13,8 +13,9 @@ Imports nothing of the desk, so any layer may use it.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from decimal import Decimal
-from typing import Any, Mapping
+from typing import Any
 
 
 def exact_json(value: Any) -> str:

@@ -8,22 +8,41 @@ from __future__ import annotations
 
 import ast
 import re
+from collections.abc import Sequence
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import pytest
 
 from webapp import brokers
 from webapp.brokers import (
-    broker_choices, broker_names, broker_options, create_broker, feed_sources, quote_brokers, register,
-    sessionless_brokers, streaming_brokers,
+    broker_choices,
+    broker_names,
+    broker_options,
+    create_broker,
+    feed_sources,
+    quote_brokers,
+    register,
+    sessionless_brokers,
+    streaming_brokers,
 )
 from webapp.brokers.base import (
-    Account, Broker, Capabilities, ConfigOption, Funds, InstrumentRef, InvalidInput, OrderRequest, OrderType, Product,
-    Quote, RateLimits, Side,
+    Account,
+    Broker,
+    Capabilities,
+    ConfigOption,
+    Funds,
+    InstrumentRef,
+    InvalidInput,
+    OrderRequest,
+    OrderType,
+    Product,
+    Quote,
+    RateLimits,
+    Side,
 )
-from webapp.config import ConfigError, Config
+from webapp.config import Config, ConfigError
 from webapp.extensions import db, get_redis
 from webapp.trading.accounts import adapter_for
 from webapp.trading.quote_fallback import BrokerQuotes
@@ -40,7 +59,8 @@ class ToyBroker(Broker):
     rate_limits = RateLimits(orders_per_second=5)
     tag_max_length = 12
     login_kind = "none"
-    config_options = (ConfigOption("greeting", "TOY_GREETING", "hello"), ConfigOption("base_url", "TOY_URL", required=True))
+    config_options = (ConfigOption("greeting", "TOY_GREETING", "hello"),
+                      ConfigOption("base_url", "TOY_URL", required=True))
     capabilities = Capabilities(quotes=True)
     quote_preference = 1  # asked before every other broker
 
@@ -52,7 +72,8 @@ class ToyBroker(Broker):
         return f"TOY{len(self.placed)}"
 
     def quotes(self, instruments: Sequence[InstrumentRef]) -> dict[str, Quote]:
-        price = Decimal(self.options["greeting"] == "namaste" and "1601.50" or "1.00")
+        # the price shows the option from config reached the adapter
+        price = Decimal("1601.50") if self.options["greeting"] == "namaste" else Decimal("1.00")
         return {ref.key: Quote(ref.exchange, ref.tradingsymbol, price) for ref in instruments}
 
     def funds(self) -> Funds:
@@ -64,7 +85,7 @@ class ToyBroker(Broker):
     def cancel(self, order_id: str) -> str:
         return order_id
 
-    order_book = trades = positions = holdings = instruments = lambda self: []  # noqa: E731
+    order_book = trades = positions = holdings = instruments = lambda self: []
 
     def margin_required(self, requests: Sequence[OrderRequest]) -> Decimal:
         return Decimal("0")
