@@ -68,7 +68,8 @@ def pages(client, batch, instrument):
         (f"/?clients={client.id}", Subscriber(page="desk", target=None, shown=frozenset({client.id}), **common)),
         (f"/clients/{client.id}", Subscriber(page="client", target=client.id, **common)),
         (f"/orders/batches/{batch.id}", Subscriber(page="batch", target=batch.id, **common)),
-        (f"/instruments/{instrument.id}", Subscriber(page="instrument", target=instrument.id, tokens={token}, **common)),
+        (f"/instruments/{instrument.id}",
+         Subscriber(page="instrument", target=instrument.id, tokens={token}, **common)),
         ("/instruments/watchlist", Subscriber(page="watchlist", target=None, tokens={token}, **common)),
     ]
 

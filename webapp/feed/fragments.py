@@ -57,7 +57,8 @@ def _order(event: dict, subscribers: Iterable[Subscriber]) -> list[Delivery]:
     client_pages = [s for s in subscribers if s.page == "client" and s.target == client_id and s.can_see(client_id)]
     out: list[Delivery] = []
     if batch_pages and (order := db.session.get(Order, event["order_id"])) is not None:
-        html = "<template>" + render_template("orders/_order_row.html", o=order, states=states, oob=True) + "</template>"
+        row = render_template("orders/_order_row.html", o=order, states=states, oob=True)
+        html = "<template>" + row + "</template>"
         out += [(s, html) for s in batch_pages]
     if client_pages:
         html = "<template>" + client_orders_fragment(client_id) + "</template>"
