@@ -57,7 +57,7 @@ TRANSITIONS: dict[str, frozenset[str]] = {
     UNKNOWN: _FOUND | {NEW, FAILED},  # found at the broker, absent (sent again, or failed)
     PLACED: frozenset({OPEN, PARTIAL, COMPLETE, CANCELLED, REJECTED}),
     OPEN: frozenset({PARTIAL, COMPLETE, CANCELLED, REJECTED}),
-    PARTIAL: frozenset({OPEN, COMPLETE, CANCELLED, REJECTED}),  # OPEN: a modify re-opens it at some brokers
+    PARTIAL: frozenset({OPEN, COMPLETE, CANCELLED, REJECTED}),  # OPEN: sync writes what the broker shows, as before
     COMPLETE: frozenset(), CANCELLED: frozenset(), REJECTED: frozenset(), FAILED: frozenset(),
 }
 assert set(TRANSITIONS) == set(ALL) and all(TRANSITIONS[s] <= set(ALL) for s in ALL)
