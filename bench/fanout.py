@@ -15,6 +15,7 @@ is counted: exactly one booked order per child.
 Progress goes to stderr; the last stdout line is one JSON object. Everything started is stopped at
 the end, on error too. See docs/BENCHMARKS.md.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -24,19 +25,35 @@ import re
 import sys
 import time
 from collections import Counter
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 if __package__ in (None, ""):  # `python bench/fanout.py` from a fresh clone
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import redis as redis_lib  # noqa: E402
-import requests  # noqa: E402
+import redis as redis_lib
+import requests
 
-from bench.harness import (BIN, ROOT, add_service_args, free_port, load_average, log, log_tail, machine,  # noqa: E402
-                           machine_cpu_seconds, percentile, Processes, rss_mib, run_bench, summary,
-                           versions, wait_http, wait_quiet)
-from bench.live_harness import PASSWORD, database_version, hidden_inputs, login, prepare  # noqa: E402
+from bench.harness import (
+    BIN,
+    ROOT,
+    Processes,
+    add_service_args,
+    free_port,
+    load_average,
+    log,
+    log_tail,
+    machine,
+    machine_cpu_seconds,
+    percentile,
+    rss_mib,
+    run_bench,
+    summary,
+    versions,
+    wait_http,
+    wait_quiet,
+)
+from bench.live_harness import PASSWORD, database_version, hidden_inputs, login, prepare
 
 ACKED = ("PLACED", "OPEN", "PARTIAL", "COMPLETE")
 IN_FLIGHT = ("NEW", "SUBMITTING", "UNKNOWN")
@@ -51,18 +68,29 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--rtt-ms", type=float, default=100.0, help="latency the emulator adds to every answer")
     p.add_argument("--rounds", type=int, default=10, help="measured batches")
     p.add_argument("--warmup", type=int, default=1, help="batches sent first and not counted")
-    p.add_argument("--workers", type=int, default=1,
-                   help="RQ workers on sync, default (the Procfile's `worker`)")
-    p.add_argument("--orders-workers", type=int, default=2,
-                   help="RQ workers on the orders queue (the Procfile's `orders`; `make run` starts 2)")
-    p.add_argument("--pool-size", type=int, default=None,
-                   help="BROKER_POOL_SIZE for the workers (default: the desk's own, webapp/config.py)")
+    p.add_argument("--workers", type=int, default=1, help="RQ workers on sync, default (the Procfile's `worker`)")
+    p.add_argument(
+        "--orders-workers",
+        type=int,
+        default=2,
+        help="RQ workers on the orders queue (the Procfile's `orders`; `make run` starts 2)",
+    )
+    p.add_argument(
+        "--pool-size",
+        type=int,
+        default=None,
+        help="BROKER_POOL_SIZE for the workers (default: the desk's own, webapp/config.py)",
+    )
     p.add_argument("--web-concurrency", type=int, default=None, help="gunicorn workers (WEB_CONCURRENCY)")
-    p.add_argument("--pause-ms", type=float, default=200.0,
-                   help="pause between rounds (≥150: Kite allows 10 orders/s per account)")
-    p.add_argument("--settle", action="store_true",
-                   help="before each round, wait until every queue is empty and every worker idle (the sync job "
-                        "each batch enqueues has finished): one batch alone, instead of back to back")
+    p.add_argument(
+        "--pause-ms", type=float, default=200.0, help="pause between rounds (≥150: Kite allows 10 orders/s per account)"
+    )
+    p.add_argument(
+        "--settle",
+        action="store_true",
+        help="before each round, wait until every queue is empty and every worker idle (the sync job "
+        "each batch enqueues has finished): one batch alone, instead of back to back",
+    )
     p.add_argument("--poll-ms", type=float, default=5.0, help="database poll interval")
     p.add_argument("--round-timeout", type=float, default=60.0, help="seconds before a round counts as incomplete")
     add_service_args(p)
@@ -78,9 +106,12 @@ def parse_args(argv=None) -> argparse.Namespace:
 def start_emulator(processes: Processes, rtt_ms: float) -> str:
     import subprocess
 
-    proc = processes.start("kite-emulator", [sys.executable, "-m", "tests.emulators.kite", "--port", "0",
-                                             "--latency-ms", str(rtt_ms)], env=dict(os.environ),
-                           stdout=subprocess.PIPE)
+    proc = processes.start(
+        "kite-emulator",
+        [sys.executable, "-m", "tests.emulators.kite", "--port", "0", "--latency-ms", str(rtt_ms)],
+        env=dict(os.environ),
+        stdout=subprocess.PIPE,
+    )
     line = proc.stdout.readline().decode()
     if not line:
         raise RuntimeError("the Kite emulator did not start; see its log")
@@ -89,6 +120,8 @@ def start_emulator(processes: Processes, rtt_ms: float) -> str:
 
 def seed(app, emulator_url: str, n: int) -> tuple[int, list[int]]:
     """N emulator accounts and desk clients with live sessions, the instrument master, a trader."""
+    import sqlalchemy as sa
+
     from webapp.brokers.base import BrokerSession
     from webapp.extensions import db
     from webapp.instruments.master import load_master
@@ -97,8 +130,6 @@ def seed(app, emulator_url: str, n: int) -> tuple[int, list[int]]:
     from webapp.timeutil import utcnow
     from webapp.trading.sessions import store_session
     from webapp.vault import current_vault
-
-    import sqlalchemy as sa
 
     http = requests.Session()
     accounts = []
@@ -113,19 +144,31 @@ def seed(app, emulator_url: str, n: int) -> tuple[int, list[int]]:
         db.session.commit()
         if report.errors:
             raise RuntimeError(f"instrument master: {report.errors[:3]}")
-        instrument = db.session.execute(sa.select(Instrument).where(
-            Instrument.exchange == "NSE", Instrument.tradingsymbol == "INFY")).scalar_one()
+        instrument = db.session.execute(
+            sa.select(Instrument).where(Instrument.exchange == "NSE", Instrument.tradingsymbol == "INFY")
+        ).scalar_one()
         vault, expires = current_vault(), utcnow() + timedelta(hours=8)
         clients = []
         for i, creds in enumerate(accounts):
-            client = Client(name=f"Bench {i:04d}", broker="kite", client_code=creds["user_id"],
-                            credentials_enc=vault.encrypt({"api_key": creds["api_key"],
-                                                           "api_secret": creds["api_secret"]}))
+            client = Client(
+                name=f"Bench {i:04d}",
+                broker="kite",
+                client_code=creds["user_id"],
+                credentials_enc=vault.encrypt({"api_key": creds["api_key"], "api_secret": creds["api_secret"]}),
+            )
             store_session(client, BrokerSession(creds["access_token"], expires), vault)
             clients.append(client)
         db.session.add_all(clients)
-        db.session.add(User(username=TRADER, role="trader", active=True, password_hash=hash_password(PASSWORD),
-                            password_changed_at=utcnow(), clients=clients))
+        db.session.add(
+            User(
+                username=TRADER,
+                role="trader",
+                active=True,
+                password_hash=hash_password(PASSWORD),
+                password_changed_at=utcnow(),
+                clients=clients,
+            )
+        )
         db.session.commit()
         return instrument.id, [c.id for c in clients]
 
@@ -147,9 +190,12 @@ class Probe:
         self.conn = self.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
         o = Order
         acked = sa.and_(o.broker_order_id.is_not(None), o.status.in_(ACKED))
-        self.progress = sa.select(sa.func.count(), sa.func.count(sa.case((acked, 1))),
-                                  sa.func.count(sa.case((o.status.in_(IN_FLIGHT), 1))),
-                                  sa.func.max(o.acknowledged_at)).where(o.batch_id == sa.bindparam("batch"))
+        self.progress = sa.select(
+            sa.func.count(),
+            sa.func.count(sa.case((acked, 1))),
+            sa.func.count(sa.case((o.status.in_(IN_FLIGHT), 1))),
+            sa.func.max(o.acknowledged_at),
+        ).where(o.batch_id == sa.bindparam("batch"))
 
     def poll(self, batch_id: int):
         return self.conn.execute(self.progress, {"batch": batch_id}).one()
@@ -161,30 +207,44 @@ class Probe:
     def details(self, batch_id: int) -> dict:
         sa, o = self.sa, self.Order
         conn = self.conn
-        times = conn.execute(sa.select(sa.func.min(o.submitted_at), sa.func.max(o.submitted_at),
-                                       sa.func.min(o.acknowledged_at), sa.func.max(o.acknowledged_at),
-                                       sa.func.max(o.attempts))
-                             .where(o.batch_id == batch_id)).one()
-        statuses = dict(conn.execute(sa.select(o.status, sa.func.count()).where(o.batch_id == batch_id)
-                                     .group_by(o.status)).all())
-        children = conn.execute(sa.select(o.tag, o.submitted_at, o.acknowledged_at)
-                                .where(o.batch_id == batch_id)).all()
+        times = conn.execute(
+            sa.select(
+                sa.func.min(o.submitted_at),
+                sa.func.max(o.submitted_at),
+                sa.func.min(o.acknowledged_at),
+                sa.func.max(o.acknowledged_at),
+                sa.func.max(o.attempts),
+            ).where(o.batch_id == batch_id)
+        ).one()
+        statuses = dict(
+            conn.execute(sa.select(o.status, sa.func.count()).where(o.batch_id == batch_id).group_by(o.status)).all()
+        )
+        children = conn.execute(sa.select(o.tag, o.submitted_at, o.acknowledged_at).where(o.batch_id == batch_id)).all()
         tags = [c.tag for c in children]
         created = conn.execute(sa.select(self.Batch.created_at).where(self.Batch.id == batch_id)).scalar_one()
-        reasons = Counter(conn.execute(sa.select(o.reason).where(o.batch_id == batch_id,
-                                                                   o.status.not_in(ACKED))).scalars())
-        return {"first_submit": times[0], "last_submit": times[1], "first_ack": times[2], "last_ack": times[3],
-                "max_attempts": times[4], "statuses": statuses, "tags": tags, "batch_created": created,
-                "reasons": dict(reasons.most_common(3)),
-                "calls": [(c.submitted_at, c.acknowledged_at) for c in children
-                          if c.submitted_at and c.acknowledged_at]}
+        reasons = Counter(
+            conn.execute(sa.select(o.reason).where(o.batch_id == batch_id, o.status.not_in(ACKED))).scalars()
+        )
+        return {
+            "first_submit": times[0],
+            "last_submit": times[1],
+            "first_ack": times[2],
+            "last_ack": times[3],
+            "max_attempts": times[4],
+            "statuses": statuses,
+            "tags": tags,
+            "batch_created": created,
+            "reasons": dict(reasons.most_common(3)),
+            "calls": [(c.submitted_at, c.acknowledged_at) for c in children if c.submitted_at and c.acknowledged_at],
+        }
 
 
 def call_overlap(calls) -> tuple[int, float | None]:
     """Most children between their SUBMITTING commit and their PLACED stamp at one moment (the real
     number of concurrent broker calls), and the median time a child spent there."""
-    events = sorted([(s.timestamp(), 1) for s, _ in calls] + [(a.timestamp(), -1) for _, a in calls],
-                    key=lambda e: (e[0], e[1]))
+    events = sorted(
+        [(s.timestamp(), 1) for s, _ in calls] + [(a.timestamp(), -1) for _, a in calls], key=lambda e: (e[0], e[1])
+    )
     current = peak = 0
     for _, step in events:
         current += step
@@ -196,21 +256,30 @@ def ms_since(t0: float, moment: datetime | None) -> float | None:
     if moment is None:
         return None
     if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
+        moment = moment.replace(tzinfo=UTC)
     return (moment.timestamp() - t0) * 1000.0
 
 
-def run_round(http: requests.Session, base: str, probe: Probe, rq_redis, instrument_id: int,
-              client_ids: list[int], args) -> dict:
+def run_round(
+    http: requests.Session, base: str, probe: Probe, rq_redis, instrument_id: int, client_ids: list[int], args
+) -> dict:
     from rq.exceptions import NoSuchJobError
     from rq.job import Job
 
     page = http.get(f"{base}/orders/new", params={"instrument_id": instrument_id}, timeout=30)
     page.raise_for_status()
     hidden = hidden_inputs(page.text)
-    form = {"csrf_token": hidden["csrf_token"], "ticket_id": hidden["ticket_id"], "instrument_id": str(instrument_id),
-            "action": "BUY", "product": "MIS", "order_type": "MARKET", "validity": "DAY", "price": "",
-            "trigger_price": ""}
+    form = {
+        "csrf_token": hidden["csrf_token"],
+        "ticket_id": hidden["ticket_id"],
+        "instrument_id": str(instrument_id),
+        "action": "BUY",
+        "product": "MIS",
+        "order_type": "MARKET",
+        "validity": "DAY",
+        "price": "",
+        "trigger_price": "",
+    }
     form.update({f"qty_{cid}": "1" for cid in client_ids})
 
     t0_wall, t0 = time.time(), time.perf_counter()
@@ -244,16 +313,26 @@ def run_round(http: requests.Session, base: str, probe: Probe, rq_redis, instrum
     except NoSuchJobError:
         enqueued = started = None
     return {
-        "batch_id": batch_id, "complete": complete, "post_ms": post_ms, "poll_ms": poll_ms, "polls": polls,
+        "batch_id": batch_id,
+        "complete": complete,
+        "post_ms": post_ms,
+        "poll_ms": poll_ms,
+        "polls": polls,
         "ack_ms": ms_since(t0_wall, info["last_ack"]) if complete else None,
-        "phases_ms": {"batch_created": ms_since(t0_wall, info["batch_created"]),
-                      "job_enqueued": ms_since(t0_wall, enqueued), "job_started": ms_since(t0_wall, started),
-                      "first_submit": ms_since(t0_wall, info["first_submit"]),
-                      "last_submit": ms_since(t0_wall, info["last_submit"]),
-                      "first_ack": ms_since(t0_wall, info["first_ack"]),
-                      "last_ack": ms_since(t0_wall, info["last_ack"])},
-        "statuses": info["statuses"], "max_attempts": info["max_attempts"], "reasons": info["reasons"],
-        "tags": info["tags"], "concurrent_calls": call_overlap(info["calls"])[0],
+        "phases_ms": {
+            "batch_created": ms_since(t0_wall, info["batch_created"]),
+            "job_enqueued": ms_since(t0_wall, enqueued),
+            "job_started": ms_since(t0_wall, started),
+            "first_submit": ms_since(t0_wall, info["first_submit"]),
+            "last_submit": ms_since(t0_wall, info["last_submit"]),
+            "first_ack": ms_since(t0_wall, info["first_ack"]),
+            "last_ack": ms_since(t0_wall, info["last_ack"]),
+        },
+        "statuses": info["statuses"],
+        "max_attempts": info["max_attempts"],
+        "reasons": info["reasons"],
+        "tags": info["tags"],
+        "concurrent_calls": call_overlap(info["calls"])[0],
         "child_call_p50_ms": call_overlap(info["calls"])[1],
     }
 
@@ -289,8 +368,13 @@ def ledger_check(emulator_url: str, rounds: list[dict]) -> dict:
     duplicates = sum(count - 1 for tag, count in booked.items() if count > 1)
     missing = sum(1 for tag in expected if booked.get(tag, 0) == 0)
     unexpected = sum(count for tag, count in booked.items() if tag not in expected)
-    return {"booked": len(entries), "expected": len(expected), "duplicates": duplicates, "missing": missing,
-            "unexpected": unexpected}
+    return {
+        "booked": len(entries),
+        "expected": len(expected),
+        "duplicates": duplicates,
+        "missing": missing,
+        "unexpected": unexpected,
+    }
 
 
 # ---------------------------------------------------------------- main
@@ -298,8 +382,13 @@ def ledger_check(emulator_url: str, rounds: list[dict]) -> dict:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    return run_bench("fanout", args, lambda tmp, processes, started: _run(args, tmp, processes, started),
-                     {"clients": args.clients, "rtt_ms": args.rtt_ms}, on_error=_explain)
+    return run_bench(
+        "fanout",
+        args,
+        lambda tmp, processes, started: _run(args, tmp, processes, started),
+        {"clients": args.clients, "rtt_ms": args.rtt_ms},
+        on_error=_explain,
+    )
 
 
 def _explain(tmp: Path, exc: Exception) -> None:
@@ -337,26 +426,32 @@ def _run(args, tmp: Path, processes: Processes, started: dict) -> dict:
         worker_env["BROKER_POOL_SIZE"] = str(args.pool_size)
     rq = [str(BIN / "rq"), "worker", "--config", "jobs.settings"]  # as the Procfile starts them
     for i in range(args.workers):
-        processes.start(f"worker-all-{i}", [*rq, "--worker-class", "jobs.worker.AppWorker", *GENERAL_QUEUES],
-                        worker_env)
+        processes.start(
+            f"worker-all-{i}", [*rq, "--worker-class", "jobs.worker.AppWorker", *GENERAL_QUEUES], worker_env
+        )
     for i in range(args.orders_workers):
-        processes.start(f"worker-orders-{i}", [*rq, "--worker-class", "jobs.worker.OrdersWorker", "orders"],
-                        worker_env)
+        processes.start(f"worker-orders-{i}", [*rq, "--worker-class", "jobs.worker.OrdersWorker", "orders"], worker_env)
     base = f"http://127.0.0.1:{port}"
     wait_http(f"{base}/health/live", processes=processes)
     rq_redis = redis_lib.Redis.from_url(env["REDIS_URL"])
     _wait_workers(rq_redis, args.workers + args.orders_workers, processes)
-    log(f"web: {base}; workers: {args.workers} on {','.join(GENERAL_QUEUES)} + {args.orders_workers} on orders; "
-        f"broker pool: {args.pool_size or 'the desk default'}")
+    log(
+        f"web: {base}; workers: {args.workers} on {','.join(GENERAL_QUEUES)} + {args.orders_workers} on orders; "
+        f"broker pool: {args.pool_size or 'the desk default'}"
+    )
 
     http = login(base, TRADER)
     probe = Probe(app)
     idle_before = wait_quiet(args.wait_quiet) if args.wait_quiet else None
     measured: list[dict] = []
     all_rounds: list[dict] = []
-    cpu_pids = {"web": processes.pids("web"), "workers_sync_default": processes.pids("worker-all"),
-                "workers_orders": processes.pids("worker-orders"), "emulator": processes.pids("kite-emulator"),
-                "redis": [started["redis"].process.pid] if started.get("redis") else []}
+    cpu_pids = {
+        "web": processes.pids("web"),
+        "workers_sync_default": processes.pids("worker-all"),
+        "workers_orders": processes.pids("worker-orders"),
+        "emulator": processes.pids("kite-emulator"),
+        "redis": [started["redis"].process.pid] if started.get("redis") else [],
+    }
     cpu_start = cpu_end = None
     wall_start = wall_end = None
     for i in range(args.warmup + args.rounds):
@@ -375,11 +470,13 @@ def _run(args, tmp: Path, processes: Processes, started: dict) -> dict:
         if not warm:
             measured.append(r)
         ack = f"{r['ack_ms']:.0f} ms" if r["complete"] else f"INCOMPLETE {r['statuses']} {r['reasons']}"
-        log(f"{'warmup' if warm else 'round'} {i + 1 - (0 if warm else args.warmup)}: batch {r['batch_id']} "
+        log(
+            f"{'warmup' if warm else 'round'} {i + 1 - (0 if warm else args.warmup)}: batch {r['batch_id']} "
             f"post {r['post_ms']:.0f} ms, acknowledged {ack} (poll saw it at {r['poll_ms']:.0f} ms); "
             f"job started +{(r['phases_ms']['job_started'] or float('nan')):.0f} ms, "
             f"last submit +{(r['phases_ms']['last_submit'] or float('nan')):.0f} ms, "
-            f"{r['concurrent_calls']} broker calls at once")
+            f"{r['concurrent_calls']} broker calls at once"
+        )
         time.sleep(args.pause_ms / 1000.0)
     wall_end = time.perf_counter()
     cpu_end = {k: cpu_seconds(v) for k, v in cpu_pids.items()}
@@ -388,8 +485,11 @@ def _run(args, tmp: Path, processes: Processes, started: dict) -> dict:
     load_after = load_average()
     queued = {name: rq_redis.llen(f"rq:queue:{name}") for name in QUEUES}
 
-    memory = {"web": rss_mib(processes.pids("web")), "workers": rss_mib(processes.pids("worker")),
-              "emulator": rss_mib(processes.pids("kite-emulator"))}
+    memory = {
+        "web": rss_mib(processes.pids("web")),
+        "workers": rss_mib(processes.pids("worker")),
+        "emulator": rss_mib(processes.pids("kite-emulator")),
+    }
     ledger = ledger_check(emulator_url, all_rounds)
     info = {"database": database_version(app), "redis_server": rq_redis.info("server").get("redis_version")}
     probe.close()
@@ -431,49 +531,75 @@ def report(args, measured, ledger, memory, cpu_start, cpu_end, wall_s, queued, i
     posts = [r["post_ms"] for r in measured]
     polls = [r["poll_ms"] for r in measured if r["complete"]]
     p50 = percentile(acks, 50)
-    phases = {name: round(percentile([r["phases_ms"][name] for r in measured if r["phases_ms"][name] is not None],
-                                     50) or 0.0, 1)
-              for name in measured[0]["phases_ms"]}
+    phases = {
+        name: round(
+            percentile([r["phases_ms"][name] for r in measured if r["phases_ms"][name] is not None], 50) or 0.0, 1
+        )
+        for name in measured[0]["phases_ms"]
+    }
     cpu = {k: round(cpu_end[k] - cpu_start[k], 2) for k in cpu_end if k != "machine"}
     cores = os.cpu_count() or 1
     machine_busy = cpu_end["machine"] - cpu_start["machine"]
     others = max(0.0, machine_busy - sum(cpu.values()))  # whatever else ran on the machine meanwhile
     incomplete = sum(1 for r in measured if not r["complete"])
     return {
-        "bench": "fanout", "clients": args.clients, "rtt_ms": args.rtt_ms, "rounds": args.rounds,
+        "bench": "fanout",
+        "clients": args.clients,
+        "rtt_ms": args.rtt_ms,
+        "rounds": args.rounds,
         "warmup": args.warmup,
         "p50_ms": round(p50, 1) if p50 is not None else None,
-        "p95_ms": _r(percentile(acks, 95)), "max_ms": _r(max(acks) if acks else None),
-        "post_p50_ms": _r(percentile(posts, 50)), "post_p95_ms": _r(percentile(posts, 95)),
+        "p95_ms": _r(percentile(acks, 95)),
+        "max_ms": _r(max(acks) if acks else None),
+        "post_p50_ms": _r(percentile(posts, 50)),
+        "post_p95_ms": _r(percentile(posts, 95)),
         "ratio_p50_to_rtt": round(p50 / args.rtt_ms, 2) if p50 is not None and args.rtt_ms else None,
         "sequential_estimate_ms": round(args.clients * args.rtt_ms, 1),
         "speedup_vs_sequential": round(args.clients * args.rtt_ms / p50, 1) if p50 else None,
-        "ack": summary(acks), "ack_seen_by_poll": summary(polls), "post": summary(posts),
-        "per_round": [{"batch": r["batch_id"], "ack_ms": _r(r["ack_ms"]), "post_ms": _r(r["post_ms"]),
-                       "job_started_ms": _r(r["phases_ms"]["job_started"]), "calls_at_once": r["concurrent_calls"]}
-                      for r in measured],
+        "ack": summary(acks),
+        "ack_seen_by_poll": summary(polls),
+        "post": summary(posts),
+        "per_round": [
+            {
+                "batch": r["batch_id"],
+                "ack_ms": _r(r["ack_ms"]),
+                "post_ms": _r(r["post_ms"]),
+                "job_started_ms": _r(r["phases_ms"]["job_started"]),
+                "calls_at_once": r["concurrent_calls"],
+            }
+            for r in measured
+        ],
         "phases_p50_ms": phases,
         "incomplete_rounds": incomplete,
-        "duplicates": ledger["duplicates"], "missing": ledger["missing"], "ledger": ledger,
+        "duplicates": ledger["duplicates"],
+        "missing": ledger["missing"],
+        "ledger": ledger,
         "statuses": dict(sum((Counter(r["statuses"]) for r in measured), Counter())),
         "max_attempts": max((r["max_attempts"] or 0) for r in measured),
         "concurrent_calls_p50": percentile([r["concurrent_calls"] for r in measured], 50),
-        "child_submit_to_ack_p50_ms": _r(percentile([r["child_call_p50_ms"] for r in measured
-                                                     if r["child_call_p50_ms"] is not None], 50)),
+        "child_submit_to_ack_p50_ms": _r(
+            percentile([r["child_call_p50_ms"] for r in measured if r["child_call_p50_ms"] is not None], 50)
+        ),
         "ok": incomplete == 0 and ledger["duplicates"] == 0 and ledger["missing"] == 0 and ledger["unexpected"] == 0,
-        "setup": {"workers": args.workers, "orders_workers": args.orders_workers,
-                  "worker_classes": "AppWorker (sync, default: a horse per job); OrdersWorker (orders: no fork)",
-                  "broker_pool_size": args.pool_size or "the desk default",
-                  "web_concurrency": args.web_concurrency or int(os.environ.get("WEB_CONCURRENCY", "2")),
-                  "database": info["database"], "redis": info["redis_server"] + (
-                      " (external)" if args.redis_url else " (embedded)"), "pause_ms": args.pause_ms,
-                  "settle": args.settle,
-                  "poll_ms": args.poll_ms},
+        "setup": {
+            "workers": args.workers,
+            "orders_workers": args.orders_workers,
+            "worker_classes": "AppWorker (sync, default: a horse per job); OrdersWorker (orders: no fork)",
+            "broker_pool_size": args.pool_size or "the desk default",
+            "web_concurrency": args.web_concurrency or int(os.environ.get("WEB_CONCURRENCY", "2")),
+            "database": info["database"],
+            "redis": info["redis_server"] + (" (external)" if args.redis_url else " (embedded)"),
+            "pause_ms": args.pause_ms,
+            "settle": args.settle,
+            "poll_ms": args.poll_ms,
+        },
         "queues_left": queued,
-        "cpu_s": cpu, "cpu_busy_pct_of_machine": round(100 * sum(cpu.values()) / (wall_s * cores), 1),
+        "cpu_s": cpu,
+        "cpu_busy_pct_of_machine": round(100 * sum(cpu.values()) / (wall_s * cores), 1),
         "machine_busy_pct": round(100 * machine_busy / (wall_s * cores), 1),
         "other_cpu_pct_of_machine": round(100 * others / (wall_s * cores), 1),
-        "loadavg": info["loadavg"], "machine_busy_pct_before_start": info["machine_busy_pct_before"],
+        "loadavg": info["loadavg"],
+        "machine_busy_pct_before_start": info["machine_busy_pct_before"],
         "measured_wall_s": round(wall_s, 2),
         "rss_mib": {k: v["total_mib"] for k, v in memory.items()},
         "machine": machine(),

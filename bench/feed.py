@@ -21,6 +21,7 @@ clock). A batch a socket never got counts as missed; a socket closed before the 
 Progress goes to stderr; the last stdout line is one JSON object with p50_ms, p95_ms and dropped.
 Everything started is stopped at the end, on error too.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -37,12 +38,37 @@ from pathlib import Path
 if __package__ in (None, ""):  # `python bench/feed.py` from a fresh clone
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import simple_websocket  # noqa: E402
+import simple_websocket
 
-from bench.harness import (BIN, add_service_args, free_port, load_average, log, machine, percentile,  # noqa: E402
-                           Processes, run_bench, summary, versions, wait_http, wait_quiet)
-from bench.live_harness import (USER_AGENT, cookie_header, database_version, login, make_app, prepare,  # noqa: E402
-                                processes_of, redact, seed_clients, seed_instruments, seed_user, self_memory)
+from bench.harness import (
+    BIN,
+    Processes,
+    add_service_args,
+    free_port,
+    load_average,
+    log,
+    machine,
+    percentile,
+    run_bench,
+    summary,
+    versions,
+    wait_http,
+    wait_quiet,
+)
+from bench.live_harness import (
+    USER_AGENT,
+    cookie_header,
+    database_version,
+    login,
+    make_app,
+    prepare,
+    processes_of,
+    redact,
+    seed_clients,
+    seed_instruments,
+    seed_user,
+    self_memory,
+)
 
 TARGET_P95_MS = 250.0
 PROBE_BASE = Decimal("1000.00")  # batch k puts the probe at PROBE_BASE + k × 0.05
@@ -55,13 +81,21 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--seconds", type=int, default=30, help="measured seconds (one batch per second)")
     p.add_argument("--warmup", type=int, default=3, help="batches published first and not counted")
     p.add_argument("--interval", type=float, default=1.0, help="seconds between batches")
-    p.add_argument("--tokens-per-socket", type=int, default=20,
-                   help="instruments each socket's page shows (the probe included); 0: all of them")
+    p.add_argument(
+        "--tokens-per-socket",
+        type=int,
+        default=20,
+        help="instruments each socket's page shows (the probe included); 0: all of them",
+    )
     p.add_argument("--users", type=int, default=10, help="traders logged in (sockets are spread over them)")
     p.add_argument("--web-concurrency", type=int, default=2, help="gunicorn workers (WEB_CONCURRENCY)")
-    p.add_argument("--web-threads", type=int, default=None,
-                   help="threads per worker (WEB_THREADS); default: sockets + 16, so one worker could hold "
-                        "every socket however the kernel spreads the connections, with threads left for pages")
+    p.add_argument(
+        "--web-threads",
+        type=int,
+        default=None,
+        help="threads per worker (WEB_THREADS); default: sockets + 16, so one worker could hold "
+        "every socket however the kernel spreads the connections, with threads left for pages",
+    )
     p.add_argument("--connect-timeout", type=float, default=15.0, help="seconds a handshake may take")
     p.add_argument("--seed", type=int, default=1)
     add_service_args(p)
@@ -110,21 +144,25 @@ def connect(base_ws: str, host: str, cookie: str, query: str, timeout: float) ->
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    return run_bench("feed", args, lambda tmp, processes, started: _run(args, tmp, processes, started),
-                     {"sockets": args.sockets, "instruments": args.instruments})
+    return run_bench(
+        "feed",
+        args,
+        lambda tmp, processes, started: _run(args, tmp, processes, started),
+        {"sockets": args.sockets, "instruments": args.instruments},
+    )
 
 
 def _run(args, tmp: Path, processes: Processes, started: dict) -> dict:
     env = prepare(args, tmp, started)
     app = make_app()
     rng = random.Random(args.seed)
+    import sqlalchemy as sa
+
     from webapp.extensions import db, get_redis
     from webapp.marketdata.simulator import MarketSimulator
     from webapp.marketdata.store import write_quotes
     from webapp.models import Instrument
     from webapp.timeutil import utcnow
-
-    import sqlalchemy as sa
 
     with app.app_context():
         instruments = seed_instruments(args.instruments, rng)
@@ -159,19 +197,24 @@ def _run(args, tmp: Path, processes: Processes, started: dict) -> dict:
         tokens = [probe.instrument_token] + rng.sample(others, min(per_socket - 1, len(others)))
         query = f"page=instrument&id={probe.id}&tokens={','.join(map(str, tokens))}"
         try:
-            started["sockets"].append(connect(f"ws://{host}", host, cookies[n % len(cookies)], query,
-                                              args.connect_timeout))
+            started["sockets"].append(
+                connect(f"ws://{host}", host, cookies[n % len(cookies)], query, args.connect_timeout)
+            )
         except Exception as exc:  # a handshake refused or never answered
             failed_connects.append(f"{type(exc).__name__}: {exc}")
             log(f"socket {n} did not open: {type(exc).__name__}: {exc}")
     sockets: list[TimedClient] = started["sockets"]
     connect_s = time.perf_counter() - t
     deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and not all(any('id="feed-state"' in m for _, m in ws.arrivals) for ws in sockets):
+    while time.monotonic() < deadline and not all(
+        any('id="feed-state"' in m for _, m in ws.arrivals) for ws in sockets
+    ):
         time.sleep(0.05)
     snapshots = sum(1 for ws in sockets if any('id="feed-state"' in m for _, m in ws.arrivals))
-    log(f"{len(sockets)} sockets open in {connect_s:.1f} s ({len(failed_connects)} failed), "
-        f"{snapshots} snapshots received")
+    log(
+        f"{len(sockets)} sockets open in {connect_s:.1f} s ({len(failed_connects)} failed), "
+        f"{snapshots} snapshots received"
+    )
     if not sockets:
         raise RuntimeError(f"no socket opened: {failed_connects[:3]}")
 
@@ -190,8 +233,9 @@ def _run(args, tmp: Path, processes: Processes, started: dict) -> dict:
                 cpu_start = cpu_snapshot(web.pid, started)
                 wall_start = time.perf_counter()
             quotes = simulator.step_by_token(utcnow())
-            quotes[probe.instrument_token] = replace(quotes[probe.instrument_token],
-                                                     last_price=PROBE_BASE + k * probe.tick_size)
+            quotes[probe.instrument_token] = replace(
+                quotes[probe.instrument_token], last_price=PROBE_BASE + k * probe.tick_size
+            )
             t0 = time.time()
             write_quotes(redis, quotes)
             t1 = time.time()
@@ -210,12 +254,23 @@ def _run(args, tmp: Path, processes: Processes, started: dict) -> dict:
     load_after = load_average()
     per_worker = sockets_per_worker(web.pid, port)
     log(f"sockets held per gunicorn worker at the end: {per_worker}")
-    memory = {"gunicorn": processes_of(web.pid), "bench": self_memory(),
-              "redis": processes_of(started["redis"].process.pid) if started.get("redis") else None}
+    memory = {
+        "gunicorn": processes_of(web.pid),
+        "bench": self_memory(),
+        "redis": processes_of(started["redis"].process.pid) if started.get("redis") else None,
+    }
     open_at_end = [ws.connected for ws in sockets]
-    closes = [{"socket": n, "reason": str(ws.close_reason), "message": ws.close_message,
-               "after_s": round(ws.closed_at - sent[1], 1) if ws.closed_at else None,
-               "messages": len(ws.arrivals)} for n, ws in enumerate(sockets) if not ws.connected]
+    closes = [
+        {
+            "socket": n,
+            "reason": str(ws.close_reason),
+            "message": ws.close_message,
+            "after_s": round(ws.closed_at - sent[1], 1) if ws.closed_at else None,
+            "messages": len(ws.arrivals),
+        }
+        for n, ws in enumerate(sockets)
+        if not ws.connected
+    ]
     if closes:
         log(f"closed before the end: {closes[:10]}")
 
@@ -247,35 +302,58 @@ def _run(args, tmp: Path, processes: Processes, started: dict) -> dict:
     cpu = {name: round(cpu_end[name] - cpu_start[name], 2) for name in cpu_end}
     workers = [p for p in memory["gunicorn"] if p["pid"] != web.pid]
     return {
-        "bench": "feed", "sockets": args.sockets, "instruments": args.instruments, "seconds": args.seconds,
+        "bench": "feed",
+        "sockets": args.sockets,
+        "instruments": args.instruments,
+        "seconds": args.seconds,
         "tokens_per_socket": per_socket,
-        "p50_ms": _r(p50), "p95_ms": _r(p95), "max_ms": _r(max(deliveries) if deliveries else None),
-        "dropped": dropped, "missed": missed,
-        "target_p95_ms": TARGET_P95_MS, "target_met": p95 is not None and p95 <= TARGET_P95_MS and dropped == 0
-        and missed == 0, "ratio_p95_to_target": round(p95 / TARGET_P95_MS, 2) if p95 is not None else None,
+        "p50_ms": _r(p50),
+        "p95_ms": _r(p95),
+        "max_ms": _r(max(deliveries) if deliveries else None),
+        "dropped": dropped,
+        "missed": missed,
+        "target_p95_ms": TARGET_P95_MS,
+        "target_met": p95 is not None and p95 <= TARGET_P95_MS and dropped == 0 and missed == 0,
+        "ratio_p95_to_target": round(p95 / TARGET_P95_MS, 2) if p95 is not None else None,
         "latency": summary(deliveries),
-        "after_publish": {**summary(after_publish),
-                          "note": "from write_quotes' return (PUBLISH answered by Redis): the feed's own JSON "
-                                  "encoding and 500 SETs left out"},
+        "after_publish": {
+            **summary(after_publish),
+            "note": "from write_quotes' return (PUBLISH answered by Redis): the feed's own JSON "
+            "encoding and 500 SETs left out",
+        },
         "every_socket": {**summary(every_socket), "note": "per batch: publish → the last socket has it"},
-        "deliveries": len(deliveries), "expected_deliveries": len(sockets) * len(measured),
+        "deliveries": len(deliveries),
+        "expected_deliveries": len(sockets) * len(measured),
         "messages_per_s": round(messages / (args.seconds * args.interval), 1),
         "kib_per_s": round(bytes_in / 1024 / (args.seconds * args.interval), 1),
         "write_quotes_ms": summary(write_ms),
-        "closed_early": closes[:10], "failed_connects": failed_connects[:5], "connect_s": round(connect_s, 2), "snapshots": snapshots,
+        "closed_early": closes[:10],
+        "failed_connects": failed_connects[:5],
+        "connect_s": round(connect_s, 2),
+        "snapshots": snapshots,
         "sockets_per_worker": per_worker,
         "cpu_pct_of_one_core": {name: round(100 * v / wall_s, 1) for name, v in cpu.items()},
-        "rss_mib": {"gunicorn_master": next((p["rss_mib"] for p in memory["gunicorn"] if p["pid"] == web.pid), None),
-                    "gunicorn_workers": [p["rss_mib"] for p in workers],
-                    "gunicorn_workers_peak": [rss_peak.get(p["pid"]) for p in workers],
-                    "bench": memory["bench"]["rss_mib"], "bench_peak": memory["bench"]["peak_rss_mib"],
-                    "redis": memory["redis"][0]["rss_mib"] if memory["redis"] else None},
+        "rss_mib": {
+            "gunicorn_master": next((p["rss_mib"] for p in memory["gunicorn"] if p["pid"] == web.pid), None),
+            "gunicorn_workers": [p["rss_mib"] for p in workers],
+            "gunicorn_workers_peak": [rss_peak.get(p["pid"]) for p in workers],
+            "bench": memory["bench"]["rss_mib"],
+            "bench_peak": memory["bench"]["peak_rss_mib"],
+            "redis": memory["redis"][0]["rss_mib"] if memory["redis"] else None,
+        },
         "ok": dropped == 0 and missed == 0 and bool(deliveries),
-        "setup": {"web_concurrency": args.web_concurrency, "web_threads": args.web_threads, "users": len(users),
-                  "interval_s": args.interval, "warmup": args.warmup, "database": dbinfo,
-                  "database_url": redact(env["DATABASE_URL"]) if args.database_url else "sqlite (temp file)",
-                  "redis": "external" if args.redis_url else "embedded"},
-        "loadavg": {"before": load_before, "after": load_after}, "machine_busy_pct_before_start": idle_before,
+        "setup": {
+            "web_concurrency": args.web_concurrency,
+            "web_threads": args.web_threads,
+            "users": len(users),
+            "interval_s": args.interval,
+            "warmup": args.warmup,
+            "database": dbinfo,
+            "database_url": redact(env["DATABASE_URL"]) if args.database_url else "sqlite (temp file)",
+            "redis": "external" if args.redis_url else "embedded",
+        },
+        "loadavg": {"before": load_before, "after": load_after},
+        "machine_busy_pct_before_start": idle_before,
         "measured_wall_s": round(wall_s, 1),
         "machine": machine(),
         "versions": versions("flask", "flask-sock", "simple-websocket", "gunicorn", "redis", "sqlalchemy"),

@@ -3,6 +3,7 @@ end, even on error), free ports, percentiles, the machine and the versions a res
 
 Benchmarks print progress to stderr and exactly one JSON object as the last stdout line.
 """
+
 from __future__ import annotations
 
 import json
@@ -13,9 +14,9 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterable, Sequence
 from importlib import metadata
 from pathlib import Path
-from typing import Iterable, Sequence
 
 import requests
 
@@ -52,8 +53,14 @@ class Processes:
 
     def start(self, name: str, argv: Sequence[str], env: dict[str, str], stdout=None) -> subprocess.Popen:
         with open(self.log_dir / f"{name}.log", "ab") as log_file:  # the child holds its own descriptor
-            process = subprocess.Popen(list(argv), env=env, cwd=ROOT, start_new_session=True,
-                                       stdout=stdout if stdout is not None else log_file, stderr=log_file)
+            process = subprocess.Popen(
+                list(argv),
+                env=env,
+                cwd=ROOT,
+                start_new_session=True,
+                stdout=stdout if stdout is not None else log_file,
+                stderr=log_file,
+            )
         self.started.append((name, process))
         return process
 
@@ -95,8 +102,10 @@ def _signal_group(process: subprocess.Popen, sig: int) -> None:
 
 def stop_on_signals() -> None:
     """SIGTERM/SIGHUP raise SystemExit, so `finally:` blocks stop the children."""
+
     def handler(signum, _frame):
         raise SystemExit(128 + signum)
+
     for sig in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, handler)
 
@@ -132,17 +141,28 @@ def percentile(values: Iterable[float], pct: float) -> float | None:
 def summary(values: Sequence[float], digits: int = 1) -> dict[str, float | int | None]:
     def rounded(v):
         return None if v is None else round(v, digits)
-    return {"n": len(values), "p50": rounded(percentile(values, 50)), "p95": rounded(percentile(values, 95)),
-            "min": rounded(min(values) if values else None), "max": rounded(max(values) if values else None)}
+
+    return {
+        "n": len(values),
+        "p50": rounded(percentile(values, 50)),
+        "p95": rounded(percentile(values, 95)),
+        "min": rounded(min(values) if values else None),
+        "max": rounded(max(values) if values else None),
+    }
 
 
 # ---------------------------------------------------------------- where a result was taken
 
 
 def machine() -> dict:
-    info = {"cpu_count": os.cpu_count(), "cpus_usable": len(os.sched_getaffinity(0)),
-            "python": platform.python_version(), "implementation": platform.python_implementation(),
-            "system": f"{platform.system()} {platform.release()}", "arch": platform.machine()}
+    info = {
+        "cpu_count": os.cpu_count(),
+        "cpus_usable": len(os.sched_getaffinity(0)),
+        "python": platform.python_version(),
+        "implementation": platform.python_implementation(),
+        "system": f"{platform.system()} {platform.release()}",
+        "arch": platform.machine(),
+    }
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
@@ -164,10 +184,16 @@ def versions(*packages: str) -> dict[str, str]:
         except metadata.PackageNotFoundError:
             pass
     try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
-                                timeout=5).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
-                               capture_output=True, text=True, timeout=5).stdout.strip()
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True, timeout=5
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=5,
+        ).stdout.strip()
         if commit:
             found["fanout"] = commit + ("+dirty" if dirty else "")
     except (OSError, subprocess.SubprocessError):
@@ -235,8 +261,13 @@ def add_service_args(parser) -> None:
     """The options every benchmark takes for the services it runs against and its temp dir."""
     parser.add_argument("--database-url", default=None, help="an empty database (default: a temp SQLite file)")
     parser.add_argument("--redis-url", default=None, help="a Redis db the bench may flush (default: embedded Redis)")
-    parser.add_argument("--wait-quiet", type=float, default=0.0, metavar="SECONDS",
-                        help="first wait up to this long for the machine to be idle (<10%% CPU busy)")
+    parser.add_argument(
+        "--wait-quiet",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="first wait up to this long for the machine to be idle (<10%% CPU busy)",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the temp dir (process logs) and print its path")
 
 
@@ -259,8 +290,13 @@ def run_bench(name: str, args, body, failure: dict, on_error=None) -> int:
         traceback.print_exc()
         if on_error is not None:
             on_error(tmp, exc)
-        result = {"bench": name, **failure, "ok": False, "error": f"{type(exc).__name__}: {exc}",
-                  "logs": str(tmp) if args.keep else None}
+        result = {
+            "bench": name,
+            **failure,
+            "ok": False,
+            "error": f"{type(exc).__name__}: {exc}",
+            "logs": str(tmp) if args.keep else None,
+        }
     finally:
         for ws in started["sockets"]:
             try:

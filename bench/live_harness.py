@@ -4,6 +4,7 @@ executemany: 50,000 positions in seconds), logins, and per-process memory and CP
 
 Process control, percentiles and the machine description come from bench/harness.py.
 """
+
 from __future__ import annotations
 
 import os
@@ -33,13 +34,19 @@ def prepare(args, tmp: Path, started: dict) -> dict[str, str]:
 
     (tmp / "instance").mkdir(exist_ok=True)
     env = dict(os.environ)
-    env.update({
-        "FANOUT_INSTANCE": str(tmp / "instance"), "SECRET_KEY": secrets.token_hex(32),
-        "FANOUT_ENCRYPTION_KEYS": generate_key(), "FANOUT_AUDIT_KEYS": secrets.token_hex(32), "SESSION_COOKIE_SECURE": "0", "PYTHONUNBUFFERED": "1",
-        "DATABASE_URL": args.database_url or f"sqlite:///{tmp / 'bench.db'}",
-        "LOGIN_RATE_LIMIT": "10000 per minute",  # the bench logs in from one address many times
-        "PATH": os.pathsep.join([str(BIN), os.environ.get("PATH", "")]),
-    })
+    env.update(
+        {
+            "FANOUT_INSTANCE": str(tmp / "instance"),
+            "SECRET_KEY": secrets.token_hex(32),
+            "FANOUT_ENCRYPTION_KEYS": generate_key(),
+            "FANOUT_AUDIT_KEYS": secrets.token_hex(32),
+            "SESSION_COOKIE_SECURE": "0",
+            "PYTHONUNBUFFERED": "1",
+            "DATABASE_URL": args.database_url or f"sqlite:///{tmp / 'bench.db'}",
+            "LOGIN_RATE_LIMIT": "10000 per minute",  # the bench logs in from one address many times
+            "PATH": os.pathsep.join([str(BIN), os.environ.get("PATH", "")]),
+        }
+    )
     for key in ("FANOUT_DEMO", "FANOUT_TESTING", "WEB_CONCURRENCY", "WEB_THREADS"):
         env.pop(key, None)
     import redis as redis_lib
@@ -60,8 +67,14 @@ def prepare(args, tmp: Path, started: dict) -> dict[str, str]:
         os.environ.pop(key, None)
     t = time.perf_counter()
     with open(tmp / "migrate.log", "wb") as err:
-        subprocess.run([sys.executable, "-m", "flask", "--app", "wsgi", "db", "upgrade"], env=env, cwd=ROOT,
-                       check=True, stdout=subprocess.DEVNULL, stderr=err)
+        subprocess.run(
+            [sys.executable, "-m", "flask", "--app", "wsgi", "db", "upgrade"],
+            env=env,
+            cwd=ROOT,
+            check=True,
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+        )
     log(f"migrated {redact(env['DATABASE_URL'])} in {time.perf_counter() - t:.1f} s")
     return env
 
@@ -109,7 +122,7 @@ def _insert(table, rows: list[dict], chunk: int = 5000) -> None:
     from webapp.extensions import db
 
     for i in range(0, len(rows), chunk):
-        db.session.execute(table.insert(), rows[i:i + chunk])
+        db.session.execute(table.insert(), rows[i : i + chunk])
 
 
 def seed_instruments(n: int, rng: random.Random) -> list[Inst]:
@@ -123,16 +136,32 @@ def seed_instruments(n: int, rng: random.Random) -> list[Inst]:
     for i in range(n):
         ticks = rng.randint(400, 100_000)  # ₹20.00 … ₹5,000.00 in 0.05 steps
         exchange_token = 50_000 + i
-        rows.append({"instrument_token": exchange_token * 256 + 1, "exchange_token": exchange_token, "exchange": "NSE",
-                     "tradingsymbol": f"BENCH{i:04d}", "name": f"BENCH STOCK {i:04d}", "instrument_type": "EQ",
-                     "segment": "NSE", "tick_size": Decimal("0.05"), "lot_size": 1,
-                     "last_price": Decimal(ticks) * Decimal("0.05"), "band_pct": Decimal(rng.choice((2, 5, 10, 20)))})
+        rows.append(
+            {
+                "instrument_token": exchange_token * 256 + 1,
+                "exchange_token": exchange_token,
+                "exchange": "NSE",
+                "tradingsymbol": f"BENCH{i:04d}",
+                "name": f"BENCH STOCK {i:04d}",
+                "instrument_type": "EQ",
+                "segment": "NSE",
+                "tick_size": Decimal("0.05"),
+                "lot_size": 1,
+                "last_price": Decimal(ticks) * Decimal("0.05"),
+                "band_pct": Decimal(rng.choice((2, 5, 10, 20))),
+            }
+        )
     _insert(Instrument.__table__, rows)
     db.session.commit()
     t = Instrument
-    return [Inst(*row) for row in db.session.execute(
-        sa.select(t.id, t.instrument_token, t.exchange, t.tradingsymbol, t.tick_size, t.last_price, t.band_pct)
-        .order_by(t.id)).all()]
+    return [
+        Inst(*row)
+        for row in db.session.execute(
+            sa.select(
+                t.id, t.instrument_token, t.exchange, t.tradingsymbol, t.tick_size, t.last_price, t.band_pct
+            ).order_by(t.id)
+        ).all()
+    ]
 
 
 def seed_clients(n: int, broker: str = "paper") -> list[int]:
@@ -141,14 +170,17 @@ def seed_clients(n: int, broker: str = "paper") -> list[int]:
     from webapp.extensions import db
     from webapp.models import Client
 
-    _insert(Client.__table__, [{"name": f"Bench client {i:04d}", "broker": broker, "client_code": f"BC{i:05d}"}
-                               for i in range(n)])
+    _insert(
+        Client.__table__,
+        [{"name": f"Bench client {i:04d}", "broker": broker, "client_code": f"BC{i:05d}"} for i in range(n)],
+    )
     db.session.commit()
     return list(db.session.execute(sa.select(Client.id).order_by(Client.id)).scalars())
 
 
-def seed_positions(client_ids: list[int], instruments: list[Inst], per_client: int, rng: random.Random,
-                   marked: bool = False) -> int:
+def seed_positions(
+    client_ids: list[int], instruments: list[Inst], per_client: int, rng: random.Random, marked: bool = False
+) -> int:
     """per_client open positions for every client, each in a different instrument (product MIS),
     long or short, bought within ±3 % of the master price. marked: last_price and unrealized set
     as if repriced at the master price (a desk page has something to show)."""
@@ -165,10 +197,19 @@ def seed_positions(client_ids: list[int], instruments: list[Inst], per_client: i
             ticks = int(inst.last_price / inst.tick_size * Decimal(str(rng.uniform(0.97, 1.03))))
             avg = Decimal(ticks) * inst.tick_size
             cost = avg * abs(qty)
-            row = {"client_id": cid, "instrument_id": inst.id, "product": "MIS", "quantity": qty, "cost": cost,
-                   "average_price": avg, "realized_pnl": Decimal(rng.randint(-50_000, 50_000)),
-                   "buy_quantity": max(qty, 0), "sell_quantity": max(-qty, 0),
-                   "last_price": None, "unrealized_pnl": Decimal(0)}
+            row = {
+                "client_id": cid,
+                "instrument_id": inst.id,
+                "product": "MIS",
+                "quantity": qty,
+                "cost": cost,
+                "average_price": avg,
+                "realized_pnl": Decimal(rng.randint(-50_000, 50_000)),
+                "buy_quantity": max(qty, 0),
+                "sell_quantity": max(-qty, 0),
+                "last_price": None,
+                "unrealized_pnl": Decimal(0),
+            }
             if marked:
                 row["last_price"] = inst.last_price
                 row["unrealized_pnl"] = unrealized(Book(qty, cost), inst.last_price)
@@ -182,9 +223,18 @@ def seed_funds(client_ids: list[int], rng: random.Random) -> None:
     from webapp.extensions import db
     from webapp.models import FundsSnapshot
 
-    _insert(FundsSnapshot.__table__, [{"client_id": cid, "available_cash": Decimal(rng.randint(100_000, 5_000_000)),
-                                       "margin_used": Decimal(rng.randint(0, 500_000)), "collateral": Decimal(0)}
-                                      for cid in client_ids])
+    _insert(
+        FundsSnapshot.__table__,
+        [
+            {
+                "client_id": cid,
+                "available_cash": Decimal(rng.randint(100_000, 5_000_000)),
+                "margin_used": Decimal(rng.randint(0, 500_000)),
+                "collateral": Decimal(0),
+            }
+            for cid in client_ids
+        ],
+    )
     db.session.commit()
 
 
@@ -197,10 +247,22 @@ def seed_open_orders(client_ids: list[int], instruments: list[Inst], per_client:
     for cid in client_ids:
         for inst in rng.sample(instruments, per_client):
             n += 1
-            rows.append({"client_id": cid, "instrument_id": inst.id, "side": rng.choice(("BUY", "SELL")),
-                         "quantity": rng.randint(1, 100), "product": "MIS", "order_type": "LIMIT",
-                         "price": inst.last_price, "validity": "DAY", "tag": f"b{n:09d}", "status": "OPEN",
-                         "broker_order_id": f"BO{n:012d}", "attempts": 1})
+            rows.append(
+                {
+                    "client_id": cid,
+                    "instrument_id": inst.id,
+                    "side": rng.choice(("BUY", "SELL")),
+                    "quantity": rng.randint(1, 100),
+                    "product": "MIS",
+                    "order_type": "LIMIT",
+                    "price": inst.last_price,
+                    "validity": "DAY",
+                    "tag": f"b{n:09d}",
+                    "status": "OPEN",
+                    "broker_order_id": f"BO{n:012d}",
+                    "attempts": 1,
+                }
+            )
     _insert(Order.__table__, rows)
     db.session.commit()
     return len(rows)
@@ -212,8 +274,9 @@ def seed_user(username: str, role: str, client_ids: list[int] = ()) -> int:
     from webapp.security import hash_password
     from webapp.timeutil import utcnow
 
-    user = User(username=username, role=role, active=True, password_hash=hash_password(PASSWORD),
-                password_changed_at=utcnow())
+    user = User(
+        username=username, role=role, active=True, password_hash=hash_password(PASSWORD), password_changed_at=utcnow()
+    )
     db.session.add(user)
     db.session.flush()
     if client_ids:
@@ -257,8 +320,12 @@ def login(base: str, username: str):
     http.headers["User-Agent"] = USER_AGENT
     page = http.get(f"{base}/login", timeout=30)
     token = hidden_inputs(page.text).get("csrf_token", "")
-    r = http.post(f"{base}/login", data={"username": username, "password": PASSWORD, "csrf_token": token},
-                  allow_redirects=False, timeout=30)
+    r = http.post(
+        f"{base}/login",
+        data={"username": username, "password": PASSWORD, "csrf_token": token},
+        allow_redirects=False,
+        timeout=30,
+    )
     if r.status_code != 302:
         raise RuntimeError(f"login as {username} failed: HTTP {r.status_code}")
     return http
@@ -274,8 +341,10 @@ def read_access_log(path: Path, offset: int) -> list[dict]:
     with open(path, "rb") as f:
         f.seek(offset)
         text = f.read().decode(errors="replace")
-    return [{"method": m, "path": p, "status": int(s), "bytes": b, "ms": int(ms)}
-            for m, p, s, b, ms in pattern.findall(text)]
+    return [
+        {"method": m, "path": p, "status": int(s), "bytes": b, "ms": int(ms)}
+        for m, p, s, b, ms in pattern.findall(text)
+    ]
 
 
 # ---------------------------------------------------------------- memory and CPU
@@ -294,8 +363,13 @@ def processes_of(pid: int) -> list[dict]:
     for proc in tree:
         try:
             cpu = proc.cpu_times()
-            out.append({"pid": proc.pid, "rss_mib": round(proc.memory_info().rss / 2**20, 1),
-                        "cpu_s": round(cpu.user + cpu.system, 2)})
+            out.append(
+                {
+                    "pid": proc.pid,
+                    "rss_mib": round(proc.memory_info().rss / 2**20, 1),
+                    "cpu_s": round(cpu.user + cpu.system, 2),
+                }
+            )
         except psutil.NoSuchProcess:
             pass
     return out
@@ -307,8 +381,10 @@ def self_memory() -> dict:
 
     import psutil
 
-    return {"rss_mib": round(psutil.Process().memory_info().rss / 2**20, 1),
-            "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
+    return {
+        "rss_mib": round(psutil.Process().memory_info().rss / 2**20, 1),
+        "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+    }
 
 
 def cpu_now() -> float:

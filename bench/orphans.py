@@ -16,6 +16,7 @@ Reported per run and as a summary: seconds from the kill until no child is SUBMI
 and until none is in flight (resolved); the children's final states; and the emulator's ledger
 (every child booked exactly once). Progress goes to stderr, one JSON object is the last stdout line.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -32,11 +33,11 @@ from pathlib import Path
 if __package__ in (None, ""):  # `python bench/orphans.py` from a fresh clone
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import requests  # noqa: E402
+import requests
 
-from bench.fanout import seed, start_emulator  # noqa: E402
-from bench.harness import ROOT, Processes, add_service_args, log, machine, run_bench, summary, versions  # noqa: E402
-from bench.live_harness import make_app, prepare  # noqa: E402
+from bench.fanout import seed, start_emulator
+from bench.harness import ROOT, Processes, add_service_args, log, machine, run_bench, summary, versions
+from bench.live_harness import make_app, prepare
 
 IN_FLIGHT = ("NEW", "SUBMITTING", "UNKNOWN")
 POLL = 0.05
@@ -49,8 +50,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--runs", type=int, default=3, help="batches whose worker is killed")
     p.add_argument("--kill-after", type=float, default=0.3, help="seconds after every child is SUBMITTING")
     p.add_argument("--limit", type=float, default=180.0, help="give a run up after this many seconds")
-    p.add_argument("--tree", type=Path, default=None,
-                   help="run the workers and cron from this exported tree (default: this checkout)")
+    p.add_argument(
+        "--tree",
+        type=Path,
+        default=None,
+        help="run the workers and cron from this exported tree (default: this checkout)",
+    )
     add_service_args(p)
     return p.parse_args(argv)
 
@@ -65,17 +70,31 @@ class Desk:
 
     def _start(self, name: str, argv: list[str]) -> subprocess.Popen:
         with open(self.processes.log_dir / f"{name}.log", "ab") as log_file:  # the child holds its own descriptor
-            process = subprocess.Popen(argv, env=self.env, cwd=self.tree, start_new_session=True, stdout=log_file,
-                                       stderr=log_file)
+            process = subprocess.Popen(
+                argv, env=self.env, cwd=self.tree, start_new_session=True, stdout=log_file, stderr=log_file
+            )
         self.processes.started.append((name, process))  # stopped with everything else at the end
         return process
 
     def start_worker(self) -> str:
         self.started += 1
         name = f"bench-orders-{os.getpid()}-{self.started}"
-        self.workers[name] = self._start(name, [sys.executable, "-m", "rq.cli", "worker", "--worker-class",
-                                                "jobs.worker.OrdersWorker", "--config", "jobs.settings",
-                                                "--name", name, "orders"])
+        self.workers[name] = self._start(
+            name,
+            [
+                sys.executable,
+                "-m",
+                "rq.cli",
+                "worker",
+                "--worker-class",
+                "jobs.worker.OrdersWorker",
+                "--config",
+                "jobs.settings",
+                "--name",
+                name,
+                "orders",
+            ],
+        )
         return name
 
     def start_cron(self) -> None:
@@ -103,18 +122,42 @@ def write_batch(app, instrument_id: int, client_ids: list[int]) -> tuple[int, li
     from webapp.trading.tickets import new_tag
 
     with app.app_context():
-        batch = Batch(ticket_id=str(uuid.uuid4()), kind="ticket", action="BUY", instrument_id=instrument_id,
-                      product="MIS", order_type="MARKET", validity="DAY", note="bench orphans")
+        batch = Batch(
+            ticket_id=str(uuid.uuid4()),
+            kind="ticket",
+            action="BUY",
+            instrument_id=instrument_id,
+            product="MIS",
+            order_type="MARKET",
+            validity="DAY",
+            note="bench orphans",
+        )
         db.session.add(batch)
         db.session.flush()
         tags = [new_tag() for _ in client_ids]
-        db.session.execute(Order.__table__.insert(), [dict(
-            batch_id=batch.id, client_id=c, instrument_id=instrument_id, side="BUY", quantity=1, product="MIS",
-            order_type="MARKET", validity="DAY", tag=tag, status="NEW", reason="")
-            for c, tag in zip(client_ids, tags)])
+        db.session.execute(
+            Order.__table__.insert(),
+            [
+                dict(
+                    batch_id=batch.id,
+                    client_id=c,
+                    instrument_id=instrument_id,
+                    side="BUY",
+                    quantity=1,
+                    product="MIS",
+                    order_type="MARKET",
+                    validity="DAY",
+                    tag=tag,
+                    status="NEW",
+                    reason="",
+                )
+                for c, tag in zip(client_ids, tags)
+            ],
+        )
         db.session.commit()
-        enqueue("jobs.orders.send_batch", batch.id, queue_name=QUEUE_ORDERS, job_id=f"send-batch-{batch.id}",
-                **SEND_JOB)
+        enqueue(
+            "jobs.orders.send_batch", batch.id, queue_name=QUEUE_ORDERS, job_id=f"send-batch-{batch.id}", **SEND_JOB
+        )
         return batch.id, tags
 
 
@@ -125,8 +168,13 @@ def statuses(app, batch_id: int) -> Counter:
     from webapp.models import Order
 
     with app.app_context():
-        found = Counter(dict(db.session.execute(sa.select(Order.status, sa.func.count()).where(
-            Order.batch_id == batch_id).group_by(Order.status)).all()))
+        found = Counter(
+            dict(
+                db.session.execute(
+                    sa.select(Order.status, sa.func.count()).where(Order.batch_id == batch_id).group_by(Order.status)
+                ).all()
+            )
+        )
         db.session.remove()
     return found
 
@@ -162,16 +210,24 @@ def one_run(args, app, desk: Desk, rq_redis, instrument_id: int, client_ids: lis
             raise RuntimeError(f"batch {batch_id} still in flight {args.limit:g} s after the kill: {dict(found)}")
         time.sleep(POLL)
     log(f"batch {batch_id}: looked up {looked_up:.1f} s, resolved {resolved:.1f} s after the kill: {dict(found)}")
-    return {"batch": batch_id, "looked_up_s": round(looked_up, 2), "resolved_s": round(resolved, 2),
-            "final": dict(found), "tags": tags}
+    return {
+        "batch": batch_id,
+        "looked_up_s": round(looked_up, 2),
+        "resolved_s": round(resolved, 2),
+        "final": dict(found),
+        "tags": tags,
+    }
 
 
 def ledger(emulator_url: str, runs: list[dict]) -> dict:
     booked = Counter(e["tag"] for e in requests.get(f"{emulator_url}/_emulator/ledger", timeout=60).json())
     expected = {tag for run in runs for tag in run.pop("tags")}
-    return {"expected": len(expected), "booked_once": sum(1 for t in expected if booked.get(t) == 1),
-            "duplicates": sum(n - 1 for n in booked.values() if n > 1),
-            "unexpected": sum(n for t, n in booked.items() if t not in expected)}
+    return {
+        "expected": len(expected),
+        "booked_once": sum(1 for t in expected if booked.get(t) == 1),
+        "duplicates": sum(n - 1 for n in booked.values() if n > 1),
+        "unexpected": sum(n for t, n in booked.items() if t not in expected),
+    }
 
 
 def _run(args, tmp: Path, processes: Processes, started: dict) -> dict:
@@ -193,19 +249,35 @@ def _run(args, tmp: Path, processes: Processes, started: dict) -> dict:
     rq_redis = redis_lib.Redis.from_url(env["REDIS_URL"])
     runs = [one_run(args, app, desk, rq_redis, instrument_id, client_ids) for _ in range(args.runs)]
     booked = ledger(emulator_url, runs)
-    revision = versions("rq", "redis").get("fanout") if tree == ROOT.resolve() else os.environ.get(
-        "FANOUT_REVISION", str(tree))
-    return {"bench": "orphans", "ok": booked["booked_once"] == booked["expected"] and not booked["duplicates"],
-            "tree": revision, "clients": args.clients, "rtt_ms": args.rtt_ms, "kill_after_s": args.kill_after,
-            "resolved_s": summary([r["resolved_s"] for r in runs]),
-            "looked_up_s": summary([r["looked_up_s"] for r in runs]), "runs": runs, "ledger": booked,
-            "machine": machine(), "versions": versions("rq", "redis")}
+    revision = (
+        versions("rq", "redis").get("fanout")
+        if tree == ROOT.resolve()
+        else os.environ.get("FANOUT_REVISION", str(tree))
+    )
+    return {
+        "bench": "orphans",
+        "ok": booked["booked_once"] == booked["expected"] and not booked["duplicates"],
+        "tree": revision,
+        "clients": args.clients,
+        "rtt_ms": args.rtt_ms,
+        "kill_after_s": args.kill_after,
+        "resolved_s": summary([r["resolved_s"] for r in runs]),
+        "looked_up_s": summary([r["looked_up_s"] for r in runs]),
+        "runs": runs,
+        "ledger": booked,
+        "machine": machine(),
+        "versions": versions("rq", "redis"),
+    }
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    return run_bench("orphans", args, lambda tmp, processes, started: _run(args, tmp, processes, started),
-                     {"clients": args.clients, "rtt_ms": args.rtt_ms})
+    return run_bench(
+        "orphans",
+        args,
+        lambda tmp, processes, started: _run(args, tmp, processes, started),
+        {"clients": args.clients, "rtt_ms": args.rtt_ms},
+    )
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ Flask's test client, a few requests are split into SQL time (cursor execute, sum
 Progress goes to stderr; the last stdout line is one JSON object with p50_ms and p95_ms (server
 time of "/", both users together). Everything started is stopped at the end, on error too.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -30,11 +31,38 @@ from pathlib import Path
 if __package__ in (None, ""):  # `python bench/pages.py` from a fresh clone
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.harness import (BIN, add_service_args, free_port, load_average, log, machine, percentile,  # noqa: E402
-                           Processes, run_bench, summary, versions, wait_http, wait_quiet)
-from bench.live_harness import (USER_AGENT, database_version, login, make_app, prepare, processes_of,  # noqa: E402
-                                read_access_log, redact, seed_clients, seed_funds, seed_instruments,
-                                seed_open_orders, seed_positions, seed_user, self_memory)
+from bench.harness import (
+    BIN,
+    Processes,
+    add_service_args,
+    free_port,
+    load_average,
+    log,
+    machine,
+    percentile,
+    run_bench,
+    summary,
+    versions,
+    wait_http,
+    wait_quiet,
+)
+from bench.live_harness import (
+    USER_AGENT,
+    database_version,
+    login,
+    make_app,
+    prepare,
+    processes_of,
+    read_access_log,
+    redact,
+    seed_clients,
+    seed_funds,
+    seed_instruments,
+    seed_open_orders,
+    seed_positions,
+    seed_user,
+    self_memory,
+)
 
 TARGET_P95_MS = 150.0
 USERS = {"admin": ("bench-admin", "admin"), "trader": ("bench-trader", "trader")}
@@ -61,8 +89,9 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    return run_bench("pages", args, lambda tmp, processes, started: _run(args, tmp, processes, started),
-                     {"clients": args.clients})
+    return run_bench(
+        "pages", args, lambda tmp, processes, started: _run(args, tmp, processes, started), {"clients": args.clients}
+    )
 
 
 def _run(args, tmp: Path, processes: Processes, started: dict) -> dict:
@@ -86,8 +115,10 @@ def _run(args, tmp: Path, processes: Processes, started: dict) -> dict:
 
         get_redis().set(HEARTBEAT_KEY, utcnow().isoformat())  # a live feed: prices are fresh
         dbinfo = database_version(app)
-    log(f"seeded {len(client_ids)} clients, {n_positions} positions, {n_orders} open orders in "
-        f"{time.perf_counter() - t:.1f} s; db: {dbinfo}")
+    log(
+        f"seeded {len(client_ids)} clients, {n_positions} positions, {n_orders} open orders in "
+        f"{time.perf_counter() - t:.1f} s; db: {dbinfo}"
+    )
 
     port = free_port()
     web_env = dict(env, PORT=str(port))
@@ -129,45 +160,78 @@ def _run(args, tmp: Path, processes: Processes, started: dict) -> dict:
             server = [x["ms"] for x in lines if x["status"] == 200]
             if len(server) != args.requests:
                 raise RuntimeError(f"{path} as {role}: {len(server)} access-log lines for {args.requests} requests")
-            results[(path, role)] = {"server": server, "wall": walls, "bytes": sizes[-1], "client_rows": rows,
-                                     "cpu_ms": cpu_ms}
-            log(f"GET {path} as {role}: server p50 {percentile(server, 50):.0f} ms, "
+            results[(path, role)] = {
+                "server": server,
+                "wall": walls,
+                "bytes": sizes[-1],
+                "client_rows": rows,
+                "cpu_ms": cpu_ms,
+            }
+            log(
+                f"GET {path} as {role}: server p50 {percentile(server, 50):.0f} ms, "
                 f"p95 {percentile(server, 95):.0f} ms; "
                 f"client p50 {percentile(walls, 50):.0f} ms; gunicorn CPU {cpu_ms:.0f} ms per request; "
-                f"{sizes[-1] / 1024:.0f} KiB, {rows} client rows")
+                f"{sizes[-1] / 1024:.0f} KiB, {rows} client rows"
+            )
     load_after = load_average()
     memory = {"gunicorn": processes_of(web.pid)}
 
     breakdown = in_process(app, args) if args.in_process else None
     index = results[("/", "admin")]["server"] + results[("/", "trader")]["server"]
     p50, p95 = percentile(index, 50), percentile(index, 95)
-    per_role = {role: {"server": summary(results[("/", role)]["server"]),
-                       "client_wall": summary(results[("/", role)]["wall"]),
-                       "gunicorn_cpu_ms_per_request": round(results[("/", role)]["cpu_ms"], 1),
-                       "kib": round(results[("/", role)]["bytes"] / 1024, 1),
-                       "client_rows": results[("/", role)]["client_rows"]} for role in USERS}
-    live = {role: {"server": summary(results[("/desk/live", role)]["server"]),
-                   "gunicorn_cpu_ms_per_request": round(results[("/desk/live", role)]["cpu_ms"], 1),
-                   "kib": round(results[("/desk/live", role)]["bytes"] / 1024, 1)} for role in USERS}
+    per_role = {
+        role: {
+            "server": summary(results[("/", role)]["server"]),
+            "client_wall": summary(results[("/", role)]["wall"]),
+            "gunicorn_cpu_ms_per_request": round(results[("/", role)]["cpu_ms"], 1),
+            "kib": round(results[("/", role)]["bytes"] / 1024, 1),
+            "client_rows": results[("/", role)]["client_rows"],
+        }
+        for role in USERS
+    }
+    live = {
+        role: {
+            "server": summary(results[("/desk/live", role)]["server"]),
+            "gunicorn_cpu_ms_per_request": round(results[("/desk/live", role)]["cpu_ms"], 1),
+            "kib": round(results[("/desk/live", role)]["bytes"] / 1024, 1),
+        }
+        for role in USERS
+    }
     workers = [p for p in memory["gunicorn"] if p["pid"] != web.pid]
     role_p95 = {role: percentile(results[("/", role)]["server"], 95) for role in USERS}
     return {
-        "bench": "pages", "clients": args.clients, "positions": n_positions, "open_orders": n_orders,
+        "bench": "pages",
+        "clients": args.clients,
+        "positions": n_positions,
+        "open_orders": n_orders,
         "requests_per_user": args.requests,
-        "p50_ms": round(p50, 1), "p95_ms": round(p95, 1),
-        "target_p95_ms": TARGET_P95_MS, "target_met": all(v <= TARGET_P95_MS for v in role_p95.values()),
+        "p50_ms": round(p50, 1),
+        "p95_ms": round(p95, 1),
+        "target_p95_ms": TARGET_P95_MS,
+        "target_met": all(v <= TARGET_P95_MS for v in role_p95.values()),
         "ratio_p95_to_target": round(max(role_p95.values()) / TARGET_P95_MS, 2),
-        "index": per_role, "desk_live": live, "in_process": breakdown,
-        "rss_mib": {"gunicorn_master": next((p["rss_mib"] for p in memory["gunicorn"] if p["pid"] == web.pid), None),
-                    "gunicorn_workers": [p["rss_mib"] for p in workers], "bench": self_memory()["rss_mib"]},
+        "index": per_role,
+        "desk_live": live,
+        "in_process": breakdown,
+        "rss_mib": {
+            "gunicorn_master": next((p["rss_mib"] for p in memory["gunicorn"] if p["pid"] == web.pid), None),
+            "gunicorn_workers": [p["rss_mib"] for p in workers],
+            "bench": self_memory()["rss_mib"],
+        },
         "ok": all(r["client_rows"] == min(args.clients, PAGE_SIZE) for r in per_role.values()),
         "page_size": PAGE_SIZE,
-        "setup": {"web_concurrency": args.web_concurrency or "gunicorn_conf default (2)",
-                  "web_threads": args.web_threads or "gunicorn_conf default (32)", "database": dbinfo,
-                  "database_url": redact(env["DATABASE_URL"]) if args.database_url else "sqlite (temp file)",
-                  "redis": "external" if args.redis_url else "embedded", "server_time": "gunicorn access log ms="},
-        "loadavg": {"before": load_before, "after": load_after}, "machine_busy_pct_before_start": idle_before,
-        "machine": machine(), "versions": versions("flask", "sqlalchemy", "jinja2", "gunicorn", "psycopg"),
+        "setup": {
+            "web_concurrency": args.web_concurrency or "gunicorn_conf default (2)",
+            "web_threads": args.web_threads or "gunicorn_conf default (32)",
+            "database": dbinfo,
+            "database_url": redact(env["DATABASE_URL"]) if args.database_url else "sqlite (temp file)",
+            "redis": "external" if args.redis_url else "embedded",
+            "server_time": "gunicorn access log ms=",
+        },
+        "loadavg": {"before": load_before, "after": load_after},
+        "machine_busy_pct_before_start": idle_before,
+        "machine": machine(),
+        "versions": versions("flask", "sqlalchemy", "jinja2", "gunicorn", "psycopg"),
     }
 
 
@@ -211,9 +275,12 @@ def in_process(app, args) -> dict:
                 totals.append((time.perf_counter() - t0) * 1000)
                 sqls.append(clock["sql"] * 1000)
                 statements.append(clock["statements"])
-            out[role] = {"total_p50_ms": round(percentile(totals, 50), 1), "sql_p50_ms": round(percentile(sqls, 50), 1),
-                         "python_p50_ms": round(percentile([t - s for t, s in zip(totals, sqls)], 50), 1),
-                         "statements": statements[-1]}
+            out[role] = {
+                "total_p50_ms": round(percentile(totals, 50), 1),
+                "sql_p50_ms": round(percentile(sqls, 50), 1),
+                "python_p50_ms": round(percentile([t - s for t, s in zip(totals, sqls)], 50), 1),
+                "statements": statements[-1],
+            }
             log(f"in process, GET / as {role}: {out[role]}")
     finally:
         sa.event.remove(engine, "before_cursor_execute", before)

@@ -18,6 +18,7 @@ Each pass is split into phases (SELECT positions ⋈ instruments, MGET+decode qu
 UPDATE changed rows + COMMIT). Progress goes to stderr; the last stdout line is one JSON object
 with p50_ms and p95_ms (moved rounds). Everything started is stopped at the end, on error too.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -29,10 +30,29 @@ from pathlib import Path
 if __package__ in (None, ""):  # `python bench/reprice.py` from a fresh clone
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.harness import (add_service_args, load_average, log, machine, percentile, run_bench, summary,  # noqa: E402
-                           versions, wait_quiet)
-from bench.live_harness import (database_version, make_app, prepare, processes_of, quote_at, redact,  # noqa: E402
-                                seed_clients, seed_instruments, seed_positions, self_memory)
+from bench.harness import (
+    add_service_args,
+    load_average,
+    log,
+    machine,
+    percentile,
+    run_bench,
+    summary,
+    versions,
+    wait_quiet,
+)
+from bench.live_harness import (
+    database_version,
+    make_app,
+    prepare,
+    processes_of,
+    quote_at,
+    redact,
+    seed_clients,
+    seed_instruments,
+    seed_positions,
+    self_memory,
+)
 
 TARGET_P50_MS = 500.0
 
@@ -96,9 +116,12 @@ class Phases:
         if "quotes_in" not in s:
             return {"select_ms": None, "quotes_ms": None, "marks_ms": None, "write_ms": None}
         after_quotes = s.get("marks_out", s["quotes_out"])
-        return {"select_ms": (s["quotes_in"] - t0) * 1000, "quotes_ms": (s["quotes_out"] - s["quotes_in"]) * 1000,
-                "marks_ms": (s["marks_out"] - s["quotes_out"]) * 1000 if "marks_out" in s else None,
-                "write_ms": (t1 - after_quotes) * 1000}
+        return {
+            "select_ms": (s["quotes_in"] - t0) * 1000,
+            "quotes_ms": (s["quotes_out"] - s["quotes_in"]) * 1000,
+            "marks_ms": (s["marks_out"] - s["quotes_out"]) * 1000 if "marks_out" in s else None,
+            "write_ms": (t1 - after_quotes) * 1000,
+        }
 
 
 def phase_text(split: dict) -> str:
@@ -108,8 +131,12 @@ def phase_text(split: dict) -> str:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    return run_bench("reprice", args, lambda tmp, processes, started: _run(args, tmp, processes, started),
-                     {"clients": args.clients, "positions": args.positions})
+    return run_bench(
+        "reprice",
+        args,
+        lambda tmp, processes, started: _run(args, tmp, processes, started),
+        {"clients": args.clients, "positions": args.positions},
+    )
 
 
 def _run(args, tmp: Path, processes, started: dict) -> dict:
@@ -126,14 +153,17 @@ def _run(args, tmp: Path, processes, started: dict) -> dict:
         client_ids = seed_clients(args.clients)
         n_positions = seed_positions(client_ids, instruments, args.positions, rng)
         seed_s = time.perf_counter() - t
-        log(f"seeded {len(instruments)} instruments, {len(client_ids)} clients, {n_positions} positions "
-            f"in {seed_s:.1f} s; db: {database_version(app)}")
+        log(
+            f"seeded {len(instruments)} instruments, {len(client_ids)} clients, {n_positions} positions "
+            f"in {seed_s:.1f} s; db: {database_version(app)}"
+        )
         redis = get_redis()
 
         def move(step: int) -> None:
             """Every instrument `step` ticks away from its master price: every position changes."""
-            write_quotes(redis, {i.instrument_token: quote_at(i, i.last_price + step * i.tick_size)
-                                 for i in instruments})
+            write_quotes(
+                redis, {i.instrument_token: quote_at(i, i.last_price + step * i.tick_size) for i in instruments}
+            )
 
         def one_pass() -> tuple[float, int, dict]:
             phases = Phases()
@@ -157,14 +187,18 @@ def _run(args, tmp: Path, processes, started: dict) -> dict:
             move(r)
             ms, rows, split = one_pass()
             moved.append({"ms": ms, "rows": rows, **split})
-            log(f"moved round {r}: {ms:.0f} ms, {rows} rows changed ({phase_text(split)}; "
-                f"this process's CPU {split['cpu_ms']:.0f} ms)")
+            log(
+                f"moved round {r}: {ms:.0f} ms, {rows} rows changed ({phase_text(split)}; "
+                f"this process's CPU {split['cpu_ms']:.0f} ms)"
+            )
         quiet = []
         for r in range(1, args.quiet_rounds + 1):
             ms, rows, split = one_pass()
             quiet.append({"ms": ms, "rows": rows, **split})
-            log(f"quiet round {r}: {ms:.0f} ms, {rows} rows changed ({phase_text(split)}; "
-                f"this process's CPU {split['cpu_ms']:.0f} ms)")
+            log(
+                f"quiet round {r}: {ms:.0f} ms, {rows} rows changed ({phase_text(split)}; "
+                f"this process's CPU {split['cpu_ms']:.0f} ms)"
+            )
         after_passes = self_memory()
 
     jobs = []
@@ -189,31 +223,55 @@ def _run(args, tmp: Path, processes, started: dict) -> dict:
         def p50_of(key):
             values = [r[key] for r in rounds if r[key] is not None]
             return round(percentile(values, 50), 1) if values else None
+
         return {k: p50_of(k) for k in ("select_ms", "quotes_ms", "marks_ms", "write_ms", "cpu_ms")} if rounds else None
 
     redis_pid = started["redis"].process.pid if started.get("redis") else None
     return {
-        "bench": "reprice", "clients": args.clients, "positions_per_client": args.positions,
-        "positions": n_positions, "instruments": args.instruments, "rounds": args.rounds,
-        "p50_ms": round(p50, 1), "p95_ms": round(percentile(moved_ms, 95), 1),
-        "target_p50_ms": TARGET_P50_MS, "target_met": p50 <= TARGET_P50_MS,
+        "bench": "reprice",
+        "clients": args.clients,
+        "positions_per_client": args.positions,
+        "positions": n_positions,
+        "instruments": args.instruments,
+        "rounds": args.rounds,
+        "p50_ms": round(p50, 1),
+        "p95_ms": round(percentile(moved_ms, 95), 1),
+        "target_p50_ms": TARGET_P50_MS,
+        "target_met": p50 <= TARGET_P50_MS,
         "ratio_p50_to_target": round(p50 / TARGET_P50_MS, 2),
-        "moved": {**summary(moved_ms), "rows_changed_p50": percentile([m["rows"] for m in moved], 50),
-                  "phases_p50": phase_p50(moved),
-                  "us_per_position": round(p50 * 1000 / max(n_positions, 1), 2)},
-        "quiet": {**summary([q["ms"] for q in quiet]), "rows_changed_max": max((q["rows"] for q in quiet), default=None),
-                  "phases_p50": phase_p50(quiet)} if quiet else None,
+        "moved": {
+            **summary(moved_ms),
+            "rows_changed_p50": percentile([m["rows"] for m in moved], 50),
+            "phases_p50": phase_p50(moved),
+            "us_per_position": round(p50 * 1000 / max(n_positions, 1), 2),
+        },
+        "quiet": {
+            **summary([q["ms"] for q in quiet]),
+            "rows_changed_max": max((q["rows"] for q in quiet), default=None),
+            "phases_p50": phase_p50(quiet),
+        }
+        if quiet
+        else None,
         "job": {**summary([j["ms"] for j in jobs]), "rows_p50": percentile([j["rows"] for j in jobs], 50)}
-        if jobs else None,
+        if jobs
+        else None,
         "per_round_ms": [round(m["ms"]) for m in moved],
-        "loadavg": {"before": load_before, "after": load_average()}, "machine_busy_pct_before_start": idle_before,
-        "first_pass_ms": round(first_ms, 1), "seed_s": round(seed_s, 1),
-        "rss_mib": {"bench_after_passes": after_passes["rss_mib"], "bench_peak": max(self_memory()["peak_rss_mib"], self_memory()["rss_mib"]),
-                    "redis": processes_of(redis_pid)[0]["rss_mib"] if redis_pid else None},
+        "loadavg": {"before": load_before, "after": load_average()},
+        "machine_busy_pct_before_start": idle_before,
+        "first_pass_ms": round(first_ms, 1),
+        "seed_s": round(seed_s, 1),
+        "rss_mib": {
+            "bench_after_passes": after_passes["rss_mib"],
+            "bench_peak": max(self_memory()["peak_rss_mib"], self_memory()["rss_mib"]),
+            "redis": processes_of(redis_pid)[0]["rss_mib"] if redis_pid else None,
+        },
         "ok": all(m["rows"] == n_positions for m in moved) and all(q["rows"] == 0 for q in quiet),
-        "setup": {"database": database_version(app), "database_url": redact(env["DATABASE_URL"]).split("?")[0]
-                  if args.database_url else "sqlite (temp file)",
-                  "redis": "external" if args.redis_url else "embedded", "seed": args.seed},
+        "setup": {
+            "database": database_version(app),
+            "database_url": redact(env["DATABASE_URL"]).split("?")[0] if args.database_url else "sqlite (temp file)",
+            "redis": "external" if args.redis_url else "embedded",
+            "seed": args.seed,
+        },
         "machine": machine(),
         "versions": versions("flask", "sqlalchemy", "redis", "psycopg"),
     }

@@ -3,12 +3,13 @@
 Workers are started as `rq worker -w jobs.worker.AppWorker`: the app is built once in the parent
 before jobs fork, and each work horse disposes the inherited DB connections before using the DB.
 """
+
 from __future__ import annotations
 
 import functools
 import logging
 import os
-from typing import Callable
+from collections.abc import Callable
 
 from flask import Flask
 

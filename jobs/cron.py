@@ -2,6 +2,7 @@
 
 Targets are idempotent: running one twice does no harm.
 """
+
 import os
 
 from rq import cron
@@ -19,8 +20,13 @@ cron.register(orders.reclaim_orphans, queue_name=QUEUE_ORDERS, interval=2, resul
 # fills and states of orders live at the broker; funds and holdings of every connected client
 cron.register(orders.sync_open_orders, queue_name=QUEUE_SYNC, interval=5, result_ttl=30, failure_ttl=3600)
 # position sync: every connected client's positions, orders, trades, holdings and funds against the ledger
-cron.register(orders.sync_all_clients, queue_name=QUEUE_SYNC, interval=int(os.environ.get("POSITION_SYNC_SECONDS", "30")),
-              result_ttl=60, failure_ttl=3600)
+cron.register(
+    orders.sync_all_clients,
+    queue_name=QUEUE_SYNC,
+    interval=int(os.environ.get("POSITION_SYNC_SECONDS", "30")),
+    result_ttl=60,
+    failure_ttl=3600,
+)
 # mark every open position to market from the feed's prices
 cron.register(market.reprice, queue_name=QUEUE_SYNC, interval=2, result_ttl=10, failure_ttl=600)
 # limit chase: batches that asked for it re-price their unfilled LIMIT children toward the LTP

@@ -1,4 +1,5 @@
 """The cron heartbeat: proves `rq cron` enqueues and a worker runs what it enqueued."""
+
 from __future__ import annotations
 
 from jobs.context import app_job

@@ -1,4 +1,5 @@
 """Repricing: mark every open position to market and publish what changed."""
+
 from __future__ import annotations
 
 from flask import current_app

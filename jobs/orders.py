@@ -1,4 +1,5 @@
 """Order jobs: send a batch, sync clients' books, reconcile what crashed workers left behind."""
+
 from __future__ import annotations
 
 from rq import Worker, get_current_job
@@ -29,10 +30,16 @@ def send_batch(batch_id: int) -> dict[str, int]:
     workers = Worker.count(queue=queue(QUEUE_ORDERS))
     parts = max(1, min(workers, len(ids) // MIN_CHUNK))
     size = -(-len(ids) // parts) if ids else 1
-    chunks = [ids[i:i + size] for i in range(0, len(ids), size)] or [[]]
+    chunks = [ids[i : i + size] for i in range(0, len(ids), size)] or [[]]
     for n, chunk in enumerate(chunks[1:], start=1):
-        enqueue("jobs.orders.send_children", batch_id, chunk, queue_name=QUEUE_ORDERS,
-                job_id=f"send-batch-{batch_id}-{n}", **SEND_JOB)
+        enqueue(
+            "jobs.orders.send_children",
+            batch_id,
+            chunk,
+            queue_name=QUEUE_ORDERS,
+            job_id=f"send-batch-{batch_id}-{n}",
+            **SEND_JOB,
+        )
     return _send(batch_id, chunks[0])
 
 

@@ -1,4 +1,5 @@
 """`rq worker -c jobs.settings`: one log format for web, workers and cron (key=value, job id stamped)."""
+
 import os
 
 REDIS_URL = os.environ.get("REDIS_URL")

@@ -25,6 +25,7 @@ Both take what startup built out of the garbage collector's full passes (`gc.fre
 pass walks every tracked object, and the app's ~125,000 startup objects alone made each one stop
 the process for ~60 ms, in the middle of a send (docs/BENCHMARKS.md).
 """
+
 from __future__ import annotations
 
 import ctypes
@@ -38,7 +39,6 @@ from redis.exceptions import RedisError
 from rq import SimpleWorker, Worker, worker_registration
 
 from jobs.context import get_app
-
 
 BACKGROUND_NICE = 10
 PR_SET_PDEATHSIG = 1  # linux/prctl.h

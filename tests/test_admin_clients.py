@@ -14,8 +14,16 @@ def admin(factory, auth):
 
 
 def client_data(**fields):
-    data = {"name": "Asha Rao", "broker": "kite", "client_code": "AB1234", "algo_id": "", "enabled": "y",
-            "allowed_products": ["CNC", "MIS"], "cred_api_key": "kitekey123", "cred_api_secret": "s3cr3t-kite-secret"}
+    data = {
+        "name": "Asha Rao",
+        "broker": "kite",
+        "client_code": "AB1234",
+        "algo_id": "",
+        "enabled": "y",
+        "allowed_products": ["CNC", "MIS"],
+        "cred_api_key": "kitekey123",
+        "cred_api_secret": "s3cr3t-kite-secret",
+    }
     data.update(fields)
     return data
 
@@ -26,7 +34,10 @@ def test_create_client_encrypts_credentials(client, admin, app):
     with app.app_context():
         saved = db.session.execute(sa.select(Client)).scalar_one()
         assert "s3cr3t" not in saved.credentials_enc
-        assert current_vault().decrypt(saved.credentials_enc) == {"api_key": "kitekey123", "api_secret": "s3cr3t-kite-secret"}
+        assert current_vault().decrypt(saved.credentials_enc) == {
+            "api_key": "kitekey123",
+            "api_secret": "s3cr3t-kite-secret",
+        }
         assert str(saved.max_order_value) == "500000.5000" and saved.allowed_products == "CNC,MIS"
         event = db.session.execute(sa.select(AuditEvent).where(AuditEvent.action == "client.created")).scalar_one()
         assert "s3cr3t" not in event.detail and "api_secret" in event.detail  # names of what changed, never values
@@ -47,16 +58,19 @@ def test_blank_secret_keeps_the_stored_one(client, admin, app):
         assert current_vault().decrypt(saved.credentials_enc)["api_secret"] == "s3cr3t-kite-secret"
 
 
-@pytest.mark.parametrize("fields, message", [
-    ({"name": ""}, "Name the client."),
-    ({"client_code": ""}, "Enter the client&#39;s code at the broker."),
-    ({"client_code": "AB 12"}, "Letters, digits, dash and underscore only."),
-    ({"broker": "nosuch"}, "Not a valid choice"),
-    ({"cred_api_secret": ""}, "Enter the API secret."),
-    ({"max_quantity": "-5"}, "Must be zero or more."),
-    ({"max_order_value": "lots"}, "Enter a number using the digits 0-9"),
-    ({"allowed_products": []}, "Allow at least one product."),
-])
+@pytest.mark.parametrize(
+    "fields, message",
+    [
+        ({"name": ""}, "Name the client."),
+        ({"client_code": ""}, "Enter the client&#39;s code at the broker."),
+        ({"client_code": "AB 12"}, "Letters, digits, dash and underscore only."),
+        ({"broker": "nosuch"}, "Not a valid choice"),
+        ({"cred_api_secret": ""}, "Enter the API secret."),
+        ({"max_quantity": "-5"}, "Must be zero or more."),
+        ({"max_order_value": "lots"}, "Enter a number using the digits 0-9"),
+        ({"allowed_products": []}, "Allow at least one product."),
+    ],
+)
 def test_client_form_rejects_bad_input(client, admin, app, fields, message):
     response = client.post("/admin/clients/new", data=client_data(**fields))
     assert response.status_code == 200

@@ -1,5 +1,5 @@
-import sqlalchemy as sa
 import pytest
+import sqlalchemy as sa
 
 from webapp.extensions import db
 from webapp.models import User
@@ -30,17 +30,20 @@ def test_admin_creates_trader_grants_two_clients_and_trader_sees_only_those(clie
     assert client.get(f"/clients/{c.id}").status_code == 404
 
 
-@pytest.mark.parametrize("fields, message", [
-    ({"username": "root"}, "That username is taken."),
-    ({"username": "ROOT"}, "That username is taken."),
-    ({"username": "a b"}, "Letters, digits, dot, dash and underscore only."),
-    ({"username": ""}, "Choose a username."),
-    ({"password": "short"}, "Use at least 10 characters."),
-    ({"password": "aaaaaaaaaaaa"}, "too common or repetitive"),
-    ({"password": ""}, "Set an initial password."),
-    ({"email": "not-an-email"}, "Not an email address."),
-    ({"role": "superuser"}, "Not a valid choice"),
-])
+@pytest.mark.parametrize(
+    "fields, message",
+    [
+        ({"username": "root"}, "That username is taken."),
+        ({"username": "ROOT"}, "That username is taken."),
+        ({"username": "a b"}, "Letters, digits, dot, dash and underscore only."),
+        ({"username": ""}, "Choose a username."),
+        ({"password": "short"}, "Use at least 10 characters."),
+        ({"password": "aaaaaaaaaaaa"}, "too common or repetitive"),
+        ({"password": ""}, "Set an initial password."),
+        ({"email": "not-an-email"}, "Not an email address."),
+        ({"role": "superuser"}, "Not a valid choice"),
+    ],
+)
 def test_create_user_rejects_bad_input(client, admin, app, fields, message):
     response = new_user(client, **fields)
     assert response.status_code == 200
@@ -52,8 +55,16 @@ def test_create_user_rejects_bad_input(client, admin, app, fields, message):
 def test_edit_role_and_grants(client, admin, factory, app):
     a, b = factory.client("Alpha"), factory.client("Beta")
     user = factory.user("tara", clients=[a])
-    response = client.post(f"/admin/users/{user.id}", data={"email": "t@example.com", "role": "viewer", "clients": [b.id],
-                                                             "max_orders_per_day": "40", "max_daily_loss": "25000"})
+    response = client.post(
+        f"/admin/users/{user.id}",
+        data={
+            "email": "t@example.com",
+            "role": "viewer",
+            "clients": [b.id],
+            "max_orders_per_day": "40",
+            "max_daily_loss": "25000",
+        },
+    )
     assert response.status_code == 302
     with app.app_context():
         saved = db.session.get(User, user.id)
@@ -80,7 +91,9 @@ def test_deactivate_and_reactivate(client, admin, factory, app, auth):
 
 def test_reset_password(client, admin, factory, auth):
     user = factory.user("tara")
-    assert b"Use at least 10 characters." in client.post(f"/admin/users/{user.id}/password", data={"password": "x"}).data
+    assert (
+        b"Use at least 10 characters." in client.post(f"/admin/users/{user.id}/password", data={"password": "x"}).data
+    )
     assert client.post(f"/admin/users/{user.id}/password", data={"password": "Fresh-start-11"}).status_code == 302
     auth.logout()
     assert auth.login("tara", "Fresh-start-11").status_code == 302

@@ -62,7 +62,7 @@ def _rewrite(app, from_seq: int, sign) -> None:
         events = db.session.execute(sa.select(AuditEvent).order_by(AuditEvent.seq)).scalars().all()
         prev = events[from_seq - 2].hash if from_seq > 1 else audit.GENESIS
         events[from_seq - 1].detail = '{"n": 999}'
-        for event in events[from_seq - 1:]:
+        for event in events[from_seq - 1 :]:
             event.prev_hash, event.hash = prev, sign(prev, event)
             prev = event.hash
         db.session.get(AuditHead, 1).hash = prev
@@ -84,8 +84,10 @@ def test_deleting_the_newest_events_is_caught_by_the_head(app, runner, deleted, 
     report, result = _verify(app, runner)
     assert (report.broken_at, report.checked) == (broken_at, broken_at - 1)
     assert result.exit_code == 1
-    assert (f"audit chain BROKEN at event {broken_at}: the newest events were deleted: the head says the chain "
-            f"ends at event 5, the last event left is {broken_at - 1}") in result.output
+    assert (
+        f"audit chain BROKEN at event {broken_at}: the newest events were deleted: the head says the chain "
+        f"ends at event 5, the last event left is {broken_at - 1}"
+    ) in result.output
 
 
 def test_head_rewound_without_its_hash_and_events_beyond_the_head_are_caught(app, runner):

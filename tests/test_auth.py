@@ -19,12 +19,15 @@ def test_login_and_logout(client, auth, factory):
     assert client.get("/").status_code == 302
 
 
-@pytest.mark.parametrize("username, password, message", [
-    ("tara", "wrong-password-1", b"Wrong username or password."),
-    ("nobody", "Correct-horse-42", b"Wrong username or password."),
-    ("", "x", b"Enter your username."),
-    ("tara", "", b"Enter your password."),
-])
+@pytest.mark.parametrize(
+    "username, password, message",
+    [
+        ("tara", "wrong-password-1", b"Wrong username or password."),
+        ("nobody", "Correct-horse-42", b"Wrong username or password."),
+        ("", "x", b"Enter your username."),
+        ("tara", "", b"Enter your password."),
+    ],
+)
 def test_login_failures(client, auth, factory, username, password, message):
     factory.user("tara")
     response = auth.login(username, password)
@@ -70,7 +73,9 @@ def test_logins_are_audited(client, auth, factory, app):
 
 def test_next_only_redirects_inside_the_site(client, auth, factory):
     factory.user("tara")
-    response = client.post("/login?next=https://evil.example/", data={"username": "tara", "password": "Correct-horse-42"})
+    response = client.post(
+        "/login?next=https://evil.example/", data={"username": "tara", "password": "Correct-horse-42"}
+    )
     assert response.headers["Location"] == "/"
 
 
@@ -87,13 +92,16 @@ def test_expired_session_htmx_gets_hx_redirect(client):
     assert b"Log in" not in response.data  # nothing to swap into the fragment
 
 
-@pytest.mark.parametrize("current, new, confirm, message", [
-    ("wrong-password-1", "Another-pass-77", "Another-pass-77", b"That is not your current password."),
-    ("Correct-horse-42", "short1", "short1", b"Use at least 10 characters."),
-    ("Correct-horse-42", "password123", "password123", b"too common"),
-    ("Correct-horse-42", "tarapass-123", "tarapass-123", b"must not contain the username"),
-    ("Correct-horse-42", "Another-pass-77", "Another-pass-78", b"The two passwords differ."),
-])
+@pytest.mark.parametrize(
+    "current, new, confirm, message",
+    [
+        ("wrong-password-1", "Another-pass-77", "Another-pass-77", b"That is not your current password."),
+        ("Correct-horse-42", "short1", "short1", b"Use at least 10 characters."),
+        ("Correct-horse-42", "password123", "password123", b"too common"),
+        ("Correct-horse-42", "tarapass-123", "tarapass-123", b"must not contain the username"),
+        ("Correct-horse-42", "Another-pass-77", "Another-pass-78", b"The two passwords differ."),
+    ],
+)
 def test_change_password_rejects(client, auth, factory, current, new, confirm, message):
     factory.user("tara")
     auth.login("tara")
@@ -107,8 +115,10 @@ def test_change_password_rejects(client, auth, factory, current, new, confirm, m
 def test_change_password(client, auth, factory):
     factory.user("tara")
     auth.login("tara")
-    response = client.post("/account/password", data={"current": "Correct-horse-42", "new": "Another-pass-77",
-                                                       "confirm": "Another-pass-77"})
+    response = client.post(
+        "/account/password",
+        data={"current": "Correct-horse-42", "new": "Another-pass-77", "confirm": "Another-pass-77"},
+    )
     assert response.status_code == 302
     auth.logout()
     assert auth.login("tara").status_code == 200  # the old one no longer works

@@ -1,5 +1,6 @@
 """A client connected to each broker's emulator through the UI: the browser part through the test
 client and the emulator's own login page, the token exchange in a real RQ worker (SimpleWorker)."""
+
 from __future__ import annotations
 
 from urllib.parse import parse_qsl, urlsplit
@@ -52,6 +53,7 @@ def trader(factory, auth):
     def make(client):
         factory.user("tara", role="trader", clients=[client])
         auth.login("tara")
+
     return make
 
 
@@ -65,17 +67,28 @@ def saved_client(app, client_id):
 def test_kite_connect_through_the_emulators_login_page(app, client, factory, trader, kite_server):
     app.config.update(KITE_API_URL=kite_server.url, KITE_LOGIN_URL=kite_server.url)
     creds = kite_server.app.add_account(redirect_url="http://localhost/clients/connect/callback")
-    desk_client = factory.client("Asha", broker="kite", code=creds["user_id"],
-                                 credentials={"api_key": creds["api_key"], "api_secret": creds["api_secret"]})
+    desk_client = factory.client(
+        "Asha",
+        broker="kite",
+        code=creds["user_id"],
+        credentials={"api_key": creds["api_key"], "api_secret": creds["api_secret"]},
+    )
     trader(desk_client)
     to_kite = client.get(f"/clients/{desk_client.id}/connect")
     assert to_kite.status_code == 302 and to_kite.headers["Location"].startswith(kite_server.url + "/connect/login?")
     with requests.Session() as browser:  # the trader's browser on Kite's login page
         query = dict(parse_qsl(urlsplit(to_kite.headers["Location"]).query))
         assert 'name="user_id"' in browser.get(to_kite.headers["Location"]).text
-        back = browser.post(kite_server.url + "/connect/login", allow_redirects=False, data={
-            "api_key": query["api_key"], "redirect_params": query["redirect_params"],
-            "user_id": creds["user_id"], "password": creds["password"]})
+        back = browser.post(
+            kite_server.url + "/connect/login",
+            allow_redirects=False,
+            data={
+                "api_key": query["api_key"],
+                "redirect_params": query["redirect_params"],
+                "user_id": creds["user_id"],
+                "password": creds["password"],
+            },
+        )
     callback = urlsplit(back.headers["Location"])
     assert callback.path == "/clients/connect/callback" and "request_token" in callback.query
     page = client.get(f"{callback.path}?{callback.query}")
@@ -96,11 +109,20 @@ def test_kite_connect_through_the_emulators_login_page(app, client, factory, tra
 def test_a_failed_kite_login_is_shown_and_saves_nothing(app, client, factory, trader, kite_server):
     app.config.update(KITE_API_URL=kite_server.url, KITE_LOGIN_URL=kite_server.url)
     creds = kite_server.app.add_account(redirect_url="http://localhost/clients/connect/callback")
-    desk_client = factory.client("Asha", broker="kite", code=creds["user_id"],
-                                 credentials={"api_key": creds["api_key"], "api_secret": "wrong-secret-value"})
+    desk_client = factory.client(
+        "Asha",
+        broker="kite",
+        code=creds["user_id"],
+        credentials={"api_key": creds["api_key"], "api_secret": "wrong-secret-value"},
+    )
     trader(desk_client)
-    state = dict(parse_qsl(dict(parse_qsl(urlsplit(client.get(f"/clients/{desk_client.id}/connect")
-                                                  .headers["Location"]).query))["redirect_params"]))["state"]
+    state = dict(
+        parse_qsl(
+            dict(parse_qsl(urlsplit(client.get(f"/clients/{desk_client.id}/connect").headers["Location"]).query))[
+                "redirect_params"
+            ]
+        )
+    )["state"]
     client.get(f"/clients/connect/callback?request_token=forged-token&status=success&state={state}")
     run_jobs(app)
     assert saved_client(app, desk_client.id).session_state() == "none"
@@ -114,15 +136,21 @@ def test_a_failed_kite_login_is_shown_and_saves_nothing(app, client, factory, tr
 def test_motilal_connect_with_password_dob_and_totp(app, client, factory, trader, motilal_server):
     app.config.update(MOTILAL_API_URL=motilal_server.url)
     creds = motilal_server.app.add_account()
-    desk_client = factory.client("Bina", broker="motilal", code=creds["client_code"],
-                                 credentials={"api_key": creds["api_key"], "user_id": creds["user_id"]})
+    desk_client = factory.client(
+        "Bina",
+        broker="motilal",
+        code=creds["client_code"],
+        credentials={"api_key": creds["api_key"], "user_id": creds["user_id"]},
+    )
     trader(desk_client)
     form = client.get(f"/clients/{desk_client.id}/connect").data.decode()
     assert 'name="two_fa"' in form and 'name="totp"' in form
     missing = client.post(f"/clients/{desk_client.id}/connect", data={"password": "", "two_fa": ""})
     assert "Enter the Password." in missing.data.decode()
-    response = client.post(f"/clients/{desk_client.id}/connect", data={
-        "password": creds["password"], "two_fa": creds["dob"], "totp": pyotp.TOTP(creds["totp_secret"]).now()})
+    response = client.post(
+        f"/clients/{desk_client.id}/connect",
+        data={"password": creds["password"], "two_fa": creds["dob"], "totp": pyotp.TOTP(creds["totp_secret"]).now()},
+    )
     assert response.status_code == 302
     run_jobs(app)
     assert saved_client(app, desk_client.id).session_state() == "connected"
@@ -131,15 +159,22 @@ def test_motilal_connect_with_password_dob_and_totp(app, client, factory, trader
 def test_sharekhan_connect_through_the_token_handshake(app, client, factory, trader, sharekhan_server):
     app.config.update(SHAREKHAN_API_URL=sharekhan_server.url, SHAREKHAN_LOGIN_URL=sharekhan_server.url)
     creds = sharekhan_server.app.add_account(redirect_url="http://localhost/clients/connect/callback", logged_in=False)
-    desk_client = factory.client("Chirag", broker="sharekhan", code=creds["customer_id"],
-                                 credentials={"api_key": creds["api_key"], "secret_key": creds["secret_key"]})
+    desk_client = factory.client(
+        "Chirag",
+        broker="sharekhan",
+        code=creds["customer_id"],
+        credentials={"api_key": creds["api_key"], "secret_key": creds["secret_key"]},
+    )
     trader(desk_client)
     to_sharekhan = client.get(f"/clients/{desk_client.id}/connect").headers["Location"]
     query = dict(parse_qsl(urlsplit(to_sharekhan).query))
     with requests.Session() as browser:
         assert "customer_id" in browser.get(to_sharekhan).text
-        back = browser.post(sharekhan_server.url + "/skapi/auth/login.html", allow_redirects=False, data={
-            **query, "customer_id": creds["customer_id"], "password": creds["password"]})
+        back = browser.post(
+            sharekhan_server.url + "/skapi/auth/login.html",
+            allow_redirects=False,
+            data={**query, "customer_id": creds["customer_id"], "password": creds["password"]},
+        )
     callback = urlsplit(back.headers["Location"])
     assert client.get(f"{callback.path}?{callback.query}").status_code == 302
     run_jobs(app)

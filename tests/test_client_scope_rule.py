@@ -1,6 +1,7 @@
 """Only webapp/access.py knows that an admin sees every client: no other module or template
 compares a role with "admin" to decide which clients to show (pages, partials, exports and the
 feed's sockets ask access.client_scope, granted_scope, may_see or sees_every_client)."""
+
 import re
 from pathlib import Path
 
@@ -11,9 +12,13 @@ ROLE_TEST = re.compile(r"""\brole\s*(==|!=)\s*['"]admin['"]|\bis_admin\b""")
 def test_no_module_or_template_but_access_decides_that_admins_see_everything():
     files = [*ROOT.glob("webapp/**/*.py"), *ROOT.glob("jobs/**/*.py"), *ROOT.glob("templates/**/*.html")]
     assert len(files) > 50
-    offenders = [f"{path.relative_to(ROOT)}:{n}" for path in files if path != ROOT / "webapp" / "access.py"
-                 for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1)
-                 if ROLE_TEST.search(line)]
+    offenders = [
+        f"{path.relative_to(ROOT)}:{n}"
+        for path in files
+        if path != ROOT / "webapp" / "access.py"
+        for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1)
+        if ROLE_TEST.search(line)
+    ]
     assert offenders == []
 
 

@@ -1,4 +1,5 @@
 """CSRF is on in this module: every state change needs the token (form field or htmx header)."""
+
 import re
 
 import pytest
@@ -32,11 +33,14 @@ def test_login_with_token(client, factory):
 def test_admin_post_without_token_is_400_and_changes_nothing(client, factory, app):
     factory.user("root", role="admin")
     login(client)
-    response = client.post("/admin/users/new", data={"username": "x1234", "role": "viewer", "password": "Sharp-trader-9"})
+    response = client.post(
+        "/admin/users/new", data={"username": "x1234", "role": "viewer", "password": "Sharp-trader-9"}
+    )
     assert response.status_code == 400
+    import sqlalchemy as sa
+
     from webapp.extensions import db
     from webapp.models import User
-    import sqlalchemy as sa
 
     with app.app_context():
         assert db.session.execute(sa.select(User).where(User.username == "x1234")).first() is None

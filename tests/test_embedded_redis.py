@@ -1,4 +1,5 @@
 """The embedded Redis `make run` starts: it saves, and what it held is there after a restart."""
+
 import redis
 
 from webapp.embedded_redis import EmbeddedRedis

@@ -7,6 +7,7 @@ exactly what it held before (every table but the audit trail, which records refu
 nothing was queued. Routes are read from the URL map, so a new route is covered without a change
 here; FORM_FIELDS only names each POST form's fields so values reach its parsers.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -25,42 +26,163 @@ ROLES = ("admin", "trader", "limited", "viewer", "anonymous")
 NOT_COMPARED = {"audit_events", "audit_head"}  # refusals (access denied, a forged login state) are audited
 
 HOSTILE = [
-    "NaN", "nan", "sNaN", "-sNaN", "Infinity", "-Infinity", "inf", "1e309", "-1e309", "1e-400", "9" * 30, "9" * 400,
-    str(2**31), str(2**31 - 1), str(2**63), str(-(2**63) - 1), "-1", "0", "-0", "1_000", "１２３", "١٢٣", "१२३",
-    "³", "0x10", "+5", "1.23456789", "1548.2", " ", "", "1,2,3", "1,,x", ",".join(["1"] * 300), "a" * 5000,
-    "<script>alert(1)</script>", "'; DROP TABLE users;--", "%s%n", "../../etc/passwd", "//evil.example/x",
-    "javascript:alert(1)", "\x00", "a\x00b", "\u202e", "\ud7ff", "00000000-0000-4000-8000-000000000001", "t-1",
-    "BUY", "SELL", "LIMIT", "SL", "MIS", "CNC", "1", "on", "custom", "50", "desk", "admin", "paper", "kite",
-    "2026-02-30", "9999-12-31", "0001-01-01",
+    "NaN",
+    "nan",
+    "sNaN",
+    "-sNaN",
+    "Infinity",
+    "-Infinity",
+    "inf",
+    "1e309",
+    "-1e309",
+    "1e-400",
+    "9" * 30,
+    "9" * 400,
+    str(2**31),
+    str(2**31 - 1),
+    str(2**63),
+    str(-(2**63) - 1),
+    "-1",
+    "0",
+    "-0",
+    "1_000",
+    "１２３",
+    "١٢٣",
+    "१२३",
+    "³",
+    "0x10",
+    "+5",
+    "1.23456789",
+    "1548.2",
+    " ",
+    "",
+    "1,2,3",
+    "1,,x",
+    ",".join(["1"] * 300),
+    "a" * 5000,
+    "<script>alert(1)</script>",
+    "'; DROP TABLE users;--",
+    "%s%n",
+    "../../etc/passwd",
+    "//evil.example/x",
+    "javascript:alert(1)",
+    "\x00",
+    "a\x00b",
+    "\u202e",
+    "\ud7ff",
+    "00000000-0000-4000-8000-000000000001",
+    "t-1",
+    "BUY",
+    "SELL",
+    "LIMIT",
+    "SL",
+    "MIS",
+    "CNC",
+    "1",
+    "on",
+    "custom",
+    "50",
+    "desk",
+    "admin",
+    "paper",
+    "kite",
+    "2026-02-30",
+    "9999-12-31",
+    "0001-01-01",
 ]
 # path ids besides the desk's own: anything not digits misses every rule; these reach the converter
 PATH_IDS = ["0", str(2**31 - 1), str(2**31), str(2**63), "9" * 30, "١٢", "１", "007", "1_0"]
 text = st.text(alphabet=st.characters(exclude_categories=("Cs",)), max_size=40)
-hostile = st.one_of(st.sampled_from(HOSTILE), text, st.integers().map(str),
-                    st.decimals(allow_nan=True, allow_infinity=True).map(str))
+hostile = st.one_of(
+    st.sampled_from(HOSTILE), text, st.integers().map(str), st.decimals(allow_nan=True, allow_infinity=True).map(str)
+)
 
-QUERY_NAMES = ["page", "sort", "q", "clients", "before", "instrument_id", "action", "broker", "state", "status",
-               "request_token", "client", "instrument", "batch", "id", "tokens", "next", "kind", "start", "end",
-               "per_page"]
+QUERY_NAMES = [
+    "page",
+    "sort",
+    "q",
+    "clients",
+    "before",
+    "instrument_id",
+    "action",
+    "broker",
+    "state",
+    "status",
+    "request_token",
+    "client",
+    "instrument",
+    "batch",
+    "id",
+    "tokens",
+    "next",
+    "kind",
+    "start",
+    "end",
+    "per_page",
+]
 
 # the fields of each POST form (WTForms fields and the ones routes read by name); an endpoint missing
 # here is still posted to, with every name below
 FORM_FIELDS = {
     "auth.login": ["username", "password"],
     "auth.password": ["current", "new", "confirm"],
-    "admin.user_new": ["username", "email", "role", "password", "clients", "max_position_value", "max_daily_loss",
-                       "max_orders_per_day"],
+    "admin.user_new": [
+        "username",
+        "email",
+        "role",
+        "password",
+        "clients",
+        "max_position_value",
+        "max_daily_loss",
+        "max_orders_per_day",
+    ],
     "admin.user_edit": ["email", "role", "clients", "max_position_value", "max_daily_loss", "max_orders_per_day"],
     "admin.user_password": ["password"],
     "admin.user_active": ["active"],
-    "admin.client_form": ["name", "broker", "client_code", "algo_id", "enabled", "max_order_value", "max_quantity",
-                          "max_orders_per_day", "max_open_positions", "max_daily_loss", "allowed_products",
-                          "cred_api_key", "cred_api_secret"],
-    "orders.ticket": ["ticket_id", "instrument_id", "action", "product", "order_type", "price", "trigger_price",
-                      "validity", "chase", "chase_seconds", "chase_max_ticks", "chase_then", "qty_{client}",
-                      "qty_{other}", "qty_x"],
-    "orders.preview": ["ticket_id", "instrument_id", "action", "product", "order_type", "price", "trigger_price",
-                       "validity", "qty_{client}", "qty_{other}"],
+    "admin.client_form": [
+        "name",
+        "broker",
+        "client_code",
+        "algo_id",
+        "enabled",
+        "max_order_value",
+        "max_quantity",
+        "max_orders_per_day",
+        "max_open_positions",
+        "max_daily_loss",
+        "allowed_products",
+        "cred_api_key",
+        "cred_api_secret",
+    ],
+    "orders.ticket": [
+        "ticket_id",
+        "instrument_id",
+        "action",
+        "product",
+        "order_type",
+        "price",
+        "trigger_price",
+        "validity",
+        "chase",
+        "chase_seconds",
+        "chase_max_ticks",
+        "chase_then",
+        "qty_{client}",
+        "qty_{other}",
+        "qty_x",
+    ],
+    "orders.preview": [
+        "ticket_id",
+        "instrument_id",
+        "action",
+        "product",
+        "order_type",
+        "price",
+        "trigger_price",
+        "validity",
+        "qty_{client}",
+        "qty_{other}",
+    ],
     "orders.modify": ["price"],
     "exits.instrument": ["share", "pick_{client}:MIS", "qty_{client}:MIS"],
     "exits.position": ["client_id", "instrument_id", "product"],
@@ -105,12 +227,17 @@ class Desk:
         self.instrument = desk.instrument
         self.granted = desk.paper_client("Granted")
         self.other = desk.paper_client("Other")
-        self.users = {role: factory.user(f"u-{role}", role=role, clients=[self.granted])
-                      for role in ROLES if role != "anonymous"}
+        self.users = {
+            role: factory.user(f"u-{role}", role=role, clients=[self.granted]) for role in ROLES if role != "anonymous"
+        }
         self.batch = factory.batch(self.users["trader"], [self.granted], desk.instrument)
         self.cookies: dict[str, str] = {}
-        self.arg_ids = {"client_id": self.granted.id, "instrument_id": self.instrument.id, "batch_id": self.batch.id,
-                        "user_id": self.users["trader"].id}
+        self.arg_ids = {
+            "client_id": self.granted.id,
+            "instrument_id": self.instrument.id,
+            "batch_id": self.batch.id,
+            "user_id": self.users["trader"].id,
+        }
 
     def state(self) -> tuple[str, int]:
         with self.app.app_context():
@@ -152,9 +279,11 @@ def hostile_desk(app, factory, desk):
 def path_for(rule: str, desk: Desk, pick=None) -> str:
     """The rule with each id filled: the desk's own id for that argument (so the request gets past
     the lookup to the parsing), or what `pick(name, own)` chooses."""
+
     def one(match):
         own = str(desk.arg_ids.get(match.group(1), desk.granted.id))
         return pick(match.group(1), own) if pick else own
+
     return _ARG.sub(one, rule)
 
 
@@ -180,8 +309,13 @@ def log_in(client, auth, role: str) -> None:
 
 
 @pytest.mark.parametrize("role", ROLES)
-@settings(max_examples=120, deadline=None, derandomize=True, database=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@settings(
+    max_examples=120,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 @given(data=st.data())
 def test_hostile_values_never_500_and_refusals_change_nothing(app, client, auth, hostile_desk, role, data):
     """Random combinations: a route, its ids, some query parameters and some form fields."""
@@ -201,8 +335,23 @@ def test_hostile_values_never_500_and_refusals_change_nothing(app, client, auth,
     send(client, desk, endpoint, method, path, query, form, headers)
 
 
-SWEEP = ["NaN", "sNaN", "-Infinity", "1e309", "9" * 30, str(2**31), str(2**63), "-1", "1_000", "１２３", "١٢٣",
-         "1.23456789", "\x00", "a" * 5000, ""]
+SWEEP = [
+    "NaN",
+    "sNaN",
+    "-Infinity",
+    "1e309",
+    "9" * 30,
+    str(2**31),
+    str(2**63),
+    "-1",
+    "1_000",
+    "１２３",
+    "١٢٣",
+    "1.23456789",
+    "\x00",
+    "a" * 5000,
+    "",
+]
 
 
 @pytest.mark.parametrize("role", ["admin", "trader", "anonymous"])
@@ -228,9 +377,17 @@ def test_a_hostile_limit_is_refused_next_to_its_field(client, auth, factory, app
     auth.login("ada")
     with app.app_context():
         before = fingerprint()
-    response = client.post(f"/admin/clients/{target.id}", data={
-        "name": "Target", "broker": "paper", "client_code": target.client_code, "allowed_products": "MIS",
-        "max_order_value": value, "max_quantity": value if value.isascii() else "5"})
+    response = client.post(
+        f"/admin/clients/{target.id}",
+        data={
+            "name": "Target",
+            "broker": "paper",
+            "client_code": target.client_code,
+            "allowed_products": "MIS",
+            "max_order_value": value,
+            "max_quantity": value if value.isascii() else "5",
+        },
+    )
     assert response.status_code == 200 and 'class="error"' in response.data.decode()
     with app.app_context():
         assert fingerprint() == before
@@ -245,10 +402,18 @@ def test_a_huge_stored_limit_still_renders(client, auth, factory, app):
     admin = factory.user("ada", role="admin")
     odd = factory.client("Odd")
     with app.app_context():
-        db.session.execute(sa.update(Client).where(Client.id == odd.id).values(
-            max_order_value=Decimal("99999999999999.9999"), max_daily_loss=Decimal("0.0001"), max_quantity=2**31 - 1))
-        db.session.execute(sa.update(User).where(User.id == admin.id).values(
-            max_position_value=Decimal("99999999999999.9999"), max_orders_per_day=2**31 - 1))
+        db.session.execute(
+            sa.update(Client)
+            .where(Client.id == odd.id)
+            .values(
+                max_order_value=Decimal("99999999999999.9999"), max_daily_loss=Decimal("0.0001"), max_quantity=2**31 - 1
+            )
+        )
+        db.session.execute(
+            sa.update(User)
+            .where(User.id == admin.id)
+            .values(max_position_value=Decimal("99999999999999.9999"), max_orders_per_day=2**31 - 1)
+        )
         db.session.commit()
     auth.login("ada")
     for url in (f"/admin/clients/{odd.id}", f"/admin/users/{admin.id}", f"/clients/{odd.id}", "/admin/clients", "/"):
@@ -275,9 +440,16 @@ def test_a_stored_infinite_limit_still_renders_and_cannot_be_saved_again(client,
     for url in (f"/admin/clients/{odd.id}", f"/clients/{odd.id}", "/", "/admin/clients"):
         assert client.get(url).status_code == 200, url
     page = client.get(f"/admin/clients/{odd.id}").data.decode()
-    response = client.post(f"/admin/clients/{odd.id}", data={
-        "name": "Odd", "broker": "paper", "client_code": odd.client_code, "allowed_products": "MIS",
-        "max_order_value": re.search(r'name="max_order_value"[^>]*value="([^"]*)"', page).group(1)})
+    response = client.post(
+        f"/admin/clients/{odd.id}",
+        data={
+            "name": "Odd",
+            "broker": "paper",
+            "client_code": odd.client_code,
+            "allowed_products": "MIS",
+            "max_order_value": re.search(r'name="max_order_value"[^>]*value="([^"]*)"', page).group(1),
+        },
+    )
     assert response.status_code == 200 and "Enter a number using the digits 0-9" in response.data.decode()
 
 
@@ -286,9 +458,17 @@ def test_a_credential_longer_than_any_key_is_refused_next_to_its_field(client, a
     auth.login("ada")
     with app.app_context():
         before = fingerprint()
-    response = client.post("/admin/clients/new", data={
-        "name": "K", "broker": "kite", "client_code": "AB1234", "allowed_products": "MIS",
-        "cred_api_key": "k" * 513, "cred_api_secret": "s"})
+    response = client.post(
+        "/admin/clients/new",
+        data={
+            "name": "K",
+            "broker": "kite",
+            "client_code": "AB1234",
+            "allowed_products": "MIS",
+            "cred_api_key": "k" * 513,
+            "cred_api_secret": "s",
+        },
+    )
     assert response.status_code == 200 and "At most 512 characters." in response.data.decode()
     with app.app_context():
         assert fingerprint() == before
@@ -306,9 +486,18 @@ def test_another_users_ticket_id_is_refused_and_writes_nothing(client, auth, fac
     auth.login("thief")  # a login writes last_login_at: before the fingerprint
     with app.app_context():
         before = fingerprint()
-    response = client.post("/orders/new", data={
-        "ticket_id": taken.upper(), "instrument_id": desk.instrument.id, "action": "BUY", "product": "MIS",
-        "order_type": "MARKET", "validity": "DAY", f"qty_{granted.id}": "1"})
+    response = client.post(
+        "/orders/new",
+        data={
+            "ticket_id": taken.upper(),
+            "instrument_id": desk.instrument.id,
+            "action": "BUY",
+            "product": "MIS",
+            "order_type": "MARKET",
+            "validity": "DAY",
+            f"qty_{granted.id}": "1",
+        },
+    )
     body = response.data.decode()
     assert response.status_code == 400 and "This ticket can no longer be sent" in body
     assert "/orders/batches/" not in response.headers.get("Location", "")
@@ -321,21 +510,40 @@ def test_a_ticket_id_that_is_not_a_uuid_is_refused(client, auth, factory, app, d
     granted = desk.paper_client("Mine")
     factory.user("tara", role="trader", clients=[granted])
     auth.login("tara")
-    response = client.post("/orders/new", data={
-        "ticket_id": ticket_id, "instrument_id": desk.instrument.id, "action": "BUY", "product": "MIS",
-        "order_type": "MARKET", "validity": "DAY", f"qty_{granted.id}": "1"})
+    response = client.post(
+        "/orders/new",
+        data={
+            "ticket_id": ticket_id,
+            "instrument_id": desk.instrument.id,
+            "action": "BUY",
+            "product": "MIS",
+            "order_type": "MARKET",
+            "validity": "DAY",
+            f"qty_{granted.id}": "1",
+        },
+    )
     assert response.status_code == 200 and "reload the ticket" in response.data.decode()
     with app.app_context():
         assert db.session.execute(sa.select(sa.func.count()).select_from(Batch)).scalar_one() == 0
 
 
-@pytest.mark.parametrize("query", ["id=" + "9" * 30, "id=%D9%A1", "clients=1,x", f"clients={2**31}",
-                                   "clients=" + ",".join(str(i) for i in range(1, 300))])
+@pytest.mark.parametrize(
+    "query",
+    [
+        "id=" + "9" * 30,
+        "id=%D9%A1",
+        "clients=1,x",
+        f"clients={2**31}",
+        "clients=" + ",".join(str(i) for i in range(1, 300)),
+    ],
+)
 def test_websocket_parameters_are_refused_before_the_upgrade(client, auth, factory, query):
     factory.user("vic", role="viewer")
     auth.login("vic")
-    response = client.get(f"/ws/feed?page=desk&{query}",
-                          headers={"Upgrade": "websocket", "Origin": "http://localhost", "Connection": "Upgrade"})
+    response = client.get(
+        f"/ws/feed?page=desk&{query}",
+        headers={"Upgrade": "websocket", "Origin": "http://localhost", "Connection": "Upgrade"},
+    )
     assert response.status_code == 400
 
 
@@ -370,15 +578,21 @@ WS_PARAMS = ["page", "id", "clients", "tokens"]
 # simple_websocket leaves a refused handshake's socket to the garbage collector (ResourceWarning)
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 @pytest.mark.parametrize("role", ["admin", "viewer"])
-@settings(max_examples=25, deadline=None, derandomize=True, database=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@settings(
+    max_examples=25,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 @given(data=st.data())
 def test_websocket_parameters_open_a_socket_or_are_refused(server, hostile_desk, role, data):
     """Over a real socket: a hostile `page`, `id`, `clients` or `tokens` is refused with a 400 before
     the upgrade, or the socket opens and sends its snapshot (the handler did not fail)."""
+    from urllib.parse import urlencode
+
     import requests
     import simple_websocket
-    from urllib.parse import urlencode
 
     from tests.live.test_ws import UA, session_cookie
 
@@ -394,9 +608,18 @@ def test_websocket_parameters_open_a_socket_or_are_refused(server, hostile_desk,
     try:
         ws = simple_websocket.Client.connect(f"ws://{server}/ws/feed?{query}", headers=headers)
     except simple_websocket.ConnectionError:
-        status = requests.get(f"http://{server}/ws/feed?{query}", timeout=5, allow_redirects=False, headers={
-            "Upgrade": "websocket", "Connection": "Upgrade", "Sec-WebSocket-Version": "13",
-            "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==", **headers}).status_code
+        status = requests.get(
+            f"http://{server}/ws/feed?{query}",
+            timeout=5,
+            allow_redirects=False,
+            headers={
+                "Upgrade": "websocket",
+                "Connection": "Upgrade",
+                "Sec-WebSocket-Version": "13",
+                "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
+                **headers,
+            },
+        ).status_code
         assert status == 400, (params, status)
         return
     try:

@@ -8,6 +8,7 @@ trading core sits on the registry and market data and never imports an adapter. 
 (webapp.marketdata.feed and .sources), jobs/ and the blueprints sit on top and may import any of it.
 Checked over every import, function-level ones included, so no package cycle can come back.
 """
+
 from __future__ import annotations
 
 import ast
@@ -16,8 +17,17 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 ADAPTERS = ("kite", "motilal", "paper", "sharekhan")
 FEED_PROCESS = ("webapp.marketdata.feed", "webapp.marketdata.sources")
-BLUEPRINTS = ("webapp.admin", "webapp.auth", "webapp.clients", "webapp.desk", "webapp.exits", "webapp.feed",
-              "webapp.health", "webapp.instruments", "webapp.orders")
+BLUEPRINTS = (
+    "webapp.admin",
+    "webapp.auth",
+    "webapp.clients",
+    "webapp.desk",
+    "webapp.exits",
+    "webapp.feed",
+    "webapp.health",
+    "webapp.instruments",
+    "webapp.orders",
+)
 
 
 def module_of(path: Path) -> str:
@@ -38,8 +48,11 @@ def imports() -> list[tuple[str, str, str]]:
                     targets = [alias.name for alias in node.names]
                 else:
                     continue
-                found += [(source, target, f"{path.relative_to(ROOT)}:{node.lineno}") for target in targets
-                          if target.split(".")[0] in ("webapp", "jobs")]
+                found += [
+                    (source, target, f"{path.relative_to(ROOT)}:{node.lineno}")
+                    for target in targets
+                    if target.split(".")[0] in ("webapp", "jobs")
+                ]
     return found
 
 
@@ -58,13 +71,20 @@ def broken_rule(source: str, target: str) -> str | None:
     if source == "webapp.brokers" and not within(target, "webapp.brokers.base") and target != "webapp.brokers":
         return "the registry imports only the port (adapters are imported by name at start-up)"
     allowed = {("webapp.demo", "paper"), ("webapp.marketdata.sources", "paper")}  # the demo seed, the simulator
-    if (adapter_of(target) and adapter_of(target) != adapter_of(source) and source != "webapp.brokers"
-            and (source, adapter_of(target)) not in allowed):
+    if (
+        adapter_of(target)
+        and adapter_of(target) != adapter_of(source)
+        and source != "webapp.brokers"
+        and (source, adapter_of(target)) not in allowed
+    ):
         return "only the registry imports a broker adapter (ask webapp.brokers for it)"
     if adapter_of(source) and within(target, "webapp.trading", "jobs", *BLUEPRINTS, *FEED_PROCESS):
         return "an adapter imports the port, market data, models and helpers, never the desk above it"
-    if (within(source, "webapp.marketdata") and not within(source, *FEED_PROCESS)
-            and within(target, "webapp.trading", "jobs", *BLUEPRINTS, *FEED_PROCESS)):
+    if (
+        within(source, "webapp.marketdata")
+        and not within(source, *FEED_PROCESS)
+        and within(target, "webapp.trading", "jobs", *BLUEPRINTS, *FEED_PROCESS)
+    ):
         return "market data sits below trading and the feed process"
     if within(source, "webapp.trading") and within(target, "jobs", *BLUEPRINTS, *FEED_PROCESS):
         return "the trading core imports no job, blueprint or the feed process"
@@ -72,8 +92,11 @@ def broken_rule(source: str, target: str) -> str | None:
 
 
 def test_imports_follow_the_layers():
-    broken = [f"{where}: {source} -> {target}: {rule}" for source, target, where in imports()
-              if (rule := broken_rule(source, target))]
+    broken = [
+        f"{where}: {source} -> {target}: {rule}"
+        for source, target, where in imports()
+        if (rule := broken_rule(source, target))
+    ]
     assert broken == [], "\n".join(broken)
 
 

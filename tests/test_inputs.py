@@ -1,5 +1,6 @@
 """The input layer (webapp/inputs.py): each kind of hostile value refused with a message, each edge
 that must pass accepted. Python's own int() and Decimal() accept most of the refused values."""
+
 from decimal import Decimal
 
 import pytest
@@ -15,8 +16,22 @@ HOSTILE_NUMBERS = [
     "١٢٣",  # Arabic-Indic digits
     "१२३",  # Devanagari digits
     "³",  # a digit to str.isdigit(), not to int()
-    "+5", "1e3", "0x10", "1,000", " ", "", "--1", "1 000", "١",
-    "NaN", "nan", "sNaN", "Infinity", "-Infinity", "inf", "1e309",
+    "+5",
+    "1e3",
+    "0x10",
+    "1,000",
+    " ",
+    "",
+    "--1",
+    "1 000",
+    "١",
+    "NaN",
+    "nan",
+    "sNaN",
+    "Infinity",
+    "-Infinity",
+    "inf",
+    "1e309",
 ]
 
 
@@ -26,17 +41,30 @@ def test_whole_number_refuses(raw):
         inputs.whole_number(raw)
 
 
-@pytest.mark.parametrize("raw, minimum, maximum, expected", [
-    ("0", 0, 10, 0), (" 7 ", 0, 10, 7), ("10", 0, 10, 10), ("007", 0, 10, 7), ("-3", -5, 5, -3),
-    (str(2**31 - 1), 0, 2**31 - 1, 2**31 - 1),
-])
+@pytest.mark.parametrize(
+    "raw, minimum, maximum, expected",
+    [
+        ("0", 0, 10, 0),
+        (" 7 ", 0, 10, 7),
+        ("10", 0, 10, 10),
+        ("007", 0, 10, 7),
+        ("-3", -5, 5, -3),
+        (str(2**31 - 1), 0, 2**31 - 1, 2**31 - 1),
+    ],
+)
 def test_whole_number_accepts_edges(raw, minimum, maximum, expected):
     assert inputs.whole_number(raw, minimum=minimum, maximum=maximum) == expected
 
 
-@pytest.mark.parametrize("raw, message", [
-    ("-1", "Must be zero or more."), ("11", "Must be at most 10."), ("1_0", "digits 0-9"), ("", "Enter a whole number."),
-])
+@pytest.mark.parametrize(
+    "raw, message",
+    [
+        ("-1", "Must be zero or more."),
+        ("11", "Must be at most 10."),
+        ("1_0", "digits 0-9"),
+        ("", "Enter a whole number."),
+    ],
+)
 def test_whole_number_messages(raw, message):
     with pytest.raises(InputError, match=message):
         inputs.whole_number(raw, minimum=0, maximum=10)
@@ -65,30 +93,51 @@ def test_id_list():
 PRICE = dict(precision=14, scale=4)  # Numeric(14, 4): Order.price
 
 
-@pytest.mark.parametrize("raw", HOSTILE_NUMBERS + [
-    "9" * 30,  # 30 digits
-    "12345678901",  # 11 digits before the point: NUMERIC(14,4) holds 10
-    "1.23456",  # five places
-    "1.2.3", ".", "-", "0.1e1",
-])
+@pytest.mark.parametrize(
+    "raw",
+    HOSTILE_NUMBERS
+    + [
+        "9" * 30,  # 30 digits
+        "12345678901",  # 11 digits before the point: NUMERIC(14,4) holds 10
+        "1.23456",  # five places
+        "1.2.3",
+        ".",
+        "-",
+        "0.1e1",
+    ],
+)
 def test_decimal_refuses(raw):
     with pytest.raises(InputError):
         inputs.decimal_number(raw, **PRICE)
 
 
-@pytest.mark.parametrize("raw, expected", [
-    ("1548.20", Decimal("1548.20")), ("0.0001", Decimal("0.0001")), ("9999999999.9999", Decimal("9999999999.9999")),
-    (".5", Decimal("0.5")), ("1.50000", Decimal("1.5")), ("0", Decimal(0)), ("0009.5", Decimal("9.5")),
-    ("1.", Decimal(1)),
-])
+@pytest.mark.parametrize(
+    "raw, expected",
+    [
+        ("1548.20", Decimal("1548.20")),
+        ("0.0001", Decimal("0.0001")),
+        ("9999999999.9999", Decimal("9999999999.9999")),
+        (".5", Decimal("0.5")),
+        ("1.50000", Decimal("1.5")),
+        ("0", Decimal(0)),
+        ("0009.5", Decimal("9.5")),
+        ("1.", Decimal(1)),
+    ],
+)
 def test_decimal_accepts_what_fits_the_column(raw, expected):
     assert inputs.decimal_number(raw, **PRICE) == expected
 
 
-@pytest.mark.parametrize("raw, message", [
-    ("1.23456", "At most 4 decimal places."), ("12345678901", "at most 10 digits before"),
-    ("NaN", "digits 0-9"), ("-1", "Must be zero or more."), ("1e309", "digits 0-9"),
-])
+@pytest.mark.parametrize(
+    "raw, message",
+    [
+        ("1.23456", "At most 4 decimal places."),
+        ("12345678901", "at most 10 digits before"),
+        ("NaN", "digits 0-9"),
+        ("-1", "Must be zero or more."),
+        ("1e309", "digits 0-9"),
+    ],
+)
 def test_decimal_messages(raw, message):
     with pytest.raises(InputError, match=message):
         inputs.decimal_number(raw, minimum=Decimal(0), **PRICE)
@@ -106,8 +155,16 @@ def test_column_digits_come_from_the_models():
 def test_ticket_token_is_a_uuid():
     token = "6F9619FF-8B86-D011-B42D-00C04FC964FF"
     assert inputs.ticket_token(f" {token} ") == token.lower()
-    for raw in ("t-1", "", "6f9619ff8b86d011b42d00c04fc964ff", token + "0", "{" + token + "}",
-                token.replace("F", "Ｆ"), "x" * 36, None):
+    for raw in (
+        "t-1",
+        "",
+        "6f9619ff8b86d011b42d00c04fc964ff",
+        token + "0",
+        "{" + token + "}",
+        token.replace("F", "Ｆ"),
+        "x" * 36,
+        None,
+    ):
         with pytest.raises(InputError, match="reload the ticket"):
             inputs.ticket_token(raw)
 
@@ -122,10 +179,18 @@ def test_text_and_choice():
             inputs.choice(raw, ("1", "0"))
 
 
-@pytest.mark.parametrize("value, shown", [
-    (None, ""), (Decimal("1E+40"), "1" + "0" * 40 + ".00"), (Decimal("12.3400"), "12.34"), (Decimal("5"), "5.00"),
-    (Decimal("0.0001"), "0.0001"), (Decimal("NaN"), "NaN"), (Decimal("-Infinity"), "-Infinity"),
-])
+@pytest.mark.parametrize(
+    "value, shown",
+    [
+        (None, ""),
+        (Decimal("1E+40"), "1" + "0" * 40 + ".00"),
+        (Decimal("12.3400"), "12.34"),
+        (Decimal("5"), "5.00"),
+        (Decimal("0.0001"), "0.0001"),
+        (Decimal("NaN"), "NaN"),
+        (Decimal("-Infinity"), "-Infinity"),
+    ],
+)
 def test_a_stored_value_always_renders(value, shown):
     assert inputs.shown_decimal(value) == shown
 
@@ -144,7 +209,7 @@ class TestConverter:
     def test_registered_for_every_int_rule(self, app):
         rules = [r for r in app.url_map.iter_rules() if "int" in str(r.rule) or r.arguments]
         converters = [c for r in rules for c in r._converters.values()]
-        assert converters and all(not type(c).__name__ == "IntegerConverter" for c in converters)
+        assert converters and all(type(c).__name__ != "IntegerConverter" for c in converters)
         assert any(isinstance(c, inputs.IdConverter) for c in converters)
 
     @pytest.mark.parametrize("part", [str(2**31), "9" * 30, "0", "١٢", "１２", "1_2", "-1", "%F0%9D%9F%8F"])
@@ -181,8 +246,9 @@ class TestFields:
     def test_amount_field(self, app):
         from wtforms.validators import Optional
 
-        field = dict(limit=inputs.AmountField(column=Client.max_order_value, minimum=Decimal(0),
-                                             validators=[Optional()]))
+        field = dict(
+            limit=inputs.AmountField(column=Client.max_order_value, minimum=Decimal(0), validators=[Optional()])
+        )
         assert self._form(app, {"limit": "2500000.50"}, **field).limit.data == Decimal("2500000.50")
         assert self._form(app, {"limit": ""}, **field).limit.data is None
         for raw in ("NaN", "Infinity", "1e309", "1_000", "١٢٣", "9" * 30, "1.23456", "-1"):
@@ -215,8 +281,10 @@ class TestFields:
 
     def test_ticket_token_field(self, app):
         field = dict(t=inputs.TicketTokenField())
-        assert self._form(app, {"t": "6F9619FF-8B86-D011-B42D-00C04FC964FF"}, **field).t.data == \
-            "6f9619ff-8b86-d011-b42d-00c04fc964ff"
+        assert (
+            self._form(app, {"t": "6F9619FF-8B86-D011-B42D-00C04FC964FF"}, **field).t.data
+            == "6f9619ff-8b86-d011-b42d-00c04fc964ff"
+        )
         assert self._form(app, {"t": "t-1"}, **field).t.errors
 
 

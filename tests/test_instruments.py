@@ -6,7 +6,10 @@ from webapp.extensions import db
 from webapp.instruments.master import load_master_text
 from webapp.models import Instrument
 
-HEADER = "instrument_token,exchange_token,tradingsymbol,name,last_price,expiry,strike,tick_size,lot_size,instrument_type,segment,exchange\n"
+HEADER = (
+    "instrument_token,exchange_token,tradingsymbol,name,last_price,expiry,strike,tick_size,lot_size,"
+    "instrument_type,segment,exchange\n"
+)
 SAMPLE = Path(__file__).resolve().parent.parent / "webapp" / "instruments" / "nse_sample.csv"
 
 
@@ -24,12 +27,21 @@ def test_sample_ticks_follow_the_nse_price_bands(app, runner):
     from decimal import Decimal
 
     runner.invoke(args=["instruments", "load", str(SAMPLE)])
-    bands = [(Decimal(250), "0.01"), (Decimal(1000), "0.05"), (Decimal(5000), "0.10"), (Decimal(10000), "0.50"),
-             (Decimal(20000), "1.00"), (None, "5.00")]
+    bands = [
+        (Decimal(250), "0.01"),
+        (Decimal(1000), "0.05"),
+        (Decimal(5000), "0.10"),
+        (Decimal(10000), "0.50"),
+        (Decimal(20000), "1.00"),
+        (None, "5.00"),
+    ]
     with app.app_context():
         for i in db.session.execute(sa.select(Instrument)).scalars():
-            expected = next(tick for limit, tick in bands if limit is None or i.last_price < limit or
-                            (limit != 250 and i.last_price == limit))
+            expected = next(
+                tick
+                for limit, tick in bands
+                if limit is None or i.last_price < limit or (limit != 250 and i.last_price == limit)
+            )
             assert i.tick_size == Decimal(expected), i.tradingsymbol
             assert (i.last_price / i.tick_size) % 1 == 0
 
@@ -40,7 +52,8 @@ def test_bad_rows_are_reported_with_line_numbers_and_the_rest_load(app):
         "x,1,BAD,BAD,1,,0,0.05,1,EQ,NSE,NSE\n"
         "738561,2885,RELIANCE,RELIANCE,1510.40,,0,0,1,EQ,NSE,NSE\n"
         "2953217,11536,TCS,TCS,3102.50,,0,0.10,1,EQ,NSE,NSE\n"
-        "408065,1594,INFY,INFOSYS,1548.20,,0,0.10,1,EQ,NSE,NSE\n")
+        "408065,1594,INFY,INFOSYS,1548.20,,0,0.10,1,EQ,NSE,NSE\n"
+    )
     with app.app_context():
         report = load_master_text(text)
         db.session.commit()

@@ -1,4 +1,5 @@
 """The desk's two JSON forms: exact numbers for broker wires, str() for what it stores and publishes."""
+
 from __future__ import annotations
 
 import json

@@ -1,7 +1,8 @@
 """`make run`'s launcher, for real: embedded Redis, migrations, demo seed, every Procfile role under
 supervisord. The login page is served, /health/ready is 200; a role's process (or the embedded
-Redis) killed with SIGKILL comes back while the others keep running, a ticket placed while no orders worker is alive is sent
-once they are back; and Ctrl-C leaves no process behind and no traceback."""
+Redis) killed with SIGKILL comes back while the others keep running, a ticket placed while no orders
+worker is alive is sent once they are back; and Ctrl-C leaves no process behind and no traceback."""
+
 import contextlib
 import os
 import re
@@ -87,15 +88,21 @@ def alive(process: tuple[int, int]) -> bool:
 
 
 def hidden_inputs(html: str) -> dict[str, str]:
-    return dict(re.findall(r'<input[^>]*name="([^"]+)"[^>]*type="hidden"[^>]*value="([^"]*)"', html)
-                + re.findall(r'<input[^>]*type="hidden"[^>]*name="([^"]+)"[^>]*value="([^"]*)"', html))
+    return dict(
+        re.findall(r'<input[^>]*name="([^"]+)"[^>]*type="hidden"[^>]*value="([^"]*)"', html)
+        + re.findall(r'<input[^>]*type="hidden"[^>]*name="([^"]+)"[^>]*value="([^"]*)"', html)
+    )
 
 
 def login(base: str, username: str) -> requests.Session:
     session = requests.Session()
     page = session.get(f"{base}/login", timeout=10)
-    done = session.post(f"{base}/login", timeout=10, allow_redirects=False, data={
-        "username": username, "password": PASSWORD, "csrf_token": hidden_inputs(page.text)["csrf_token"]})
+    done = session.post(
+        f"{base}/login",
+        timeout=10,
+        allow_redirects=False,
+        data={"username": username, "password": PASSWORD, "csrf_token": hidden_inputs(page.text)["csrf_token"]},
+    )
     assert done.status_code == 302, f"login as {username}: HTTP {done.status_code}"
     return session
 
@@ -105,8 +112,15 @@ def start_desk(tmp_path: Path, port: int) -> tuple[subprocess.Popen, Path]:
     env.update(FANOUT_INSTANCE=str(tmp_path), PORT=str(port), WEB_CONCURRENCY="1", WEB_THREADS="8")
     log = tmp_path / "console.log"  # a file, not a pipe nobody reads while the test runs
     with log.open("w") as out:
-        process = subprocess.Popen([sys.executable, "-m", "webapp.launcher"], cwd=ROOT, env=env,
-                                   start_new_session=True, stdout=out, stderr=subprocess.STDOUT, text=True)
+        process = subprocess.Popen(
+            [sys.executable, "-m", "webapp.launcher"],
+            cwd=ROOT,
+            env=env,
+            start_new_session=True,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
     return process, log
 
 
@@ -131,8 +145,12 @@ def stop_desk(process: subprocess.Popen, ctrl_c: bool = True) -> set[int]:
 
 def supervised_pids(tmp_path: Path) -> dict[str, int]:
     """supervisorctl's view: process name → pid, for the ones that have one."""
-    status = subprocess.run([sys.executable, "-m", "supervisor.supervisorctl", "-c", str(tmp_path / "supervisord.conf"),
-                             "status"], capture_output=True, text=True, timeout=30).stdout
+    status = subprocess.run(
+        [sys.executable, "-m", "supervisor.supervisorctl", "-c", str(tmp_path / "supervisord.conf"), "status"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    ).stdout
     pids = {}
     for line in status.splitlines():
         if match := re.match(r"(?:\S+:)?(\S+)\s+(?:RUNNING|STARTING)\s+pid (\d+)", line):
@@ -178,8 +196,15 @@ def place_ticket(base: str, trader: requests.Session, instrument_id: int) -> int
     form = trader.get(f"{base}/orders/new", params={"instrument_id": instrument_id}, timeout=10).text
     client_ids = re.findall(r'name="qty_(\d+)"', form)
     assert client_ids, "the trader's ticket lists no client"
-    data = {**hidden_inputs(form), "instrument_id": instrument_id, "action": "BUY", "product": "MIS",
-            "order_type": "MARKET", "validity": "DAY", f"qty_{client_ids[0]}": "1"}
+    data = {
+        **hidden_inputs(form),
+        "instrument_id": instrument_id,
+        "action": "BUY",
+        "product": "MIS",
+        "order_type": "MARKET",
+        "validity": "DAY",
+        f"qty_{client_ids[0]}": "1",
+    }
     done = trader.post(f"{base}/orders/new", data=data, allow_redirects=False, timeout=10)
     assert done.status_code == 302 and "/orders/batches/" in done.headers["Location"], done.text[-2000:]
     return int(done.headers["Location"].rstrip("/").rsplit("/", 1)[1])
@@ -192,21 +217,33 @@ def test_a_killed_process_comes_back_and_the_others_never_stop(tmp_path):
     seen: set[tuple[int, int]] = set()
     try:
         wait_for(f"{base}/login", process, timeout=90)
-        wait_until(lambda: requests.get(f"{base}/health/ready", timeout=5).status_code == 200, 90,
-                   "every role live in /health/ready")
+        wait_until(
+            lambda: requests.get(f"{base}/health/ready", timeout=5).status_code == 200,
+            90,
+            "every role live in /health/ready",
+        )
         admin, trader = login(base, "admin"), login(base, "trader")
         everything = {"redis", "web", "worker", "orders-0", "orders-1", "cron", "feed"}
         # live (heartbeats) may come before RUNNING (up STARTSECS), which is when supervisorctl shows a pid
         pids = wait_until(lambda: (p := supervised_pids(tmp_path)).keys() == everything and p, 30, "all RUNNING")
 
         # every process the desk ran: one orphaned by a kill is no longer under the launcher
-        for name, role in [("web", "web"), ("worker", "worker"), ("orders-0", "orders"), ("cron", "cron"),
-                           ("feed", "feed")]:
+        for name, role in [
+            ("web", "web"),
+            ("worker", "worker"),
+            ("orders-0", "orders"),
+            ("cron", "cron"),
+            ("feed", "feed"),
+        ]:
             seen |= descendants(process.pid)
             os.kill(pids[name], signal.SIGKILL)
-            now = wait_until(lambda: (p := supervised_pids(tmp_path)).get(name) not in (None, pids[name]) and p, 60,
-                             f"{name} restarted")
-            wait_until(lambda: role_live(base, admin, role, now[name]), 60, f"{name}'s new process live")
+            now = wait_until(
+                lambda: (p := supervised_pids(tmp_path)).get(name) not in (None, pids[name]) and p,  # noqa: B023
+                60,
+                f"{name} restarted",
+            )
+            # the lambdas are called within this pass of the loop, never after it (B023's worry)
+            wait_until(lambda: role_live(base, admin, role, now[name]), 60, f"{name}'s new process live")  # noqa: B023
             assert {k: v for k, v in now.items() if k != name} == {k: v for k, v in pids.items() if k != name}
             pids = now
 
@@ -214,12 +251,18 @@ def test_a_killed_process_comes_back_and_the_others_never_stop(tmp_path):
         # what it held), and every role waits for it and reconnects instead of exiting
         seen |= descendants(process.pid)
         os.kill(pids["redis"], signal.SIGKILL)
-        now = wait_until(lambda: (p := supervised_pids(tmp_path)).get("redis") not in (None, pids["redis"]) and p,
-                         60, "redis restarted")
+        now = wait_until(
+            lambda: (p := supervised_pids(tmp_path)).get("redis") not in (None, pids["redis"]) and p,
+            60,
+            "redis restarted",
+        )
         assert {k: v for k, v in now.items() if k != "redis"} == {k: v for k, v in pids.items() if k != "redis"}
         pids = now
-        wait_until(lambda: requests.get(f"{base}/health/ready", timeout=5).status_code == 200, 90,
-                   "every role live again after Redis came back")
+        wait_until(
+            lambda: requests.get(f"{base}/health/ready", timeout=5).status_code == 200,
+            90,
+            "every role live again after Redis came back",
+        )
 
         # no orders worker at all for a moment: a ticket placed then is sent once they are back
         db = sqlite3.connect(f"file:{tmp_path / 'fanout.db'}?mode=ro", uri=True)
@@ -228,9 +271,15 @@ def test_a_killed_process_comes_back_and_the_others_never_stop(tmp_path):
         for name in ("orders-0", "orders-1"):
             os.kill(pids[name], signal.SIGKILL)
         batch_id = place_ticket(base, trader, instrument_id)
-        statuses = wait_until(lambda: (s := [r[0] for r in db.execute(
-            "SELECT status FROM orders WHERE batch_id = ?", (batch_id,))]) and all(
-            x not in ("NEW", "SUBMITTING", "UNKNOWN") for x in s) and s, 90, "the ticket's child sent")
+        statuses = wait_until(
+            lambda: (
+                (s := [r[0] for r in db.execute("SELECT status FROM orders WHERE batch_id = ?", (batch_id,))])
+                and all(x not in ("NEW", "SUBMITTING", "UNKNOWN") for x in s)
+                and s
+            ),
+            90,
+            "the ticket's child sent",
+        )
         assert statuses and all(s in ("PLACED", "OPEN", "PARTIAL", "COMPLETE") for s in statuses), statuses
         db.close()
         # killed within STARTSECS of its last start, a process may be in its backoff pause for a moment
@@ -245,4 +294,4 @@ def test_a_killed_process_comes_back_and_the_others_never_stop(tmp_path):
     output = log.read_text()
     assert not [pid for pid in seen if alive(pid)], "processes left running after Ctrl-C"
     assert "exited: orders-0 (terminated by SIGKILL; not expected)" in output  # the restart is logged
-    assert "Traceback" not in output, output[output.find("Traceback") - 2000:][:5000]
+    assert "Traceback" not in output, output[output.find("Traceback") - 2000 :][:5000]

@@ -1,4 +1,5 @@
 """The migrations build exactly the schema the models describe (so every schema change is a migration)."""
+
 import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
@@ -14,8 +15,10 @@ def test_upgrade_matches_models_and_downgrades(services, encryption_key, tmp_pat
     with app.app_context():
         upgrade()
         with db.engine.connect() as connection:
-            diff = compare_metadata(MigrationContext.configure(connection, opts={"compare_type": True,
-                                                                                 "render_as_batch": True}), db.metadata)
+            diff = compare_metadata(
+                MigrationContext.configure(connection, opts={"compare_type": True, "render_as_batch": True}),
+                db.metadata,
+            )
         assert diff == [], f"models and migrations differ: {diff}"
         downgrade(revision="base")
         assert sa.inspect(db.engine).get_table_names() == ["alembic_version"]

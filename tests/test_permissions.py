@@ -1,4 +1,5 @@
 """The role × route matrix: every route names a permission, and every role gets what the table says."""
+
 import pytest
 
 from webapp.permissions import PERMISSIONS, PUBLIC, ROLES
@@ -26,8 +27,12 @@ def world(app, factory):
     instrument = factory.instrument()
     users = {role: factory.user(role, role=role, clients=clients) for role in ROLES}
     batch_id = factory.batch(users["trader"], clients, instrument).id
-    return {"user_id": users["viewer"].id, "client_id": clients[0].id, "instrument_id": instrument.id,
-            "batch_id": batch_id}
+    return {
+        "user_id": users["viewer"].id,
+        "client_id": clients[0].id,
+        "instrument_id": instrument.id,
+        "batch_id": batch_id,
+    }
 
 
 def build(rule, ids):
@@ -55,7 +60,10 @@ def test_role_route_matrix(app, client, auth, world, who):
         if permission == PUBLIC:
             assert response.status_code in (200, 503), (who, path, response.status_code)
         elif who == "anonymous":
-            assert response.status_code == 302 and "/login" in response.headers["Location"], (path, response.status_code)
+            assert response.status_code == 302 and "/login" in response.headers["Location"], (
+                path,
+                response.status_code,
+            )
         elif who not in PERMISSIONS[permission]:
             assert response.status_code == 403, (who, path, response.status_code)
         else:
@@ -73,9 +81,10 @@ def test_forbidden_access_is_audited(app, client, auth, factory):
     factory.user("vic", role="viewer")
     auth.login("vic")
     assert client.post("/admin/users/new", data={"username": "x"}).status_code == 403
+    import sqlalchemy as sa
+
     from webapp.extensions import db
     from webapp.models import AuditEvent
-    import sqlalchemy as sa
 
     with app.app_context():
         event = db.session.execute(sa.select(AuditEvent).where(AuditEvent.action == "access.denied")).scalar_one()

@@ -1,6 +1,7 @@
 """The two Redis connection policies (webapp/redisconn.py) and the worker's re-registration, in
 process: the RQ processes' client waits for Redis to come back; the web's refuses at once after a
 failure; a worker that Redis forgot (restarted empty) is in `Worker.all()` again after a heartbeat."""
+
 from __future__ import annotations
 
 import threading

@@ -2,6 +2,7 @@
 deactivation, reactivation and a change of role or grants each end the user's sessions in every
 other browser — the next page is the login page, a partial an HX-Redirect to it. Open sockets:
 tests/live/test_ws_sessions.py."""
+
 import json
 
 import pytest
@@ -83,8 +84,10 @@ def test_logout_ends_this_and_every_other_session(app, here, tara, elsewhere):
 
 def test_a_password_change_keeps_this_session_and_ends_the_others(app, here, tara, elsewhere):
     log_in(here, "tara")
-    response = here.post("/account/password", data={"current": DEFAULT_PASSWORD, "new": "Fresh-mango-train-71",
-                                                      "confirm": "Fresh-mango-train-71"})
+    response = here.post(
+        "/account/password",
+        data={"current": DEFAULT_PASSWORD, "new": "Fresh-mango-train-71", "confirm": "Fresh-mango-train-71"},
+    )
     assert response.status_code == 302
     assert_logged_in(here)  # re-issued with the new session version
     assert_ended(elsewhere)
@@ -93,18 +96,23 @@ def test_a_password_change_keeps_this_session_and_ends_the_others(app, here, tar
 
 def test_a_wrong_current_password_changes_nothing(app, here, tara, elsewhere):
     log_in(here, "tara")
-    response = here.post("/account/password", data={"current": "not-my-password", "new": "Fresh-mango-train-71",
-                                                      "confirm": "Fresh-mango-train-71"})
+    response = here.post(
+        "/account/password",
+        data={"current": "not-my-password", "new": "Fresh-mango-train-71", "confirm": "Fresh-mango-train-71"},
+    )
     assert "That is not your current password." in response.data.decode()
     assert_logged_in(elsewhere)
 
 
-@pytest.mark.parametrize("action, audited", [
-    ("reset", "user.password_reset"),
-    ("deactivate", "user.deactivated"),
-    ("role", "user.updated"),
-    ("grants", "user.updated"),
-])
+@pytest.mark.parametrize(
+    "action, audited",
+    [
+        ("reset", "user.password_reset"),
+        ("deactivate", "user.deactivated"),
+        ("role", "user.updated"),
+        ("grants", "user.updated"),
+    ],
+)
 def test_admin_actions_end_the_users_sessions(app, admin, grants, tara, elsewhere, action, audited):
     post = {
         "reset": (f"/admin/users/{tara.id}/password", {"password": "Brand-new-sailor-58"}),
@@ -119,9 +127,15 @@ def test_admin_actions_end_the_users_sessions(app, admin, grants, tara, elsewher
 
 
 def test_an_edit_that_keeps_role_and_grants_keeps_the_sessions(app, admin, grants, tara, elsewhere):
-    response = admin.post(f"/admin/users/{tara.id}", data={"email": "tara@example.com", "role": "trader",
-                                                           "clients": [c.id for c in grants],
-                                                           "max_orders_per_day": "40"})
+    response = admin.post(
+        f"/admin/users/{tara.id}",
+        data={
+            "email": "tara@example.com",
+            "role": "trader",
+            "clients": [c.id for c in grants],
+            "max_orders_per_day": "40",
+        },
+    )
     assert response.status_code == 302
     assert_logged_in(elsewhere)
 

@@ -1,6 +1,7 @@
 """Web hardening (issue 10, item 8): security headers on every kind of response, redirects that
 stay on the site, CSV cells a spreadsheet cannot run, batch counts scoped to the user's clients,
 no broker secret in the Connect redirect, and a WebSocket Origin that must match the scheme too."""
+
 import csv
 import io
 import re
@@ -37,11 +38,16 @@ def test_headers_on_pages_partials_exports_errors_health_and_static(app, client,
     factory.batch(factory.user("root", role="admin"), [mine], factory.instrument())
     factory.user("tara", clients=[mine])
     auth.login("tara")
-    for response in (client.get("/"), client.get("/orders/batches"),
-                     client.get("/orders/", headers={"HX-Request": "true"}),  # the book's rows alone
-                     client.get("/orders/export.csv"), client.get("/orders/batches/export.csv"),
-                     client.get("/no/such/page"), client.get("/clients/999999"),
-                     client.get("/orders/batches/1/retry")):  # 405
+    for response in (
+        client.get("/"),
+        client.get("/orders/batches"),
+        client.get("/orders/", headers={"HX-Request": "true"}),  # the book's rows alone
+        client.get("/orders/export.csv"),
+        client.get("/orders/batches/export.csv"),
+        client.get("/no/such/page"),
+        client.get("/clients/999999"),
+        client.get("/orders/batches/1/retry"),
+    ):  # 405
         assert_hardened(response)
     assert client.get("/no/such/page").status_code == 404
 
@@ -57,11 +63,15 @@ def test_templates_carry_no_inline_script_or_evaluated_htmx():
     problems = []
     for path in (ROOT / "templates").rglob("*.html"):
         text = path.read_text()
-        for pattern, what in ((r"<script(?![^>]*\bsrc=)[^>]*>", "inline <script>"),
-                              (r"\son[a-z]+\s*=", "on* handler"), (r"\bhx-on", "hx-on"),
-                              (r"\bhx-vars\b|[\"']js:", "evaluated hx-vars / js:"),
-                              (r"hx-trigger=\"[^\"]*\[", "hx-trigger filter (eval)"),
-                              (r"\sstyle\s*=", "style attribute"), (r"javascript:", "javascript: URL")):
+        for pattern, what in (
+            (r"<script(?![^>]*\bsrc=)[^>]*>", "inline <script>"),
+            (r"\son[a-z]+\s*=", "on* handler"),
+            (r"\bhx-on", "hx-on"),
+            (r"\bhx-vars\b|[\"']js:", "evaluated hx-vars / js:"),
+            (r"hx-trigger=\"[^\"]*\[", "hx-trigger filter (eval)"),
+            (r"\sstyle\s*=", "style attribute"),
+            (r"javascript:", "javascript: URL"),
+        ):
             problems += [f"{path.relative_to(ROOT)}: {what}" for _ in re.finditer(pattern, text)]
     assert problems == []
     base = (ROOT / "templates" / "base.html").read_text()
@@ -70,9 +80,20 @@ def test_templates_carry_no_inline_script_or_evaluated_htmx():
 
 # ---------------------------------------------------------------------------- redirects
 
-HOSTILE_NEXT = ["//evil.example/", "///evil.example", "/\\evil.example", "/\\/evil.example", "https://evil.example/",
-                "javascript:alert(1)", "/\t/evil.example", "/\n/evil.example", "/ok\r\nSet-Cookie: x=1", "evil.example",
-                "http:/evil.example", ""]
+HOSTILE_NEXT = [
+    "//evil.example/",
+    "///evil.example",
+    "/\\evil.example",
+    "/\\/evil.example",
+    "https://evil.example/",
+    "javascript:alert(1)",
+    "/\t/evil.example",
+    "/\n/evil.example",
+    "/ok\r\nSet-Cookie: x=1",
+    "evil.example",
+    "http:/evil.example",
+    "",
+]
 
 
 @pytest.mark.parametrize("target", HOSTILE_NEXT)
@@ -88,8 +109,9 @@ def test_safe_next_keeps_local_paths(target):
 @pytest.mark.parametrize("target", HOSTILE_NEXT)
 def test_login_next_never_leaves_the_site(client, factory, target):
     factory.user("tara")
-    response = client.post("/login", query_string={"next": target},
-                           data={"username": "tara", "password": "Correct-horse-42"})
+    response = client.post(
+        "/login", query_string={"next": target}, data={"username": "tara", "password": "Correct-horse-42"}
+    )
     assert response.status_code == 302 and response.headers["Location"] == "/"
 
 
@@ -110,25 +132,48 @@ def test_watchlist_toggle_next_stays_on_the_site(client, auth, factory, target):
     assert response.headers["Location"] == "/instruments/watchlist"
 
 
-@pytest.mark.parametrize("referrer, location", [
-    ("http://evil.example/clients/1", "/"), ("http://localhost/clients/1?tab=x", "/clients/1?tab=x"),
-    ("http://localhost//evil.example", "/")])
+@pytest.mark.parametrize(
+    "referrer, location",
+    [
+        ("http://evil.example/clients/1", "/"),
+        ("http://localhost/clients/1?tab=x", "/clients/1?tab=x"),
+        ("http://localhost//evil.example", "/"),
+    ],
+)
 def test_exit_of_a_flat_position_goes_back_only_to_our_own_page(client, auth, factory, referrer, location):
     mine, instrument = factory.client("Mine"), factory.instrument()
     factory.user("tara", clients=[mine])
     auth.login("tara")
-    response = client.post("/exits/position", headers={"Referer": referrer},
-                           data={"client_id": mine.id, "instrument_id": instrument.id, "product": "MIS"})
+    response = client.post(
+        "/exits/position",
+        headers={"Referer": referrer},
+        data={"client_id": mine.id, "instrument_id": instrument.id, "product": "MIS"},
+    )
     assert response.status_code == 302 and response.headers["Location"] == location
 
 
 # ---------------------------------------------------------------------------- CSV
 
 
-@pytest.mark.parametrize("cell, exported", [
-    ("=HYPERLINK(\"http://x\",\"y\")", "'=HYPERLINK(\"http://x\",\"y\")"), ("+1+cmd|' /C calc'!A0", "'+1+cmd|' /C calc'!A0"),
-    ("-2+3", "'-2+3"), ("@SUM(A1)", "'@SUM(A1)"), ("\tx", "'\tx"), ("\rx", "'\rx"), ("-", "'-"),
-    ("-12.50", "-12.50"), ("+3", "+3"), ("-7", "-7"), ("Aarav", "Aarav"), ("", ""), (None, None), (-12, -12)])
+@pytest.mark.parametrize(
+    "cell, exported",
+    [
+        ('=HYPERLINK("http://x","y")', '\'=HYPERLINK("http://x","y")'),
+        ("+1+cmd|' /C calc'!A0", "'+1+cmd|' /C calc'!A0"),
+        ("-2+3", "'-2+3"),
+        ("@SUM(A1)", "'@SUM(A1)"),
+        ("\tx", "'\tx"),
+        ("\rx", "'\rx"),
+        ("-", "'-"),
+        ("-12.50", "-12.50"),
+        ("+3", "+3"),
+        ("-7", "-7"),
+        ("Aarav", "Aarav"),
+        ("", ""),
+        (None, None),
+        (-12, -12),
+    ],
+)
 def test_formula_cells_are_neutralised_and_plain_numbers_kept(cell, exported):
     assert neutralise(cell) == exported
 
@@ -156,8 +201,11 @@ def test_batch_list_and_csv_count_only_the_users_children(client, auth, factory)
         page = client.get("/orders/batches").data.decode()
         row = re.search(rf'<tr id="batch-{batch.id}">.*?</tr>', page, re.S).group(0)
         exported = list(csv.DictReader(io.StringIO(client.get("/orders/batches/export.csv").data.decode())))
-        counts[username] = (re.findall(r'<td class="num">(\d+)</td>', row)[-1], re.findall(r"NEW \d+", row),
-                            exported[0]["children"])
+        counts[username] = (
+            re.findall(r'<td class="num">(\d+)</td>', row)[-1],
+            re.findall(r"NEW \d+", row),
+            exported[0]["children"],
+        )
         auth.logout()
     assert counts == {"tara": ("1", ["NEW 1"], "1"), "root": ("3", ["NEW 3"], "3")}
 
@@ -167,8 +215,12 @@ def test_batch_list_and_csv_count_only_the_users_children(client, auth, factory)
 
 def test_sharekhan_connect_redirect_carries_no_secret(app, client, auth, factory, caplog):
     secrets = {"secret_key": "S3cretKeyS3cretKeyS3cretKeyS3cre", "vendor_key": "VendorKey-9f8e7d"}
-    sk = factory.client("Chirag", broker="sharekhan", code="73101",
-                        credentials={"api_key": "public-api-key", "version_id": "1005", **secrets})
+    sk = factory.client(
+        "Chirag",
+        broker="sharekhan",
+        code="73101",
+        credentials={"api_key": "public-api-key", "version_id": "1005", **secrets},
+    )
     factory.user("tara", clients=[sk])
     auth.login("tara")
     caplog.set_level("DEBUG")
@@ -183,12 +235,17 @@ def test_sharekhan_connect_redirect_carries_no_secret(app, client, auth, factory
 # ---------------------------------------------------------------------------- WebSocket Origin
 
 
-@pytest.mark.parametrize("origin, scheme, host, same", [
-    ("http://desk.example:8000", "http", "desk.example:8000", True),
-    ("https://desk.example", "https", "desk.example", True),
-    ("http://desk.example", "https", "desk.example", False),  # a plain-http page on the same host
-    ("https://desk.example:8000", "http", "desk.example:8000", False),
-    ("http://evil.example:8000", "http", "desk.example:8000", False),
-    ("null", "http", "desk.example", False), (None, "http", "desk.example", False)])
+@pytest.mark.parametrize(
+    "origin, scheme, host, same",
+    [
+        ("http://desk.example:8000", "http", "desk.example:8000", True),
+        ("https://desk.example", "https", "desk.example", True),
+        ("http://desk.example", "https", "desk.example", False),  # a plain-http page on the same host
+        ("https://desk.example:8000", "http", "desk.example:8000", False),
+        ("http://evil.example:8000", "http", "desk.example:8000", False),
+        ("null", "http", "desk.example", False),
+        (None, "http", "desk.example", False),
+    ],
+)
 def test_websocket_origin_must_match_scheme_and_host(origin, scheme, host, same):
     assert _same_origin(origin, scheme, host) is same

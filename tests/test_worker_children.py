@@ -1,6 +1,7 @@
 """The `worker` role's scheduler child dies with its worker (jobs/worker.py): a worker killed with
 SIGKILL leaves no scheduler behind holding the scheduler lock, so the worker the supervisor starts
 next schedules again."""
+
 import os
 import signal
 import subprocess
@@ -49,14 +50,40 @@ def wait_until(condition, timeout: float, what: str):
 
 def start_worker(app, tmp_path: Path, name: str) -> subprocess.Popen:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("FANOUT_", "DATABASE_URL", "REDIS_URL"))}
-    env.update(DATABASE_URL=app.config["SQLALCHEMY_DATABASE_URI"], REDIS_URL=app.config["REDIS_URL"],
-               SECRET_KEY="test-secret", FANOUT_ENCRYPTION_KEYS=app.config["FANOUT_ENCRYPTION_KEYS"][0],
-               FANOUT_TESTING="1", FANOUT_INSTANCE=str(tmp_path), PYTHONPATH=str(ROOT), PYTHONUNBUFFERED="1")
+    env.update(
+        DATABASE_URL=app.config["SQLALCHEMY_DATABASE_URI"],
+        REDIS_URL=app.config["REDIS_URL"],
+        SECRET_KEY="test-secret",
+        FANOUT_ENCRYPTION_KEYS=app.config["FANOUT_ENCRYPTION_KEYS"][0],
+        FANOUT_TESTING="1",
+        FANOUT_INSTANCE=str(tmp_path),
+        PYTHONPATH=str(ROOT),
+        PYTHONUNBUFFERED="1",
+    )
     with (tmp_path / f"{name}.log").open("w") as log:  # the child keeps its own copy of the descriptor
         return subprocess.Popen(
-            [sys.executable, "-m", "rq.cli", "worker", "--worker-class", "jobs.worker.AppWorker", "--config",
-             "jobs.settings", "--with-scheduler", "--name", name, "sync", "default"],
-            cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+            [
+                sys.executable,
+                "-m",
+                "rq.cli",
+                "worker",
+                "--worker-class",
+                "jobs.worker.AppWorker",
+                "--config",
+                "jobs.settings",
+                "--with-scheduler",
+                "--name",
+                name,
+                "sync",
+                "default",
+            ],
+            cwd=ROOT,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
 
 
 def test_a_killed_workers_scheduler_stops_and_frees_the_lock(app, tmp_path):

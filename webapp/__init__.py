@@ -1,8 +1,10 @@
 """Fanout: the Flask app factory."""
+
 from __future__ import annotations
 
 import logging
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from flask import Flask
 
@@ -59,7 +61,9 @@ def _check_config(app: Flask) -> None:
 
         app.config["FANOUT_ENCRYPTION_KEYS"] = [generate_key()]
     if isinstance(app.config["FANOUT_ENCRYPTION_KEYS"], str):
-        app.config["FANOUT_ENCRYPTION_KEYS"] = [k.strip() for k in app.config["FANOUT_ENCRYPTION_KEYS"].split(",") if k.strip()]
+        app.config["FANOUT_ENCRYPTION_KEYS"] = [
+            k.strip() for k in app.config["FANOUT_ENCRYPTION_KEYS"].split(",") if k.strip()
+        ]
     if not app.config.get("FANOUT_AUDIT_KEYS"):
         from webapp.audit import derived_key
 

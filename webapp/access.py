@@ -1,5 +1,6 @@
 """Which clients a user may see and act for: admins all, everyone else only their grants. Nothing
 else in the code decides that (pages, partials, exports, the feed's sockets all ask here)."""
+
 from __future__ import annotations
 
 import sqlalchemy as sa
@@ -55,7 +56,8 @@ def client_for(user: User, client_id: int) -> Client:
     """The client, or 404 when it does not exist or the user has no grant (no existence leak)."""
     client = db.session.get(Client, client_id)
     scope = client_scope(user)
-    if client is None or (scope is not None and not db.session.execute(
-            scope.where(user_clients.c.client_id == client_id)).first()):
+    if client is None or (
+        scope is not None and not db.session.execute(scope.where(user_clients.c.client_id == client_id)).first()
+    ):
         abort(404)
     return client

@@ -13,13 +13,15 @@ are migrated by `flask audit rekey --accept-unkeyed`. The head row (seq, hash) m
 event, so deleting the newest events shows too, unless the head is rewound with them: to catch
 that, keep the head `flask audit verify` prints somewhere outside the database.
 """
+
 from __future__ import annotations
 
 import hashlib
 import hmac
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any
 
 import sqlalchemy as sa
 from flask import current_app
@@ -43,11 +45,22 @@ def _keys() -> list[str]:
 
 
 def _body(prev_hash: str, event: AuditEvent) -> bytes:
-    body = json.dumps({
-        "seq": event.seq, "at": event.created_at.isoformat(), "actor_id": event.actor_id, "actor": event.actor,
-        "action": event.action, "target": event.target, "clients": event.clients, "result": event.result,
-        "detail": event.detail, "ip": event.ip,
-    }, sort_keys=True, separators=(",", ":"))
+    body = json.dumps(
+        {
+            "seq": event.seq,
+            "at": event.created_at.isoformat(),
+            "actor_id": event.actor_id,
+            "actor": event.actor,
+            "action": event.action,
+            "target": event.target,
+            "clients": event.clients,
+            "result": event.result,
+            "detail": event.detail,
+            "ip": event.ip,
+        },
+        sort_keys=True,
+        separators=(",", ":"),
+    )
     return (prev_hash + body).encode()
 
 
@@ -60,9 +73,17 @@ def _unkeyed(prev_hash: str, event: AuditEvent) -> str:
     return hashlib.sha256(_body(prev_hash, event)).hexdigest()
 
 
-def record(action: str, *, actor_id: int | None = None, actor: str = "system", target: str = "",
-           clients: Iterable[int] = (), result: str = "ok", detail: dict[str, Any] | None = None,
-           ip: str | None = None) -> AuditEvent:
+def record(
+    action: str,
+    *,
+    actor_id: int | None = None,
+    actor: str = "system",
+    target: str = "",
+    clients: Iterable[int] = (),
+    result: str = "ok",
+    detail: dict[str, Any] | None = None,
+    ip: str | None = None,
+) -> AuditEvent:
     session = db.session
     bumped = session.execute(sa.update(AuditHead).where(AuditHead.id == 1).values(seq=AuditHead.seq + 1))
     if bumped.rowcount == 0:  # first event ever: create the head row
@@ -71,9 +92,17 @@ def record(action: str, *, actor_id: int | None = None, actor: str = "system", t
     head = session.execute(sa.select(AuditHead).where(AuditHead.id == 1)).scalar_one()
     session.refresh(head)
     event = AuditEvent(
-        seq=head.seq, created_at=utcnow(), actor_id=actor_id, actor=actor, action=action, target=target,
-        clients=",".join(str(c) for c in sorted(set(clients))), result=result,
-        detail=text_json(detail or {}, sort_keys=True), ip=ip, prev_hash=head.hash,
+        seq=head.seq,
+        created_at=utcnow(),
+        actor_id=actor_id,
+        actor=actor,
+        action=action,
+        target=target,
+        clients=",".join(str(c) for c in sorted(set(clients))),
+        result=result,
+        detail=text_json(detail or {}, sort_keys=True),
+        ip=ip,
+        prev_hash=head.hash,
     )
     event.hash = _sign(_keys()[0], head.hash, event)
     head.hash = event.hash
@@ -96,9 +125,11 @@ class ChainReport:
         return self.broken_at is None
 
 
-UNKEYED = ("unkeyed hash: a plain SHA-256 link, which anyone with database access can recompute (a chain written "
-           "before FANOUT_AUDIT_KEYS, or rewritten); if the chain predates the keys, run `flask audit rekey "
-           "--accept-unkeyed` once")
+UNKEYED = (
+    "unkeyed hash: a plain SHA-256 link, which anyone with database access can recompute (a chain written "
+    "before FANOUT_AUDIT_KEYS, or rewritten); if the chain predates the keys, run `flask audit rekey "
+    "--accept-unkeyed` once"
+)
 FORGED = "the hash matches no key of FANOUT_AUDIT_KEYS: contents changed, or re-hashed without the key"
 
 
@@ -110,8 +141,15 @@ class _Walk:
         self.prev, self.expected, self.old_key, self.unkeyed = GENESIS, 1, 0, 0
 
     def report(self, broken_at: int | None = None, reason: str = "", head: AuditHead | None = None) -> ChainReport:
-        return ChainReport(self.expected - 1, broken_at, reason, head.seq if head else 0,
-                           head.hash if head else GENESIS, self.old_key, self.unkeyed)
+        return ChainReport(
+            self.expected - 1,
+            broken_at,
+            reason,
+            head.seq if head else 0,
+            head.hash if head else GENESIS,
+            self.old_key,
+            self.unkeyed,
+        )
 
     def link_problem(self, event: AuditEvent) -> str | None:
         if event.seq != self.expected:
@@ -135,8 +173,10 @@ class _Walk:
         if head is None:
             return (1, "the audit_head row is missing") if last else None
         if head.seq > last:
-            return last + 1, (f"the newest events were deleted: the head says the chain ends at event {head.seq}, "
-                              f"the last event left is {last}")
+            return last + 1, (
+                f"the newest events were deleted: the head says the chain ends at event {head.seq}, "
+                f"the last event left is {last}"
+            )
         if head.seq < last:
             return head.seq + 1, f"events after the head: the head says the chain ends at event {head.seq}"
         if head.hash != self.prev:
@@ -145,24 +185,33 @@ class _Walk:
 
 
 def _head() -> AuditHead | None:
-    return db.session.execute(sa.select(AuditHead).where(AuditHead.id == 1).execution_options(
-        populate_existing=True)).scalar_one_or_none()
+    return db.session.execute(
+        sa.select(AuditHead).where(AuditHead.id == 1).execution_options(populate_existing=True)
+    ).scalar_one_or_none()
 
 
 def verify_chain(accept_unkeyed: bool = False, batch: int = 1000) -> ChainReport:
     """Walk the chain from the first event and check the head; report the first broken link."""
     walk = _Walk(_keys(), accept_unkeyed)
     while True:
-        rows = db.session.execute(sa.select(AuditEvent).where(AuditEvent.seq >= walk.expected)
-                                  .order_by(AuditEvent.seq).limit(batch)).scalars().all()
+        rows = (
+            db.session.execute(
+                sa.select(AuditEvent).where(AuditEvent.seq >= walk.expected).order_by(AuditEvent.seq).limit(batch)
+            )
+            .scalars()
+            .all()
+        )
         for event in rows:
             if problem := walk.link_problem(event):
                 return walk.report(event.seq, problem, _head())
         if rows:
             continue
         head = _head()
-        if head is not None and head.seq >= walk.expected and db.session.execute(
-                sa.select(AuditEvent.id).where(AuditEvent.seq >= walk.expected).limit(1)).first():
+        if (
+            head is not None
+            and head.seq >= walk.expected
+            and db.session.execute(sa.select(AuditEvent.id).where(AuditEvent.seq >= walk.expected).limit(1)).first()
+        ):
             continue  # events committed while we walked (the head moved with them): check those too
         if problem := walk.head_problem(head):
             return walk.report(*problem, head=head)
@@ -178,8 +227,13 @@ def rekey_chain(accept_unkeyed: bool = False, batch: int = 1000) -> ChainReport:
     if not report.ok or report.checked == 0:
         return report
     key, prev, after = _keys()[0], GENESIS, 0
-    while rows := db.session.execute(sa.select(AuditEvent).where(AuditEvent.seq > after)
-                                     .order_by(AuditEvent.seq).limit(batch)).scalars().all():
+    while (
+        rows := db.session.execute(
+            sa.select(AuditEvent).where(AuditEvent.seq > after).order_by(AuditEvent.seq).limit(batch)
+        )
+        .scalars()
+        .all()
+    ):
         for event in rows:
             event.prev_hash, event.hash = prev, _sign(key, prev, event)
             prev, after = event.hash, event.seq

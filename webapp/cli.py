@@ -1,5 +1,6 @@
 """Flask commands: `flask demo seed`, `flask users create-admin`, `flask audit verify|rekey`,
 `flask instruments load FILE`, `flask secrets rotate`."""
+
 from __future__ import annotations
 
 import sys
@@ -18,7 +19,6 @@ audit_cli = AppGroup("audit", help="The audit trail.")
 instruments = AppGroup("instruments", help="The instrument master.")
 secrets_cli = AppGroup("secrets", help="Encrypted secrets at rest.")
 feed = AppGroup("feed", help="The market-data process.")
-
 
 
 @demo.command("seed")
@@ -45,8 +45,14 @@ def create_admin(username: str, email: str | None, password: str) -> None:
         raise click.ClickException(f"user {username} already exists")
     if problem := password_problem(password, username):
         raise click.ClickException(f"weak password: {problem}")
-    user = User(username=username, email=email, role="admin", active=True, password_hash=hash_password(password),
-                password_changed_at=utcnow())
+    user = User(
+        username=username,
+        email=email,
+        role="admin",
+        active=True,
+        password_hash=hash_password(password),
+        password_changed_at=utcnow(),
+    )
     db.session.add(user)
     db.session.flush()
     audit.record("user.created", actor="cli", target=f"user:{user.id}", detail={"username": username, "role": "admin"})
@@ -62,16 +68,23 @@ def audit_verify() -> None:
     report = verify_chain()
     if not report.ok:
         _chain_broken(report)
-    click.echo(f"audit chain ok: {report.checked} events; head {report.head_seq} {report.head_hash} "
-               "(keep this line outside the database: a head rewound with its deleted events shows against it)")
+    click.echo(
+        f"audit chain ok: {report.checked} events; head {report.head_seq} {report.head_hash} "
+        "(keep this line outside the database: a head rewound with its deleted events shows against it)"
+    )
     if report.old_key:
-        click.echo(f"{report.old_key} events are signed with an older key of FANOUT_AUDIT_KEYS: "
-                   "`flask audit rekey` re-signs them with the first")
+        click.echo(
+            f"{report.old_key} events are signed with an older key of FANOUT_AUDIT_KEYS: "
+            "`flask audit rekey` re-signs them with the first"
+        )
 
 
 @audit_cli.command("rekey")
-@click.option("--accept-unkeyed", is_flag=True,
-              help="Also re-sign plain SHA-256 links (a chain written before FANOUT_AUDIT_KEYS existed).")
+@click.option(
+    "--accept-unkeyed",
+    is_flag=True,
+    help="Also re-sign plain SHA-256 links (a chain written before FANOUT_AUDIT_KEYS existed).",
+)
 def audit_rekey(accept_unkeyed: bool) -> None:
     """Verify the chain, then re-sign it with the first key of FANOUT_AUDIT_KEYS (the others can then go)."""
     from webapp.audit import rekey_chain
@@ -81,13 +94,18 @@ def audit_rekey(accept_unkeyed: bool) -> None:
         db.session.rollback()
         _chain_broken(report, "; nothing was re-signed")
     db.session.commit()
-    click.echo(f"re-signed {report.checked} events with the first key of FANOUT_AUDIT_KEYS "
-               f"({report.unkeyed} were unkeyed, {report.old_key} under an older key); the older keys can be dropped")
+    click.echo(
+        f"re-signed {report.checked} events with the first key of FANOUT_AUDIT_KEYS "
+        f"({report.unkeyed} were unkeyed, {report.old_key} under an older key); the older keys can be dropped"
+    )
 
 
 def _chain_broken(report, outcome: str = "") -> None:
-    click.echo(f"audit chain BROKEN at event {report.broken_at}: {report.reason} "
-               f"({report.checked} events verified before it){outcome}", err=True)
+    click.echo(
+        f"audit chain BROKEN at event {report.broken_at}: {report.reason} "
+        f"({report.checked} events verified before it){outcome}",
+        err=True,
+    )
     sys.exit(1)
 
 
@@ -105,8 +123,10 @@ def instruments_load(path: Path) -> None:
     db.session.commit()
     for error in report.errors:
         click.echo(f"rejected {error}", err=True)
-    click.echo(f"loaded {report.loaded} instruments: {report.created} new, {report.updated} updated, "
-               f"{report.unchanged} unchanged, {len(report.errors)} rejected")
+    click.echo(
+        f"loaded {report.loaded} instruments: {report.created} new, {report.updated} updated, "
+        f"{report.unchanged} unchanged, {len(report.errors)} rejected"
+    )
 
 
 @secrets_cli.command("rotate")

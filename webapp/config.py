@@ -3,12 +3,13 @@
 `Config.from_env()` builds the settings; `Config.validate()` refuses to start outside demo/test mode
 when a secret is missing. Nothing here reads the environment at import time.
 """
+
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping
 
 from webapp.brokers import SIMULATED_FEED  # the registry module alone: no adapter is imported here
 
@@ -64,7 +65,7 @@ def database_url(value: str | None) -> str:
     # Heroku-style URLs and plain postgresql:// go through psycopg 3
     for prefix in ("postgres://", "postgresql://"):
         if value.startswith(prefix):
-            return "postgresql+psycopg://" + value[len(prefix):]
+            return "postgresql+psycopg://" + value[len(prefix) :]
     return value
 
 
@@ -104,7 +105,7 @@ class Config:
     PAPER_JITTER_MS: int = 0
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> "Config":
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Config:
         env = os.environ if env is None else env
         demo = parse_bool(env.get("FANOUT_DEMO"))
         return cls(
@@ -139,20 +140,27 @@ class Config:
 
     def validate(self) -> None:
         relaxed = self.DEMO_MODE or self.TESTING
-        missing = [name for name, value in (
-            ("SECRET_KEY", self.SECRET_KEY),
-            ("FANOUT_ENCRYPTION_KEYS", self.FANOUT_ENCRYPTION_KEYS),
-            ("FANOUT_AUDIT_KEYS", self.FANOUT_AUDIT_KEYS),
-            ("REDIS_URL", self.REDIS_URL),
-        ) if not value]
+        missing = [
+            name
+            for name, value in (
+                ("SECRET_KEY", self.SECRET_KEY),
+                ("FANOUT_ENCRYPTION_KEYS", self.FANOUT_ENCRYPTION_KEYS),
+                ("FANOUT_AUDIT_KEYS", self.FANOUT_AUDIT_KEYS),
+                ("REDIS_URL", self.REDIS_URL),
+            )
+            if not value
+        ]
         if missing and not relaxed:
             raise ConfigError(
                 "Fanout will not start: missing " + ", ".join(missing) + ". Set them in the environment "
-                "(see README 'Configuration'), or set FANOUT_DEMO=1 for a local demo.")
+                "(see README 'Configuration'), or set FANOUT_DEMO=1 for a local demo."
+            )
         audit_keys = self.FANOUT_AUDIT_KEYS
         if any(len(key) < 32 for key in (parse_list(audit_keys) if isinstance(audit_keys, str) else audit_keys)):
-            raise ConfigError("FANOUT_AUDIT_KEYS: each key needs at least 32 characters (make one with "
-                              "`python -c 'import secrets; print(secrets.token_urlsafe(32))'`).")
+            raise ConfigError(
+                "FANOUT_AUDIT_KEYS: each key needs at least 32 characters (make one with "
+                "`python -c 'import secrets; print(secrets.token_urlsafe(32))'`)."
+            )
         if not self.REDIS_URL:
             raise ConfigError("REDIS_URL is not set: `make run` starts an embedded Redis and sets it for you.")
 

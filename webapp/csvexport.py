@@ -5,12 +5,14 @@ names, notes and broker reasons come from people and brokers) get a leading apos
 advises, so they open as text. Plain numbers are left alone even when negative: -12.50 is a loss
 that must stay a number to be summed, and no formula can hide in `[+-]digits[.digits]`.
 """
+
 from __future__ import annotations
 
 import csv
 import io
 import re
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from flask import Response
 
@@ -31,5 +33,6 @@ def csv_response(name: str, header: list[str], rows: Iterable[Iterable]) -> Resp
     writer.writerow(header)
     writer.writerows([neutralise(cell) for cell in row] for row in rows)
     filename = UNSAFE_FILENAME.sub("_", name)  # client codes are part of some names
-    return Response(out.getvalue(), mimetype="text/csv",
-                    headers={"Content-Disposition": f"attachment; filename={filename}.csv"})
+    return Response(
+        out.getvalue(), mimetype="text/csv", headers={"Content-Disposition": f"attachment; filename={filename}.csv"}
+    )

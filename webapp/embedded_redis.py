@@ -6,6 +6,7 @@ should for this desk: queued jobs and rate windows must survive a restart. The a
 written every second (`appendfsync everysec`: at most a second of writes lost to a power cut) and an
 RDB snapshot is taken after a minute with any change, for a fast start.
 """
+
 from __future__ import annotations
 
 import ctypes
@@ -62,13 +63,33 @@ class EmbeddedRedis:
     def command(self) -> list[str]:
         """The redis-server command line (the launcher hands it to supervisord)."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        return [redis_server_binary(), "--bind", "127.0.0.1", "--port", str(self.port), "--dir", str(self.data_dir),
-                *(PERSIST_ARGS if self.persist else EPHEMERAL_ARGS), "--loglevel", "warning",
-                "--dbfilename", "fanout.rdb", "--appendfilename", "fanout.aof", "--daemonize", "no"]
+        return [
+            redis_server_binary(),
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--dir",
+            str(self.data_dir),
+            *(PERSIST_ARGS if self.persist else EPHEMERAL_ARGS),
+            "--loglevel",
+            "warning",
+            "--dbfilename",
+            "fanout.rdb",
+            "--appendfilename",
+            "fanout.aof",
+            "--daemonize",
+            "no",
+        ]
 
-    def start(self, timeout: float = 10.0) -> "EmbeddedRedis":
-        self.process = subprocess.Popen(self.command(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                        start_new_session=True, preexec_fn=die_with_parent)
+    def start(self, timeout: float = 10.0) -> EmbeddedRedis:
+        self.process = subprocess.Popen(
+            self.command(),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
+            preexec_fn=die_with_parent,
+        )
         try:
             self.wait_ready(timeout)
         except RuntimeError:
@@ -106,7 +127,7 @@ class EmbeddedRedis:
         if self._tmp:
             self._tmp.cleanup()
 
-    def __enter__(self) -> "EmbeddedRedis":
+    def __enter__(self) -> EmbeddedRedis:
         return self.start()
 
     def __exit__(self, *exc) -> None:

@@ -4,6 +4,7 @@
 
 `web` waits for the database and runs `flask db upgrade` first (microblog's boot.sh).
 """
+
 from __future__ import annotations
 
 import os

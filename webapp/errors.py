@@ -1,11 +1,13 @@
 """Error pages: a page for a browser, a fragment for htmx, JSON for API clients. Never a traceback."""
+
 from __future__ import annotations
 
 import logging
 
 from flask import Flask, jsonify, render_template, request
 from flask_wtf.csrf import CSRFError
-from redis.exceptions import ConnectionError as RedisConnectionError, TimeoutError as RedisTimeoutError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from werkzeug.exceptions import HTTPException, InternalServerError
 
 from webapp.extensions import db
@@ -28,8 +30,8 @@ REDIS_UNAVAILABLE = "Redis is unavailable right now, so this cannot be done; try
 
 def wants_json() -> bool:
     return request.path.startswith("/api/") or (
-        request.accept_mimetypes.best_match(["application/json", "text/html"]) == "application/json"
-        and not is_htmx())
+        request.accept_mimetypes.best_match(["application/json", "text/html"]) == "application/json" and not is_htmx()
+    )
 
 
 def render_error(code: int, message: str | None = None):

@@ -1,5 +1,6 @@
 """The one event publisher: small JSON events on one Redis channel (order.updated, batch.progress,
 position.updated, ...). Web processes render them into HTML for the sockets allowed to see them."""
+
 from __future__ import annotations
 
 import logging

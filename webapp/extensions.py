@@ -1,4 +1,5 @@
 """Extension singletons, bound to the app in create_app() (nothing happens at import)."""
+
 from __future__ import annotations
 
 import redis

@@ -1,4 +1,5 @@
 """gunicorn settings: threaded workers, since flask-sock holds a thread per WebSocket."""
+
 import os
 
 bind = f"{os.environ.get('BIND_HOST', '127.0.0.1')}:{os.environ.get('PORT', '8000')}"

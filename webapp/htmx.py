@@ -1,4 +1,5 @@
 """htmx helpers: one URL serves the page or its partial; redirects that htmx follows."""
+
 from __future__ import annotations
 
 from flask import Flask, Response, make_response, render_template, request

@@ -10,15 +10,17 @@ message for the user (InputError), and nothing downstream has to ask again.
 The parsers take plain strings and return plain values (no Flask request inside); the WTForms
 fields and the URL converter below are thin adapters over them.
 """
+
 from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import Iterable
 from decimal import Decimal
-from typing import Iterable
 
 import sqlalchemy as sa
-from werkzeug.routing import BaseConverter, ValidationError as RouteMismatch
+from werkzeug.routing import BaseConverter
+from werkzeug.routing import ValidationError as RouteMismatch
 from wtforms import DecimalField, HiddenField, IntegerField, SelectMultipleField
 from wtforms.validators import StopValidation
 
@@ -87,8 +89,9 @@ def column_digits(column) -> tuple[int, int]:
     return column_type.precision, column_type.scale or 0
 
 
-def decimal_number(raw: object, *, precision: int, scale: int, minimum: Decimal | None = None,
-                   maximum: Decimal | None = None) -> Decimal:
+def decimal_number(
+    raw: object, *, precision: int, scale: int, minimum: Decimal | None = None, maximum: Decimal | None = None
+) -> Decimal:
     """A finite decimal in plain ASCII notation that fits NUMERIC(precision, scale) and the bounds."""
     text = raw.strip() if isinstance(raw, str) else ""
     if not text:
@@ -156,6 +159,7 @@ def shown_decimal(value: Decimal | None) -> str:
 
 # --- thin adapters: URL converter ----------------------------------------------------------------
 
+
 class IdConverter(BaseConverter):
     """Replaces `<int:...>` in every route: ASCII digits within the INTEGER range, else no match (404).
     Werkzeug's own takes any Unicode digit (`\\d`) and any size, which overflowed the database."""
@@ -201,6 +205,7 @@ def _refuse_control_characters():
 
 # --- thin adapters: WTForms fields ---------------------------------------------------------------
 
+
 class _ParsedField:
     """A parse error is the field's only message: the validators after it would only repeat it."""
 
@@ -241,8 +246,16 @@ class IdField(_ParsedField, IntegerField):
 class AmountField(_ParsedField, DecimalField):
     """A decimal bounded by its model column's precision and scale (and by minimum/maximum)."""
 
-    def __init__(self, label=None, validators=None, *, column, minimum: Decimal | None = None,
-                 maximum: Decimal | None = None, **kwargs):
+    def __init__(
+        self,
+        label=None,
+        validators=None,
+        *,
+        column,
+        minimum: Decimal | None = None,
+        maximum: Decimal | None = None,
+        **kwargs,
+    ):
         super().__init__(label, validators, places=None, **kwargs)
         self.precision, self.scale = column_digits(column)
         self.minimum, self.maximum = minimum, maximum
@@ -250,12 +263,13 @@ class AmountField(_ParsedField, DecimalField):
     def process_formdata(self, valuelist):
         self.data = None
         if valuelist and isinstance(valuelist[0], str) and valuelist[0].strip():
-            self.data = decimal_number(valuelist[0], precision=self.precision, scale=self.scale,
-                                       minimum=self.minimum, maximum=self.maximum)
+            self.data = decimal_number(
+                valuelist[0], precision=self.precision, scale=self.scale, minimum=self.minimum, maximum=self.maximum
+            )
 
     def _value(self):
         if self.raw_data:
-            return self.raw_data[0][:MAX_NUMBER_TEXT * 2]
+            return self.raw_data[0][: MAX_NUMBER_TEXT * 2]
         return shown_decimal(self.data)
 
 
@@ -282,4 +296,3 @@ class IdsField(_ParsedField, SelectMultipleField):
         if None in ids:
             raise InputError("Not a valid choice.")
         self.data = list(dict.fromkeys(ids))
-

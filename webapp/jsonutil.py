@@ -10,6 +10,7 @@
 
 Imports nothing of the desk, so any layer may use it.
 """
+
 from __future__ import annotations
 
 import json

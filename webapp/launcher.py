@@ -24,6 +24,7 @@ supervisord stop the roles — web first, the workers last so they finish the jo
 with the signal it treats as a clean shutdown, and its whole process group (no orphan survives);
 then Redis, once nothing uses it.
 """
+
 from __future__ import annotations
 
 import json
@@ -82,33 +83,55 @@ def supervisor_config(roles: dict[str, list[str]], instance: Path, redis: list[s
     """supervisord's configuration: the embedded Redis (when given its command), started at once, and
     one program per Procfile role, started by `start_roles` once the database is ready. No secrets
     in it: the processes inherit them from supervisord's environment."""
+
     def path(p: Path) -> str:
         return str(p).replace("%", "%%")  # supervisord expands %(name)s in values
 
     logs = instance / "logs"
     sections = [
         # silent: its own lines go to its log file only, which the console follows like the others
-        "[supervisord]", "nodaemon=true", "silent=true", "loglevel=info", f"logfile={path(logs / 'supervisord.log')}",
-        "logfile_maxbytes=10MB", "logfile_backups=3", f"pidfile={path(instance / 'supervisord.pid')}",
+        "[supervisord]",
+        "nodaemon=true",
+        "silent=true",
+        "loglevel=info",
+        f"logfile={path(logs / 'supervisord.log')}",
+        "logfile_maxbytes=10MB",
+        "logfile_backups=3",
+        f"pidfile={path(instance / 'supervisord.pid')}",
         f"childlogdir={path(logs)}",
         *(["user=root"] if os.geteuid() == 0 else []),  # as in a container: said, or it logs a CRIT line
         "",
         # `supervisorctl -c instance/supervisord.conf status` (or restart orders:*) talks to it here
-        "[unix_http_server]", f"file={path(instance / 'supervisor.sock')}", "chmod=0700", "",
-        "[rpcinterface:supervisor]", "supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface",
-        "", "[supervisorctl]", f"serverurl=unix://{path(instance / 'supervisor.sock')}", "",
+        "[unix_http_server]",
+        f"file={path(instance / 'supervisor.sock')}",
+        "chmod=0700",
+        "",
+        "[rpcinterface:supervisor]",
+        "supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface",
+        "",
+        "[supervisorctl]",
+        f"serverurl=unix://{path(instance / 'supervisor.sock')}",
+        "",
     ]
     programs = {"redis": redis, **roles} if redis else roles
     for role, command in programs.items():
         sections += [
-            f"[program:{role}]", f"command={shlex.join(command).replace('%', '%%')}", f"directory={path(ROOT)}",
-            f"priority={PRIORITY.get(role, 600)}", f"autostart={'true' if role == 'redis' else 'false'}",
+            f"[program:{role}]",
+            f"command={shlex.join(command).replace('%', '%%')}",
+            f"directory={path(ROOT)}",
+            f"priority={PRIORITY.get(role, 600)}",
+            f"autostart={'true' if role == 'redis' else 'false'}",
             "autorestart=true",
-            f"startsecs={STARTSECS}", f"startretries={STARTRETRIES}",
-            f"stopsignal={STOPSIGNAL.get(role, 'INT')}", f"stopwaitsecs={STOPWAITSECS}",
-            "stopasgroup=true", "killasgroup=true", "redirect_stderr=true",
+            f"startsecs={STARTSECS}",
+            f"startretries={STARTRETRIES}",
+            f"stopsignal={STOPSIGNAL.get(role, 'INT')}",
+            f"stopwaitsecs={STOPWAITSECS}",
+            "stopasgroup=true",
+            "killasgroup=true",
+            "redirect_stderr=true",
             f"stdout_logfile={path(logs)}/%(program_name)s{'-%(process_num)s' if role == 'orders' else ''}.log",
-            "stdout_logfile_maxbytes=10MB", "stdout_logfile_backups=3",
+            "stdout_logfile_maxbytes=10MB",
+            "stdout_logfile_backups=3",
         ]
         if role == "orders":
             sections += [f"numprocs={ORDERS_WORKERS}", "process_name=%(program_name)s-%(process_num)s"]
@@ -202,8 +225,12 @@ class Supervisor:
         self._previous = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
         # supervisord stops everything if the launcher itself is killed (SIGKILL gives no chance to
         # forward a signal). It writes nothing through the launcher, which may be gone by then.
-        self.process = subprocess.Popen([sys.executable, "-m", "supervisor.supervisord", "-c", str(config_path())],
-                                        env=env, cwd=ROOT, preexec_fn=die_with_parent)
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "supervisor.supervisord", "-c", str(config_path())],
+            env=env,
+            cwd=ROOT,
+            preexec_fn=die_with_parent,
+        )
 
     def _on_signal(self, signum, frame) -> None:
         self.stopping = True
@@ -216,7 +243,8 @@ class Supervisor:
         from supervisor.xmlrpc import SupervisorTransport
 
         control = xmlrpc.client.ServerProxy(
-            "http://localhost", transport=SupervisorTransport(serverurl=f"unix://{INSTANCE / 'supervisor.sock'}"))
+            "http://localhost", transport=SupervisorTransport(serverurl=f"unix://{INSTANCE / 'supervisor.sock'}")
+        )
         deadline = time.monotonic() + timeout
         while True:  # its control socket may not be listening yet
             try:
@@ -273,12 +301,15 @@ def main() -> int:
         supervisor.wait()
         raise
     password = env.get("DEMO_PASSWORD", "fanout-demo")
-    print(f"\n  Fanout is starting at http://127.0.0.1:{env['PORT']}\n"
-          f"  Demo logins: admin / trader / viewer, password: {password}\n"
-          f"  Redis: {env['REDIS_URL']}{' (embedded)' if embedded else ''}\n"
-          f"  Logs: {INSTANCE / 'logs'}\n"
-          f"  Processes: {Path(sys.executable).parent / 'supervisorctl'} -c {config_path()} status\n"
-          f"  Ctrl-C stops everything.\n", flush=True)
+    print(
+        f"\n  Fanout is starting at http://127.0.0.1:{env['PORT']}\n"
+        f"  Demo logins: admin / trader / viewer, password: {password}\n"
+        f"  Redis: {env['REDIS_URL']}{' (embedded)' if embedded else ''}\n"
+        f"  Logs: {INSTANCE / 'logs'}\n"
+        f"  Processes: {Path(sys.executable).parent / 'supervisorctl'} -c {config_path()} status\n"
+        f"  Ctrl-C stops everything.\n",
+        flush=True,
+    )
     return supervisor.wait()
 
 

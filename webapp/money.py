@@ -1,4 +1,5 @@
 """The one money type is Decimal. Helpers for ticks and display."""
+
 from __future__ import annotations
 
 from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_UP, Decimal, InvalidOperation, localcontext

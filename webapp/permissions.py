@@ -5,10 +5,11 @@ requests, so a login form is never swapped into a fragment); a role without the 
 403 and an `access.denied` audit event. `public` marks the few routes anyone may call. A test walks
 the URL map and fails when a route carries neither.
 """
+
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import wraps
-from typing import Callable
 
 from flask import abort, request
 from flask_login import current_user
@@ -75,8 +76,14 @@ def _deny(permission: str) -> None:
     from webapp import audit
     from webapp.extensions import db
 
-    audit.record("access.denied", actor_id=current_user.id, actor=current_user.username, result="denied",
-                 target=f"{request.method} {request.path}", detail={"permission": permission},
-                 ip=request.remote_addr)
+    audit.record(
+        "access.denied",
+        actor_id=current_user.id,
+        actor=current_user.username,
+        result="denied",
+        target=f"{request.method} {request.path}",
+        detail={"permission": permission},
+        ip=request.remote_addr,
+    )
     db.session.commit()
     abort(403)

@@ -13,6 +13,7 @@ escapes RQ's loops (where it would end the process: `rq cron` catches nothing, `
 a TimeoutError or on a ConnectionError outside its dequeue). A command then waits for Redis to come
 back, which for these processes is the right thing to do.
 """
+
 from __future__ import annotations
 
 import threading
@@ -93,6 +94,8 @@ class PatientRedis(redis.Redis):
     def from_url(cls, url: str, **kwargs):
         kwargs.setdefault("retry", Retry(ExponentialBackoff(cap=10, base=0.5), -1))
         kwargs.setdefault("socket_connect_timeout", 5)
-        kwargs.setdefault("socket_timeout", 30)  # a paused Redis: time out and retry (RQ raises it above its dequeue wait)
+        kwargs.setdefault(
+            "socket_timeout", 30
+        )  # a paused Redis: time out and retry (RQ raises it above its dequeue wait)
         kwargs.setdefault("socket_keepalive", True)
         return super().from_url(url, **kwargs)

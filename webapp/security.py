@@ -1,5 +1,6 @@
 """Passwords (argon2) and the password policy; the security headers on every response; the one
 check for where a `next` or referrer may send the browser."""
+
 from __future__ import annotations
 
 from urllib.parse import urlsplit
@@ -11,10 +12,24 @@ from flask import Flask, Response, request
 _hasher = PasswordHasher()
 
 MIN_PASSWORD_LENGTH = 10
-COMMON_PASSWORDS = frozenset({
-    "password", "password1", "password123", "1234567890", "qwertyuiop", "letmein123", "iloveyou12",
-    "welcome123", "admin12345", "fanoutfanout", "trader1234", "0987654321", "1111111111", "abcdefghij",
-})
+COMMON_PASSWORDS = frozenset(
+    {
+        "password",
+        "password1",
+        "password123",
+        "1234567890",
+        "qwertyuiop",
+        "letmein123",
+        "iloveyou12",
+        "welcome123",
+        "admin12345",
+        "fanoutfanout",
+        "trader1234",
+        "0987654321",
+        "1111111111",
+        "abcdefghij",
+    }
+)
 
 
 def hash_password(password: str) -> str:
@@ -44,11 +59,20 @@ def password_problem(password: str, username: str = "") -> str | None:
 # No inline script anywhere (templates load static/js only; htmx runs with allowEval off, see
 # base.html), so an injected <script> or on*= attribute does not run. Styles too: the templates
 # carry no style= attributes and htmx's own indicator <style> is turned off.
-CONTENT_SECURITY_POLICY = "; ".join((
-    "default-src 'self'", "script-src 'self'", "style-src 'self'", "img-src 'self' data:",
-    "connect-src 'self'",  # 'self' covers ws:// and wss:// to this host (CSP level 3)
-    "font-src 'self'", "object-src 'none'", "base-uri 'none'", "form-action 'self'", "frame-ancestors 'none'",
-))
+CONTENT_SECURITY_POLICY = "; ".join(
+    (
+        "default-src 'self'",
+        "script-src 'self'",
+        "style-src 'self'",
+        "img-src 'self' data:",
+        "connect-src 'self'",  # 'self' covers ws:// and wss:// to this host (CSP level 3)
+        "font-src 'self'",
+        "object-src 'none'",
+        "base-uri 'none'",
+        "form-action 'self'",
+        "frame-ancestors 'none'",
+    )
+)
 HSTS = "max-age=63072000; includeSubDomains"  # two years; only outside demo mode (a demo runs on plain http)
 
 

@@ -1,4 +1,5 @@
 """The web side of the job queues: queue names and enqueue helpers (jobs are enqueued by dotted path)."""
+
 from __future__ import annotations
 
 from redis.exceptions import RedisError

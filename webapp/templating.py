@@ -1,4 +1,5 @@
 """Jinja filters and globals: IST times, rupees, the permission check, role names."""
+
 from __future__ import annotations
 
 from flask import Flask
@@ -11,9 +12,15 @@ from webapp.timeutil import format_ist
 from webapp.trading import states
 
 STATUS_CHIP = {  # the colour class a child's state shows with (presentation: not the domain's)
-    states.NEW: "chip-muted", states.SUBMITTING: "chip-amber", states.UNKNOWN: "chip-red",
-    states.PLACED: "chip-amber", states.OPEN: "chip-amber", states.PARTIAL: "chip-amber",
-    states.COMPLETE: "chip-green", states.CANCELLED: "chip-muted", states.REJECTED: "chip-red",
+    states.NEW: "chip-muted",
+    states.SUBMITTING: "chip-amber",
+    states.UNKNOWN: "chip-red",
+    states.PLACED: "chip-amber",
+    states.OPEN: "chip-amber",
+    states.PARTIAL: "chip-amber",
+    states.COMPLETE: "chip-green",
+    states.CANCELLED: "chip-muted",
+    states.REJECTED: "chip-red",
     states.FAILED: "chip-red",
 }
 

@@ -1,10 +1,11 @@
 """The one clock: times are stored in UTC and shown in IST (Asia/Kolkata)."""
+
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
-UTC = timezone.utc
+UTC = UTC
 IST = ZoneInfo("Asia/Kolkata")
 
 

@@ -3,10 +3,12 @@
 FANOUT_ENCRYPTION_KEYS is a comma-separated list; the first key encrypts, every key decrypts.
 `rotate_all()` re-encrypts stored secrets under the first key (`flask secrets rotate`).
 """
+
 from __future__ import annotations
 
 import json
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 

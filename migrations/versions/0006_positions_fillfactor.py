@@ -10,12 +10,12 @@ Revises: 0005_limit_chase
 Create Date: 2026-11-21 07:10:00.000000
 
 """
+
 from alembic import op
 
-
 # revision identifiers, used by Alembic.
-revision = '0006_positions_fillfactor'
-down_revision = '0005_limit_chase'
+revision = "0006_positions_fillfactor"
+down_revision = "0005_limit_chase"
 branch_labels = None
 depends_on = None
 

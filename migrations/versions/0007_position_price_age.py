@@ -10,26 +10,26 @@ Revises: 0006_positions_fillfactor
 Create Date: 2026-11-21 09:30:00.000000
 
 """
-from alembic import op
+
 import sqlalchemy as sa
+from alembic import op
 
 import webapp.models.base
 
-
 # revision identifiers, used by Alembic.
-revision = '0007_position_price_age'
-down_revision = '0006_positions_fillfactor'
+revision = "0007_position_price_age"
+down_revision = "0006_positions_fillfactor"
 branch_labels = None
 depends_on = None
 
 
 def upgrade():
-    with op.batch_alter_table('positions', schema=None) as batch_op:
-        batch_op.add_column(sa.Column('price_at', webapp.models.base.UTCDateTime(timezone=True), nullable=True))
-        batch_op.add_column(sa.Column('price_stale', sa.Boolean(), server_default=sa.false(), nullable=False))
+    with op.batch_alter_table("positions", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("price_at", webapp.models.base.UTCDateTime(timezone=True), nullable=True))
+        batch_op.add_column(sa.Column("price_stale", sa.Boolean(), server_default=sa.false(), nullable=False))
 
 
 def downgrade():
-    with op.batch_alter_table('positions', schema=None) as batch_op:
-        batch_op.drop_column('price_stale')
-        batch_op.drop_column('price_at')
+    with op.batch_alter_table("positions", schema=None) as batch_op:
+        batch_op.drop_column("price_stale")
+        batch_op.drop_column("price_at")

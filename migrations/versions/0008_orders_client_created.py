@@ -10,21 +10,21 @@ Revises: 0007_position_price_age
 Create Date: 2026-11-21 09:45:00.000000
 
 """
+
 from alembic import op
 
-
 # revision identifiers, used by Alembic.
-revision = '0008_orders_client_created'
-down_revision = '0007_position_price_age'
+revision = "0008_orders_client_created"
+down_revision = "0007_position_price_age"
 branch_labels = None
 depends_on = None
 
 
 def upgrade():
-    with op.batch_alter_table('orders', schema=None) as batch_op:
-        batch_op.create_index('ix_orders_client_created', ['client_id', 'created_at'], unique=False)
+    with op.batch_alter_table("orders", schema=None) as batch_op:
+        batch_op.create_index("ix_orders_client_created", ["client_id", "created_at"], unique=False)
 
 
 def downgrade():
-    with op.batch_alter_table('orders', schema=None) as batch_op:
-        batch_op.drop_index('ix_orders_client_created')
+    with op.batch_alter_table("orders", schema=None) as batch_op:
+        batch_op.drop_index("ix_orders_client_created")

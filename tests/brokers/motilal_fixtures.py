@@ -3,6 +3,7 @@
 `MotilalDesk` owns one emulator on loopback and every adapter made through it, and closes them
 all (sessions and server) so no ResourceWarning escapes.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -30,21 +31,47 @@ def login_params(creds: dict[str, Any], **overrides: str) -> dict[str, str]:
     return {"password": creds["password"], "two_fa": creds["two_fa"], "totp": totp_now(creds), **overrides}
 
 
-def order_request(instrument: dict[str, Any] = INFY, *, side: Side = Side.BUY, quantity: int = 1,
-                  product: Product = Product.CNC, order_type: OrderType = OrderType.MARKET,
-                  price: str | None = None, trigger: str | None = None, validity: Validity = Validity.DAY,
-                  tag: str | None = None, algo_id: str | None = None) -> OrderRequest:
-    return OrderRequest(**instrument, side=side, quantity=quantity, product=product, order_type=order_type,
-                        price=Decimal(price) if price else None, trigger_price=Decimal(trigger) if trigger else None,
-                        validity=validity, tag=tag, algo_id=algo_id)
+def order_request(
+    instrument: dict[str, Any] = INFY,
+    *,
+    side: Side = Side.BUY,
+    quantity: int = 1,
+    product: Product = Product.CNC,
+    order_type: OrderType = OrderType.MARKET,
+    price: str | None = None,
+    trigger: str | None = None,
+    validity: Validity = Validity.DAY,
+    tag: str | None = None,
+    algo_id: str | None = None,
+) -> OrderRequest:
+    return OrderRequest(
+        **instrument,
+        side=side,
+        quantity=quantity,
+        product=product,
+        order_type=order_type,
+        price=Decimal(price) if price else None,
+        trigger_price=Decimal(trigger) if trigger else None,
+        validity=validity,
+        tag=tag,
+        algo_id=algo_id,
+    )
 
 
 def device_headers(api_key: str | None, token: str | None = "") -> dict[str, str]:
     """The header set of brokers.md §2.4, for raw requests that bypass the adapter."""
-    headers = {"Content-Type": "application/json", "Accept": "application/json", "User-Agent": "MOSL/V.1.1.0",
-               "SourceId": "WEB", "ClientLocalIp": "127.0.0.1", "ClientPublicIp": "127.0.0.1",
-               "MacAddress": "00:00:00:00:00:00", "vendorinfo": "", "browsername": "Chrome",
-               "browserversion": "120.0"}
+    headers = {
+        "Content-Type": "application/json",
+        "Accept": "application/json",
+        "User-Agent": "MOSL/V.1.1.0",
+        "SourceId": "WEB",
+        "ClientLocalIp": "127.0.0.1",
+        "ClientPublicIp": "127.0.0.1",
+        "MacAddress": "00:00:00:00:00:00",
+        "vendorinfo": "",
+        "browsername": "Chrome",
+        "browserversion": "120.0",
+    }
     if api_key is not None:
         headers["ApiKey"] = api_key
     if token is not None:
@@ -70,8 +97,14 @@ class MotilalDesk:
     def account(self, **fields: Any) -> dict[str, Any]:
         return self.emulator.add_account(**fields)
 
-    def broker(self, creds: dict[str, Any], *, client_code: str | None = None,
-               session: BrokerSession | None = None, **options: Any) -> MotilalBroker:
+    def broker(
+        self,
+        creds: dict[str, Any],
+        *,
+        client_code: str | None = None,
+        session: BrokerSession | None = None,
+        **options: Any,
+    ) -> MotilalBroker:
         credentials = {"api_key": creds["api_key"], "user_id": creds["user_id"]}
         if creds.get("vendor_code"):
             credentials["vendor_code"] = creds["vendor_code"]
@@ -90,10 +123,16 @@ class MotilalDesk:
         return self.http.post(self.url + path, json=body, headers=headers, timeout=5)
 
     def raw_token(self, creds: dict[str, Any]) -> str:
-        response = self.post("/rest/login/v4/authdirectapi",
-                             {"userid": creds["user_id"], "password": password_hash(creds),
-                              "2FA": creds["two_fa"], "totp": totp_now(creds)},
-                             device_headers(creds["api_key"]))
+        response = self.post(
+            "/rest/login/v4/authdirectapi",
+            {
+                "userid": creds["user_id"],
+                "password": password_hash(creds),
+                "2FA": creds["two_fa"],
+                "totp": totp_now(creds),
+            },
+            device_headers(creds["api_key"]),
+        )
         return response.json()["AuthToken"]
 
     def reset(self, *, hang_seconds: float = 1.0) -> None:

@@ -4,6 +4,7 @@ One emulator server serves the whole test module (stopping a server costs half a
 test gets a fresh fault plan and its own accounts, so tests do not see each other's orders or
 rate-limit windows. `ShareKhanDesk.reset()` closes the adapters a test made.
 """
+
 from __future__ import annotations
 
 import re
@@ -24,13 +25,27 @@ SBIN = {"exchange": "NSE", "tradingsymbol": "SBIN", "exchange_token": 3045}
 REDIRECT_URL = "http://127.0.0.1:5000/brokers/sharekhan/callback"
 
 
-def order_request(instrument: dict[str, Any] = INFY, *, side: Side = Side.BUY, quantity: int = 1,
-                  product: Product = Product.CNC, order_type: OrderType = OrderType.MARKET,
-                  price: str | None = None, trigger: str | None = None,
-                  validity: Validity = Validity.DAY) -> OrderRequest:
-    return OrderRequest(**instrument, side=side, quantity=quantity, product=product, order_type=order_type,
-                        price=Decimal(price) if price else None, trigger_price=Decimal(trigger) if trigger else None,
-                        validity=validity)
+def order_request(
+    instrument: dict[str, Any] = INFY,
+    *,
+    side: Side = Side.BUY,
+    quantity: int = 1,
+    product: Product = Product.CNC,
+    order_type: OrderType = OrderType.MARKET,
+    price: str | None = None,
+    trigger: str | None = None,
+    validity: Validity = Validity.DAY,
+) -> OrderRequest:
+    return OrderRequest(
+        **instrument,
+        side=side,
+        quantity=quantity,
+        product=product,
+        order_type=order_type,
+        price=Decimal(price) if price else None,
+        trigger_price=Decimal(trigger) if trigger else None,
+        validity=validity,
+    )
 
 
 def limit(price: str, **kwargs: Any) -> OrderRequest:
@@ -69,16 +84,24 @@ class ShareKhanDesk:
     def account(self, **fields: Any) -> dict[str, Any]:
         return self.emulator.add_account(redirect_url=REDIRECT_URL, **fields)
 
-    def adapter(self, creds: dict[str, Any], *, logged_in: bool = True, client_code: str | None = None,
-                credentials: dict[str, str] | None = None, **options: Any) -> ShareKhan:
+    def adapter(
+        self,
+        creds: dict[str, Any],
+        *,
+        logged_in: bool = True,
+        client_code: str | None = None,
+        credentials: dict[str, str] | None = None,
+        **options: Any,
+    ) -> ShareKhan:
         keys = {"api_key": creds["api_key"], "secret_key": creds["secret_key"]}
         if creds.get("vendor_key"):
             keys["vendor_key"] = creds["vendor_key"]
         session = None
         if logged_in and creds.get("access_token"):
             session = BrokerSession(creds["access_token"], extra={"login_id": creds["login_id"]})
-        account = Account(creds["customer_id"] if client_code is None else client_code,
-                          keys | (credentials or {}), session)
+        account = Account(
+            creds["customer_id"] if client_code is None else client_code, keys | (credentials or {}), session
+        )
         adapter = ShareKhan(account, {"base_url": self.url, "login_url": self.url, "timeout": 5, **options})
         self.adapters.append(adapter)
         return adapter

@@ -1,4 +1,5 @@
 """webapp/brokers/http.py against a real local HTTP server: one attempt per call, no cookies."""
+
 from __future__ import annotations
 
 import socket
@@ -55,7 +56,9 @@ def test_a_post_whose_connection_drops_raises_once_and_is_never_retried(server):
         http.send("POST", url + "/drop", headers={}, form={"tag": "ONCE"}, timeout=5)
     assert not isinstance(caught.value, http.Timeout) and caught.value.sent
     assert [(method, path, body) for method, path, _, body in calls] == [
-        ("GET", "/warm", b""), ("POST", "/drop", b"tag=ONCE")]
+        ("GET", "/warm", b""),
+        ("POST", "/drop", b"tag=ONCE"),
+    ]
     with pytest.raises(http.TransportError):  # not even a GET, which a retrying client would repeat
         http.send("GET", url + "/drop", headers={}, timeout=5)
     assert http.send("GET", url + "/after", headers={}, timeout=5).status == 200  # the pool still works
@@ -74,14 +77,25 @@ def test_a_cookie_from_the_server_is_never_sent_back(server):
 
 def test_forms_queries_and_headers_are_sent_as_requests_sent_them(server):
     url, calls = server
-    answer = http.send("POST", url + "/orders?x=1", headers={"X-Kite-Version": "3"}, timeout=5,
-                       form={"tradingsymbol": "M&M", "price": "1.5", "tag": None, "note": "a b/c"},
-                       query=[("i", "NSE:INFY"), ("i", "NSE:M&M")])
+    answer = http.send(
+        "POST",
+        url + "/orders?x=1",
+        headers={"X-Kite-Version": "3"},
+        timeout=5,
+        form={"tradingsymbol": "M&M", "price": "1.5", "tag": None, "note": "a b/c"},
+        query=[("i", "NSE:INFY"), ("i", "NSE:M&M")],
+    )
     assert (answer.status, answer.text, answer.headers["content-type"]) == (
-        200, '{"status": "success"}', "application/json")
+        200,
+        '{"status": "success"}',
+        "application/json",
+    )
     method, path, headers, body = calls[0]
-    assert (method, path, body) == ("POST", "/orders?x=1&i=NSE%3AINFY&i=NSE%3AM%26M",
-                                    b"tradingsymbol=M%26M&price=1.5&note=a+b%2Fc")
+    assert (method, path, body) == (
+        "POST",
+        "/orders?x=1&i=NSE%3AINFY&i=NSE%3AM%26M",
+        b"tradingsymbol=M%26M&price=1.5&note=a+b%2Fc",
+    )
     assert headers["Content-Type"] == "application/x-www-form-urlencoded"
     assert (headers["X-Kite-Version"], headers["Accept-Encoding"], headers["Accept"]) == ("3", "gzip, deflate", "*/*")
     http.send("DELETE", url + "/orders/1", headers={"Content-Type": "application/json"}, timeout=5)

@@ -1,12 +1,13 @@
 """Contract tests: the Kite adapter against the Kite emulator over real HTTP, and the emulator
 against the official kiteconnect SDK (so the emulator speaks Kite, not just our adapter's dialect)."""
+
 from __future__ import annotations
 
 import gzip
 import logging
-from html import escape
 from datetime import datetime, time, timedelta
 from decimal import Decimal
+from html import escape
 from urllib.parse import parse_qs, urlsplit
 
 import pyotp
@@ -17,7 +18,15 @@ from kiteconnect.exceptions import TokenException
 from tests.brokers.kite_fixtures import SHORT_TIMEOUT, KiteEnv, kite, kite_server, limit, order  # noqa: F401
 from webapp.brokers import broker_class
 from webapp.brokers.base import (
-    AuthExpired, BrokerOrderStatus, InstrumentRef, InvalidInput, OrderType, Product, RateLimited, Rejected, Side,
+    AuthExpired,
+    BrokerOrderStatus,
+    InstrumentRef,
+    InvalidInput,
+    OrderType,
+    Product,
+    RateLimited,
+    Rejected,
+    Side,
     Unavailable,
 )
 from webapp.brokers.kite import KiteBroker
@@ -28,11 +37,40 @@ TICK_INFY = "Tick size for this script is 0.10. Kindly enter price in the multip
 CIRCUIT = "Price exceeds circuit limits for the instrument. Place an order within the daily range."
 SESSION_GONE = "Kite session expired or invalid (Incorrect `api_key` or `access_token`.); log in to Kite again"
 ORDER_FIELDS = {
-    "placed_by", "order_id", "exchange_order_id", "parent_order_id", "status", "status_message", "status_message_raw",
-    "order_timestamp", "exchange_update_timestamp", "exchange_timestamp", "variety", "modified", "exchange",
-    "tradingsymbol", "instrument_token", "order_type", "transaction_type", "validity", "validity_ttl", "product",
-    "quantity", "disclosed_quantity", "price", "trigger_price", "average_price", "filled_quantity", "pending_quantity",
-    "cancelled_quantity", "market_protection", "meta", "tag", "tags", "guid"}
+    "placed_by",
+    "order_id",
+    "exchange_order_id",
+    "parent_order_id",
+    "status",
+    "status_message",
+    "status_message_raw",
+    "order_timestamp",
+    "exchange_update_timestamp",
+    "exchange_timestamp",
+    "variety",
+    "modified",
+    "exchange",
+    "tradingsymbol",
+    "instrument_token",
+    "order_type",
+    "transaction_type",
+    "validity",
+    "validity_ttl",
+    "product",
+    "quantity",
+    "disclosed_quantity",
+    "price",
+    "trigger_price",
+    "average_price",
+    "filled_quantity",
+    "pending_quantity",
+    "cancelled_quantity",
+    "market_protection",
+    "meta",
+    "tag",
+    "tags",
+    "guid",
+}
 
 
 def fixed_clock(env: KiteEnv) -> datetime:
@@ -44,25 +82,39 @@ def fixed_clock(env: KiteEnv) -> datetime:
 
 # ---------------------------------------------------------------------------- the adapter's identity
 
+
 def test_registered_with_kite_wire_facts():
     cls = broker_class("kite")
     assert cls is KiteBroker and cls.label == "Zerodha Kite" and cls.login_kind == "redirect"
     assert [(f.name, f.secret) for f in cls.credential_fields] == [("api_key", False), ("api_secret", True)]
     limits = cls.rate_limits
     assert (limits.orders_per_second, limits.orders_per_minute, limits.orders_per_day, limits.reads_per_second) == (
-        10, 400, 5000, 10)
+        10,
+        400,
+        5000,
+        10,
+    )
     assert cls.tag_max_length == 20 and cls.session_expiry_ist == time(6, 0)
 
 
 # ---------------------------------------------------------------------------- placing
 
+
 def test_market_order_sends_kite_form_and_fills(kite: KiteEnv):
     order_id = kite.broker.place(order(quantity=3, tag="B1C1"))
     [entry] = kite.emulator.ledger.entries()[-1:]
     assert (entry.account, entry.order_id, entry.tag) == (kite.user_id, order_id, "B1C1")
-    assert entry.payload == {"exchange": "NSE", "tradingsymbol": "INFY", "transaction_type": "BUY", "quantity": "3",
-                             "product": "CNC", "order_type": "MARKET", "validity": "DAY", "market_protection": "-1",
-                             "tag": "B1C1"}
+    assert entry.payload == {
+        "exchange": "NSE",
+        "tradingsymbol": "INFY",
+        "transaction_type": "BUY",
+        "quantity": "3",
+        "product": "CNC",
+        "order_type": "MARKET",
+        "validity": "DAY",
+        "market_protection": "-1",
+        "tag": "B1C1",
+    }
     [placed] = kite.broker.order_book()
     assert (placed.order_id, placed.status, placed.raw_status) == (order_id, BrokerOrderStatus.COMPLETE, "COMPLETE")
     assert (placed.filled_quantity, placed.average_price, placed.price) == (3, Decimal("1512.4"), None)
@@ -80,11 +132,21 @@ def test_limit_price_round_trips_exactly(kite: KiteEnv):
 
 
 def test_sl_m_sends_trigger_algo_id_and_chosen_protection(kite: KiteEnv):
-    kite.broker.place(order(order_type=OrderType.SLM, trigger="1530.00", market_protection=Decimal("2.5"),
-                            algo_id="NSEALGO42", side=Side.BUY))
+    kite.broker.place(
+        order(
+            order_type=OrderType.SLM,
+            trigger="1530.00",
+            market_protection=Decimal("2.5"),
+            algo_id="NSEALGO42",
+            side=Side.BUY,
+        )
+    )
     payload = kite.emulator.ledger.entries()[-1].payload
     assert (payload["trigger_price"], payload["market_protection"], payload["algo_id"]) == (
-        "1530.00", "2.5", "NSEALGO42")
+        "1530.00",
+        "2.5",
+        "NSEALGO42",
+    )
     assert "price" not in payload
     assert kite.broker.order_book()[0].status is BrokerOrderStatus.TRIGGER_PENDING
 
@@ -94,16 +156,21 @@ def test_market_protection_default_comes_from_options(kite: KiteEnv):
     assert kite.emulator.ledger.entries()[-1].payload["market_protection"] == "3"
 
 
-@pytest.mark.parametrize("request_, message", [
-    (order(quantity=0), "Quantity must be a positive whole number"),
-    (order(order_type=OrderType.LIMIT), "A LIMIT order needs a price"),
-    (order(order_type=OrderType.SL, price="1500.00"), "A SL order needs a trigger price"),
-    (order(tag="bad-tag"), "Zerodha Kite order tags are 1 to 20 letters and digits"),
-    (order(tag="A" * 21), "Zerodha Kite order tags are 1 to 20 letters and digits"),
-    (order(market_protection=Decimal("0")), "Kite market protection must be -1 (automatic) or above 0 up to 100 %"),
-    (order(order_type=OrderType.SLM, trigger="1530.00", market_protection=Decimal("101")),
-     "Kite market protection must be -1 (automatic) or above 0 up to 100 %"),
-])
+@pytest.mark.parametrize(
+    "request_, message",
+    [
+        (order(quantity=0), "Quantity must be a positive whole number"),
+        (order(order_type=OrderType.LIMIT), "A LIMIT order needs a price"),
+        (order(order_type=OrderType.SL, price="1500.00"), "A SL order needs a trigger price"),
+        (order(tag="bad-tag"), "Zerodha Kite order tags are 1 to 20 letters and digits"),
+        (order(tag="A" * 21), "Zerodha Kite order tags are 1 to 20 letters and digits"),
+        (order(market_protection=Decimal("0")), "Kite market protection must be -1 (automatic) or above 0 up to 100 %"),
+        (
+            order(order_type=OrderType.SLM, trigger="1530.00", market_protection=Decimal("101")),
+            "Kite market protection must be -1 (automatic) or above 0 up to 100 %",
+        ),
+    ],
+)
 def test_malformed_orders_refused_before_sending(kite: KiteEnv, request_, message):
     with pytest.raises(InvalidInput) as caught:
         kite.broker.place(request_)
@@ -111,13 +178,18 @@ def test_malformed_orders_refused_before_sending(kite: KiteEnv, request_, messag
     assert kite.emulator.ledger.count(account=kite.user_id) == 0
 
 
-@pytest.mark.parametrize("request_, reason", [
-    (limit(price="1512.45"), TICK_INFY),
-    (limit(price="1700.00"), CIRCUIT),
-    (limit(price="1300.00"), CIRCUIT),
-    (order(order_type=OrderType.SL, price="1530.00", trigger="1529.95"),
-     "Tick size for this script is 0.10. Kindly enter trigger price in the multiple of tick size for this script."),
-])
+@pytest.mark.parametrize(
+    "request_, reason",
+    [
+        (limit(price="1512.45"), TICK_INFY),
+        (limit(price="1700.00"), CIRCUIT),
+        (limit(price="1300.00"), CIRCUIT),
+        (
+            order(order_type=OrderType.SL, price="1530.00", trigger="1529.95"),
+            "Tick size for this script is 0.10. Kindly enter trigger price in the multiple of tick size for this script.",  # noqa: E501  (Kite's own words)
+        ),
+    ],
+)
 def test_kite_pre_trade_refusals_are_rejections_with_kites_reason(kite: KiteEnv, request_, reason):
     with pytest.raises(Rejected) as caught:
         kite.broker.place(request_)
@@ -126,14 +198,27 @@ def test_kite_pre_trade_refusals_are_rejections_with_kites_reason(kite: KiteEnv,
 
 
 def test_emulator_refuses_market_orders_without_protection(kite: KiteEnv):
-    form = {"exchange": "NSE", "tradingsymbol": "INFY", "transaction_type": "BUY", "quantity": "1",
-            "product": "CNC", "order_type": "MARKET"}
+    form = {
+        "exchange": "NSE",
+        "tradingsymbol": "INFY",
+        "transaction_type": "BUY",
+        "quantity": "1",
+        "product": "CNC",
+        "order_type": "MARKET",
+    }
     for protection in (None, "0"):
-        answer = kite.http().post(kite.url + "/orders/regular", headers=kite.kite_headers(),
-                                  data={**form, **({"market_protection": protection} if protection else {})})
+        answer = kite.http().post(
+            kite.url + "/orders/regular",
+            headers=kite.kite_headers(),
+            data={**form, **({"market_protection": protection} if protection else {})},
+        )
         assert answer.status_code == 400
-        assert answer.json() == {"status": "error", "error_type": "InputException", "data": None,
-                                 "message": "Market orders without market protection are not allowed via API"}
+        assert answer.json() == {
+            "status": "error",
+            "error_type": "InputException",
+            "data": None,
+            "message": "Market orders without market protection are not allowed via API",
+        }
 
 
 def test_rms_rejection_arrives_in_the_order_book(kite: KiteEnv):
@@ -142,29 +227,35 @@ def test_rms_rejection_arrives_in_the_order_book(kite: KiteEnv):
     order_id = broker.place(order(quantity=10))
     [rejected] = broker.order_book()
     assert (rejected.order_id, rejected.status) == (order_id, BrokerOrderStatus.REJECTED)
-    assert rejected.status_message == ("Insufficient funds. Required margin is 15124.00 but available margin is "
-                                       "10000.00. Check the orderbook for open orders.")
+    assert rejected.status_message == (
+        "Insufficient funds. Required margin is 15124.00 but available margin is "
+        "10000.00. Check the orderbook for open orders."
+    )
 
 
 # ---------------------------------------------------------------------------- status words
 
-@pytest.mark.parametrize("word, filled, expected", [
-    ("PUT ORDER REQ RECEIVED", 0, BrokerOrderStatus.PENDING),
-    ("VALIDATION PENDING", 0, BrokerOrderStatus.PENDING),
-    ("OPEN PENDING", 0, BrokerOrderStatus.PENDING),
-    ("MODIFY VALIDATION PENDING", 0, BrokerOrderStatus.PENDING),
-    ("MODIFY PENDING", 0, BrokerOrderStatus.PENDING),
-    ("CANCEL PENDING", 0, BrokerOrderStatus.PENDING),
-    ("AMO REQ RECEIVED", 0, BrokerOrderStatus.PENDING),
-    ("MODIFIED", 0, BrokerOrderStatus.OPEN),
-    ("MODIFIED", 3, BrokerOrderStatus.PARTIAL),
-    ("OPEN", 0, BrokerOrderStatus.OPEN),
-    ("OPEN", 3, BrokerOrderStatus.PARTIAL),
-    ("TRIGGER PENDING", 0, BrokerOrderStatus.TRIGGER_PENDING),
-    ("COMPLETE", 0, BrokerOrderStatus.COMPLETE),
-    ("CANCELLED", 3, BrokerOrderStatus.CANCELLED),
-    ("REJECTED", 0, BrokerOrderStatus.REJECTED),
-])
+
+@pytest.mark.parametrize(
+    "word, filled, expected",
+    [
+        ("PUT ORDER REQ RECEIVED", 0, BrokerOrderStatus.PENDING),
+        ("VALIDATION PENDING", 0, BrokerOrderStatus.PENDING),
+        ("OPEN PENDING", 0, BrokerOrderStatus.PENDING),
+        ("MODIFY VALIDATION PENDING", 0, BrokerOrderStatus.PENDING),
+        ("MODIFY PENDING", 0, BrokerOrderStatus.PENDING),
+        ("CANCEL PENDING", 0, BrokerOrderStatus.PENDING),
+        ("AMO REQ RECEIVED", 0, BrokerOrderStatus.PENDING),
+        ("MODIFIED", 0, BrokerOrderStatus.OPEN),
+        ("MODIFIED", 3, BrokerOrderStatus.PARTIAL),
+        ("OPEN", 0, BrokerOrderStatus.OPEN),
+        ("OPEN", 3, BrokerOrderStatus.PARTIAL),
+        ("TRIGGER PENDING", 0, BrokerOrderStatus.TRIGGER_PENDING),
+        ("COMPLETE", 0, BrokerOrderStatus.COMPLETE),
+        ("CANCELLED", 3, BrokerOrderStatus.CANCELLED),
+        ("REJECTED", 0, BrokerOrderStatus.REJECTED),
+    ],
+)
 def test_every_status_word_maps(kite: KiteEnv, word, filled, expected):
     order_id = kite.broker.place(limit(quantity=10))
     if filled:
@@ -182,6 +273,7 @@ def test_rejection_reason_reaches_the_trader(kite: KiteEnv):
 
 # ---------------------------------------------------------------------------- modify, cancel, history
 
+
 def test_modify_changes_the_order_and_walks_kites_words(kite: KiteEnv):
     order_id = kite.broker.place(limit(quantity=5))
     assert kite.broker.modify(order_id, price=Decimal("1505.30"), quantity=7) == order_id
@@ -189,8 +281,15 @@ def test_modify_changes_the_order_and_walks_kites_words(kite: KiteEnv):
     assert (seen.price, seen.quantity, seen.status) == (Decimal("1505.30"), 7, BrokerOrderStatus.OPEN)
     history = kite.http().get(f"{kite.url}/orders/{order_id}", headers=kite.kite_headers()).json()["data"]
     assert [h["status"] for h in history] == [
-        "PUT ORDER REQ RECEIVED", "VALIDATION PENDING", "OPEN PENDING", "OPEN",
-        "MODIFY VALIDATION PENDING", "MODIFY PENDING", "MODIFIED", "OPEN"]
+        "PUT ORDER REQ RECEIVED",
+        "VALIDATION PENDING",
+        "OPEN PENDING",
+        "OPEN",
+        "MODIFY VALIDATION PENDING",
+        "MODIFY PENDING",
+        "MODIFIED",
+        "OPEN",
+    ]
 
 
 def test_modify_to_market_carries_protection_and_fills(kite: KiteEnv):
@@ -242,12 +341,18 @@ def test_order_json_has_exactly_kites_fields_and_ist_times(kite: KiteEnv):
 
 # ---------------------------------------------------------------------------- portfolio and funds
 
+
 def test_trades_carry_fill_time_in_utc(kite: KiteEnv):
     fixed_clock(kite)
     order_id = kite.broker.place(order(quantity=2, product=Product.MIS))
     [trade] = kite.broker.trades()
     assert (trade.order_id, trade.side, trade.product, trade.quantity, trade.price) == (
-        order_id, Side.BUY, Product.MIS, 2, Decimal("1512.4"))
+        order_id,
+        Side.BUY,
+        Product.MIS,
+        2,
+        Decimal("1512.4"),
+    )
     assert trade.filled_at == datetime(2026, 5, 4, 3, 45, 30, tzinfo=UTC)
 
 
@@ -260,15 +365,23 @@ def test_positions_net_with_realised_and_unrealised(kite: KiteEnv):
     assert (position.tradingsymbol, position.product, position.quantity) == ("INFY", Product.CNC, 6)
     assert (position.buy_quantity, position.sell_quantity, position.average_price) == (10, 4, Decimal("1512.4"))
     assert (position.realised_pnl, position.unrealised_pnl, position.last_price) == (
-        Decimal("30.4"), Decimal("15.6"), Decimal("1515.00"))
+        Decimal("30.4"),
+        Decimal("15.6"),
+        Decimal("1515.00"),
+    )
 
 
 def test_holdings(kite: KiteEnv):
-    kite.creds = kite.emulator.add_account(holdings=[
-        {"tradingsymbol": "TCS", "quantity": 12, "average_price": "3100.55", "t1_quantity": 3}])
+    kite.creds = kite.emulator.add_account(
+        holdings=[{"tradingsymbol": "TCS", "quantity": 12, "average_price": "3100.55", "t1_quantity": 3}]
+    )
     [holding] = kite.new_broker().holdings()
     assert (holding.tradingsymbol, holding.quantity, holding.t1_quantity, holding.isin) == (
-        "TCS", 12, 3, "INE467B01029")
+        "TCS",
+        12,
+        3,
+        "INE467B01029",
+    )
     assert (holding.average_price, holding.last_price) == (Decimal("3100.55"), Decimal("3215.50"))
 
 
@@ -279,11 +392,15 @@ def test_funds_follow_fills_and_open_orders(kite: KiteEnv):
     broker.place(limit("HDFCBANK", "970.00", quantity=5))  # blocks 4850.00 while open
     funds = broker.funds()
     assert (funds.available_cash, funds.collateral, funds.opening_balance) == (
-        Decimal("1000000"), Decimal("50000"), Decimal("1000000"))
+        Decimal("1000000"),
+        Decimal("50000"),
+        Decimal("1000000"),
+    )
     assert funds.margin_used == Decimal("19974.00") and funds.available_margin == Decimal("1030026.00")
 
 
 # ---------------------------------------------------------------------------- market data
+
 
 def test_quotes_keyed_by_exchange_symbol_with_depth_and_circuits(kite: KiteEnv):
     fixed_clock(kite)
@@ -291,10 +408,16 @@ def test_quotes_keyed_by_exchange_symbol_with_depth_and_circuits(kite: KiteEnv):
     assert list(quotes) == ["NSE:INFY"]
     quote = quotes["NSE:INFY"]
     assert (quote.last_price, quote.lower_circuit, quote.upper_circuit) == (
-        Decimal("1512.4"), Decimal("1361.2"), Decimal("1663.6"))
+        Decimal("1512.4"),
+        Decimal("1361.2"),
+        Decimal("1663.6"),
+    )
     assert len(quote.bids) == len(quote.asks) == 5
     assert (quote.bids[0].price, quote.bids[0].quantity, quote.asks[0].price) == (
-        Decimal("1512.3"), 100, Decimal("1512.5"))
+        Decimal("1512.3"),
+        100,
+        Decimal("1512.5"),
+    )
     assert quote.timestamp == datetime(2026, 5, 4, 3, 45, 30, tzinfo=UTC) and quote.volume == 1_250_000
 
 
@@ -305,10 +428,12 @@ def test_quote_endpoint_limit_is_one_per_second(kite: KiteEnv):
 
 
 def test_margin_required_sums_kites_totals(kite: KiteEnv):
-    total = kite.broker.margin_required([
-        limit("HDFCBANK", "978.35", quantity=10),  # delivery: 9783.50
-        order("SBIN", quantity=5, product=Product.MIS),  # intraday at 5x: 812.45
-    ])
+    total = kite.broker.margin_required(
+        [
+            limit("HDFCBANK", "978.35", quantity=10),  # delivery: 9783.50
+            order("SBIN", quantity=5, product=Product.MIS),  # intraday at 5x: 812.45
+        ]
+    )
     assert total == Decimal("10595.95")
     assert kite.broker.margin_required([]) == Decimal("0")
 
@@ -322,8 +447,10 @@ def test_instruments_from_the_csv_dump(kite: KiteEnv):
 
 
 def test_instruments_gzip_body_and_bad_header(kite: KiteEnv):
-    csv_text = ("instrument_token,exchange_token,tradingsymbol,name,last_price,expiry,strike,tick_size,lot_size,"
-                "instrument_type,segment,exchange\r\n408065,1594,INFY,INFOSYS,0.0,,0.0,0.1,1,EQ,NSE,NSE\r\n")
+    csv_text = (
+        "instrument_token,exchange_token,tradingsymbol,name,last_price,expiry,strike,tick_size,lot_size,"
+        "instrument_type,segment,exchange\r\n408065,1594,INFY,INFOSYS,0.0,,0.0,0.1,1,EQ,NSE,NSE\r\n"
+    )
     kite.emulator.script_response("read", 200, gzip.compress(csv_text.encode()), "text/csv")
     assert [r.tradingsymbol for r in kite.broker.instruments()] == ["INFY"]
     kite.emulator.script_response("read", 200, "token,symbol\r\n1,INFY\r\n", "text/csv")
@@ -332,6 +459,7 @@ def test_instruments_gzip_body_and_bad_header(kite: KiteEnv):
 
 
 # ---------------------------------------------------------------------------- login
+
 
 def test_login_url_carries_state_in_redirect_params(kite: KiteEnv):
     url = kite.broker.login_url("https://desk.example/clients/7/kite/callback", "s7x")
@@ -353,7 +481,11 @@ def test_redirect_login_with_totp_then_session(kite: KiteEnv):
     params = {k: v[0] for k, v in parse_qs(location.query).items()}
     assert f"{location.scheme}://{location.netloc}{location.path}" == "https://desk.example/kite/cb"
     assert {k: params[k] for k in ("action", "type", "status", "state")} == {
-        "action": "login", "type": "login", "status": "success", "state": "st4te"}
+        "action": "login",
+        "type": "login",
+        "status": "success",
+        "state": "st4te",
+    }
     before = utcnow()
     session = broker.complete_login(params)
     assert session.extra["user_id"] == kite.user_id
@@ -363,17 +495,23 @@ def test_redirect_login_with_totp_then_session(kite: KiteEnv):
     assert kite.new_broker(access_token=session.access_token).funds().available_cash == Decimal("1000000")
 
 
-@pytest.mark.parametrize("right_password, right_totp, error", [
-    (False, True, "Invalid `user_id` or `password`."),
-    (True, False, "Invalid TOTP."),
-])
+@pytest.mark.parametrize(
+    "right_password, right_totp, error",
+    [
+        (False, True, "Invalid `user_id` or `password`."),
+        (True, False, "Invalid TOTP."),
+    ],
+)
 def test_login_page_shows_errors_and_does_not_redirect(kite: KiteEnv, right_password, right_totp, error):
     secret = pyotp.random_base32()
     kite.creds = kite.emulator.add_account(totp_secret=secret)
     url = kite.new_broker(access_token=None).login_url("unused", "s")
     valid = pyotp.TOTP(secret).now()
-    answer = kite.browser_login(url, password=None if right_password else "wrong",
-                                totp=valid if right_totp else f"{(int(valid) + 500_000) % 1_000_000:06d}")
+    answer = kite.browser_login(
+        url,
+        password=None if right_password else "wrong",
+        totp=valid if right_totp else f"{(int(valid) + 500_000) % 1_000_000:06d}",
+    )
     assert answer.status_code == 200 and escape(error) in answer.text
     assert "Location" not in answer.headers
 
@@ -386,7 +524,8 @@ def test_request_token_is_single_use(kite: KiteEnv):
     with pytest.raises(AuthExpired) as caught:
         kite.new_broker(access_token=None).complete_login(params)
     assert caught.value.message == (
-        "Kite session expired or invalid (Token is invalid or has expired.); log in to Kite again")
+        "Kite session expired or invalid (Token is invalid or has expired.); log in to Kite again"
+    )
 
 
 def test_wrong_api_secret_is_invalid_input(kite: KiteEnv):
@@ -422,16 +561,24 @@ def test_no_session_means_auth_expired_without_a_call(kite: KiteEnv):
 
 # ---------------------------------------------------------------------------- headers and auth
 
+
 def test_emulator_checks_version_header_and_token(kite: KiteEnv):
     http = kite.http()
     no_version = http.get(kite.url + "/orders", headers={"Authorization": kite.kite_headers()["Authorization"]})
     assert no_version.status_code == 400 and no_version.json()["error_type"] == "InputException"
-    for headers in ({"X-Kite-Version": "3"}, kite.kite_headers(token="stale"),
-                    {**kite.kite_headers(), "Authorization": f"token other:{kite.creds['access_token']}"}):
+    for headers in (
+        {"X-Kite-Version": "3"},
+        kite.kite_headers(token="stale"),
+        {**kite.kite_headers(), "Authorization": f"token other:{kite.creds['access_token']}"},
+    ):
         answer = http.get(kite.url + "/orders", headers=headers)
         assert answer.status_code == 403
-        assert answer.json() == {"status": "error", "message": "Incorrect `api_key` or `access_token`.",
-                                 "error_type": "TokenException", "data": None}
+        assert answer.json() == {
+            "status": "error",
+            "message": "Incorrect `api_key` or `access_token`.",
+            "error_type": "TokenException",
+            "data": None,
+        }
 
 
 def test_expired_session_is_auth_expired(kite: KiteEnv):
@@ -442,6 +589,7 @@ def test_expired_session_is_auth_expired(kite: KiteEnv):
 
 
 # ---------------------------------------------------------------------------- faults and error mapping
+
 
 def test_timeout_after_accept_is_unavailable_and_the_order_is_found_by_tag(kite: KiteEnv):
     broker = kite.new_broker(timeout=SHORT_TIMEOUT)
@@ -468,7 +616,8 @@ def test_5xx_is_unavailable_whether_or_not_booked(kite: KiteEnv, fault, booked):
     with pytest.raises(Unavailable) as caught:
         kite.broker.place(limit(tag="E5XX"))
     assert caught.value.message == (
-        f"Kite is unavailable (NetworkException: Couldn't connect to the OMS. Please try again.); {PLACED}")
+        f"Kite is unavailable (NetworkException: Couldn't connect to the OMS. Please try again.); {PLACED}"
+    )
     assert kite.emulator.ledger.count(account=kite.user_id, tag="E5XX") == booked
 
 
@@ -477,10 +626,15 @@ def test_burst_429_is_rate_limited_and_nothing_is_booked(kite: KiteEnv):
     with pytest.raises(RateLimited) as caught:
         kite.broker.place(limit(tag="R429"))
     assert caught.value.message == (
-        "Kite rate limit reached (HTTP 429 Too many requests); not accepted, retry after a pause")
+        "Kite rate limit reached (HTTP 429 Too many requests); not accepted, retry after a pause"
+    )
     assert caught.value.retry_after is None and kite.emulator.ledger.count(account=kite.user_id) == 0
-    kite.emulator.script_response("place", 429, '{"status":"error","message":"Too many requests","error_type":'
-                                  '"NetworkException","data":null}', headers={"Retry-After": "2"})
+    kite.emulator.script_response(
+        "place",
+        429,
+        '{"status":"error","message":"Too many requests","error_type":"NetworkException","data":null}',
+        headers={"Retry-After": "2"},
+    )
     with pytest.raises(RateLimited) as caught:
         kite.broker.place(limit())
     assert caught.value.retry_after == 2.0
@@ -502,12 +656,18 @@ def test_eleventh_order_in_a_second_is_rate_limited(kite: KiteEnv):
     assert kite.emulator.ledger.count(account=kite.user_id) == 10
 
 
-@pytest.mark.parametrize("kind, call, outcome", [
-    ("read", lambda broker, order_id: broker.order_book(), "nothing was changed; try again"),
-    ("modify", lambda broker, order_id: broker.modify(order_id, price=Decimal("1500.10")),
-     "the change may or may not be applied"),
-    ("cancel", lambda broker, order_id: broker.cancel(order_id), "the order may or may not be cancelled"),
-])
+@pytest.mark.parametrize(
+    "kind, call, outcome",
+    [
+        ("read", lambda broker, order_id: broker.order_book(), "nothing was changed; try again"),
+        (
+            "modify",
+            lambda broker, order_id: broker.modify(order_id, price=Decimal("1500.10")),
+            "the change may or may not be applied",
+        ),
+        ("cancel", lambda broker, order_id: broker.cancel(order_id), "the order may or may not be cancelled"),
+    ],
+)
 def test_faults_on_reads_modify_and_cancel(kite: KiteEnv, kind, call, outcome):
     order_ids = [kite.broker.place(limit()) for _ in range(3)]  # a fresh open order for each fault
     broker = kite.new_broker(timeout=SHORT_TIMEOUT)
@@ -520,20 +680,23 @@ def test_faults_on_reads_modify_and_cancel(kite: KiteEnv, kind, call, outcome):
         call(broker, order_ids[2])
 
 
-@pytest.mark.parametrize("status, error_type, error", [
-    (403, "TokenException", AuthExpired),
-    (400, "InputException", Rejected),
-    (400, "OrderException", Rejected),
-    (400, "MarginException", Rejected),
-    (400, "HoldingException", Rejected),
-    (403, "UserException", Rejected),
-    (403, "PermissionException", Rejected),
-    (503, "NetworkException", Unavailable),
-    (502, "DataException", Unavailable),
-    (500, "GeneralException", Unavailable),
-    (500, "OrderException", Unavailable),  # any 5xx on a place is ambiguous
-    (429, "NetworkException", RateLimited),
-])
+@pytest.mark.parametrize(
+    "status, error_type, error",
+    [
+        (403, "TokenException", AuthExpired),
+        (400, "InputException", Rejected),
+        (400, "OrderException", Rejected),
+        (400, "MarginException", Rejected),
+        (400, "HoldingException", Rejected),
+        (403, "UserException", Rejected),
+        (403, "PermissionException", Rejected),
+        (503, "NetworkException", Unavailable),
+        (502, "DataException", Unavailable),
+        (500, "GeneralException", Unavailable),
+        (500, "OrderException", Unavailable),  # any 5xx on a place is ambiguous
+        (429, "NetworkException", RateLimited),
+    ],
+)
 def test_every_error_type_on_place(kite: KiteEnv, status, error_type, error):
     kite.emulator.script_error("place", status, error_type, "Kite says no")
     with pytest.raises(error) as caught:
@@ -550,14 +713,17 @@ def test_input_exception_on_a_read_is_invalid_input(kite: KiteEnv):
         kite.broker.funds()
 
 
-@pytest.mark.parametrize("status, body, content_type, message", [
-    (200, "<html>oops</html>", "text/html", f"Kite sent an unreadable answer (HTTP 200); {PLACED}"),
-    (200, "", "application/json", f"Kite sent an unreadable answer (HTTP 200); {PLACED}"),
-    (200, '{"status":"success"', "application/json", f"Kite sent an unreadable answer (HTTP 200); {PLACED}"),
-    (200, '{"status":"success","data":{}}', "application/json", f"Kite answered without an order id; {PLACED}"),
-    (200, '{"status":"success","data":null}', "application/json", f"Kite answered without an order id; {PLACED}"),
-    (502, "<html>Bad gateway</html>", "text/html", f"Kite answered HTTP 502 without details; {PLACED}"),
-])
+@pytest.mark.parametrize(
+    "status, body, content_type, message",
+    [
+        (200, "<html>oops</html>", "text/html", f"Kite sent an unreadable answer (HTTP 200); {PLACED}"),
+        (200, "", "application/json", f"Kite sent an unreadable answer (HTTP 200); {PLACED}"),
+        (200, '{"status":"success"', "application/json", f"Kite sent an unreadable answer (HTTP 200); {PLACED}"),
+        (200, '{"status":"success","data":{}}', "application/json", f"Kite answered without an order id; {PLACED}"),
+        (200, '{"status":"success","data":null}', "application/json", f"Kite answered without an order id; {PLACED}"),
+        (502, "<html>Bad gateway</html>", "text/html", f"Kite answered HTTP 502 without details; {PLACED}"),
+    ],
+)
 def test_malformed_place_answers_are_unavailable(kite: KiteEnv, status, body, content_type, message):
     kite.emulator.script_response("place", status, body, content_type)
     with pytest.raises(Unavailable) as caught:
@@ -580,8 +746,9 @@ def test_logs_never_carry_secrets(kite: KiteEnv, caplog):
     location = kite.browser_login(broker.login_url("u", "s")).headers["Location"]
     params = {k: v[0] for k, v in parse_qs(urlsplit(location).query).items()}
     session = broker.complete_login(params)
-    kite.emulator.script_error("read", 500, "GeneralException",
-                               f"echo {session.access_token} {kite.creds['api_secret']} access_token=abc123")
+    kite.emulator.script_error(
+        "read", 500, "GeneralException", f"echo {session.access_token} {kite.creds['api_secret']} access_token=abc123"
+    )
     with pytest.raises(Unavailable):
         broker.order_book()
     assert "op=orders" in caplog.text and "***" in caplog.text
@@ -591,6 +758,7 @@ def test_logs_never_carry_secrets(kite: KiteEnv, caplog):
 
 # ---------------------------------------------------------------------------- the official SDK
 
+
 def test_official_kiteconnect_sdk_speaks_to_the_emulator(kite: KiteEnv):
     location = kite.browser_login(kite.new_broker(access_token=None).login_url("u", "s")).headers["Location"]
     request_token = parse_qs(urlsplit(location).query)["request_token"][0]
@@ -598,9 +766,17 @@ def test_official_kiteconnect_sdk_speaks_to_the_emulator(kite: KiteEnv):
     kite._opened.append(sdk.reqsession)
     session = sdk.generate_session(request_token, api_secret=kite.creds["api_secret"])
     assert session["user_id"] == kite.user_id and session["login_time"].year >= 2026
-    order_id = sdk.place_order(variety=sdk.VARIETY_REGULAR, exchange="NSE", tradingsymbol="SBIN",
-                               transaction_type="BUY", quantity=4, product=sdk.PRODUCT_MIS, order_type="MARKET",
-                               market_protection=sdk.MARKET_PROTECTION_AUTO, tag="SDK1")
+    order_id = sdk.place_order(
+        variety=sdk.VARIETY_REGULAR,
+        exchange="NSE",
+        tradingsymbol="SBIN",
+        transaction_type="BUY",
+        quantity=4,
+        product=sdk.PRODUCT_MIS,
+        order_type="MARKET",
+        market_protection=sdk.MARKET_PROTECTION_AUTO,
+        tag="SDK1",
+    )
     [placed] = sdk.orders()
     assert (placed["order_id"], placed["status"], placed["tag"]) == (order_id, "COMPLETE", "SDK1")
     assert isinstance(placed["order_timestamp"], datetime)

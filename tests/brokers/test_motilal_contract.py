@@ -1,4 +1,5 @@
 """Contract tests: the Motilal Oswal adapter against its emulator, over real loopback HTTP."""
+
 from __future__ import annotations
 
 import hashlib
@@ -9,13 +10,29 @@ from decimal import Decimal
 import pytest
 
 from tests.brokers.motilal_fixtures import (
-    INFY, SBIN, MotilalDesk, device_headers, login_params, order_request, password_hash, start_desk,
+    SBIN,
+    MotilalDesk,
+    device_headers,
+    login_params,
+    order_request,
+    password_hash,
+    start_desk,
 )
 from tests.emulators.motilal import ROUTES
 from webapp.brokers import broker_class
 from webapp.brokers.base import (
-    AuthExpired, BrokerOrderStatus, BrokerSession, InstrumentRef, InvalidInput, OrderType, Product,
-    RateLimited, Rejected, Side, Unavailable, Validity,
+    AuthExpired,
+    BrokerOrderStatus,
+    BrokerSession,
+    InstrumentRef,
+    InvalidInput,
+    OrderType,
+    Product,
+    RateLimited,
+    Rejected,
+    Side,
+    Unavailable,
+    Validity,
 )
 from webapp.brokers.motilal import MotilalBroker
 from webapp.timeutil import IST, utcnow
@@ -66,9 +83,15 @@ def test_adapter_is_registered_with_the_motilal_contract():
     assert MotilalBroker.label == "Motilal Oswal"
     assert MotilalBroker.login_kind == "form"
     assert [(f.name, f.secret, f.required) for f in MotilalBroker.credential_fields] == [
-        ("api_key", True, True), ("user_id", False, True), ("vendor_code", False, False)]
+        ("api_key", True, True),
+        ("user_id", False, True),
+        ("vendor_code", False, False),
+    ]
     assert [(f.name, f.secret, f.required) for f in MotilalBroker.login_fields] == [
-        ("password", True, True), ("two_fa", True, True), ("totp", True, False)]
+        ("password", True, True),
+        ("two_fa", True, True),
+        ("totp", True, False),
+    ]
     assert (MotilalBroker.rate_limits.orders_per_second, MotilalBroker.rate_limits.reads_per_second) == (40, 2)
     assert MotilalBroker.tag_max_length == 10
     assert MotilalBroker.session_expiry_ist == time(6, 0)
@@ -93,11 +116,14 @@ def test_login_posts_sha256_of_password_plus_api_key_to_v4_and_expires_at_0600_i
     assert broker.order_book() == []  # the adapter uses its fresh token at once
 
 
-@pytest.mark.parametrize("field, value, message", [
-    ("password", "wrong-password", "Login Id/Password Is Invalid"),
-    ("two_fa", "01/01/1970", "Invalid 2FA, enter Date of Birth (DD/MM/YYYY) or PAN"),
-    ("totp", "000000", "Invalid TOTP"),
-])
+@pytest.mark.parametrize(
+    "field, value, message",
+    [
+        ("password", "wrong-password", "Login Id/Password Is Invalid"),
+        ("two_fa", "01/01/1970", "Invalid 2FA, enter Date of Birth (DD/MM/YYYY) or PAN"),
+        ("totp", "000000", "Invalid TOTP"),
+    ],
+)
 def test_login_refusals_are_rejected_with_the_brokers_message(desk, creds, field, value, message):
     if field == "totp" and value == login_params(creds)["totp"]:
         value = "111111"
@@ -148,12 +174,18 @@ def test_every_path_is_post_only(desk, path):
     assert desk.http.get(desk.url + path, timeout=5).status_code == 405
 
 
-@pytest.mark.parametrize("api_key, token, status, code", [
-    (None, "x", 401, "MO1001"), ("key", None, 401, "MO1001"), ("key", "not-a-token", 401, "MO1001"),
-])
+@pytest.mark.parametrize(
+    "api_key, token, status, code",
+    [
+        (None, "x", 401, "MO1001"),
+        ("key", None, 401, "MO1001"),
+        ("key", "not-a-token", 401, "MO1001"),
+    ],
+)
 def test_missing_or_bad_auth_headers_are_failure_401(desk, creds, api_key, token, status, code):
-    response = desk.post("/rest/book/v1/gettradebook", {"clientcode": creds["client_code"]},
-                         device_headers(api_key, token))
+    response = desk.post(
+        "/rest/book/v1/gettradebook", {"clientcode": creds["client_code"]}, device_headers(api_key, token)
+    )
     assert response.status_code == status
     assert (response.json()["status"], response.json()["errorcode"]) == ("FAILURE", code)
 
@@ -188,36 +220,65 @@ def test_emulator_admin_endpoint_creates_accounts(desk):
 def test_market_order_fills_and_shows_everywhere(desk, creds, broker):
     order_id = broker.place(order_request(quantity=5, tag="T1", algo_id="ALGO42"))
     body = desk.emulator.last_body("/placeorder")
-    assert body == {"clientcode": creds["client_code"], "exchange": "NSE", "symboltoken": 1594, "buyorsell": "BUY",
-                    "ordertype": "MARKET", "producttype": "DELIVERY", "orderduration": "DAY", "price": 0,
-                    "triggerprice": 0, "quantityinlot": 5, "disclosedquantity": 0, "amoorder": "N",
-                    "algoid": "ALGO42", "goodtilldate": "", "tag": "T1", "participantcode": ""}
+    assert body == {
+        "clientcode": creds["client_code"],
+        "exchange": "NSE",
+        "symboltoken": 1594,
+        "buyorsell": "BUY",
+        "ordertype": "MARKET",
+        "producttype": "DELIVERY",
+        "orderduration": "DAY",
+        "price": 0,
+        "triggerprice": 0,
+        "quantityinlot": 5,
+        "disclosedquantity": 0,
+        "amoorder": "N",
+        "algoid": "ALGO42",
+        "goodtilldate": "",
+        "tag": "T1",
+        "participantcode": "",
+    }
     assert [(e.account, e.order_id, e.tag) for e in desk.emulator.ledger.entries()] == [
-        (creds["client_code"], order_id, "T1")]
+        (creds["client_code"], order_id, "T1")
+    ]
     order = book_order(broker, order_id)
     assert (order.status, order.filled_quantity, order.average_price, order.raw_status) == (
-        BrokerOrderStatus.COMPLETE, 5, Decimal("1534.60"), "Traded")
+        BrokerOrderStatus.COMPLETE,
+        5,
+        Decimal("1534.60"),
+        "Traded",
+    )
     trade = broker.trades()[0]
     assert (trade.order_id, trade.quantity, trade.price, trade.side, trade.product) == (
-        order_id, 5, Decimal("1534.60"), Side.BUY, Product.CNC)
+        order_id,
+        5,
+        Decimal("1534.60"),
+        Side.BUY,
+        Product.CNC,
+    )
     assert trade.filled_at.tzinfo is not None and abs(trade.filled_at - utcnow()) < timedelta(seconds=5)
     assert [(p.tradingsymbol, p.quantity) for p in broker.positions()] == [("INFY", 5)]
 
 
-@pytest.mark.parametrize("product, wire", [
-    (Product.CNC, "DELIVERY"), (Product.MIS, "VALUEPLUS"), (Product.MTF, "MTF"), (Product.NRML, "NORMAL")])
+@pytest.mark.parametrize(
+    "product, wire",
+    [(Product.CNC, "DELIVERY"), (Product.MIS, "VALUEPLUS"), (Product.MTF, "MTF"), (Product.NRML, "NORMAL")],
+)
 def test_products_map_both_ways(desk, broker, product, wire):
     order_id = resting_limit(broker, quantity=2, product=product)
     assert desk.emulator.last_body("/placeorder")["producttype"] == wire
     assert book_order(broker, order_id).product is product
 
 
-@pytest.mark.parametrize("order_type, price, trigger, wire, wire_price, echoed", [
-    (OrderType.LIMIT, "1500.00", None, "LIMIT", Decimal("1500.00"), "Limit"),
-    (OrderType.MARKET, None, None, "MARKET", 0, "Market"),
-    (OrderType.SL, "1550.00", "1549.00", "STOPLOSS", Decimal("1550.00"), "Stoploss"),
-    (OrderType.SLM, None, "1549.00", "STOPLOSS", 0, "Stoploss"),
-])
+@pytest.mark.parametrize(
+    "order_type, price, trigger, wire, wire_price, echoed",
+    [
+        (OrderType.LIMIT, "1500.00", None, "LIMIT", Decimal("1500.00"), "Limit"),
+        (OrderType.MARKET, None, None, "MARKET", 0, "Market"),
+        (OrderType.SL, "1550.00", "1549.00", "STOPLOSS", Decimal("1550.00"), "Stoploss"),
+        (OrderType.SLM, None, "1549.00", "STOPLOSS", 0, "Stoploss"),
+    ],
+)
 def test_order_types_map_both_ways(desk, broker, order_type, price, trigger, wire, wire_price, echoed):
     order_id = broker.place(order_request(order_type=order_type, price=price, trigger=trigger))
     body = desk.emulator.last_body("/placeorder")
@@ -245,14 +306,17 @@ def test_price_1234_05_goes_out_and_comes_back_exactly(desk, broker):
     assert book_order(broker, order_id).average_price == Decimal("1234.05")
 
 
-@pytest.mark.parametrize("request_kw, message", [
-    ({"tag": "ELEVENCHARS"}, "Motilal Oswal order tags are 1 to 10 letters and digits"),
-    ({"tag": "bad-tag"}, "Motilal Oswal order tags are 1 to 10 letters and digits"),
-    ({"order_type": OrderType.LIMIT}, "A LIMIT order needs a price"),
-    ({"order_type": OrderType.SLM}, "A SL-M order needs a trigger price"),
-    ({"order_type": OrderType.SL, "trigger": "1500.00"}, "A SL order needs a price"),
-    ({"quantity": 0}, "Quantity must be a positive whole number"),
-])
+@pytest.mark.parametrize(
+    "request_kw, message",
+    [
+        ({"tag": "ELEVENCHARS"}, "Motilal Oswal order tags are 1 to 10 letters and digits"),
+        ({"tag": "bad-tag"}, "Motilal Oswal order tags are 1 to 10 letters and digits"),
+        ({"order_type": OrderType.LIMIT}, "A LIMIT order needs a price"),
+        ({"order_type": OrderType.SLM}, "A SL-M order needs a trigger price"),
+        ({"order_type": OrderType.SL, "trigger": "1500.00"}, "A SL order needs a price"),
+        ({"quantity": 0}, "Quantity must be a positive whole number"),
+    ],
+)
 def test_malformed_orders_are_invalid_input_and_never_sent(desk, broker, request_kw, message):
     with pytest.raises(InvalidInput) as caught:
         broker.place(order_request(**request_kw))
@@ -260,11 +324,14 @@ def test_malformed_orders_are_invalid_input_and_never_sent(desk, broker, request
     assert desk.emulator.ledger.count() == 0
 
 
-@pytest.mark.parametrize("request_kw, message", [
-    ({"price": "1534.65"}, "Price 1534.65 should be in multiples of tick size 0.10"),
-    ({"price": "1700.00"}, "Price 1700.00 is outside the circuit limits 1381.10 - 1688.10"),
-    ({"price": "1500.00", "quantity": 1000}, "RMS: Margin Exceeds, Required: 1500000.00, Available: 1000000.00"),
-])
+@pytest.mark.parametrize(
+    "request_kw, message",
+    [
+        ({"price": "1534.65"}, "Price 1534.65 should be in multiples of tick size 0.10"),
+        ({"price": "1700.00"}, "Price 1700.00 is outside the circuit limits 1381.10 - 1688.10"),
+        ({"price": "1500.00", "quantity": 1000}, "RMS: Margin Exceeds, Required: 1500000.00, Available: 1000000.00"),
+    ],
+)
 def test_broker_refusals_are_rejected_with_the_brokers_message(desk, broker, request_kw, message):
     with pytest.raises(Rejected) as caught:
         broker.place(order_request(order_type=OrderType.LIMIT, **request_kw))
@@ -275,13 +342,21 @@ def test_broker_refusals_are_rejected_with_the_brokers_message(desk, broker, req
 # --------------------------------------------------------------------------- status words
 
 
-@pytest.mark.parametrize("word, filled, expected", [
-    ("Confirm", 0, BrokerOrderStatus.PENDING), ("Sent", 0, BrokerOrderStatus.PENDING),
-    ("Open", 0, BrokerOrderStatus.OPEN), ("Open", 3, BrokerOrderStatus.PARTIAL),
-    ("Partially Traded", 3, BrokerOrderStatus.PARTIAL), ("Traded", 0, BrokerOrderStatus.COMPLETE),
-    ("Complete", 0, BrokerOrderStatus.COMPLETE), ("Cancel", 0, BrokerOrderStatus.CANCELLED),
-    ("Rejected", 0, BrokerOrderStatus.REJECTED), ("Error", 0, BrokerOrderStatus.REJECTED),
-])
+@pytest.mark.parametrize(
+    "word, filled, expected",
+    [
+        ("Confirm", 0, BrokerOrderStatus.PENDING),
+        ("Sent", 0, BrokerOrderStatus.PENDING),
+        ("Open", 0, BrokerOrderStatus.OPEN),
+        ("Open", 3, BrokerOrderStatus.PARTIAL),
+        ("Partially Traded", 3, BrokerOrderStatus.PARTIAL),
+        ("Traded", 0, BrokerOrderStatus.COMPLETE),
+        ("Complete", 0, BrokerOrderStatus.COMPLETE),
+        ("Cancel", 0, BrokerOrderStatus.CANCELLED),
+        ("Rejected", 0, BrokerOrderStatus.REJECTED),
+        ("Error", 0, BrokerOrderStatus.REJECTED),
+    ],
+)
 def test_motilal_status_words_map_to_the_port(desk, broker, word, filled, expected):
     order_id = resting_limit(broker)
     if filled:
@@ -299,7 +374,11 @@ def test_partial_fill_is_open_with_qtytradedtoday_on_the_wire(desk, broker):
     assert desk.emulator.book.order(order_id).row()["orderstatus"] == "Open"
     order = book_order(broker, order_id)
     assert (order.status, order.filled_quantity, order.pending_quantity, order.average_price) == (
-        BrokerOrderStatus.PARTIAL, 4, 6, Decimal("1499.90"))
+        BrokerOrderStatus.PARTIAL,
+        4,
+        6,
+        Decimal("1499.90"),
+    )
 
 
 def test_orders_by_tag_finds_only_that_tag(broker):
@@ -320,10 +399,19 @@ def test_modify_reads_the_book_first_and_echoes_lastmodifiedtime(desk, broker):
     paths = [path for path, _, _ in desk.emulator.calls][-2:]
     assert paths == ["/rest/book/v2/getorderbook", "/rest/trans/v2/modifyorder"]
     body = desk.emulator.last_body("/modifyorder")
-    assert body == {"clientcode": broker.account.client_code, "uniqueorderid": order_id, "newordertype": "LIMIT",
-                    "neworderduration": "DAY", "newquantityinlot": 10, "newdisclosedquantity": 0,
-                    "newprice": Decimal("1501.50"), "newtriggerprice": 0, "newgoodtilldate": "",
-                    "lastmodifiedtime": row["lastmodifiedtime"], "qtytradedtoday": 3}
+    assert body == {
+        "clientcode": broker.account.client_code,
+        "uniqueorderid": order_id,
+        "newordertype": "LIMIT",
+        "neworderduration": "DAY",
+        "newquantityinlot": 10,
+        "newdisclosedquantity": 0,
+        "newprice": Decimal("1501.50"),
+        "newtriggerprice": 0,
+        "newgoodtilldate": "",
+        "lastmodifiedtime": row["lastmodifiedtime"],
+        "qtytradedtoday": 3,
+    }
     order = book_order(broker, order_id)
     assert (order.price, order.quantity, order.status) == (Decimal("1501.50"), 10, BrokerOrderStatus.PARTIAL)
 
@@ -333,7 +421,11 @@ def test_modify_to_sl_m_sends_stoploss_with_price_zero(desk, broker):
     broker.modify(order_id, order_type=OrderType.SLM, trigger_price=Decimal("1550.00"), quantity=6)
     body = desk.emulator.last_body("/modifyorder")
     assert (body["newordertype"], body["newprice"], body["newtriggerprice"], body["newquantityinlot"]) == (
-        "STOPLOSS", 0, Decimal("1550.00"), 6)
+        "STOPLOSS",
+        0,
+        Decimal("1550.00"),
+        6,
+    )
     assert book_order(broker, order_id).order_type is OrderType.SLM
 
 
@@ -366,8 +458,10 @@ def test_modify_of_an_unknown_order_is_rejected(broker):
 def test_cancel_and_cancel_of_a_traded_order(desk, broker):
     open_id = resting_limit(broker)
     assert broker.cancel(open_id) == open_id
-    assert desk.emulator.last_body("/cancelorder") == {"clientcode": broker.account.client_code,
-                                                        "uniqueorderid": open_id}
+    assert desk.emulator.last_body("/cancelorder") == {
+        "clientcode": broker.account.client_code,
+        "uniqueorderid": open_id,
+    }
     assert book_order(broker, open_id).status is BrokerOrderStatus.CANCELLED
     traded_id = broker.place(order_request())
     with pytest.raises(Rejected) as caught:
@@ -388,15 +482,22 @@ def test_positions_net_and_average_come_from_the_buy_and_sell_legs(desk, broker)
     assert (infy.average_price, infy.last_price) == (Decimal("1534.60"), Decimal("1540.00"))
     assert (infy.realised_pnl, infy.unrealised_pnl) == (Decimal("21.60"), Decimal("32.40"))
     assert (sbin.quantity, sbin.average_price) == (-5, Decimal("812.35"))
-    assert desk.emulator.book.position_rows(desk.emulator.book.clients[broker.account.client_code])[0][
-        "productname"] == "VALUEPLUS"
+    assert (
+        desk.emulator.book.position_rows(desk.emulator.book.clients[broker.account.client_code])[0]["productname"]
+        == "VALUEPLUS"
+    )
 
 
 def test_dp_holdings(desk):
     creds = desk.account(holdings={"TCS": [3, "3300.25"]})
     holding = desk.login(creds).holdings()[0]
     assert (holding.exchange, holding.tradingsymbol, holding.quantity, holding.average_price, holding.isin) == (
-        "NSE", "TCS", 3, Decimal("3300.25"), "INE467B01029")
+        "NSE",
+        "TCS",
+        3,
+        Decimal("3300.25"),
+        "INE467B01029",
+    )
 
 
 def test_funds_read_srno_102_220_and_300(desk):
@@ -405,13 +506,19 @@ def test_funds_read_srno_102_220_and_300(desk):
     broker.place(order_request(quantity=10))
     funds = broker.funds()
     assert (funds.available_cash, funds.collateral, funds.margin_used) == (
-        Decimal("250000.50"), Decimal("1000"), Decimal("15346.00"))
+        Decimal("250000.50"),
+        Decimal("1000"),
+        Decimal("15346.00"),
+    )
     assert funds.available_margin == Decimal("235654.50")
 
 
 def test_empty_books_come_back_as_null_and_read_as_empty(desk, broker):
-    raw = desk.post("/rest/book/v1/gettradebook", {"clientcode": broker.account.client_code},
-                    device_headers(broker._api_key, broker._session.access_token)).json()
+    raw = desk.post(
+        "/rest/book/v1/gettradebook",
+        {"clientcode": broker.account.client_code},
+        device_headers(broker._api_key, broker._session.access_token),
+    ).json()
     assert (raw["status"], raw["data"]) == ("SUCCESS", None)
     assert broker.order_book() == [] and broker.trades() == [] and broker.positions() == []
     assert broker.holdings() == []
@@ -422,18 +529,27 @@ def test_empty_books_come_back_as_null_and_read_as_empty(desk, broker):
 
 def test_quotes_convert_paise_to_rupees_exactly(desk, broker):
     desk.emulator.add_instrument("PAISA", 99002, "123.57")
-    raw = desk.post("/rest/report/v1/getltpdata", {"clientcode": broker.account.client_code, "exchange": "NSE",
-                                                    "scripcode": 99002},
-                    device_headers(broker._api_key, broker._session.access_token)).json()["data"]
+    raw = desk.post(
+        "/rest/report/v1/getltpdata",
+        {"clientcode": broker.account.client_code, "exchange": "NSE", "scripcode": 99002},
+        device_headers(broker._api_key, broker._session.access_token),
+    ).json()["data"]
     assert (raw["ltp"], raw["bid"], raw["ask"]) == (12357, 12356, 12358)
     refs = [InstrumentRef("NSE", "PAISA", 99002), InstrumentRef("NSE", "INFY", 1594)]
     quotes = broker.quotes(refs)
     paisa = quotes["NSE:PAISA"]
     assert (paisa.last_price, paisa.bids[0].price, paisa.asks[0].price, paisa.close) == (
-        Decimal("123.57"), Decimal("123.56"), Decimal("123.58"), Decimal("123.57"))
+        Decimal("123.57"),
+        Decimal("123.56"),
+        Decimal("123.58"),
+        Decimal("123.57"),
+    )
     assert quotes["NSE:INFY"].last_price == Decimal("1534.60")
-    assert desk.emulator.last_body("/getltpdata") == {"clientcode": broker.account.client_code,
-                                                      "exchange": "NSE", "scripcode": 1594}
+    assert desk.emulator.last_body("/getltpdata") == {
+        "clientcode": broker.account.client_code,
+        "exchange": "NSE",
+        "scripcode": 1594,
+    }
 
 
 def test_margin_required_is_a_conservative_value_estimate(desk, broker):
@@ -446,14 +562,17 @@ def test_margin_required_is_a_conservative_value_estimate(desk, broker):
         order_request(side=Side.SELL, quantity=100),  # CNC sell out of holdings: nothing
         order_request(SBIN, order_type=OrderType.SLM, trigger="850.00", quantity=2),  # trigger above LTP
     ]
-    assert broker.margin_required(requests_) == Decimal("12340.50") + Decimal("3069.20") + Decimal(
-        "2437.05") + Decimal("1700.00")
+    assert broker.margin_required(requests_) == Decimal("12340.50") + Decimal("3069.20") + Decimal("2437.05") + Decimal(
+        "1700.00"
+    )
 
 
 def test_instruments_from_the_scrip_master_with_tick_sizes_in_paise(desk, broker):
-    raw = desk.post("/rest/report/v1/getscripsbyexchangename",
-                    {"clientcode": broker.account.client_code, "exchangename": "NSE"},
-                    device_headers(broker._api_key, broker._session.access_token)).json()["data"]
+    raw = desk.post(
+        "/rest/report/v1/getscripsbyexchangename",
+        {"clientcode": broker.account.client_code, "exchangename": "NSE"},
+        device_headers(broker._api_key, broker._session.access_token),
+    ).json()["data"]
     assert {r["scripshortname"]: r["ticksize"] for r in raw}["INFY"] == 10
     rows = {row.tradingsymbol: row for row in broker.instruments()}
     assert set(rows) == {"INFY", "RELIANCE", "TCS", "HDFCBANK", "SBIN", "ITC"}
@@ -475,11 +594,14 @@ def test_timeout_after_accept_is_unavailable_and_the_tag_finds_the_order(desk, c
     assert [o.status for o in broker.orders_by_tag("TMO1")] == [BrokerOrderStatus.COMPLETE]
 
 
-@pytest.mark.parametrize("fault, booked, message", [
-    ("drop_after_accept", 1, "Motilal Oswal closed the connection without an answer; " + MAYBE_PLACED),
-    ("error_5xx_after_accept", 1, "Motilal Oswal answered HTTP 503; " + MAYBE_PLACED),
-    ("error_5xx", 0, "Motilal Oswal answered HTTP 503; " + MAYBE_PLACED),
-])
+@pytest.mark.parametrize(
+    "fault, booked, message",
+    [
+        ("drop_after_accept", 1, "Motilal Oswal closed the connection without an answer; " + MAYBE_PLACED),
+        ("error_5xx_after_accept", 1, "Motilal Oswal answered HTTP 503; " + MAYBE_PLACED),
+        ("error_5xx", 0, "Motilal Oswal answered HTTP 503; " + MAYBE_PLACED),
+    ],
+)
 def test_ambiguous_place_outcomes_are_unavailable(desk, broker, fault, booked, message):
     desk.emulator.faults.script("place", fault)
     with pytest.raises(Unavailable) as caught:
@@ -494,7 +616,9 @@ def test_burst_429_is_rate_limited_with_retry_after_and_nothing_booked(desk, bro
     with pytest.raises(RateLimited) as caught:
         broker.place(order_request())
     assert (caught.value.message, caught.value.retry_after) == (
-        "Motilal Oswal is rate limiting this account; wait and retry", 1.0)
+        "Motilal Oswal is rate limiting this account; wait and retry",
+        1.0,
+    )
     assert desk.emulator.ledger.count() == 0
 
 
@@ -536,12 +660,15 @@ def test_cancel_5xx_after_accept_is_unavailable_but_cancelled(desk, broker):
     assert book_order(broker, order_id).status is BrokerOrderStatus.CANCELLED
 
 
-@pytest.mark.parametrize("fault, error, message", [
-    ("error_5xx", Unavailable, "Motilal Oswal answered HTTP 503; try again"),
-    ("drop_after_accept", Unavailable, "Motilal Oswal closed the connection without an answer; try again"),
-    ("burst_429", RateLimited, "Motilal Oswal is rate limiting this account; wait and retry"),
-    ("expire_token", AuthExpired, SESSION_GONE),
-])
+@pytest.mark.parametrize(
+    "fault, error, message",
+    [
+        ("error_5xx", Unavailable, "Motilal Oswal answered HTTP 503; try again"),
+        ("drop_after_accept", Unavailable, "Motilal Oswal closed the connection without an answer; try again"),
+        ("burst_429", RateLimited, "Motilal Oswal is rate limiting this account; wait and retry"),
+        ("expire_token", AuthExpired, SESSION_GONE),
+    ],
+)
 def test_read_faults_map_like_writes(desk, broker, fault, error, message):
     desk.emulator.faults.script("read", fault)
     with pytest.raises(error) as caught:
@@ -552,24 +679,68 @@ def test_read_faults_map_like_writes(desk, broker, fault, error, message):
 # --------------------------------------------------------------------------- error envelopes
 
 
-@pytest.mark.parametrize("kind, status, body, error, message", [
-    ("place", 200, {"status": "FAILURE", "message": "Technical Error", "errorcode": "MO8000", "data": None},
-     Unavailable, "Motilal Oswal reported a technical error (Technical Error); " + MAYBE_PLACED),
-    ("place", 200, {"status": "FAILURE", "message": "RMS:Rule: Check circuit limit", "errorcode": "MO5100"},
-     Rejected, "RMS:Rule: Check circuit limit"),
-    ("place", 200, {"status": "SUCCESS", "message": "Order Placed Successfully", "errorcode": ""},
-     Unavailable, "Motilal Oswal said the order was accepted but sent no order id; " + MAYBE_PLACED),
-    ("place", 200, "<html>Bad gateway page</html>",
-     Unavailable, "Motilal Oswal sent an unreadable answer (HTTP 200); " + MAYBE_PLACED),
-    ("place", 400, {"status": "ERROR", "message": "Invalid Exchange", "errorcode": ""}, Rejected, "Invalid Exchange"),
-    ("read", 200, {"status": "ERROR", "message": "Invalid User Id or Auth Token", "errorcode": "MO1001"},
-     AuthExpired, SESSION_GONE),
-    ("read", 200, {"status": "FAILURE", "message": "Login Id/Password Is Invalid", "errorcode": "MOSL100"},
-     AuthExpired, "Motilal Oswal session is no longer valid (Login Id/Password Is Invalid); log in again"),
-    ("read", 200, {"status": "SUCCESS", "message": "SUCCESS", "data": [{"uniqueorderid": "X"}]},
-     Unavailable, "Motilal Oswal sent an order book the desk cannot read; try again"),
-    ("read", 200, "", Unavailable, "Motilal Oswal sent an unreadable answer (HTTP 200); try again"),
-])
+@pytest.mark.parametrize(
+    "kind, status, body, error, message",
+    [
+        (
+            "place",
+            200,
+            {"status": "FAILURE", "message": "Technical Error", "errorcode": "MO8000", "data": None},
+            Unavailable,
+            "Motilal Oswal reported a technical error (Technical Error); " + MAYBE_PLACED,
+        ),
+        (
+            "place",
+            200,
+            {"status": "FAILURE", "message": "RMS:Rule: Check circuit limit", "errorcode": "MO5100"},
+            Rejected,
+            "RMS:Rule: Check circuit limit",
+        ),
+        (
+            "place",
+            200,
+            {"status": "SUCCESS", "message": "Order Placed Successfully", "errorcode": ""},
+            Unavailable,
+            "Motilal Oswal said the order was accepted but sent no order id; " + MAYBE_PLACED,
+        ),
+        (
+            "place",
+            200,
+            "<html>Bad gateway page</html>",
+            Unavailable,
+            "Motilal Oswal sent an unreadable answer (HTTP 200); " + MAYBE_PLACED,
+        ),
+        (
+            "place",
+            400,
+            {"status": "ERROR", "message": "Invalid Exchange", "errorcode": ""},
+            Rejected,
+            "Invalid Exchange",
+        ),
+        (
+            "read",
+            200,
+            {"status": "ERROR", "message": "Invalid User Id or Auth Token", "errorcode": "MO1001"},
+            AuthExpired,
+            SESSION_GONE,
+        ),
+        (
+            "read",
+            200,
+            {"status": "FAILURE", "message": "Login Id/Password Is Invalid", "errorcode": "MOSL100"},
+            AuthExpired,
+            "Motilal Oswal session is no longer valid (Login Id/Password Is Invalid); log in again",
+        ),
+        (
+            "read",
+            200,
+            {"status": "SUCCESS", "message": "SUCCESS", "data": [{"uniqueorderid": "X"}]},
+            Unavailable,
+            "Motilal Oswal sent an order book the desk cannot read; try again",
+        ),
+        ("read", 200, "", Unavailable, "Motilal Oswal sent an unreadable answer (HTTP 200); try again"),
+    ],
+)
 def test_error_envelopes_map_to_typed_errors(desk, broker, kind, status, body, error, message):
     desk.emulator.override_next(kind, status, body)
     call = (lambda: broker.place(order_request())) if kind == "place" else broker.order_book
@@ -580,8 +751,9 @@ def test_error_envelopes_map_to_typed_errors(desk, broker, kind, status, body, e
 
 
 def test_order_id_inside_data_is_accepted(desk, broker):
-    desk.emulator.override_next("place", 200, {"status": "SUCCESS", "message": "", "errorcode": "",
-                                               "data": {"uniqueorderid": "1500006T024312"}})
+    desk.emulator.override_next(
+        "place", 200, {"status": "SUCCESS", "message": "", "errorcode": "", "data": {"uniqueorderid": "1500006T024312"}}
+    )
     assert broker.place(order_request()) == "1500006T024312"
 
 
@@ -647,13 +819,20 @@ def test_logs_are_key_value_and_never_carry_secrets(desk, creds, caplog):
     params = login_params(creds)
     session = broker.complete_login(params)
     broker.place(order_request(tag="LOG1"))
-    desk.emulator.override_next("read", 200, {"status": "FAILURE", "message": "bad", "errorcode": "MO1",
-                                              "AuthToken": session.access_token})
+    desk.emulator.override_next(
+        "read", 200, {"status": "FAILURE", "message": "bad", "errorcode": "MO1", "AuthToken": session.access_token}
+    )
     with pytest.raises(Rejected):
         broker.order_book()
     text = caplog.text
     assert f"broker=motilal op=place client={creds['client_code']} status=200" in text
     assert "op=order_book" in text and '"AuthToken":"***"' in text
-    for secret in (creds["password"], creds["api_key"], params["totp"], creds["two_fa"], session.access_token,
-                   password_hash(creds)):
+    for secret in (
+        creds["password"],
+        creds["api_key"],
+        params["totp"],
+        creds["two_fa"],
+        session.access_token,
+        password_hash(creds),
+    ):
         assert secret not in text

@@ -4,6 +4,7 @@ A toy adapter, defined and registered here only, works end to end through its ow
 registration: options from config, the client form's broker choices, the session badge, the quote
 fallback, the feed's source choices and the one OrderRequest check.
 """
+
 from __future__ import annotations
 
 import ast
@@ -59,8 +60,10 @@ class ToyBroker(Broker):
     rate_limits = RateLimits(orders_per_second=5)
     tag_max_length = 12
     login_kind = "none"
-    config_options = (ConfigOption("greeting", "TOY_GREETING", "hello"),
-                      ConfigOption("base_url", "TOY_URL", required=True))
+    config_options = (
+        ConfigOption("greeting", "TOY_GREETING", "hello"),
+        ConfigOption("base_url", "TOY_URL", required=True),
+    )
     capabilities = Capabilities(quotes=True)
     quote_preference = 1  # asked before every other broker
 
@@ -101,8 +104,16 @@ def toy(app, monkeypatch):
 
 
 def request_(**fields) -> OrderRequest:
-    base = dict(exchange="NSE", tradingsymbol="INFY", exchange_token=1594, side=Side.BUY, quantity=1,
-                product=Product.CNC, order_type=OrderType.MARKET, tag="ABC123")
+    base = dict(
+        exchange="NSE",
+        tradingsymbol="INFY",
+        exchange_token=1594,
+        side=Side.BUY,
+        quantity=1,
+        product=Product.CNC,
+        order_type=OrderType.MARKET,
+        tag="ABC123",
+    )
     return OrderRequest(**{**base, **fields})
 
 
@@ -151,8 +162,12 @@ def test_every_adapter_refuses_a_malformed_request_as_invalid_input_before_sendi
     request never reached the broker's RMS (tests/paper/test_rejections.py keeps the paper
     exchange's own refusals Rejected). Nothing is listening at the brokers' URLs: a request that
     got past the check would be Unavailable instead."""
-    config = {**app.config, "KITE_API_URL": "http://127.0.0.1:9", "MOTILAL_API_URL": "http://127.0.0.1:9",
-              "SHAREKHAN_API_URL": "http://127.0.0.1:9"}
+    config = {
+        **app.config,
+        "KITE_API_URL": "http://127.0.0.1:9",
+        "MOTILAL_API_URL": "http://127.0.0.1:9",
+        "SHAREKHAN_API_URL": "http://127.0.0.1:9",
+    }
     account = Account(client_code="AB1234", credentials={"api_key": "k", "api_secret": "s", "secret_key": "x" * 32})
     with app.app_context():
         adapter = create_broker(name, account, broker_options(name, config))
@@ -183,12 +198,21 @@ ALLOWED = {
 
 def broker_name_literals(path: Path, names: set[str]) -> list[tuple[int, str]]:
     tree = ast.parse(path.read_text())
-    docstrings = {id(node.body[0].value) for node in ast.walk(tree)
-                  if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))
-                  and node.body and isinstance(node.body[0], ast.Expr)}
-    return [(node.lineno, node.value) for node in ast.walk(tree)
-            if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings
-            and node.value in names]
+    docstrings = {
+        id(node.body[0].value)
+        for node in ast.walk(tree)
+        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))
+        and node.body
+        and isinstance(node.body[0], ast.Expr)
+    }
+    return [
+        (node.lineno, node.value)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Constant)
+        and isinstance(node.value, str)
+        and id(node) not in docstrings
+        and node.value in names
+    ]
 
 
 def test_no_code_outside_the_brokers_package_names_a_broker():
@@ -199,10 +223,15 @@ def test_no_code_outside_the_brokers_package_names_a_broker():
             relative = path.relative_to(ROOT).as_posix()
             if relative.startswith("webapp/brokers/"):
                 continue
-            found += [f"{relative}:{line} {value!r}" for line, value in broker_name_literals(path, names)
-                      if (relative, value) not in ALLOWED]
+            found += [
+                f"{relative}:{line} {value!r}"
+                for line, value in broker_name_literals(path, names)
+                if (relative, value) not in ALLOWED
+            ]
     for path in sorted((ROOT / "templates").rglob("*.html")):
         for line_no, line in enumerate(path.read_text().splitlines(), 1):
-            found += [f"{path.relative_to(ROOT).as_posix()}:{line_no} {m!r}"
-                      for m in re.findall(r"""['"](kite|motilal|sharekhan|paper)['"]""", line)]
+            found += [
+                f"{path.relative_to(ROOT).as_posix()}:{line_no} {m!r}"
+                for m in re.findall(r"""['"](kite|motilal|sharekhan|paper)['"]""", line)
+            ]
     assert found == [], "ask webapp.brokers what the broker can do instead of naming it:\n" + "\n".join(found)

@@ -25,6 +25,7 @@ time" instead of sent again, and the re-send path this test counts at the broker
 
 FANOUT_CHAOS_SEED=<n> replays another schedule of faults and kills (timing still varies run to run).
 """
+
 from __future__ import annotations
 
 import os
@@ -74,8 +75,13 @@ CHAOS_SECONDS = (8.0, 25.0)  # at least, at most
 DRAIN_SECONDS = 30.0  # these three bound a failing run; a passing one takes a fraction of them
 RECONCILE_SECONDS = 40.0
 SYNC_SECONDS = 30.0
-PLACE_FAULTS = {"timeout_after_accept": 0.1, "drop_after_accept": 0.1, "error_5xx": 0.05,
-                "error_5xx_after_accept": 0.05, "burst_429": 0.1}
+PLACE_FAULTS = {
+    "timeout_after_accept": 0.1,
+    "drop_after_accept": 0.1,
+    "error_5xx": 0.05,
+    "error_5xx_after_accept": 0.05,
+    "burst_429": 0.1,
+}
 READ_FAULTS = {"timeout_after_accept": 0.02, "drop_after_accept": 0.03, "error_5xx": 0.03, "burst_429": 0.03}
 BOOKED = states.AT_BROKER | {states.COMPLETE, states.CANCELLED}  # the broker has it
 SEND_DEADLINE = 300  # seconds: past the clock reconcile is run with (see the docstring)
@@ -104,6 +110,7 @@ class ChaosPlan(FaultPlan):
 
 
 # ---------------------------------------------------------------- worker processes
+
 
 def _proc_stat(pid: int) -> tuple[str, int] | None:
     """(state letter, parent pid) of a process, or None when it is gone."""
@@ -139,10 +146,26 @@ class Fleet:
         self.started += 1
         name = f"chaos-{os.getpid()}-{self.started}"
         process = subprocess.Popen(
-            [sys.executable, "-m", "rq.cli", "worker", "--worker-class", "jobs.worker.OrdersWorker",
-             "--config", "jobs.settings", "--name", name, "orders"],
-            cwd=ROOT, env=self.env, stdin=subprocess.DEVNULL, stdout=self.log, stderr=subprocess.STDOUT,
-            start_new_session=True)
+            [
+                sys.executable,
+                "-m",
+                "rq.cli",
+                "worker",
+                "--worker-class",
+                "jobs.worker.OrdersWorker",
+                "--config",
+                "jobs.settings",
+                "--name",
+                name,
+                "orders",
+            ],
+            cwd=ROOT,
+            env=self.env,
+            stdin=subprocess.DEVNULL,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         worker = WorkerProcess(name, process)
         self.live.append(worker)
         return worker
@@ -183,21 +206,34 @@ def _killpg(pgid: int) -> None:
 def worker_env(app, emulator_url: str, instance: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("FANOUT_", "DATABASE_URL", "REDIS_URL"))}
     env.update(
-        DATABASE_URL=app.config["SQLALCHEMY_DATABASE_URI"], REDIS_URL=app.config["REDIS_URL"],
-        SECRET_KEY=app.config["SECRET_KEY"], FANOUT_ENCRYPTION_KEYS=app.config["FANOUT_ENCRYPTION_KEYS"][0],
-        FANOUT_TESTING="1", FANOUT_INSTANCE=str(instance), PAPER_ALWAYS_OPEN="1",
-        KITE_API_URL=emulator_url, KITE_LOGIN_URL=emulator_url, BROKER_TIMEOUT_SECONDS="1",
+        DATABASE_URL=app.config["SQLALCHEMY_DATABASE_URI"],
+        REDIS_URL=app.config["REDIS_URL"],
+        SECRET_KEY=app.config["SECRET_KEY"],
+        FANOUT_ENCRYPTION_KEYS=app.config["FANOUT_ENCRYPTION_KEYS"][0],
+        FANOUT_TESTING="1",
+        FANOUT_INSTANCE=str(instance),
+        PAPER_ALWAYS_OPEN="1",
+        KITE_API_URL=emulator_url,
+        KITE_LOGIN_URL=emulator_url,
+        BROKER_TIMEOUT_SECONDS="1",
         SEND_DEADLINE_SECONDS=str(SEND_DEADLINE),
-        PYTHONPATH=str(ROOT), PYTHONUNBUFFERED="1")
+        PYTHONPATH=str(ROOT),
+        PYTHONUNBUFFERED="1",
+    )
     return env
 
 
 # ---------------------------------------------------------------- the desk
 
+
 def kite_client(app, factory, emulator: KiteEmulator, name: str, cash: str) -> Client:
     creds = emulator.add_account(cash=cash)
-    client = factory.client(name, broker="kite", code=creds["user_id"],
-                            credentials={"api_key": creds["api_key"], "api_secret": creds["api_secret"]})
+    client = factory.client(
+        name,
+        broker="kite",
+        code=creds["user_id"],
+        credentials={"api_key": creds["api_key"], "api_secret": creds["api_secret"]},
+    )
     with app.app_context():
         stored = db.session.get(Client, client.id)
         store_session(stored, BrokerSession(creds["access_token"], utcnow() + timedelta(hours=8)), current_vault())
@@ -207,9 +243,20 @@ def kite_client(app, factory, emulator: KiteEmulator, name: str, cash: str) -> C
 
 def children(app) -> list[tuple]:
     with app.app_context():
-        return db.session.execute(sa.select(
-            Order.id, Client.client_code, Order.tag, Order.status, Order.broker_order_id, Order.reason,
-            Order.attempts, Order.batch_id).join(Client, Order.client_id == Client.id).order_by(Order.id)).all()
+        return db.session.execute(
+            sa.select(
+                Order.id,
+                Client.client_code,
+                Order.tag,
+                Order.status,
+                Order.broker_order_id,
+                Order.reason,
+                Order.attempts,
+                Order.batch_id,
+            )
+            .join(Client, Order.client_id == Client.id)
+            .order_by(Order.id)
+        ).all()
 
 
 def status_counts(app) -> Counter[str]:
@@ -244,20 +291,30 @@ def expire_dead_locks(app) -> int:
 
 # ---------------------------------------------------------------- the test
 
+
 def test_killed_workers_and_a_faulty_broker_place_every_child_once(app, factory, tmp_path):
     rng = random.Random(SEED)
     plan = ChaosPlan(seed=SEED, hang_seconds=2.0, rates=PLACE_FAULTS, read_rates=READ_FAULTS)
     log_path = tmp_path / "workers.log"
     report: dict[str, object] = {"seed": SEED, "phases": {}}
-    with (EmulatorServer(KiteEmulator(faults=plan)) as server, open(log_path, "ab") as log,
-          redis_lib.Redis.from_url(app.config["REDIS_URL"]) as redis):
+    with (
+        EmulatorServer(KiteEmulator(faults=plan)) as server,
+        open(log_path, "ab") as log,
+        redis_lib.Redis.from_url(app.config["REDIS_URL"]) as redis,
+    ):
         emulator = server.app
-        app.config.update(KITE_API_URL=server.url, KITE_LOGIN_URL=server.url, BROKER_TIMEOUT_SECONDS=1,
-                          SEND_DEADLINE_SECONDS=SEND_DEADLINE)
+        app.config.update(
+            KITE_API_URL=server.url,
+            KITE_LOGIN_URL=server.url,
+            BROKER_TIMEOUT_SECONDS=1,
+            SEND_DEADLINE_SECONDS=SEND_DEADLINE,
+        )
         trader = factory.user("tara", role="trader")
         instrument = factory.instrument("INFY", 1594, price="1512.40", tick="0.10", band="10")
-        clients = [kite_client(app, factory, emulator, f"K{n:02d}", "100" if n < POOR_CLIENTS else "1000000")
-                   for n in range(CLIENTS)]
+        clients = [
+            kite_client(app, factory, emulator, f"K{n:02d}", "100" if n < POOR_CLIENTS else "1000000")
+            for n in range(CLIENTS)
+        ]
         fleet = Fleet(worker_env(app, server.url, tmp_path), log, redis)
         phase = Phases(report)
         try:
@@ -299,7 +356,8 @@ class Phases:
 
 def chaos(app, factory, trader, clients, instrument, fleet: Fleet, rng: random.Random, report) -> list[str]:
     """Tickets keep coming while workers die. KILLED_MID_SEND of the send jobs, chosen by the seed,
-    lose their worker at a random moment KILL_AFTER into the job; every IDLE_KILL_EVERY an idle worker dies too. A dead worker is replaced at once."""
+    lose their worker at a random moment KILL_AFTER into the job; every IDLE_KILL_EVERY an idle worker dies too.
+    A dead worker is replaced at once."""
     doomed = set(rng.sample(range(1, BATCHES + 1), KILLED_MID_SEND))  # batch numbers
     job_ids: list[str] = []
     strikes: dict[int, float] = {}  # batch number -> when the worker running its send job dies
@@ -337,7 +395,8 @@ def chaos(app, factory, trader, clients, instrument, fleet: Fleet, rng: random.R
     report["workers started"] = fleet.started
     report["after chaos"] = dict(status_counts(app))
     assert mid_send >= KILLED_MID_SEND - 1, (
-        f"only {mid_send} kills hit a send job in flight: the chaos did not bite ({report})")
+        f"only {mid_send} kills hit a send job in flight: the chaos did not bite ({report})"
+    )
     return job_ids
 
 
@@ -361,18 +420,44 @@ def restart(app, fleet: Fleet, job_ids: list[str], rng: random.Random, report) -
         fleet.start()
     retries = []
     with app.app_context():
-        batch_ids = db.session.execute(sa.select(Order.batch_id).where(Order.status.in_(states.IN_FLIGHT))
-                                       .distinct().order_by(Order.batch_id)).scalars().all()
+        batch_ids = (
+            db.session.execute(
+                sa.select(Order.batch_id).where(Order.status.in_(states.IN_FLIGHT)).distinct().order_by(Order.batch_id)
+            )
+            .scalars()
+            .all()
+        )
         if len(batch_ids) > 1:  # best one whose worker died mid-call, with SUBMITTING children
-            cut_off = db.session.execute(sa.select(Order.batch_id).where(Order.status == states.SUBMITTING)
-                                         .distinct().order_by(Order.batch_id)).scalars().all()
+            cut_off = (
+                db.session.execute(
+                    sa.select(Order.batch_id)
+                    .where(Order.status == states.SUBMITTING)
+                    .distinct()
+                    .order_by(Order.batch_id)
+                )
+                .scalars()
+                .all()
+            )
             left = rng.choice(cut_off or batch_ids)
             batch_ids.remove(left)
-            report["left to reconcile"] = dict(Counter(db.session.execute(sa.select(Order.status).where(
-                Order.batch_id == left, Order.status.in_(states.IN_FLIGHT))).scalars()))
+            report["left to reconcile"] = dict(
+                Counter(
+                    db.session.execute(
+                        sa.select(Order.status).where(Order.batch_id == left, Order.status.in_(states.IN_FLIGHT))
+                    ).scalars()
+                )
+            )
         for batch_id in batch_ids:
-            retries.append(enqueue("jobs.orders.send_batch", batch_id, queue_name=QUEUE_ORDERS,
-                                   job_id=f"send-batch-{batch_id}-retry", result_ttl=300, failure_ttl=3600).id)
+            retries.append(
+                enqueue(
+                    "jobs.orders.send_batch",
+                    batch_id,
+                    queue_name=QUEUE_ORDERS,
+                    job_id=f"send-batch-{batch_id}-retry",
+                    result_ttl=300,
+                    failure_ttl=3600,
+                ).id
+            )
     deadline = time.monotonic() + DRAIN_SECONDS
     while not orders_jobs_done(app, job_ids + retries, {w.name for w in fleet.live}):
         assert all(w.process.poll() is None for w in fleet.live), "a worker exited on its own"
@@ -390,8 +475,9 @@ def new_batch(app, factory, trader, clients, instrument, n: int) -> str:
     if n == 2:
         batch = factory.batch(trader, clients, instrument, order_type="LIMIT", price=Decimal("1500.00"))
         with app.app_context():
-            for order in db.session.execute(sa.select(Order).where(Order.batch_id == batch.id)
-                                            .order_by(Order.id).limit(3)).scalars():
+            for order in db.session.execute(
+                sa.select(Order).where(Order.batch_id == batch.id).order_by(Order.id).limit(3)
+            ).scalars():
                 order.price = Decimal("1500.05")
             db.session.commit()
     else:
@@ -465,8 +551,9 @@ def check_against_ledger(app, emulator: KiteEmulator, report) -> None:
             problems.append(f"child {r.id} left {r.status}: {r.reason!r}")
         elif r.status in BOOKED:
             if order_ids.get(key) != r.broker_order_id or not r.broker_order_id:
-                problems.append(f"child {r.id} {r.status} as {r.broker_order_id} but the ledger has "
-                                f"{order_ids.get(key)}")
+                problems.append(
+                    f"child {r.id} {r.status} as {r.broker_order_id} but the ledger has {order_ids.get(key)}"
+                )
         elif r.status in (states.REJECTED, states.FAILED):
             if not r.reason:
                 problems.append(f"child {r.id} {r.status} with no reason")
@@ -480,8 +567,10 @@ def check_against_ledger(app, emulator: KiteEmulator, report) -> None:
 
     # the run exercised what it claims to: unclear answers, 429s, RMS rejects, refusals, resends
     injected = emulator.faults.injected
-    assert sum(injected[("place", f)] for f in ("timeout_after_accept", "drop_after_accept",
-                                                  "error_5xx_after_accept")) >= 5, injected
+    assert (
+        sum(injected[("place", f)] for f in ("timeout_after_accept", "drop_after_accept", "error_5xx_after_accept"))
+        >= 5
+    ), injected
     assert injected[("place", "burst_429")] >= 1 and injected[("place", "error_5xx")] >= 1, injected
     assert sum(1 for r in rows if r.status == states.REJECTED and r.broker_order_id) >= POOR_CLIENTS
     assert sum(1 for r in rows if r.status == states.REJECTED and not r.broker_order_id) >= 3

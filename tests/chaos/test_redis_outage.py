@@ -8,6 +8,7 @@ every role is back on its own (the RQ workers registered again, the cron schedul
 publishing, the web's hub subscribed again); and a ticket placed at the end is sent and reaches
 the paper broker, without anything having been restarted.
 """
+
 from __future__ import annotations
 
 import os
@@ -25,6 +26,7 @@ import sqlalchemy as sa
 
 from tests.conftest import _reset, make_app
 from tests.factories import DEFAULT_PASSWORD
+from webapp.brokers.paper import ensure_account
 from webapp.embedded_redis import EmbeddedRedis
 from webapp.entrypoint import ROLES
 from webapp.extensions import db
@@ -33,7 +35,6 @@ from webapp.marketdata.store import TICKS_CHANNEL
 from webapp.models import Batch, Order
 from webapp.tasks import QUEUE_UNAVAILABLE
 from webapp.trading import states
-from webapp.brokers.paper import ensure_account
 
 pytestmark = pytest.mark.slow
 
@@ -117,8 +118,14 @@ class Desk:
         self.env, self.logs, self.processes = env, logs, {}
         for role, command in ROLES.items():
             with open(logs / f"{role}.log", "wb") as log:
-                self.processes[role] = subprocess.Popen([str(BIN / command[0]), *command[1:]], cwd=ROOT, env=env,
-                                                        stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+                self.processes[role] = subprocess.Popen(
+                    [str(BIN / command[0]), *command[1:]],
+                    cwd=ROOT,
+                    env=env,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
 
     def pids(self) -> dict[str, set[int]]:
         """Each role's process, and gunicorn's worker (a master replaces a dead one: that must not
@@ -163,10 +170,13 @@ def roles_up(redis: redis_lib.Redis, since: float) -> dict[str, bool]:
     try:
         queues = {q for w in Worker.all(connection=redis) for q in w.queue_names()}
         beat = redis.get(HEARTBEAT_KEY)
-        return {"orders": "orders" in queues, "worker": "sync" in queues,
-                "cron": bool(CronScheduler.all(connection=redis)),
-                "feed": beat is not None and _stamp(beat) > since,
-                "hub": dict(redis.pubsub_numsub(TICKS_CHANNEL)).get(TICKS_CHANNEL.encode(), 0) >= 1}
+        return {
+            "orders": "orders" in queues,
+            "worker": "sync" in queues,
+            "cron": bool(CronScheduler.all(connection=redis)),
+            "feed": beat is not None and _stamp(beat) > since,
+            "hub": dict(redis.pubsub_numsub(TICKS_CHANNEL)).get(TICKS_CHANNEL.encode(), 0) >= 1,
+        }
     except redis_lib.RedisError:
         return {}
 
@@ -178,7 +188,9 @@ def _stamp(raw: bytes) -> float:
 
 
 def hidden(html: str, name: str) -> str:
-    match = re.search(rf'name="{name}"[^>]*value="([^"]*)"', html) or re.search(rf'value="([^"]*)"[^>]*name="{name}"', html)
+    match = re.search(rf'name="{name}"[^>]*value="([^"]*)"', html) or re.search(
+        rf'value="([^"]*)"[^>]*name="{name}"', html
+    )
     assert match, f"no {name} on the page"
     return match.group(1)
 
@@ -186,16 +198,25 @@ def hidden(html: str, name: str) -> str:
 def post_ticket(http: requests.Session, base: str, instrument_id: int, client_ids: list[int]) -> requests.Response:
     page = http.get(f"{base}/orders/new", params={"instrument_id": instrument_id}, timeout=30)
     assert page.status_code == 200
-    form = {"csrf_token": hidden(page.text, "csrf_token"), "ticket_id": hidden(page.text, "ticket_id"),
-            "instrument_id": str(instrument_id), "action": "BUY", "product": "MIS", "order_type": "MARKET",
-            "validity": "DAY", **{f"qty_{c}": "2" for c in client_ids}}
+    form = {
+        "csrf_token": hidden(page.text, "csrf_token"),
+        "ticket_id": hidden(page.text, "ticket_id"),
+        "instrument_id": str(instrument_id),
+        "action": "BUY",
+        "product": "MIS",
+        "order_type": "MARKET",
+        "validity": "DAY",
+        **{f"qty_{c}": "2" for c in client_ids},
+    }
     return http.post(f"{base}/orders/new", data=form, allow_redirects=False, timeout=30)
 
 
 def rows(app) -> tuple[int, int]:
     with app.app_context():
-        return (db.session.execute(sa.select(sa.func.count()).select_from(Batch)).scalar_one(),
-                db.session.execute(sa.select(sa.func.count()).select_from(Order)).scalar_one())
+        return (
+            db.session.execute(sa.select(sa.func.count()).select_from(Batch)).scalar_one(),
+            db.session.execute(sa.select(sa.func.count()).select_from(Order)).scalar_one(),
+        )
 
 
 def open_feed_socket(base: str, http: requests.Session):
@@ -203,13 +224,15 @@ def open_feed_socket(base: str, http: requests.Session):
     import simple_websocket
 
     cookie = "; ".join(f"{c.name}={c.value}" for c in http.cookies)
-    return simple_websocket.Client.connect(base.replace("http", "ws") + "/ws/feed?page=desk",
-                                           headers={"Cookie": cookie, "Origin": base,
-                                                    "User-Agent": http.headers["User-Agent"]})
+    return simple_websocket.Client.connect(
+        base.replace("http", "ws") + "/ws/feed?page=desk",
+        headers={"Cookie": cookie, "Origin": base, "User-Agent": http.headers["User-Agent"]},
+    )
 
 
-def test_every_process_outlives_redis_paused_and_restarted_empty(app, factory, own_redis, services, encryption_key,
-                                                                  tmp_path):
+def test_every_process_outlives_redis_paused_and_restarted_empty(
+    app, factory, own_redis, services, encryption_key, tmp_path
+):
     instrument = factory.instrument("INFY", 1594, price="1548.20")
     clients = [factory.client(name, broker="paper") for name in ("Alpha", "Beta")]
     with app.app_context():
@@ -218,11 +241,21 @@ def test_every_process_outlives_redis_paused_and_restarted_empty(app, factory, o
     factory.user("tara", role="trader", clients=clients)
     port = free_port()
     env = {k: v for k, v in os.environ.items() if k not in ("FANOUT_DEMO", "FANOUT_TESTING")}
-    env.update(DATABASE_URL=services[0], REDIS_URL=own_redis.url, SECRET_KEY="outage-test-secret",
-               FANOUT_ENCRYPTION_KEYS=encryption_key, FANOUT_AUDIT_KEYS="outage-test-audit-key-" + "x" * 32,
-               FANOUT_INSTANCE=str(tmp_path / "instance"), PORT=str(port),
-               WEB_CONCURRENCY="1", WEB_THREADS="16", SESSION_COOKIE_SECURE="0", PAPER_ALWAYS_OPEN="1",
-               PYTHONUNBUFFERED="1", PATH=os.pathsep.join([str(BIN), os.environ.get("PATH", "")]))
+    env.update(
+        DATABASE_URL=services[0],
+        REDIS_URL=own_redis.url,
+        SECRET_KEY="outage-test-secret",
+        FANOUT_ENCRYPTION_KEYS=encryption_key,
+        FANOUT_AUDIT_KEYS="outage-test-audit-key-" + "x" * 32,
+        FANOUT_INSTANCE=str(tmp_path / "instance"),
+        PORT=str(port),
+        WEB_CONCURRENCY="1",
+        WEB_THREADS="16",
+        SESSION_COOKIE_SECURE="0",
+        PAPER_ALWAYS_OPEN="1",
+        PYTHONUNBUFFERED="1",
+        PATH=os.pathsep.join([str(BIN), os.environ.get("PATH", "")]),
+    )
     (tmp_path / "instance").mkdir()
     (tmp_path / "logs").mkdir()
     base = f"http://127.0.0.1:{port}"
@@ -230,6 +263,7 @@ def test_every_process_outlives_redis_paused_and_restarted_empty(app, factory, o
     watch = own_redis.client()
     socket = None
     try:
+
         def web_up() -> bool:
             try:
                 return requests.get(f"{base}/login", timeout=5).status_code == 200
@@ -240,13 +274,23 @@ def test_every_process_outlives_redis_paused_and_restarted_empty(app, factory, o
         http = requests.Session()
         http.headers["User-Agent"] = "fanout-outage-test"
         login = http.get(f"{base}/login", timeout=30)
-        assert http.post(f"{base}/login", data={"username": "tara", "password": DEFAULT_PASSWORD,
-                                                "csrf_token": hidden(login.text, "csrf_token")},
-                         allow_redirects=False, timeout=30).status_code == 302
+        assert (
+            http.post(
+                f"{base}/login",
+                data={"username": "tara", "password": DEFAULT_PASSWORD, "csrf_token": hidden(login.text, "csrf_token")},
+                allow_redirects=False,
+                timeout=30,
+            ).status_code
+            == 302
+        )
         socket = open_feed_socket(base, http)
         started = time.time()
-        wait_until("every role up", lambda: all(roles_up(watch, started).values()) and len(roles_up(watch, 0)) == 5,
-                   READY_SECONDS, desk)
+        wait_until(
+            "every role up",
+            lambda: all(roles_up(watch, started).values()) and len(roles_up(watch, 0)) == 5,
+            READY_SECONDS,
+            desk,
+        )
         pids = desk.pids()
         before = rows(app)
 
@@ -259,8 +303,9 @@ def test_every_process_outlives_redis_paused_and_restarted_empty(app, factory, o
         assert not desk.exited()
         own_redis.resume()
         resumed = time.time()
-        wait_until("every role back after the pause", lambda: all(roles_up(watch, resumed).values()),
-                   RECOVER_SECONDS, desk)
+        wait_until(
+            "every role back after the pause", lambda: all(roles_up(watch, resumed).values()), RECOVER_SECONDS, desk
+        )
 
         # 2. killed, then started again empty: every registration is gone and must be made again
         own_redis.kill()
@@ -271,8 +316,12 @@ def test_every_process_outlives_redis_paused_and_restarted_empty(app, factory, o
         own_redis.start_empty()
         watch = own_redis.client()
         back = time.time()
-        wait_until("every role back after the restart (empty)", lambda: all(roles_up(watch, back).values()),
-                   RECOVER_SECONDS, desk)
+        wait_until(
+            "every role back after the restart (empty)",
+            lambda: all(roles_up(watch, back).values()),
+            RECOVER_SECONDS,
+            desk,
+        )
 
         assert rows(app) == before  # neither refused ticket wrote anything
         assert desk.pids() == pids  # nothing exited, nothing was replaced

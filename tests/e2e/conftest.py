@@ -1,5 +1,6 @@
 """Browser tests: the desk as `make run` starts it (real gunicorn, RQ worker, rq cron, embedded
 Redis, SQLite), driven by Playwright in the system Chromium (Debian's `chromium` package)."""
+
 from __future__ import annotations
 
 import os
@@ -17,8 +18,11 @@ from tests.test_launcher import free_port, group_alive
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 # the README's screenshots are refreshed on request (FANOUT_UPDATE_SCREENSHOTS=1); otherwise to a scratch dir
-SCREENSHOTS = (ROOT / "docs" / "screenshots" if os.environ.get("FANOUT_UPDATE_SCREENSHOTS")
-               else Path(os.environ.get("TMPDIR", "/tmp")) / "fanout-screenshots")
+SCREENSHOTS = (
+    ROOT / "docs" / "screenshots"
+    if os.environ.get("FANOUT_UPDATE_SCREENSHOTS")
+    else Path(os.environ.get("TMPDIR", "/tmp")) / "fanout-screenshots"
+)
 
 
 def chromium_path() -> str | None:
@@ -30,11 +34,21 @@ def live_desk(tmp_path_factory):
     """The whole desk on embedded defaults; yields its base URL."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL", "SECRET_KEY")}
-    env.update(FANOUT_INSTANCE=str(tmp_path_factory.mktemp("desk")), PORT=str(port), WEB_CONCURRENCY="2",
-               LOGIN_RATE_LIMIT="60 per minute")  # every test logs in from 127.0.0.1; the throttle has its own tests
-    log = open(tmp_path_factory.mktemp("log") / "desk.log", "w+")
-    process = subprocess.Popen([sys.executable, "-m", "webapp.launcher"], cwd=ROOT, env=env, start_new_session=True,
-                               stdout=log, stderr=subprocess.STDOUT)
+    env.update(
+        FANOUT_INSTANCE=str(tmp_path_factory.mktemp("desk")),
+        PORT=str(port),
+        WEB_CONCURRENCY="2",
+        LOGIN_RATE_LIMIT="60 per minute",
+    )  # every test logs in from 127.0.0.1; the throttle has its own tests
+    log = open(tmp_path_factory.mktemp("log") / "desk.log", "w+")  # noqa: SIM115  (the desk writes it until teardown)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "webapp.launcher"],
+        cwd=ROOT,
+        env=env,
+        start_new_session=True,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 90
@@ -73,9 +87,18 @@ def browser():
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=path, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-            "--disable-component-update", "--disable-sync"])
+        browser = playwright.chromium.launch(
+            executable_path=path,
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+            ],
+        )
         yield browser
         browser.close()
 
@@ -84,8 +107,14 @@ def watch_csp(page) -> list[str]:
     """The Content-Security-Policy violations the page reports in its console, as they come (and
     htmx refusing to evaluate an expression, which the policy would otherwise need 'unsafe-eval' for)."""
     violations: list[str] = []
-    page.on("console", lambda message: violations.append(f"{message.text} ({message.location.get('url')})")
-            if "Content Security Policy" in message.text or "evalDisallowed" in message.text else None)
+    page.on(
+        "console",
+        lambda message: (
+            violations.append(f"{message.text} ({message.location.get('url')})")
+            if "Content Security Policy" in message.text or "evalDisallowed" in message.text
+            else None
+        ),
+    )
     return violations
 
 

@@ -1,6 +1,7 @@
 """In a browser: a client page's "Recent orders" follow the client's orders live (the socket's rows
 carry the same id, order-N, as the page's), without a reload: a new order appears and rests OPEN,
 then the same row turns CANCELLED. Nothing is left held for the tests that follow."""
+
 import re
 
 import pytest
@@ -9,9 +10,11 @@ from tests.e2e.conftest import login, wait_for_function
 
 pytestmark = pytest.mark.slow
 
-NEW_ROW_IS = ("([known, want]) => { const row = [...document.querySelectorAll('tr[id^=order-]')]"
-              ".find(r => !known.includes(r.id)); "
-              "return !!row && row.querySelector('[id$=-status]').textContent.trim() === want; }")
+NEW_ROW_IS = (
+    "([known, want]) => { const row = [...document.querySelectorAll('tr[id^=order-]')]"
+    ".find(r => !known.includes(r.id)); "
+    "return !!row && row.querySelector('[id$=-status]').textContent.trim() === want; }"
+)
 
 
 def place_resting_limit(page, base: str, symbol: str, price: str) -> None:

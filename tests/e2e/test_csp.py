@@ -1,5 +1,6 @@
 """In a browser: every kind of page works under the Content-Security-Policy (no inline script, no
 eval, no inline style) without a single violation in the console, and the check can see one."""
+
 import re
 
 import pytest

@@ -1,5 +1,6 @@
 """In a browser: the desk's client table is searched on the server and swapped in place; the new
 table's socket follows exactly the rows it shows, and bad input gets a clear answer."""
+
 import re
 
 import pytest
@@ -24,7 +25,9 @@ def test_search_swaps_the_table_and_its_socket_follows_the_rows(page, live_desk)
     row_id = page.locator(ROWS).first.get_attribute("id").removeprefix("client-")
     assert opened.value.url.endswith(f"clients={row_id}")
     for _ in range(150):  # its snapshot: the totals and that one row
-        if any(url == opened.value.url and f'id="client-{row_id}"' in m and 'id="desk-totals"' in m for url, m in frames):
+        if any(
+            url == opened.value.url and f'id="client-{row_id}"' in m and 'id="desk-totals"' in m for url, m in frames
+        ):
             break
         page.wait_for_timeout(100)
     else:

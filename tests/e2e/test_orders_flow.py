@@ -1,6 +1,7 @@
 """In a browser, on the desk `make run` starts: a trader places a 12-client paper batch and watches
 every child fill without reloading, exits the stock across all clients, and an admin's kill switch
 flattens the desk."""
+
 import re
 
 import pytest
@@ -34,10 +35,13 @@ def wait_all_complete(page, count: int, timeout: float = 30_000) -> None:
 
 
 def _wait(page, count: int, timeout: float) -> None:
-    wait_for_function(page,
+    wait_for_function(
+        page,
         "n => document.querySelectorAll('[id$=-status]').length === n && "
         "[...document.querySelectorAll('[id$=-status]')].every(e => e.textContent.trim() === 'COMPLETE')",
-        arg=count, timeout=timeout)
+        arg=count,
+        timeout=timeout,
+    )
 
 
 def watch_pnl_move(page, base: str) -> None:
@@ -46,14 +50,17 @@ def watch_pnl_move(page, base: str) -> None:
     wait_for_function(page, "document.getElementById('feed-state').textContent.trim() === 'live'", timeout=15_000)
     wait_for_function(page, "document.querySelector('#desk-mtm').textContent.trim() !== '0.00'", timeout=20_000)
     first = page.inner_text("#desk-mtm")
-    wait_for_function(page, "t => document.querySelector('#desk-mtm').textContent.trim() !== t", arg=first, timeout=20_000)
+    wait_for_function(
+        page, "t => document.querySelector('#desk-mtm').textContent.trim() !== t", arg=first, timeout=20_000
+    )
     page.screenshot(path=str(SCREENSHOTS / "desk.png"), full_page=True)
     page.click("#client-table tbody tr:first-child a")
     row = "tbody[id^=positions-] tr[id^=position-] td:nth-child(5)"
     page.wait_for_selector(row)
     price = page.inner_text(row)
-    wait_for_function(page, "([sel, p]) => document.querySelector(sel).textContent.trim() !== p", arg=[row, price],
-                           timeout=20_000)
+    wait_for_function(
+        page, "([sel, p]) => document.querySelector(sel).textContent.trim() !== p", arg=[row, price], timeout=20_000
+    )
 
 
 def test_trader_batch_fills_live_then_exits_everything(page, live_desk):

@@ -16,6 +16,7 @@ gets a werkzeug `Request` and returns a `Response`. Faults are decided per reque
 
 Tests can also script the next faults exactly: ``emulator.faults.script("place", "drop_after_accept")``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -27,10 +28,11 @@ import sys
 import threading
 import time
 from collections import defaultdict, deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler
 from socketserver import ThreadingMixIn
-from typing import Any, Callable
+from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer
 
 from werkzeug.exceptions import HTTPException, NotFound
@@ -39,8 +41,14 @@ from werkzeug.wrappers import Request, Response
 
 from webapp.jsonutil import text_json
 
-FAULTS = ("timeout_after_accept", "drop_after_accept", "error_5xx", "error_5xx_after_accept",
-          "burst_429", "expire_token")
+FAULTS = (
+    "timeout_after_accept",
+    "drop_after_accept",
+    "error_5xx",
+    "error_5xx_after_accept",
+    "burst_429",
+    "expire_token",
+)
 ACCEPTING_FAULTS = {"timeout_after_accept", "drop_after_accept", "error_5xx_after_accept"}
 
 
@@ -123,8 +131,9 @@ class Ledger:
             return list(self._entries)
 
     def count(self, account: str | None = None, tag: str | None = None) -> int:
-        return sum(1 for e in self.entries()
-                   if (account is None or e.account == account) and (tag is None or e.tag == tag))
+        return sum(
+            1 for e in self.entries() if (account is None or e.account == account) and (tag is None or e.tag == tag)
+        )
 
     def by_account_tag(self) -> dict[tuple[str, str | None], int]:
         counts: dict[tuple[str, str | None], int] = defaultdict(int)
@@ -181,7 +190,9 @@ class BrokerEmulator:
             time.sleep(delay)
         return self.faults.decide(kind)
 
-    def after_accept(self, fault: str | None, respond: Callable[[], Response], error: Callable[[int], Response]) -> Response:
+    def after_accept(
+        self, fault: str | None, respond: Callable[[], Response], error: Callable[[int], Response]
+    ) -> Response:
         """Finish a request whose order was booked, honouring an accepting fault."""
         if fault == "timeout_after_accept":
             time.sleep(self.faults.hang_seconds)
@@ -296,9 +307,18 @@ class _Handler(WSGIRequestHandler):
             return
         body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
         environ = self.get_environ()
-        environ.update({"wsgi.input": io.BytesIO(body), "wsgi.errors": sys.stderr, "wsgi.version": (1, 0),
-                        "wsgi.url_scheme": "http", "wsgi.multithread": True, "wsgi.multiprocess": False,
-                        "wsgi.run_once": False, "werkzeug.socket": self.connection})
+        environ.update(
+            {
+                "wsgi.input": io.BytesIO(body),
+                "wsgi.errors": sys.stderr,
+                "wsgi.version": (1, 0),
+                "wsgi.url_scheme": "http",
+                "wsgi.multithread": True,
+                "wsgi.multiprocess": False,
+                "wsgi.run_once": False,
+                "werkzeug.socket": self.connection,
+            }
+        )
         started: list[Any] = []
 
         def start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
@@ -358,7 +378,7 @@ class EmulatorServer:
     def url(self) -> str:
         return f"http://{self.host}:{self.port}"
 
-    def start(self) -> "EmulatorServer":
+    def start(self) -> EmulatorServer:
         self._thread.start()
         return self
 
@@ -373,7 +393,7 @@ class EmulatorServer:
             except OSError:
                 pass
 
-    def __enter__(self) -> "EmulatorServer":
+    def __enter__(self) -> EmulatorServer:
         return self.start()
 
     def __exit__(self, *exc) -> None:
@@ -395,8 +415,13 @@ def run_cli(factory: Callable[[FaultPlan], BrokerEmulator], argv: list[str] | No
     parser.add_argument("--fault", action="append", default=[], metavar="NAME=RATE")
     args = parser.parse_args(argv)
     rates = {name: float(rate) for name, rate in (f.split("=", 1) for f in args.fault)}
-    plan = FaultPlan(seed=args.seed, latency_ms=args.latency_ms, jitter_ms=args.jitter_ms,
-                     hang_seconds=args.hang_seconds, rates=rates)
+    plan = FaultPlan(
+        seed=args.seed,
+        latency_ms=args.latency_ms,
+        jitter_ms=args.jitter_ms,
+        hang_seconds=args.hang_seconds,
+        rates=rates,
+    )
     server = EmulatorServer(factory(plan), args.host, args.port)
     print(json.dumps({"url": server.url}), flush=True)
     try:

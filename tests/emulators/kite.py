@@ -11,6 +11,7 @@ modifications exceeded.". The WebSocket ticker is served at "/" by tests/emulato
 
     python -m tests.emulators.kite --port 0 --latency-ms 100
 """
+
 from __future__ import annotations
 
 import csv
@@ -21,10 +22,11 @@ import json
 import secrets
 import time
 from collections import defaultdict, deque
+from collections.abc import Callable
 from datetime import datetime
 from decimal import Decimal
 from html import escape
-from typing import Any, Callable
+from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
 import pyotp
@@ -33,7 +35,14 @@ from werkzeug.wrappers import Request, Response
 
 from tests.emulators.common import BrokerEmulator, FaultPlan, run_cli
 from tests.emulators.kite_book import (
-    IST, ORDER_TYPES, PRODUCTS, SEED_INSTRUMENTS, Instrument, KiteAccount, KiteBook, Refusal,
+    IST,
+    ORDER_TYPES,
+    PRODUCTS,
+    SEED_INSTRUMENTS,
+    Instrument,
+    KiteAccount,
+    KiteBook,
+    Refusal,
 )
 from tests.emulators.kite_margins import basket_margin, order_margin
 from tests.emulators.kite_stream import KiteStreamMixin
@@ -43,46 +52,56 @@ REQUEST_TOKEN_TTL = 120.0  # "valid for only a couple of minutes"
 QUOTE_MAX = {"quote": 500, "ohlc": 1000, "ltp": 1000}  # instruments per call
 # Per account (orders) and per api_key (everything else; one app per account here).
 KITE_LIMITS = {"orders": [(10, 1.0), (400, 60.0), (5000, 86400.0)], "api": [(10, 1.0)], "quote": [(1, 1.0)]}
-SERVER_ERRORS = {500: ("GeneralException", "Something went wrong. Please try again."),
-                 502: ("DataException", "Couldn't parse the response from the OMS."),
-                 503: ("NetworkException", "Couldn't connect to the OMS. Please try again."),
-                 504: ("NetworkException", "Gateway timeout.")}
-INSTRUMENT_HEADER = ("instrument_token,exchange_token,tradingsymbol,name,last_price,expiry,strike,tick_size,"
-                     "lot_size,instrument_type,segment,exchange")
+SERVER_ERRORS = {
+    500: ("GeneralException", "Something went wrong. Please try again."),
+    502: ("DataException", "Couldn't parse the response from the OMS."),
+    503: ("NetworkException", "Couldn't connect to the OMS. Please try again."),
+    504: ("NetworkException", "Gateway timeout."),
+}
+INSTRUMENT_HEADER = (
+    "instrument_token,exchange_token,tradingsymbol,name,last_price,expiry,strike,tick_size,"
+    "lot_size,instrument_type,segment,exchange"
+)
 TOO_MANY = (429, "NetworkException", "Too many requests")
 BAD_TOKEN = (403, "TokenException", "Incorrect `api_key` or `access_token`.")
 
 
 class KiteEmulator(KiteStreamMixin, BrokerEmulator):
-    url_map = Map([
-        Rule("/", endpoint="ticker", websocket=True),  # the WebSocket ticker (kite_stream.py)
-        Rule("/connect/login", methods=["GET"], endpoint="login_page"),
-        Rule("/connect/login", methods=["POST"], endpoint="login_submit"),
-        Rule("/session/token", methods=["POST"], endpoint="session_token"),
-        Rule("/session/token", methods=["DELETE"], endpoint="session_logout"),
-        Rule("/user/profile", methods=["GET"], endpoint="profile"),
-        Rule("/user/margins", methods=["GET"], endpoint="margins"),
-        Rule("/user/margins/<segment>", methods=["GET"], endpoint="margins"),
-        Rule("/orders", methods=["GET"], endpoint="orders"),
-        Rule("/orders/<order_id>", methods=["GET"], endpoint="order_history"),
-        Rule("/orders/<order_id>/trades", methods=["GET"], endpoint="order_trades"),
-        Rule("/orders/<variety>", methods=["POST"], endpoint="place_order"),
-        Rule("/orders/<variety>/<order_id>", methods=["PUT"], endpoint="modify_order"),
-        Rule("/orders/<variety>/<order_id>", methods=["DELETE"], endpoint="cancel_order"),
-        Rule("/trades", methods=["GET"], endpoint="trade_book"),
-        Rule("/portfolio/positions", methods=["GET"], endpoint="positions"),
-        Rule("/portfolio/holdings", methods=["GET"], endpoint="holdings"),
-        Rule("/quote", methods=["GET"], endpoint="quote"),
-        Rule("/quote/ohlc", methods=["GET"], endpoint="quote_ohlc"),
-        Rule("/quote/ltp", methods=["GET"], endpoint="quote_ltp"),
-        Rule("/margins/orders", methods=["POST"], endpoint="order_margins"),
-        Rule("/margins/basket", methods=["POST"], endpoint="basket_margins"),
-        Rule("/instruments", methods=["GET"], endpoint="instrument_dump"),
-        Rule("/instruments/<exchange>", methods=["GET"], endpoint="instrument_dump"),
-    ])
+    url_map = Map(
+        [
+            Rule("/", endpoint="ticker", websocket=True),  # the WebSocket ticker (kite_stream.py)
+            Rule("/connect/login", methods=["GET"], endpoint="login_page"),
+            Rule("/connect/login", methods=["POST"], endpoint="login_submit"),
+            Rule("/session/token", methods=["POST"], endpoint="session_token"),
+            Rule("/session/token", methods=["DELETE"], endpoint="session_logout"),
+            Rule("/user/profile", methods=["GET"], endpoint="profile"),
+            Rule("/user/margins", methods=["GET"], endpoint="margins"),
+            Rule("/user/margins/<segment>", methods=["GET"], endpoint="margins"),
+            Rule("/orders", methods=["GET"], endpoint="orders"),
+            Rule("/orders/<order_id>", methods=["GET"], endpoint="order_history"),
+            Rule("/orders/<order_id>/trades", methods=["GET"], endpoint="order_trades"),
+            Rule("/orders/<variety>", methods=["POST"], endpoint="place_order"),
+            Rule("/orders/<variety>/<order_id>", methods=["PUT"], endpoint="modify_order"),
+            Rule("/orders/<variety>/<order_id>", methods=["DELETE"], endpoint="cancel_order"),
+            Rule("/trades", methods=["GET"], endpoint="trade_book"),
+            Rule("/portfolio/positions", methods=["GET"], endpoint="positions"),
+            Rule("/portfolio/holdings", methods=["GET"], endpoint="holdings"),
+            Rule("/quote", methods=["GET"], endpoint="quote"),
+            Rule("/quote/ohlc", methods=["GET"], endpoint="quote_ohlc"),
+            Rule("/quote/ltp", methods=["GET"], endpoint="quote_ltp"),
+            Rule("/margins/orders", methods=["POST"], endpoint="order_margins"),
+            Rule("/margins/basket", methods=["POST"], endpoint="basket_margins"),
+            Rule("/instruments", methods=["GET"], endpoint="instrument_dump"),
+            Rule("/instruments/<exchange>", methods=["GET"], endpoint="instrument_dump"),
+        ]
+    )
 
-    def __init__(self, faults: FaultPlan | None = None, auto_fill: bool = True,
-                 rate_limits: dict[str, list[tuple[int, float]]] | None = None):
+    def __init__(
+        self,
+        faults: FaultPlan | None = None,
+        auto_fill: bool = True,
+        rate_limits: dict[str, list[tuple[int, float]]] | None = None,
+    ):
         super().__init__(faults, rate_limits or KITE_LIMITS)
         self.book = KiteBook(clock=lambda: datetime.now(IST), auto_fill=auto_fill)
         self.accounts: dict[str, KiteAccount] = {}
@@ -94,10 +113,19 @@ class KiteEmulator(KiteStreamMixin, BrokerEmulator):
 
     # ================================================================ test helpers
 
-    def add_account(self, user_id: str | None = None, password: str = "kite-pass", totp_secret: str | None = None,
-                    api_key: str | None = None, api_secret: str | None = None,
-                    redirect_url: str = "http://127.0.0.1/kite/callback", cash: Any = "1000000",
-                    collateral: Any = "0", holdings: Any = (), user_name: str = "Emulated Client") -> dict[str, Any]:
+    def add_account(
+        self,
+        user_id: str | None = None,
+        password: str = "kite-pass",
+        totp_secret: str | None = None,
+        api_key: str | None = None,
+        api_secret: str | None = None,
+        redirect_url: str = "http://127.0.0.1/kite/callback",
+        cash: Any = "1000000",
+        collateral: Any = "0",
+        holdings: Any = (),
+        user_name: str = "Emulated Client",
+    ) -> dict[str, Any]:
         """An account with its own Kite Connect app; returns its credentials and a live access token.
 
         holdings: [{"tradingsymbol": "INFY", "quantity": 10, "average_price": "1400.5"}, ...]
@@ -105,15 +133,28 @@ class KiteEmulator(KiteStreamMixin, BrokerEmulator):
         with self.lock:
             user_id = user_id or f"ZX{1000 + len(self.accounts)}"
             account = KiteAccount(
-                user_id=user_id, password=password, api_key=api_key or secrets.token_hex(8),
-                api_secret=api_secret or secrets.token_hex(16), redirect_url=redirect_url,
-                totp_secret=totp_secret, user_name=user_name, opening_balance=Decimal(str(cash)),
+                user_id=user_id,
+                password=password,
+                api_key=api_key or secrets.token_hex(8),
+                api_secret=api_secret or secrets.token_hex(16),
+                redirect_url=redirect_url,
+                totp_secret=totp_secret,
+                user_name=user_name,
+                opening_balance=Decimal(str(cash)),
                 collateral=Decimal(str(collateral)),
-                holdings=[{**h, "average_price": Decimal(str(h["average_price"]))} for h in holdings])
+                holdings=[{**h, "average_price": Decimal(str(h["average_price"]))} for h in holdings],
+            )
             self.accounts[user_id] = account
             access_token = self.issue_session(user_id)
-        return {"user_id": user_id, "password": password, "totp_secret": totp_secret, "api_key": account.api_key,
-                "api_secret": account.api_secret, "redirect_url": redirect_url, "access_token": access_token}
+        return {
+            "user_id": user_id,
+            "password": password,
+            "totp_secret": totp_secret,
+            "api_key": account.api_key,
+            "api_secret": account.api_secret,
+            "redirect_url": redirect_url,
+            "access_token": access_token,
+        }
 
     def issue_session(self, user_id: str) -> str:
         """A fresh access token, as if the user had just logged in."""
@@ -132,10 +173,19 @@ class KiteEmulator(KiteStreamMixin, BrokerEmulator):
         with self.lock:
             self._by_api_key(api_key).redirect_url = url
 
-    def add_instrument(self, tradingsymbol: str, name: str, exchange_token: int, last_price: Any, tick_size: Any,
-                       exchange: str = "NSE", **extra: Any) -> Instrument:
-        instrument = Instrument(tradingsymbol, name, exchange_token, Decimal(str(last_price)),
-                                Decimal(str(tick_size)), exchange, **extra)
+    def add_instrument(
+        self,
+        tradingsymbol: str,
+        name: str,
+        exchange_token: int,
+        last_price: Any,
+        tick_size: Any,
+        exchange: str = "NSE",
+        **extra: Any,
+    ) -> Instrument:
+        instrument = Instrument(
+            tradingsymbol, name, exchange_token, Decimal(str(last_price)), Decimal(str(tick_size)), exchange, **extra
+        )
         with self.lock:
             self.book.instruments[(exchange, tradingsymbol)] = instrument
         return instrument
@@ -144,8 +194,14 @@ class KiteEmulator(KiteStreamMixin, BrokerEmulator):
         with self.lock:
             self.book.instrument(exchange, tradingsymbol).last_price = Decimal(str(last_price))
 
-    def script_response(self, kind: str, status: int, body: str | bytes, content_type: str = "application/json",
-                        headers: dict[str, str] | None = None) -> None:
+    def script_response(
+        self,
+        kind: str,
+        status: int,
+        body: str | bytes,
+        content_type: str = "application/json",
+        headers: dict[str, str] | None = None,
+    ) -> None:
         """The next request of `kind` gets exactly this answer (malformed bodies, odd envelopes)."""
         self._scripted[kind].append(Response(body, status=status, content_type=content_type, headers=headers))
 
@@ -168,8 +224,12 @@ class KiteEmulator(KiteStreamMixin, BrokerEmulator):
             if order["status"] == "TRIGGER PENDING":
                 self.book.transition(account, order, "OPEN")
             ltp = self.book.instrument(order["exchange"], order["tradingsymbol"]).last_price
-            self.book.fill(account, order, quantity or order["pending_quantity"],
-                           Decimal(str(price)) if price is not None else (order["price"] or ltp))
+            self.book.fill(
+                account,
+                order,
+                quantity or order["pending_quantity"],
+                Decimal(str(price)) if price is not None else (order["price"] or ltp),
+            )
 
     def set_status(self, order_id: str, status: str, message: str | None = None) -> None:
         """Move an order to any Kite status word (cancelled by the exchange, RMS rejection, ...)."""
@@ -267,6 +327,7 @@ class KiteEmulator(KiteStreamMixin, BrokerEmulator):
             order = self.book.new_order(account, instrument, values)
             self.ledger.book(account.user_id, order["order_id"], values["tag"], request.form.to_dict())
             return {"order_id": order["order_id"]}
+
         return self._api(request, "place", "orders", place)
 
     def modify_order(self, request: Request, variety: str, order_id: str) -> Response:
@@ -276,6 +337,7 @@ class KiteEmulator(KiteStreamMixin, BrokerEmulator):
                 raise Refusal("Invalid `variety`.")
             self.book.modify(account, order, request.form)
             return {"order_id": order_id}
+
         return self._api(request, "modify", "api", modify)
 
     def cancel_order(self, request: Request, variety: str, order_id: str) -> Response:
@@ -285,6 +347,7 @@ class KiteEmulator(KiteStreamMixin, BrokerEmulator):
                 raise Refusal("Invalid `variety`.")
             self.book.cancel(account, order)
             return {"order_id": order_id}
+
         return self._api(request, "cancel", "api", cancel)
 
     def orders(self, request: Request) -> Response:
@@ -294,12 +357,14 @@ class KiteEmulator(KiteStreamMixin, BrokerEmulator):
         def history(account: KiteAccount) -> list[dict[str, Any]]:
             self._own_order(account, order_id)
             return list(account.history[order_id])
+
         return self._read(request, history)
 
     def order_trades(self, request: Request, order_id: str) -> Response:
         def trades(account: KiteAccount) -> list[dict[str, Any]]:
             self._own_order(account, order_id)
             return [t for t in account.trades if t["order_id"] == order_id]
+
         return self._read(request, trades)
 
     # ================================================================ portfolio, funds, market data
@@ -311,6 +376,7 @@ class KiteEmulator(KiteStreamMixin, BrokerEmulator):
         def positions(account: KiteAccount) -> dict[str, Any]:
             rows = self.book.position_rows(account)
             return {"net": rows, "day": rows}  # no overnight carry in the emulator
+
         return self._read(request, positions)
 
     def holdings(self, request: Request) -> Response:
@@ -324,6 +390,7 @@ class KiteEmulator(KiteStreamMixin, BrokerEmulator):
             if segment not in both:
                 raise Refusal("Invalid segment.")
             return both[segment]
+
         return self._read(request, margins)
 
     def quote(self, request: Request) -> Response:
@@ -338,18 +405,21 @@ class KiteEmulator(KiteStreamMixin, BrokerEmulator):
     def _quotes(self, request: Request, kind: str, row: Callable[[Instrument], dict[str, Any]]) -> Response:
         """The three quote endpoints: `i` repeated, "EXCHANGE:SYMBOL" or an instrument token, each
         answer keyed as asked; unknown instruments are left out, as Kite does. One 1/s limit for all."""
+
         def quotes(account: KiteAccount) -> dict[str, Any]:
             keys = request.args.getlist("i")
             if not keys or len(keys) > QUOTE_MAX[kind]:
                 raise Refusal("No instruments specified." if not keys else "Too many instruments.")
             found = {key: self.book.by_key(key) for key in keys}
             return {key: row(instrument) for key, instrument in found.items() if instrument is not None}
+
         return self._read(request, quotes, limit="quote")
 
     def order_margins(self, request: Request) -> Response:
         def margins(account: KiteAccount) -> list[dict[str, Any]]:
             compact = self._compact(request)
             return [order_margin(self.book, row, compact) for row in self._json_list(request)]
+
         return self._read(request, margins)
 
     def basket_margins(self, request: Request) -> Response:
@@ -357,8 +427,10 @@ class KiteEmulator(KiteStreamMixin, BrokerEmulator):
             consider = request.args.get("consider_positions", "true").lower()
             if consider not in ("true", "false"):
                 raise Refusal("Invalid `consider_positions`.")
-            return basket_margin(self.book, account, self._json_list(request), consider == "true",
-                                 self._compact(request))
+            return basket_margin(
+                self.book, account, self._json_list(request), consider == "true", self._compact(request)
+            )
+
         return self._read(request, margins)
 
     @staticmethod
@@ -381,18 +453,34 @@ class KiteEmulator(KiteStreamMixin, BrokerEmulator):
 
     def instrument_dump(self, request: Request, exchange: str | None = None) -> Response:
         """The daily CSV dump (header as brokers.md §1.6), gzipped when the client accepts it."""
+
         def dump(account: KiteAccount) -> Response:
             out = io.StringIO()
             out.write(INSTRUMENT_HEADER + "\r\n")
             writer = csv.writer(out)
             for ins in self.book.instruments.values():
                 if exchange in (None, ins.exchange):
-                    writer.writerow([ins.instrument_token, ins.exchange_token, ins.tradingsymbol, ins.name,
-                                     ins.close, "", "0.0", ins.tick_size, 1, "EQ", ins.exchange, ins.exchange])
+                    writer.writerow(
+                        [
+                            ins.instrument_token,
+                            ins.exchange_token,
+                            ins.tradingsymbol,
+                            ins.name,
+                            ins.close,
+                            "",
+                            "0.0",
+                            ins.tick_size,
+                            1,
+                            "EQ",
+                            ins.exchange,
+                            ins.exchange,
+                        ]
+                    )
             body = out.getvalue().encode()
             if "gzip" not in request.headers.get("Accept-Encoding", ""):
                 return Response(body, content_type="text/csv")
             return Response(gzip.compress(body), content_type="text/csv", headers={"Content-Encoding": "gzip"})
+
         return self._read(request, dump)
 
     # ================================================================ login
@@ -408,14 +496,16 @@ class KiteEmulator(KiteStreamMixin, BrokerEmulator):
 
     def _login_form(self, account: KiteAccount, redirect_params: str, error: str) -> Response:
         totp = '<label>TOTP <input name="totp" inputmode="numeric"></label>' if account.totp_secret else ""
-        html = (f"<!doctype html><title>Kite login</title><h1>Login to Kite</h1>"
-                f"{f'<p class=error>{escape(error)}</p>' if error else ''}"
-                f'<form method="post" action="/connect/login">'
-                f'<input type="hidden" name="api_key" value="{escape(account.api_key)}">'
-                f'<input type="hidden" name="redirect_params" value="{escape(redirect_params)}">'
-                f'<label>User ID <input name="user_id"></label>'
-                f'<label>Password <input name="password" type="password"></label>{totp}'
-                f'<button type="submit">Login</button></form>')
+        html = (
+            f"<!doctype html><title>Kite login</title><h1>Login to Kite</h1>"
+            f"{f'<p class=error>{escape(error)}</p>' if error else ''}"
+            f'<form method="post" action="/connect/login">'
+            f'<input type="hidden" name="api_key" value="{escape(account.api_key)}">'
+            f'<input type="hidden" name="redirect_params" value="{escape(redirect_params)}">'
+            f'<label>User ID <input name="user_id"></label>'
+            f'<label>Password <input name="password" type="password"></label>{totp}'
+            f'<button type="submit">Login</button></form>'
+        )
         return Response(html, content_type="text/html")
 
     def login_submit(self, request: Request) -> Response:
@@ -460,9 +550,17 @@ class KiteEmulator(KiteStreamMixin, BrokerEmulator):
             raise Refusal("Invalid `checksum`.")
         del self.request_tokens[request_token]  # single use
         access_token = self.issue_session(account.user_id)
-        return {**self._profile(account), "api_key": account.api_key, "access_token": access_token,
-                "public_token": secrets.token_hex(16), "enctoken": secrets.token_hex(24), "refresh_token": "",
-                "silo": "", "login_time": self.book.now(), "meta": {"demat_consent": "consent"}}
+        return {
+            **self._profile(account),
+            "api_key": account.api_key,
+            "access_token": access_token,
+            "public_token": secrets.token_hex(16),
+            "enctoken": secrets.token_hex(24),
+            "refresh_token": "",
+            "silo": "",
+            "login_time": self.book.now(),
+            "meta": {"demat_consent": "consent"},
+        }
 
     def session_logout(self, request: Request) -> Response:
         with self.lock:
@@ -470,11 +568,18 @@ class KiteEmulator(KiteStreamMixin, BrokerEmulator):
         return self._success(True)
 
     def _profile(self, account: KiteAccount) -> dict[str, Any]:
-        return {"user_id": account.user_id, "user_type": "individual",
-                "email": f"{account.user_id.lower()}@example.com",
-                "user_name": account.user_name, "user_shortname": account.user_name.split()[0], "broker": "ZERODHA",
-                "exchanges": ["NSE", "BSE"], "products": sorted(PRODUCTS), "order_types": sorted(ORDER_TYPES),
-                "avatar_url": None}
+        return {
+            "user_id": account.user_id,
+            "user_type": "individual",
+            "email": f"{account.user_id.lower()}@example.com",
+            "user_name": account.user_name,
+            "user_shortname": account.user_name.split()[0],
+            "broker": "ZERODHA",
+            "exchanges": ["NSE", "BSE"],
+            "products": sorted(PRODUCTS),
+            "order_types": sorted(ORDER_TYPES),
+            "avatar_url": None,
+        }
 
     def profile(self, request: Request) -> Response:
         return self._read(request, lambda account: {**self._profile(account), "meta": {"demat_consent": "consent"}})

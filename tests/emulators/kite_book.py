@@ -3,15 +3,17 @@
 Pure state and Kite-shaped dicts; no HTTP here (tests/emulators/kite.py serves them). The caller
 holds the emulator lock around every method. Refusals carry Kite's error envelope fields.
 """
+
 from __future__ import annotations
 
 import itertools
 import re
 from collections import defaultdict
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
-from typing import Any, Callable, Mapping
+from typing import Any
 from zoneinfo import ZoneInfo
 
 IST = ZoneInfo("Asia/Kolkata")
@@ -57,13 +59,32 @@ def avg(value: Decimal, quantity: int) -> Decimal:
 
 def margin_segment(cash: Decimal, collateral: Decimal, debits: Decimal) -> dict[str, Any]:
     """One segment of /user/margins: net = cash + collateral - debits, live_balance = cash - debits."""
-    return {"enabled": True, "net": cash + collateral - debits,
-            "available": {"adhoc_margin": ZERO, "cash": cash, "opening_balance": cash, "live_balance": cash - debits,
-                          "collateral": collateral, "intraday_payin": ZERO},
-            "utilised": {"debits": debits, "exposure": ZERO, "m2m_realised": ZERO, "m2m_unrealised": ZERO,
-                         "option_premium": ZERO, "payout": ZERO, "span": ZERO, "holding_sales": ZERO,
-                         "turnover": ZERO, "liquid_collateral": ZERO, "stock_collateral": collateral,
-                         "delivery": ZERO}}
+    return {
+        "enabled": True,
+        "net": cash + collateral - debits,
+        "available": {
+            "adhoc_margin": ZERO,
+            "cash": cash,
+            "opening_balance": cash,
+            "live_balance": cash - debits,
+            "collateral": collateral,
+            "intraday_payin": ZERO,
+        },
+        "utilised": {
+            "debits": debits,
+            "exposure": ZERO,
+            "m2m_realised": ZERO,
+            "m2m_unrealised": ZERO,
+            "option_premium": ZERO,
+            "payout": ZERO,
+            "span": ZERO,
+            "holding_sales": ZERO,
+            "turnover": ZERO,
+            "liquid_collateral": ZERO,
+            "stock_collateral": collateral,
+            "delivery": ZERO,
+        },
+    }
 
 
 @dataclass
@@ -150,20 +171,25 @@ class KiteBook:
 
     # ------------------------------------------------------------------ validation
 
-    def check_prices(self, instrument: Instrument, order_type: str, price: Decimal | None,
-                     trigger: Decimal | None) -> None:
+    def check_prices(
+        self, instrument: Instrument, order_type: str, price: Decimal | None, trigger: Decimal | None
+    ) -> None:
         if order_type in ("LIMIT", "SL") and not (price and price > 0):
             raise Refusal("Invalid `price`.")
         if order_type in ("SL", "SL-M") and not (trigger and trigger > 0):
             raise Refusal("Invalid `trigger_price`.")
         lower, upper = instrument.band()
-        for label, value in (("price", price if order_type in ("LIMIT", "SL") else None),
-                             ("trigger price", trigger if order_type in ("SL", "SL-M") else None)):
+        for label, value in (
+            ("price", price if order_type in ("LIMIT", "SL") else None),
+            ("trigger price", trigger if order_type in ("SL", "SL-M") else None),
+        ):
             if value is None:
                 continue
             if value % instrument.tick_size:
-                raise Refusal(f"Tick size for this script is {instrument.tick_size}. "
-                              f"Kindly enter {label} in the multiple of tick size for this script.")
+                raise Refusal(
+                    f"Tick size for this script is {instrument.tick_size}. "
+                    f"Kindly enter {label} in the multiple of tick size for this script."
+                )
             if not lower <= value <= upper:
                 raise Refusal(CIRCUIT_MESSAGE)
 
@@ -180,10 +206,18 @@ class KiteBook:
         if variety not in VARIETIES:
             raise Refusal("Invalid `variety`.")
         instrument = self.instrument(form.get("exchange"), form.get("tradingsymbol"))
-        values = {"transaction_type": form.get("transaction_type"), "product": form.get("product"),
-                  "order_type": form.get("order_type"), "validity": form.get("validity") or "DAY"}
-        for name, allowed in (("transaction_type", {"BUY", "SELL"}), ("product", PRODUCTS),
-                              ("order_type", ORDER_TYPES), ("validity", VALIDITIES)):
+        values = {
+            "transaction_type": form.get("transaction_type"),
+            "product": form.get("product"),
+            "order_type": form.get("order_type"),
+            "validity": form.get("validity") or "DAY",
+        }
+        for name, allowed in (
+            ("transaction_type", {"BUY", "SELL"}),
+            ("product", PRODUCTS),
+            ("order_type", ORDER_TYPES),
+            ("validity", VALIDITIES),
+        ):
             if values[name] not in allowed:
                 raise Refusal(f"Invalid `{name}`.")
         quantity = form.get("quantity", "")
@@ -196,10 +230,16 @@ class KiteBook:
         protection = number(form.get("market_protection"), "market_protection")
         self.check_prices(instrument, values["order_type"], price, trigger)
         self.check_protection(values["order_type"], protection)
-        values.update(quantity=int(quantity), price=price or ZERO, trigger_price=trigger or ZERO,
-                      market_protection=protection or ZERO, tag=tag, variety=variety,
-                      validity_ttl=int(form["validity_ttl"]) if form.get("validity_ttl", "").isdigit() else None,
-                      disclosed_quantity=int(form.get("disclosed_quantity") or 0))
+        values.update(
+            quantity=int(quantity),
+            price=price or ZERO,
+            trigger_price=trigger or ZERO,
+            market_protection=protection or ZERO,
+            tag=tag,
+            variety=variety,
+            validity_ttl=int(form["validity_ttl"]) if form.get("validity_ttl", "").isdigit() else None,
+            disclosed_quantity=int(form.get("disclosed_quantity") or 0),
+        )
         return instrument, values
 
     # ------------------------------------------------------------------ lifecycle
@@ -207,28 +247,60 @@ class KiteBook:
     def new_order(self, account: KiteAccount, instrument: Instrument, values: dict[str, Any]) -> dict[str, Any]:
         """Book an accepted request and walk it through Kite's words: RMS, then the exchange."""
         order_id = self.clock().astimezone(IST).strftime("%y%m%d") + f"{next(self._seq):09d}"
-        order = {"placed_by": account.user_id, "order_id": order_id, "exchange_order_id": None,
-                 "parent_order_id": None, "status": "", "status_message": None, "status_message_raw": None,
-                 "order_timestamp": self.now(), "exchange_update_timestamp": None, "exchange_timestamp": None,
-                 "variety": values["variety"], "modified": False, "exchange": instrument.exchange,
-                 "tradingsymbol": instrument.tradingsymbol, "instrument_token": instrument.instrument_token,
-                 "order_type": values["order_type"], "transaction_type": values["transaction_type"],
-                 "validity": values["validity"], "validity_ttl": values["validity_ttl"], "product": values["product"],
-                 "quantity": values["quantity"], "disclosed_quantity": values["disclosed_quantity"],
-                 "price": values["price"], "trigger_price": values["trigger_price"], "average_price": ZERO,
-                 "filled_quantity": 0, "pending_quantity": values["quantity"], "cancelled_quantity": 0,
-                 "market_protection": values["market_protection"], "meta": {}, "tag": values["tag"],
-                 "tags": [values["tag"]] if values["tag"] else [], "guid": f"{order_id}-emu"}
+        order = {
+            "placed_by": account.user_id,
+            "order_id": order_id,
+            "exchange_order_id": None,
+            "parent_order_id": None,
+            "status": "",
+            "status_message": None,
+            "status_message_raw": None,
+            "order_timestamp": self.now(),
+            "exchange_update_timestamp": None,
+            "exchange_timestamp": None,
+            "variety": values["variety"],
+            "modified": False,
+            "exchange": instrument.exchange,
+            "tradingsymbol": instrument.tradingsymbol,
+            "instrument_token": instrument.instrument_token,
+            "order_type": values["order_type"],
+            "transaction_type": values["transaction_type"],
+            "validity": values["validity"],
+            "validity_ttl": values["validity_ttl"],
+            "product": values["product"],
+            "quantity": values["quantity"],
+            "disclosed_quantity": values["disclosed_quantity"],
+            "price": values["price"],
+            "trigger_price": values["trigger_price"],
+            "average_price": ZERO,
+            "filled_quantity": 0,
+            "pending_quantity": values["quantity"],
+            "cancelled_quantity": 0,
+            "market_protection": values["market_protection"],
+            "meta": {},
+            "tag": values["tag"],
+            "tags": [values["tag"]] if values["tag"] else [],
+            "guid": f"{order_id}-emu",
+        }
         account.orders[order_id] = order
         self.transition(account, order, "PUT ORDER REQ RECEIVED")
         self.transition(account, order, "VALIDATION PENDING")
         required, available = self.margin_for(order, order["quantity"]), self.available(account, exclude=order_id)
         if required > available:
-            self.transition(account, order, "REJECTED", pending_quantity=0, status_message=(
-                f"Insufficient funds. Required margin is {required:.2f} but available margin is {available:.2f}. "
-                "Check the orderbook for open orders."), status_message_raw=(
-                f"RMS:Margin Exceeds,Required:{required:.2f}, Available:{available:.2f} for entity "
-                f"account-{account.user_id} across exchange across segment across product "))
+            self.transition(
+                account,
+                order,
+                "REJECTED",
+                pending_quantity=0,
+                status_message=(
+                    f"Insufficient funds. Required margin is {required:.2f} but available margin is {available:.2f}. "
+                    "Check the orderbook for open orders."
+                ),
+                status_message_raw=(
+                    f"RMS:Margin Exceeds,Required:{required:.2f}, Available:{available:.2f} for entity "
+                    f"account-{account.user_id} across exchange across segment across product "
+                ),
+            )
             return order
         self.transition(account, order, "OPEN PENDING", exchange_order_id=f"13{order_id[-14:]:0>14}")
         self.transition(account, order, "TRIGGER PENDING" if order["order_type"] in ("SL", "SL-M") else "OPEN")
@@ -261,10 +333,16 @@ class KiteBook:
         self.check_protection(order_type, protection)
         account.modifications[order["order_id"]] += 1
         untriggered = order["status"] == "TRIGGER PENDING" and order_type in ("SL", "SL-M")
-        changes = {"order_type": order_type, "quantity": quantity, "price": price if order_type in ("LIMIT", "SL")
-                   else ZERO, "trigger_price": trigger if order_type in ("SL", "SL-M") else ZERO,
-                   "market_protection": protection, "validity": form.get("validity") or order["validity"],
-                   "pending_quantity": quantity - order["filled_quantity"], "modified": True}
+        changes = {
+            "order_type": order_type,
+            "quantity": quantity,
+            "price": price if order_type in ("LIMIT", "SL") else ZERO,
+            "trigger_price": trigger if order_type in ("SL", "SL-M") else ZERO,
+            "market_protection": protection,
+            "validity": form.get("validity") or order["validity"],
+            "pending_quantity": quantity - order["filled_quantity"],
+            "modified": True,
+        }
         for word in ("MODIFY VALIDATION PENDING", "MODIFY PENDING"):
             self.transition(account, order, word)
         self.transition(account, order, "MODIFIED", **changes)
@@ -283,20 +361,36 @@ class KiteBook:
         filled = order["filled_quantity"] + quantity
         average = avg(order["average_price"] * order["filled_quantity"] + price * quantity, filled)
         now = self.now()
-        account.trades.append({
-            "trade_id": f"{next(self._seq):08d}", "order_id": order["order_id"], "exchange": order["exchange"],
-            "tradingsymbol": order["tradingsymbol"], "instrument_token": order["instrument_token"],
-            "product": order["product"], "average_price": price, "quantity": quantity,
-            "exchange_order_id": order["exchange_order_id"], "transaction_type": order["transaction_type"],
-            "fill_timestamp": now, "order_timestamp": now[11:], "exchange_timestamp": now})
-        leg = account.legs.setdefault((order["exchange"], order["tradingsymbol"], order["product"]),
-                                      [0, ZERO, 0, ZERO])
+        account.trades.append(
+            {
+                "trade_id": f"{next(self._seq):08d}",
+                "order_id": order["order_id"],
+                "exchange": order["exchange"],
+                "tradingsymbol": order["tradingsymbol"],
+                "instrument_token": order["instrument_token"],
+                "product": order["product"],
+                "average_price": price,
+                "quantity": quantity,
+                "exchange_order_id": order["exchange_order_id"],
+                "transaction_type": order["transaction_type"],
+                "fill_timestamp": now,
+                "order_timestamp": now[11:],
+                "exchange_timestamp": now,
+            }
+        )
+        leg = account.legs.setdefault((order["exchange"], order["tradingsymbol"], order["product"]), [0, ZERO, 0, ZERO])
         side = 0 if order["transaction_type"] == "BUY" else 2
         leg[side] += quantity
         leg[side + 1] += price * quantity
         pending = order["quantity"] - filled - order["cancelled_quantity"]
-        self.transition(account, order, "COMPLETE" if pending == 0 else "OPEN", filled_quantity=filled,
-                        pending_quantity=pending, average_price=average)
+        self.transition(
+            account,
+            order,
+            "COMPLETE" if pending == 0 else "OPEN",
+            filled_quantity=filled,
+            pending_quantity=pending,
+            average_price=average,
+        )
 
     # ------------------------------------------------------------------ money
 
@@ -337,15 +431,39 @@ class KiteBook:
             buy_price, sell_price = avg(bv, bq), avg(sv, sq)
             pnl = sv - bv + quantity * ltp
             realised = min(bq, sq) * (sell_price - buy_price) if bq and sq else ZERO
-            rows.append({
-                "tradingsymbol": symbol, "exchange": exchange, "instrument_token": instrument.instrument_token,
-                "product": product, "quantity": quantity, "overnight_quantity": 0, "multiplier": 1,
-                "average_price": buy_price if quantity > 0 else sell_price if quantity < 0 else ZERO,
-                "close_price": instrument.close, "last_price": ltp, "value": sv - bv, "pnl": pnl, "m2m": pnl,
-                "unrealised": pnl - realised, "realised": realised, "buy_quantity": bq, "buy_price": buy_price,
-                "buy_value": bv, "buy_m2m": bv, "sell_quantity": sq, "sell_price": sell_price, "sell_value": sv,
-                "sell_m2m": sv, "day_buy_quantity": bq, "day_buy_price": buy_price, "day_buy_value": bv,
-                "day_sell_quantity": sq, "day_sell_price": sell_price, "day_sell_value": sv})
+            rows.append(
+                {
+                    "tradingsymbol": symbol,
+                    "exchange": exchange,
+                    "instrument_token": instrument.instrument_token,
+                    "product": product,
+                    "quantity": quantity,
+                    "overnight_quantity": 0,
+                    "multiplier": 1,
+                    "average_price": buy_price if quantity > 0 else sell_price if quantity < 0 else ZERO,
+                    "close_price": instrument.close,
+                    "last_price": ltp,
+                    "value": sv - bv,
+                    "pnl": pnl,
+                    "m2m": pnl,
+                    "unrealised": pnl - realised,
+                    "realised": realised,
+                    "buy_quantity": bq,
+                    "buy_price": buy_price,
+                    "buy_value": bv,
+                    "buy_m2m": bv,
+                    "sell_quantity": sq,
+                    "sell_price": sell_price,
+                    "sell_value": sv,
+                    "sell_m2m": sv,
+                    "day_buy_quantity": bq,
+                    "day_buy_price": buy_price,
+                    "day_buy_value": bv,
+                    "day_sell_quantity": sq,
+                    "day_sell_price": sell_price,
+                    "day_sell_value": sv,
+                }
+            )
         return rows
 
     def holding_rows(self, account: KiteAccount) -> list[dict[str, Any]]:
@@ -356,18 +474,41 @@ class KiteBook:
             ltp, close = instrument.last_price, instrument.close
             t1 = int(holding.get("t1_quantity", 0))  # part of `quantity` ("T+1 + realised"), not yet in demat
             used = self.sold_from_holding(account, instrument, quantity)
-            rows.append({
-                "tradingsymbol": instrument.tradingsymbol, "exchange": instrument.exchange,
-                "instrument_token": instrument.instrument_token, "isin": instrument.isin, "product": "CNC",
-                "price": ZERO, "quantity": quantity, "used_quantity": used,
-                "t1_quantity": t1, "realised_quantity": quantity - t1,
-                "authorised_quantity": 0, "authorised_date": f"{self.now()[:10]} 00:00:00",
-                "authorisation": {}, "opening_quantity": quantity, "short_quantity": 0, "collateral_quantity": 0,
-                "collateral_type": "", "discrepancy": False, "average_price": average, "last_price": ltp,
-                "close_price": close, "pnl": (ltp - average) * quantity, "day_change": ltp - close,
-                "day_change_percentage": ((ltp - close) * 100 / close).quantize(Decimal("0.0001")),
-                "mtf": {"quantity": 0, "used_quantity": 0, "average_price": ZERO, "value": ZERO,
-                        "initial_margin": ZERO}})
+            rows.append(
+                {
+                    "tradingsymbol": instrument.tradingsymbol,
+                    "exchange": instrument.exchange,
+                    "instrument_token": instrument.instrument_token,
+                    "isin": instrument.isin,
+                    "product": "CNC",
+                    "price": ZERO,
+                    "quantity": quantity,
+                    "used_quantity": used,
+                    "t1_quantity": t1,
+                    "realised_quantity": quantity - t1,
+                    "authorised_quantity": 0,
+                    "authorised_date": f"{self.now()[:10]} 00:00:00",
+                    "authorisation": {},
+                    "opening_quantity": quantity,
+                    "short_quantity": 0,
+                    "collateral_quantity": 0,
+                    "collateral_type": "",
+                    "discrepancy": False,
+                    "average_price": average,
+                    "last_price": ltp,
+                    "close_price": close,
+                    "pnl": (ltp - average) * quantity,
+                    "day_change": ltp - close,
+                    "day_change_percentage": ((ltp - close) * 100 / close).quantize(Decimal("0.0001")),
+                    "mtf": {
+                        "quantity": 0,
+                        "used_quantity": 0,
+                        "average_price": ZERO,
+                        "value": ZERO,
+                        "initial_margin": ZERO,
+                    },
+                }
+            )
         return rows
 
     @staticmethod
@@ -394,10 +535,26 @@ class KiteBook:
     def quote_row(self, instrument: Instrument) -> dict[str, Any]:
         ltp, tick, close = instrument.last_price, instrument.tick_size, instrument.close
         lower, upper = instrument.band()
-        depth = {"buy": [{"price": ltp - tick * n, "quantity": 100 * n, "orders": n} for n in range(1, 6)],
-                 "sell": [{"price": ltp + tick * n, "quantity": 120 * n, "orders": n + 1} for n in range(1, 6)]}
-        return {"instrument_token": instrument.instrument_token, "timestamp": self.now(), "last_trade_time": self.now(),
-                "last_price": ltp, "last_quantity": 5, "buy_quantity": 1500, "sell_quantity": 1800,
-                "volume": instrument.volume, "average_price": ltp, "oi": 0, "oi_day_high": 0, "oi_day_low": 0,
-                "net_change": ltp - close, "lower_circuit_limit": lower, "upper_circuit_limit": upper,
-                "ohlc": self.ohlc(instrument), "depth": depth}
+        depth = {
+            "buy": [{"price": ltp - tick * n, "quantity": 100 * n, "orders": n} for n in range(1, 6)],
+            "sell": [{"price": ltp + tick * n, "quantity": 120 * n, "orders": n + 1} for n in range(1, 6)],
+        }
+        return {
+            "instrument_token": instrument.instrument_token,
+            "timestamp": self.now(),
+            "last_trade_time": self.now(),
+            "last_price": ltp,
+            "last_quantity": 5,
+            "buy_quantity": 1500,
+            "sell_quantity": 1800,
+            "volume": instrument.volume,
+            "average_price": ltp,
+            "oi": 0,
+            "oi_day_high": 0,
+            "oi_day_low": 0,
+            "net_change": ltp - close,
+            "lower_circuit_limit": lower,
+            "upper_circuit_limit": upper,
+            "ohlc": self.ohlc(instrument),
+            "depth": depth,
+        }

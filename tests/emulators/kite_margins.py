@@ -13,10 +13,12 @@ note, not to one order. The exchange charge leaves out IPFT (₹10/crore), as th
 examples do. GST is all IGST, as in Kite's samples (a client outside Zerodha's state); DP charges
 go to the ledger, not to an order's charges.
 """
+
 from __future__ import annotations
 
+from collections.abc import Mapping
 from decimal import ROUND_HALF_UP, Decimal
-from typing import Any, Mapping
+from typing import Any
 
 from tests.emulators.kite_book import PRODUCTS, Instrument, KiteAccount, KiteBook, Refusal, number
 
@@ -39,12 +41,20 @@ def order_margin(book: KiteBook, row: Any, compact: bool = False) -> dict[str, A
     instrument, quantity, price = _checked(book, row)
     total = book.margin_for(row, quantity, price)
     charges = order_charges(instrument.exchange, row["product"], row["transaction_type"], quantity, price)
-    return margin_row("equity", instrument.tradingsymbol, instrument.exchange, ZERO if compact else total,
-                      5 if row["product"] == "MIS" else 1, charges, total)
+    return margin_row(
+        "equity",
+        instrument.tradingsymbol,
+        instrument.exchange,
+        ZERO if compact else total,
+        5 if row["product"] == "MIS" else 1,
+        charges,
+        total,
+    )
 
 
-def basket_margin(book: KiteBook, account: KiteAccount, rows: list[Any], consider_positions: bool,
-                  compact: bool) -> dict[str, Any]:
+def basket_margin(
+    book: KiteBook, account: KiteAccount, rows: list[Any], consider_positions: bool, compact: bool
+) -> dict[str, Any]:
     """/margins/basket: each order's margin, their sum (`initial`) and what the basket needs once the
     part of an order that closes a position needs none (`final`). Cash equity has no spread benefit,
     so closing is the only one: against earlier orders of the basket, and against the account's open
@@ -63,17 +73,33 @@ def basket_margin(book: KiteBook, account: KiteAccount, rows: list[Any], conside
             needed += book.margin_for(row, quantity - closing, price)
     charges = add_charges([order["charges"] for order in orders])
     initial = sum((order["total"] for order in orders), ZERO)
-    return {"initial": margin_row("", "", "", ZERO if compact else initial, 0, charges, initial),
-            "final": margin_row("", "", "", ZERO if compact else needed, 0, charges, needed),
-            "orders": orders}
+    return {
+        "initial": margin_row("", "", "", ZERO if compact else initial, 0, charges, initial),
+        "final": margin_row("", "", "", ZERO if compact else needed, 0, charges, needed),
+        "orders": orders,
+    }
 
 
-def margin_row(kind: str, tradingsymbol: str, exchange: str, var: Decimal, leverage: int,
-               charges: dict[str, Any], total: Decimal) -> dict[str, Any]:
+def margin_row(
+    kind: str, tradingsymbol: str, exchange: str, var: Decimal, leverage: int, charges: dict[str, Any], total: Decimal
+) -> dict[str, Any]:
     """Kite's margin structure; a cash-equity margin is all VaR + ELM, reported as `var`."""
-    return {"type": kind, "tradingsymbol": tradingsymbol, "exchange": exchange, "span": ZERO, "exposure": ZERO,
-            "option_premium": ZERO, "additional": ZERO, "bo": ZERO, "cash": ZERO, "var": var,
-            "pnl": {"realised": ZERO, "unrealised": ZERO}, "leverage": leverage, "charges": charges, "total": total}
+    return {
+        "type": kind,
+        "tradingsymbol": tradingsymbol,
+        "exchange": exchange,
+        "span": ZERO,
+        "exposure": ZERO,
+        "option_premium": ZERO,
+        "additional": ZERO,
+        "bo": ZERO,
+        "cash": ZERO,
+        "var": var,
+        "pnl": {"realised": ZERO, "unrealised": ZERO},
+        "leverage": leverage,
+        "charges": charges,
+        "total": total,
+    }
 
 
 def _checked(book: KiteBook, row: Any) -> tuple[Instrument, int, Decimal]:
@@ -120,19 +146,34 @@ def order_charges(exchange: str, product: str, side: str, quantity: int, price: 
 
 def add_charges(rows: list[dict[str, Any]]) -> dict[str, Any]:
     """Line-by-line sum of several orders' charges (a basket's initial and final rows)."""
+
     def line(name: str) -> Decimal:
         return sum((row[name] for row in rows), ZERO)
-    return _charges(line("transaction_tax"), line("exchange_turnover_charge"), line("sebi_turnover_charge"),
-                    line("brokerage"), line("stamp_duty"), sum((row["gst"]["total"] for row in rows), ZERO))
+
+    return _charges(
+        line("transaction_tax"),
+        line("exchange_turnover_charge"),
+        line("sebi_turnover_charge"),
+        line("brokerage"),
+        line("stamp_duty"),
+        sum((row["gst"]["total"] for row in rows), ZERO),
+    )
 
 
-def _charges(stt: Decimal, exchange_charge: Decimal, sebi: Decimal, broker: Decimal, stamp: Decimal,
-             gst: Decimal) -> dict[str, Any]:
+def _charges(
+    stt: Decimal, exchange_charge: Decimal, sebi: Decimal, broker: Decimal, stamp: Decimal, gst: Decimal
+) -> dict[str, Any]:
     total = stt + exchange_charge + sebi + broker + stamp + gst
-    return {"transaction_tax": _plain(stt), "transaction_tax_type": "stt",
-            "exchange_turnover_charge": _plain(exchange_charge), "sebi_turnover_charge": _plain(sebi),
-            "brokerage": _plain(broker), "stamp_duty": _plain(stamp),
-            "gst": {"igst": _plain(gst), "cgst": ZERO, "sgst": ZERO, "total": _plain(gst)}, "total": _plain(total)}
+    return {
+        "transaction_tax": _plain(stt),
+        "transaction_tax_type": "stt",
+        "exchange_turnover_charge": _plain(exchange_charge),
+        "sebi_turnover_charge": _plain(sebi),
+        "brokerage": _plain(broker),
+        "stamp_duty": _plain(stamp),
+        "gst": {"igst": _plain(gst), "cgst": ZERO, "sgst": ZERO, "total": _plain(gst)},
+        "total": _plain(total),
+    }
 
 
 def _plain(value: Decimal) -> Decimal:

@@ -13,6 +13,7 @@
   the REST quote); a 1-byte heartbeat goes out when nothing else did for `heartbeat_interval`.
 - Fault hooks on the emulator: drop_stream(), silence_stream(seconds), push_postback(order).
 """
+
 from __future__ import annotations
 
 import json
@@ -27,8 +28,12 @@ from tests.emulators.stream_common import StreamConn, StreamHub
 from webapp.jsonutil import exact_json
 
 MODES = ("ltp", "quote", "full")
-BAD_TOKEN = {"status": "error", "message": "Incorrect `api_key` or `access_token`.", "error_type": "TokenException",
-             "data": None}
+BAD_TOKEN = {
+    "status": "error",
+    "message": "Incorrect `api_key` or `access_token`.",
+    "error_type": "TokenException",
+    "data": None,
+}
 
 
 def paise(value: Decimal) -> int:
@@ -81,8 +86,11 @@ class KiteStreamHub(StreamHub):
         now = int(time.time())
         with emulator.lock:
             by_token = {ins.instrument_token: ins for ins in emulator.book.instruments.values()}
-            rows = {token: (mode, emulator.book.quote_row(by_token[token]))
-                    for token, mode in conn.subscriptions.items() if token in by_token}
+            rows = {
+                token: (mode, emulator.book.quote_row(by_token[token]))
+                for token, mode in conn.subscriptions.items()
+                if token in by_token
+            }
         packets = [self.packet(token, mode, row, now) for token, (mode, row) in sorted(rows.items())]
         return [codec.encode_frame(packets)] if packets else []
 
@@ -90,15 +98,29 @@ class KiteStreamHub(StreamHub):
     def packet(token: int, mode: str, row: dict[str, Any], now: int) -> bytes:
         """One packet from a REST quote row of the emulator (the same numbers /quote answers)."""
         ohlc = row["ohlc"]
-        wire = {"instrument_token": token, "last_price": paise(row["last_price"]),
-                "last_traded_quantity": row["last_quantity"], "average_traded_price": paise(row["average_price"]),
-                "volume_traded": row["volume"], "total_buy_quantity": row["buy_quantity"],
-                "total_sell_quantity": row["sell_quantity"], "open": paise(ohlc["open"]),
-                "high": paise(ohlc["high"]), "low": paise(ohlc["low"]), "close": paise(ohlc["close"]),
-                "last_trade_time": now, "oi": row["oi"], "oi_day_high": row["oi_day_high"],
-                "oi_day_low": row["oi_day_low"], "exchange_timestamp": now}
-        depth = [(level["quantity"], paise(level["price"]), level["orders"])
-                 for side in ("buy", "sell") for level in row["depth"][side]]
+        wire = {
+            "instrument_token": token,
+            "last_price": paise(row["last_price"]),
+            "last_traded_quantity": row["last_quantity"],
+            "average_traded_price": paise(row["average_price"]),
+            "volume_traded": row["volume"],
+            "total_buy_quantity": row["buy_quantity"],
+            "total_sell_quantity": row["sell_quantity"],
+            "open": paise(ohlc["open"]),
+            "high": paise(ohlc["high"]),
+            "low": paise(ohlc["low"]),
+            "close": paise(ohlc["close"]),
+            "last_trade_time": now,
+            "oi": row["oi"],
+            "oi_day_high": row["oi_day_high"],
+            "oi_day_low": row["oi_day_low"],
+            "exchange_timestamp": now,
+        }
+        depth = [
+            (level["quantity"], paise(level["price"]), level["orders"])
+            for side in ("buy", "sell")
+            for level in row["depth"][side]
+        ]
         return codec.encode_packet(mode, wire, depth)
 
 

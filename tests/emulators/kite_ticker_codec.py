@@ -8,19 +8,36 @@ Inputs are wire integers: prices in paise (CDS in 1e-7, BCD in 1e-4 rupees), tim
     ltp     = 8 bytes    quote = 44 bytes    full = 184 bytes
     index   = 28 bytes (quote) or 32 bytes (full)
 """
+
 from __future__ import annotations
 
 import struct
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 HEARTBEAT = b"\x00"  # Kite's 1-byte heartbeat; clients ignore frames shorter than 2 bytes
 
 # field -> byte offset, as listed in the spec; every field is a 4-byte big-endian integer
 LTP_LAYOUT = {"instrument_token": 0, "last_price": 4}
-QUOTE_LAYOUT = {**LTP_LAYOUT, "last_traded_quantity": 8, "average_traded_price": 12, "volume_traded": 16,
-                "total_buy_quantity": 20, "total_sell_quantity": 24, "open": 28, "high": 32, "low": 36, "close": 40}
-FULL_LAYOUT = {**QUOTE_LAYOUT, "last_trade_time": 44, "oi": 48, "oi_day_high": 52, "oi_day_low": 56,
-               "exchange_timestamp": 60}
+QUOTE_LAYOUT = {
+    **LTP_LAYOUT,
+    "last_traded_quantity": 8,
+    "average_traded_price": 12,
+    "volume_traded": 16,
+    "total_buy_quantity": 20,
+    "total_sell_quantity": 24,
+    "open": 28,
+    "high": 32,
+    "low": 36,
+    "close": 40,
+}
+FULL_LAYOUT = {
+    **QUOTE_LAYOUT,
+    "last_trade_time": 44,
+    "oi": 48,
+    "oi_day_high": 52,
+    "oi_day_low": 56,
+    "exchange_timestamp": 60,
+}
 INDEX_LAYOUT = {"instrument_token": 0, "last_price": 4, "high": 8, "low": 12, "open": 16, "close": 20}
 INDEX_CHANGE_OFFSET = 24  # signed: an index can fall
 INDEX_TIMESTAMP_OFFSET = 28

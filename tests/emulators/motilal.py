@@ -12,25 +12,33 @@ other calls/s per login answered with 429.
 Error codes beyond MO1001 / MO8000 / MOSL100 are not published by Motilal; the ones below keep
 that style and are the emulator's own. State lives in `tests/emulators/motilal_book.py`.
 """
+
 from __future__ import annotations
 
 import hashlib
 import json
 import secrets
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any, Callable
+from typing import Any
 
 import pyotp
 from werkzeug.routing import Map, Rule
 from werkzeug.wrappers import Request, Response
 
 from tests.emulators.common import BrokerEmulator, FaultPlan, Ledger, RateLimiter, run_cli
-from webapp.jsonutil import exact_json
 from tests.emulators.motilal_book import (
-    ClientBook, Dealer, EmuOrder, MotilalBook, _int, ist_stamp, parse_ist,
+    ClientBook,
+    Dealer,
+    EmuOrder,
+    MotilalBook,
+    _int,
+    ist_stamp,
+    parse_ist,
 )
+from webapp.jsonutil import exact_json
 
 AUTH_ERROR = "MO1001"  # documented: invalid user id or auth token
 TECHNICAL_ERROR = "MO8000"  # documented: technical error
@@ -75,11 +83,13 @@ def envelope(status: str, message: str, errorcode: str = "", data: Any = None, *
 
 
 class MotilalEmulator(BrokerEmulator):
-    url_map = Map([Rule(path, endpoint=endpoint, methods=["POST"])
-                   for endpoint, paths in ROUTES.items() for path in paths])
+    url_map = Map(
+        [Rule(path, endpoint=endpoint, methods=["POST"]) for endpoint, paths in ROUTES.items() for path in paths]
+    )
 
-    def __init__(self, faults: FaultPlan | None = None, *, order_rate: int = 40, read_rate: int = 2,
-                 auto_fill: bool = True):
+    def __init__(
+        self, faults: FaultPlan | None = None, *, order_rate: int = 40, read_rate: int = 2, auto_fill: bool = True
+    ):
         super().__init__(faults, rate_limits={"orders": [(order_rate, 1.0)], "reads": [(read_rate, 1.0)]})
         self.auto_fill = auto_fill
         self.reset(self.faults)
@@ -147,12 +157,16 @@ class MotilalEmulator(BrokerEmulator):
 
     @staticmethod
     def http_error(status: int) -> Response:
-        return Response(f"<html><body>{status} Service Unavailable</body></html>", status=status,
-                        content_type="text/html")
+        return Response(
+            f"<html><body>{status} Service Unavailable</body></html>", status=status, content_type="text/html"
+        )
 
     def rate_limited(self) -> Response:
-        return self.json(envelope("FAILURE", "Too many requests, please try after some time", RATE_ERROR),
-                         429, headers={"Retry-After": "1"})
+        return self.json(
+            envelope("FAILURE", "Too many requests, please try after some time", RATE_ERROR),
+            429,
+            headers={"Retry-After": "1"},
+        )
 
     # ------------------------------------------------------------------ request checks
 
@@ -182,8 +196,11 @@ class MotilalEmulator(BrokerEmulator):
             if not queue:
                 return None
             status, body = queue.popleft()
-        return self.json(body, status) if not isinstance(body, str) or body[:1] in "{[" else \
-            Response(body, status=status, content_type="text/html")
+        return (
+            self.json(body, status)
+            if not isinstance(body, str) or body[:1] in "{["
+            else Response(body, status=status, content_type="text/html")
+        )
 
     def _open(self, request: Request, klass: str, kind: str) -> Call | Response:
         """Authenticate, rate-limit, resolve the clientcode and decide this request's fault."""
@@ -259,8 +276,15 @@ class MotilalEmulator(BrokerEmulator):
             if not totp:
                 self.sent_otps[dealer.user_id] = f"{secrets.randbelow(10**6):06d}"
         message = "Return Auth Token SUCCESS" if totp else "OTP sent on registered mobile number and email"
-        return self.json({"status": "SUCCESS", "message": message, "errorcode": "", "AuthToken": token,
-                          "isAuthTokenVerified": "TRUE" if totp else "FALSE"})
+        return self.json(
+            {
+                "status": "SUCCESS",
+                "message": message,
+                "errorcode": "",
+                "AuthToken": token,
+                "isAuthTokenVerified": "TRUE" if totp else "FALSE",
+            }
+        )
 
     def verify_otp(self, request: Request) -> Response:
         body = self._read_json(request)
@@ -299,9 +323,17 @@ class MotilalEmulator(BrokerEmulator):
             # Booked before any accepting fault: the ground truth tests count.
             self.ledger.book(call.client.code, order.order_id, order.tag or None, call.body)
             self.book.after_place(order, self.auto_fill)
-        return self._finish(call, lambda: self.json(
-            {"status": "SUCCESS", "message": "Order Placed Successfully", "errorcode": "",
-             "uniqueorderid": order.order_id}))
+        return self._finish(
+            call,
+            lambda: self.json(
+                {
+                    "status": "SUCCESS",
+                    "message": "Order Placed Successfully",
+                    "errorcode": "",
+                    "uniqueorderid": order.order_id,
+                }
+            ),
+        )
 
     def _live_order(self, call: Call) -> EmuOrder | Response:
         order = self.book.orders.get(str(call.body.get("uniqueorderid") or ""))
@@ -320,15 +352,25 @@ class MotilalEmulator(BrokerEmulator):
             if isinstance(order, Response):
                 return order
             body = call.body
-            if (str(body.get("lastmodifiedtime") or "") != ist_stamp(order.modified_at)
-                    or _int(body.get("qtytradedtoday")) != order.traded):
+            if (
+                str(body.get("lastmodifiedtime") or "") != ist_stamp(order.modified_at)
+                or _int(body.get("qtytradedtoday")) != order.traded
+            ):
                 return self.failure(ORDER_ERROR, "Order has been modified, please refresh")
             problem = self.book.modify(order, body, self.auto_fill)
             if problem:
                 return self.failure(ORDER_ERROR, problem)
-        return self._finish(call, lambda: self.json(
-            {"status": "SUCCESS", "message": "Order Modified Successfully", "errorcode": "",
-             "uniqueorderid": order.order_id}))
+        return self._finish(
+            call,
+            lambda: self.json(
+                {
+                    "status": "SUCCESS",
+                    "message": "Order Modified Successfully",
+                    "errorcode": "",
+                    "uniqueorderid": order.order_id,
+                }
+            ),
+        )
 
     def cancel_order(self, request: Request) -> Response:
         call = self._open(request, "orders", "cancel")
@@ -340,9 +382,17 @@ class MotilalEmulator(BrokerEmulator):
                 return order
             order.status = "Cancel"
             self.book.touch(order)
-        return self._finish(call, lambda: self.json(
-            {"status": "SUCCESS", "message": "Order Cancelled Successfully", "errorcode": "",
-             "uniqueorderid": order.order_id}))
+        return self._finish(
+            call,
+            lambda: self.json(
+                {
+                    "status": "SUCCESS",
+                    "message": "Order Cancelled Successfully",
+                    "errorcode": "",
+                    "uniqueorderid": order.order_id,
+                }
+            ),
+        )
 
     # ------------------------------------------------------------------ reads
 
@@ -361,8 +411,10 @@ class MotilalEmulator(BrokerEmulator):
     def order_book(self, request: Request) -> Response:
         def build(call: Call) -> Any:
             since = parse_ist(call.body.get("dateandtime"))
-            return [o.row() for o in self.book.client_orders(call.client.code)
-                    if since is None or o.modified_at >= since]
+            return [
+                o.row() for o in self.book.client_orders(call.client.code) if since is None or o.modified_at >= since
+            ]
+
         return self._read(request, build)
 
     def order_detail(self, request: Request) -> Response:
@@ -371,6 +423,7 @@ class MotilalEmulator(BrokerEmulator):
             if order is None or order.client_code != call.client.code:
                 return self.failure(ORDER_ERROR, "Order not found")
             return list(order.history)
+
         return self._read(request, build)
 
     def trade_book(self, request: Request) -> Response:
@@ -389,12 +442,14 @@ class MotilalEmulator(BrokerEmulator):
         def build(call: Call) -> Any:
             scrip = self.book.scrips.get((str(call.body.get("exchange") or ""), _int(call.body.get("scripcode"))))
             return scrip.ltp_data() if scrip else self.failure(ORDER_ERROR, "Invalid Scrip Code")
+
         return self._read(request, build)
 
     def scrips(self, request: Request) -> Response:
         def build(call: Call) -> Any:
             exchange = str(call.body.get("exchangename") or "")
             return [s.master_row() for s in self.book.scrips.values() if s.exchange == exchange]
+
         return self._read(request, build)
 
 

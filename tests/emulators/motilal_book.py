@@ -3,6 +3,7 @@ positions, holdings and margin, rendered as Motilal's rows (field names as Motil
 
 Every method that changes state expects the caller to hold the emulator's lock (`self.lock`).
 """
+
 from __future__ import annotations
 
 import itertools
@@ -26,8 +27,7 @@ PRODUCTS = ("DELIVERY", "VALUEPLUS", "MTF", "NORMAL")
 DURATIONS = ("DAY", "IOC", "GTD")
 FINAL_WORDS = ("Traded", "Complete", "Cancel", "Rejected", "Error")
 # Share of the order value the emulated RMS blocks, by product (a rough broker-like schedule).
-MARGIN_FACTOR = {"DELIVERY": Decimal("1"), "MTF": Decimal("0.5"), "VALUEPLUS": Decimal("0.2"),
-                 "NORMAL": Decimal("1")}
+MARGIN_FACTOR = {"DELIVERY": Decimal("1"), "MTF": Decimal("0.5"), "VALUEPLUS": Decimal("0.2"), "NORMAL": Decimal("1")}
 
 # symbol, NSE token, price, ISIN: real NSE equities with plausible prices.
 SEED = (
@@ -93,15 +93,32 @@ class Scrip:
 
     def ltp_data(self) -> dict[str, Any]:
         """getltpdata's data: every price in paise."""
-        return {"exchange": self.exchange, "scripcode": self.token, "ltp": paise(self.ltp),
-                "open": paise(self.close), "high": paise(max(self.ltp, self.close)),
-                "low": paise(min(self.ltp, self.close)), "close": paise(self.close),
-                "bid": paise(self.ltp - self.tick), "ask": paise(self.ltp + self.tick), "volume": self.volume}
+        return {
+            "exchange": self.exchange,
+            "scripcode": self.token,
+            "ltp": paise(self.ltp),
+            "open": paise(self.close),
+            "high": paise(max(self.ltp, self.close)),
+            "low": paise(min(self.ltp, self.close)),
+            "close": paise(self.close),
+            "bid": paise(self.ltp - self.tick),
+            "ask": paise(self.ltp + self.tick),
+            "volume": self.volume,
+        }
 
     def master_row(self) -> dict[str, Any]:
-        return {"exchangename": self.exchange, "scripcode": self.token, "scripname": f"{self.symbol} EQ",
-                "scripshortname": self.symbol, "marketlot": 1, "instrumentname": "EQUITY",
-                "expirydate": "", "strikeprice": 0, "ticksize": paise(self.tick), "optiontype": ""}
+        return {
+            "exchangename": self.exchange,
+            "scripcode": self.token,
+            "scripname": f"{self.symbol} EQ",
+            "scripshortname": self.symbol,
+            "marketlot": 1,
+            "instrumentname": "EQUITY",
+            "expirydate": "",
+            "strikeprice": 0,
+            "ticksize": paise(self.tick),
+            "optiontype": "",
+        }
 
 
 @dataclass
@@ -161,16 +178,33 @@ class EmuOrder:
 
     def row(self) -> dict[str, Any]:
         return {
-            "clientid": self.client_code, "uniqueorderid": self.order_id, "exchorderid": self.exch_order_id,
-            "symbol": f"{self.scrip.symbol} EQ", "series": "EQ", "symboltoken": self.scrip.token,
-            "exchange": self.scrip.exchange, "buyorsell": self.side,
+            "clientid": self.client_code,
+            "uniqueorderid": self.order_id,
+            "exchorderid": self.exch_order_id,
+            "symbol": f"{self.scrip.symbol} EQ",
+            "series": "EQ",
+            "symboltoken": self.scrip.token,
+            "exchange": self.scrip.exchange,
+            "buyorsell": self.side,
             "ordertype": self.ordertype.title(),  # books echo Limit / Market / Stoploss
-            "producttype": self.product, "orderduration": self.duration, "price": self.price,
-            "triggerprice": self.trigger, "orderqty": self.qty, "qtytradedtoday": self.traded,
-            "totalqtytraded": self.traded, "qtyremaining": self.remaining, "averageprice": self.avg,
-            "disclosedquantity": 0, "orderstatus": self.status, "error": self.error, "tag": self.tag,
-            "algoid": self.algoid, "amoorder": self.amo, "goodtilldate": "",
-            "recordinserttime": ist_stamp(self.placed_at), "lastmodifiedtime": ist_stamp(self.modified_at),
+            "producttype": self.product,
+            "orderduration": self.duration,
+            "price": self.price,
+            "triggerprice": self.trigger,
+            "orderqty": self.qty,
+            "qtytradedtoday": self.traded,
+            "totalqtytraded": self.traded,
+            "qtyremaining": self.remaining,
+            "averageprice": self.avg,
+            "disclosedquantity": 0,
+            "orderstatus": self.status,
+            "error": self.error,
+            "tag": self.tag,
+            "algoid": self.algoid,
+            "amoorder": self.amo,
+            "goodtilldate": "",
+            "recordinserttime": ist_stamp(self.placed_at),
+            "lastmodifiedtime": ist_stamp(self.modified_at),
         }
 
 
@@ -190,16 +224,24 @@ class MotilalBook:
 
     # ------------------------------------------------------------------ set-up
 
-    def add_scrip(self, symbol: str, token: int, ltp: Decimal, *, exchange: str = "NSE",
-                  tick: Decimal | str | None = None, band_pct: Decimal | str = "10", isin: str = "") -> Scrip:
+    def add_scrip(
+        self,
+        symbol: str,
+        token: int,
+        ltp: Decimal,
+        *,
+        exchange: str = "NSE",
+        tick: Decimal | str | None = None,
+        band_pct: Decimal | str = "10",
+        isin: str = "",
+    ) -> Scrip:
         tick_size = Decimal(str(tick)) if tick is not None else nse_tick(ltp)
         band = ltp * Decimal(str(band_pct)) / 100
 
         def on_tick(value: Decimal) -> Decimal:
             return (value / tick_size).to_integral_value(ROUND_HALF_UP) * tick_size
 
-        scrip = Scrip(exchange, int(token), symbol, ltp, tick_size, ltp, on_tick(ltp - band), on_tick(ltp + band),
-                      isin)
+        scrip = Scrip(exchange, int(token), symbol, ltp, tick_size, ltp, on_tick(ltp - band), on_tick(ltp + band), isin)
         with self.lock:
             self.scrips[(exchange, int(token))] = scrip
         return scrip
@@ -207,17 +249,32 @@ class MotilalBook:
     def scrip(self, symbol: str, exchange: str = "NSE") -> Scrip:
         return next(s for s in self.scrips.values() if s.symbol == symbol and s.exchange == exchange)
 
-    def add_dealer(self, user_id: str | None = None, password: str | None = None, api_key: str | None = None,
-                   dob: str = "15/08/1990", pan: str | None = None, client_codes: list[str] | None = None,
-                   cash: str | Decimal = "1000000", collateral: str | Decimal = "0", vendor_code: str = "",
-                   holdings: dict[str, Any] | None = None) -> dict[str, Any]:
+    def add_dealer(
+        self,
+        user_id: str | None = None,
+        password: str | None = None,
+        api_key: str | None = None,
+        dob: str = "15/08/1990",
+        pan: str | None = None,
+        client_codes: list[str] | None = None,
+        cash: str | Decimal = "1000000",
+        collateral: str | Decimal = "0",
+        vendor_code: str = "",
+        holdings: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
         """A login (dealer or client) granted `client_codes`; an existing user id gains the codes."""
         with self.lock:
             n = next(self._accounts)
             user_id = user_id or f"DLR{n:03d}"
             dealer = self.dealers.get(user_id) or Dealer(
-                user_id, password or secrets.token_urlsafe(9), api_key or secrets.token_hex(8), dob,
-                pan or f"ABCDE{n:04d}F", pyotp.random_base32(), vendor_code)
+                user_id,
+                password or secrets.token_urlsafe(9),
+                api_key or secrets.token_hex(8),
+                dob,
+                pan or f"ABCDE{n:04d}F",
+                pyotp.random_base32(),
+                vendor_code,
+            )
             self.dealers[user_id] = dealer
             codes = list(client_codes or [f"CL{n:04d}"])
             for code in codes:
@@ -225,10 +282,18 @@ class MotilalBook:
                 for symbol, (qty, avg) in (holdings or {}).items():
                     client.holdings[symbol] = (int(qty), Decimal(str(avg)))
             dealer.client_codes.update(codes)
-            return {"user_id": dealer.user_id, "password": dealer.password, "api_key": dealer.api_key,
-                    "two_fa": dealer.dob, "dob": dealer.dob, "pan": dealer.pan, "totp_secret": dealer.totp_secret,
-                    "vendor_code": dealer.vendor_code, "client_code": codes[0],
-                    "client_codes": sorted(dealer.client_codes)}
+            return {
+                "user_id": dealer.user_id,
+                "password": dealer.password,
+                "api_key": dealer.api_key,
+                "two_fa": dealer.dob,
+                "dob": dealer.dob,
+                "pan": dealer.pan,
+                "totp_secret": dealer.totp_secret,
+                "vendor_code": dealer.vendor_code,
+                "client_code": codes[0],
+                "client_codes": sorted(dealer.client_codes),
+            }
 
     # ------------------------------------------------------------------ orders
 
@@ -244,14 +309,29 @@ class MotilalBook:
         if isinstance(words, str):
             return words
         scrip, side, ordertype, product, duration, qty, price, trigger = words
-        problem = (self.price_problem(scrip, ordertype, side, price, trigger)
-                   or self._rms_problem(client, scrip, side, product, qty, price))
+        problem = self.price_problem(scrip, ordertype, side, price, trigger) or self._rms_problem(
+            client, scrip, side, product, qty, price
+        )
         if problem:
             return problem
         now = datetime.now(IST).replace(microsecond=0)
-        order = EmuOrder(f"{next(self._ids):07d}T{self._session_code}", client.code, scrip, side, ordertype,
-                         product, duration, qty, price, trigger, str(body.get("tag") or "").strip(),
-                         str(body.get("algoid") or ""), str(body.get("amoorder") or "N").upper(), now, now)
+        order = EmuOrder(
+            f"{next(self._ids):07d}T{self._session_code}",
+            client.code,
+            scrip,
+            side,
+            ordertype,
+            product,
+            duration,
+            qty,
+            price,
+            trigger,
+            str(body.get("tag") or "").strip(),
+            str(body.get("algoid") or ""),
+            str(body.get("amoorder") or "N").upper(),
+            now,
+            now,
+        )
         order.history.append(order.row())
         self.orders[order.order_id] = order
         return order
@@ -305,8 +385,7 @@ class MotilalBook:
         return None
 
     @staticmethod
-    def _rms_problem(client: ClientBook, scrip: Scrip, side: str, product: str, qty: int,
-                     price: Decimal) -> str | None:
+    def _rms_problem(client: ClientBook, scrip: Scrip, side: str, product: str, qty: int, price: Decimal) -> str | None:
         if side == "SELL" and product in ("DELIVERY", "MTF"):
             return None  # sold out of holdings
         required = (price if price > 0 else scrip.ltp) * qty * MARGIN_FACTOR[product]
@@ -318,8 +397,9 @@ class MotilalBook:
     def after_place(self, order: EmuOrder, auto_fill: bool) -> None:
         order.exch_order_id = f"1100000{int(order.order_id[:7]):09d}"
         marketable = order.ordertype == "MARKET" or (
-            order.ordertype == "LIMIT" and (order.price >= order.scrip.ltp if order.side == "BUY"
-                                            else order.price <= order.scrip.ltp))
+            order.ordertype == "LIMIT"
+            and (order.price >= order.scrip.ltp if order.side == "BUY" else order.price <= order.scrip.ltp)
+        )
         if order.ordertype == "MARKET" and auto_fill:
             self.fill(order, None, order.scrip.ltp)
         elif order.duration == "IOC":  # immediate or cancel: whatever did not match now dies
@@ -374,15 +454,27 @@ class MotilalBook:
 
     def _book_trade(self, client: ClientBook, order: EmuOrder, qty: int, price: Decimal) -> None:
         scrip = order.scrip
-        client.trades.append({
-            "clientid": client.code, "uniqueorderid": order.order_id, "exchorderid": order.exch_order_id,
-            "tradeno": str(next(self._trade_nos)), "symbol": f"{scrip.symbol} EQ", "symboltoken": scrip.token,
-            "exchange": scrip.exchange, "producttype": order.product, "buyorsell": order.side,
-            "tradeqty": qty, "tradeprice": price, "tradevalue": price * qty,
-            "tradetime": ist_stamp(datetime.now(IST)),
-        })
-        leg = client.positions.setdefault((scrip.exchange, scrip.token, order.product), {
-            "buyquantity": 0, "sellquantity": 0, "buyamount": ZERO, "sellamount": ZERO})
+        client.trades.append(
+            {
+                "clientid": client.code,
+                "uniqueorderid": order.order_id,
+                "exchorderid": order.exch_order_id,
+                "tradeno": str(next(self._trade_nos)),
+                "symbol": f"{scrip.symbol} EQ",
+                "symboltoken": scrip.token,
+                "exchange": scrip.exchange,
+                "producttype": order.product,
+                "buyorsell": order.side,
+                "tradeqty": qty,
+                "tradeprice": price,
+                "tradevalue": price * qty,
+                "tradetime": ist_stamp(datetime.now(IST)),
+            }
+        )
+        leg = client.positions.setdefault(
+            (scrip.exchange, scrip.token, order.product),
+            {"buyquantity": 0, "sellquantity": 0, "buyamount": ZERO, "sellamount": ZERO},
+        )
         side = "buy" if order.side == "BUY" else "sell"
         leg[f"{side}quantity"] += qty
         leg[f"{side}amount"] += price * qty
@@ -399,17 +491,34 @@ class MotilalBook:
             booked = min(bought, sold) * (avg_sell - avg_buy) if bought and sold else ZERO
             net = bought - sold
             mtm = net * (scrip.ltp - avg_buy) if net > 0 else -net * (avg_sell - scrip.ltp) if net else ZERO
-            rows.append({"symbol": f"{scrip.symbol} EQ", "symboltoken": token, "exchange": exchange,
-                         "productname": product, **leg, "LTP": scrip.ltp,
-                         "marktomarket": mtm.quantize(PAISA), "bookedprofitloss": booked.quantize(PAISA)})
+            rows.append(
+                {
+                    "symbol": f"{scrip.symbol} EQ",
+                    "symboltoken": token,
+                    "exchange": exchange,
+                    "productname": product,
+                    **leg,
+                    "LTP": scrip.ltp,
+                    "marktomarket": mtm.quantize(PAISA),
+                    "bookedprofitloss": booked.quantize(PAISA),
+                }
+            )
         return rows
 
     def holding_rows(self, client: ClientBook) -> list[dict[str, Any]]:
         rows = []
         for symbol, (qty, avg) in client.holdings.items():
             scrip = self.scrip(symbol)
-            rows.append({"clientcode": client.code, "scripname": symbol, "scripisinno": scrip.isin,
-                         "nsesymboltoken": scrip.token, "dpquantity": qty, "buyavgprice": avg})
+            rows.append(
+                {
+                    "clientcode": client.code,
+                    "scripname": symbol,
+                    "scripisinno": scrip.isin,
+                    "nsesymboltoken": scrip.token,
+                    "dpquantity": qty,
+                    "buyavgprice": avg,
+                }
+            )
         return rows
 
     def margin_rows(self, client: ClientBook) -> list[dict[str, Any]]:

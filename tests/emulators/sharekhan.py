@@ -17,6 +17,7 @@ names and its "2025-10-28 12:44:40.0" IST times. Status words: In-Process, Pendi
 Executed, Fully Executed, and our assumed Rejected / Cancelled. Trade, position, holding, limit
 statement and master rows use names of our own (brokers.md has no samples for them).
 """
+
 from __future__ import annotations
 
 import base64
@@ -38,8 +39,17 @@ from werkzeug.routing import Map, Rule
 from werkzeug.wrappers import Request, Response
 
 from tests.emulators.common import BrokerEmulator, FaultPlan, run_cli
-from tests.emulators.sharekhan_book import (EXCHANGES, FINAL, SEED, EmuAccount, EmuOrder, OrderBooks, Refusal,
-                                             Scrip, money)
+from tests.emulators.sharekhan_book import (
+    EXCHANGES,
+    FINAL,
+    SEED,
+    EmuAccount,
+    EmuOrder,
+    OrderBooks,
+    Refusal,
+    Scrip,
+    money,
+)
 from tests.emulators.sharekhan_stream import ShareKhanStreamMixin
 from webapp.jsonutil import text_json
 from webapp.timeutil import IST
@@ -62,24 +72,34 @@ class ScriptedAnswer:
 
 
 class ShareKhanEmulator(ShareKhanStreamMixin, OrderBooks, BrokerEmulator):
-    url_map = Map([
-        Rule("/skapi/auth/login.html", methods=["GET"], endpoint="login_page"),
-        Rule("/skapi/auth/login.html", methods=["POST"], endpoint="login_submit"),
-        Rule("/skapi/services/access/token", methods=["POST"], endpoint="access_token"),
-        Rule("/skapi/services/orders", methods=["POST"], endpoint="orders"),
-        Rule("/skapi/services/reports/<customer_id>", methods=["GET"], endpoint="order_book"),
-        Rule("/skapi/services/reports/<exchange>/<customer_id>/<order_id>", methods=["GET"], endpoint="order_history"),
-        # the SDK uses /orders/.../trades, the Postman collection /reports/.../trades: both work
-        Rule("/skapi/services/orders/<exchange>/<customer_id>/<order_id>/trades", methods=["GET"],
-             endpoint="order_trades"),
-        Rule("/skapi/services/reports/<exchange>/<customer_id>/<order_id>/trades", methods=["GET"],
-             endpoint="order_trades"),
-        Rule("/skapi/services/trades/<customer_id>", methods=["GET"], endpoint="positions"),
-        Rule("/skapi/services/holdings/<customer_id>", methods=["GET"], endpoint="holdings"),
-        Rule("/skapi/services/limitstmt/<exchange>/<customer_id>", methods=["GET"], endpoint="funds"),
-        Rule("/skapi/services/master/<exchange>", methods=["GET"], endpoint="master"),
-        Rule("/skstream/api/stream", endpoint="feed_stream", websocket=True),  # sharekhan_stream.py
-    ])
+    url_map = Map(
+        [
+            Rule("/skapi/auth/login.html", methods=["GET"], endpoint="login_page"),
+            Rule("/skapi/auth/login.html", methods=["POST"], endpoint="login_submit"),
+            Rule("/skapi/services/access/token", methods=["POST"], endpoint="access_token"),
+            Rule("/skapi/services/orders", methods=["POST"], endpoint="orders"),
+            Rule("/skapi/services/reports/<customer_id>", methods=["GET"], endpoint="order_book"),
+            Rule(
+                "/skapi/services/reports/<exchange>/<customer_id>/<order_id>", methods=["GET"], endpoint="order_history"
+            ),
+            # the SDK uses /orders/.../trades, the Postman collection /reports/.../trades: both work
+            Rule(
+                "/skapi/services/orders/<exchange>/<customer_id>/<order_id>/trades",
+                methods=["GET"],
+                endpoint="order_trades",
+            ),
+            Rule(
+                "/skapi/services/reports/<exchange>/<customer_id>/<order_id>/trades",
+                methods=["GET"],
+                endpoint="order_trades",
+            ),
+            Rule("/skapi/services/trades/<customer_id>", methods=["GET"], endpoint="positions"),
+            Rule("/skapi/services/holdings/<customer_id>", methods=["GET"], endpoint="holdings"),
+            Rule("/skapi/services/limitstmt/<exchange>/<customer_id>", methods=["GET"], endpoint="funds"),
+            Rule("/skapi/services/master/<exchange>", methods=["GET"], endpoint="master"),
+            Rule("/skstream/api/stream", endpoint="feed_stream", websocket=True),  # sharekhan_stream.py
+        ]
+    )
 
     def __init__(self, faults: FaultPlan | None = None, auto_fill: bool = True, orders_per_second: int = 10):
         super().__init__(faults, rate_limits={"orders": [(orders_per_second, 1.0)]})
@@ -99,10 +119,31 @@ class ShareKhanEmulator(ShareKhanStreamMixin, OrderBooks, BrokerEmulator):
 
     # ------------------------------------------------------------------ test helpers
 
-    def add_instrument(self, symbol: str, scrip_code: int, close: str, tick: str, *, exchange: str = "NC",
-                       name: str | None = None, isin: str = "", lot: int = 1, band_percent: str = "10") -> Scrip:
-        scrip = Scrip(exchange, int(scrip_code), symbol, name or symbol, isin, Decimal(close), Decimal(tick),
-                      lot, Decimal(band_percent), Decimal(close))
+    def add_instrument(
+        self,
+        symbol: str,
+        scrip_code: int,
+        close: str,
+        tick: str,
+        *,
+        exchange: str = "NC",
+        name: str | None = None,
+        isin: str = "",
+        lot: int = 1,
+        band_percent: str = "10",
+    ) -> Scrip:
+        scrip = Scrip(
+            exchange,
+            int(scrip_code),
+            symbol,
+            name or symbol,
+            isin,
+            Decimal(close),
+            Decimal(tick),
+            lot,
+            Decimal(band_percent),
+            Decimal(close),
+        )
         with self.lock:
             self.scrips[(exchange, scrip.scrip_code)] = scrip
         return scrip
@@ -111,21 +152,30 @@ class ShareKhanEmulator(ShareKhanStreamMixin, OrderBooks, BrokerEmulator):
         with self.lock:
             customer_id = str(fields.get("customer_id") or next(self._customers))
             account = EmuAccount(
-                customer_id=customer_id, login_id=str(fields.get("login_id") or f"SKUSER{customer_id}"),
+                customer_id=customer_id,
+                login_id=str(fields.get("login_id") or f"SKUSER{customer_id}"),
                 password=str(fields.get("password") or secrets.token_urlsafe(8)),
                 api_key=str(fields.get("api_key") or secrets.token_hex(8)),
                 secret_key=str(fields.get("secret_key") or secrets.token_hex(16)),
                 redirect_url=str(fields.get("redirect_url") or "http://127.0.0.1:5000/brokers/sharekhan/callback"),
-                vendor_key=fields.get("vendor_key"), cash=Decimal(str(fields.get("cash", "1000000"))),
-                collateral=Decimal(str(fields.get("collateral", "0"))))
+                vendor_key=fields.get("vendor_key"),
+                cash=Decimal(str(fields.get("cash", "1000000"))),
+                collateral=Decimal(str(fields.get("collateral", "0"))),
+            )
             self.accounts[customer_id] = account
             token = secrets.token_urlsafe(24)
             if fields.get("logged_in", True):
                 self._sessions[token] = customer_id
-        return {"customer_id": customer_id, "login_id": account.login_id, "password": account.password,
-                "api_key": account.api_key, "secret_key": account.secret_key, "vendor_key": account.vendor_key,
-                "redirect_url": account.redirect_url,
-                "access_token": token if fields.get("logged_in", True) else None}
+        return {
+            "customer_id": customer_id,
+            "login_id": account.login_id,
+            "password": account.password,
+            "api_key": account.api_key,
+            "secret_key": account.secret_key,
+            "vendor_key": account.vendor_key,
+            "redirect_url": account.redirect_url,
+            "access_token": token if fields.get("logged_in", True) else None,
+        }
 
     def expire_sessions(self, account: str | None = None) -> None:
         with self.lock:
@@ -136,9 +186,17 @@ class ShareKhanEmulator(ShareKhanStreamMixin, OrderBooks, BrokerEmulator):
     def add_holding(self, customer_id: str, symbol: str, quantity: int, avg_price: str, t1_quantity: int = 0) -> None:
         scrip = self._scrip_by_symbol(symbol)
         with self.lock:
-            self.accounts[customer_id].holdings.append({
-                "exchange": scrip.exchange, "scripCode": str(scrip.scrip_code), "tradingSymbol": symbol,
-                "isin": scrip.isin, "quantity": quantity, "t1Qty": t1_quantity, "avgPrice": avg_price})
+            self.accounts[customer_id].holdings.append(
+                {
+                    "exchange": scrip.exchange,
+                    "scripCode": str(scrip.scrip_code),
+                    "tradingSymbol": symbol,
+                    "isin": scrip.isin,
+                    "quantity": quantity,
+                    "t1Qty": t1_quantity,
+                    "avgPrice": avg_price,
+                }
+            )
 
     def set_ltp(self, symbol: str, price: str) -> None:
         with self.lock:
@@ -161,8 +219,9 @@ class ShareKhanEmulator(ShareKhanStreamMixin, OrderBooks, BrokerEmulator):
                 order.status = status
                 self._record(order, "NEW")
 
-    def respond_next(self, kind: str, status: int, body: Any, *, after_accept: bool = False,
-                     content_type: str = "application/json") -> None:
+    def respond_next(
+        self, kind: str, status: int, body: Any, *, after_accept: bool = False, content_type: str = "application/json"
+    ) -> None:
         """The next request of `kind` gets this raw answer; with after_accept the order is booked first."""
         with self.lock:
             self._answers[kind].append(ScriptedAnswer(status, body, after_accept, content_type))
@@ -183,10 +242,15 @@ class ShareKhanEmulator(ShareKhanStreamMixin, OrderBooks, BrokerEmulator):
             return self._login_form(form, "Invalid customer id or password", 401)
         login_key = secrets.token_hex(8)
         with self.lock:
-            self._pending[login_key] = (account.customer_id, form.get("state", ""), form.get("version_id", ""),
-                                        time.monotonic())
-        sealed = AESGCM(account.secret_key.encode()).encrypt(ZERO_IV, f"{login_key}|{account.customer_id}".encode(),
-                                                             None)
+            self._pending[login_key] = (
+                account.customer_id,
+                form.get("state", ""),
+                form.get("version_id", ""),
+                time.monotonic(),
+            )
+        sealed = AESGCM(account.secret_key.encode()).encrypt(
+            ZERO_IV, f"{login_key}|{account.customer_id}".encode(), None
+        )
         query = urlencode({"request_token": base64.urlsafe_b64encode(sealed).decode(), "state": form.get("state", "")})
         separator = "&" if "?" in account.redirect_url else "?"
         return Response(status=302, headers={"Location": f"{account.redirect_url}{separator}{query}"})
@@ -214,8 +278,15 @@ class ShareKhanEmulator(ShareKhanStreamMixin, OrderBooks, BrokerEmulator):
         token = secrets.token_urlsafe(24)
         with self.lock:
             self._sessions[token] = customer_id
-        return self._ok({"token": token, "customerId": int(customer_id) if customer_id.isdigit() else customer_id,
-                         "loginId": account.login_id, "state": body.get("state")}, "access_token")
+        return self._ok(
+            {
+                "token": token,
+                "customerId": int(customer_id) if customer_id.isdigit() else customer_id,
+                "loginId": account.login_id,
+                "state": body.get("state"),
+            },
+            "access_token",
+        )
 
     @staticmethod
     def _check_token_encoding(token: str, versioned: bool) -> None:
@@ -228,20 +299,27 @@ class ShareKhanEmulator(ShareKhanStreamMixin, OrderBooks, BrokerEmulator):
     def _open_swapped_token(self, account: EmuAccount, token: str) -> tuple[str, str]:
         text = token.replace("+", "-").replace("/", "_").rstrip("=")
         try:
-            plain = AESGCM(account.secret_key.encode()).decrypt(
-                ZERO_IV, base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)), None).decode()
+            plain = (
+                AESGCM(account.secret_key.encode())
+                .decrypt(ZERO_IV, base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)), None)
+                .decode()
+            )
         except (InvalidTag, ValueError):
             raise Refusal(403, "TokenException", "Invalid request token") from None
         customer_id, _, login_key = plain.partition("|")  # the app swapped it to "customerId|key"
         return customer_id, login_key
 
     def _login_form(self, values: Any, error: str, status: int) -> Response:
-        hidden = "".join(f'<input type="hidden" name="{name}" value="{html.escape(values.get(name, ""))}">'
-                         for name in ("api_key", "state", "vendor_key", "version_id"))
-        page = (f"<html><body><h1>Sharekhan login</h1><p class=error>{html.escape(error)}</p>"
-                f'<form method="post" action="/skapi/auth/login.html">{hidden}'
-                '<input name="customer_id"><input name="password" type="password">'
-                "<button>Login</button></form></body></html>")
+        hidden = "".join(
+            f'<input type="hidden" name="{name}" value="{html.escape(values.get(name, ""))}">'
+            for name in ("api_key", "state", "vendor_key", "version_id")
+        )
+        page = (
+            f"<html><body><h1>Sharekhan login</h1><p class=error>{html.escape(error)}</p>"
+            f'<form method="post" action="/skapi/auth/login.html">{hidden}'
+            '<input name="customer_id"><input name="password" type="password">'
+            "<button>Login</button></form></body></html>"
+        )
         return Response(page, status=status, content_type="text/html")
 
     # ------------------------------------------------------------------ orders
@@ -273,19 +351,32 @@ class ShareKhanEmulator(ShareKhanStreamMixin, OrderBooks, BrokerEmulator):
         if answer is not None:
             return answer.response()
         return self.after_accept(fault, lambda: self._ok(data, f"order_{kind}"), self._server_error)
+
     # ------------------------------------------------------------------ reads
 
     def order_book(self, request: Request, customer_id: str) -> Response:
-        return self._read(request, customer_id, lambda account: [
-            o.history[-1] for o in self.book.values() if o.customer_id == account.customer_id], "order_book")
+        return self._read(
+            request,
+            customer_id,
+            lambda account: [o.history[-1] for o in self.book.values() if o.customer_id == account.customer_id],
+            "order_book",
+        )
 
     def order_history(self, request: Request, exchange: str, customer_id: str, order_id: str) -> Response:
-        return self._read(request, customer_id, lambda account: list(
-            self._account_order(account, exchange, order_id, "history")), "order_history")
+        return self._read(
+            request,
+            customer_id,
+            lambda account: list(self._account_order(account, exchange, order_id, "history")),
+            "order_history",
+        )
 
     def order_trades(self, request: Request, exchange: str, customer_id: str, order_id: str) -> Response:
-        return self._read(request, customer_id, lambda account: list(
-            self._account_order(account, exchange, order_id, "trades")), "order_trades")
+        return self._read(
+            request,
+            customer_id,
+            lambda account: list(self._account_order(account, exchange, order_id, "trades")),
+            "order_trades",
+        )
 
     def positions(self, request: Request, customer_id: str) -> Response:
         return self._read(request, customer_id, self._position_rows, "positions")
@@ -293,24 +384,47 @@ class ShareKhanEmulator(ShareKhanStreamMixin, OrderBooks, BrokerEmulator):
     def holdings(self, request: Request, customer_id: str) -> Response:
         def rows(account: EmuAccount) -> list[dict[str, Any]]:
             return [row | {"ltp": money(self._scrip_by_symbol(row["tradingSymbol"]).ltp)} for row in account.holdings]
+
         return self._read(request, customer_id, rows, "holdings")
 
     def funds(self, request: Request, exchange: str, customer_id: str) -> Response:
         if exchange not in set(EXCHANGES) | set(EXCHANGES.values()):
             return self._refusal(Refusal(400, "InputException", f"Invalid exchange {exchange}"))
-        return self._read(request, customer_id, lambda a: {
-            "exchange": exchange, "openingBalance": money(a.cash), "cashBalance": money(a.cash),
-            "marginUtilised": money(a.utilised), "collateralValue": money(a.collateral),
-            "availableLimit": money(a.cash + a.collateral - a.utilised)}, "limit_statement")
+        return self._read(
+            request,
+            customer_id,
+            lambda a: {
+                "exchange": exchange,
+                "openingBalance": money(a.cash),
+                "cashBalance": money(a.cash),
+                "marginUtilised": money(a.utilised),
+                "collateralValue": money(a.collateral),
+                "availableLimit": money(a.cash + a.collateral - a.utilised),
+            },
+            "limit_statement",
+        )
 
     def master(self, request: Request, exchange: str) -> Response:
         if exchange not in EXCHANGES:  # the Postman collection sends no auth headers here
             return self._refusal(Refusal(400, "InputException", f"Invalid exchange {exchange}"))
         with self.lock:
-            rows = [{"scripCode": s.scrip_code, "tradingSymbol": s.symbol, "companyName": s.name, "instType": "EQ",
-                     "strike": "0", "lotSize": s.lot, "expiry": "", "optionType": "", "isin": s.isin,
-                     "tickSize": f"{s.tick:f}", "exchange": exchange}
-                    for s in self.scrips.values() if s.exchange == exchange]
+            rows = [
+                {
+                    "scripCode": s.scrip_code,
+                    "tradingSymbol": s.symbol,
+                    "companyName": s.name,
+                    "instType": "EQ",
+                    "strike": "0",
+                    "lotSize": s.lot,
+                    "expiry": "",
+                    "optionType": "",
+                    "isin": s.isin,
+                    "tickSize": f"{s.tick:f}",
+                    "exchange": exchange,
+                }
+                for s in self.scrips.values()
+                if s.exchange == exchange
+            ]
         return self._ok(rows, "master")
 
     def _read(self, request: Request, customer_id: str, build: Any, message: str) -> Response:
@@ -328,8 +442,10 @@ class ShareKhanEmulator(ShareKhanStreamMixin, OrderBooks, BrokerEmulator):
             return answer.response()
         with self.lock:
             data = build(account)
-        return self.after_accept(fault, lambda: self._ok(data if data != [] else "no_records", message),
-                                 self._server_error)
+        return self.after_accept(
+            fault, lambda: self._ok(data if data != [] else "no_records", message), self._server_error
+        )
+
     # ------------------------------------------------------------------ plumbing
 
     def _authenticate(self, request: Request) -> EmuAccount:
@@ -352,6 +468,7 @@ class ShareKhanEmulator(ShareKhanStreamMixin, OrderBooks, BrokerEmulator):
     def _by_api_key(self, api_key: str) -> EmuAccount | None:
         with self.lock:
             return next((a for a in self.accounts.values() if api_key and a.api_key == api_key), None)
+
     def _json_body(self, request: Request) -> dict[str, Any]:
         if request.mimetype != "application/json":
             raise Refusal(400, "InputException", "Content-type must be application/json")
@@ -375,8 +492,12 @@ class ShareKhanEmulator(ShareKhanStreamMixin, OrderBooks, BrokerEmulator):
         return None
 
     def _envelope(self, data: Any, message: str, status: int, error_type: str | None = None) -> Response:
-        body = {"data": data, "message": message, "status": status,
-                "timestamp": datetime.now(IST).isoformat(timespec="seconds")}
+        body = {
+            "data": data,
+            "message": message,
+            "status": status,
+            "timestamp": datetime.now(IST).isoformat(timespec="seconds"),
+        }
         if error_type:
             body["error_type"] = error_type
         return Response(text_json(body), status=status, content_type="application/json")

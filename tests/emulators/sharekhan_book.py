@@ -5,6 +5,7 @@
 Trade, position and holding rows use field names of our own in ShareKhan's camelCase style:
 brokers.md has no samples for them.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -16,14 +17,21 @@ from webapp.timeutil import IST
 
 PAISA = Decimal("0.01")
 PRODUCT_CODES = {"INVESTMENT": "INV", "BIGTRADE": "BT", "BIGTRADEPLUS": "BT+", "MTF": "MTF"}
-MARGIN_RATE = {"INVESTMENT": Decimal("1"), "BIGTRADE": Decimal("0.2"), "BIGTRADEPLUS": Decimal("0.2"),
-               "MTF": Decimal("0.25")}
+MARGIN_RATE = {
+    "INVESTMENT": Decimal("1"),
+    "BIGTRADE": Decimal("0.2"),
+    "BIGTRADEPLUS": Decimal("0.2"),
+    "MTF": Decimal("0.25"),
+}
 EXCHANGES = {"NC": "NSE", "BC": "BSE", "NF": "NFO", "BF": "BFO", "RN": "CDS", "MX": "MCX"}
 FINAL = ("Fully Executed", "Rejected", "Cancelled")
 SEED = (  # symbol, NSE token, ISIN, previous close, tick
-    ("INFY", 1594, "INE009A01021", "1500.00", "0.10"), ("RELIANCE", 2885, "INE002A01018", "1400.00", "0.10"),
-    ("TCS", 11536, "INE467B01029", "3100.00", "0.10"), ("HDFCBANK", 1333, "INE040A01034", "985.50", "0.05"),
-    ("SBIN", 3045, "INE062A01020", "820.00", "0.05"), ("ITC", 1660, "INE154A01025", "410.00", "0.05"),
+    ("INFY", 1594, "INE009A01021", "1500.00", "0.10"),
+    ("RELIANCE", 2885, "INE002A01018", "1400.00", "0.10"),
+    ("TCS", 11536, "INE467B01029", "3100.00", "0.10"),
+    ("HDFCBANK", 1333, "INE040A01034", "985.50", "0.05"),
+    ("SBIN", 3045, "INE062A01020", "820.00", "0.05"),
+    ("ITC", 1660, "INE154A01025", "410.00", "0.05"),
 )
 
 
@@ -129,7 +137,6 @@ def price_field(body: dict[str, Any], name: str) -> Decimal:
     return amount
 
 
-
 class OrderBooks:
     """NEW / MODIFY / CANCEL, fills, and the rows ShareKhan answers with."""
 
@@ -139,8 +146,20 @@ class OrderBooks:
         if not body.get("channelUser"):
             raise Refusal(400, "InputException", "channelUser is required")
         blocked = self._margin(account, side, qty, price or trigger or scrip.ltp, product)
-        order = EmuOrder(str(next(self._ids)), account.customer_id, scrip, side, qty, price, trigger, product,
-                         validity, str(body["channelUser"]), stamp(), blocked=blocked)
+        order = EmuOrder(
+            str(next(self._ids)),
+            account.customer_id,
+            scrip,
+            side,
+            qty,
+            price,
+            trigger,
+            product,
+            validity,
+            str(body["channelUser"]),
+            stamp(),
+            blocked=blocked,
+        )
         account.utilised += blocked
         self.book[order.order_id] = order
         self.ledger.book(account.customer_id, order.order_id, None, body)  # ShareKhan has no tag
@@ -197,12 +216,18 @@ class OrderBooks:
             if value and value % scrip.tick:
                 raise Refusal(400, "InputException", f"{label} {value} is not a multiple of the tick size {scrip.tick}")
             if value and not scrip.lower <= value <= scrip.upper:
-                raise Refusal(400, "InputException",
-                              f"{label} {value} is outside the circuit limits {scrip.lower} - {scrip.upper}")
+                raise Refusal(
+                    400,
+                    "InputException",
+                    f"{label} {value} is outside the circuit limits {scrip.lower} - {scrip.upper}",
+                )
         if price and trigger and (trigger > price if side == "B" else trigger < price):
             limit = "above" if side == "B" else "below"
-            raise Refusal(400, "InputException", f"Trigger price must not be {limit} the price of a "
-                                                 f"{'buy' if side == 'B' else 'sell'} stop-loss order")
+            raise Refusal(
+                400,
+                "InputException",
+                f"Trigger price must not be {limit} the price of a {'buy' if side == 'B' else 'sell'} stop-loss order",
+            )
         return side, qty, price, trigger, str(body["productType"]), str(body["validity"])
 
     def _margin(self, account: EmuAccount, side: str, qty: int, price: Decimal, product: str) -> Decimal:
@@ -211,21 +236,33 @@ class OrderBooks:
         required = (qty * price * MARGIN_RATE[product]).quantize(PAISA)
         available = account.cash + account.collateral - account.utilised
         if required > available:
-            raise Refusal(500, "OrderException", f"Insufficient funds: required {money(required)}, "
-                                                 f"available {money(available)}")
+            raise Refusal(
+                500, "OrderException", f"Insufficient funds: required {money(required)}, available {money(available)}"
+            )
         return required
 
     def _fill(self, order: EmuOrder, qty: int, price: Decimal) -> None:
         order.exec_qty += qty
         order.exec_value += qty * price
-        order.trades.append({
-            "tradeId": str(next(self._trade_ids)), "orderId": order.order_id,
-            "exchangeOrderId": order.exchange_order_id,
-            "customerId": order.customer_id, "exchange": order.scrip.exchange, "scripCode": str(order.scrip.scrip_code),
-            "tradingSymbol": order.scrip.symbol, "buySell": order.side, "productCode": PRODUCT_CODES[order.product],
-            "tradeQty": qty, "tradePrice": money(price), "tradeDateTime": stamp()})
+        order.trades.append(
+            {
+                "tradeId": str(next(self._trade_ids)),
+                "orderId": order.order_id,
+                "exchangeOrderId": order.exchange_order_id,
+                "customerId": order.customer_id,
+                "exchange": order.scrip.exchange,
+                "scripCode": str(order.scrip.scrip_code),
+                "tradingSymbol": order.scrip.symbol,
+                "buySell": order.side,
+                "productCode": PRODUCT_CODES[order.product],
+                "tradeQty": qty,
+                "tradePrice": money(price),
+                "tradeDateTime": stamp(),
+            }
+        )
         book = self.accounts[order.customer_id].positions.setdefault(
-            (order.scrip.exchange, order.scrip.scrip_code, order.product), [0, Decimal("0"), 0, Decimal("0")])
+            (order.scrip.exchange, order.scrip.scrip_code, order.product), [0, Decimal("0"), 0, Decimal("0")]
+        )
         at = 0 if order.side == "B" else 2
         book[at] += qty
         book[at + 1] += qty * price
@@ -247,19 +284,43 @@ class OrderBooks:
         word = ("Market" if not order.price else "Limit") if not order.trigger else ("SL" if order.price else "SL-M")
         average = order.exec_value / order.exec_qty if order.exec_qty else Decimal("0")
         return {
-            "orderId": order.order_id, "orsOrderId": int(order.exchange_order_id or 0),
-            "exchangeOrderId": order.exchange_order_id, "customerId": int(cid) if cid.isdigit() else cid,
-            "exchange": scrip.exchange, "scripCode": str(scrip.scrip_code), "tradingSymbol": scrip.symbol,
-            "contract": scrip.symbol, "instrumentType": "EQ", "optionType": "", "strikePrice": "0", "expiryDate": "",
-            "buySell": order.side, "orderType": word, "advOrderType": "NOR", "orderQty": order.qty,
-            "openQty": 0 if order.status in FINAL else order.qty - order.exec_qty, "execQty": order.exec_qty,
-            "disclosedQty": 0, "orderPrice": money(order.price), "orderTriggerPrice": money(order.trigger),
-            "avgPrice": money(average), "orderStatus": order.status, "requestStatus": request_status,
-            "goodtill": order.validity, "afterHour": "N", "channelCode": "SKAPI", "channelUser": order.channel_user,
-            "orderDateTime": order.placed, "updateDate": stamp(), "exchAckDateTime": order.acked,
-            "lastModTime": order.last_mod, "userId": "SKNSECM1", "productCode": PRODUCT_CODES[order.product],
+            "orderId": order.order_id,
+            "orsOrderId": int(order.exchange_order_id or 0),
+            "exchangeOrderId": order.exchange_order_id,
+            "customerId": int(cid) if cid.isdigit() else cid,
+            "exchange": scrip.exchange,
+            "scripCode": str(scrip.scrip_code),
+            "tradingSymbol": scrip.symbol,
+            "contract": scrip.symbol,
+            "instrumentType": "EQ",
+            "optionType": "",
+            "strikePrice": "0",
+            "expiryDate": "",
+            "buySell": order.side,
+            "orderType": word,
+            "advOrderType": "NOR",
+            "orderQty": order.qty,
+            "openQty": 0 if order.status in FINAL else order.qty - order.exec_qty,
+            "execQty": order.exec_qty,
+            "disclosedQty": 0,
+            "orderPrice": money(order.price),
+            "orderTriggerPrice": money(order.trigger),
+            "avgPrice": money(average),
+            "orderStatus": order.status,
+            "requestStatus": request_status,
+            "goodtill": order.validity,
+            "afterHour": "N",
+            "channelCode": "SKAPI",
+            "channelUser": order.channel_user,
+            "orderDateTime": order.placed,
+            "updateDate": stamp(),
+            "exchAckDateTime": order.acked,
+            "lastModTime": order.last_mod,
+            "userId": "SKNSECM1",
+            "productCode": PRODUCT_CODES[order.product],
             "rejectReason": order.reason,
         }
+
     def _account_order(self, account: EmuAccount, exchange: str, order_id: str, part: str) -> list[dict[str, Any]]:
         order = self.book.get(order_id)
         if order is None or order.customer_id != account.customer_id or order.scrip.exchange != exchange:
@@ -274,22 +335,37 @@ class OrderBooks:
             sell_avg = sell_value / sell_qty if sell_qty else Decimal("0")
             net = buy_qty - sell_qty
             net_avg = buy_avg if net > 0 else sell_avg if net < 0 else Decimal("0")
-            rows.append({
-                "exchange": exchange, "scripCode": str(code), "tradingSymbol": scrip.symbol,
-                "productCode": PRODUCT_CODES[product], "buyQty": buy_qty, "sellQty": sell_qty, "netQty": net,
-                "buyAvgPrice": money(buy_avg), "sellAvgPrice": money(sell_avg), "netAvgPrice": money(net_avg),
-                "ltp": money(scrip.ltp), "realizedPnl": money(min(buy_qty, sell_qty) * (sell_avg - buy_avg)),
-                "unrealizedPnl": money(net * (scrip.ltp - net_avg))})
+            rows.append(
+                {
+                    "exchange": exchange,
+                    "scripCode": str(code),
+                    "tradingSymbol": scrip.symbol,
+                    "productCode": PRODUCT_CODES[product],
+                    "buyQty": buy_qty,
+                    "sellQty": sell_qty,
+                    "netQty": net,
+                    "buyAvgPrice": money(buy_avg),
+                    "sellAvgPrice": money(sell_avg),
+                    "netAvgPrice": money(net_avg),
+                    "ltp": money(scrip.ltp),
+                    "realizedPnl": money(min(buy_qty, sell_qty) * (sell_avg - buy_avg)),
+                    "unrealizedPnl": money(net * (scrip.ltp - net_avg)),
+                }
+            )
         return rows
 
     def _scrip_of(self, body: dict[str, Any]) -> Scrip:
         scrip = self.scrips.get((str(body.get("exchange")), whole_field(body, "scripCode")))
         if scrip is None:
-            raise Refusal(400, "InputException", f"Invalid scripCode {body.get('scripCode')} for exchange "
-                                                 f"{body.get('exchange')}")
+            raise Refusal(
+                400, "InputException", f"Invalid scripCode {body.get('scripCode')} for exchange {body.get('exchange')}"
+            )
         if body.get("tradingSymbol") != scrip.symbol:
-            raise Refusal(400, "InputException", f"tradingSymbol {body.get('tradingSymbol')} does not match "
-                                                 f"scripCode {scrip.scrip_code}")
+            raise Refusal(
+                400,
+                "InputException",
+                f"tradingSymbol {body.get('tradingSymbol')} does not match scripCode {scrip.scrip_code}",
+            )
         return scrip
 
     def _scrip_by_symbol(self, symbol: str) -> Scrip:

@@ -19,6 +19,7 @@
   LTP (set_ltp moves it); numbers are exact JSON literals. No unprompted heartbeats.
 - Fault hooks on the emulator: drop_stream(), silence_stream(seconds), push_ack(customer_id, data).
 """
+
 from __future__ import annotations
 
 import json
@@ -39,8 +40,14 @@ REFUSED = {"data": None, "message": "Invalid or expired access token", "status":
 
 
 def envelope(message: str, data: Any, status: int = 100) -> str:
-    return exact_json({"status": status, "message": message, "data": data,
-                       "timestamp": datetime.now(IST).isoformat(timespec="seconds")})
+    return exact_json(
+        {
+            "status": status,
+            "message": message,
+            "data": data,
+            "timestamp": datetime.now(IST).isoformat(timespec="seconds"),
+        }
+    )
 
 
 class ShareKhanStreamHub(StreamHub):
@@ -98,23 +105,47 @@ class ShareKhanStreamHub(StreamHub):
     def frames(self, conn: StreamConn) -> list[str | bytes]:
         emulator = self.emulator
         with emulator.lock:
-            scrips = [(emulator.scrips[key], mode) for key, mode in sorted(conn.subscriptions.items())
-                      if key in emulator.scrips]
+            scrips = [
+                (emulator.scrips[key], mode)
+                for key, mode in sorted(conn.subscriptions.items())
+                if key in emulator.scrips
+            ]
             return [envelope("feed", self.feed_data(scrip, mode)) for scrip, mode in scrips]
 
     @staticmethod
     def feed_data(scrip: Any, mode: str) -> dict[str, Any]:
         ltp, close, tick = scrip.ltp, scrip.close, scrip.tick
-        data = {"exchangeCode": scrip.exchange, "scripCode": scrip.scrip_code, "ltp": ltp,
-                "ltt": datetime.now(IST).strftime("%d/%m/%Y %H:%M:%S")}
+        data = {
+            "exchangeCode": scrip.exchange,
+            "scripCode": scrip.scrip_code,
+            "ltp": ltp,
+            "ltt": datetime.now(IST).strftime("%d/%m/%Y %H:%M:%S"),
+        }
         if mode == "ltp":
             return data
         change = ltp - close
-        return {**data, "ltq": 10, "open": close, "high": max(ltp, close), "low": min(ltp, close), "close": close,
-                "avgPrice": ltp, "bidPrice": ltp - tick, "bidQty": 100, "offPrice": ltp + tick, "offQty": 120,
-                "qty": VOLUME, "totalBuyQty": 1500, "totalSellQty": 1800, "rsChange": change,
-                "perChange": (change * 100 / close).quantize(PAISA), "upperCkt": scrip.upper,
-                "lowerCkt": scrip.lower, "yrHigh": scrip.upper, "yrLow": scrip.lower}
+        return {
+            **data,
+            "ltq": 10,
+            "open": close,
+            "high": max(ltp, close),
+            "low": min(ltp, close),
+            "close": close,
+            "avgPrice": ltp,
+            "bidPrice": ltp - tick,
+            "bidQty": 100,
+            "offPrice": ltp + tick,
+            "offQty": 120,
+            "qty": VOLUME,
+            "totalBuyQty": 1500,
+            "totalSellQty": 1800,
+            "rsChange": change,
+            "perChange": (change * 100 / close).quantize(PAISA),
+            "upperCkt": scrip.upper,
+            "lowerCkt": scrip.lower,
+            "yrHigh": scrip.upper,
+            "yrLow": scrip.lower,
+        }
 
 
 class ShareKhanStreamMixin:

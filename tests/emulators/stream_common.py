@@ -13,6 +13,7 @@ hooks: `broadcast` (queued, sent by the connection's thread), `drop_all` (shut e
 with no close frame: the client sees the TCP connection end), `silence` (the connections stay open
 and send nothing, answer nothing: the silent-dead socket) and `shutdown` (drop all and wait).
 """
+
 from __future__ import annotations
 
 import socket

@@ -1,5 +1,6 @@
 """The desk's client table a page at a time (search, sort, pages), with totals, alerts and the live
 partial still over every client the user may see."""
+
 import re
 from datetime import timedelta
 from decimal import Decimal
@@ -35,12 +36,34 @@ def book(app, factory):
         for i, client in enumerate(clients + [hidden]):
             day = Decimal((i - 60) * 100) if client is not hidden else Decimal("-999999")
             realized = Decimal(i * 10)
-            db.session.add(Position(client_id=client.id, instrument_id=instrument.id, product="MIS", quantity=1,
-                                    cost=Decimal("100"), average_price=Decimal("100"), realized_pnl=realized,
-                                    unrealized_pnl=day - realized, last_price=Decimal("100")))
+            db.session.add(
+                Position(
+                    client_id=client.id,
+                    instrument_id=instrument.id,
+                    product="MIS",
+                    quantity=1,
+                    cost=Decimal("100"),
+                    average_price=Decimal("100"),
+                    realized_pnl=realized,
+                    unrealized_pnl=day - realized,
+                    last_price=Decimal("100"),
+                )
+            )
             db.session.add(FundsSnapshot(client_id=client.id, available_cash=Decimal("1000"), margin_used=Decimal(i)))
-            db.session.add(Order(client_id=client.id, instrument_id=instrument.id, side="BUY", quantity=1, product="MIS",
-                                 order_type="LIMIT", price=Decimal("90"), validity="DAY", tag=f"t{i:05d}", status="OPEN"))
+            db.session.add(
+                Order(
+                    client_id=client.id,
+                    instrument_id=instrument.id,
+                    side="BUY",
+                    quantity=1,
+                    product="MIS",
+                    order_type="LIMIT",
+                    price=Decimal("90"),
+                    validity="DAY",
+                    tag=f"t{i:05d}",
+                    status="OPEN",
+                )
+            )
         db.session.commit()
         ids = {c.name: c.id for c in clients}
         hidden_id = hidden.id
@@ -98,15 +121,18 @@ def test_an_htmx_request_gets_the_board_with_its_live_wiring(client, auth, book)
     assert f'hx-get="/desk/live?clients={ids}"' in unquote(board)
 
 
-@pytest.mark.parametrize("query, message", [
-    ("page=abc", "Page must be a whole number from 1"),
-    ("page=-1", "Page must be a whole number from 1"),
-    ("page=0", "Page must be a whole number from 1"),
-    ("page=1.5", "Page must be a whole number from 1"),
-    ("page=%C2%B3", "Page must be a whole number from 1"),  # "³" is a digit to str.isdigit(), not to int()
-    ("sort=random", "Sort must be one of: pnl, name."),
-    ("q=" + "x" * 101, "A search is at most 100 characters."),
-])
+@pytest.mark.parametrize(
+    "query, message",
+    [
+        ("page=abc", "Page must be a whole number from 1"),
+        ("page=-1", "Page must be a whole number from 1"),
+        ("page=0", "Page must be a whole number from 1"),
+        ("page=1.5", "Page must be a whole number from 1"),
+        ("page=%C2%B3", "Page must be a whole number from 1"),  # "³" is a digit to str.isdigit(), not to int()
+        ("sort=random", "Sort must be one of: pnl, name."),
+        ("q=" + "x" * 101, "A search is at most 100 characters."),
+    ],
+)
 def test_bad_table_input_is_a_clear_400(client, auth, book, query, message):
     auth.login("tara")
     response = client.get(f"/?{query}")
@@ -152,8 +178,11 @@ def test_alerts_cover_clients_on_other_pages(app, client, auth, book):
 
 def test_many_alerts_are_capped(app, client, auth, book):
     with app.app_context():
-        db.session.execute(sa.update(Client).values(broker="kite", session_enc="token",
-                                                    session_expires_at=utcnow() - timedelta(hours=1)))
+        db.session.execute(
+            sa.update(Client).values(
+                broker="kite", session_enc="token", session_expires_at=utcnow() - timedelta(hours=1)
+            )
+        )
         db.session.commit()
     auth.login("tara")
     page = client.get("/").data.decode()
@@ -172,9 +201,18 @@ def test_desk_totals_are_exact_to_the_hundredth_of_a_paisa(app, factory):
         db.session.flush()
         values = [Decimal("99999999999.0001")] + [Decimal("0.0001")] * 299
         for client, value in zip(clients, values):
-            db.session.add(Position(client_id=client.id, instrument_id=instrument.id, product="MIS", quantity=0,
-                                    cost=Decimal(0), average_price=Decimal(0), realized_pnl=value,
-                                    unrealized_pnl=-value))
+            db.session.add(
+                Position(
+                    client_id=client.id,
+                    instrument_id=instrument.id,
+                    product="MIS",
+                    quantity=0,
+                    cost=Decimal(0),
+                    average_price=Decimal(0),
+                    realized_pnl=value,
+                    unrealized_pnl=-value,
+                )
+            )
         db.session.commit()
         totals = desk_totals(None)
         assert totals.realized == Decimal("99999999999.0300") and totals.unrealized == Decimal("-99999999999.0300")

@@ -1,5 +1,6 @@
 """The feed process: quotes into Redis, one feed at a time, candles, subscriptions, paper fills."""
-from datetime import datetime, timedelta, timezone
+
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import sqlalchemy as sa
@@ -12,7 +13,7 @@ from webapp.marketdata.store import read_quote
 from webapp.models import Candle, Order, WatchlistItem
 from webapp.trading import engine, states, sync
 
-T0 = datetime(2026, 11, 20, 5, 0, 10, tzinfo=timezone.utc)  # 10:30:10 IST, a Friday
+T0 = datetime(2026, 11, 20, 5, 0, 10, tzinfo=UTC)  # 10:30:10 IST, a Friday
 
 
 def test_a_step_stores_every_instruments_quote_and_a_heartbeat(app, desk):
@@ -57,7 +58,11 @@ def test_subscriptions_follow_positions_orders_watchlists_and_charts(app, desk, 
         db.session.commit()
         redis = get_redis()
         note_interest(redis, charted.instrument_token)
-        assert wanted_tokens(redis) == {desk.instrument.instrument_token, other.instrument_token, charted.instrument_token}
+        assert wanted_tokens(redis) == {
+            desk.instrument.instrument_token,
+            other.instrument_token,
+            charted.instrument_token,
+        }
 
 
 def test_the_feed_fills_resting_paper_orders_and_asks_for_a_sync(app, desk, factory):
@@ -70,11 +75,22 @@ def test_the_feed_fills_resting_paper_orders_and_asks_for_a_sync(app, desk, fact
     with app.app_context():
         engine.send_batch(resting.id, desk.context())  # a buy far below the market rests
         sync.sync_client(client.id, desk.context())
-        assert db.session.execute(sa.select(Order.status).where(Order.batch_id == resting.id)).scalar_one() == states.OPEN
-        crossed = Quote(exchange="NSE", tradingsymbol="INFY", last_price=Decimal("1393.40"), volume=10,
-                        bids=(DepthLevel(Decimal("1393.30"), 500),), asks=(DepthLevel(Decimal("1393.40"), 500),))
+        assert (
+            db.session.execute(sa.select(Order.status).where(Order.batch_id == resting.id)).scalar_one() == states.OPEN
+        )
+        crossed = Quote(
+            exchange="NSE",
+            tradingsymbol="INFY",
+            last_price=Decimal("1393.40"),
+            volume=10,
+            bids=(DepthLevel(Decimal("1393.30"), 500),),
+            asks=(DepthLevel(Decimal("1393.40"), 500),),
+        )
         source.after({desk.instrument.instrument_token: crossed})  # the market falls through the limit
         assert Queue("sync", connection=get_rq_redis()).count == 1
     desk.run_worker()
     with app.app_context():
-        assert db.session.execute(sa.select(Order.status).where(Order.batch_id == resting.id)).scalar_one() == states.COMPLETE
+        assert (
+            db.session.execute(sa.select(Order.status).where(Order.batch_id == resting.id)).scalar_one()
+            == states.COMPLETE
+        )

@@ -1,5 +1,6 @@
 """The feed on a broker stream, over a real socket: the Kite emulator's ticker, through a connected
 client's session; prices land in Redis under the desk's instrument tokens."""
+
 import time
 from decimal import Decimal
 
@@ -24,8 +25,11 @@ def kite_stream_server():
 
 def test_kite_ticks_reach_the_quote_store(app, desk, kite_stream_server):
     emulator = kite_stream_server.app
-    app.config.update(KITE_API_URL=kite_stream_server.url, KITE_WS_URL=kite_stream_server.url.replace("http", "ws"),
-                      FEED_SOURCE="kite")
+    app.config.update(
+        KITE_API_URL=kite_stream_server.url,
+        KITE_WS_URL=kite_stream_server.url.replace("http", "ws"),
+        FEED_SOURCE="kite",
+    )
     desk.kite_client("Streamer", emulator)
     source = StreamSource(app, "kite")
     feed = Feed(app, source, on_quotes=source.after)

@@ -3,6 +3,7 @@ subscribes to /ws/feed is rendered, its ids collected; then every kind of fragme
 webapp/feed/fragments.py makes (the snapshot, an order's update, a P&L update, a tick) is generated
 for an entity on that page, and each `hx-swap-oob` target must be one of those ids. (A target the
 page lacks is silently dropped by htmx: the client page's recent orders once never moved.)"""
+
 from __future__ import annotations
 
 from decimal import Decimal
@@ -68,8 +69,10 @@ def pages(client, batch, instrument):
         (f"/?clients={client.id}", Subscriber(page="desk", target=None, shown=frozenset({client.id}), **common)),
         (f"/clients/{client.id}", Subscriber(page="client", target=client.id, **common)),
         (f"/orders/batches/{batch.id}", Subscriber(page="batch", target=batch.id, **common)),
-        (f"/instruments/{instrument.id}",
-         Subscriber(page="instrument", target=instrument.id, tokens={token}, **common)),
+        (
+            f"/instruments/{instrument.id}",
+            Subscriber(page="instrument", target=instrument.id, tokens={token}, **common),
+        ),
         ("/instruments/watchlist", Subscriber(page="watchlist", target=None, tokens={token}, **common)),
     ]
 

@@ -1,5 +1,6 @@
 """Mark to market from the feed's prices; only changes are written and published; day P&L rows,
 the P&L chart's samples and the CSV exports follow."""
+
 import csv
 import io
 from decimal import Decimal
@@ -100,7 +101,9 @@ def test_a_closed_position_keeps_no_unrealized_pnl(app, desk, factory):
     price(app, desk, "1600.00")
     with app.app_context():
         mark_to_market(get_redis())
-    exit_batch = factory.batch(factory.user("seller", role="admin"), [client], desk.instrument, quantity=10, side="SELL")
+    exit_batch = factory.batch(
+        factory.user("seller", role="admin"), [client], desk.instrument, quantity=10, side="SELL"
+    )
     with app.app_context():
         engine.send_batch(exit_batch.id, desk.context())
         sync.sync_client(client.id, desk.context())
@@ -134,8 +137,16 @@ def test_marks_match_the_ledger_to_the_paisa(app, factory):
     from webapp.trading.ledger import Book, apply_fill, unrealized
 
     rng = random.Random(5)
-    awkward = [Decimal("1234.05"), Decimal("0.05"), Decimal("19999.95"), Decimal("333.35"), Decimal("100.01"),
-               Decimal("4321.15"), Decimal("999.99"), Decimal("1548.15")]
+    awkward = [
+        Decimal("1234.05"),
+        Decimal("0.05"),
+        Decimal("19999.95"),
+        Decimal("333.35"),
+        Decimal("100.01"),
+        Decimal("4321.15"),
+        Decimal("999.99"),
+        Decimal("1548.15"),
+    ]
     instruments = [factory.instrument(f"AWK{n}", 7000 + n, price=str(p)) for n, p in enumerate(awkward)]
     clients = [factory.client(f"Awkward {n}") for n in range(6)]
     books = {}
@@ -145,16 +156,35 @@ def test_marks_match_the_ledger_to_the_paisa(app, factory):
                 for product in ("MIS", "CNC"):
                     book = Book()
                     for _ in range(rng.randint(1, 6)):
-                        book = apply_fill(book, rng.choice(["BUY", "SELL"]), rng.choice([1, 3, 7, 13, 100_000]),
-                                          Decimal(rng.randint(5, 2_000_000)) / 100)
+                        book = apply_fill(
+                            book,
+                            rng.choice(["BUY", "SELL"]),
+                            rng.choice([1, 3, 7, 13, 100_000]),
+                            Decimal(rng.randint(5, 2_000_000)) / 100,
+                        )
                     if book.quantity == 0:
                         book = apply_fill(book, "SELL", 3, Decimal("1234.05"))
-                    db.session.add(Position(client_id=client.id, instrument_id=instrument.id, product=product,
-                                            quantity=book.quantity, cost=book.cost, realized_pnl=book.realized_pnl,
-                                            average_price=book.average_price))
+                    db.session.add(
+                        Position(
+                            client_id=client.id,
+                            instrument_id=instrument.id,
+                            product=product,
+                            quantity=book.quantity,
+                            cost=book.cost,
+                            realized_pnl=book.realized_pnl,
+                            average_price=book.average_price,
+                        )
+                    )
                     books[(client.id, instrument.id, product)] = book
-        db.session.add(Position(client_id=clients[0].id, instrument_id=instruments[0].id, product="NRML",
-                                quantity=3, cost=Decimal("3702.15")))  # 1234.05 × 3: exactly flat
+        db.session.add(
+            Position(
+                client_id=clients[0].id,
+                instrument_id=instruments[0].id,
+                product="NRML",
+                quantity=3,
+                cost=Decimal("3702.15"),
+            )
+        )  # 1234.05 × 3: exactly flat
         books[(clients[0].id, instruments[0].id, "NRML")] = Book(3, Decimal("3702.15"))
         db.session.commit()
         assert any(b.cost != b.cost.quantize(Decimal("0.01")) for b in books.values())  # 4-decimal costs
@@ -162,23 +192,29 @@ def test_marks_match_the_ledger_to_the_paisa(app, factory):
 
         prior: dict = {}  # the last round's prices (round 0 marks every position)
         for round_ in range(3):  # the master's prices (no tick yet), then two moves, each to awkward prices
-            marks = {i.id: (awkward[(n + round_) % len(awkward)] if round_ else i.last_price)
-                     for n, i in enumerate(instruments)}
+            marks = {
+                i.id: (awkward[(n + round_) % len(awkward)] if round_ else i.last_price)
+                for n, i in enumerate(instruments)
+            }
             if round_:
-                write_quotes(get_redis(), {i.instrument_token: Quote("NSE", i.tradingsymbol, marks[i.id])
-                                           for i in instruments})
+                write_quotes(
+                    get_redis(), {i.instrument_token: Quote("NSE", i.tradingsymbol, marks[i.id]) for i in instruments}
+                )
             changed = mark_to_market(get_redis())
             expected = {key: unrealized(book, marks[key[1]]) for key, book in books.items()}
-            stored = {(p.client_id, p.instrument_id, p.product): p
-                      for p in db.session.execute(sa.select(Position)).scalars()}
+            stored = {
+                (p.client_id, p.instrument_id, p.product): p for p in db.session.execute(sa.select(Position)).scalars()
+            }
             assert {key: p.unrealized_pnl for key, p in stored.items()} == expected
             assert {key: p.last_price for key, p in stored.items()} == {key: marks[key[1]] for key in books}
             assert sorted((m.position_id, m.unrealized_pnl) for m in changed) == sorted(
-                (p.id, expected[key]) for key, p in stored.items() if round_ == 0 or marks[key[1]] != prior[key[1]])
+                (p.id, expected[key]) for key, p in stored.items() if round_ == 0 or marks[key[1]] != prior[key[1]]
+            )
             totals = client_totals([c.id for c in clients])
             for client in clients:
                 assert totals[client.id].unrealized == sum(
-                    (v for key, v in expected.items() if key[0] == client.id), Decimal(0))
+                    (v for key, v in expected.items() if key[0] == client.id), Decimal(0)
+                )
             assert mark_to_market(get_redis()) == []  # nothing moved
             prior = marks
 
@@ -192,7 +228,8 @@ def test_a_position_whose_book_changed_is_remarked_at_the_same_price(app, desk, 
         db.session.commit()
         changed = mark_to_market(get_redis())
         assert [(m.client_id, m.last_price, m.unrealized_pnl) for m in changed] == [
-            (client.id, Decimal("1600.00"), Decimal("1.0100"))]
+            (client.id, Decimal("1600.00"), Decimal("1.0100"))
+        ]
         assert db.session.execute(sa.select(Position.unrealized_pnl)).scalar_one() == Decimal("1.0100")
 
 
@@ -203,9 +240,20 @@ def test_a_mark_the_ledger_already_wrote_is_not_rewritten(app, factory):
     instrument = factory.instrument("AWK", 7100, price="1234.05")
     client = factory.client("Flat")
     with app.app_context():
-        db.session.add_all([Position(client_id=client.id, instrument_id=instrument.id, product=product, quantity=q,
-                                     cost=cost, last_price=Decimal("1234.05"), unrealized_pnl=Decimal(0))
-                            for product, q, cost in (("MIS", 3, "3702.15"), ("CNC", -7, "8638.35"))])
+        db.session.add_all(
+            [
+                Position(
+                    client_id=client.id,
+                    instrument_id=instrument.id,
+                    product=product,
+                    quantity=q,
+                    cost=cost,
+                    last_price=Decimal("1234.05"),
+                    unrealized_pnl=Decimal(0),
+                )
+                for product, q, cost in (("MIS", 3, "3702.15"), ("CNC", -7, "8638.35"))
+            ]
+        )
         db.session.commit()
         write_quotes(get_redis(), {instrument.instrument_token: Quote("NSE", "AWK", Decimal("1234.05"))})
         assert mark_to_market(get_redis()) == []
@@ -230,9 +278,18 @@ def test_client_totals_are_exact_to_the_hundredth_of_a_paisa(app, factory):
         instruments = [factory._instrument(f"EX{i}", 900_000 + i) for i in range(300)]
         values = [Decimal("99999999999.0001")] + [Decimal("0.0001")] * 299
         for instrument, value in zip(instruments, values):
-            db.session.add(Position(client_id=client.id, instrument_id=instrument.id, product="MIS", quantity=0,
-                                    cost=Decimal(0), average_price=Decimal(0), realized_pnl=value,
-                                    unrealized_pnl=-value))
+            db.session.add(
+                Position(
+                    client_id=client.id,
+                    instrument_id=instrument.id,
+                    product="MIS",
+                    quantity=0,
+                    cost=Decimal(0),
+                    average_price=Decimal(0),
+                    realized_pnl=value,
+                    unrealized_pnl=-value,
+                )
+            )
         db.session.commit()
         totals = client_totals([client.id])[client.id]
         assert totals.realized == Decimal("99999999999.0300") and totals.unrealized == Decimal("-99999999999.0300")

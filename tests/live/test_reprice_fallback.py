@@ -1,5 +1,6 @@
 """Repricing without a fresh tick: the broker's quote API (the Kite emulator answers), else the last
 known price; either way the mark is stale, with its age on the client page."""
+
 from datetime import datetime, timedelta
 from decimal import Decimal
 
@@ -21,8 +22,16 @@ AFTER_CLOSE = datetime(2026, 11, 18, 17, 0, tzinfo=IST)
 
 def hold(app, client, instrument, quantity=10, cost="15000.00"):
     with app.app_context():
-        db.session.add(Position(client_id=client.id, instrument_id=instrument.id, product="MIS", quantity=quantity,
-                                cost=Decimal(cost), average_price=Decimal(cost) / quantity))
+        db.session.add(
+            Position(
+                client_id=client.id,
+                instrument_id=instrument.id,
+                product="MIS",
+                quantity=quantity,
+                cost=Decimal(cost),
+                average_price=Decimal(cost) / quantity,
+            )
+        )
         db.session.commit()
 
 
@@ -45,7 +54,10 @@ def test_a_position_without_a_tick_is_marked_at_the_brokers_quote_by_the_job(app
     assert reprice() == 1
     marked = position(app, desk.instrument)
     assert (marked.last_price, marked.unrealized_pnl, marked.price_stale) == (
-        Decimal("1601.50"), Decimal("16015.00") - Decimal("15000.00"), True)
+        Decimal("1601.50"),
+        Decimal("16015.00") - Decimal("15000.00"),
+        True,
+    )
     assert marked.price_at is not None
 
 
@@ -55,9 +67,12 @@ def test_an_old_tick_in_market_hours_is_replaced_by_the_quote(app, desk, factory
     kite.set_price("INFY", "1601.50")
     with app.app_context():
         old = as_utc(MARKET_OPEN) - timedelta(minutes=5)
-        write_quotes(get_redis(), {desk.instrument.instrument_token: Quote("NSE", "INFY", Decimal("1590.00"),
-                                                                            timestamp=old)})
-        mark_to_market(get_redis(), fallback=fallback(app), now=as_utc(AFTER_CLOSE))  # after hours: the last tick stands
+        write_quotes(
+            get_redis(), {desk.instrument.instrument_token: Quote("NSE", "INFY", Decimal("1590.00"), timestamp=old)}
+        )
+        mark_to_market(
+            get_redis(), fallback=fallback(app), now=as_utc(AFTER_CLOSE)
+        )  # after hours: the last tick stands
         marked = db.session.execute(sa.select(Position)).scalar_one()
         assert (marked.last_price, marked.price_stale, marked.price_at) == (Decimal("1590.00"), False, old)
         mark_to_market(get_redis(), fallback=fallback(app), now=as_utc(MARKET_OPEN))  # 5 min old in hours: ask Kite
@@ -75,8 +90,13 @@ def test_a_failing_quote_keeps_the_last_price_stale_and_the_pass_goes_on(app, de
     seen = now - timedelta(seconds=5)
     with app.app_context():
         redis = get_redis()
-        write_quotes(redis, {desk.instrument.instrument_token: Quote("NSE", "INFY", Decimal("1600.00"), timestamp=seen),
-                             tcs.instrument_token: Quote("NSE", "TCS", Decimal("3210.00"), timestamp=seen)})
+        write_quotes(
+            redis,
+            {
+                desk.instrument.instrument_token: Quote("NSE", "INFY", Decimal("1600.00"), timestamp=seen),
+                tcs.instrument_token: Quote("NSE", "TCS", Decimal("3210.00"), timestamp=seen),
+            },
+        )
         assert len(mark_to_market(redis, fallback=fallback(app), now=now)) == 2  # both fresh: Kite not asked
         redis.delete(quote_key(desk.instrument.instrument_token))  # INFY's tick is gone; TCS moves on
         write_quotes(redis, {tcs.instrument_token: Quote("NSE", "TCS", Decimal("3220.00"), timestamp=now)})
@@ -129,15 +149,26 @@ def test_the_client_page_shows_a_stale_price_with_its_age(app, client, auth, des
     hold(app, paper, other, quantity=2, cost="6400.00")
     observed = utcnow() - timedelta(minutes=3, seconds=20)
     with app.app_context():
-        db.session.execute(sa.update(Position).where(Position.instrument_id == desk.instrument.id).values(
-            last_price=Decimal("1548.20"), price_at=observed, price_stale=True))
-        db.session.execute(sa.update(Position).where(Position.instrument_id == other.id).values(
-            last_price=Decimal("3215.50"), price_at=utcnow(), price_stale=False))
+        db.session.execute(
+            sa.update(Position)
+            .where(Position.instrument_id == desk.instrument.id)
+            .values(last_price=Decimal("1548.20"), price_at=observed, price_stale=True)
+        )
+        db.session.execute(
+            sa.update(Position)
+            .where(Position.instrument_id == other.id)
+            .values(last_price=Decimal("3215.50"), price_at=utcnow(), price_stale=False)
+        )
         db.session.commit()
     factory.user("tara", role="trader", clients=[paper])
     auth.login("tara")
     shown = observed.astimezone(IST).strftime("%d %b %H:%M:%S")
-    for page in (client.get(f"/clients/{paper.id}").data.decode(),
-                 client.get(f"/clients/{paper.id}/live", headers={"HX-Request": "true"}).data.decode()):
-        assert f'1,548.20 <span class="chip-amber stale" title="Not a live tick: observed {shown} IST">· stale 3m</span>' in page
+    for page in (
+        client.get(f"/clients/{paper.id}").data.decode(),
+        client.get(f"/clients/{paper.id}/live", headers={"HX-Request": "true"}).data.decode(),
+    ):
+        assert (
+            f'1,548.20 <span class="chip-amber stale" title="Not a live tick: observed {shown} IST">· stale 3m</span>'
+            in page
+        )
         assert page.count("· stale") == 1  # TCS is a fresh tick

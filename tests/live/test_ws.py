@@ -1,5 +1,6 @@
 """/ws/feed over a real socket: refused without a login or from another site; a snapshot on
 connect; events become fragments only for the clients each user may see."""
+
 import threading
 import time
 from decimal import Decimal
@@ -9,10 +10,10 @@ import requests
 import simple_websocket
 from werkzeug.serving import make_server
 
+from webapp.brokers.base import Quote
 from webapp.events import publish
 from webapp.extensions import get_redis
 from webapp.marketdata.store import write_quotes
-from webapp.brokers.base import Quote
 from webapp.trading import engine, sync
 from webapp.trading.pnl import mark_to_market
 
@@ -37,8 +38,9 @@ UA = {"User-Agent": "fanout-test"}  # Flask-Login's strong session protection bi
 def session_cookie(host: str, username: str) -> str:
     with requests.Session() as http:
         http.headers.update(UA)
-        response = http.post(f"http://{host}/login", data={"username": username, "password": "Correct-horse-42"},
-                             allow_redirects=False)
+        response = http.post(
+            f"http://{host}/login", data={"username": username, "password": "Correct-horse-42"}, allow_redirects=False
+        )
         assert response.status_code == 302
         return "; ".join(f"{c.name}={c.value}" for c in http.cookies)
 
@@ -65,11 +67,19 @@ def receive_until(ws, needle: str, seconds: float = 5.0) -> str:
 
 def handshake(host: str, cookie: str | None, origin: str) -> int:
     """The HTTP status of an upgrade request (a refused socket never upgrades)."""
-    headers = {"Upgrade": "websocket", "Connection": "Upgrade", "Sec-WebSocket-Version": "13",
-               "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==", "Origin": origin, **UA}
+    headers = {
+        "Upgrade": "websocket",
+        "Connection": "Upgrade",
+        "Sec-WebSocket-Version": "13",
+        "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
+        "Origin": origin,
+        **UA,
+    }
     if cookie:
         headers["Cookie"] = cookie
-    return requests.get(f"http://{host}/ws/feed?page=desk", headers=headers, allow_redirects=False, timeout=5).status_code
+    return requests.get(
+        f"http://{host}/ws/feed?page=desk", headers=headers, allow_redirects=False, timeout=5
+    ).status_code
 
 
 def publish_until(ws, publish_once, needle: str, tries: int = 15) -> str:
@@ -116,6 +126,7 @@ def test_snapshot_then_live_fragments_only_for_granted_clients(app, server, desk
 
             def announce():
                 publish(get_redis(), "pnl.updated", clients=sorted({m.client_id for m in changed}))
+
             update = publish_until(ws, announce, f'id="client-{mine.id}" hx-swap-oob="true"')
         assert f'id="client-{theirs.id}"' not in update
     finally:
@@ -158,13 +169,16 @@ def test_a_desk_socket_keeps_its_pages_rows_live_and_the_totals_for_every_client
         assert f'id="client-{on_page.id}"' in first
         assert f'id="client-{elsewhere.id}"' not in first and f'id="client-{theirs.id}"' not in first
         with app.app_context():
+
             def off_page():
                 publish(get_redis(), "pnl.updated", clients=[elsewhere.id])
+
             update = publish_until(ws, off_page, 'id="desk-totals" hx-swap-oob="true"')
             assert "<tr" not in update  # its row is on another page: only the totals move
 
             def both():
                 publish(get_redis(), "pnl.updated", clients=[on_page.id, theirs.id])
+
             update = publish_until(ws, both, f'id="client-{on_page.id}" hx-swap-oob="true"')
             assert f'id="client-{theirs.id}"' not in update
     finally:
@@ -173,9 +187,16 @@ def test_a_desk_socket_keeps_its_pages_rows_live_and_the_totals_for_every_client
 
 def test_a_desk_socket_with_a_bad_client_list_is_refused(server, factory):
     factory.user("tara")
-    headers = {"Upgrade": "websocket", "Connection": "Upgrade", "Sec-WebSocket-Version": "13",
-               "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==", "Origin": f"http://{server}", **UA,
-               "Cookie": session_cookie(server, "tara")}
-    response = requests.get(f"http://{server}/ws/feed?page=desk&clients=1,abc", headers=headers,
-                            allow_redirects=False, timeout=5)
+    headers = {
+        "Upgrade": "websocket",
+        "Connection": "Upgrade",
+        "Sec-WebSocket-Version": "13",
+        "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
+        "Origin": f"http://{server}",
+        **UA,
+        "Cookie": session_cookie(server, "tara"),
+    }
+    response = requests.get(
+        f"http://{server}/ws/feed?page=desk&clients=1,abc", headers=headers, allow_redirects=False, timeout=5
+    )
     assert response.status_code == 400

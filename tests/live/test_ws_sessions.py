@@ -2,6 +2,7 @@
 real socket against a real server (tests/live/test_ws.py): closed on deactivation, logout and a
 change of grants (before any fragment of a revoked client); the periodic re-check catches what an
 event missed."""
+
 import pytest
 import simple_websocket
 
@@ -60,8 +61,10 @@ def test_logout_elsewhere_closes_the_socket_but_not_another_users(app, server, f
         assert laptop.post("/logout").status_code == 302
         assert wait_closed(tara_ws) == SESSION_ENDED
         with app.app_context():
+
             def announce():
                 publish(get_redis(), "pnl.updated", clients=[alpha.id])
+
             publish_until(uma_ws, announce, 'id="desk-totals" hx-swap-oob="true"')
     finally:
         close(tara_ws)
@@ -79,12 +82,16 @@ def test_a_removed_grant_closes_the_socket_before_another_fragment(app, server, 
         first = receive_until(ws, 'id="desk-totals"')
         assert f'id="client-{alpha.id}"' in first and f'id="client-{beta.id}"' in first
         with app.app_context():
+
             def both():
                 publish(get_redis(), "pnl.updated", clients=[alpha.id, beta.id])
+
             before = publish_until(ws, both, f'id="client-{beta.id}" hx-swap-oob="true"')
             assert f'id="client-{alpha.id}" hx-swap-oob="true"' in before
 
-            response = admin.post(f"/admin/users/{tara.id}", data={"email": "", "role": "trader", "clients": [alpha.id]})
+            response = admin.post(
+                f"/admin/users/{tara.id}", data={"email": "", "role": "trader", "clients": [alpha.id]}
+            )
             assert response.status_code == 302
             both()
         received = []
@@ -110,8 +117,10 @@ def test_the_periodic_recheck_narrows_a_socket_that_missed_its_event(app, server
             db.session.commit()
         app.extensions["fanout_hub"].recheck()  # what the hub's thread runs every RECHECK_SECONDS
         with app.app_context():
+
             def both():
                 publish(get_redis(), "pnl.updated", clients=[alpha.id, beta.id])
+
             after = publish_until(ws, both, f'id="client-{alpha.id}" hx-swap-oob="true"')
         assert f'id="client-{beta.id}"' not in after
     finally:

@@ -1,5 +1,6 @@
 """Fixtures for the order path: a ready desk (instrument, paper and Kite-emulator clients with live
 sessions, a trader) and a way to run the send job in-process, exactly as a worker would."""
+
 from __future__ import annotations
 
 from datetime import timedelta
@@ -53,9 +54,13 @@ class Desk:
 
     def kite_client(self, name: str, emulator: KiteEmulator, **fields) -> Client:
         creds = emulator.add_account()
-        client = self.factory.client(name, broker="kite", code=creds["user_id"],
-                                     credentials={"api_key": creds["api_key"], "api_secret": creds["api_secret"]},
-                                     **fields)
+        client = self.factory.client(
+            name,
+            broker="kite",
+            code=creds["user_id"],
+            credentials={"api_key": creds["api_key"], "api_secret": creds["api_secret"]},
+            **fields,
+        )
         with self.app.app_context():
             stored = db.session.get(Client, client.id)
             store_session(stored, BrokerSession(creds["access_token"], utcnow() + timedelta(hours=8)), current_vault())

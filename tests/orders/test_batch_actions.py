@@ -1,4 +1,5 @@
 """Batch actions: retry only what was provably not placed, cancel and modify open children."""
+
 from decimal import Decimal
 
 import pytest
@@ -14,6 +15,7 @@ def trader(factory, auth):
     def login(clients):
         factory.user("tara", role="trader", clients=clients)
         auth.login("tara")
+
     return login
 
 
@@ -36,7 +38,9 @@ def test_retry_sends_only_failed_children_again(app, client, desk, factory, trad
     batch = factory.batch(factory.user("root", role="admin"), [ok, failed], desk.instrument)
     with app.app_context():
         for order in db.session.execute(sa.select(Order).where(Order.batch_id == batch.id)).scalars():
-            order.status, order.reason = (states.COMPLETE, "") if order.client_id == ok.id else (states.FAILED, "Login needed")
+            order.status, order.reason = (
+                (states.COMPLETE, "") if order.client_id == ok.id else (states.FAILED, "Login needed")
+            )
         db.session.commit()
     assert client.post(f"/orders/batches/{batch.id}/retry").status_code == 302
     with app.app_context():
@@ -48,8 +52,9 @@ def test_retry_sends_only_failed_children_again(app, client, desk, factory, trad
 def test_cancel_and_modify_open_limit_children(app, client, desk, factory, trader):
     paper = desk.paper_client("P")
     trader([paper])
-    batch = factory.batch(factory.user("root", role="admin"), [paper], desk.instrument, order_type="LIMIT",
-                          price=Decimal("1400.00"))
+    batch = factory.batch(
+        factory.user("root", role="admin"), [paper], desk.instrument, order_type="LIMIT", price=Decimal("1400.00")
+    )
     with app.app_context():
         engine.send_batch(batch.id, desk.context())
         sync.sync_client(paper.id, desk.context())
@@ -59,8 +64,13 @@ def test_cancel_and_modify_open_limit_children(app, client, desk, factory, trade
     assert client.post(f"/orders/batches/{batch.id}/modify", data={"price": "1410.00"}).status_code == 302
     desk.run_worker()
     with app.app_context():
-        assert db.session.execute(sa.select(Order.price).where(Order.batch_id == batch.id)).scalar_one() == Decimal("1410")
+        assert db.session.execute(sa.select(Order.price).where(Order.batch_id == batch.id)).scalar_one() == Decimal(
+            "1410"
+        )
     assert client.post(f"/orders/batches/{batch.id}/cancel").status_code == 302
     desk.run_worker()
     with app.app_context():
-        assert db.session.execute(sa.select(Order.status).where(Order.batch_id == batch.id)).scalar_one() == states.CANCELLED
+        assert (
+            db.session.execute(sa.select(Order.status).where(Order.batch_id == batch.id)).scalar_one()
+            == states.CANCELLED
+        )

@@ -1,4 +1,5 @@
 """Order book, trade book, batch history and their CSV exports show only the user's clients."""
+
 import csv
 import io
 

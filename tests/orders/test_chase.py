@@ -1,5 +1,6 @@
 """Limit chase: resting LIMIT children follow the LTP a step per interval, up to the distance, then
 are left or converted to market."""
+
 from datetime import timedelta
 from decimal import Decimal
 
@@ -24,24 +25,37 @@ def test_chase_price_steps_toward_the_ltp_within_the_cap():
 def market(app, desk, ltp: str):
     last, tick = Decimal(ltp), desk.instrument.tick_size
     with app.app_context():  # the market is there, but the paper book only fills what crosses its depth
-        write_quotes(get_redis(), {desk.instrument.instrument_token: Quote(
-            "NSE", "INFY", last, bids=(DepthLevel(last - tick, 10),), asks=(DepthLevel(last + tick, 10),))})
+        write_quotes(
+            get_redis(),
+            {
+                desk.instrument.instrument_token: Quote(
+                    "NSE", "INFY", last, bids=(DepthLevel(last - tick, 10),), asks=(DepthLevel(last + tick, 10),)
+                )
+            },
+        )
 
 
 def children(app, batch_id):
     with app.app_context():
-        return db.session.execute(sa.select(Order.price, Order.order_type, Order.status)
-                                  .where(Order.batch_id == batch_id)).all()
+        return db.session.execute(
+            sa.select(Order.price, Order.order_type, Order.status).where(Order.batch_id == batch_id)
+        ).all()
 
 
 def test_a_batch_chases_then_converts_to_market(app, desk, factory):
     paper = desk.paper_client("P")
     market(app, desk, "1600.00")
-    batch = factory.batch(factory.user("root", role="admin"), [paper], desk.instrument, order_type="LIMIT",
-                          price=Decimal("1590.00"))
+    batch = factory.batch(
+        factory.user("root", role="admin"), [paper], desk.instrument, order_type="LIMIT", price=Decimal("1590.00")
+    )
     with app.app_context():
         stored = db.session.get(Batch, batch.id)
-        stored.price, stored.chase_seconds, stored.chase_max_ticks, stored.chase_then = Decimal("1590.00"), 5, 20, "market"
+        stored.price, stored.chase_seconds, stored.chase_max_ticks, stored.chase_then = (
+            Decimal("1590.00"),
+            5,
+            20,
+            "market",
+        )
         db.session.commit()
         engine.send_batch(batch.id, desk.context())
         sync.sync_client(paper.id, desk.context())

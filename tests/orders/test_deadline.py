@@ -1,6 +1,7 @@
 """No late surprises (issue 10 item 3): a child not sent SEND_DEADLINE_SECONDS after the ticket is
 FAILED "not sent in time", by the send job and by reconcile, and never placed; retry sends it as a
 new child with a fresh deadline. Counted at the paper exchange's book and the Kite emulator's ledger."""
+
 from collections import Counter
 from datetime import timedelta
 
@@ -22,6 +23,7 @@ def trader(factory, auth):
         user = factory.user("tara", role="trader", clients=clients)
         auth.login("tara")
         return user
+
     return login
 
 
@@ -33,8 +35,11 @@ def children(app, batch_id):
 def submitted_ago(app, batch_id, ago: timedelta) -> None:
     """The trader submitted this batch `ago` (its children were written then)."""
     with app.app_context():
-        db.session.execute(sa.update(Order).where(Order.batch_id == batch_id)
-                           .values(created_at=utcnow() - ago, updated_at=utcnow() - ago))
+        db.session.execute(
+            sa.update(Order)
+            .where(Order.batch_id == batch_id)
+            .values(created_at=utcnow() - ago, updated_at=utcnow() - ago)
+        )
         db.session.commit()
 
 

@@ -1,5 +1,6 @@
 """The order path against real brokers' protocols: paper in the database, Kite over HTTP with faults.
 Counted at the emulator's ledger: every (client, tag) placed at most once."""
+
 from collections import Counter
 
 import pytest
@@ -17,7 +18,9 @@ def trader(factory):
 
 def statuses(app, batch_id):
     with app.app_context():
-        return dict(db.session.execute(sa.select(Order.client_id, Order.status).where(Order.batch_id == batch_id)).all())
+        return dict(
+            db.session.execute(sa.select(Order.client_id, Order.status).where(Order.batch_id == batch_id)).all()
+        )
 
 
 def send(desk, batch_id):
@@ -72,8 +75,9 @@ def test_the_job_sends_and_the_sync_job_fills(app, desk, factory, trader):
 def test_a_big_batch_is_split_over_send_jobs(app, desk, factory, trader, kite, monkeypatch):
     """A big batch is split in one part per orders worker: the send job queues the other parts
     for them; every child is sent exactly once."""
-    import jobs.orders
     from rq import Queue, Worker
+
+    import jobs.orders
     from webapp.extensions import get_rq_redis
     from webapp.orders.batches import enqueue_send
 
@@ -92,8 +96,11 @@ def test_a_big_batch_is_split_over_send_jobs(app, desk, factory, trader, kite, m
         for worker in idle:
             worker.register_death()
     with app.app_context():
-        assert sorted(finished.get_job_ids()) == [f"send-batch-{batch.id}", f"send-batch-{batch.id}-1",
-                                                  f"send-batch-{batch.id}-2"]
+        assert sorted(finished.get_job_ids()) == [
+            f"send-batch-{batch.id}",
+            f"send-batch-{batch.id}-1",
+            f"send-batch-{batch.id}-2",
+        ]
     assert set(statuses(app, batch.id).values()) <= {states.PLACED, states.OPEN, states.COMPLETE}
     assert sorted(ledger_counts(kite, clients).values()) == [1] * 5
 
@@ -113,8 +120,9 @@ def test_an_unclear_answer_is_resolved_by_tag_not_resent(app, desk, factory, tra
     assert set(statuses(app, batch.id).values()) <= {states.PLACED, states.OPEN, states.COMPLETE}
     assert all(n == 1 for n in ledger_counts(kite, clients).values()) and len(ledger_counts(kite, clients)) == 3
     with app.app_context():
-        resolved = db.session.execute(sa.select(Order).where(
-            Order.batch_id == batch.id, Order.attempts == 1)).scalars().all()
+        resolved = (
+            db.session.execute(sa.select(Order).where(Order.batch_id == batch.id, Order.attempts == 1)).scalars().all()
+        )
         assert len(resolved) == 3  # each child was sent exactly once
 
 
@@ -127,7 +135,9 @@ def test_a_5xx_before_accept_is_provably_absent_and_sent_again(app, desk, factor
     assert list(statuses(app, batch.id).values()) == [states.UNKNOWN]  # the send may still arrive
     with app.app_context():
         from datetime import timedelta
+
         from webapp.timeutil import utcnow
+
         engine.reconcile(desk.context(), now=utcnow() + engine.ARRIVAL_GRACE + timedelta(seconds=1))
     assert list(statuses(app, batch.id).values())[0] in (states.PLACED, states.COMPLETE)
     assert list(ledger_counts(kite, [client]).values()) == [1]

@@ -1,11 +1,12 @@
 """Exits on the same path: an instrument across clients, one position, a client's square-off, and
 the kill switches — each with a confirmation step and an audit event."""
+
 import pytest
 import sqlalchemy as sa
 
 from webapp.extensions import db
-from webapp.models import AuditEvent, Batch, Client, DeskState, Order, Position
-from webapp.trading import engine, states, sync
+from webapp.models import AuditEvent, Batch, DeskState, Order, Position
+from webapp.trading import engine, sync
 
 
 @pytest.fixture
@@ -23,7 +24,11 @@ def book(app, desk, factory):
 
 def children(app, batch_id):
     with app.app_context():
-        return db.session.execute(sa.select(Order).where(Order.batch_id == batch_id).order_by(Order.client_id)).scalars().all()
+        return (
+            db.session.execute(sa.select(Order).where(Order.batch_id == batch_id).order_by(Order.client_id))
+            .scalars()
+            .all()
+        )
 
 
 def last_batch(app):
@@ -46,7 +51,10 @@ def test_exit_half_across_selected_clients(app, client, auth, factory, book, des
     response = client.post(f"/exits/{desk.instrument.id}", data=form)
     assert response.status_code == 302
     exits = children(app, last_batch(app).id)
-    assert [(o.client_id, o.side, o.quantity) for o in exits] == [(alpha.id, "SELL", 3), (beta.id, "SELL", 2)]  # 50% of 1 is 0
+    assert [(o.client_id, o.side, o.quantity) for o in exits] == [
+        (alpha.id, "SELL", 3),
+        (beta.id, "SELL", 2),
+    ]  # 50% of 1 is 0
     with app.app_context():
         engine.send_batch(last_batch(app).id, desk.context())
         for c in book:
@@ -59,7 +67,9 @@ def test_custom_quantity_is_checked(app, client, auth, factory, book, desk):
     factory.user("tara", role="trader", clients=book)
     auth.login("tara")
     key = f"{book[0].id}-{desk.instrument.id}-MIS"
-    response = client.post(f"/exits/{desk.instrument.id}", data={"share": "custom", f"pick_{key}": "1", f"qty_{key}": "99"})
+    response = client.post(
+        f"/exits/{desk.instrument.id}", data={"share": "custom", f"pick_{key}": "1", f"qty_{key}": "99"}
+    )
     assert "At most 7." in response.data.decode()
     assert last_batch(app).kind == "ticket"  # nothing new
 
@@ -83,8 +93,9 @@ def test_limited_trader_cannot_exit_all_or_kill(client, auth, factory, book, des
 def test_limited_trader_may_exit_one_position(app, client, auth, factory, book, desk):
     factory.user("lim", role="limited", clients=book)
     auth.login("lim")
-    response = client.post("/exits/position", data={"client_id": book[0].id, "instrument_id": desk.instrument.id,
-                                                    "product": "MIS"})
+    response = client.post(
+        "/exits/position", data={"client_id": book[0].id, "instrument_id": desk.instrument.id, "product": "MIS"}
+    )
     assert response.status_code == 302
     assert [(o.side, o.quantity) for o in children(app, last_batch(app).id)] == [("SELL", 7)]
 
@@ -98,14 +109,27 @@ def test_client_kill_switch_flattens_and_blocks(app, client, auth, factory, book
     assert client.post(f"/exits/clients/{alpha.id}/kill", data={"on": "1"}).status_code == 302
     kill_batch = last_batch(app)
     assert kill_batch.kind == "kill_switch"
-    assert [(o.client_id, o.side, o.quantity, o.status) for o in children(app, kill_batch.id)] == [(alpha.id, "SELL", 7, "NEW")]
-    ticket = {"ticket_id": "00000000-0000-4000-8000-00000000000a", "instrument_id": desk.instrument.id, "action": "BUY", "product": "MIS",
-              "order_type": "MARKET", "validity": "DAY", f"qty_{alpha.id}": "1"}
+    assert [(o.client_id, o.side, o.quantity, o.status) for o in children(app, kill_batch.id)] == [
+        (alpha.id, "SELL", 7, "NEW")
+    ]
+    ticket = {
+        "ticket_id": "00000000-0000-4000-8000-00000000000a",
+        "instrument_id": desk.instrument.id,
+        "action": "BUY",
+        "product": "MIS",
+        "order_type": "MARKET",
+        "validity": "DAY",
+        f"qty_{alpha.id}": "1",
+    }
     assert "This client&#39;s kill switch is on." in client.post("/orders/new", data=ticket).data.decode()
     client.post(f"/exits/clients/{alpha.id}/kill", data={"on": "0"})
     assert client.post("/orders/new", data=ticket).status_code == 302
     with app.app_context():
-        actions = list(db.session.execute(sa.select(AuditEvent.action).where(AuditEvent.action.like("kill_switch%")).order_by(AuditEvent.seq)).scalars())
+        actions = list(
+            db.session.execute(
+                sa.select(AuditEvent.action).where(AuditEvent.action.like("kill_switch%")).order_by(AuditEvent.seq)
+            ).scalars()
+        )
         assert actions == ["kill_switch.client.on", "kill_switch.client.off"]
 
 
@@ -127,8 +151,15 @@ def test_desk_kill_switch_is_admin_only_and_refuses_new_orders(app, client, auth
         assert db.session.get(DeskState, 1).kill_switch
         assert set(db.session.execute(sa.select(Position.quantity)).scalars()) == {0}  # the desk is flat
     assert "Desk kill switch is ON" in client.get("/").data.decode()
-    ticket = {"ticket_id": "00000000-0000-4000-8000-00000000000b", "instrument_id": desk.instrument.id, "action": "BUY", "product": "MIS",
-              "order_type": "MARKET", "validity": "DAY", f"qty_{book[0].id}": "1"}
+    ticket = {
+        "ticket_id": "00000000-0000-4000-8000-00000000000b",
+        "instrument_id": desk.instrument.id,
+        "action": "BUY",
+        "product": "MIS",
+        "order_type": "MARKET",
+        "validity": "DAY",
+        f"qty_{book[0].id}": "1",
+    }
     assert "The desk kill switch is on" in client.post("/orders/new", data=ticket).data.decode()
 
 

@@ -1,6 +1,7 @@
 """What the engine does with the one OrderRequest check's InvalidInput: the child is REJECTED with
 the check's message, never sent and never retried (the same as a broker's Rejected: in both cases
 nothing was placed, and sending the same request again cannot help)."""
+
 import sqlalchemy as sa
 
 from tests.brokers.test_registry import ToyBroker
@@ -25,5 +26,7 @@ def test_a_request_the_adapter_finds_malformed_rejects_the_child_unsent(app, des
         assert engine.send_batch(batch.id, desk.context()) == {states.REJECTED: 1}
         child = db.session.execute(sa.select(Order).where(Order.batch_id == batch.id)).scalar_one()
         assert (child.status, child.reason) == (
-            states.REJECTED, "Toy Securities order tags are 1 to 5 letters and digits")
+            states.REJECTED,
+            "Toy Securities order tags are 1 to 5 letters and digits",
+        )
     assert ShortTagToy.placed == []

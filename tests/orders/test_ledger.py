@@ -1,6 +1,7 @@
 """Position arithmetic against an independent replay of the fills in exact rational arithmetic
 (average-cost method): realized and unrealized P&L agree to the paisa for any sequence of fills —
 partial exits, adds, reversals, shorts."""
+
 from decimal import Decimal
 from fractions import Fraction
 
@@ -11,8 +12,11 @@ from webapp.trading.ledger import Book, apply_fill, unrealized
 
 PAISA = Fraction(1, 100) / 2  # "to the paisa": within half a paisa of the exact value
 prices = st.integers(min_value=1, max_value=2_000_000).map(lambda paise: Decimal(paise) / 100)
-fills = st.lists(st.tuples(st.sampled_from(["BUY", "SELL"]), st.integers(min_value=1, max_value=100_000), prices),
-                 min_size=1, max_size=40)
+fills = st.lists(
+    st.tuples(st.sampled_from(["BUY", "SELL"]), st.integers(min_value=1, max_value=100_000), prices),
+    min_size=1,
+    max_size=40,
+)
 
 
 def replay(sequence):

@@ -3,6 +3,7 @@ send job is queued. The trader sees it at once, and none of its children is ever
 
 Redis really goes away: the web's queue connection points at a redis-server of the test's own,
 which is stopped just before the enqueue (after anything the route checks first)."""
+
 import uuid
 from collections import Counter
 
@@ -22,8 +23,10 @@ from webapp.trading.exits import holders
 @pytest.fixture
 def queue_goes_away(app, monkeypatch):
     """The orders queue's Redis stops between the batch's commit and the enqueue."""
-    with EmbeddedRedis() as outage, redis_lib.Redis.from_url(outage.url, socket_timeout=1,
-                                                             socket_connect_timeout=1) as queue_redis:
+    with (
+        EmbeddedRedis() as outage,
+        redis_lib.Redis.from_url(outage.url, socket_timeout=1, socket_connect_timeout=1) as queue_redis,
+    ):
         app.extensions["fanout_rq_redis"] = queue_redis
         real_enqueue = webapp.trading.batch_requests.enqueue
 
@@ -46,13 +49,21 @@ def paper_book(app, tags) -> Counter:
         return Counter(db.session.execute(sa.select(PaperOrder.tag).where(PaperOrder.tag.in_(list(tags)))).scalars())
 
 
-def test_a_ticket_that_cannot_be_queued_fails_its_children_and_says_so(app, client, desk, factory, auth,
-                                                                        queue_goes_away):
+def test_a_ticket_that_cannot_be_queued_fails_its_children_and_says_so(
+    app, client, desk, factory, auth, queue_goes_away
+):
     clients = [desk.paper_client("Alpha"), desk.paper_client("Beta")]
     factory.user("tara", role="trader", clients=clients)
     auth.login("tara")
-    data = {"ticket_id": str(uuid.uuid4()), "instrument_id": desk.instrument.id, "action": "BUY", "product": "MIS",
-            "order_type": "MARKET", "validity": "DAY", **{f"qty_{c.id}": "10" for c in clients}}
+    data = {
+        "ticket_id": str(uuid.uuid4()),
+        "instrument_id": desk.instrument.id,
+        "action": "BUY",
+        "product": "MIS",
+        "order_type": "MARKET",
+        "validity": "DAY",
+        **{f"qty_{c.id}": "10" for c in clients},
+    }
     response = client.post("/orders/new", data=data, follow_redirects=True)
     page = response.data.decode()
     batch, children = batch_rows(app)
@@ -69,8 +80,9 @@ def test_a_ticket_that_cannot_be_queued_fails_its_children_and_says_so(app, clie
     assert paper_book(app, [o.tag for o in children]) == Counter()
 
 
-def test_an_exit_that_cannot_be_queued_fails_its_children_and_says_so(app, client, desk, factory, auth,
-                                                                      queue_goes_away):
+def test_an_exit_that_cannot_be_queued_fails_its_children_and_says_so(
+    app, client, desk, factory, auth, queue_goes_away
+):
     from webapp.models import Client, Position
 
     paper = desk.paper_client("Alpha")
@@ -80,8 +92,11 @@ def test_an_exit_that_cannot_be_queued_fails_its_children_and_says_so(app, clien
         db.session.add(Position(client_id=paper.id, instrument_id=desk.instrument.id, product="MIS", quantity=5))
         db.session.commit()
         [holder] = holders([db.session.get(Client, paper.id)], desk.instrument.id)
-    response = client.post("/exits/position", data={"client_id": paper.id, "instrument_id": desk.instrument.id,
-                                                     "product": holder.product}, follow_redirects=True)
+    response = client.post(
+        "/exits/position",
+        data={"client_id": paper.id, "instrument_id": desk.instrument.id, "product": holder.product},
+        follow_redirects=True,
+    )
     batch, children = batch_rows(app)
     assert batch.kind == "exit" and "Nothing was sent: the orders could not be queued" in response.data.decode()
     assert {(o.status, o.reason) for o in children} == {(states.FAILED, unsent.NOT_QUEUED)}
@@ -100,8 +115,9 @@ def test_an_exit_that_cannot_be_queued_fails_its_children_and_says_so(app, clien
     assert "Nothing to retry: no failed or rejected child of this exit is still held." in page
 
 
-def test_a_kill_switch_whose_square_off_cannot_be_queued_shows_its_batch(app, client, desk, factory, auth,
-                                                                         queue_goes_away):
+def test_a_kill_switch_whose_square_off_cannot_be_queued_shows_its_batch(
+    app, client, desk, factory, auth, queue_goes_away
+):
     """The switch itself is on (the database says so); its square-off was written but not queued:
     the trader is taken to that batch, failed "not queued", instead of being told all is done."""
     from webapp.models import Client, Position

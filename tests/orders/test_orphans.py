@@ -1,6 +1,7 @@
 """A dead worker's children are found at once (issue 10 item 3): a child lock names the RQ worker
 holding it, and a lock whose worker is gone (no RQ heartbeat) is broken and its child resolved by
 tag, without waiting for the lock's expiry or STUCK_AFTER. Counted at the paper exchange's book."""
+
 from collections import Counter
 
 import pytest
@@ -102,7 +103,9 @@ def test_dead_holders_are_workers_without_a_heartbeat_or_with_a_death(app, live_
     with app.app_context():
         redis = get_redis()
         assert locks.dead_holders(redis, {live_worker, "gone-1"}) == {"gone-1"}
-        Worker.find_by_key(Worker.redis_worker_namespace_prefix + live_worker, connection=get_rq_redis()).register_death()
+        Worker.find_by_key(
+            Worker.redis_worker_namespace_prefix + live_worker, connection=get_rq_redis()
+        ).register_death()
         assert locks.dead_holders(redis, {live_worker}) == {live_worker}
 
 
@@ -127,9 +130,25 @@ def test_an_orders_workers_heartbeat_lapses_within_seconds_of_its_death(app, tmp
         job = orders.enqueue("time.sleep", 120, job_timeout=600)
     with open(tmp_path / "worker.log", "ab") as log:
         worker = subprocess.Popen(
-            [sys.executable, "-m", "rq.cli", "worker", "--worker-class", "jobs.worker.OrdersWorker", "--config",
-             "jobs.settings", "--name", name, "orders"], cwd=ROOT, env=worker_env(app, "http://127.0.0.1:9", tmp_path),
-            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+            [
+                sys.executable,
+                "-m",
+                "rq.cli",
+                "worker",
+                "--worker-class",
+                "jobs.worker.OrdersWorker",
+                "--config",
+                "jobs.settings",
+                "--name",
+                name,
+                "orders",
+            ],
+            cwd=ROOT,
+            env=worker_env(app, "http://127.0.0.1:9", tmp_path),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     key = Worker.redis_worker_namespace_prefix + name
     try:
         bound = time.monotonic() + 60  # a failing run's bound, not a measurement

@@ -1,4 +1,5 @@
 """The per-account order throttle and the batch's child locks, against the real Redis."""
+
 from __future__ import annotations
 
 import time
@@ -19,7 +20,7 @@ def test_sebi_caps_an_account_at_ten_orders_a_second_in_one_call(redis_client):
 def test_accounts_do_not_share_slots(redis_client):
     throttle = OrderThrottle(redis_client)
     assert throttle.try_acquire_many([(1, FAST)] * 10) == [0.0] * 10
-    assert throttle.try_acquire_many([(2, FAST), (1, FAST), (3, FAST)]) [0::2] == [0.0, 0.0]
+    assert throttle.try_acquire_many([(2, FAST), (1, FAST), (3, FAST)])[0::2] == [0.0, 0.0]
     assert throttle.try_acquire(1, FAST) > 0
 
 

@@ -2,6 +2,7 @@
 that it pauses (SIGSTOP: connections hang) or stops (connections refused): the pages drawn from the
 database answer with their prices marked stale; the ticket, exits and kill switch refuse with one
 clear message and write nothing; login works, still throttled, in this process's memory."""
+
 from __future__ import annotations
 
 import os
@@ -10,7 +11,7 @@ import signal
 import pytest
 import sqlalchemy as sa
 
-from tests.conftest import make_app, _reset
+from tests.conftest import _reset, make_app
 from webapp.embedded_redis import EmbeddedRedis
 from webapp.extensions import db
 from webapp.models import AuditEvent, Batch, DeskState, Order, Position
@@ -18,7 +19,6 @@ from webapp.redisconn import reset_breaker
 from webapp.tasks import QUEUE_UNAVAILABLE
 from webapp.timeutil import utcnow
 from webapp.trading import engine, sync
-
 
 
 class Outage:
@@ -74,8 +74,9 @@ def book(app, desk, factory, auth):
             engine.send_batch(batch.id, desk.context())
             sync.sync_client(client.id, desk.context())
     with app.app_context():  # marked to market from a live tick before Redis went away
-        db.session.execute(sa.update(Position).values(last_price=desk.instrument.last_price, price_stale=False,
-                                                      price_at=utcnow()))
+        db.session.execute(
+            sa.update(Position).values(last_price=desk.instrument.last_price, price_stale=False, price_at=utcnow())
+        )
         db.session.commit()
     factory.user("tara", role="admin", clients=clients)
     assert auth.login("tara").status_code == 302
@@ -84,8 +85,10 @@ def book(app, desk, factory, auth):
 
 def rows(app) -> tuple[int, ...]:
     with app.app_context():
-        return tuple(db.session.execute(sa.select(sa.func.count()).select_from(model)).scalar_one()
-                     for model in (Batch, Order, AuditEvent, DeskState))
+        return tuple(
+            db.session.execute(sa.select(sa.func.count()).select_from(model)).scalar_one()
+            for model in (Batch, Order, AuditEvent, DeskState)
+        )
 
 
 def text(response) -> str:
@@ -99,10 +102,17 @@ def test_pages_drawn_from_the_database_answer_with_stale_prices(app, client, boo
         batch_id = db.session.execute(sa.select(Batch.id)).scalars().first()
         assert db.session.execute(sa.select(Position.price_stale)).scalars().all() == [False, False]
     outage.begin(mode)
-    pages = {"/": "id=\"prices-state\">stale", "/clients/": alpha.name, f"/clients/{alpha.id}": "· stale",
-             "/orders/": "INFY", "/orders/batches": "INFY", f"/orders/batches/{batch_id}": "INFY",
-             "/instruments/?q=INF": "INFY", f"/instruments/{desk.instrument.id}": "· stale",
-             f"/orders/new?instrument_id={desk.instrument.id}": "NSE:INFY"}
+    pages = {
+        "/": 'id="prices-state">stale',
+        "/clients/": alpha.name,
+        f"/clients/{alpha.id}": "· stale",
+        "/orders/": "INFY",
+        "/orders/batches": "INFY",
+        f"/orders/batches/{batch_id}": "INFY",
+        "/instruments/?q=INF": "INFY",
+        f"/instruments/{desk.instrument.id}": "· stale",
+        f"/orders/new?instrument_id={desk.instrument.id}": "NSE:INFY",
+    }
     for path, expected in pages.items():
         response = client.get(path)
         assert response.status_code == 200, path
@@ -121,11 +131,12 @@ def test_orders_exits_and_kill_switches_refuse_and_write_nothing(app, client, bo
     key = f"{alpha.id}-{desk.instrument.id}-MIS"
     exit_all = client.post(f"/exits/{desk.instrument.id}", data={"share": "100", f"pick_{key}": "1"})
     assert QUEUE_UNAVAILABLE in text(exit_all)
-    for path, form in (("/exits/position", {"client_id": alpha.id, "instrument_id": desk.instrument.id,
-                                             "product": "MIS"}),
-                       (f"/exits/clients/{beta.id}/square-off", {}),
-                       (f"/exits/clients/{beta.id}/kill", {"on": "1"}),
-                       ("/exits/desk/kill", {"on": "1"})):
+    for path, form in (
+        ("/exits/position", {"client_id": alpha.id, "instrument_id": desk.instrument.id, "product": "MIS"}),
+        (f"/exits/clients/{beta.id}/square-off", {}),
+        (f"/exits/clients/{beta.id}/kill", {"on": "1"}),
+        ("/exits/desk/kill", {"on": "1"}),
+    ):
         refused = client.post(path, data=form, follow_redirects=True)
         assert refused.status_code == 200 and QUEUE_UNAVAILABLE in text(refused), path
     assert rows(app) == before

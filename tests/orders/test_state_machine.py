@@ -3,6 +3,7 @@ through the real writers against the real database — a one-child write (the en
 cancel / modify / convert), a bulk write (the batch's answers, sync), the claim and the unsent
 deadline — never leave a child outside the states reachable from NEW, never move a final child,
 and a refused transition leaves the row exactly as it was, logged."""
+
 from __future__ import annotations
 
 import logging
@@ -20,12 +21,15 @@ from webapp.trading.children import write_child, write_children
 
 ROW = (Order.status, Order.reason, Order.attempts, Order.filled_quantity, Order.broker_order_id, Order.updated_at)
 
-events = st.lists(st.one_of(
-    st.tuples(st.just("write"), st.sampled_from(states.ALL)),  # one child, through write_child
-    st.tuples(st.just("write_many"), st.sampled_from(states.ALL)),  # the bulk UPDATE
-    st.tuples(st.just("claim"), st.just("")),  # NEW → SUBMITTING
-    st.tuples(st.just("expire"), st.just("")),  # unsent: NEW → FAILED
-), max_size=12)
+events = st.lists(
+    st.one_of(
+        st.tuples(st.just("write"), st.sampled_from(states.ALL)),  # one child, through write_child
+        st.tuples(st.just("write_many"), st.sampled_from(states.ALL)),  # the bulk UPDATE
+        st.tuples(st.just("claim"), st.just("")),  # NEW → SUBMITTING
+        st.tuples(st.just("expire"), st.just("")),  # unsent: NEW → FAILED
+    ),
+    max_size=12,
+)
 
 
 def reachable_from_new() -> set[str]:
@@ -96,12 +100,19 @@ def test_random_events_keep_a_child_inside_the_state_machine(app, desk, child, c
 
 # every transition the desk's code makes today (engine, sync, unsent, cancel / modify / convert)
 MADE_TODAY = [
-    (states.NEW, states.SUBMITTING), (states.NEW, states.FAILED), (states.NEW, states.NEW),
+    (states.NEW, states.SUBMITTING),
+    (states.NEW, states.FAILED),
+    (states.NEW, states.NEW),
     *[(states.SUBMITTING, to) for to in (states.PLACED, states.REJECTED, states.FAILED, states.NEW, states.UNKNOWN)],
     *[(s, to) for s in (states.SUBMITTING, states.UNKNOWN) for to in states.FROM_BROKER.values()],
-    (states.UNKNOWN, states.UNKNOWN), (states.UNKNOWN, states.NEW), (states.UNKNOWN, states.FAILED),
-    *[(s, to) for s in states.AT_BROKER for to in (states.OPEN, states.PARTIAL, states.COMPLETE, states.CANCELLED,
-                                                   states.REJECTED)],
+    (states.UNKNOWN, states.UNKNOWN),
+    (states.UNKNOWN, states.NEW),
+    (states.UNKNOWN, states.FAILED),
+    *[
+        (s, to)
+        for s in states.AT_BROKER
+        for to in (states.OPEN, states.PARTIAL, states.COMPLETE, states.CANCELLED, states.REJECTED)
+    ],
     *[(s, s) for s in states.AT_BROKER],  # a new reason (cancel sent, price changed) or fill count
 ]
 
@@ -125,11 +136,15 @@ def test_a_stale_broker_read_does_not_reopen_a_complete_child(app, desk, factory
     with app.app_context():
         engine.send_batch(resting.id, desk.context())  # a buy far below the market rests
         sync.sync_client(client.id, desk.context())
-        order_id, status = db.session.execute(sa.select(Order.id, Order.status)
-                                              .where(Order.batch_id == resting.id)).one()
+        order_id, status = db.session.execute(
+            sa.select(Order.id, Order.status).where(Order.batch_id == resting.id)
+        ).one()
         assert status == states.OPEN
-        db.session.execute(sa.update(Order).where(Order.id == order_id)
-                           .values(status=states.COMPLETE, filled_quantity=1, reason="filled"))
+        db.session.execute(
+            sa.update(Order)
+            .where(Order.id == order_id)
+            .values(status=states.COMPLETE, filled_quantity=1, reason="filled")
+        )
         db.session.commit()
         before = row(order_id)
         caplog.set_level(logging.WARNING, logger="webapp.trading.states")

@@ -1,5 +1,6 @@
 """Syncing many clients at once: reads in threads, writes in groups, and background syncs waiting
 for batches being sent."""
+
 from __future__ import annotations
 
 import threading

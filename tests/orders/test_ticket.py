@@ -1,5 +1,6 @@
 """The ticket: bad input gets a clear message and changes nothing; a good ticket writes one batch
 with a NEW child per client in one transaction and enqueues one job — no broker call in the request."""
+
 import re
 
 import pytest
@@ -23,8 +24,14 @@ TICKET_2 = "00000000-0000-4000-8000-000000000002"
 
 
 def ticket_data(desk, clients, **fields):
-    data = {"ticket_id": TICKET_1, "instrument_id": desk.instrument.id, "action": "BUY", "product": "MIS",
-            "order_type": "MARKET", "validity": "DAY"}
+    data = {
+        "ticket_id": TICKET_1,
+        "instrument_id": desk.instrument.id,
+        "action": "BUY",
+        "product": "MIS",
+        "order_type": "MARKET",
+        "validity": "DAY",
+    }
     data.update({f"qty_{c.id}": "10" for c in clients})
     data.update(fields)
     return data
@@ -32,8 +39,10 @@ def ticket_data(desk, clients, **fields):
 
 def counts(app):
     with app.app_context():
-        return (db.session.execute(sa.select(sa.func.count()).select_from(Batch)).scalar_one(),
-                db.session.execute(sa.select(sa.func.count()).select_from(Order)).scalar_one())
+        return (
+            db.session.execute(sa.select(sa.func.count()).select_from(Batch)).scalar_one(),
+            db.session.execute(sa.select(sa.func.count()).select_from(Order)).scalar_one(),
+        )
 
 
 def queued(app):
@@ -54,8 +63,14 @@ def test_ticket_page_shows_each_clients_capital_as_last_synced(app, client, trad
 
     alpha, beta, _ = trader
     with app.app_context():
-        db.session.add(FundsSnapshot(client_id=alpha.id, available_cash=Decimal("250000.50"),
-                                     collateral=Decimal("10000"), margin_used=Decimal("60000.25")))
+        db.session.add(
+            FundsSnapshot(
+                client_id=alpha.id,
+                available_cash=Decimal("250000.50"),
+                collateral=Decimal("10000"),
+                margin_used=Decimal("60000.25"),
+            )
+        )
         db.session.commit()
     page = client.get(f"/orders/new?instrument_id={desk.instrument.id}").data.decode()
     alpha_row = re.search(rf'<tr id="ticket-client-{alpha.id}" data-capital="([^"]*)">(.*?)</tr>', page, re.S)
@@ -82,26 +97,38 @@ def test_double_submit_makes_one_batch(app, client, trader, desk):
     assert first.headers["Location"] in second.request.url
 
 
-@pytest.mark.parametrize("fields, message", [
-    ({"instrument_id": "999999"}, "Choose an instrument from the search."),
-    ({"instrument_id": ""}, "Choose an instrument from the search."),
-    ({"order_type": "LIMIT"}, "Price is required for a LIMIT order."),
-    ({"order_type": "LIMIT", "price": "1548.25"}, "Price must be a multiple of the tick size ₹0.1."),
-    ({"order_type": "LIMIT", "price": "2000.00"}, "Price is outside today&#39;s circuit band ₹1,393.40 – ₹1,703.00."),
-    ({"order_type": "LIMIT", "price": "-5"}, "Price must be above zero."),
-    ({"order_type": "SL", "price": "1500.00"}, "Trigger price is required for a SL order."),
-    ({"order_type": "SL", "price": "1490.00", "trigger_price": "1500.00"}, "For a buy stop-loss the price must be at or above the trigger."),
-    ({"price": "abc", "order_type": "LIMIT"}, "Enter a number using the digits 0-9 and a decimal point only."),
-    ({"price": "NaN", "order_type": "LIMIT"}, "Enter a number using the digits 0-9 and a decimal point only."),
-    ({"price": "1e309", "order_type": "LIMIT"}, "Enter a number using the digits 0-9 and a decimal point only."),
-    ({"price": "１５４８.２", "order_type": "LIMIT"}, "Enter a number using the digits 0-9 and a decimal point only."),
-    ({"price": "9" * 30, "order_type": "LIMIT"}, "Too large: at most 10 digits before the decimal point."),
-    ({"price": "1548.12345", "order_type": "LIMIT"}, "At most 4 decimal places."),
-    ({"instrument_id": str(2**31)}, "Choose an instrument from the search."),
-    ({"instrument_id": "١"}, "Choose an instrument from the search."),
-    ({"chase": "y"}, "Only limit orders can be chased."),
-    ({"chase": "y", "order_type": "LIMIT", "price": "1500.00", "chase_seconds": "1"}, "Between 2 and 300 seconds."),
-])
+@pytest.mark.parametrize(
+    "fields, message",
+    [
+        ({"instrument_id": "999999"}, "Choose an instrument from the search."),
+        ({"instrument_id": ""}, "Choose an instrument from the search."),
+        ({"order_type": "LIMIT"}, "Price is required for a LIMIT order."),
+        ({"order_type": "LIMIT", "price": "1548.25"}, "Price must be a multiple of the tick size ₹0.1."),
+        (
+            {"order_type": "LIMIT", "price": "2000.00"},
+            "Price is outside today&#39;s circuit band ₹1,393.40 – ₹1,703.00.",
+        ),
+        ({"order_type": "LIMIT", "price": "-5"}, "Price must be above zero."),
+        ({"order_type": "SL", "price": "1500.00"}, "Trigger price is required for a SL order."),
+        (
+            {"order_type": "SL", "price": "1490.00", "trigger_price": "1500.00"},
+            "For a buy stop-loss the price must be at or above the trigger.",
+        ),
+        ({"price": "abc", "order_type": "LIMIT"}, "Enter a number using the digits 0-9 and a decimal point only."),
+        ({"price": "NaN", "order_type": "LIMIT"}, "Enter a number using the digits 0-9 and a decimal point only."),
+        ({"price": "1e309", "order_type": "LIMIT"}, "Enter a number using the digits 0-9 and a decimal point only."),
+        (
+            {"price": "１５４８.２", "order_type": "LIMIT"},
+            "Enter a number using the digits 0-9 and a decimal point only.",
+        ),
+        ({"price": "9" * 30, "order_type": "LIMIT"}, "Too large: at most 10 digits before the decimal point."),
+        ({"price": "1548.12345", "order_type": "LIMIT"}, "At most 4 decimal places."),
+        ({"instrument_id": str(2**31)}, "Choose an instrument from the search."),
+        ({"instrument_id": "١"}, "Choose an instrument from the search."),
+        ({"chase": "y"}, "Only limit orders can be chased."),
+        ({"chase": "y", "order_type": "LIMIT", "price": "1500.00", "chase_seconds": "1"}, "Between 2 and 300 seconds."),
+    ],
+)
 def test_bad_order_fields(app, client, trader, desk, fields, message):
     response = client.post("/orders/new", data=ticket_data(desk, trader, **fields))
     assert response.status_code == 200 and message in response.data.decode()
@@ -153,13 +180,16 @@ def test_all_clients_blocked_sends_nothing(app, client, factory, desk, auth):
     assert counts(app) == (0, 0) and queued(app) == 0
 
 
-@pytest.mark.parametrize("limits, qty, message", [
-    ({"max_quantity": 5}, "10", "Quantity 10 is above this client&#39;s limit of 5."),
-    ({"max_order_value": "10000"}, "10", "Order value ₹15,482.00 is above this client&#39;s limit of ₹10,000.00."),
-    ({"allowed_products": "CNC"}, "10", "MIS is not allowed for this client."),
-    ({"kill_switch": True}, "10", "This client&#39;s kill switch is on."),
-    ({"enabled": False}, "10", "This client is disabled."),
-])
+@pytest.mark.parametrize(
+    "limits, qty, message",
+    [
+        ({"max_quantity": 5}, "10", "Quantity 10 is above this client&#39;s limit of 5."),
+        ({"max_order_value": "10000"}, "10", "Order value ₹15,482.00 is above this client&#39;s limit of ₹10,000.00."),
+        ({"allowed_products": "CNC"}, "10", "MIS is not allowed for this client."),
+        ({"kill_switch": True}, "10", "This client&#39;s kill switch is on."),
+        ({"enabled": False}, "10", "This client is disabled."),
+    ],
+)
 def test_client_limits_block_the_child(app, client, desk, factory, auth, limits, qty, message):
     from decimal import Decimal
 
@@ -175,14 +205,25 @@ def test_client_limits_block_the_child(app, client, desk, factory, auth, limits,
     assert message in preview.data.decode()
 
 
-@pytest.mark.parametrize("limits, history, message", [
-    ({"max_orders_per_day": 1}, "an order today", "This client has reached its 1 orders for today."),
-    ({"max_daily_loss": "1000"}, "a loss today",
-     "Today&#39;s loss ₹1,500.00 has reached this client&#39;s limit of ₹1,000.00."),
-    ({"max_open_positions": 1}, "a position in another stock", "This client already holds its limit of 1 open positions."),
-])
-def test_client_limits_that_need_the_days_history_block_the_child(app, client, desk, factory, auth, limits, history,
-                                                                   message):
+@pytest.mark.parametrize(
+    "limits, history, message",
+    [
+        ({"max_orders_per_day": 1}, "an order today", "This client has reached its 1 orders for today."),
+        (
+            {"max_daily_loss": "1000"},
+            "a loss today",
+            "Today&#39;s loss ₹1,500.00 has reached this client&#39;s limit of ₹1,000.00.",
+        ),
+        (
+            {"max_open_positions": 1},
+            "a position in another stock",
+            "This client already holds its limit of 1 open positions.",
+        ),
+    ],
+)
+def test_client_limits_that_need_the_days_history_block_the_child(
+    app, client, desk, factory, auth, limits, history, message
+):
     from decimal import Decimal
 
     from webapp.models import Position
@@ -195,15 +236,30 @@ def test_client_limits_that_need_the_days_history_block_the_child(app, client, d
     else:
         other = factory.instrument("TCS", 11536, price="3900.00")
         with app.app_context():
-            db.session.add(Position(client_id=limited.id, instrument_id=other.id, product="MIS", quantity=5,
-                                    cost=Decimal("19500"), average_price=Decimal("3900"), buy_quantity=5,
-                                    realized_pnl=Decimal("-1000"), unrealized_pnl=Decimal("-500")))
+            db.session.add(
+                Position(
+                    client_id=limited.id,
+                    instrument_id=other.id,
+                    product="MIS",
+                    quantity=5,
+                    cost=Decimal("19500"),
+                    average_price=Decimal("3900"),
+                    buy_quantity=5,
+                    realized_pnl=Decimal("-1000"),
+                    unrealized_pnl=Decimal("-500"),
+                )
+            )
             db.session.commit()
     auth.login("tara")
     response = client.post("/orders/new", data=ticket_data(desk, [limited, fine]), follow_redirects=True)
     with app.app_context():
-        children = dict(db.session.execute(sa.select(Order.client_id, Order.reason).where(
-            Order.batch_id == db.session.execute(sa.select(sa.func.max(Batch.id))).scalar_one())).all())
+        children = dict(
+            db.session.execute(
+                sa.select(Order.client_id, Order.reason).where(
+                    Order.batch_id == db.session.execute(sa.select(sa.func.max(Batch.id))).scalar_one()
+                )
+            ).all()
+        )
     assert children[fine.id] == ""  # the others go on
     assert children[limited.id] == message.replace("&#39;", "'")
     assert message in response.data.decode()
@@ -234,7 +290,9 @@ def test_user_limits_block_children(app, client, desk, factory, auth):
     assert "Order value ₹15,482.00 is above your limit of ₹5,000.00." in preview
     ok = client.post("/orders/new", data=ticket_data(desk, [alpha], **{f"qty_{alpha.id}": "3"}))
     assert ok.status_code == 302
-    again = client.post("/orders/preview", data=ticket_data(desk, [alpha], ticket_id=TICKET_2, **{f"qty_{alpha.id}": "1"}))
+    again = client.post(
+        "/orders/preview", data=ticket_data(desk, [alpha], ticket_id=TICKET_2, **{f"qty_{alpha.id}": "1"})
+    )
     assert "You have reached your 1 orders for today." in again.data.decode()
 
 
@@ -257,13 +315,23 @@ def test_a_users_orders_per_day_count_only_todays_batches(app, client, desk, fac
     first = client.post("/orders/preview", data=ticket_data(desk, [alpha], **{f"qty_{alpha.id}": "1"})).data.decode()
     assert "orders for today" not in first  # yesterday's child does not count
     assert client.post("/orders/new", data=ticket_data(desk, [alpha], **{f"qty_{alpha.id}": "1"})).status_code == 302
-    again = client.post("/orders/preview", data=ticket_data(desk, [alpha], ticket_id=TICKET_2, **{f"qty_{alpha.id}": "1"}))
+    again = client.post(
+        "/orders/preview", data=ticket_data(desk, [alpha], ticket_id=TICKET_2, **{f"qty_{alpha.id}": "1"})
+    )
     assert "You have reached your 1 orders for today." in again.data.decode()
 
 
 def test_a_chased_ticket_keeps_its_settings(app, client, trader, desk):
-    data = ticket_data(desk, trader, order_type="LIMIT", price="1500.00", chase="y", chase_seconds="7",
-                       chase_max_ticks="12", chase_then="market")
+    data = ticket_data(
+        desk,
+        trader,
+        order_type="LIMIT",
+        price="1500.00",
+        chase="y",
+        chase_seconds="7",
+        chase_max_ticks="12",
+        chase_then="market",
+    )
     assert client.post("/orders/new", data=data).status_code == 302
     with app.app_context():
         batch = db.session.execute(sa.select(Batch)).scalar_one()

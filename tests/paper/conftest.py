@@ -1,5 +1,6 @@
 """Fixtures for the paper exchange: a fixed clock on a trading Monday, INFY in the master, a quote
 writer, and an exchange on the test database and Redis."""
+
 from __future__ import annotations
 
 from datetime import datetime, timedelta
@@ -54,21 +55,43 @@ def exchange(engine, redis_client, clock):
     return PaperExchange(engine, redis=redis_client, clock=clock)
 
 
-def order(side: Side | str = Side.BUY, quantity: int = 10, product: Product | str = Product.MIS,
-          order_type: OrderType | str = OrderType.MARKET, price: str | None = None, trigger: str | None = None,
-          symbol: str = "INFY", tag: str | None = None, validity: Validity | str = Validity.DAY) -> OrderRequest:
-    return OrderRequest(exchange="NSE", tradingsymbol=symbol, exchange_token=1594, side=Side(side), quantity=quantity,
-                        product=Product(product), order_type=OrderType(order_type),
-                        price=D(price) if price else None, trigger_price=D(trigger) if trigger else None,
-                        tag=tag, validity=Validity(validity))
+def order(
+    side: Side | str = Side.BUY,
+    quantity: int = 10,
+    product: Product | str = Product.MIS,
+    order_type: OrderType | str = OrderType.MARKET,
+    price: str | None = None,
+    trigger: str | None = None,
+    symbol: str = "INFY",
+    tag: str | None = None,
+    validity: Validity | str = Validity.DAY,
+) -> OrderRequest:
+    return OrderRequest(
+        exchange="NSE",
+        tradingsymbol=symbol,
+        exchange_token=1594,
+        side=Side(side),
+        quantity=quantity,
+        product=Product(product),
+        order_type=OrderType(order_type),
+        price=D(price) if price else None,
+        trigger_price=D(trigger) if trigger else None,
+        tag=tag,
+        validity=Validity(validity),
+    )
 
 
 def quote(last: str, bids=(), asks=(), symbol: str = "INFY", band=("1393.40", "1703.00")) -> Quote:
     """A quote with depth given as (price, quantity) pairs, best first."""
-    return Quote(exchange="NSE", tradingsymbol=symbol, last_price=D(last),
-                 lower_circuit=D(band[0]) if band else None, upper_circuit=D(band[1]) if band else None,
-                 bids=tuple(DepthLevel(D(p), q, 1) for p, q in bids),
-                 asks=tuple(DepthLevel(D(p), q, 1) for p, q in asks))
+    return Quote(
+        exchange="NSE",
+        tradingsymbol=symbol,
+        last_price=D(last),
+        lower_circuit=D(band[0]) if band else None,
+        upper_circuit=D(band[1]) if band else None,
+        bids=tuple(DepthLevel(D(p), q, 1) for p, q in bids),
+        asks=tuple(DepthLevel(D(p), q, 1) for p, q in asks),
+    )
 
 
 def publish(redis, instrument, q: Quote) -> Quote:

@@ -1,4 +1,5 @@
 """The paper adapter through the port: registry, every method, latency, isolation from the desk's session."""
+
 from __future__ import annotations
 
 import threading
@@ -11,7 +12,16 @@ import sqlalchemy as sa
 from tests.paper.conftest import order, publish, quote
 from webapp.brokers import broker_class, create_broker
 from webapp.brokers.base import (
-    Account, BrokerOrderStatus as Status, InstrumentRef, InvalidInput, Product, Rejected, Side, Unavailable,
+    Account,
+    InstrumentRef,
+    InvalidInput,
+    Product,
+    Rejected,
+    Side,
+    Unavailable,
+)
+from webapp.brokers.base import (
+    BrokerOrderStatus as Status,
 )
 from webapp.brokers.paper import PaperBroker, ensure_account
 from webapp.brokers.paper.exchange import PaperExchange
@@ -32,7 +42,12 @@ def test_the_paper_broker_is_registered_with_its_card():
     cls = broker_class("paper")
     assert cls is PaperBroker
     assert (cls.name, cls.label, cls.login_kind, cls.credential_fields, cls.tag_max_length) == (
-        "paper", "Paper (simulated)", "none", (), 20)
+        "paper",
+        "Paper (simulated)",
+        "none",
+        (),
+        20,
+    )
     assert cls.rate_limits.orders_per_second == 50
 
 
@@ -43,7 +58,11 @@ def test_every_port_method_answers_in_port_types(broker, infy):
     assert [(t.quantity, t.price) for t in broker.trades()] == [(10, D("1548.30"))]
     (position,) = broker.positions()
     assert (position.product, position.quantity, position.last_price, position.unrealised_pnl) == (
-        Product.MIS, 10, D("1548.20"), D("-1.00"))
+        Product.MIS,
+        10,
+        D("1548.20"),
+        D("-1.00"),
+    )
     assert broker.holdings() == []
     assert broker.funds().margin_used == D("3096.60")
     assert broker.margin_required([order(quantity=10, product="CNC")]) == D("15483.00")
@@ -66,8 +85,18 @@ def test_a_tag_longer_than_twenty_characters_is_invalid_input(broker):
 def test_latency_and_seeded_jitter_are_slept_before_every_call(engine, redis_client, clock, infy):
     def slept_with(seed):
         naps: list[float] = []
-        paper = PaperBroker(ACCOUNT, {"engine": engine, "redis": redis_client, "clock": clock, "latency_ms": 100,
-                                      "jitter_ms": 50, "latency_seed": seed, "sleep": naps.append})
+        paper = PaperBroker(
+            ACCOUNT,
+            {
+                "engine": engine,
+                "redis": redis_client,
+                "clock": clock,
+                "latency_ms": 100,
+                "jitter_ms": 50,
+                "latency_seed": seed,
+                "sleep": naps.append,
+            },
+        )
         paper.funds()
         paper.place(order(quantity=1))
         paper.order_book()
@@ -96,8 +125,9 @@ def test_the_exchange_neither_sees_nor_commits_the_desks_pending_work(app, broke
 
 
 def test_a_broken_database_is_unavailable_not_rejected(clock):
-    paper = PaperBroker(ACCOUNT, {"engine": sa.create_engine("sqlite:////nonexistent/dir/book.db"), "redis": None,
-                                  "clock": clock})
+    paper = PaperBroker(
+        ACCOUNT, {"engine": sa.create_engine("sqlite:////nonexistent/dir/book.db"), "redis": None, "clock": clock}
+    )
     with pytest.raises(Unavailable, match="^Paper exchange database unavailable$"):
         paper.place(order())
 

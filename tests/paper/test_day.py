@@ -1,4 +1,5 @@
 """The broker's day: MIS auto square-off at 15:20 IST and the day roll (orders expire, CNC → T1 → settled)."""
+
 from __future__ import annotations
 
 from decimal import Decimal
@@ -8,7 +9,8 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from tests.paper.conftest import order, publish, quote
-from webapp.brokers.base import BrokerOrderStatus as Status, Product, Side
+from webapp.brokers.base import BrokerOrderStatus as Status
+from webapp.brokers.base import Product, Side
 from webapp.brokers.paper.exchange import PaperExchange
 from webapp.models.paper import PaperAccount, PaperOrder
 
@@ -47,7 +49,12 @@ def test_at_1520_mis_is_closed_at_the_bid_and_open_mis_orders_are_cancelled(mark
     assert len(placed) == 1
     squared = next(o for o in market.order_book(CODE) if o.order_id == placed[0])
     assert (squared.side, squared.quantity, squared.status, squared.average_price, squared.status_message) == (
-        Side.SELL, 100, Status.COMPLETE, D("1548.10"), "Auto square-off at 15:20 IST")
+        Side.SELL,
+        100,
+        Status.COMPLETE,
+        D("1548.10"),
+        "Auto square-off at 15:20 IST",
+    )
     assert stored_order(engine, waiting).status == "CANCELLED"
     positions = {p.product: p for p in market.positions(CODE)}
     assert positions[Product.MIS].quantity == 0
@@ -61,7 +68,10 @@ def test_square_off_flattens_in_full_past_the_visible_depth(market, clock, redis
     publish(redis_client, infy, quote("1550.00", asks=[("1550.10", 100), ("1550.50", 50)]))
     (placed,) = market.square_off_intraday(clock.at(15, 20))
     assert [(t.quantity, t.price) for t in market.trades(CODE) if t.order_id == placed] == [
-        (100, D("1550.10")), (50, D("1550.50")), (150, D("1550.50"))]
+        (100, D("1550.10")),
+        (50, D("1550.50")),
+        (150, D("1550.50")),
+    ]
     assert market.positions(CODE)[0].quantity == 0
 
 

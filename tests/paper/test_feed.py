@@ -1,4 +1,5 @@
 """Paper mode end to end: the simulator moves the market, the store publishes it, resting orders fill."""
+
 from __future__ import annotations
 
 from datetime import timedelta
@@ -8,7 +9,8 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from tests.paper.conftest import order
-from webapp.brokers.base import BrokerOrderStatus as Status, Side
+from webapp.brokers.base import BrokerOrderStatus as Status
+from webapp.brokers.base import Side
 from webapp.brokers.paper import simulate_step
 from webapp.marketdata import MarketSimulator, read_quote
 from webapp.models import Instrument

@@ -1,10 +1,12 @@
 """Fills: MARKET at the touch with slippage from depth, IOC-style remainders, LIMIT resting and crossing."""
+
 from __future__ import annotations
 
 from decimal import Decimal
 
 from tests.paper.conftest import order, publish, quote
-from webapp.brokers.base import BrokerOrderStatus as Status, Side
+from webapp.brokers.base import BrokerOrderStatus as Status
+from webapp.brokers.base import Side
 
 D = Decimal
 CODE = "PA0001"
@@ -100,8 +102,9 @@ def test_a_marketable_limit_takes_the_depth_up_to_its_price_and_rests_the_rest(e
 
 def test_an_ioc_limit_cancels_what_does_not_match_at_once(exchange, infy, redis_client):
     publish(redis_client, infy, quote("1548.20", asks=[("1548.30", 10), ("1549.00", 50)]))
-    placed = get(exchange, exchange.place(CODE, order(quantity=30, order_type="LIMIT", price="1548.50",
-                                                      validity="IOC")))
+    placed = get(
+        exchange, exchange.place(CODE, order(quantity=30, order_type="LIMIT", price="1548.50", validity="IOC"))
+    )
     assert (placed.status, placed.filled_quantity) == (Status.CANCELLED, 10)
     assert placed.status_message == "20 of 30 cancelled: not matched immediately (IOC)"
 

@@ -1,4 +1,5 @@
 """Margin by product: CNC pays in full, MIS is leveraged (5× by default), MTF part-funded (75% by default)."""
+
 from __future__ import annotations
 
 from decimal import Decimal
@@ -20,18 +21,23 @@ def market(exchange, infy, redis_client):
     return exchange
 
 
-@pytest.mark.parametrize("product, required", [
-    ("CNC", D("154830.00")),  # 100 × 1548.30
-    ("MIS", D("30966.00")),  # a fifth
-    ("MTF", D("38707.50")),  # the quarter the broker does not fund
-])
+@pytest.mark.parametrize(
+    "product, required",
+    [
+        ("CNC", D("154830.00")),  # 100 × 1548.30
+        ("MIS", D("30966.00")),  # a fifth
+        ("MTF", D("38707.50")),  # the quarter the broker does not fund
+    ],
+)
 def test_margin_required_by_product(market, product, required):
     assert market.margin_required(CODE, [order(quantity=100, product=product)]) == required
 
 
 def test_margin_required_sums_a_basket_and_creates_nothing(market):
-    basket = [order(quantity=100, product="MIS"),
-              order(quantity=10, order_type="LIMIT", price="1540.00", product="CNC")]
+    basket = [
+        order(quantity=100, product="MIS"),
+        order(quantity=10, order_type="LIMIT", price="1540.00", product="CNC"),
+    ]
     assert market.margin_required("NEWCLIENT", basket) == D("30966.00") + D("15400.00")
     assert market.order_book("NEWCLIENT") == [] and market.positions("NEWCLIENT") == []
 
@@ -69,8 +75,9 @@ def test_an_open_order_holds_margin_so_a_second_cannot_spend_it(market):
 
 
 def test_leverage_and_mtf_funding_are_options(market, engine, clock, redis_client):
-    exchange = PaperExchange.from_options(engine, {"clock": clock, "redis": redis_client, "mis_leverage": 4,
-                                                   "mtf_funded_pct": "50"})
+    exchange = PaperExchange.from_options(
+        engine, {"clock": clock, "redis": redis_client, "mis_leverage": 4, "mtf_funded_pct": "50"}
+    )
     assert exchange.margin_required(CODE, [order(quantity=100, product="MIS")]) == D("38707.50")
     assert exchange.margin_required(CODE, [order(quantity=100, product="MTF")]) == D("77415.00")
 

@@ -1,4 +1,5 @@
 """Modify, cancel and the order tag: the order book behaves like a broker's."""
+
 from __future__ import annotations
 
 from decimal import Decimal
@@ -6,7 +7,8 @@ from decimal import Decimal
 import pytest
 
 from tests.paper.conftest import order, publish, quote
-from webapp.brokers.base import BrokerOrderStatus as Status, OrderType, Rejected, Side
+from webapp.brokers.base import BrokerOrderStatus as Status
+from webapp.brokers.base import OrderType, Rejected, Side
 
 D = Decimal
 CODE = "PA0001"

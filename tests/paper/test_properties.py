@@ -23,6 +23,7 @@ instrument's tick and inside its circuit band.
 Each example trades a fresh account (the database and Redis are shared across the examples of one
 test, which is why the function-scoped fixtures health check is off), and ends with a day roll.
 """
+
 from __future__ import annotations
 
 import itertools
@@ -31,7 +32,8 @@ from decimal import Decimal
 
 import pytest
 import sqlalchemy as sa
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from sqlalchemy.orm import Session
 
 from tests.paper.conftest import publish, quote
@@ -54,9 +56,15 @@ def at(ticks: int) -> Decimal:
 
 levels = st.lists(st.tuples(st.integers(0, 40), st.integers(1, 400)), max_size=5)
 quotes = st.builds(lambda last, bids, asks: (last, bids, asks), st.integers(LOW_TICKS, HIGH_TICKS), levels, levels)
-orders = st.tuples(st.sampled_from(Side), st.sampled_from([Product.MIS, Product.CNC, Product.MTF]),
-                   st.sampled_from(OrderType), st.integers(1, 400), st.integers(-30, 30), st.integers(1, 30),
-                   st.sampled_from(Validity))
+orders = st.tuples(
+    st.sampled_from(Side),
+    st.sampled_from([Product.MIS, Product.CNC, Product.MTF]),
+    st.sampled_from(OrderType),
+    st.integers(1, 400),
+    st.integers(-30, 30),
+    st.integers(1, 30),
+    st.sampled_from(Validity),
+)
 # most steps trade; the rest move the market or the day (sampled_from is uniform, so repeat to weigh)
 KINDS = ["order"] * 6 + ["quote"] * 2 + ["match", "cancel", "modify", "square_off", "roll"]
 
@@ -88,9 +96,15 @@ class Trader:
 
     def show(self, last: int, bids, asks) -> None:
         self.last_ticks = last
-        self.latest = publish(self.redis, self.infy, quote(
-            str(at(last)), bids=[(str(at(last - off)), qty) for off, qty in bids],
-            asks=[(str(at(last + off)), qty) for off, qty in asks]))
+        self.latest = publish(
+            self.redis,
+            self.infy,
+            quote(
+                str(at(last)),
+                bids=[(str(at(last - off)), qty) for off, qty in bids],
+                asks=[(str(at(last + off)), qty) for off, qty in asks],
+            ),
+        )
 
     def request(self, side, product, kind, quantity, price_off, trigger_off, validity) -> OrderRequest:
         up = 1 if side is Side.BUY else -1
@@ -98,8 +112,18 @@ class Trader:
         # a LIMIT anywhere around the market; an SL's limit on the right side of its trigger
         beyond = self.last_ticks + up * (trigger_off + abs(price_off))
         price = at(self.last_ticks + price_off) if kind is OrderType.LIMIT else at(beyond)
-        return OrderRequest(exchange="NSE", tradingsymbol="INFY", exchange_token=1594, side=side, quantity=quantity,
-                            product=product, order_type=kind, price=price, trigger_price=trigger, validity=validity)
+        return OrderRequest(
+            exchange="NSE",
+            tradingsymbol="INFY",
+            exchange_token=1594,
+            side=side,
+            quantity=quantity,
+            product=product,
+            order_type=kind,
+            price=price,
+            trigger_price=trigger,
+            validity=validity,
+        )
 
     def step(self, action) -> None:
         kind, *args = action
@@ -113,8 +137,9 @@ class Trader:
             elif kind == "cancel" and self.placed:
                 self.exchange.cancel(self.code, self.placed[args[0] % len(self.placed)])
             elif kind == "modify" and self.placed:
-                self.exchange.modify(self.code, self.placed[args[0] % len(self.placed)],
-                                     price=at(self.last_ticks + args[1]))
+                self.exchange.modify(
+                    self.code, self.placed[args[0] % len(self.placed)], price=at(self.last_ticks + args[1])
+                )
             elif kind == "square_off":
                 self.exchange.square_off_intraday(self.clock.at(15, 25), [self.code])
             elif kind == "roll":
@@ -158,14 +183,25 @@ def test_money_is_conserved_to_the_paisa(always_open, engine, redis_client, infy
     check_books(engine, trader.code)
 
 
-garbage_levels = st.lists(st.builds(DepthLevel, st.decimals(D("1300"), D("1800"), places=2),
-                                    st.integers(0, 300), st.integers(0, 5)), max_size=6)
+garbage_levels = st.lists(
+    st.builds(DepthLevel, st.decimals(D("1300"), D("1800"), places=2), st.integers(0, 300), st.integers(0, 5)),
+    max_size=6,
+)
 garbage_quotes = st.builds(
-    lambda last, bids, asks, banded: Quote(exchange="NSE", tradingsymbol="INFY", last_price=last,
-                                           lower_circuit=LOWER if banded else None,
-                                           upper_circuit=UPPER if banded else None,
-                                           bids=tuple(bids), asks=tuple(asks)),
-    st.decimals(D("1300"), D("1800"), places=2), garbage_levels, garbage_levels, st.booleans())
+    lambda last, bids, asks, banded: Quote(
+        exchange="NSE",
+        tradingsymbol="INFY",
+        last_price=last,
+        lower_circuit=LOWER if banded else None,
+        upper_circuit=UPPER if banded else None,
+        bids=tuple(bids),
+        asks=tuple(asks),
+    ),
+    st.decimals(D("1300"), D("1800"), places=2),
+    garbage_levels,
+    garbage_levels,
+    st.booleans(),
+)
 
 
 @SETTINGS

@@ -3,6 +3,7 @@ it waits on Redis (issue 10 item 5). A placement whose quote read hangs on a pau
 (SIGSTOP: the server stops answering, the connection stays open) must not stop another placement
 on the same account. Before the fix the quote was read inside the locked transaction, and the
 second placement waited for the lock until it timed out into UNKNOWN."""
+
 import os
 import signal
 import threading
@@ -51,8 +52,7 @@ def waiting_on(client: redis_lib.Redis) -> bool:
     return bool(client.connection_pool._in_use_connections)
 
 
-def test_a_placement_waiting_on_redis_does_not_hold_the_accounts_lock(app, engine, exchange, clock, infy,
-                                                                      paused_redis):
+def test_a_placement_waiting_on_redis_does_not_hold_the_accounts_lock(app, engine, exchange, clock, infy, paused_redis):
     exchange.ensure_account("ZP1")
     stalled = PaperExchange(engine, redis=paused_redis.client, clock=clock)
     results: dict[str, object] = {}

@@ -1,4 +1,5 @@
 """Rejections carry the reason a broker's RMS would give, word for word, and change nothing."""
+
 from __future__ import annotations
 
 from datetime import date, datetime
@@ -16,30 +17,44 @@ from webapp.timeutil import IST, UTC
 CODE = "PA0001"
 
 
-@pytest.mark.parametrize("request_, reason", [
-    (order(quantity=0), "Quantity must be greater than zero"),
-    (order(quantity=-5), "Quantity must be greater than zero"),
-    (order(product="NRML"), "Product NRML is for F&O; use CNC, MIS or MTF for equity"),
-    (order(order_type="LIMIT"), "A LIMIT order needs a price above zero"),
-    (order(order_type="SL", price="1560.00"), "An SL order needs a trigger price above zero"),
-    (order(order_type="SL-M"), "An SL-M order needs a trigger price above zero"),
-    (order(order_type="LIMIT", price="1548.23"), "Price 1,548.23 is not a multiple of the tick size 0.10"),
-    (order(order_type="LIMIT", price="1703.10"), "Price 1,703.10 is outside the circuit band 1,393.40–1,703.00"),
-    (order(Side.SELL, order_type="LIMIT", price="1393.30"),
-     "Price 1,393.30 is outside the circuit band 1,393.40–1,703.00"),
-    (order(order_type="SL-M", trigger="1560.05"), "Trigger price 1,560.05 is not a multiple of the tick size 0.10"),
-    (order(order_type="SL-M", trigger="1540.00"),
-     "Trigger price 1,540.00 for a stop-loss BUY must be above the last price 1,548.20"),
-    (order(Side.SELL, order_type="SL-M", trigger="1550.00"),
-     "Trigger price 1,550.00 for a stop-loss SELL must be below the last price 1,548.20"),
-    (order(order_type="SL", trigger="1560.00", price="1559.00"),
-     "Price for a stop-loss BUY must be at or above the trigger price 1,560.00"),
-    (order(symbol="NOPE"), "Unknown instrument NSE:NOPE"),
-    (order(quantity=1000, product="CNC", order_type="LIMIT", price="1548.30"),
-     "Insufficient funds: required ₹15,48,300.00, available ₹10,00,000.00"),
-    (order(Side.SELL, quantity=10, product="CNC"), "Insufficient holdings to sell 10 INFY (CNC): 0 available"),
-    (order(Side.SELL, quantity=10, product="MTF"), "Insufficient holdings to sell 10 INFY (MTF): 0 available"),
-], ids=lambda value: value if isinstance(value, str) else None)
+@pytest.mark.parametrize(
+    "request_, reason",
+    [
+        (order(quantity=0), "Quantity must be greater than zero"),
+        (order(quantity=-5), "Quantity must be greater than zero"),
+        (order(product="NRML"), "Product NRML is for F&O; use CNC, MIS or MTF for equity"),
+        (order(order_type="LIMIT"), "A LIMIT order needs a price above zero"),
+        (order(order_type="SL", price="1560.00"), "An SL order needs a trigger price above zero"),
+        (order(order_type="SL-M"), "An SL-M order needs a trigger price above zero"),
+        (order(order_type="LIMIT", price="1548.23"), "Price 1,548.23 is not a multiple of the tick size 0.10"),
+        (order(order_type="LIMIT", price="1703.10"), "Price 1,703.10 is outside the circuit band 1,393.40–1,703.00"),
+        (
+            order(Side.SELL, order_type="LIMIT", price="1393.30"),
+            "Price 1,393.30 is outside the circuit band 1,393.40–1,703.00",
+        ),
+        (order(order_type="SL-M", trigger="1560.05"), "Trigger price 1,560.05 is not a multiple of the tick size 0.10"),
+        (
+            order(order_type="SL-M", trigger="1540.00"),
+            "Trigger price 1,540.00 for a stop-loss BUY must be above the last price 1,548.20",
+        ),
+        (
+            order(Side.SELL, order_type="SL-M", trigger="1550.00"),
+            "Trigger price 1,550.00 for a stop-loss SELL must be below the last price 1,548.20",
+        ),
+        (
+            order(order_type="SL", trigger="1560.00", price="1559.00"),
+            "Price for a stop-loss BUY must be at or above the trigger price 1,560.00",
+        ),
+        (order(symbol="NOPE"), "Unknown instrument NSE:NOPE"),
+        (
+            order(quantity=1000, product="CNC", order_type="LIMIT", price="1548.30"),
+            "Insufficient funds: required ₹15,48,300.00, available ₹10,00,000.00",
+        ),
+        (order(Side.SELL, quantity=10, product="CNC"), "Insufficient holdings to sell 10 INFY (CNC): 0 available"),
+        (order(Side.SELL, quantity=10, product="MTF"), "Insufficient holdings to sell 10 INFY (MTF): 0 available"),
+    ],
+    ids=lambda value: value if isinstance(value, str) else None,
+)
 def test_rejected_with_the_brokers_reason_and_nothing_placed(exchange, infy, request_, reason):
     with pytest.raises(Rejected) as caught:
         exchange.place(CODE, request_)
@@ -47,12 +62,16 @@ def test_rejected_with_the_brokers_reason_and_nothing_placed(exchange, infy, req
     assert exchange.order_book(CODE) == [] and exchange.trades(CODE) == []
 
 
-@pytest.mark.parametrize("when", [
-    datetime(2025, 1, 6, 9, 14, tzinfo=IST),  # Monday, before the open
-    datetime(2025, 1, 6, 15, 30, tzinfo=IST),  # the close
-    datetime(2025, 1, 4, 11, 0, tzinfo=IST),  # Saturday
-    datetime(2025, 1, 5, 11, 0, tzinfo=IST),  # Sunday
-], ids=["before-open", "at-close", "saturday", "sunday"])
+@pytest.mark.parametrize(
+    "when",
+    [
+        datetime(2025, 1, 6, 9, 14, tzinfo=IST),  # Monday, before the open
+        datetime(2025, 1, 6, 15, 30, tzinfo=IST),  # the close
+        datetime(2025, 1, 4, 11, 0, tzinfo=IST),  # Saturday
+        datetime(2025, 1, 5, 11, 0, tzinfo=IST),  # Sunday
+    ],
+    ids=["before-open", "at-close", "saturday", "sunday"],
+)
 def test_orders_are_refused_while_nse_is_closed(exchange, infy, clock, when):
     clock.now = when.astimezone(UTC)
     with pytest.raises(Rejected, match="^Market is closed: NSE equity trades 09:15–15:30 IST, Monday to Friday$"):

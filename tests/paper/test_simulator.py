@@ -5,13 +5,15 @@ every last price and every depth level of every step is a multiple of the tick a
 [lower_circuit, upper_circuit]; best bid < best ask; and a second simulator built with the same
 seed and instruments (in any order) produces exactly the same quotes.
 """
+
 from __future__ import annotations
 
 from datetime import timedelta
 from decimal import Decimal
 from types import SimpleNamespace
 
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tests.paper.conftest import MONDAY_10AM
 from webapp.marketdata.simulator import DEPTH_LEVELS, MarketSimulator, SimInstrument, price_band, static_quote
@@ -21,8 +23,14 @@ D = Decimal
 
 
 def instrument(token=1, symbol="INFY", price="1548.20", tick="0.10", band="10"):
-    return SimpleNamespace(instrument_token=token, exchange="NSE", tradingsymbol=symbol, tick_size=D(tick),
-                           last_price=D(price) if price is not None else None, band_pct=D(band) if band else None)
+    return SimpleNamespace(
+        instrument_token=token,
+        exchange="NSE",
+        tradingsymbol=symbol,
+        tick_size=D(tick),
+        last_price=D(price) if price is not None else None,
+        band_pct=D(band) if band else None,
+    )
 
 
 def run(sim: MarketSimulator, steps: int):
@@ -88,8 +96,13 @@ TICKS = [D("0.01"), D("0.05"), D("0.10"), D("0.50"), D("1"), D("5")]
 
 
 @settings(max_examples=50, deadline=None)
-@given(price=st.decimals(min_value=D("1"), max_value=D("30000"), places=2), tick=st.sampled_from(TICKS),
-       band=st.sampled_from([None, "2", "5", "10", "20"]), seed=st.integers(0, 2**32), steps=st.integers(1, 60))
+@given(
+    price=st.decimals(min_value=D("1"), max_value=D("30000"), places=2),
+    tick=st.sampled_from(TICKS),
+    band=st.sampled_from([None, "2", "5", "10", "20"]),
+    seed=st.integers(0, 2**32),
+    steps=st.integers(1, 60),
+)
 def test_simulator_stays_on_the_grid_inside_the_band_and_replays_from_its_seed(price, tick, band, seed, steps):
     spec = instrument(price=str(price), tick=str(tick), band=band)
     history = run(MarketSimulator([spec], seed), steps)

@@ -1,4 +1,5 @@
 """Stop-loss orders: TRIGGER_PENDING until the last price reaches the trigger, then LIMIT / MARKET."""
+
 from __future__ import annotations
 
 from decimal import Decimal
@@ -6,7 +7,8 @@ from decimal import Decimal
 import pytest
 
 from tests.paper.conftest import order, publish, quote
-from webapp.brokers.base import BrokerOrderStatus as Status, Rejected, Side
+from webapp.brokers.base import BrokerOrderStatus as Status
+from webapp.brokers.base import Rejected, Side
 
 D = Decimal
 CODE = "PA0001"
@@ -33,7 +35,9 @@ def test_an_sl_m_sell_waits_then_sells_at_the_bid_once_the_price_falls_to_the_tr
     fired = get(long_100, stop)
     assert (fired.status, fired.filled_quantity) == (Status.COMPLETE, 100)
     assert [(t.quantity, t.price) for t in long_100.trades(CODE) if t.order_id == stop] == [
-        (60, D("1529.80")), (40, D("1529.50"))]
+        (60, D("1529.80")),
+        (40, D("1529.50")),
+    ]
     assert long_100.positions(CODE)[0].quantity == 0
 
 

@@ -1,4 +1,5 @@
 """The Redis quote store: exact Decimal round trip, one key per instrument token, one channel."""
+
 from __future__ import annotations
 
 import json
@@ -11,15 +12,24 @@ import redis as redis_lib
 
 from tests.paper.conftest import MONDAY_10AM, quote
 from webapp.marketdata.store import (
-    TICKS_CHANNEL, decode_ticks, quote_key, read_quote, read_quotes, write_quotes,
+    TICKS_CHANNEL,
+    decode_ticks,
+    quote_key,
+    read_quote,
+    read_quotes,
+    write_quotes,
 )
 
 D = Decimal
 
 
 def sample():
-    return replace(quote("1548.20", bids=[("1548.10", 120), ("1548.00", 5)], asks=[("1548.30", 7)]),
-                   volume=991, close=D("1540.05"), timestamp=MONDAY_10AM)
+    return replace(
+        quote("1548.20", bids=[("1548.10", 120), ("1548.00", 5)], asks=[("1548.30", 7)]),
+        volume=991,
+        close=D("1540.05"),
+        timestamp=MONDAY_10AM,
+    )
 
 
 def test_a_written_quote_reads_back_identical_down_to_the_decimal_exponent(redis_client):

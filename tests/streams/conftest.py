@@ -1,10 +1,12 @@
 """Emulator servers for the stream tests: one per module (stopping one costs half a second), a
 fresh account per test, ticks every 50 ms, and every socket a test opened closed at its end."""
+
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 
@@ -88,14 +90,25 @@ def sharekhan_server():
 
 
 def _kite_stream(env: StreamEnv, **kwargs: Any) -> KiteTicker:
-    options = {"api_key": env.creds["api_key"], "access_token": env.creds["access_token"], "ws_url": env.ws_url,
-               "connect_timeout": 2.0, **kwargs}
+    options = {
+        "api_key": env.creds["api_key"],
+        "access_token": env.creds["access_token"],
+        "ws_url": env.ws_url,
+        "connect_timeout": 2.0,
+        **kwargs,
+    }
     return KiteTicker(options.pop("api_key"), options.pop("access_token"), **options)
 
 
 def _sharekhan_stream(env: StreamEnv, **kwargs: Any) -> ShareKhanStream:
-    options = {"api_key": env.creds["api_key"], "access_token": env.creds["access_token"], "ws_url": env.ws_url,
-               "customer_id": env.creds["customer_id"], "connect_timeout": 2.0, **kwargs}
+    options = {
+        "api_key": env.creds["api_key"],
+        "access_token": env.creds["access_token"],
+        "ws_url": env.ws_url,
+        "customer_id": env.creds["customer_id"],
+        "connect_timeout": 2.0,
+        **kwargs,
+    }
     return ShareKhanStream(options.pop("api_key"), options.pop("access_token"), **options)
 
 

@@ -1,5 +1,6 @@
 """Kite's binary ticker: the desk's parser and KiteTicker against the emulator over loopback sockets,
 and the parser against frames built independently (hand-written bytes, the emulator's codec)."""
+
 from __future__ import annotations
 
 import logging
@@ -174,7 +175,7 @@ def test_unknown_mode_is_refused():
 
 def test_hand_written_ltp_frame():
     # 1 packet of 8 bytes: token 408065 (0x00063A01), LTP 157370 paise (0x000266BA)
-    frame = bytes.fromhex("0001" "0008" "00063a01" "000266ba")
+    frame = bytes.fromhex("0001000800063a01000266ba")
     (packet,) = parse_frame(frame)
     assert packet.instrument_token == 408065 and packet.mode == "ltp" and packet.tradable
     assert packet.last_price == Decimal("1573.70") and str(packet.last_price) == "1573.70"
@@ -210,8 +211,12 @@ def test_heartbeats_and_garbage_parse_to_nothing():
 def test_segment_divisors_cds_and_bcd():
     cds = (12345 << 8) | 3
     bcd = (12345 << 8) | 6
-    frame = codec.encode_frame([codec.encode_packet("ltp", {"instrument_token": cds, "last_price": 832512345}),
-                                codec.encode_packet("ltp", {"instrument_token": bcd, "last_price": 832512})])
+    frame = codec.encode_frame(
+        [
+            codec.encode_packet("ltp", {"instrument_token": cds, "last_price": 832512345}),
+            codec.encode_packet("ltp", {"instrument_token": bcd, "last_price": 832512}),
+        ]
+    )
     first, second = parse_frame(frame)
     assert first.last_price == Decimal("83.2512345") and second.last_price == Decimal("83.2512")
 
@@ -226,8 +231,11 @@ def wire_packets(draw):
     segment = 9 if mode.startswith("index") else draw(SEGMENTS.filter(lambda s: s != 9))
     token = (draw(st.integers(0, 2**24 - 1)) << 8) | segment
     names = [n for n in codec.FULL_LAYOUT if n != "instrument_token"]
-    wire = {"instrument_token": token, **{name: draw(U32) for name in names},
-            "change": draw(st.integers(-2**31, 2**31 - 1))}
+    wire = {
+        "instrument_token": token,
+        **{name: draw(U32) for name in names},
+        "change": draw(st.integers(-(2**31), 2**31 - 1)),
+    }
     depth = draw(st.lists(st.tuples(U32, U32, st.integers(0, 2**16 - 1)), min_size=10, max_size=10))
     return mode, wire, depth
 
@@ -260,10 +268,15 @@ def test_codec_round_trip(packets):
         assert packet.volume_traded == wire["volume_traded"]
         assert packet.average_traded_price == _expected_price(wire["average_traded_price"], token)
         assert (packet.total_buy_quantity, packet.total_sell_quantity) == (
-            wire["total_buy_quantity"], wire["total_sell_quantity"])
+            wire["total_buy_quantity"],
+            wire["total_sell_quantity"],
+        )
         if mode == "full":
             assert (packet.oi, packet.oi_day_high, packet.oi_day_low) == (
-                wire["oi"], wire["oi_day_high"], wire["oi_day_low"])
+                wire["oi"],
+                wire["oi_day_high"],
+                wire["oi_day_low"],
+            )
             levels = [DepthLevel(_expected_price(p, token), q, o) for q, p, o in depth]
             assert list(packet.bids) == levels[:5] and list(packet.asks) == levels[5:]
         else:

@@ -1,5 +1,6 @@
 """ShareKhan's JSON stream: ShareKhanStream against the emulator over loopback sockets, and the feed
 parser on hand-written messages."""
+
 from __future__ import annotations
 
 import json
@@ -45,7 +46,8 @@ def test_connect_opens_modules_and_acks_then_feed_has_exact_prices(sharekhan):
     assert client_messages(sharekhan)[:3] == [
         {"action": "subscribe", "key": ["feed", "ack"], "value": [""]},
         {"action": "ack", "key": [""], "value": [sharekhan.creds["customer_id"]]},
-        {"action": "feed", "key": ["full"], "value": [f"NC{INFY}"]}]
+        {"action": "feed", "key": ["full"], "value": [f"NC{INFY}"]},
+    ]
 
     sharekhan.emulator.set_ltp("INFY", "1498.05")
     read_until(stream, lambda ts: any(q.last_price == Decimal("1498.05") for _, q in ts))
@@ -79,8 +81,12 @@ def test_acks_go_to_on_message_not_ticks(sharekhan):
     stream.connect()
     (conn,) = sharekhan.hub.wait_for(1, sharekhan.creds["customer_id"])
     eventually(lambda: f"ack:{sharekhan.creds['customer_id']}" in conn.modules)  # our ack request was read
-    ack = {"SharekhanOrderID": "254700001", "AckState": "NewOrderConfirmation", "OrderPrice": "1512.40",
-           "ExchangeCode": "NC"}
+    ack = {
+        "SharekhanOrderID": "254700001",
+        "AckState": "NewOrderConfirmation",
+        "OrderPrice": "1512.40",
+        "ExchangeCode": "NC",
+    }
     sharekhan.emulator.push_ack(sharekhan.creds["customer_id"], ack)
     assert read_for(stream, 0.4) == []
     acks = [m for m in messages if m.get("message") == "ack"]
@@ -112,10 +118,12 @@ def test_drop_raises_stream_closed(sharekhan):
 
 
 def test_feed_numbers_are_exact_decimals():
-    message = ('{"status":100,"message":"feed","data":{"exchangeCode":"NC","scripCode":2885,"ltp":2105.650,'
-               '"ltq":10,"ltt":"03/02/2021 11:29:59","open":2090.1,"high":"2110.00","low":2088.35,"close":2095,'
-               '"bidPrice":2105.6,"bidQty":25,"offPrice":2105.7,"offQty":0,"qty":1234567,'
-               '"upperCkt":2304.5,"lowerCkt":1885.5}}')
+    message = (
+        '{"status":100,"message":"feed","data":{"exchangeCode":"NC","scripCode":2885,"ltp":2105.650,'
+        '"ltq":10,"ltt":"03/02/2021 11:29:59","open":2090.1,"high":"2110.00","low":2088.35,"close":2095,'
+        '"bidPrice":2105.6,"bidQty":25,"offPrice":2105.7,"offQty":0,"qty":1234567,'
+        '"upperCkt":2304.5,"lowerCkt":1885.5}}'
+    )
     stream = ShareKhanStream("key", "token")
     ((token, quote),) = stream._handle(message)
     assert token == 2885
@@ -129,8 +137,11 @@ def test_feed_numbers_are_exact_decimals():
 def test_acks_with_message_feed_are_routed_by_shape():
     seen = []
     stream = ShareKhanStream("key", "token", on_message=seen.append)
-    ack = {"status": 100, "message": "feed", "data": {"SharekhanOrderID": "1", "AckState": "TradeConfirmation",
-                                                      "scripCode": 2885, "ltp": 1}}
+    ack = {
+        "status": 100,
+        "message": "feed",
+        "data": {"SharekhanOrderID": "1", "AckState": "TradeConfirmation", "scripCode": 2885, "ltp": 1},
+    }
     assert stream._handle(json.dumps(ack)) == []
     assert seen == [ack]
     assert stream._handle("pong") == [] and stream._handle("heartbeat") == [] and stream.pongs == 2

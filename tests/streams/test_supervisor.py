@@ -1,12 +1,13 @@
 """StreamSupervisor: backoff, resubscribe, watchdog and auth failure, first with scripted streams and
 a fake clock, then against the emulators over real sockets (backoff sleeps recorded, not slept)."""
+
 from __future__ import annotations
 
 import random
 import time
 from collections import deque
+from collections.abc import Iterable
 from decimal import Decimal
-from typing import Iterable
 
 import pytest
 
@@ -35,7 +36,7 @@ class FakeClock:
 class ScriptedStream(TickStream):
     """connect() and read() follow a script shared by every stream one factory makes."""
 
-    def __init__(self, script: "Script"):
+    def __init__(self, script: Script):
         self.script, self.subscribed, self.closed = script, [], False
 
     def connect(self) -> None:
@@ -84,7 +85,7 @@ def test_backoff_is_full_jitter_doubling_from_1s_capped_at_30s():
         assert sup.run_once(timeout=100.0) == []
         delays.append(sup.stats().next_retry_in)
     rng = random.Random(7)
-    expected = [rng.uniform(0, min(30.0, 2.0 ** n)) for n in range(8)]
+    expected = [rng.uniform(0, min(30.0, 2.0**n)) for n in range(8)]
     assert delays == pytest.approx(expected) and max(expected[5:]) <= 30.0
     assert sup.state is StreamState.BACKOFF and sup.stats().failures == 8
     assert clock.sleeps == pytest.approx(delays[:7])  # each wait slept in full (timeout is larger)
@@ -175,8 +176,11 @@ def test_watchdog_trips_only_when_subscribed_and_active():
 
 def test_a_tick_resets_the_backoff_attempts():
     clock = FakeClock()
-    script = Script(clock, connects=[Unavailable("x"), Unavailable("x"), "ok", Unavailable("x")],
-                    reads=[[(1, QUOTE)], StreamClosed("gone")])
+    script = Script(
+        clock,
+        connects=[Unavailable("x"), Unavailable("x"), "ok", Unavailable("x")],
+        reads=[[(1, QUOTE)], StreamClosed("gone")],
+    )
     sup = supervisor(script, backoff_base=1.0, rng=random.Random(1))
     for _ in range(20):
         sup.run_once(100.0)

@@ -24,36 +24,48 @@ class MultiCheckboxField(SelectMultipleField):
 
 class ClientChecksField(IdsField):
     """Client checkboxes: each value a record id (the input layer), then one of the choices."""
+
     widget = ListWidget(prefix_label=False)
     option_widget = CheckboxInput()
 
 
 class UserForm(FlaskForm):
-    username = StringField("Username", validators=[
-        DataRequired(message="Choose a username."), Length(min=3, max=64, message="3 to 64 characters."),
-        Regexp(r"^[A-Za-z0-9_.-]+$", message="Letters, digits, dot, dash and underscore only.")])
+    username = StringField(
+        "Username",
+        validators=[
+            DataRequired(message="Choose a username."),
+            Length(min=3, max=64, message="3 to 64 characters."),
+            Regexp(r"^[A-Za-z0-9_.-]+$", message="Letters, digits, dot, dash and underscore only."),
+        ],
+    )
     email = EmailField("Email", validators=[Optional(), Email(message="Not an email address."), Length(max=255)])
     role = SelectField("Role", choices=dict(ROLE_LABELS))
     password = PasswordField("Initial password", validators=[Length(max=MAX_PASSWORD, message=TOO_LONG)])
     clients = ClientChecksField("Clients this user may see and trade")
     # limits: the input layer bounds each by its column (Numeric precision/scale, INTEGER) and at zero
-    max_position_value = AmountField("Max order value (₹)", column=User.max_position_value, minimum=0, validators=[Optional()])
-    max_daily_loss = AmountField("Max daily loss across clients (₹)", column=User.max_daily_loss, minimum=0,
-                                 validators=[Optional()])
+    max_position_value = AmountField(
+        "Max order value (₹)", column=User.max_position_value, minimum=0, validators=[Optional()]
+    )
+    max_daily_loss = AmountField(
+        "Max daily loss across clients (₹)", column=User.max_daily_loss, minimum=0, validators=[Optional()]
+    )
     max_orders_per_day = WholeNumberField("Max orders per day", validators=[Optional()])
 
     def __init__(self, *args, user: User | None = None, **kwargs):
         super().__init__(*args, **kwargs)
         self.user = user
-        self.clients.choices = {c.id: f"{c.name} ({c.broker}:{c.client_code})"
-                                for c in db.session.execute(sa.select(Client).order_by(Client.name)).scalars()}
+        self.clients.choices = {
+            c.id: f"{c.name} ({c.broker}:{c.client_code})"
+            for c in db.session.execute(sa.select(Client).order_by(Client.name)).scalars()
+        }
         if user is not None:  # editing: username fixed, no password here (reset has its own form)
             del self.username
             del self.password
 
     def validate_username(self, field):
         taken = db.session.execute(
-            sa.select(User.id).where(sa.func.lower(User.username) == field.data.strip().lower())).first()
+            sa.select(User.id).where(sa.func.lower(User.username) == field.data.strip().lower())
+        ).first()
         if taken:
             raise ValidationError("That username is taken.")
 
@@ -65,8 +77,10 @@ class UserForm(FlaskForm):
 
 
 class ResetPasswordForm(FlaskForm):
-    password = PasswordField("New password", validators=[DataRequired(message="Enter the new password."),
-                                                         Length(max=MAX_PASSWORD, message=TOO_LONG)])
+    password = PasswordField(
+        "New password",
+        validators=[DataRequired(message="Enter the new password."), Length(max=MAX_PASSWORD, message=TOO_LONG)],
+    )
 
     def __init__(self, *args, username: str = "", **kwargs):
         super().__init__(*args, **kwargs)
@@ -88,9 +102,14 @@ count = dict(validators=[Optional()])  # whole numbers from zero to the INTEGER 
 class ClientForm(FlaskForm):
     name = StringField("Name", validators=[DataRequired(message="Name the client."), Length(max=120)])
     broker = SelectField("Broker")
-    client_code = StringField("Broker client code", validators=[
-        DataRequired(message="Enter the client's code at the broker."), Length(max=64),
-        Regexp(r"^[A-Za-z0-9_-]+$", message="Letters, digits, dash and underscore only.")])
+    client_code = StringField(
+        "Broker client code",
+        validators=[
+            DataRequired(message="Enter the client's code at the broker."),
+            Length(max=64),
+            Regexp(r"^[A-Za-z0-9_-]+$", message="Letters, digits, dash and underscore only."),
+        ],
+    )
     algo_id = StringField("SEBI algo id", validators=[Optional(), Length(max=64)])
     enabled = BooleanField("Enabled", default=True)
     max_order_value = AmountField("Max order value (₹)", column=Client.max_order_value, **money)
@@ -107,7 +126,9 @@ class ClientForm(FlaskForm):
 
     def validate_client_code(self, field):
         code = field.data.strip()
-        clash = sa.select(Client.id).where(Client.broker == self.broker.data, sa.func.upper(Client.client_code) == code.upper())
+        clash = sa.select(Client.id).where(
+            Client.broker == self.broker.data, sa.func.upper(Client.client_code) == code.upper()
+        )
         if self.client is not None:
             clash = clash.where(Client.id != self.client.id)
         if db.session.execute(clash).first():
@@ -117,5 +138,3 @@ class ClientForm(FlaskForm):
         field.data = list(dict.fromkeys(field.data or []))  # a repeated box must not overflow the column
         if not field.data:
             raise ValidationError("Allow at least one product.")
-
-

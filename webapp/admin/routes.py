@@ -1,4 +1,5 @@
 """Admin pages: users, clients, audit trail. Thin: form → services → redirect."""
+
 from __future__ import annotations
 
 import sqlalchemy as sa
@@ -7,8 +8,16 @@ from flask_login import current_user
 
 from webapp.admin import bp
 from webapp.admin.forms import ClientForm, ConfirmForm, ResetPasswordForm, UserForm
-from webapp.admin.services import RISK_FIELDS, USER_LIMITS, create_user, credential_errors, reset_password, save_client, \
-    set_user_active, update_user
+from webapp.admin.services import (
+    RISK_FIELDS,
+    USER_LIMITS,
+    create_user,
+    credential_errors,
+    reset_password,
+    save_client,
+    set_user_active,
+    update_user,
+)
 from webapp.auth.sessions import keep_current_session
 from webapp.brokers import broker_choices, broker_class, broker_names
 from webapp.extensions import db
@@ -42,9 +51,16 @@ def users():
 def user_new():
     form = UserForm()
     if form.validate_on_submit():
-        user = create_user(current_user, username=form.username.data, email=form.email.data, role=form.role.data,
-                           password=form.password.data, client_ids=form.clients.data, ip=request.remote_addr,
-                           limits={k: getattr(form, k).data for k in USER_LIMITS})
+        user = create_user(
+            current_user,
+            username=form.username.data,
+            email=form.email.data,
+            role=form.role.data,
+            password=form.password.data,
+            client_ids=form.clients.data,
+            ip=request.remote_addr,
+            limits={k: getattr(form, k).data for k in USER_LIMITS},
+        )
         db.session.commit()
         flash(f"User {user.username} created.", "success")
         return redirect(url_for("admin.users"))
@@ -62,9 +78,15 @@ def user_edit(user_id: int):
         if user.id == current_user.id and form.role.data != "admin":
             form.role.errors.append("You cannot remove your own admin role.")
         else:
-            update_user(current_user, user, email=form.email.data, role=form.role.data,
-                        client_ids=form.clients.data, ip=request.remote_addr,
-                        limits={k: getattr(form, k).data for k in USER_LIMITS})
+            update_user(
+                current_user,
+                user,
+                email=form.email.data,
+                role=form.role.data,
+                client_ids=form.clients.data,
+                ip=request.remote_addr,
+                limits={k: getattr(form, k).data for k in USER_LIMITS},
+            )
             db.session.commit()
             keep_current_session(user)  # an admin who changed their own grants stays logged in here
             flash(f"User {user.username} saved.", "success")
@@ -123,8 +145,9 @@ def credential_fields():
     broker = request.args.get("broker", "")
     if broker not in broker_names():
         abort(404)
-    return render_template("admin/_credentials.html", fields=broker_class(broker).credential_fields,
-                           stored={}, errors={}, submitted={})
+    return render_template(
+        "admin/_credentials.html", fields=broker_class(broker).credential_fields, stored={}, errors={}, submitted={}
+    )
 
 
 @bp.route("/clients/new", methods=["GET", "POST"])
@@ -148,18 +171,28 @@ def client_form(client_id: int | None = None):
     if form.validate_on_submit():
         cred_errors = credential_errors(broker, submitted, stored) | too_long(submitted, max_length=MAX_CREDENTIAL)
         if not cred_errors:
-            values = {name: getattr(form, name).data for name in ("name", "broker", "algo_id", "enabled",
-                                                                 "allowed_products", *RISK_FIELDS)}
+            values = {
+                name: getattr(form, name).data
+                for name in ("name", "broker", "algo_id", "enabled", "allowed_products", *RISK_FIELDS)
+            }
             values["client_code"] = form.client_code.data.strip()
             values["algo_id"] = (values["algo_id"] or "").strip() or None
-            saved = save_client(current_user, client, vault, values=values, credentials=submitted, ip=request.remote_addr)
+            saved = save_client(
+                current_user, client, vault, values=values, credentials=submitted, ip=request.remote_addr
+            )
             db.session.commit()
             flash(f"Client {saved.name} saved.", "success")
             return redirect(url_for("admin.clients"))
     masked = {f.name: (mask(stored.get(f.name)) if f.secret else stored.get(f.name, "")) for f in fields}
-    return render_template("admin/client_form.html", form=form, client=client, fields=fields, stored=masked,
-                           errors=cred_errors, submitted={k: v for k, v in submitted.items()
-                                                          if not any(f.secret and f.name == k for f in fields)})
+    return render_template(
+        "admin/client_form.html",
+        form=form,
+        client=client,
+        fields=fields,
+        stored=masked,
+        errors=cred_errors,
+        submitted={k: v for k, v in submitted.items() if not any(f.secret and f.name == k for f in fields)},
+    )
 
 
 @bp.route("/audit")

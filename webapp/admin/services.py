@@ -1,9 +1,11 @@
 """Admin operations on users and clients. Each writes an audit event in the same transaction.
 A password reset, a deactivation or reactivation, and a change of role or grants end the user's
 sessions (webapp/auth/sessions.py) as part of that audited action."""
+
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -24,22 +26,57 @@ def _clients(ids: list[int]) -> list[Client]:
     return list(db.session.execute(sa.select(Client).where(Client.id.in_(ids))).scalars()) if ids else []
 
 
-def create_user(actor: User, *, username: str, email: str | None, role: str, password: str,
-                client_ids: list[int], ip: str | None, limits: dict | None = None) -> User:
-    user = User(username=username.strip(), email=email or None, role=role, active=True,
-                password_hash=hash_password(password), password_changed_at=utcnow(), **(limits or {}))
+def create_user(
+    actor: User,
+    *,
+    username: str,
+    email: str | None,
+    role: str,
+    password: str,
+    client_ids: list[int],
+    ip: str | None,
+    limits: dict | None = None,
+) -> User:
+    user = User(
+        username=username.strip(),
+        email=email or None,
+        role=role,
+        active=True,
+        password_hash=hash_password(password),
+        password_changed_at=utcnow(),
+        **(limits or {}),
+    )
     user.clients = _clients(client_ids)
     db.session.add(user)
     db.session.flush()
-    audit.record("user.created", actor_id=actor.id, actor=actor.username, target=f"user:{user.id}",
-                 clients=client_ids, detail={"username": user.username, "role": role}, ip=ip)
+    audit.record(
+        "user.created",
+        actor_id=actor.id,
+        actor=actor.username,
+        target=f"user:{user.id}",
+        clients=client_ids,
+        detail={"username": user.username, "role": role},
+        ip=ip,
+    )
     return user
 
 
-def update_user(actor: User, user: User, *, email: str | None, role: str, client_ids: list[int],
-                ip: str | None, limits: dict | None = None) -> None:
-    before = {"role": user.role, "clients": sorted(c.id for c in user.clients), "email": user.email,
-              **{k: getattr(user, k) for k in USER_LIMITS}}
+def update_user(
+    actor: User,
+    user: User,
+    *,
+    email: str | None,
+    role: str,
+    client_ids: list[int],
+    ip: str | None,
+    limits: dict | None = None,
+) -> None:
+    before = {
+        "role": user.role,
+        "clients": sorted(c.id for c in user.clients),
+        "email": user.email,
+        **{k: getattr(user, k) for k in USER_LIMITS},
+    }
     user.email, user.role = email or None, role
     for name, value in (limits or {}).items():
         setattr(user, name, value)
@@ -47,15 +84,27 @@ def update_user(actor: User, user: User, *, email: str | None, role: str, client
     if before["role"] != role or before["clients"] != sorted(c.id for c in user.clients):
         end_sessions(user, ACCESS_CHANGED)  # pages log in again; open sockets close
     after = {"role": role, "clients": sorted(client_ids), "email": user.email, **(limits or {})}
-    audit.record("user.updated", actor_id=actor.id, actor=actor.username, target=f"user:{user.id}",
-                 clients=set(before["clients"]) | set(client_ids), detail={"before": before, "after": after}, ip=ip)
+    audit.record(
+        "user.updated",
+        actor_id=actor.id,
+        actor=actor.username,
+        target=f"user:{user.id}",
+        clients=set(before["clients"]) | set(client_ids),
+        detail={"before": before, "after": after},
+        ip=ip,
+    )
 
 
 def set_user_active(actor: User, user: User, active: bool, ip: str | None) -> None:
     user.active = active
     end_sessions(user)  # on reactivation too: a cookie from before the deactivation stays dead
-    audit.record("user.reactivated" if active else "user.deactivated", actor_id=actor.id, actor=actor.username,
-                 target=f"user:{user.id}", ip=ip)
+    audit.record(
+        "user.reactivated" if active else "user.deactivated",
+        actor_id=actor.id,
+        actor=actor.username,
+        target=f"user:{user.id}",
+        ip=ip,
+    )
 
 
 def reset_password(actor: User, user: User, password: str, ip: str | None) -> None:
@@ -74,8 +123,15 @@ def credential_errors(broker: str, submitted: Mapping[str, str], existing: Mappi
     return errors
 
 
-def save_client(actor: User, client: Client | None, vault: Vault, *, values: Mapping[str, Any],
-                credentials: Mapping[str, str], ip: str | None) -> Client:
+def save_client(
+    actor: User,
+    client: Client | None,
+    vault: Vault,
+    *,
+    values: Mapping[str, Any],
+    credentials: Mapping[str, str],
+    ip: str | None,
+) -> Client:
     """Create or update a client. Blank credential inputs keep the stored value."""
     creating = client is None
     if creating:
@@ -94,8 +150,19 @@ def save_client(actor: User, client: Client | None, vault: Vault, *, values: Map
         client.session_enc, client.session_expires_at = None, None
     db.session.flush()
     changed = sorted(k for k, v in credentials.items() if v)
-    audit.record("client.created" if creating else "client.updated", actor_id=actor.id, actor=actor.username,
-                 target=f"client:{client.id}", clients=[client.id],
-                 detail={"name": client.name, "broker": client.broker, "client_code": client.client_code,
-                         "enabled": client.enabled, "credentials_changed": changed}, ip=ip)
+    audit.record(
+        "client.created" if creating else "client.updated",
+        actor_id=actor.id,
+        actor=actor.username,
+        target=f"client:{client.id}",
+        clients=[client.id],
+        detail={
+            "name": client.name,
+            "broker": client.broker,
+            "client_code": client.client_code,
+            "enabled": client.enabled,
+            "credentials_changed": changed,
+        },
+        ip=ip,
+    )
     return client

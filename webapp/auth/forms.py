@@ -11,8 +11,14 @@ class LoginForm(FlaskForm):
 
 
 class ChangePasswordForm(FlaskForm):
-    current = PasswordField("Current password", validators=[DataRequired(message="Enter your current password."),
-                                                            PASSWORD_LENGTH])
+    current = PasswordField(
+        "Current password", validators=[DataRequired(message="Enter your current password."), PASSWORD_LENGTH]
+    )
     new = PasswordField("New password", validators=[DataRequired(message="Enter a new password."), PASSWORD_LENGTH])
-    confirm = PasswordField("Repeat new password", validators=[
-        DataRequired(message="Repeat the new password."), EqualTo("new", message="The two passwords differ.")])
+    confirm = PasswordField(
+        "Repeat new password",
+        validators=[
+            DataRequired(message="Repeat the new password."),
+            EqualTo("new", message="The two passwords differ."),
+        ],
+    )

@@ -1,4 +1,5 @@
 """Log in, log out, change own password. Logins are throttled per address (Flask-Limiter, Redis)."""
+
 from __future__ import annotations
 
 import sqlalchemy as sa
@@ -32,7 +33,9 @@ def login():
         return redirect(url_for("desk.index"))
     form = LoginForm()
     if form.validate_on_submit():
-        user = db.session.execute(sa.select(User).where(User.username == form.username.data.strip())).scalar_one_or_none()
+        user = db.session.execute(
+            sa.select(User).where(User.username == form.username.data.strip())
+        ).scalar_one_or_none()
         if user is None or not verify_password(user.password_hash, form.password.data):
             audit.record("login", actor=form.username.data.strip()[:64], result="failed", ip=request.remote_addr)
             db.session.commit()
@@ -76,8 +79,13 @@ def change_password():
             current_user.password_hash = hash_password(form.new.data)
             current_user.password_changed_at = utcnow()
             end_sessions(current_user)
-            audit.record("user.password_changed", actor_id=current_user.id, actor=current_user.username,
-                         target=f"user:{current_user.id}", ip=request.remote_addr)
+            audit.record(
+                "user.password_changed",
+                actor_id=current_user.id,
+                actor=current_user.username,
+                target=f"user:{current_user.id}",
+                ip=request.remote_addr,
+            )
             db.session.commit()
             keep_current_session(current_user)
             flash("Your password is changed.", "success")

@@ -13,6 +13,7 @@ Two events, both {"user_id", "session_version"}:
   streams for a session that has ended, nor a revoked client's fragments); the event names what
   happened in the hub's log.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -62,6 +63,7 @@ def keep_current_session(user: User) -> None:
 @dataclass(frozen=True)
 class Access:
     """What an open socket needs to know of its user, re-read when it may have changed."""
+
     active: bool
     session_version: int
     role: str

@@ -8,12 +8,14 @@ names one (tests/brokers/test_registry.py checks both).
 An adapter whose optional dependency is missing reports `enabled() == False` and is skipped
 instead of breaking start-up.
 """
+
 from __future__ import annotations
 
 import importlib
 import logging
 import threading
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from webapp.brokers.base import Account, Broker
 
@@ -84,8 +86,10 @@ def broker_choices() -> list[tuple[str, str]]:
 
 def quote_brokers() -> list[str]:
     """Brokers with a quote API, in the order repricing's fallback asks them."""
-    return sorted((name for name in broker_names() if broker_class(name).capabilities.quotes),
-                  key=lambda name: (broker_class(name).quote_preference, name))
+    return sorted(
+        (name for name in broker_names() if broker_class(name).capabilities.quotes),
+        key=lambda name: (broker_class(name).quote_preference, name),
+    )
 
 
 def streaming_brokers() -> list[str]:

@@ -4,17 +4,18 @@ Every adapter (paper, kite, motilal, sharekhan, ...) implements `Broker` and spe
 types to the rest of the desk. Prices and money are Decimal; quantities are int; times are aware
 datetimes in UTC. Nothing in here imports Flask, so web views and RQ jobs can both use adapters.
 """
+
 from __future__ import annotations
 
 import enum
 from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta
 from decimal import Decimal
-from typing import Any, ClassVar, Mapping, Sequence
+from typing import Any, ClassVar
 
 from webapp.timeutil import IST, UTC
-
 
 # --------------------------------------------------------------------------- enums
 
@@ -24,7 +25,7 @@ class Side(str, enum.Enum):
     SELL = "SELL"
 
     @property
-    def opposite(self) -> "Side":
+    def opposite(self) -> Side:
         return Side.SELL if self is Side.BUY else Side.BUY
 
 
@@ -382,11 +383,15 @@ class Broker(ABC):
         if request.order_type in (OrderType.LIMIT, OrderType.SL) and (request.price is None or request.price <= 0):
             raise InvalidInput(f"A {kind} order needs a price")
         if request.order_type in (OrderType.SL, OrderType.SLM) and (
-                request.trigger_price is None or request.trigger_price <= 0):
+            request.trigger_price is None or request.trigger_price <= 0
+        ):
             raise InvalidInput(f"A {kind} order needs a trigger price")
         limit = self.tag_max_length
-        if request.tag and limit is not None and not (
-                len(request.tag) <= limit and request.tag.isascii() and request.tag.isalnum()):
+        if (
+            request.tag
+            and limit is not None
+            and not (len(request.tag) <= limit and request.tag.isascii() and request.tag.isalnum())
+        ):
             raise InvalidInput(f"{self.label} order tags are 1 to {limit} letters and digits")
 
     # ---- orders
@@ -396,18 +401,22 @@ class Broker(ABC):
         ...
 
     @abstractmethod
-    def modify(self, order_id: str, *, quantity: int | None = None, price: Decimal | None = None,
-               trigger_price: Decimal | None = None, order_type: OrderType | None = None,
-               validity: Validity | None = None) -> str:
-        ...
+    def modify(
+        self,
+        order_id: str,
+        *,
+        quantity: int | None = None,
+        price: Decimal | None = None,
+        trigger_price: Decimal | None = None,
+        order_type: OrderType | None = None,
+        validity: Validity | None = None,
+    ) -> str: ...
 
     @abstractmethod
-    def cancel(self, order_id: str) -> str:
-        ...
+    def cancel(self, order_id: str) -> str: ...
 
     @abstractmethod
-    def order_book(self) -> list[Order]:
-        ...
+    def order_book(self) -> list[Order]: ...
 
     def orders_by_tag(self, tag: str) -> list[Order]:
         """Orders carrying this tag today. Adapters with a faster lookup override it."""
@@ -422,25 +431,21 @@ class Broker(ABC):
         """
         return self.orders_by_tag(request.tag) if request.tag else []
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027  (an optional hook: adapters without connections keep it)
         """Release the adapter's connections (HTTP sessions)."""
 
     # ---- portfolio and account
     @abstractmethod
-    def trades(self) -> list[Trade]:
-        ...
+    def trades(self) -> list[Trade]: ...
 
     @abstractmethod
-    def positions(self) -> list[Position]:
-        ...
+    def positions(self) -> list[Position]: ...
 
     @abstractmethod
-    def holdings(self) -> list[Holding]:
-        ...
+    def holdings(self) -> list[Holding]: ...
 
     @abstractmethod
-    def funds(self) -> Funds:
-        ...
+    def funds(self) -> Funds: ...
 
     # ---- market data
     @abstractmethod
@@ -449,12 +454,10 @@ class Broker(ABC):
         ...
 
     @abstractmethod
-    def margin_required(self, requests: Sequence[OrderRequest]) -> Decimal:
-        ...
+    def margin_required(self, requests: Sequence[OrderRequest]) -> Decimal: ...
 
     @abstractmethod
-    def instruments(self) -> list[InstrumentRow]:
-        ...
+    def instruments(self) -> list[InstrumentRow]: ...
 
     # ---- login flow
     def login_url(self, redirect_uri: str, state: str) -> str:
@@ -468,8 +471,9 @@ class Broker(ABC):
     def session_expires_at(cls, logged_in_at: datetime) -> datetime:
         """When a session opened at `logged_in_at` dies: the next `session_expiry_ist` (UTC)."""
         local = logged_in_at.astimezone(IST)
-        expiry = local.replace(hour=cls.session_expiry_ist.hour, minute=cls.session_expiry_ist.minute,
-                               second=0, microsecond=0)
+        expiry = local.replace(
+            hour=cls.session_expiry_ist.hour, minute=cls.session_expiry_ist.minute, second=0, microsecond=0
+        )
         if expiry <= local:
             expiry += timedelta(days=1)
         return expiry.astimezone(UTC)

@@ -16,12 +16,14 @@ Guarantees:
   origin; TLS is verified against certifi's CA bundle unless REQUESTS_CA_BUNDLE,
   CURL_CA_BUNDLE or SSL_CERT_FILE names another bundle (read once).
 """
+
 from __future__ import annotations
 
 import codecs
 import os
 import threading
-from typing import Any, Iterable, Mapping
+from collections.abc import Iterable, Mapping
+from typing import Any
 from urllib.parse import unquote, urlencode
 from urllib.request import getproxies_environment, proxy_bypass_environment
 
@@ -69,8 +71,16 @@ class Response:
         return self.content.decode(_charset(self.headers.get("Content-Type", "")), errors="replace")
 
 
-def send(method: str, url: str, *, headers: Mapping[str, str], body: bytes | str | None = None,
-         form: Any = None, query: Any = None, timeout: float) -> Response:
+def send(
+    method: str,
+    url: str,
+    *,
+    headers: Mapping[str, str],
+    body: bytes | str | None = None,
+    form: Any = None,
+    query: Any = None,
+    timeout: float,
+) -> Response:
     """One request, one attempt. `form` (a mapping or pairs) is sent urlencoded with the form
     Content-Type unless `headers` names one; `query` is appended to the URL, encoded the same way.
     Raises Timeout or TransportError when no complete answer came back; any HTTP status is returned."""
@@ -86,8 +96,17 @@ def send(method: str, url: str, *, headers: Mapping[str, str], body: bytes | str
     if body is None and method not in ("GET", "HEAD"):
         merged["Content-Length"] = "0"
     try:
-        answer = _manager(url).urlopen(method, url, body=body, headers=merged, timeout=timeout, retries=False,
-                                       redirect=False, preload_content=True, decode_content=True)
+        answer = _manager(url).urlopen(
+            method,
+            url,
+            body=body,
+            headers=merged,
+            timeout=timeout,
+            retries=False,
+            redirect=False,
+            preload_content=True,
+            decode_content=True,
+        )
     except NewConnectionError as exc:  # refused, unresolvable: nothing reached the broker
         raise TransportError(str(exc), sent=False, reason=type(exc).__name__) from exc
     except ConnectTimeoutError as exc:
@@ -157,8 +176,9 @@ def _new_manager(origin: str) -> urllib3.PoolManager:
         if "://" not in proxy:
             proxy = "http://" + proxy
         auth = parse_url(proxy).auth
-        proxy_headers = (urllib3.make_headers(proxy_basic_auth=":".join(unquote(p) for p in auth.split(":", 1)))
-                         if auth else None)
+        proxy_headers = (
+            urllib3.make_headers(proxy_basic_auth=":".join(unquote(p) for p in auth.split(":", 1))) if auth else None
+        )
         return urllib3.ProxyManager(proxy, proxy_headers=proxy_headers, **_pool_options())
     if _direct is None:
         _direct = urllib3.PoolManager(**_pool_options())
@@ -166,8 +186,12 @@ def _new_manager(origin: str) -> urllib3.PoolManager:
 
 
 def _pool_options() -> dict[str, Any]:
-    bundle = (os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
-              or os.environ.get("SSL_CERT_FILE") or certifi.where())
+    bundle = (
+        os.environ.get("REQUESTS_CA_BUNDLE")
+        or os.environ.get("CURL_CA_BUNDLE")
+        or os.environ.get("SSL_CERT_FILE")
+        or certifi.where()
+    )
     where = {"ca_cert_dir": bundle} if os.path.isdir(bundle) else {"ca_certs": bundle}
     return dict(maxsize=POOL_MAXSIZE, block=False, retries=False, cert_reqs="CERT_REQUIRED", **where)
 

@@ -1,4 +1,5 @@
 """CSV exports of a client's positions and of its daily P&L over a date range."""
+
 from __future__ import annotations
 
 from datetime import date
@@ -30,17 +31,49 @@ class ExportForm(FlaskForm):
 
 
 def positions_csv(client: Client) -> Response:
-    rows = db.session.execute(sa.select(Position).where(Position.client_id == client.id).order_by(Position.id)).scalars()
-    return csv_response(f"positions-{client.client_code}", ["client", "instrument", "product", "quantity", "average_price",
-                                                     "last_price", "unrealized_pnl", "realized_pnl",
-                                                     "last_price_at_ist", "last_price_stale"],
-                ([client.name, p.instrument.key, p.product, p.quantity, p.average_price, p.last_price or "",
-                  p.unrealized_pnl, p.realized_pnl, format_ist(p.price_at), "yes" if p.price_stale else ""]
-                 for p in rows))
+    rows = db.session.execute(
+        sa.select(Position).where(Position.client_id == client.id).order_by(Position.id)
+    ).scalars()
+    return csv_response(
+        f"positions-{client.client_code}",
+        [
+            "client",
+            "instrument",
+            "product",
+            "quantity",
+            "average_price",
+            "last_price",
+            "unrealized_pnl",
+            "realized_pnl",
+            "last_price_at_ist",
+            "last_price_stale",
+        ],
+        (
+            [
+                client.name,
+                p.instrument.key,
+                p.product,
+                p.quantity,
+                p.average_price,
+                p.last_price or "",
+                p.unrealized_pnl,
+                p.realized_pnl,
+                format_ist(p.price_at),
+                "yes" if p.price_stale else "",
+            ]
+            for p in rows
+        ),
+    )
 
 
 def daily_pnl_csv(client: Client, start: date, end: date) -> Response:
-    rows = db.session.execute(sa.select(DailyPnl).where(DailyPnl.client_id == client.id, DailyPnl.day >= start,
-                                                        DailyPnl.day <= end).order_by(DailyPnl.day)).scalars()
-    return csv_response(f"pnl-{client.client_code}-{start}-{end}", ["client", "day", "realized", "unrealized", "total"],
-                ([client.name, r.day.isoformat(), r.realized, r.unrealized, r.realized + r.unrealized] for r in rows))
+    rows = db.session.execute(
+        sa.select(DailyPnl)
+        .where(DailyPnl.client_id == client.id, DailyPnl.day >= start, DailyPnl.day <= end)
+        .order_by(DailyPnl.day)
+    ).scalars()
+    return csv_response(
+        f"pnl-{client.client_code}-{start}-{end}",
+        ["client", "day", "realized", "unrealized", "total"],
+        ([client.name, r.day.isoformat(), r.realized, r.unrealized, r.realized + r.unrealized] for r in rows),
+    )

@@ -1,4 +1,5 @@
 """Client pages: the list, one client, and its daily broker login (Connect)."""
+
 from __future__ import annotations
 
 import secrets
@@ -10,14 +11,14 @@ from webapp import audit
 from webapp.access import accessible_clients, client_for
 from webapp.brokers import broker_class
 from webapp.clients import bp
+from webapp.clients.book import client_book
 from webapp.clients.forms import login_form
-from webapp.inputs import InputError, bounded_params
 from webapp.extensions import db, get_redis, page_redis
+from webapp.inputs import InputError, bounded_params
 from webapp.permissions import requires, user_can
 from webapp.tasks import QUEUE_ORDERS, enqueue
 from webapp.trading.accounts import adapter_for
 from webapp.trading.sessions import login_status, set_login_status
-from webapp.clients.book import client_book
 from webapp.vault import current_vault
 
 PENDING_LOGINS = "broker_logins"  # session key: state → client id, for redirect logins
@@ -33,9 +34,14 @@ def index():
 @requires("desk.view")
 def detail(client_id: int):
     client = client_for(current_user, client_id)
-    return render_template("clients/detail.html", client=client, broker=broker_class(client.broker),
-                           login=login_status(page_redis(), client.id), can_place=user_can("orders.place"),
-                           **client_book(client.id))
+    return render_template(
+        "clients/detail.html",
+        client=client,
+        broker=broker_class(client.broker),
+        login=login_status(page_redis(), client.id),
+        can_place=user_can("orders.place"),
+        **client_book(client.id),
+    )
 
 
 @bp.route("/<int:client_id>/session")
@@ -43,15 +49,27 @@ def detail(client_id: int):
 def session_panel(client_id: int):
     """The session badge and the outcome of a login in progress (self-polling partial)."""
     client = client_for(current_user, client_id)
-    return render_template("clients/_session_panel.html", client=client, broker=broker_class(client.broker),
-                           login=login_status(page_redis(), client.id))
+    return render_template(
+        "clients/_session_panel.html",
+        client=client,
+        broker=broker_class(client.broker),
+        login=login_status(page_redis(), client.id),
+    )
 
 
 def _start_connect(client_id: int, params: dict[str, str]) -> None:
     vault = current_vault()
     set_login_status(get_redis(), client_id, "pending")
-    enqueue("jobs.brokers.connect", client_id, vault.encrypt(params), current_user.id, current_user.username,
-            queue_name=QUEUE_ORDERS, result_ttl=60, failure_ttl=3600)
+    enqueue(
+        "jobs.brokers.connect",
+        client_id,
+        vault.encrypt(params),
+        current_user.id,
+        current_user.username,
+        queue_name=QUEUE_ORDERS,
+        result_ttl=60,
+        failure_ttl=3600,
+    )
 
 
 @bp.route("/<int:client_id>/connect", methods=["GET", "POST"])
@@ -89,8 +107,14 @@ def connect_callback():
     pending = dict(session.get(PENDING_LOGINS, {}))
     client_id = pending.pop(state, None)
     if client_id is None:
-        audit.record("broker.login", actor_id=current_user.id, actor=current_user.username, result="refused",
-                     detail={"reason": "unknown or reused login state"}, ip=request.remote_addr)
+        audit.record(
+            "broker.login",
+            actor_id=current_user.id,
+            actor=current_user.username,
+            result="refused",
+            detail={"reason": "unknown or reused login state"},
+            ip=request.remote_addr,
+        )
         db.session.commit()
         abort(400)
     session[PENDING_LOGINS] = pending

@@ -3,11 +3,19 @@ from flask_login import current_user
 
 from webapp.access import client_scope
 from webapp.desk import bp
-from webapp.desk.summary import (PAGE_SIZE, SORTS, BadDeskQuery, client_rows, desk_page, desk_totals, parse_client_ids,
-                                 parse_query)
+from webapp.desk.summary import (
+    PAGE_SIZE,
+    SORTS,
+    BadDeskQuery,
+    client_rows,
+    desk_page,
+    desk_totals,
+    parse_client_ids,
+    parse_query,
+)
 from webapp.errors import render_error
-from webapp.htmx import is_htmx
 from webapp.health.checks import role_counts
+from webapp.htmx import is_htmx
 from webapp.permissions import requires, user_can
 from webapp.trading.risk import desk_killed
 
@@ -28,9 +36,16 @@ def index():
     page = desk_page(scope, query)
     if is_htmx():
         return render_template("desk/_board.html", page=page, sorts=SORTS, page_size=PAGE_SIZE)
-    return render_template("desk/index.html", page=page, totals=desk_totals(scope), sorts=SORTS, page_size=PAGE_SIZE,
-                           desk_killed=desk_killed(), alerts=desk_alerts(scope, page_redis()),
-                           processes=role_counts() if user_can("health.processes") else None)
+    return render_template(
+        "desk/index.html",
+        page=page,
+        totals=desk_totals(scope),
+        sorts=SORTS,
+        page_size=PAGE_SIZE,
+        desk_killed=desk_killed(),
+        alerts=desk_alerts(scope, page_redis()),
+        processes=role_counts() if user_can("health.processes") else None,
+    )
 
 
 @bp.route("/desk/live")

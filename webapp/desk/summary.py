@@ -6,11 +6,12 @@ or by name), while the totals are always over every client the user may see — 
 a sum over loaded rows. `scope` is what a user may see: None for every client (an admin), otherwise a
 collection of client ids or a SELECT of them.
 """
+
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Collection, Union
 
 import sqlalchemy as sa
 
@@ -31,7 +32,7 @@ SORTS = {"pnl": "Worst day P&L first", "name": "Name A–Z"}
 DEFAULT_SORT = "pnl"  # what needs a trader's eye: the clients losing most today
 MAX_QUERY = 100
 
-Scope = Union[None, Collection[int], sa.Select]
+Scope = None | Collection[int] | sa.Select
 
 
 @dataclass(frozen=True)
@@ -70,6 +71,7 @@ class DeskTotals:
 @dataclass(frozen=True)
 class DeskQuery:
     """What the client table shows: a search, a sort and a page (1-based)."""
+
     q: str = ""
     sort: str = DEFAULT_SORT
     page: int = 1
@@ -137,17 +139,29 @@ def in_scope(column, scope: Scope):
 def desk_totals(scope: Scope) -> DeskTotals:
     """Totals over every client in scope, each one a SQL aggregate."""
     realized, unrealized = db.session.execute(
-        sa.select(money_sum(Position.realized_pnl), money_sum(Position.unrealized_pnl))
-        .where(in_scope(Position.client_id, scope))).one()
-    margin_used = db.session.execute(sa.select(money_sum(FundsSnapshot.margin_used))
-                                     .where(in_scope(FundsSnapshot.client_id, scope))).scalar()
-    open_orders = db.session.execute(sa.select(sa.func.count()).select_from(Order).where(
-        in_scope(Order.client_id, scope), Order.status.in_(states.AT_BROKER))).scalar()
-    clients = db.session.execute(sa.select(sa.func.count()).select_from(Client)
-                                 .where(in_scope(Client.id, scope))).scalar()
-    return DeskTotals(realized=money(realized), unrealized=money(unrealized), margin_used=money(margin_used),
-                      open_orders=int(open_orders or 0),
-                      prices_age=prices_age(), clients=int(clients or 0))
+        sa.select(money_sum(Position.realized_pnl), money_sum(Position.unrealized_pnl)).where(
+            in_scope(Position.client_id, scope)
+        )
+    ).one()
+    margin_used = db.session.execute(
+        sa.select(money_sum(FundsSnapshot.margin_used)).where(in_scope(FundsSnapshot.client_id, scope))
+    ).scalar()
+    open_orders = db.session.execute(
+        sa.select(sa.func.count())
+        .select_from(Order)
+        .where(in_scope(Order.client_id, scope), Order.status.in_(states.AT_BROKER))
+    ).scalar()
+    clients = db.session.execute(
+        sa.select(sa.func.count()).select_from(Client).where(in_scope(Client.id, scope))
+    ).scalar()
+    return DeskTotals(
+        realized=money(realized),
+        unrealized=money(unrealized),
+        margin_used=money(margin_used),
+        open_orders=int(open_orders or 0),
+        prices_age=prices_age(),
+        clients=int(clients or 0),
+    )
 
 
 def _escape_like(text: str) -> str:
@@ -159,18 +173,29 @@ def desk_page(scope: Scope, query: DeskQuery = DeskQuery()) -> DeskPage:
     where = [in_scope(Client.id, scope)]
     if query.q:
         pattern = f"%{_escape_like(query.q.lower())}%"
-        where.append(sa.or_(sa.func.lower(Client.name).like(pattern, escape="\\"),
-                            sa.func.lower(Client.client_code).like(pattern, escape="\\")))
+        where.append(
+            sa.or_(
+                sa.func.lower(Client.name).like(pattern, escape="\\"),
+                sa.func.lower(Client.client_code).like(pattern, escape="\\"),
+            )
+        )
     matching = db.session.execute(sa.select(sa.func.count()).select_from(Client).where(*where)).scalar() or 0
     pages = max(1, -(-matching // PAGE_SIZE))
     page = min(query.page, pages)
     ids = sa.select(Client.id).where(*where)
     if query.sort == "pnl":
-        day = (sa.select(Position.client_id,  # the exact sums the totals show: the same order as the rows' P&L
-                         (money_sum(Position.realized_pnl) + money_sum(Position.unrealized_pnl)).label("day"))
-               .where(in_scope(Position.client_id, scope)).group_by(Position.client_id).subquery())
+        day = (
+            sa.select(
+                Position.client_id,  # the exact sums the totals show: the same order as the rows' P&L
+                (money_sum(Position.realized_pnl) + money_sum(Position.unrealized_pnl)).label("day"),
+            )
+            .where(in_scope(Position.client_id, scope))
+            .group_by(Position.client_id)
+            .subquery()
+        )
         ids = ids.outerjoin(day, day.c.client_id == Client.id).order_by(
-            sa.func.coalesce(day.c.day, 0).asc(), Client.name, Client.id)
+            sa.func.coalesce(day.c.day, 0).asc(), Client.name, Client.id
+        )
     else:
         ids = ids.order_by(Client.name, Client.id)
     page_ids = list(db.session.execute(ids.limit(PAGE_SIZE).offset((page - 1) * PAGE_SIZE)).scalars())
@@ -182,24 +207,52 @@ def client_rows(client_ids: Collection[int], scope: Scope) -> list[ClientRow]:
     """The figures of these clients (a page's worth) that are in scope, by name."""
     if not client_ids:
         return []
-    clients = db.session.execute(sa.select(Client).where(Client.id.in_(list(client_ids)), in_scope(Client.id, scope))
-                                 .order_by(Client.name, Client.id)).scalars().all()
+    clients = (
+        db.session.execute(
+            sa.select(Client)
+            .where(Client.id.in_(list(client_ids)), in_scope(Client.id, scope))
+            .order_by(Client.name, Client.id)
+        )
+        .scalars()
+        .all()
+    )
     ids = [c.id for c in clients]
     if not ids:
         return []
-    pnl = _grouped(sa.select(Position.client_id, money_sum(Position.realized_pnl), money_sum(Position.unrealized_pnl),
-                             sa.func.sum(sa.case((Position.quantity != 0, 1), else_=0)))
-                   .where(Position.client_id.in_(ids)).group_by(Position.client_id))
-    funds = {f.client_id: f for f in db.session.execute(sa.select(FundsSnapshot).where(FundsSnapshot.client_id.in_(ids))).scalars()}
-    orders = _grouped(sa.select(Order.client_id, sa.func.count()).where(
-        Order.client_id.in_(ids), Order.status.in_(states.AT_BROKER)).group_by(Order.client_id))
+    pnl = _grouped(
+        sa.select(
+            Position.client_id,
+            money_sum(Position.realized_pnl),
+            money_sum(Position.unrealized_pnl),
+            sa.func.sum(sa.case((Position.quantity != 0, 1), else_=0)),
+        )
+        .where(Position.client_id.in_(ids))
+        .group_by(Position.client_id)
+    )
+    funds = {
+        f.client_id: f
+        for f in db.session.execute(sa.select(FundsSnapshot).where(FundsSnapshot.client_id.in_(ids))).scalars()
+    }
+    orders = _grouped(
+        sa.select(Order.client_id, sa.func.count())
+        .where(Order.client_id.in_(ids), Order.status.in_(states.AT_BROKER))
+        .group_by(Order.client_id)
+    )
     rows = []
     for c in clients:
         realized, unrealized, positions = pnl.get(c.id, (ZERO, ZERO, 0))
         f = funds.get(c.id)
-        rows.append(ClientRow(c, money(realized), money(unrealized),
-                              f.available_margin if f else None, f.margin_used if f else None,
-                              int(positions or 0), orders.get(c.id, (0,))[0]))
+        rows.append(
+            ClientRow(
+                c,
+                money(realized),
+                money(unrealized),
+                f.available_margin if f else None,
+                f.margin_used if f else None,
+                int(positions or 0),
+                orders.get(c.id, (0,))[0],
+            )
+        )
     return rows
 
 

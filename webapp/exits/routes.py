@@ -1,4 +1,5 @@
 """Exits and kill switches: list holders, confirm, then the same order path as any ticket."""
+
 from __future__ import annotations
 
 from flask import abort, flash, redirect, render_template, request, url_for
@@ -56,13 +57,15 @@ def instrument(instrument_id: int):
         if legs and not errors and not queue_available():
             message = QUEUE_UNAVAILABLE
         elif legs and not errors:
-            batch = exits.create_exit_batch(current_user, "exit", legs, instrument_id=instrument_id,
-                                            ip=request.remote_addr)
+            batch = exits.create_exit_batch(
+                current_user, "exit", legs, instrument_id=instrument_id, ip=request.remote_addr
+            )
             db.session.commit()
             enqueue_send(batch.id)
             return redirect(url_for("orders.batch", batch_id=batch.id))
-    return render_template("exits/instrument.html", instrument=found_instrument, holders=found, errors=errors,
-                           message=message)
+    return render_template(
+        "exits/instrument.html", instrument=found_instrument, holders=found, errors=errors, message=message
+    )
 
 
 @bp.route("/position", methods=["POST"])
@@ -70,15 +73,23 @@ def instrument(instrument_id: int):
 def position():
     """Exit one position (one client, instrument and product) in full."""
     client = client_for(current_user, record_id(request.form.get("client_id")) or abort(404))
-    found = [h for h in exits.holders([client], record_id(request.form.get("instrument_id")) or abort(404))
-             if h.product == request.form.get("product")]
+    found = [
+        h
+        for h in exits.holders([client], record_id(request.form.get("instrument_id")) or abort(404))
+        if h.product == request.form.get("product")
+    ]
     if not found:
         flash("That position is already flat.", "info")
         return redirect(same_site_referrer() or url_for("desk.index"))
     if not queue_available():
         return _refused(same_site_referrer() or url_for("desk.index"))
-    batch = exits.create_exit_batch(current_user, "exit", [(found[0], abs(found[0].quantity))],
-                                    instrument_id=found[0].instrument.id, ip=request.remote_addr)
+    batch = exits.create_exit_batch(
+        current_user,
+        "exit",
+        [(found[0], abs(found[0].quantity))],
+        instrument_id=found[0].instrument.id,
+        ip=request.remote_addr,
+    )
     db.session.commit()
     enqueue_send(batch.id)
     target = url_for("orders.batch", batch_id=batch.id)
@@ -100,8 +111,9 @@ def square_off(client_id: int):
             return redirect(url_for("clients.detail", client_id=client.id))
         enqueue_send(batch.id)
         return redirect(url_for("orders.batch", batch_id=batch.id))
-    return render_template("exits/square_off.html", client=client, positions=positions,
-                           open_orders=len(exits.open_children([client.id])))
+    return render_template(
+        "exits/square_off.html", client=client, positions=positions, open_orders=len(exits.open_children([client.id]))
+    )
 
 
 @bp.route("/clients/<int:client_id>/kill", methods=["GET", "POST"])
@@ -116,13 +128,21 @@ def client_kill(client_id: int):
         db.session.commit()
         if batch is not None and not enqueue_send(batch.id):  # the switch is on; its square-off was not queued
             return redirect(url_for("orders.batch", batch_id=batch.id))
-        flash(f"Kill switch {'ON' if on else 'off'} for {client.name}." +
-              (" Open orders cancelled, intraday positions squared off." if on else " New orders are allowed again."),
-              "success")
+        flash(
+            f"Kill switch {'ON' if on else 'off'} for {client.name}."
+            + (" Open orders cancelled, intraday positions squared off." if on else " New orders are allowed again."),
+            "success",
+        )
         return redirect(url_for("clients.detail", client_id=client.id))
-    return render_template("exits/kill.html", scope=client.name, client=client, on=client.kill_switch,
-                           intraday=exits.intraday_holders([client]), open_orders=len(exits.open_children([client.id])),
-                           action=url_for("exits.client_kill", client_id=client.id))
+    return render_template(
+        "exits/kill.html",
+        scope=client.name,
+        client=client,
+        on=client.kill_switch,
+        intraday=exits.intraday_holders([client]),
+        open_orders=len(exits.open_children([client.id])),
+        action=url_for("exits.client_kill", client_id=client.id),
+    )
 
 
 @bp.route("/desk/kill", methods=["GET", "POST"])
@@ -137,12 +157,22 @@ def desk_kill():
         db.session.commit()
         if batch is not None and not enqueue_send(batch.id):  # the switch is on; its square-off was not queued
             return redirect(url_for("orders.batch", batch_id=batch.id))
-        flash("Desk kill switch ON: open orders cancelled, intraday positions squared off, new orders refused."
-              if on else "Desk kill switch off: new orders are allowed again.", "success")
+        flash(
+            "Desk kill switch ON: open orders cancelled, intraday positions squared off, new orders refused."
+            if on
+            else "Desk kill switch off: new orders are allowed again.",
+            "success",
+        )
         return redirect(url_for("desk.index"))
-    return render_template("exits/kill.html", scope="the whole desk", client=None, on=desk_killed(),
-                           intraday=exits.intraday_holders(clients), open_orders=len(exits.open_children([c.id for c in clients])),
-                           action=url_for("exits.desk_kill"))
+    return render_template(
+        "exits/kill.html",
+        scope="the whole desk",
+        client=None,
+        on=desk_killed(),
+        intraday=exits.intraday_holders(clients),
+        open_orders=len(exits.open_children([c.id for c in clients])),
+        action=url_for("exits.desk_kill"),
+    )
 
 
 def _switch(raw: str | None) -> bool:
@@ -157,4 +187,3 @@ def _refused(target: str):
     """Redis is away: nothing was written and nothing queued; say so where the trader was."""
     flash(QUEUE_UNAVAILABLE, "error")
     return hx_redirect(target) if is_htmx() else redirect(target)
-

@@ -1,8 +1,9 @@
 """Events → htmx out-of-band fragments, rendered with the same partials the pages use (one way to
 render a row, whether it arrives by page, partial or WebSocket), for the sockets allowed to see them."""
+
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 import sqlalchemy as sa
 from flask import current_app, render_template
@@ -27,8 +28,11 @@ def for_ticks(data, subscribers: Iterable[Subscriber]) -> list[Delivery]:
         return []
     ltp = _ltp_macro()
     rendered = {token: str(ltp(token, price, True)) for token, price in decode_ticks(data, wanted).items()}
-    return [(sub, "".join(rendered[t] for t in sub.tokens & rendered.keys()))
-            for sub in subscribers if sub.tokens & rendered.keys()]
+    return [
+        (sub, "".join(rendered[t] for t in sub.tokens & rendered.keys()))
+        for sub in subscribers
+        if sub.tokens & rendered.keys()
+    ]
 
 
 def _ltp_macro():
@@ -52,8 +56,9 @@ def _order(event: dict, subscribers: Iterable[Subscriber]) -> list[Delivery]:
     """The order's row to its batch's pages; its client's recent orders whole to the client's pages
     (a new order has no row there to swap). The desk shows no order rows: its counts move with P&L."""
     client_id = event.get("client_id")
-    batch_pages = [s for s in subscribers if s.page == "batch" and s.target == event.get("batch_id")
-                   and s.can_see(client_id)]
+    batch_pages = [
+        s for s in subscribers if s.page == "batch" and s.target == event.get("batch_id") and s.can_see(client_id)
+    ]
     client_pages = [s for s in subscribers if s.page == "client" and s.target == client_id and s.can_see(client_id)]
     out: list[Delivery] = []
     if batch_pages and (order := db.session.get(Order, event["order_id"])) is not None:
@@ -69,8 +74,9 @@ def _order(event: dict, subscribers: Iterable[Subscriber]) -> list[Delivery]:
 def client_orders_fragment(client_id: int) -> str:
     from webapp.clients.book import recent_orders
 
-    return render_template("clients/_orders.html", client_id=client_id, orders=recent_orders(client_id),
-                           states=states, oob=True)
+    return render_template(
+        "clients/_orders.html", client_id=client_id, orders=recent_orders(client_id), states=states, oob=True
+    )
 
 
 def _pnl(clients: set[int], subscribers: Iterable[Subscriber]) -> list[Delivery]:
@@ -87,8 +93,17 @@ def _pnl(clients: set[int], subscribers: Iterable[Subscriber]) -> list[Delivery]
         elif sub.page == "client" and sub.target in visible:
             if sub.target not in client_cache:
                 client_cache[sub.target] = client_book(sub.target)
-            out.append((sub, render_template("clients/_live.html", oob=True, can_place=allowed(sub.role, "orders.place"),
-                                             **client_cache[sub.target])))
+            out.append(
+                (
+                    sub,
+                    render_template(
+                        "clients/_live.html",
+                        oob=True,
+                        can_place=allowed(sub.role, "orders.place"),
+                        **client_cache[sub.target],
+                    ),
+                )
+            )
     if desk_subs:
         # every id here passed its own socket's can_see above
         rows = {r.client.id: r for r in client_rows(set().union(*(ids for _, ids in desk_subs)), None)}
@@ -99,7 +114,11 @@ def _pnl(clients: set[int], subscribers: Iterable[Subscriber]) -> list[Delivery]
                 totals[scope] = desk_totals(scope)
             if (scope, ids) not in rendered:
                 rendered[(scope, ids)] = render_template(
-                    "desk/_live.html", rows=[r for r in rows.values() if r.client.id in ids], totals=totals[scope], oob=True)
+                    "desk/_live.html",
+                    rows=[r for r in rows.values() if r.client.id in ids],
+                    totals=totals[scope],
+                    oob=True,
+                )
             out.append((sub, rendered[(scope, ids)]))
     return out
 
@@ -116,18 +135,27 @@ def snapshot(sub: Subscriber) -> str:
     if sub.page == "desk":
         from webapp.desk.summary import client_rows, desk_totals
 
-        parts.append(render_template("desk/_live.html", rows=client_rows(sub.shown, _scope(sub)),
-                                     totals=desk_totals(_scope(sub)), oob=True))
+        parts.append(
+            render_template(
+                "desk/_live.html", rows=client_rows(sub.shown, _scope(sub)), totals=desk_totals(_scope(sub)), oob=True
+            )
+        )
     elif sub.page == "client" and sub.can_see(sub.target):
         from webapp.clients.book import client_book
 
-        parts.append(render_template("clients/_live.html", oob=True, can_place=allowed(sub.role, "orders.place"),
-                                     **client_book(sub.target)))
+        parts.append(
+            render_template(
+                "clients/_live.html", oob=True, can_place=allowed(sub.role, "orders.place"), **client_book(sub.target)
+            )
+        )
         parts.append("<template>" + client_orders_fragment(sub.target) + "</template>")
     elif sub.page == "batch" and sub.target:
         query = sa.select(Order).where(Order.batch_id == sub.target)
-        rows = [render_template("orders/_order_row.html", o=order, states=states, oob=True)
-                for order in db.session.execute(query).scalars() if sub.can_see(order.client_id)]
+        rows = [
+            render_template("orders/_order_row.html", o=order, states=states, oob=True)
+            for order in db.session.execute(query).scalars()
+            if sub.can_see(order.client_id)
+        ]
         parts.append("<template>" + "".join(rows) + "</template>")
     if sub.tokens:
         from webapp.extensions import get_redis

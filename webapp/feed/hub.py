@@ -4,6 +4,7 @@ Workers and the feed publish small JSON events; this thread turns them into HTML
 (`webapp.feed.fragments`) for each socket allowed to see them. Each socket's own handler thread is
 its only writer. The thread starts lazily with the first socket (threads do not survive a fork).
 """
+
 from __future__ import annotations
 
 import itertools
@@ -15,9 +16,9 @@ import time
 from dataclasses import dataclass, field
 
 import redis as redis_lib
+from flask import Flask
 from redis.backoff import NoBackoff
 from redis.retry import Retry
-from flask import Flask
 
 from webapp.access import granted_scope, may_see
 from webapp.auth.sessions import SESSIONS_ENDED, USER_EVENTS, user_access
@@ -43,7 +44,7 @@ class Subscriber:
     shown: frozenset[int] = frozenset()  # desk: the clients whose rows the page shows (a page of them)
     session_version: int = 0  # of the login session that opened the socket (webapp/auth/sessions.py)
     closed_because: str | None = None  # set when the hub closes the socket (its session ended)
-    queue: "queue.Queue[str | None]" = field(default_factory=lambda: queue.Queue(QUEUE_LIMIT))
+    queue: queue.Queue[str | None] = field(default_factory=lambda: queue.Queue(QUEUE_LIMIT))
 
     def can_see(self, client_id: int | None) -> bool:
         return may_see(self.role, self.client_ids, client_id)
@@ -127,8 +128,12 @@ class Hub:
         while not self._stop.is_set():
             try:
                 # bounded waits: a reconnect to a paused or unreachable Redis fails and backs off, never hangs
-                client = redis_lib.Redis.from_url(self.app.config["REDIS_URL"], socket_connect_timeout=2,
-                                                  socket_timeout=5, retry=Retry(NoBackoff(), 0))
+                client = redis_lib.Redis.from_url(
+                    self.app.config["REDIS_URL"],
+                    socket_connect_timeout=2,
+                    socket_timeout=5,
+                    retry=Retry(NoBackoff(), 0),
+                )
                 pubsub = client.pubsub(ignore_subscribe_messages=True)
                 pubsub.subscribe(CHANNEL, TICKS_CHANNEL)
                 pubsub.get_message(timeout=1.0)  # the subscribe confirmation: from here nothing is missed

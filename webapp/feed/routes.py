@@ -1,5 +1,6 @@
 """`/ws/feed`: the live desk over one WebSocket per page. Authenticated and Origin-checked before
 the handshake; the handler thread is the socket's only writer; a snapshot on every (re)connect."""
+
 from __future__ import annotations
 
 import queue
@@ -59,6 +60,7 @@ def _permission(name: str):
     def mark(view):
         view.permission = name
         return view
+
     return mark
 
 
@@ -92,9 +94,16 @@ def feed(ws):
     page = page if page in PAGES else "desk"
     hub = get_hub(current_app._get_current_object())
     client_ids = frozenset(accessible_client_ids(current_user))
-    subscriber = hub.register(user_id=current_user.id, role=current_user.role, client_ids=client_ids,
-                              page=page, target=record_id(request.args.get("id")), tokens=_tokens(),
-                              shown=_shown(page, client_ids), session_version=current_user.session_version)
+    subscriber = hub.register(
+        user_id=current_user.id,
+        role=current_user.role,
+        client_ids=client_ids,
+        page=page,
+        target=record_id(request.args.get("id")),
+        tokens=_tokens(),
+        shown=_shown(page, client_ids),
+        session_version=current_user.session_version,
+    )
     hub.subscribed.wait(timeout=2)  # events after the snapshot must not be lost to a late subscription
     hub.recheck([subscriber])  # a session ended between the login check and the register had no socket to close
     try:

@@ -1,4 +1,5 @@
 """Readiness checks and the operator's detailed status (queues, workers, each role's live processes)."""
+
 from __future__ import annotations
 
 import sqlalchemy as sa
@@ -11,7 +12,7 @@ def check_database() -> str:
     try:
         db.session.execute(sa.text("SELECT 1"))
         return "ok"
-    except Exception as exc:  # any driver error means "not ready"
+    except Exception as exc:  # noqa: BLE001  (any driver error means "not ready")
         db.session.rollback()
         return f"error: {type(exc).__name__}"
 
@@ -20,7 +21,7 @@ def check_redis() -> str:
     try:
         get_redis().ping()
         return "ok"
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001  (any client error means "not ready")
         return f"error: {type(exc).__name__}"
 
 
@@ -30,7 +31,7 @@ def role_processes() -> dict | None:
 
     try:
         return live_processes(get_redis(), get_rq_redis())
-    except Exception:  # Redis went away mid-read: the redis check reports it
+    except Exception:  # noqa: BLE001  (Redis went away mid-read: the redis check reports it)
         return None
 
 

@@ -12,6 +12,7 @@
 
 The web role needs no heartbeat: a page that answers proves one web process is up.
 """
+
 from __future__ import annotations
 
 import os
@@ -87,8 +88,9 @@ def _cron_schedulers(rq_redis) -> list[Process]:
 
     now = utcnow()
     found = []
-    for raw_name, score in rq_redis.zrangebyscore(get_registry_key(), now.timestamp() - LIVE_SECONDS, "+inf",
-                                                  withscores=True):
+    for raw_name, score in rq_redis.zrangebyscore(
+        get_registry_key(), now.timestamp() - LIVE_SECONDS, "+inf", withscores=True
+    ):
         name = raw_name.decode()
         host, pid = rq_redis.hmget(f"rq:cron_scheduler:{name}", "hostname", "pid")
         seen = datetime.fromtimestamp(score, now.tzinfo)
@@ -98,8 +100,9 @@ def _cron_schedulers(rq_redis) -> list[Process]:
 
 def _own_heartbeats(redis, role: str) -> list[Process]:
     found = []
-    for name, score in redis.zrangebyscore(PROCESSES_KEY.format(role=role), time.time() - LIVE_SECONDS, "+inf",
-                                           withscores=True):
+    for name, score in redis.zrangebyscore(
+        PROCESSES_KEY.format(role=role), time.time() - LIVE_SECONDS, "+inf", withscores=True
+    ):
         host, _, pid = name.rpartition(":")
         found.append(Process(name, host, int(pid) if pid.isdigit() else 0, datetime.fromtimestamp(score, UTC)))
     return sorted(found, key=lambda p: p.name)

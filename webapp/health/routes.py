@@ -1,4 +1,5 @@
 """Health: /health (process up), /live, /ready (DB, Redis, and a live process of every role), /detailed (admin)."""
+
 from __future__ import annotations
 
 from flask import jsonify

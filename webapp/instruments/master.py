@@ -5,6 +5,7 @@ lot_size,instrument_type,segment,exchange. Two optional extra columns are read w
 band_pct (the circuit band in % of the last price; empty for stocks without a fixed band).
 Bad rows are reported with their line numbers and skipped; the good rows load.
 """
+
 from __future__ import annotations
 
 import csv
@@ -18,8 +19,18 @@ import sqlalchemy as sa
 from webapp.extensions import db
 from webapp.models import Instrument
 
-REQUIRED = ("instrument_token", "exchange_token", "tradingsymbol", "name", "last_price", "tick_size",
-            "lot_size", "instrument_type", "segment", "exchange")
+REQUIRED = (
+    "instrument_token",
+    "exchange_token",
+    "tradingsymbol",
+    "name",
+    "last_price",
+    "tick_size",
+    "lot_size",
+    "instrument_type",
+    "segment",
+    "exchange",
+)
 
 
 @dataclass
@@ -63,8 +74,12 @@ def _parse_row(row: dict[str, str]) -> dict:
     band = (row.get("band_pct") or "").strip()
     last_price = _decimal(row["last_price"] or "0", "last_price")
     return {
-        "instrument_token": token, "exchange_token": exchange_token, "tradingsymbol": symbol,
-        "name": (row["name"] or "").strip(), "exchange": exchange, "lot_size": lot_size,
+        "instrument_token": token,
+        "exchange_token": exchange_token,
+        "tradingsymbol": symbol,
+        "name": (row["name"] or "").strip(),
+        "exchange": exchange,
+        "lot_size": lot_size,
         "tick_size": _decimal(row["tick_size"], "tick_size", positive=True),
         "last_price": last_price or None,
         "instrument_type": (row["instrument_type"] or "EQ").strip().upper(),
@@ -120,8 +135,10 @@ def search(query: str, limit: int = 20) -> list[Instrument]:
     rows = db.session.execute(
         sa.select(Instrument)
         .where(sa.or_(Instrument.tradingsymbol.like(f"{q}%"), sa.func.upper(Instrument.name).like(like)))
-        .order_by(sa.case((Instrument.tradingsymbol == q, 0), (Instrument.tradingsymbol.like(f"{q}%"), 1), else_=2),
-                  Instrument.tradingsymbol)
+        .order_by(
+            sa.case((Instrument.tradingsymbol == q, 0), (Instrument.tradingsymbol.like(f"{q}%"), 1), else_=2),
+            Instrument.tradingsymbol,
+        )
         .limit(limit)
     ).scalars()
     return list(rows)

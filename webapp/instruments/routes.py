@@ -1,7 +1,6 @@
+import sqlalchemy as sa
 from flask import abort, flash, redirect, render_template, request, url_for
 from flask_login import current_user
-
-import sqlalchemy as sa
 
 from webapp.access import accessible_clients
 from webapp.extensions import db, page_redis
@@ -21,8 +20,9 @@ from webapp.trading.exits import holders
 @requires("desk.view")
 def index():
     q = request.args.get("q", "")[:64]
-    return render_page_or_partial("instruments/index.html", "instruments/_results.html",
-                                  q=q, results=search(q) if q else [])
+    return render_page_or_partial(
+        "instruments/index.html", "instruments/_results.html", q=q, results=search(q) if q else []
+    )
 
 
 def _instrument(instrument_id: int) -> Instrument:
@@ -36,11 +36,22 @@ def detail(instrument_id: int):
     redis = page_redis()
     if redis is not None:
         note_interest(redis, instrument.instrument_token)  # an open chart keeps the feed subscribed
-    watched = db.session.execute(sa.select(WatchlistItem.id).where(
-        WatchlistItem.user_id == current_user.id, WatchlistItem.instrument_id == instrument.id)).first() is not None
-    return render_template("instruments/detail.html", instrument=instrument, limits=instrument.circuit_limits(),
-                           quote=read_quote(redis, instrument) if redis is not None else None, watched=watched,
-                           holders=holders(accessible_clients(current_user), instrument.id))
+    watched = (
+        db.session.execute(
+            sa.select(WatchlistItem.id).where(
+                WatchlistItem.user_id == current_user.id, WatchlistItem.instrument_id == instrument.id
+            )
+        ).first()
+        is not None
+    )
+    return render_template(
+        "instruments/detail.html",
+        instrument=instrument,
+        limits=instrument.circuit_limits(),
+        quote=read_quote(redis, instrument) if redis is not None else None,
+        watched=watched,
+        holders=holders(accessible_clients(current_user), instrument.id),
+    )
 
 
 @bp.route("/<int:instrument_id>/candles.json")
@@ -56,8 +67,13 @@ def candles(instrument_id: int):
 @bp.route("/watchlist")
 @requires("desk.view")
 def watchlist():
-    items = db.session.execute(sa.select(WatchlistItem).where(WatchlistItem.user_id == current_user.id)
-                               .order_by(WatchlistItem.id)).scalars().all()
+    items = (
+        db.session.execute(
+            sa.select(WatchlistItem).where(WatchlistItem.user_id == current_user.id).order_by(WatchlistItem.id)
+        )
+        .scalars()
+        .all()
+    )
     redis = page_redis()
     quotes = read_quotes(redis, [i.instrument.instrument_token for i in items]) if redis is not None else {}
     return render_template("instruments/watchlist.html", items=items, quotes=quotes)
@@ -67,8 +83,11 @@ def watchlist():
 @requires("desk.view")
 def watch(instrument_id: int):
     instrument = _instrument(instrument_id)
-    existing = db.session.execute(sa.select(WatchlistItem).where(
-        WatchlistItem.user_id == current_user.id, WatchlistItem.instrument_id == instrument.id)).scalar_one_or_none()
+    existing = db.session.execute(
+        sa.select(WatchlistItem).where(
+            WatchlistItem.user_id == current_user.id, WatchlistItem.instrument_id == instrument.id
+        )
+    ).scalar_one_or_none()
     if existing is not None:
         db.session.delete(existing)
         flash(f"{instrument.tradingsymbol} removed from your watchlist.", "info")

@@ -1,12 +1,13 @@
 """1-minute candles from ticks. The feed keeps the forming minute in memory (and in Redis for the
 chart's last bar); a minute is written to the database once, when the next one starts."""
+
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
-from typing import Iterable, Mapping
 
 import sqlalchemy as sa
 
@@ -39,8 +40,14 @@ class Bar:
         return max(self.volume_now - self.volume_at_open, 0)
 
     def as_dict(self) -> dict:
-        return {"time": int(self.start.timestamp()), "open": str(self.open), "high": str(self.high),
-                "low": str(self.low), "close": str(self.close), "volume": self.volume}
+        return {
+            "time": int(self.start.timestamp()),
+            "open": str(self.open),
+            "high": str(self.high),
+            "low": str(self.low),
+            "close": str(self.close),
+            "volume": self.volume,
+        }
 
 
 class CandleBuilder:
@@ -58,8 +65,15 @@ class CandleBuilder:
                 closed.append((token, bar))
                 bar = None
             if bar is None:
-                self._bars[token] = Bar(minute, quote.last_price, quote.last_price, quote.last_price,
-                                        quote.last_price, quote.volume, quote.volume)
+                self._bars[token] = Bar(
+                    minute,
+                    quote.last_price,
+                    quote.last_price,
+                    quote.last_price,
+                    quote.last_price,
+                    quote.volume,
+                    quote.volume,
+                )
             else:
                 bar.add(quote.last_price, quote.volume)
         return closed
@@ -75,12 +89,22 @@ def save_bars(session, closed: list[tuple[int, Bar]], instrument_ids: Mapping[in
         instrument_id = instrument_ids.get(token)
         if instrument_id is None:
             continue
-        exists = session.execute(sa.select(Candle.id).where(Candle.instrument_id == instrument_id,
-                                                           Candle.start == bar.start)).first()
+        exists = session.execute(
+            sa.select(Candle.id).where(Candle.instrument_id == instrument_id, Candle.start == bar.start)
+        ).first()
         if exists:
             continue
-        session.add(Candle(instrument_id=instrument_id, start=bar.start, open=bar.open, high=bar.high, low=bar.low,
-                           close=bar.close, volume=bar.volume))
+        session.add(
+            Candle(
+                instrument_id=instrument_id,
+                start=bar.start,
+                open=bar.open,
+                high=bar.high,
+                low=bar.low,
+                close=bar.close,
+                volume=bar.volume,
+            )
+        )
         saved += 1
     return saved
 
@@ -95,14 +119,27 @@ def publish_forming(redis, bars: Mapping[int, Bar]) -> None:
 
 def chart_series(session, instrument_id: int, token: int, redis, minutes: int = 375) -> list[dict]:
     """The last `minutes` closed bars plus the forming one, as lightweight-charts wants them."""
-    rows = session.execute(sa.select(Candle).where(Candle.instrument_id == instrument_id)
-                           .order_by(Candle.start.desc()).limit(minutes)).scalars().all()
-    series = [{"time": int(c.start.timestamp()), "open": str(c.open), "high": str(c.high), "low": str(c.low),
-               "close": str(c.close), "volume": c.volume} for c in reversed(rows)]
+    rows = (
+        session.execute(
+            sa.select(Candle).where(Candle.instrument_id == instrument_id).order_by(Candle.start.desc()).limit(minutes)
+        )
+        .scalars()
+        .all()
+    )
+    series = [
+        {
+            "time": int(c.start.timestamp()),
+            "open": str(c.open),
+            "high": str(c.high),
+            "low": str(c.low),
+            "close": str(c.close),
+            "volume": c.volume,
+        }
+        for c in reversed(rows)
+    ]
     forming = redis.get(FORMING_KEY.format(token=token)) if redis is not None else None  # None: Redis away
     if forming:
         bar = json.loads(forming)
         if not series or bar["time"] > series[-1]["time"]:
             series.append(bar)
     return series
-

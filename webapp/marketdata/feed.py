@@ -5,12 +5,13 @@ the latest quote per instrument to Redis and publishes it, lets the paper exchan
 move reaches, and builds 1-minute candles. A Redis lock keeps it single: a second feed process
 waits as a standby and takes over when the first one's lock expires.
 """
+
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable, Mapping
 from datetime import datetime
-from typing import Callable, Mapping
 
 import redis as redis_lib
 import sqlalchemy as sa
@@ -46,7 +47,9 @@ def wanted_tokens(redis) -> set[int]:
     ordered = sa.select(Order.instrument_id).where(Order.status.in_(states.AT_BROKER | states.IN_FLIGHT))
     watched = sa.select(WatchlistItem.instrument_id)
     ids = sa.union(held, ordered, watched).subquery()
-    tokens = set(db.session.execute(sa.select(Instrument.instrument_token).where(Instrument.id.in_(sa.select(ids)))).scalars())
+    tokens = set(
+        db.session.execute(sa.select(Instrument.instrument_token).where(Instrument.id.in_(sa.select(ids)))).scalars()
+    )
     redis.zremrangebyscore(INTEREST_KEY, "-inf", time.time())
     tokens.update(int(t) for t in redis.zrange(INTEREST_KEY, 0, -1))
     return tokens
@@ -56,8 +59,13 @@ TickSource = Callable[[datetime, set[int]], Mapping[int, Quote]]
 
 
 class Feed:
-    def __init__(self, app: Flask, source: TickSource, on_quotes: Callable[[Mapping[int, Quote]], None] | None = None,
-                 interval: float = 1.0):
+    def __init__(
+        self,
+        app: Flask,
+        source: TickSource,
+        on_quotes: Callable[[Mapping[int, Quote]], None] | None = None,
+        interval: float = 1.0,
+    ):
         self.app, self.source, self.on_quotes, self.interval = app, source, on_quotes, interval
         self.candles = CandleBuilder()
         self.steps = 0
@@ -73,7 +81,7 @@ class Feed:
             # Redis away: keep the token; a lock that outlives the outage is still ours (else it
             # expires, and whichever feed process asks first after it takes it)
             return False
-        except Exception:  # a lock lost to expiry: try to take it fresh next time
+        except Exception:  # noqa: BLE001  (a lock lost to expiry: try to take it fresh next time)
             self._lock = None
             return False
 
@@ -105,8 +113,13 @@ class Feed:
     def _candles(self, redis, quotes: Mapping[int, Quote], now: datetime) -> None:
         closed = self.candles.update(quotes, now)
         if closed:
-            ids = dict(db.session.execute(sa.select(Instrument.instrument_token, Instrument.id).where(
-                Instrument.instrument_token.in_([t for t, _ in closed]))).all())
+            ids = dict(
+                db.session.execute(
+                    sa.select(Instrument.instrument_token, Instrument.id).where(
+                        Instrument.instrument_token.in_([t for t, _ in closed])
+                    )
+                ).all()
+            )
             save_bars(db.session, closed, ids)
             db.session.commit()
         publish_forming(redis, self.candles.forming(self.wanted))

@@ -7,13 +7,15 @@ give the same quotes, step for step, whatever order the instruments are passed i
 Prices are held as whole numbers of ticks so they can never leave the grid; the random draw is a
 float (it shapes the walk, it is never money) rounded to whole ticks.
 """
+
 from __future__ import annotations
 
 import random
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
-from typing import Any, Iterable
+from typing import Any
 
 from webapp.brokers.base import DepthLevel, Quote
 from webapp.money import round_to_tick
@@ -39,15 +41,22 @@ class SimInstrument:
     upper_circuit: Decimal
 
     @classmethod
-    def of(cls, instrument: Any) -> "SimInstrument | None":
+    def of(cls, instrument: Any) -> SimInstrument | None:
         """From an Instrument (or anything with its attributes); None when it has no reference price."""
         if instrument.last_price is None or instrument.last_price <= 0:
             return None
         tick = instrument.tick_size
         lower, upper = price_band(instrument.last_price, tick, instrument.band_pct)
         reference = min(max(round_to_tick(instrument.last_price, tick), lower), upper)
-        return cls(int(instrument.instrument_token), instrument.exchange, instrument.tradingsymbol, tick,
-                   reference, lower, upper)
+        return cls(
+            int(instrument.instrument_token),
+            instrument.exchange,
+            instrument.tradingsymbol,
+            tick,
+            reference,
+            lower,
+            upper,
+        )
 
     @property
     def unit(self) -> int:
@@ -64,15 +73,22 @@ def price_band(reference: Decimal, tick: Decimal, band_pct: Decimal | None) -> t
     return lower, upper
 
 
-def _depth(spec: SimInstrument, bid: int, ask: int, lower: int, upper: int,
-           sizes: Iterable[tuple[int, int]]) -> tuple[tuple[DepthLevel, ...], tuple[DepthLevel, ...]]:
+def _depth(
+    spec: SimInstrument, bid: int, ask: int, lower: int, upper: int, sizes: Iterable[tuple[int, int]]
+) -> tuple[tuple[DepthLevel, ...], tuple[DepthLevel, ...]]:
     """Five levels a side from the best bid/ask (in ticks), dropping levels outside the band."""
     sizes = list(sizes)
     tick = spec.tick_size
-    bids = tuple(DepthLevel(Decimal(bid - i) * tick, qty, orders)
-                 for i, (qty, orders) in enumerate(sizes[:DEPTH_LEVELS]) if lower <= bid - i <= upper)
-    asks = tuple(DepthLevel(Decimal(ask + i) * tick, qty, orders)
-                 for i, (qty, orders) in enumerate(sizes[DEPTH_LEVELS:]) if lower <= ask + i <= upper)
+    bids = tuple(
+        DepthLevel(Decimal(bid - i) * tick, qty, orders)
+        for i, (qty, orders) in enumerate(sizes[:DEPTH_LEVELS])
+        if lower <= bid - i <= upper
+    )
+    asks = tuple(
+        DepthLevel(Decimal(ask + i) * tick, qty, orders)
+        for i, (qty, orders) in enumerate(sizes[DEPTH_LEVELS:])
+        if lower <= ask + i <= upper
+    )
     return bids, asks
 
 
@@ -89,9 +105,21 @@ def static_quote(instrument: Any, now: datetime | None = None) -> Quote | None:
     sizes = [(spec.unit * (i + 1), i + 1) for i in range(DEPTH_LEVELS)] * 2
     bids, asks = _depth(spec, last - 1, last + 1, lower, upper, sizes)
     price = spec.reference_price
-    return Quote(exchange=spec.exchange, tradingsymbol=spec.tradingsymbol, last_price=price, volume=0,
-                 open=price, high=price, low=price, close=price, lower_circuit=spec.lower_circuit,
-                 upper_circuit=spec.upper_circuit, bids=bids, asks=asks, timestamp=now)
+    return Quote(
+        exchange=spec.exchange,
+        tradingsymbol=spec.tradingsymbol,
+        last_price=price,
+        volume=0,
+        open=price,
+        high=price,
+        low=price,
+        close=price,
+        lower_circuit=spec.lower_circuit,
+        upper_circuit=spec.upper_circuit,
+        bids=bids,
+        asks=asks,
+        timestamp=now,
+    )
 
 
 class _Book:
@@ -128,11 +156,21 @@ class _Book:
         if self.last == self.lower:
             bids = ()
         tick = self.spec.tick_size
-        return Quote(exchange=self.spec.exchange, tradingsymbol=self.spec.tradingsymbol,
-                     last_price=Decimal(self.last) * tick, volume=self.volume, open=Decimal(self.open) * tick,
-                     high=Decimal(self.high) * tick, low=Decimal(self.low) * tick, close=self.spec.reference_price,
-                     lower_circuit=self.spec.lower_circuit, upper_circuit=self.spec.upper_circuit,
-                     bids=bids, asks=asks, timestamp=now)
+        return Quote(
+            exchange=self.spec.exchange,
+            tradingsymbol=self.spec.tradingsymbol,
+            last_price=Decimal(self.last) * tick,
+            volume=self.volume,
+            open=Decimal(self.open) * tick,
+            high=Decimal(self.high) * tick,
+            low=Decimal(self.low) * tick,
+            close=self.spec.reference_price,
+            lower_circuit=self.spec.lower_circuit,
+            upper_circuit=self.spec.upper_circuit,
+            bids=bids,
+            asks=asks,
+            timestamp=now,
+        )
 
 
 class MarketSimulator:

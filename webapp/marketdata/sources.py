@@ -1,9 +1,10 @@
 """Where the feed's ticks come from: the paper simulator (the embedded default) or the stream of a
 broker whose adapter declares one (`capabilities.streaming`, `stream_key`, `open_stream`)."""
+
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
-from typing import Mapping
 
 import sqlalchemy as sa
 from flask import Flask
@@ -38,8 +39,13 @@ class PaperSource:
             from rq.exceptions import DuplicateJobError
 
             try:
-                queue(QUEUE_SYNC).enqueue("jobs.orders.sync_open_orders", job_id="sync-open-orders-feed",
-                                          unique=True, result_ttl=0, failure_ttl=60)
+                queue(QUEUE_SYNC).enqueue(
+                    "jobs.orders.sync_open_orders",
+                    job_id="sync-open-orders-feed",
+                    unique=True,
+                    result_ttl=0,
+                    failure_ttl=60,
+                )
             except DuplicateJobError:  # one already waiting will pick these up too
                 pass
 
@@ -58,9 +64,12 @@ class StreamSource:
         by_instrument_token = broker_class(broker).stream_key == "instrument_token"
         self.to_stream = {token: (token if by_instrument_token else exchange_token) for token, exchange_token in rows}
         self.from_stream = {v: k for k, v in self.to_stream.items()}
-        self.supervisor = StreamSupervisor(self._make, name=f"feed-{broker}",
-                                           watchdog_seconds=float(app.config.get("FEED_WATCHDOG_SECONDS", 30)),
-                                           watchdog_active=market_hours)
+        self.supervisor = StreamSupervisor(
+            self._make,
+            name=f"feed-{broker}",
+            watchdog_seconds=float(app.config.get("FEED_WATCHDOG_SECONDS", 30)),
+            watchdog_active=market_hours,
+        )
 
     def _make(self):
         from webapp.brokers.base import AuthExpired
@@ -100,8 +109,9 @@ def _feed_client(config, broker: str):
     if config.get("FEED_CLIENT_ID"):
         client = db.session.get(Client, int(config["FEED_CLIENT_ID"]))
         return client if client is not None and client.session_state() == "connected" else None
-    for client in db.session.execute(sa.select(Client).where(Client.broker == broker, Client.enabled.is_(True))
-                                      .order_by(Client.id)).scalars():
+    for client in db.session.execute(
+        sa.select(Client).where(Client.broker == broker, Client.enabled.is_(True)).order_by(Client.id)
+    ).scalars():
         if client.session_state() == "connected":
             return client
     return None

@@ -7,12 +7,14 @@ decode in every web process. Whoever needs a whole quote reads it from its key. 
 strings so a Decimal comes back exactly as it went in ("1548.20" stays "1548.20", never 1548.2000000001).
 Works with Redis clients made with or without decode_responses.
 """
+
 from __future__ import annotations
 
 import json
+from collections.abc import Container, Iterable, Mapping
 from datetime import datetime
 from decimal import Decimal
-from typing import Any, Container, Iterable, Mapping
+from typing import Any
 
 from webapp.brokers.base import DepthLevel, Quote
 
@@ -48,11 +50,21 @@ def quote_from_dict(data: Mapping[str, Any]) -> Quote:
         return tuple(DepthLevel(Decimal(p), int(q), int(o)) for p, q, o in data.get(name) or ())
 
     stamp = data.get("timestamp")
-    return Quote(exchange=data["exchange"], tradingsymbol=data["tradingsymbol"], last_price=Decimal(data["last_price"]),
-                 volume=int(data.get("volume") or 0), open=price("open"), high=price("high"), low=price("low"),
-                 close=price("close"), lower_circuit=price("lower_circuit"), upper_circuit=price("upper_circuit"),
-                 bids=levels("bids"), asks=levels("asks"),
-                 timestamp=datetime.fromisoformat(stamp) if stamp else None)
+    return Quote(
+        exchange=data["exchange"],
+        tradingsymbol=data["tradingsymbol"],
+        last_price=Decimal(data["last_price"]),
+        volume=int(data.get("volume") or 0),
+        open=price("open"),
+        high=price("high"),
+        low=price("low"),
+        close=price("close"),
+        lower_circuit=price("lower_circuit"),
+        upper_circuit=price("upper_circuit"),
+        bids=levels("bids"),
+        asks=levels("asks"),
+        timestamp=datetime.fromisoformat(stamp) if stamp else None,
+    )
 
 
 def write_quotes(redis, quotes: Mapping[int, Quote]) -> int:
@@ -96,5 +108,4 @@ def read_quotes(redis, tokens: Iterable[int]) -> dict[int, Quote]:
 def decode_ticks(message: bytes | str, tokens: Container[int] | None = None) -> dict[int, Decimal]:
     """A TICKS_CHANNEL message's data back into last prices keyed by instrument token; only `tokens`
     when given (a web process decodes only what its sockets show)."""
-    return {token: Decimal(price) for token, price in json.loads(message)["ltp"]
-            if tokens is None or token in tokens}
+    return {token: Decimal(price) for token, price in json.loads(message)["ltp"] if tokens is None or token in tokens}

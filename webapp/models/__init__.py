@@ -1,4 +1,5 @@
 """All models, importable from one place (one module per area)."""
+
 from webapp.models.audit import AuditEvent, AuditHead
 from webapp.models.clients import Client
 from webapp.models.instruments import Instrument
@@ -7,6 +8,26 @@ from webapp.models.orders import Batch, DeskState, FundsSnapshot, Holding, Order
 from webapp.models.paper import PaperAccount, PaperHolding, PaperOrder, PaperPosition, PaperTrade
 from webapp.models.users import User, user_clients
 
-__all__ = ["AuditEvent", "AuditHead", "Batch", "Client", "DeskState", "FundsSnapshot", "Holding", "Instrument", "Order",
-           "Position", "Trade", "Candle", "DailyPnl", "WatchlistItem", "PaperAccount", "PaperHolding", "PaperOrder",
-           "PaperPosition", "PaperTrade", "User", "user_clients"]
+__all__ = [
+    "AuditEvent",
+    "AuditHead",
+    "Batch",
+    "Client",
+    "DeskState",
+    "FundsSnapshot",
+    "Holding",
+    "Instrument",
+    "Order",
+    "Position",
+    "Trade",
+    "Candle",
+    "DailyPnl",
+    "WatchlistItem",
+    "PaperAccount",
+    "PaperHolding",
+    "PaperOrder",
+    "PaperPosition",
+    "PaperTrade",
+    "User",
+    "user_clients",
+]

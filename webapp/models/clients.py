@@ -1,4 +1,5 @@
 """Client accounts at brokers, with encrypted credentials and session, risk limits and kill switch."""
+
 from __future__ import annotations
 
 from datetime import datetime

@@ -1,4 +1,5 @@
 """The instrument master, loaded from broker CSVs (Kite's layout)."""
+
 from __future__ import annotations
 
 from decimal import Decimal

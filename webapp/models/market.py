@@ -1,4 +1,5 @@
 """Market data the desk keeps: 1-minute candles (charts, strategies) and users' watchlists."""
+
 from __future__ import annotations
 
 from datetime import date, datetime

@@ -1,5 +1,6 @@
 """The desk's own book: batches (one trader action over many clients), child orders, fills,
 positions built from those fills, holdings and funds mirrored from each broker, and the desk state."""
+
 from __future__ import annotations
 
 from datetime import datetime
@@ -43,8 +44,10 @@ class Batch(db.Model):
 
 class Order(TimestampMixin, db.Model):
     __tablename__ = "orders"
-    __table_args__ = (sa.Index("ix_orders_client_status", "client_id", "status"),
-                      sa.Index("ix_orders_client_created", "client_id", "created_at"))  # orders today
+    __table_args__ = (
+        sa.Index("ix_orders_client_status", "client_id", "status"),
+        sa.Index("ix_orders_client_created", "client_id", "created_at"),
+    )  # orders today
 
     id: Mapped[int] = mapped_column(primary_key=True)
     batch_id: Mapped[int | None] = mapped_column(sa.ForeignKey("batches.id"), index=True)
@@ -98,8 +101,10 @@ class Position(db.Model):
     those updates stay on their page (HOT, no index writes; migration 0006)."""
 
     __tablename__ = "positions"
-    __table_args__ = (sa.UniqueConstraint("client_id", "instrument_id", "product", name="uq_positions_key"),
-                      {"postgresql_with": {"fillfactor": 50}})
+    __table_args__ = (
+        sa.UniqueConstraint("client_id", "instrument_id", "product", name="uq_positions_key"),
+        {"postgresql_with": {"fillfactor": 50}},
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     client_id: Mapped[int] = mapped_column(sa.ForeignKey("clients.id"), index=True)

@@ -10,6 +10,7 @@ never as a ledger entry. Positions and holdings carry their signed cost basis (`
     cash + Σ position.cost + Σ holding.cost − Σ position.realised_pnl == opening_balance
 holds to the paisa at every commit (tests/paper/test_properties.py).
 """
+
 from __future__ import annotations
 
 from datetime import date, datetime
@@ -115,8 +116,11 @@ class PaperPosition(TimestampMixin, db.Model):
     """Today's position of one account in one instrument and product."""
 
     __tablename__ = "paper_positions"
-    __table_args__ = (sa.UniqueConstraint("account_id", "instrument_id", "product",
-                                          name="uq_paper_positions_account_instrument_product"),)
+    __table_args__ = (
+        sa.UniqueConstraint(
+            "account_id", "instrument_id", "product", name="uq_paper_positions_account_instrument_product"
+        ),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     account_id: Mapped[int] = mapped_column(sa.ForeignKey("paper_accounts.id"))
@@ -142,8 +146,11 @@ class PaperHolding(TimestampMixin, db.Model):
     """Delivery stock carried overnight: bought with CNC, or with MTF (broker-funded in part)."""
 
     __tablename__ = "paper_holdings"
-    __table_args__ = (sa.UniqueConstraint("account_id", "instrument_id", "product",
-                                          name="uq_paper_holdings_account_instrument_product"),)
+    __table_args__ = (
+        sa.UniqueConstraint(
+            "account_id", "instrument_id", "product", name="uq_paper_holdings_account_instrument_product"
+        ),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     account_id: Mapped[int] = mapped_column(sa.ForeignKey("paper_accounts.id"))

@@ -1,4 +1,5 @@
 """Desk users, their roles and their client grants."""
+
 from __future__ import annotations
 
 from datetime import datetime

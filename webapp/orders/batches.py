@@ -1,5 +1,6 @@
 """A batch from the order routes: the Ticket a form makes, the batch and children a user may see,
 and queuing its send (shared by the ticket, retry and exit routes)."""
+
 from __future__ import annotations
 
 import sqlalchemy as sa
@@ -14,17 +15,28 @@ from webapp.trading.tickets import Ticket
 
 
 def ticket_from_form(form: TicketForm, qtys: dict[int, int]) -> Ticket:
-    return Ticket(ticket_id=form.ticket_id.data or "", action=form.action.data or "BUY",
-                  instrument_id=form.instrument_id.data, product=form.product.data, order_type=form.order_type.data,
-                  validity=form.validity.data, price=form.price.data, trigger_price=form.trigger_price.data,
-                  quantities=qtys, **chase_settings(form))
+    return Ticket(
+        ticket_id=form.ticket_id.data or "",
+        action=form.action.data or "BUY",
+        instrument_id=form.instrument_id.data,
+        product=form.product.data,
+        order_type=form.order_type.data,
+        validity=form.validity.data,
+        price=form.price.data,
+        trigger_price=form.trigger_price.data,
+        quantities=qtys,
+        **chase_settings(form),
+    )
 
 
 def chase_settings(form: TicketForm) -> dict:
     if not form.chase.data:
         return {}
-    return {"chase_seconds": form.chase_seconds.data or 5, "chase_max_ticks": form.chase_max_ticks.data or 10,
-            "chase_then": form.chase_then.data}
+    return {
+        "chase_seconds": form.chase_seconds.data or 5,
+        "chase_max_ticks": form.chase_max_ticks.data or 10,
+        "chase_then": form.chase_then.data,
+    }
 
 
 def batch_for(user: User, batch_id: int) -> tuple[Batch, list[Order]]:
@@ -47,6 +59,9 @@ def enqueue_send(batch_id: int) -> bool:
     failed = batch_requests.queue_send(batch_id)
     if failed is None:
         return True
-    flash(f"Nothing was sent: the orders could not be queued (Redis is unavailable). {failed} order(s) "
-          "are marked failed; retry when the desk is back if you still want them.", "error")
+    flash(
+        f"Nothing was sent: the orders could not be queued (Redis is unavailable). {failed} order(s) "
+        "are marked failed; retry when the desk is back if you still want them.",
+        "error",
+    )
     return False

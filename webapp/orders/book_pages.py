@@ -1,7 +1,7 @@
 """The books: order book, trade book, batch history — filtered by what the user may see, as pages
 and as CSV exports."""
-from __future__ import annotations
 
+from __future__ import annotations
 
 import sqlalchemy as sa
 from flask import abort, render_template, request
@@ -53,21 +53,68 @@ def _id_arg(name: str) -> int | None:
 @requires("desk.view")
 def book():
     rows = db.session.execute(_orders_query().limit(PAGE)).scalars().all()
-    return render_page_or_partial("orders/book.html", "orders/_book_rows.html", orders=rows, states=states,
-                                  clients=accessible_clients(current_user), args=request.args)
+    return render_page_or_partial(
+        "orders/book.html",
+        "orders/_book_rows.html",
+        orders=rows,
+        states=states,
+        clients=accessible_clients(current_user),
+        args=request.args,
+    )
 
 
 @bp.route("/export.csv")
 @requires("desk.view")
 def book_csv():
     rows = db.session.execute(_orders_query()).scalars()
-    return csv_response("orders", ["order_id", "batch", "client", "client_code", "broker", "instrument", "side", "product",
-                           "order_type", "quantity", "price", "trigger_price", "status", "filled", "average_price",
-                           "broker_order_id", "tag", "reason", "created_ist"],
-                ([o.id, o.batch_id or "", o.client.name, o.client.client_code, o.client.broker, o.instrument.key,
-                  o.side, o.product, o.order_type, o.quantity, o.price or "", o.trigger_price or "", o.status,
-                  o.filled_quantity, o.average_price or "", o.broker_order_id or "", o.tag, o.reason,
-                  format_ist(o.created_at)] for o in rows))
+    return csv_response(
+        "orders",
+        [
+            "order_id",
+            "batch",
+            "client",
+            "client_code",
+            "broker",
+            "instrument",
+            "side",
+            "product",
+            "order_type",
+            "quantity",
+            "price",
+            "trigger_price",
+            "status",
+            "filled",
+            "average_price",
+            "broker_order_id",
+            "tag",
+            "reason",
+            "created_ist",
+        ],
+        (
+            [
+                o.id,
+                o.batch_id or "",
+                o.client.name,
+                o.client.client_code,
+                o.client.broker,
+                o.instrument.key,
+                o.side,
+                o.product,
+                o.order_type,
+                o.quantity,
+                o.price or "",
+                o.trigger_price or "",
+                o.status,
+                o.filled_quantity,
+                o.average_price or "",
+                o.broker_order_id or "",
+                o.tag,
+                o.reason,
+                format_ist(o.created_at),
+            ]
+            for o in rows
+        ),
+    )
 
 
 def _trades_query():
@@ -81,17 +128,47 @@ def _trades_query():
 @requires("desk.view")
 def trades():
     rows = db.session.execute(_trades_query().limit(PAGE)).scalars().all()
-    return render_template("orders/trades.html", trades=rows, clients=accessible_clients(current_user), args=request.args)
+    return render_template(
+        "orders/trades.html", trades=rows, clients=accessible_clients(current_user), args=request.args
+    )
 
 
 @bp.route("/trades/export.csv")
 @requires("desk.view")
 def trades_csv():
     rows = db.session.execute(_trades_query()).scalars()
-    return csv_response("trades", ["trade_id", "order_id", "client", "client_code", "instrument", "side", "product",
-                           "quantity", "price", "value", "filled_ist"],
-                ([t.broker_trade_id, t.broker_order_id, t.client.name, t.client.client_code, t.instrument.key, t.side,
-                  t.product, t.quantity, t.price, t.price * t.quantity, format_ist(t.filled_at)] for t in rows))
+    return csv_response(
+        "trades",
+        [
+            "trade_id",
+            "order_id",
+            "client",
+            "client_code",
+            "instrument",
+            "side",
+            "product",
+            "quantity",
+            "price",
+            "value",
+            "filled_ist",
+        ],
+        (
+            [
+                t.broker_trade_id,
+                t.broker_order_id,
+                t.client.name,
+                t.client.client_code,
+                t.instrument.key,
+                t.side,
+                t.product,
+                t.quantity,
+                t.price,
+                t.price * t.quantity,
+                format_ist(t.filled_at),
+            ]
+            for t in rows
+        ),
+    )
 
 
 def _batches():
@@ -105,8 +182,12 @@ def _batches():
 def _visible_children(batch_ids: list[int] | sa.Select) -> dict[int, dict[str, int]]:
     """Per batch, its children the user may see counted by status: a batch spans clients, and a
     trader's list must not reveal how many orders went to clients not granted to them."""
-    query = (sa.select(Order.batch_id, Order.status, sa.func.count()).where(Order.batch_id.in_(batch_ids))
-             .group_by(Order.batch_id, Order.status).order_by(Order.batch_id, Order.status))
+    query = (
+        sa.select(Order.batch_id, Order.status, sa.func.count())
+        .where(Order.batch_id.in_(batch_ids))
+        .group_by(Order.batch_id, Order.status)
+        .order_by(Order.batch_id, Order.status)
+    )
     scope = client_scope(current_user)
     if scope is not None:
         query = query.where(Order.client_id.in_(scope))
@@ -128,9 +209,35 @@ def batches():
 def batches_csv():
     children = _visible_children(_batches().with_only_columns(Batch.id).order_by(None))
     rows = db.session.execute(_batches()).scalars()
-    return csv_response("batches", ["batch", "kind", "action", "instrument", "product", "order_type", "price", "user",
-                            "children", "created_ist", "note"],
-                ([b.id, b.kind, b.action, b.instrument.key if b.instrument else "", b.product or "", b.order_type or "",
-                  b.price or "", b.user.username if b.user else "", sum(children.get(b.id, {}).values()),
-                  format_ist(b.created_at), b.note]
-                 for b in rows))
+    return csv_response(
+        "batches",
+        [
+            "batch",
+            "kind",
+            "action",
+            "instrument",
+            "product",
+            "order_type",
+            "price",
+            "user",
+            "children",
+            "created_ist",
+            "note",
+        ],
+        (
+            [
+                b.id,
+                b.kind,
+                b.action,
+                b.instrument.key if b.instrument else "",
+                b.product or "",
+                b.order_type or "",
+                b.price or "",
+                b.user.username if b.user else "",
+                sum(children.get(b.id, {}).values()),
+                format_ist(b.created_at),
+                b.note,
+            ]
+            for b in rows
+        ),
+    )

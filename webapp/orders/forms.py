@@ -1,4 +1,5 @@
 """The ticket form: the order's fields; per-client quantities arrive as qty_<client id>."""
+
 from __future__ import annotations
 
 from decimal import Decimal
@@ -8,8 +9,18 @@ from flask_wtf import FlaskForm
 from wtforms import BooleanField, RadioField, SelectField
 from wtforms.validators import DataRequired, NumberRange, Optional
 
-from webapp.inputs import MAX_IDS, MAX_INT, AmountField, IdField, InputError, TicketTokenField, WholeNumberField, looks_whole, \
-    record_id, whole_number
+from webapp.inputs import (
+    MAX_IDS,
+    MAX_INT,
+    AmountField,
+    IdField,
+    InputError,
+    TicketTokenField,
+    WholeNumberField,
+    looks_whole,
+    record_id,
+    whole_number,
+)
 from webapp.models import Batch, Order
 
 PRODUCTS = {"MIS": "Intraday (MIS)", "CNC": "Delivery (CNC)", "MTF": "MTF"}
@@ -26,16 +37,25 @@ class TicketForm(FlaskForm):
     trigger_price = AmountField("Trigger (₹)", column=Batch.trigger_price, validators=[Optional()])
     validity = SelectField("Validity", choices={"DAY": "Day", "IOC": "IOC"}, default="DAY")
     chase = BooleanField("Chase unfilled limit orders")
-    chase_seconds = WholeNumberField("every (seconds)", default=5, validators=[
-        Optional(), NumberRange(min=2, max=300, message="Between 2 and 300 seconds.")])
-    chase_max_ticks = WholeNumberField("at most (ticks from the price)", default=10, validators=[
-        Optional(), NumberRange(min=1, max=500, message="Between 1 and 500 ticks.")])
+    chase_seconds = WholeNumberField(
+        "every (seconds)",
+        default=5,
+        validators=[Optional(), NumberRange(min=2, max=300, message="Between 2 and 300 seconds.")],
+    )
+    chase_max_ticks = WholeNumberField(
+        "at most (ticks from the price)",
+        default=10,
+        validators=[Optional(), NumberRange(min=1, max=500, message="Between 1 and 500 ticks.")],
+    )
     chase_then = SelectField("then", choices={"leave": "leave them", "market": "convert to market"}, default="leave")
 
 
 class PriceForm(FlaskForm):
-    price = AmountField("New price (₹)", column=Order.price,
-                        validators=[DataRequired(message="Enter the new price."), NumberRange(min=Decimal("0.01"))])
+    price = AmountField(
+        "New price (₹)",
+        column=Order.price,
+        validators=[DataRequired(message="Enter the new price."), NumberRange(min=Decimal("0.01"))],
+    )
 
 
 def quantities(request: Request, client_ids: list[int]) -> tuple[dict[int, int], dict[int, str]]:

@@ -1,5 +1,6 @@
 """The ticket, batch progress and batch actions. Thin: parse → webapp.trading → render/enqueue.
 The request thread never calls a broker: sends, cancels and modifies are RQ jobs."""
+
 from __future__ import annotations
 
 import uuid
@@ -17,8 +18,8 @@ from webapp.instruments.master import search
 from webapp.models import FundsSnapshot, Instrument
 from webapp.models.base import in_ids
 from webapp.orders import bp
-from webapp.orders.forms import PriceForm, TicketForm, quantities
 from webapp.orders.batches import batch_for, enqueue_send, ticket_from_form
+from webapp.orders.forms import PriceForm, TicketForm, quantities
 from webapp.permissions import requires
 from webapp.tasks import QUEUE_UNAVAILABLE, queue_available
 from webapp.trading import batch_requests, exits, states
@@ -33,11 +34,27 @@ def _render_ticket(form: TicketForm, clients, review=None, qtys=None, status: in
     instrument = db.session.get(Instrument, form.instrument_id.data) if form.instrument_id.data else None
     ltp = reference_price(instrument, page_redis()) if instrument else None
     # one query for every client's capital (a lazy load per row was a query per client)
-    capital = {f.client_id: f.available_margin for f in db.session.execute(sa.select(FundsSnapshot).where(
-        in_ids(FundsSnapshot.client_id, [c.id for c in clients]))).scalars()} if clients else {}
-    return render_template("orders/ticket.html", form=form, clients=clients, review=review, qtys=qtys or {},
-                           capital=capital, instrument=instrument, ltp=ltp,
-                           band=instrument.circuit_limits() if instrument else None), status
+    capital = (
+        {
+            f.client_id: f.available_margin
+            for f in db.session.execute(
+                sa.select(FundsSnapshot).where(in_ids(FundsSnapshot.client_id, [c.id for c in clients]))
+            ).scalars()
+        }
+        if clients
+        else {}
+    )
+    return render_template(
+        "orders/ticket.html",
+        form=form,
+        clients=clients,
+        review=review,
+        qtys=qtys or {},
+        capital=capital,
+        instrument=instrument,
+        ltp=ltp,
+        band=instrument.circuit_limits() if instrument else None,
+    ), status
 
 
 @bp.route("/new", methods=["GET", "POST"])
@@ -105,8 +122,14 @@ def instrument_options():
 @requires("desk.view")
 def batch(batch_id: int):
     found, children = batch_for(current_user, batch_id)
-    return render_page_or_partial("orders/batch.html", "orders/_batch_children.html", batch=found,
-                                  children=children, price_form=PriceForm(), states=states)
+    return render_page_or_partial(
+        "orders/batch.html",
+        "orders/_batch_children.html",
+        batch=found,
+        children=children,
+        price_form=PriceForm(),
+        states=states,
+    )
 
 
 @bp.route("/batches/<int:batch_id>/retry", methods=["POST"])
@@ -119,9 +142,19 @@ def retry(batch_id: int):
     if not failed or found.instrument_id is None or found.action not in ("BUY", "SELL"):
         flash("Nothing to retry: only failed or rejected children of a ticket can be sent again.", "info")
         return redirect(url_for("orders.batch", batch_id=found.id))
-    ticket = Ticket(ticket_id=str(uuid.uuid4()), action=found.action, instrument_id=found.instrument_id,
-                    product=found.product, order_type=found.order_type, validity=found.validity, price=found.price,
-                    trigger_price=found.trigger_price, quantities=failed, kind="retry", note=f"retry of batch {found.id}")
+    ticket = Ticket(
+        ticket_id=str(uuid.uuid4()),
+        action=found.action,
+        instrument_id=found.instrument_id,
+        product=found.product,
+        order_type=found.order_type,
+        validity=found.validity,
+        price=found.price,
+        trigger_price=found.trigger_price,
+        quantities=failed,
+        kind="retry",
+        note=f"retry of batch {found.id}",
+    )
     if not queue_available():
         flash(QUEUE_UNAVAILABLE, "error")
         return redirect(url_for("orders.batch", batch_id=found.id))
@@ -145,8 +178,14 @@ def _retry_exit(found, failed):
     if not queue_available():
         flash(QUEUE_UNAVAILABLE, "error")
         return redirect(url_for("orders.batch", batch_id=found.id))
-    retry_batch = exits.create_exit_batch(current_user, "retry", legs, instrument_id=found.instrument_id,
-                                          ip=request.remote_addr, note=f"retry of batch {found.id}")
+    retry_batch = exits.create_exit_batch(
+        current_user,
+        "retry",
+        legs,
+        instrument_id=found.instrument_id,
+        ip=request.remote_addr,
+        note=f"retry of batch {found.id}",
+    )
     db.session.commit()
     enqueue_send(retry_batch.id)
     return redirect(url_for("orders.batch", batch_id=retry_batch.id))
@@ -192,4 +231,3 @@ def modify(batch_id: int):
 def batch_children(batch_id: int):
     found, children = batch_for(current_user, batch_id)
     return render_template("orders/_batch_children.html", batch=found, children=children, states=states)
-

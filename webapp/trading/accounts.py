@@ -1,9 +1,11 @@
 """From a stored Client to a live broker adapter: decrypt credentials and session, add the
 options the broker's adapter declares it reads from the settings (webapp/brokers/)."""
+
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
-from typing import Any, Mapping
+from typing import Any
 
 from sqlalchemy import Row
 
@@ -23,6 +25,10 @@ def stored_session(client: Client | Row, vault: Vault) -> BrokerSession | None:
 
 def adapter_for(client: Client | Row, config: Mapping[str, Any], vault: Vault) -> Broker:
     """From a Client, or a row of its id, broker, client_code, credentials_enc and session_enc."""
-    account = Account(client_code=client.client_code, credentials=vault.decrypt(client.credentials_enc),
-                      session=stored_session(client, vault), client_id=client.id)
+    account = Account(
+        client_code=client.client_code,
+        credentials=vault.decrypt(client.credentials_enc),
+        session=stored_session(client, vault),
+        client_id=client.id,
+    )
     return create_broker(client.broker, account, broker_options(client.broker, config))

@@ -1,5 +1,6 @@
 """A person asks to cancel or re-price a batch's open children (the request side: which children,
 the audit event, the job). The job side, talking to each broker, is webapp/trading/order_actions.py."""
+
 from __future__ import annotations
 
 import logging
@@ -23,8 +24,9 @@ def queue_send(batch_id: int) -> int | None:
     written), its NEW children are FAILED at once, so none is sent later without a person choosing
     it (retry): how many, then."""
     try:
-        enqueue("jobs.orders.send_batch", batch_id, queue_name=QUEUE_ORDERS, job_id=f"send-batch-{batch_id}",
-                **SEND_JOB)
+        enqueue(
+            "jobs.orders.send_batch", batch_id, queue_name=QUEUE_ORDERS, job_id=f"send-batch-{batch_id}", **SEND_JOB
+        )
         return None
     except RedisError as exc:
         log.warning("op=enqueue batch=%s job=send result=failed error=%s", batch_id, exc)
@@ -44,23 +46,43 @@ def price_error(batch: Batch, instrument: Instrument | None, price: Decimal) -> 
     """The new limit price checked as a ticket's would be (tick size, band); None when it may go."""
     if instrument is None:
         return None
-    probe = Ticket(ticket_id="", action=batch.action, instrument_id=batch.instrument_id, product=batch.product or "",
-                   order_type="LIMIT", price=price)
+    probe = Ticket(
+        ticket_id="",
+        action=batch.action,
+        instrument_id=batch.instrument_id,
+        product=batch.product or "",
+        order_type="LIMIT",
+        price=price,
+    )
     return price_errors(probe, instrument).get("price")
 
 
 def request_cancel(user: User, batch: Batch, children: list[Order], open_ids: list[int], ip: str | None) -> None:
     """Audit, commit, then queue the cancel of these open children (the queue was checked first)."""
-    audit.record("batch.cancel", actor_id=user.id, actor=user.username, target=f"batch:{batch.id}",
-                 clients=[c.client_id for c in children if c.id in open_ids], ip=ip)
+    audit.record(
+        "batch.cancel",
+        actor_id=user.id,
+        actor=user.username,
+        target=f"batch:{batch.id}",
+        clients=[c.client_id for c in children if c.id in open_ids],
+        ip=ip,
+    )
     db.session.commit()
     enqueue("jobs.orders.cancel_children", open_ids, queue_name=QUEUE_ORDERS)
 
 
-def request_modify(user: User, batch: Batch, children: list[Order], open_ids: list[int], price: Decimal,
-                   ip: str | None) -> None:
+def request_modify(
+    user: User, batch: Batch, children: list[Order], open_ids: list[int], price: Decimal, ip: str | None
+) -> None:
     """Audit, commit, then queue the new price for these open children (the queue was checked first)."""
-    audit.record("batch.modify", actor_id=user.id, actor=user.username, target=f"batch:{batch.id}",
-                 clients=[c.client_id for c in children if c.id in open_ids], detail={"price": price}, ip=ip)
+    audit.record(
+        "batch.modify",
+        actor_id=user.id,
+        actor=user.username,
+        target=f"batch:{batch.id}",
+        clients=[c.client_id for c in children if c.id in open_ids],
+        detail={"price": price},
+        ip=ip,
+    )
     db.session.commit()
     enqueue("jobs.orders.modify_children", open_ids, str(price), queue_name=QUEUE_ORDERS)

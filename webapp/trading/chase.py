@@ -1,6 +1,7 @@
 """Limit chase: unfilled LIMIT children of a batch follow the market toward the last price, a step
 every N seconds, never further than the trader's maximum distance in ticks from the ticket's price;
 at that limit they are left, or converted to MARKET, as the trader chose."""
+
 from __future__ import annotations
 
 from datetime import timedelta
@@ -25,9 +26,19 @@ def chase_price(side: str, start: Decimal, ltp: Decimal, tick: Decimal, max_tick
 
 
 def due_batches(now) -> list[Batch]:
-    batches = db.session.execute(sa.select(Batch).where(Batch.chase_seconds.is_not(None)).where(
-        Batch.id.in_(sa.select(Order.batch_id).where(Order.status.in_(states.AT_BROKER), Order.order_type == "LIMIT")))
-    ).scalars().all()
+    batches = (
+        db.session.execute(
+            sa.select(Batch)
+            .where(Batch.chase_seconds.is_not(None))
+            .where(
+                Batch.id.in_(
+                    sa.select(Order.batch_id).where(Order.status.in_(states.AT_BROKER), Order.order_type == "LIMIT")
+                )
+            )
+        )
+        .scalars()
+        .all()
+    )
     return [b for b in batches if b.chased_at is None or now - b.chased_at >= timedelta(seconds=b.chase_seconds)]
 
 
@@ -42,8 +53,15 @@ def chase(ctx: Context, now=None) -> int:
         db.session.commit()
         if ltp is None:
             continue
-        for order in db.session.execute(sa.select(Order).where(Order.batch_id == batch.id, Order.order_type == "LIMIT",
-                                                               Order.status.in_(states.AT_BROKER))).scalars().all():
+        for order in (
+            db.session.execute(
+                sa.select(Order).where(
+                    Order.batch_id == batch.id, Order.order_type == "LIMIT", Order.status.in_(states.AT_BROKER)
+                )
+            )
+            .scalars()
+            .all()
+        ):
             target = chase_price(order.side, batch.price, ltp.last_price, instrument.tick_size, batch.chase_max_ticks)
             if target != order.price:
                 moved += order_actions.modify_child(order.id, target, ctx) == "ok"

@@ -4,6 +4,7 @@ exception makes of it, and the one way to act on it at its broker (lock → load
 Used by the engine's one-child send and reconcile, and by cancel / modify / convert
 (webapp/trading/order_actions.py).
 """
+
 from __future__ import annotations
 
 import logging
@@ -37,8 +38,15 @@ def child_event(order_id: int, batch_id: int | None, client_id: int, status: str
 
 
 def log_child(event: Mapping[str, Any], broker_order_id: str | None, reason: str) -> None:
-    log.info("op=child order=%s batch=%s client=%s status=%s broker_order_id=%s reason=%r", event["order_id"],
-             event["batch_id"], event["client_id"], event["status"], broker_order_id, reason)
+    log.info(
+        "op=child order=%s batch=%s client=%s status=%s broker_order_id=%s reason=%r",
+        event["order_id"],
+        event["batch_id"],
+        event["client_id"],
+        event["status"],
+        broker_order_id,
+        reason,
+    )
 
 
 def write_child(order: Order, status: str, ctx: Context, **fields: Any) -> bool:
@@ -65,15 +73,19 @@ def write_children(status: str, rows: list[dict[str, Any]], from_states: Iterabl
     if not rows:
         return set()
     table, columns = Order.__table__, [name for name in rows[0] if name != "id"]
-    query = (states.guarded_update(table, status, from_states).where(table.c.id == sa.bindparam("p_id"))
-             .values({**{name: sa.bindparam(f"p_{name}") for name in columns}, "updated_at": utcnow()}))
+    query = (
+        states.guarded_update(table, status, from_states)
+        .where(table.c.id == sa.bindparam("p_id"))
+        .values({**{name: sa.bindparam(f"p_{name}") for name in columns}, "updated_at": utcnow()})
+    )
     written = db.session.execute(query, [{f"p_{name}": value for name, value in row.items()} for row in rows]).rowcount
     if written == len(rows):
         return set()
     # some child was moved by another process since it was read (or is not where the caller
     # expected): not overwritten; rowcount may also be unknown (-1), hence the look
-    refused = db.session.execute(sa.select(Order.id, Order.status).where(
-        in_ids(Order.id, [row["id"] for row in rows]), Order.status != status)).all()
+    refused = db.session.execute(
+        sa.select(Order.id, Order.status).where(in_ids(Order.id, [row["id"] for row in rows]), Order.status != status)
+    ).all()
     for row in refused:
         states.refuse(row.id, row.status, status)
     return {row.id for row in refused}
@@ -94,8 +106,7 @@ def answer_to(exc: BrokerError) -> Answer:
     again, a lapsed login fails it, a refusal rejects it, and anything unclear (a timeout, a 5xx,
     an error of no known kind) leaves it UNKNOWN, to be looked up by tag, never sent blindly."""
     if isinstance(exc, RateLimited):
-        return Answer(states.NEW, f"Rate limited by the broker; retrying ({exc.message})", True,
-                      exc.retry_after or 1.0)
+        return Answer(states.NEW, f"Rate limited by the broker; retrying ({exc.message})", True, exc.retry_after or 1.0)
     if isinstance(exc, AuthExpired):
         return Answer(states.FAILED, f"Login needed: {exc.message}")
     if isinstance(exc, (Rejected, InvalidInput)):
@@ -105,8 +116,9 @@ def answer_to(exc: BrokerError) -> Answer:
     return Answer(states.UNKNOWN, f"Unclear answer from the broker ({exc.message}); checking its order book")
 
 
-def on_child(order_id: int, ctx: Context, ready: Callable[[Order], bool],
-             action: Callable[[Order, Broker], str]) -> str:
+def on_child(
+    order_id: int, ctx: Context, ready: Callable[[Order], bool], action: Callable[[Order, Broker], str]
+) -> str:
     """Every single-child action at a broker: take the child's lock, load it, and when `ready(it)`,
     run `action(it, adapter)` with its client's adapter, closed after; returns what the action
     returns, the child's state when it is not ready, "busy" when another process holds the lock."""

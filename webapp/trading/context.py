@@ -1,5 +1,6 @@
 """What the order jobs need besides the database: settings, secrets, Redis. One builder for it,
 used by the jobs and the tests alike."""
+
 from __future__ import annotations
 
 from collections.abc import Mapping

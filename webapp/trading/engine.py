@@ -22,6 +22,7 @@ Around it: the child locks and send marks (webapp/trading/locks.py), one child's
 mapping from a broker's exception to its next state and the lock → load → adapter → close helper
 (webapp/trading/children.py), cancel / modify / convert (webapp/trading/order_actions.py).
 """
+
 from __future__ import annotations
 
 import logging
@@ -74,18 +75,49 @@ def order_request(order: Order) -> OrderRequest:
 def _request(order: Any, instrument: Any, algo_id: str | None) -> OrderRequest:
     """From an Order and its Instrument, or from one row holding the columns of both."""
     return OrderRequest(
-        exchange=instrument.exchange, tradingsymbol=instrument.tradingsymbol,
-        exchange_token=instrument.exchange_token, instrument_token=instrument.instrument_token,
-        side=Side(order.side), quantity=order.quantity, product=Product(order.product),
-        order_type=OrderType(order.order_type), price=order.price, trigger_price=order.trigger_price,
-        validity=Validity(order.validity), tag=order.tag, algo_id=algo_id)
+        exchange=instrument.exchange,
+        tradingsymbol=instrument.tradingsymbol,
+        exchange_token=instrument.exchange_token,
+        instrument_token=instrument.instrument_token,
+        side=Side(order.side),
+        quantity=order.quantity,
+        product=Product(order.product),
+        order_type=OrderType(order.order_type),
+        price=order.price,
+        trigger_price=order.trigger_price,
+        validity=Validity(order.validity),
+        tag=order.tag,
+        algo_id=algo_id,
+    )
 
 
-_CHILD_COLUMNS = (Order.id, Order.batch_id, Order.client_id, Order.status, Order.attempts, Order.side, Order.quantity,
-                  Order.product, Order.order_type, Order.price, Order.trigger_price, Order.validity, Order.tag,
-                  Instrument.exchange, Instrument.tradingsymbol, Instrument.exchange_token, Instrument.instrument_token)
-_CLIENT_COLUMNS = (Client.id, Client.broker, Client.client_code, Client.credentials_enc, Client.session_enc,
-                   Client.algo_id)
+_CHILD_COLUMNS = (
+    Order.id,
+    Order.batch_id,
+    Order.client_id,
+    Order.status,
+    Order.attempts,
+    Order.side,
+    Order.quantity,
+    Order.product,
+    Order.order_type,
+    Order.price,
+    Order.trigger_price,
+    Order.validity,
+    Order.tag,
+    Instrument.exchange,
+    Instrument.tradingsymbol,
+    Instrument.exchange_token,
+    Instrument.instrument_token,
+)
+_CLIENT_COLUMNS = (
+    Client.id,
+    Client.broker,
+    Client.client_code,
+    Client.credentials_enc,
+    Client.session_enc,
+    Client.algo_id,
+)
 
 
 # ---------------------------------------------------------------------------------------- a batch
@@ -163,10 +195,17 @@ def _prepare(order_ids: set[int], adapters: dict[int, Broker], ctx: Context) -> 
     if not order_ids:
         return [], []
     # plain rows, not ORM objects: building 3 objects per child cost more than its broker call
-    rows = db.session.execute(sa.select(*_CHILD_COLUMNS).join(Instrument, Order.instrument_id == Instrument.id)
-                              .where(in_ids(Order.id, order_ids), Order.status.in_(states.IN_FLIGHT))).all()
-    clients = {c.id: c for c in db.session.execute(sa.select(*_CLIENT_COLUMNS).where(
-        in_ids(Client.id, {row.client_id for row in rows}))).all()}
+    rows = db.session.execute(
+        sa.select(*_CHILD_COLUMNS)
+        .join(Instrument, Order.instrument_id == Instrument.id)
+        .where(in_ids(Order.id, order_ids), Order.status.in_(states.IN_FLIGHT))
+    ).all()
+    clients = {
+        c.id: c
+        for c in db.session.execute(
+            sa.select(*_CLIENT_COLUMNS).where(in_ids(Client.id, {row.client_id for row in rows}))
+        ).all()
+    }
     db.session.commit()  # ends the read
     ready, later, broken = [], [], []
     for row in rows:
@@ -184,8 +223,12 @@ def _prepare(order_ids: set[int], adapters: dict[int, Broker], ctx: Context) -> 
             continue
         ready.append(Send(row.id, row.batch_id, row.client_id, row.attempts, request, adapters[client.id]))
     if broken:
-        unsent.fail_unsent("Not sent: this client's stored broker details could not be read; check the client's "
-                           "settings and reconnect", redis=ctx.redis, order_ids=[row.id for row in broken])
+        unsent.fail_unsent(
+            "Not sent: this client's stored broker details could not be read; check the client's "
+            "settings and reconnect",
+            redis=ctx.redis,
+            order_ids=[row.id for row in broken],
+        )
     waits = ctx.throttle.try_acquire_many([(s.client_id, s.adapter.rate_limits) for s in ready])
     later += [s.order_id for s, w in zip(ready, waits) if w > 0]
     return [s for s, w in zip(ready, waits) if w <= 0], later
@@ -197,16 +240,23 @@ def _claim(order_ids: list[int], ctx: Context, now: datetime | None = None) -> t
     of this and any other process's (reconcile, a failed enqueue) comes first wins: never both."""
     table, at = Order.__table__, utcnow()
     late_before = unsent.late_before(ctx.config, now or at)
-    claimed = set(db.session.execute(
-        states.guarded_update(table, states.SUBMITTING, from_states=[states.NEW])
-        .where(in_ids(table.c.id, order_ids), table.c.created_at >= late_before)
-        .values(attempts=table.c.attempts + 1, submitted_at=at, reason="", updated_at=at)
-        .returning(table.c.id)).scalars())
+    claimed = set(
+        db.session.execute(
+            states.guarded_update(table, states.SUBMITTING, from_states=[states.NEW])
+            .where(in_ids(table.c.id, order_ids), table.c.created_at >= late_before)
+            .values(attempts=table.c.attempts + 1, submitted_at=at, reason="", updated_at=at)
+            .returning(table.c.id)
+        ).scalars()
+    )
     db.session.commit()
     late: list[int] = []
     if len(claimed) < len(order_ids):  # the rest are past the deadline, or no longer NEW (left alone)
-        late = unsent.fail_unsent(unsent.NOT_SENT_IN_TIME, redis=ctx.redis, created_before=late_before,
-                                  order_ids=[i for i in order_ids if i not in claimed])
+        late = unsent.fail_unsent(
+            unsent.NOT_SENT_IN_TIME,
+            redis=ctx.redis,
+            created_before=late_before,
+            order_ids=[i for i in order_ids if i not in claimed],
+        )
     return claimed, late
 
 
@@ -281,17 +331,32 @@ def _record(outcomes: list[Outcome], ctx: Context) -> None:
         by_status[outcome.status].append(outcome)
     refused: set[int] = set()
     for status, group in by_status.items():
-        refused |= write_children(status, [
-            {"id": o.send.order_id, "reason": o.reason[:300], "broker_order_id": o.broker_order_id,
-             "acknowledged_at": o.acknowledged_at, "attempts": o.send.attempts} for o in group],
-            from_states=[states.SUBMITTING])
+        refused |= write_children(
+            status,
+            [
+                {
+                    "id": o.send.order_id,
+                    "reason": o.reason[:300],
+                    "broker_order_id": o.broker_order_id,
+                    "acknowledged_at": o.acknowledged_at,
+                    "attempts": o.send.attempts,
+                }
+                for o in group
+            ],
+            from_states=[states.SUBMITTING],
+        )
     db.session.commit()
     _announce([(o.send, o.status) for o in outcomes if o.send.order_id not in refused], ctx)
 
 
 def _announce(changes: list[tuple[Send, str]], ctx: Context) -> None:
-    publish_many(ctx.redis, [("order.updated", child_event(send.order_id, send.batch_id, send.client_id, status))
-                             for send, status in changes])
+    publish_many(
+        ctx.redis,
+        [
+            ("order.updated", child_event(send.order_id, send.batch_id, send.client_id, status))
+            for send, status in changes
+        ],
+    )
 
 
 def _follow_up(order_id: int, waits: Mapping[int, float], ctx: Context) -> str:
@@ -313,12 +378,14 @@ def _send_in_context(order_id: int, ctx: Context, now=None) -> str:
 
 def send_child(order_id: int, ctx: Context, now=None) -> str:
     """Send one child, or find it at the broker by its tag; returns its state after."""
+
     def action(order: Order, adapter: Broker) -> str:
         if order.status == states.NEW:
             _place(order, adapter, ctx, now)
         else:
             resolve_unknown(order, adapter, ctx, now)
         return order.status
+
     return on_child(order_id, ctx, lambda order: order.status in states.IN_FLIGHT, action)
 
 
@@ -362,21 +429,40 @@ def resolve_unknown(order: Order, adapter: Broker, ctx: Context, now=None) -> No
     except BrokerError as exc:
         write_child(order, states.UNKNOWN, ctx, reason=f"Could not check the broker's order book: {exc.message}")
         return
-    taken = set(db.session.execute(sa.select(Order.broker_order_id).where(
-        Order.client_id == order.client_id, Order.id != order.id, Order.broker_order_id.is_not(None))).scalars())
+    taken = set(
+        db.session.execute(
+            sa.select(Order.broker_order_id).where(
+                Order.client_id == order.client_id, Order.id != order.id, Order.broker_order_id.is_not(None)
+            )
+        ).scalars()
+    )
     candidates = [o for o in found if o.order_id not in taken]
     if len(candidates) == 1:
         match = candidates[0]
-        write_child(order, states.FROM_BROKER[match.status], ctx, broker_order_id=match.order_id,
-                    acknowledged_at=order.acknowledged_at or utcnow(), filled_quantity=match.filled_quantity,
-                    average_price=match.average_price,
-                    reason=match.status_message or "Found at the broker after an unclear answer")
+        write_child(
+            order,
+            states.FROM_BROKER[match.status],
+            ctx,
+            broker_order_id=match.order_id,
+            acknowledged_at=order.acknowledged_at or utcnow(),
+            filled_quantity=match.filled_quantity,
+            average_price=match.average_price,
+            reason=match.status_message or "Found at the broker after an unclear answer",
+        )
     elif candidates:
-        write_child(order, states.UNKNOWN, ctx, reason=f"{len(candidates)} orders at the broker could be this one; "
-                                                     "check the broker's order book")
+        write_child(
+            order,
+            states.UNKNOWN,
+            ctx,
+            reason=f"{len(candidates)} orders at the broker could be this one; check the broker's order book",
+        )
     elif order.submitted_at and (now or utcnow()) - order.submitted_at < ARRIVAL_GRACE:
-        write_child(order, states.UNKNOWN, ctx, reason="Not at the broker yet, but the last send may still arrive; "
-                                                     "checking again before sending again")
+        write_child(
+            order,
+            states.UNKNOWN,
+            ctx,
+            reason="Not at the broker yet, but the last send may still arrive; checking again before sending again",
+        )
     elif order.attempts >= MAX_PLACE_ATTEMPTS:
         write_child(order, states.FAILED, ctx, reason=f"Not at the broker after {order.attempts} attempts: not placed")
     elif unsent.is_late(order.created_at, ctx.config, now):
@@ -389,10 +475,17 @@ def resolve_unknown(order: Order, adapter: Broker, ctx: Context, now=None) -> No
 def stuck_children(now=None) -> list[int]:
     """Children a dead worker left behind: NEW or SUBMITTING for too long, and every UNKNOWN."""
     cutoff = (now or utcnow()) - STUCK_AFTER
-    return list(db.session.execute(sa.select(Order.id).where(sa.or_(
-        Order.status == states.UNKNOWN,
-        sa.and_(Order.status == states.SUBMITTING, Order.submitted_at < cutoff),
-        sa.and_(Order.status == states.NEW, Order.updated_at < cutoff)))).scalars())
+    return list(
+        db.session.execute(
+            sa.select(Order.id).where(
+                sa.or_(
+                    Order.status == states.UNKNOWN,
+                    sa.and_(Order.status == states.SUBMITTING, Order.submitted_at < cutoff),
+                    sa.and_(Order.status == states.NEW, Order.updated_at < cutoff),
+                )
+            )
+        ).scalars()
+    )
 
 
 def reconcile(ctx: Context, now=None, abandoned_batches: Iterable[int] = ()) -> dict[str, int]:
@@ -434,8 +527,9 @@ def orphaned_children(ctx: Context, abandoned_batches: Iterable[int] = ()) -> li
     them is gone: a live sender holds the lock from before its claim until after the answer is
     written), and the unlocked ones of send jobs whose worker died (`abandoned_batches`) before it
     got to them."""
-    rows = db.session.execute(sa.select(Order.id, Order.status, Order.batch_id)
-                              .where(Order.status.in_(states.IN_FLIGHT)).order_by(Order.id)).all()
+    rows = db.session.execute(
+        sa.select(Order.id, Order.status, Order.batch_id).where(Order.status.in_(states.IN_FLIGHT)).order_by(Order.id)
+    ).all()
     db.session.commit()
     if not rows:
         return []

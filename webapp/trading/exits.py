@@ -1,5 +1,6 @@
 """Exits on the same order path: one position, an instrument across clients, a client's whole book,
 and the kill switches (cancel open orders, square off intraday, refuse new orders until re-armed)."""
+
 from __future__ import annotations
 
 import uuid
@@ -46,10 +47,20 @@ def holders(clients: list[Client], instrument_id: int | None = None, with_holdin
     for h in db.session.execute(holdings).scalars() if with_holdings else ():
         key = (h.client_id, h.instrument_id, "CNC")
         totals[key] = totals.get(key, 0) + h.quantity
-    instruments = {i.id: i for i in db.session.execute(
-        sa.select(Instrument).where(Instrument.id.in_({k[1] for k in totals}))).scalars()} if totals else {}
-    return sorted((Holder(by_id[c], instruments[i], product, qty) for (c, i, product), qty in totals.items() if qty),
-                  key=lambda h: (h.client.name, h.instrument.tradingsymbol, h.product))
+    instruments = (
+        {
+            i.id: i
+            for i in db.session.execute(
+                sa.select(Instrument).where(Instrument.id.in_({k[1] for k in totals}))
+            ).scalars()
+        }
+        if totals
+        else {}
+    )
+    return sorted(
+        (Holder(by_id[c], instruments[i], product, qty) for (c, i, product), qty in totals.items() if qty),
+        key=lambda h: (h.client.name, h.instrument.tradingsymbol, h.product),
+    )
 
 
 def share_of(quantity: int, percent: int, lot_size: int = 1) -> int:
@@ -58,29 +69,72 @@ def share_of(quantity: int, percent: int, lot_size: int = 1) -> int:
     return wanted - wanted % lot_size
 
 
-def create_exit_batch(user: User, kind: str, legs: list[tuple[Holder, int]], *, instrument_id: int | None,
-                      ip: str | None = None, note: str = "") -> Batch | None:
+def create_exit_batch(
+    user: User,
+    kind: str,
+    legs: list[tuple[Holder, int]],
+    *,
+    instrument_id: int | None,
+    ip: str | None = None,
+    note: str = "",
+) -> Batch | None:
     """MARKET orders that reduce each holder by the given quantity. Risk still applies (session,
     enabled), but exits need no margin and go out under a kill switch."""
     legs = [(h, q) for h, q in legs if q > 0]
     if not legs:
         return None
-    batch = Batch(ticket_id=str(uuid.uuid4()), user_id=user.id, kind=kind, action="EXIT", instrument_id=instrument_id,
-                  order_type="MARKET", validity="DAY", note=note)
+    batch = Batch(
+        ticket_id=str(uuid.uuid4()),
+        user_id=user.id,
+        kind=kind,
+        action="EXIT",
+        instrument_id=instrument_id,
+        order_type="MARKET",
+        validity="DAY",
+        note=note,
+    )
     db.session.add(batch)
     for holder, quantity in legs:
-        check = check_children(user, [holder.client], {holder.client.id: quantity}, instrument_id=holder.instrument.id,
-                               product=holder.product, unit_price=holder.instrument.last_price or 0,
-                               reduces={holder.client.id: True})[0]
-        db.session.add(Order(batch=batch, client_id=holder.client.id, instrument_id=holder.instrument.id,
-                             side="SELL" if holder.quantity > 0 else "BUY", quantity=min(quantity, abs(holder.quantity)),
-                             product=holder.product, order_type="MARKET", validity="DAY", tag=new_tag(),
-                             status=states.FAILED if check.block else states.NEW, reason=check.block))
+        check = check_children(
+            user,
+            [holder.client],
+            {holder.client.id: quantity},
+            instrument_id=holder.instrument.id,
+            product=holder.product,
+            unit_price=holder.instrument.last_price or 0,
+            reduces={holder.client.id: True},
+        )[0]
+        db.session.add(
+            Order(
+                batch=batch,
+                client_id=holder.client.id,
+                instrument_id=holder.instrument.id,
+                side="SELL" if holder.quantity > 0 else "BUY",
+                quantity=min(quantity, abs(holder.quantity)),
+                product=holder.product,
+                order_type="MARKET",
+                validity="DAY",
+                tag=new_tag(),
+                status=states.FAILED if check.block else states.NEW,
+                reason=check.block,
+            )
+        )
     db.session.flush()
-    audit.record(f"batch.{kind}", actor_id=user.id, actor=user.username, target=f"batch:{batch.id}",
-                 clients=[h.client.id for h, _ in legs], ip=ip,
-                 detail={"legs": [{"client": h.client.id, "instrument": h.instrument.key, "product": h.product,
-                                   "quantity": q} for h, q in legs], "note": note})
+    audit.record(
+        f"batch.{kind}",
+        actor_id=user.id,
+        actor=user.username,
+        target=f"batch:{batch.id}",
+        clients=[h.client.id for h, _ in legs],
+        ip=ip,
+        detail={
+            "legs": [
+                {"client": h.client.id, "instrument": h.instrument.key, "product": h.product, "quantity": q}
+                for h, q in legs
+            ],
+            "note": note,
+        },
+    )
     return batch
 
 
@@ -99,22 +153,37 @@ def retry_legs(children: list[Order]) -> list[tuple[Holder, int]]:
 
 
 def open_children(client_ids: list[int]) -> list[int]:
-    return list(db.session.execute(sa.select(Order.id).where(
-        Order.client_id.in_(client_ids), Order.status.in_(states.AT_BROKER))).scalars())
+    return list(
+        db.session.execute(
+            sa.select(Order.id).where(Order.client_id.in_(client_ids), Order.status.in_(states.AT_BROKER))
+        ).scalars()
+    )
 
 
 def set_client_kill(user: User, client: Client, on: bool, ip: str | None) -> None:
     client.kill_switch = on
-    audit.record("kill_switch.client.on" if on else "kill_switch.client.off", actor_id=user.id, actor=user.username,
-                 target=f"client:{client.id}", clients=[client.id], ip=ip)
+    audit.record(
+        "kill_switch.client.on" if on else "kill_switch.client.off",
+        actor_id=user.id,
+        actor=user.username,
+        target=f"client:{client.id}",
+        clients=[client.id],
+        ip=ip,
+    )
 
 
 def set_desk_kill(user: User, on: bool, ip: str | None, client_ids: list[int]) -> None:
     state = db.session.get(DeskState, 1) or DeskState(id=1)
     state.kill_switch, state.changed_by = on, user.username
     db.session.add(state)
-    audit.record("kill_switch.desk.on" if on else "kill_switch.desk.off", actor_id=user.id, actor=user.username,
-                 target="desk", clients=client_ids, ip=ip)
+    audit.record(
+        "kill_switch.desk.on" if on else "kill_switch.desk.off",
+        actor_id=user.id,
+        actor=user.username,
+        target="desk",
+        clients=client_ids,
+        ip=ip,
+    )
 
 
 def cancel_open_orders(client_ids: list[int]) -> list[int]:
@@ -129,8 +198,14 @@ def square_off(user: User, client: Client, positions: list[Holder], ip: str | No
     """Cancel the client's open orders and exit its positions: the exit batch (None: nothing held)
     and how many orders were cancelled. The caller commits, then queues the batch's send."""
     cancelled = cancel_open_orders([client.id])
-    batch = create_exit_batch(user, "square_off", [(h, abs(h.quantity)) for h in positions], instrument_id=None,
-                              ip=ip, note=f"square off {client.name}")
+    batch = create_exit_batch(
+        user,
+        "square_off",
+        [(h, abs(h.quantity)) for h in positions],
+        instrument_id=None,
+        ip=ip,
+        note=f"square off {client.name}",
+    )
     return batch, len(cancelled)
 
 
@@ -150,8 +225,9 @@ def flatten(user: User, clients: list[Client], ip: str | None) -> Batch | None:
     """Cancel open orders and square off intraday positions of these clients (kill switch on)."""
     cancel_open_orders([c.id for c in clients])
     legs = [(h, abs(h.quantity)) for h in intraday_holders(clients)]
-    return create_exit_batch(user, "kill_switch", legs, instrument_id=None, ip=ip,
-                             note="kill switch: square off intraday")
+    return create_exit_batch(
+        user, "kill_switch", legs, instrument_id=None, ip=ip, note="kill switch: square off intraday"
+    )
 
 
 def intraday_holders(clients: list[Client]) -> list[Holder]:

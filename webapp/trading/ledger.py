@@ -5,6 +5,7 @@ value to the cost; one that reduces it closes shares at their share of the cost 
 1/100 of a paisa, so rounding never compounds with quantity) and realizes the difference; one that
 crosses zero closes everything and opens the rest at the fill price. The average price is derived.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass

@@ -7,6 +7,7 @@ webapp/trading/engine.py) instead of waiting LOCK_SECONDS for them to expire.
 
 While a batch is being sent it is marked in SENDING: background syncs wait for it to go out.
 """
+
 from __future__ import annotations
 
 import time
@@ -44,13 +45,17 @@ class ChildLocks:
     the same keys and token scheme as redis-py's Lock, so `child_lock` and these exclude each other.
     While any are held, the batch is marked in SENDING."""
 
-    _ACQUIRE = ("local held = {} for i, key in ipairs(KEYS) do "
-                "if i > 1 and redis.call('set', key, ARGV[1], 'NX', 'PX', ARGV[2]) then held[#held + 1] = i - 1 end "
-                "end redis.call('zremrangebyscore', KEYS[1], '-inf', ARGV[4]) "
-                "if #held > 0 then redis.call('zadd', KEYS[1], ARGV[3], ARGV[1]) end return held")
-    _RELEASE = ("for i, key in ipairs(KEYS) do "
-                "if i > 1 and redis.call('get', key) == ARGV[1] then redis.call('del', key) end end "
-                "if ARGV[2] == '1' then redis.call('zrem', KEYS[1], ARGV[1]) end return 0")
+    _ACQUIRE = (
+        "local held = {} for i, key in ipairs(KEYS) do "
+        "if i > 1 and redis.call('set', key, ARGV[1], 'NX', 'PX', ARGV[2]) then held[#held + 1] = i - 1 end "
+        "end redis.call('zremrangebyscore', KEYS[1], '-inf', ARGV[4]) "
+        "if #held > 0 then redis.call('zadd', KEYS[1], ARGV[3], ARGV[1]) end return held"
+    )
+    _RELEASE = (
+        "for i, key in ipairs(KEYS) do "
+        "if i > 1 and redis.call('get', key) == ARGV[1] then redis.call('del', key) end end "
+        "if ARGV[2] == '1' then redis.call('zrem', KEYS[1], ARGV[1]) end return 0"
+    )
 
     def __init__(self, redis: redis_lib.Redis, holder: str = ""):
         self._acquire, self._release = redis.register_script(self._ACQUIRE), redis.register_script(self._RELEASE)
@@ -62,7 +67,8 @@ class ChildLocks:
         if ids:
             taken = self._acquire(
                 keys=[SENDING] + [lock_name(i) for i in ids],
-                args=[self._token, LOCK_SECONDS * 1000, time.time() + SENDING_SECONDS, time.time()])
+                args=[self._token, LOCK_SECONDS * 1000, time.time() + SENDING_SECONDS, time.time()],
+            )
             self.held |= {ids[n - 1] for n in taken}
         return self.held
 
@@ -79,8 +85,10 @@ def sends_in_flight(redis: redis_lib.Redis) -> bool:
     return bool(redis.zcount(SENDING, time.time(), "+inf"))
 
 
-_BREAK = ("local n = 0 for i, key in ipairs(KEYS) do "
-          "if redis.call('get', key) == ARGV[i] then redis.call('del', key) n = n + 1 end end return n")
+_BREAK = (
+    "local n = 0 for i, key in ipairs(KEYS) do "
+    "if redis.call('get', key) == ARGV[i] then redis.call('del', key) n = n + 1 end end return n"
+)
 
 
 def break_locks(redis: redis_lib.Redis, broken: list[tuple[int, str | bytes]]) -> None:

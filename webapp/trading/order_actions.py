@@ -1,6 +1,7 @@
 """Changing a child already at its broker: cancel, modify its price, convert it to MARKET (the
 job side: talking to the broker). The broker's answer updates the child's reason; the sync that
 follows updates its state."""
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -18,7 +19,8 @@ def _at_broker(order: Order) -> bool:
 
 
 def _change(order_id: int, ctx: Context, call: Callable[[Broker, Order], None]) -> str:
-    """"ok", "error" (the broker refused: its message is the child's reason), or why not tried."""
+    """ "ok", "error" (the broker refused: its message is the child's reason), or why not tried."""
+
     def action(order: Order, adapter: Broker) -> str:
         try:
             call(adapter, order)
@@ -26,6 +28,7 @@ def _change(order_id: int, ctx: Context, call: Callable[[Broker, Order], None]) 
             write_child(order, order.status, ctx, reason=exc.message)
             return "error"
         return "ok"
+
     return on_child(order_id, ctx, _at_broker, action)
 
 
@@ -33,6 +36,7 @@ def cancel_child(order_id: int, ctx: Context) -> str:
     def call(adapter: Broker, order: Order) -> None:
         adapter.cancel(order.broker_order_id)
         write_child(order, order.status, ctx, reason="Cancel sent")
+
     return _change(order_id, ctx, call)
 
 
@@ -40,12 +44,15 @@ def modify_child(order_id: int, price: Decimal, ctx: Context) -> str:
     def call(adapter: Broker, order: Order) -> None:
         adapter.modify(order.broker_order_id, price=price)
         write_child(order, order.status, ctx, price=price, reason=f"Price changed to {price}")
+
     return _change(order_id, ctx, call)
 
 
 def convert_to_market(order_id: int, ctx: Context) -> str:
     def call(adapter: Broker, order: Order) -> None:
         adapter.modify(order.broker_order_id, order_type=OrderType.MARKET)
-        write_child(order, order.status, ctx, order_type="MARKET", price=None,
-                    reason="Chase limit reached: converted to market")
+        write_child(
+            order, order.status, ctx, order_type="MARKET", price=None, reason="Chase limit reached: converted to market"
+        )
+
     return _change(order_id, ctx, call)

@@ -12,13 +12,15 @@ Where a price comes from, per instrument with an open position:
 Each mark stores when its price was observed (price_at, UTC) and whether it is stale (anything but a
 fresh tick): the pages show "stale 3m" next to such a price, its age counted from price_at.
 """
+
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import Callable, Mapping, NamedTuple, Sequence
+from typing import NamedTuple
 
 import sqlalchemy as sa
 
@@ -39,12 +41,16 @@ STALE_AFTER = timedelta(seconds=60)  # a tick older than this, in market hours, 
 # error (~2e-16 of the notional) is far below that hundredth for any notional the REAL column itself
 # can hold to 4 decimals (under ~₹10^11), so ROUND lands on the exact Decimal's value — without it
 # 1234.05 × 3 − 3702.15 would be −4.5e-13, not 0 (tests/live/test_reprice.py checks both).
-MARK_PRICES = sa.Table("mark_prices", sa.MetaData(),
-                       sa.Column("instrument_id", sa.Integer, primary_key=True),
-                       sa.Column("price", Price, nullable=False),
-                       sa.Column("observed_at", UTCDateTime),
-                       sa.Column("stale", sa.Boolean, nullable=False),
-                       prefixes=["TEMPORARY"], postgresql_on_commit="DELETE ROWS")
+MARK_PRICES = sa.Table(
+    "mark_prices",
+    sa.MetaData(),
+    sa.Column("instrument_id", sa.Integer, primary_key=True),
+    sa.Column("price", Price, nullable=False),
+    sa.Column("observed_at", UTCDateTime),
+    sa.Column("stale", sa.Boolean, nullable=False),
+    prefixes=["TEMPORARY"],
+    postgresql_on_commit="DELETE ROWS",
+)
 
 # the instruments without a fresh tick → the quotes found for them, by instrument id; must not raise
 Fallback = Callable[[Sequence[sa.Row]], Mapping[int, Quote]]
@@ -74,8 +80,13 @@ def is_fresh(quote: Quote, now: datetime, market_open: bool) -> bool:
     return stamp is None or not market_open or now - stamp <= STALE_AFTER
 
 
-def mark_prices(rows: Sequence[sa.Row], quotes: Mapping[int, Quote], now: datetime, market_open: bool,
-                fallback: Fallback | None = None) -> dict[int, PriceMark]:
+def mark_prices(
+    rows: Sequence[sa.Row],
+    quotes: Mapping[int, Quote],
+    now: datetime,
+    market_open: bool,
+    fallback: Fallback | None = None,
+) -> dict[int, PriceMark]:
     """rows: instruments (id, instrument_token, last_price, updated_at, exchange, tradingsymbol,
     exchange_token) → instrument id: the price to mark at, per the order in the module's docstring;
     an instrument with no price at all is left out."""
@@ -115,8 +126,10 @@ def last_marks(instrument_ids: list[int]) -> dict[int, tuple[Decimal, datetime |
     """The latest price each instrument's positions were marked at, with when it was observed."""
     found: dict[int, tuple[Decimal, datetime | None]] = {}
     for instrument_id, price, observed in db.session.execute(
-            sa.select(Position.instrument_id, Position.last_price, Position.price_at).distinct()
-            .where(Position.instrument_id.in_(instrument_ids), Position.last_price.is_not(None))):
+        sa.select(Position.instrument_id, Position.last_price, Position.price_at)
+        .distinct()
+        .where(Position.instrument_id.in_(instrument_ids), Position.last_price.is_not(None))
+    ):
         prior = found.get(instrument_id)
         if prior is None or (observed is not None and (prior[1] is None or observed > prior[1])):
             found[instrument_id] = (price, observed)
@@ -130,30 +143,51 @@ def mark_to_market(redis, fallback: Fallback | None = None, now: datetime | None
     now = now or utcnow()
     held = sa.select(Position.instrument_id).where(Position.quantity != 0)
     instruments = db.session.execute(
-        sa.select(Instrument.id, Instrument.instrument_token, Instrument.last_price, Instrument.updated_at,
-                  Instrument.exchange, Instrument.tradingsymbol, Instrument.exchange_token)
-        .where(Instrument.id.in_(held))).all()
-    prices = mark_prices(instruments, read_quotes(redis, [row.instrument_token for row in instruments]), now,
-                         market_hours(now), fallback)
+        sa.select(
+            Instrument.id,
+            Instrument.instrument_token,
+            Instrument.last_price,
+            Instrument.updated_at,
+            Instrument.exchange,
+            Instrument.tradingsymbol,
+            Instrument.exchange_token,
+        ).where(Instrument.id.in_(held))
+    ).all()
+    prices = mark_prices(
+        instruments, read_quotes(redis, [row.instrument_token for row in instruments]), now, market_hours(now), fallback
+    )
     if not prices:
         return []
     MARK_PRICES.create(db.session.connection(), checkfirst=True)
     db.session.execute(MARK_PRICES.delete())  # SQLite keeps the rows of the last pass (PostgreSQL: at commit)
-    db.session.execute(MARK_PRICES.insert(), [{"instrument_id": i, "price": p.price, "observed_at": p.observed_at,
-                                               "stale": p.stale} for i, p in prices.items()])
+    db.session.execute(
+        MARK_PRICES.insert(),
+        [
+            {"instrument_id": i, "price": p.price, "observed_at": p.observed_at, "stale": p.stale}
+            for i, p in prices.items()
+        ],
+    )
     positions, mark = Position.__table__, MARK_PRICES.c
     direction = sa.case((positions.c.quantity > 0, 1), else_=-1)
     pnl = sa.func.round((mark.price * sa.func.abs(positions.c.quantity) - positions.c.cost) * direction, 4, type_=Money)
     # a fresh price's time is written with its price; a stale one's whenever it moves (its age shows)
     marked = db.session.execute(
         positions.update()
-        .where(positions.c.instrument_id == mark.instrument_id, positions.c.quantity != 0,
-               sa.or_(positions.c.last_price.is_distinct_from(mark.price), positions.c.unrealized_pnl != pnl,
-                      positions.c.price_stale != mark.stale,
-                      sa.and_(mark.stale, positions.c.price_at.is_distinct_from(mark.observed_at))))
-        .values(last_price=mark.price, unrealized_pnl=pnl, price_at=mark.observed_at, price_stale=mark.stale,
-                updated_at=now)
-        .returning(positions.c.id, positions.c.client_id, positions.c.last_price, positions.c.unrealized_pnl))
+        .where(
+            positions.c.instrument_id == mark.instrument_id,
+            positions.c.quantity != 0,
+            sa.or_(
+                positions.c.last_price.is_distinct_from(mark.price),
+                positions.c.unrealized_pnl != pnl,
+                positions.c.price_stale != mark.stale,
+                sa.and_(mark.stale, positions.c.price_at.is_distinct_from(mark.observed_at)),
+            ),
+        )
+        .values(
+            last_price=mark.price, unrealized_pnl=pnl, price_at=mark.observed_at, price_stale=mark.stale, updated_at=now
+        )
+        .returning(positions.c.id, positions.c.client_id, positions.c.last_price, positions.c.unrealized_pnl)
+    )
     changed = list(map(Mark._make, marked))
     db.session.commit()
     return changed
@@ -189,7 +223,9 @@ def money(value) -> Decimal:
 def client_totals(client_ids: list[int]) -> dict[int, Totals]:
     rows = db.session.execute(
         sa.select(Position.client_id, money_sum(Position.realized_pnl), money_sum(Position.unrealized_pnl))
-        .where(in_ids(Position.client_id, client_ids)).group_by(Position.client_id)).all()
+        .where(in_ids(Position.client_id, client_ids))
+        .group_by(Position.client_id)
+    ).all()
     return {cid: Totals(money(r), money(u)) for cid, r, u in rows}
 
 
@@ -205,8 +241,12 @@ def record_day(client_ids: list[int], redis, now=None) -> None:
     now = now or utcnow()
     day = now.astimezone(IST).date()
     totals = client_totals(client_ids)
-    rows = {r.client_id: r for r in db.session.execute(sa.select(DailyPnl).where(
-        DailyPnl.client_id.in_(client_ids), DailyPnl.day == day)).scalars()}
+    rows = {
+        r.client_id: r
+        for r in db.session.execute(
+            sa.select(DailyPnl).where(DailyPnl.client_id.in_(client_ids), DailyPnl.day == day)
+        ).scalars()
+    }
     pipe = redis.pipeline()
     for client_id, t in totals.items():
         row = rows.get(client_id) or DailyPnl(client_id=client_id, day=day)

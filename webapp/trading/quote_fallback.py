@@ -13,11 +13,13 @@ that long and no more. A broker is asked at most once every ASK_EVERY_SECONDS (r
 BACKOFF_SECONDS. Any failure is logged and leaves its instruments to pnl.py's last known price,
 marked stale: this never raises.
 """
+
 from __future__ import annotations
 
 import logging
 import threading
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -57,15 +59,20 @@ class BrokerQuotes:
                     quotes = self.ask(client, left)
                 except Exception as exc:  # noqa: BLE001 - whatever the broker did, the pass goes on
                     self.redis.set(key, "1", ex=BACKOFF_SECONDS)
-                    log.warning("repricing: %s quotes for %d instruments failed (client %s): %s; not asked again "
-                                "for %d s", client.broker, len(left), client.id, getattr(exc, "message", exc),
-                                BACKOFF_SECONDS)
+                    log.warning(
+                        "repricing: %s quotes for %d instruments failed (client %s): %s; not asked again for %d s",
+                        client.broker,
+                        len(left),
+                        client.id,
+                        getattr(exc, "message", exc),
+                        BACKOFF_SECONDS,
+                    )
                     continue
                 for row in left:
                     quote = quotes.get(f"{row.exchange}:{row.tradingsymbol}")
                     if quote is not None:
                         answered[row.id] = quote
-        except Exception:  # noqa: BLE001 - the database or Redis failing here must not stop the pass either
+        except Exception:
             log.exception("repricing: the quote fallback failed")
         return answered
 
@@ -81,8 +88,9 @@ class BrokerQuotes:
         for broker in brokers:
             if broker in chosen:
                 continue
-            for client in db.session.execute(sa.select(Client).where(Client.broker == broker, Client.enabled.is_(True))
-                                              .order_by(Client.id)).scalars():
+            for client in db.session.execute(
+                sa.select(Client).where(Client.broker == broker, Client.enabled.is_(True)).order_by(Client.id)
+            ).scalars():
                 if client.session_state() == "connected":
                     chosen[broker] = client
                     break
@@ -91,7 +99,9 @@ class BrokerQuotes:
     def ask(self, client: Client, rows: Sequence[Any]) -> dict[str, Quote]:
         """One quotes() call through the client's adapter, bounded by the broker timeout."""
         adapter = adapter_for(client, self.config, self.vault)
-        refs = [InstrumentRef(row.exchange, row.tradingsymbol, row.exchange_token, row.instrument_token) for row in rows]
+        refs = [
+            InstrumentRef(row.exchange, row.tradingsymbol, row.exchange_token, row.instrument_token) for row in rows
+        ]
         outcome: dict[str, Any] = {}
 
         def call() -> None:

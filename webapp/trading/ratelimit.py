@@ -5,6 +5,7 @@ script (one call for a whole batch): the broker's per-second and per-minute limi
 10 orders per second per account.
 `acquire` blocks until a slot is free (or the deadline passes).
 """
+
 from __future__ import annotations
 
 import time

@@ -1,5 +1,6 @@
 """Pre-trade risk, checked before anything is sent: per client, per user, the kill switches and the
 broker session. A breach blocks that client's child with the reason; the others go on."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -11,8 +12,8 @@ import sqlalchemy as sa
 from webapp.extensions import db
 from webapp.models import Client, DeskState, FundsSnapshot, Order, Position, User
 from webapp.models.base import in_ids
-from webapp.timeutil import IST, utcnow
 from webapp.money import rupees
+from webapp.timeutil import IST, utcnow
 from webapp.trading.pnl import client_totals
 
 # margin the desk expects a broker to block, by product, for the preview (brokers compute their own)
@@ -33,9 +34,10 @@ def orders_today(client_ids: list[int]) -> dict[int, int]:
     if not client_ids:
         return {}
     rows = db.session.execute(
-        sa.select(Order.client_id, sa.func.count()).where(in_ids(Order.client_id, client_ids),
-                                                           Order.created_at >= start_of_day())
-        .group_by(Order.client_id)).all()
+        sa.select(Order.client_id, sa.func.count())
+        .where(in_ids(Order.client_id, client_ids), Order.created_at >= start_of_day())
+        .group_by(Order.client_id)
+    ).all()
     return dict(rows)
 
 
@@ -47,8 +49,11 @@ def day_pnl(client_ids: list[int]) -> dict[int, Decimal]:
 def open_positions(client_ids: list[int]) -> dict[int, set[int]]:
     if not client_ids:
         return {}
-    rows = db.session.execute(sa.select(Position.client_id, Position.instrument_id)
-                              .where(in_ids(Position.client_id, client_ids), Position.quantity != 0)).all()
+    rows = db.session.execute(
+        sa.select(Position.client_id, Position.instrument_id).where(
+            in_ids(Position.client_id, client_ids), Position.quantity != 0
+        )
+    ).all()
     result: dict[int, set[int]] = {}
     for client_id, instrument_id in rows:
         result.setdefault(client_id, set()).add(instrument_id)
@@ -65,8 +70,16 @@ class ChildCheck:
     block: str = ""  # why the child may not be sent; "" when it may
 
 
-def check_children(user: User, clients: list[Client], quantities: dict[int, int], *, instrument_id: int,
-                   product: str, unit_price: Decimal, reduces: dict[int, bool] | None = None) -> list[ChildCheck]:
+def check_children(
+    user: User,
+    clients: list[Client],
+    quantities: dict[int, int],
+    *,
+    instrument_id: int,
+    product: str,
+    unit_price: Decimal,
+    reduces: dict[int, bool] | None = None,
+) -> list[ChildCheck]:
     """Every limit for every client with a quantity. `reduces[client_id]` is True when the order
     only reduces an existing position (exits need no margin and open no new position)."""
     reduces = reduces or {}
@@ -78,8 +91,12 @@ def check_children(user: User, clients: list[Client], quantities: dict[int, int]
     today, pnl = orders_today(limited("max_orders_per_day")), day_pnl(limited("max_daily_loss"))
     held = open_positions(limited("max_open_positions"))
     f = FundsSnapshot  # rows, not objects (loading ORM objects cost more): the model's own formula applied to each
-    available_margin = {row.client_id: f.available_margin.fget(row) for row in db.session.execute(sa.select(
-        f.client_id, f.available_cash, f.collateral, f.margin_used).where(in_ids(f.client_id, ids)))}
+    available_margin = {
+        row.client_id: f.available_margin.fget(row)
+        for row in db.session.execute(
+            sa.select(f.client_id, f.available_cash, f.collateral, f.margin_used).where(in_ids(f.client_id, ids))
+        )
+    }
     killed = desk_killed()
     user_orders = _user_orders_today(user)
     new_orders = sum(1 for c in clients if quantities.get(c.id))
@@ -91,11 +108,26 @@ def check_children(user: User, clients: list[Client], quantities: dict[int, int]
         if not qty:
             continue
         value = unit_price * qty
-        margin = Decimal(0) if reduces.get(client.id) else (value * MARGIN_RATE.get(product, Decimal(1))).quantize(Decimal("0.01"))
+        margin = (
+            Decimal(0)
+            if reduces.get(client.id)
+            else (value * MARGIN_RATE.get(product, Decimal(1))).quantize(Decimal("0.01"))
+        )
         available = available_margin.get(client.id)
-        block = _client_block(client, qty, value, margin, available, product, instrument_id, killed,
-                              today.get(client.id, 0), pnl.get(client.id), held.get(client.id, set()),
-                              reduces.get(client.id, False))
+        block = _client_block(
+            client,
+            qty,
+            value,
+            margin,
+            available,
+            product,
+            instrument_id,
+            killed,
+            today.get(client.id, 0),
+            pnl.get(client.id),
+            held.get(client.id, set()),
+            reduces.get(client.id, False),
+        )
         block = block or user_loss or _user_block(*user_limits, value, user_orders + new_orders)
         checks.append(ChildCheck(client, qty, value, margin, available, block))
     return checks
@@ -106,13 +138,28 @@ def _user_orders_today(user: User) -> int:
 
     # by the batches' day, not the children's: children are written with their batch, and the count
     # then needs only the orders' batch_id index (measured: docs/BENCHMARKS.md)
-    return db.session.execute(sa.select(sa.func.count()).select_from(Order).join(Batch, Order.batch_id == Batch.id)
-                              .where(Batch.user_id == user.id, Batch.created_at >= start_of_day())).scalar_one()
+    return db.session.execute(
+        sa.select(sa.func.count())
+        .select_from(Order)
+        .join(Batch, Order.batch_id == Batch.id)
+        .where(Batch.user_id == user.id, Batch.created_at >= start_of_day())
+    ).scalar_one()
 
 
-def _client_block(client: Client, qty: int, value: Decimal, margin: Decimal, available: Decimal | None, product: str,
-                  instrument_id: int, killed: bool, orders_today: int, pnl: Decimal | None, held: set[int],
-                  reduces: bool) -> str:
+def _client_block(
+    client: Client,
+    qty: int,
+    value: Decimal,
+    margin: Decimal,
+    available: Decimal | None,
+    product: str,
+    instrument_id: int,
+    killed: bool,
+    orders_today: int,
+    pnl: Decimal | None,
+    held: set[int],
+    reduces: bool,
+) -> str:
     if killed and not reduces:  # exits still go out under a kill switch: that is what it is for
         return "The desk kill switch is on: no new orders until an admin re-arms it."
     if client.kill_switch and not reduces:
@@ -131,16 +178,21 @@ def _client_block(client: Client, qty: int, value: Decimal, margin: Decimal, ava
         return f"This client has reached its {client.max_orders_per_day} orders for today."
     if client.max_daily_loss and pnl is not None and pnl <= -client.max_daily_loss:
         return f"Today's loss ₹{rupees(-pnl)} has reached this client's limit of ₹{rupees(client.max_daily_loss)}."
-    if not reduces and client.max_open_positions and instrument_id not in held \
-            and len(held) >= client.max_open_positions:
+    if (
+        not reduces
+        and client.max_open_positions
+        and instrument_id not in held
+        and len(held) >= client.max_open_positions
+    ):
         return f"This client already holds its limit of {client.max_open_positions} open positions."
     if available is not None and margin > available:
         return f"Needs ₹{rupees(margin)} margin; ₹{rupees(available)} available."
     return ""
 
 
-def _user_block(max_position_value: Decimal | None, max_orders_per_day: int | None, value: Decimal,
-                orders_today: int) -> str:
+def _user_block(
+    max_position_value: Decimal | None, max_orders_per_day: int | None, value: Decimal, orders_today: int
+) -> str:
     if max_position_value and value > max_position_value:
         return f"Order value ₹{rupees(value)} is above your limit of ₹{rupees(max_position_value)}."
     if max_orders_per_day and orders_today > max_orders_per_day:
@@ -155,4 +207,3 @@ def user_day_loss_blocked(user: User, client_ids: list[int]) -> str:
     if total <= -user.max_daily_loss:
         return f"Your clients' loss today ₹{rupees(-total)} has reached your limit of ₹{rupees(user.max_daily_loss)}."
     return ""
-

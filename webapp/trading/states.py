@@ -13,10 +13,12 @@ refused and logged, never written. Final states stay final: a stale broker read 
 COMPLETE child as OPEN changes nothing. Writing a child's own state again (a new reason, a fill
 count) is not a transition and is always allowed.
 """
+
 from __future__ import annotations
 
 import logging
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -58,7 +60,10 @@ TRANSITIONS: dict[str, frozenset[str]] = {
     PLACED: frozenset({OPEN, PARTIAL, COMPLETE, CANCELLED, REJECTED}),
     OPEN: frozenset({PARTIAL, COMPLETE, CANCELLED, REJECTED}),
     PARTIAL: frozenset({OPEN, COMPLETE, CANCELLED, REJECTED}),  # OPEN: sync writes what the broker shows, as before
-    COMPLETE: frozenset(), CANCELLED: frozenset(), REJECTED: frozenset(), FAILED: frozenset(),
+    COMPLETE: frozenset(),
+    CANCELLED: frozenset(),
+    REJECTED: frozenset(),
+    FAILED: frozenset(),
 }
 assert set(TRANSITIONS) == set(ALL) and all(TRANSITIONS[s] <= set(ALL) for s in ALL)
 assert all(not TRANSITIONS[s] for s in FINAL)

@@ -1,5 +1,6 @@
 """Bringing the desk's book in line with a broker's: child order states and fills from the order
 book and trade book, the position ledger from new fills, holdings and funds mirrored."""
+
 from __future__ import annotations
 
 import json
@@ -23,8 +24,8 @@ from webapp.trading import states
 from webapp.trading.accounts import adapter_for
 from webapp.trading.children import child_event, write_children
 from webapp.trading.context import Context
-from webapp.trading.locks import sends_in_flight
 from webapp.trading.ledger import Book, apply_fill, unrealized
+from webapp.trading.locks import sends_in_flight
 
 log = logging.getLogger(__name__)
 
@@ -32,8 +33,9 @@ log = logging.getLogger(__name__)
 def _instruments(keys: set[tuple[str, str]]) -> dict[tuple[str, str], Instrument]:
     if not keys:
         return {}
-    rows = db.session.execute(sa.select(Instrument).where(
-        sa.tuple_(Instrument.exchange, Instrument.tradingsymbol).in_(list(keys)))).scalars()
+    rows = db.session.execute(
+        sa.select(Instrument).where(sa.tuple_(Instrument.exchange, Instrument.tradingsymbol).in_(list(keys)))
+    ).scalars()
     return {(i.exchange, i.tradingsymbol): i for i in rows}
 
 
@@ -145,14 +147,14 @@ def _write(reads: list[_Read], ctx: Context, full: bool) -> set[int]:
         db.session.flush()
         changed = _move_children(moves)
         # read before the commit expires them: afterwards each would be loaded again, a query apiece
-        events = ([("order.updated", event) for event in changed]
-                  + [("position.updated", {"position_id": p.id, "client_id": p.client_id}) for p in touched])
+        events = [("order.updated", event) for event in changed] + [
+            ("position.updated", {"position_id": p.id, "client_id": p.client_id}) for p in touched
+        ]
         db.session.commit()
     except IntegrityError:
         db.session.rollback()
         if len(reads) == 1:
-            log.warning("op=sync client=%s result=conflict (written by another process; next sync)",
-                        reads[0].client_id)
+            log.warning("op=sync client=%s result=conflict (written by another process; next sync)", reads[0].client_id)
             return set()
         return set().union(*(_write([got], ctx, full) for got in reads))
     if full:
@@ -178,9 +180,15 @@ def _order_moves(client_id: int, book) -> list[_Move]:
     rest of the group's writes): states and fills, through the state machine (a stale read that
     would move a final child, a COMPLETE one seen OPEN, is refused and logged)."""
     by_id = {o.order_id: o for o in book}
-    children = db.session.execute(sa.select(
-        Order.id, Order.batch_id, Order.status, Order.filled_quantity, Order.reason, Order.broker_order_id).where(
-        Order.client_id == client_id, Order.broker_order_id.in_(list(by_id)))).all() if by_id else []
+    children = (
+        db.session.execute(
+            sa.select(
+                Order.id, Order.batch_id, Order.status, Order.filled_quantity, Order.reason, Order.broker_order_id
+            ).where(Order.client_id == client_id, Order.broker_order_id.in_(list(by_id)))
+        ).all()
+        if by_id
+        else []
+    )
     moves = []
     for child in children:
         at_broker = by_id[child.broker_order_id]
@@ -194,9 +202,19 @@ def _order_moves(client_id: int, book) -> list[_Move]:
         reason = child.reason
         if status in (states.REJECTED, states.CANCELLED) and at_broker.status_message:
             reason = at_broker.status_message
-        moves.append(_Move(status, child.batch_id, client_id, {
-            "id": child.id, "filled_quantity": at_broker.filled_quantity, "average_price": at_broker.average_price,
-            "reason": reason}))
+        moves.append(
+            _Move(
+                status,
+                child.batch_id,
+                client_id,
+                {
+                    "id": child.id,
+                    "filled_quantity": at_broker.filled_quantity,
+                    "average_price": at_broker.average_price,
+                    "reason": reason,
+                },
+            )
+        )
     return moves
 
 
@@ -209,44 +227,84 @@ def _move_children(moves: list[_Move]) -> list[dict[str, Any]]:
     events = []
     for status, group in by_status.items():
         refused = write_children(status, [move.row for move in group])
-        events += [child_event(m.row["id"], m.batch_id, m.client_id, status) for m in group
-                   if m.row["id"] not in refused]
+        events += [
+            child_event(m.row["id"], m.batch_id, m.client_id, status) for m in group if m.row["id"] not in refused
+        ]
     return events
 
 
 def _apply_trades(client_id: int, fills) -> list[Position]:
     """New fills become trades and move the client's positions (in this session, unflushed)."""
     ids = list({f.trade_id for f in fills})
-    known = set(db.session.execute(sa.select(Trade.broker_trade_id).where(
-        Trade.client_id == client_id, Trade.broker_trade_id.in_(ids))).scalars()) if ids else set()
+    known = (
+        set(
+            db.session.execute(
+                sa.select(Trade.broker_trade_id).where(Trade.client_id == client_id, Trade.broker_trade_id.in_(ids))
+            ).scalars()
+        )
+        if ids
+        else set()
+    )
     fresh = [f for f in fills if f.trade_id not in known]
     if not fresh:
         return []
     instruments = _instruments({(f.exchange, f.tradingsymbol) for f in fresh})
-    children = dict(db.session.execute(sa.select(Order.broker_order_id, Order.id).where(
-        Order.client_id == client_id, Order.broker_order_id.in_([f.order_id for f in fresh]))).all())
-    positions = {(p.instrument_id, p.product): p for p in db.session.execute(sa.select(Position).where(
-        Position.client_id == client_id, Position.instrument_id.in_([i.id for i in instruments.values()]))).scalars()}
+    children = dict(
+        db.session.execute(
+            sa.select(Order.broker_order_id, Order.id).where(
+                Order.client_id == client_id, Order.broker_order_id.in_([f.order_id for f in fresh])
+            )
+        ).all()
+    )
+    positions = {
+        (p.instrument_id, p.product): p
+        for p in db.session.execute(
+            sa.select(Position).where(
+                Position.client_id == client_id, Position.instrument_id.in_([i.id for i in instruments.values()])
+            )
+        ).scalars()
+    }
     touched: dict[tuple[int, str], Position] = {}
     for fill in sorted(fresh, key=lambda f: (f.filled_at or utcnow(), f.trade_id)):
         instrument = instruments.get((fill.exchange, fill.tradingsymbol))
         if instrument is None:
-            log.warning("op=sync client=%s trade=%s unknown_instrument=%s", client_id, fill.trade_id, fill.tradingsymbol)
+            log.warning(
+                "op=sync client=%s trade=%s unknown_instrument=%s", client_id, fill.trade_id, fill.tradingsymbol
+            )
             continue
-        db.session.add(Trade(order_id=children.get(fill.order_id), client_id=client_id, instrument_id=instrument.id,
-                             broker_trade_id=fill.trade_id, broker_order_id=fill.order_id, side=fill.side.value,
-                             product=fill.product.value, quantity=fill.quantity, price=fill.price,
-                             filled_at=fill.filled_at or utcnow()))
+        db.session.add(
+            Trade(
+                order_id=children.get(fill.order_id),
+                client_id=client_id,
+                instrument_id=instrument.id,
+                broker_trade_id=fill.trade_id,
+                broker_order_id=fill.order_id,
+                side=fill.side.value,
+                product=fill.product.value,
+                quantity=fill.quantity,
+                price=fill.price,
+                filled_at=fill.filled_at or utcnow(),
+            )
+        )
         key = (instrument.id, fill.product.value)
         position = positions.get(key)
         if position is None:
-            position = positions[key] = Position(client_id=client_id, instrument_id=instrument.id,
-                                                 product=fill.product.value, quantity=0, buy_quantity=0,
-                                                 sell_quantity=0, cost=0, average_price=0, realized_pnl=0,
-                                                 unrealized_pnl=0)
+            position = positions[key] = Position(
+                client_id=client_id,
+                instrument_id=instrument.id,
+                product=fill.product.value,
+                quantity=0,
+                buy_quantity=0,
+                sell_quantity=0,
+                cost=0,
+                average_price=0,
+                realized_pnl=0,
+                unrealized_pnl=0,
+            )
             db.session.add(position)
-        book = apply_fill(Book(position.quantity, position.cost, position.realized_pnl),
-                          fill.side.value, fill.quantity, fill.price)
+        book = apply_fill(
+            Book(position.quantity, position.cost, position.realized_pnl), fill.side.value, fill.quantity, fill.price
+        )
         position.quantity, position.cost, position.realized_pnl = book.quantity, book.cost, book.realized_pnl
         position.average_price = book.average_price
         position.unrealized_pnl = unrealized(book, position.last_price)  # a closed position has none left
@@ -260,7 +318,10 @@ def _apply_trades(client_id: int, fills) -> list[Position]:
 
 def _mirror_holdings(client_id: int, holdings) -> None:
     instruments = _instruments({(h.exchange, h.tradingsymbol) for h in holdings})
-    current = {h.instrument_id: h for h in db.session.execute(sa.select(Holding).where(Holding.client_id == client_id)).scalars()}
+    current = {
+        h.instrument_id: h
+        for h in db.session.execute(sa.select(Holding).where(Holding.client_id == client_id)).scalars()
+    }
     seen = set()
     for item in holdings:
         instrument = instruments.get((item.exchange, item.tradingsymbol))
@@ -284,8 +345,9 @@ def _mirror_funds(client_id: int, funds) -> None:
 
 
 def clients_with_open_orders() -> list[int]:
-    return list(db.session.execute(sa.select(Order.client_id).where(
-        Order.status.in_(states.AT_BROKER)).distinct()).scalars())
+    return list(
+        db.session.execute(sa.select(Order.client_id).where(Order.status.in_(states.AT_BROKER)).distinct()).scalars()
+    )
 
 
 def connected_clients() -> list[int]:
@@ -303,11 +365,17 @@ def _differences(client_id: int, at_broker) -> list[dict]:
         key = (p.exchange, p.tradingsymbol, p.product.value)
         broker[key] = broker.get(key, 0) + p.quantity
     desk = {}
-    for position, instrument in db.session.execute(sa.select(Position, Instrument).join(
-            Instrument, Position.instrument_id == Instrument.id).where(Position.client_id == client_id)).all():
+    for position, instrument in db.session.execute(
+        sa.select(Position, Instrument)
+        .join(Instrument, Position.instrument_id == Instrument.id)
+        .where(Position.client_id == client_id)
+    ).all():
         desk[(instrument.exchange, instrument.tradingsymbol, position.product)] = position.quantity
-    return [{"instrument": f"{k[0]}:{k[1]}", "product": k[2], "desk": desk.get(k, 0), "broker": broker.get(k, 0)}
-            for k in sorted(set(broker) | set(desk)) if desk.get(k, 0) != broker.get(k, 0)]
+    return [
+        {"instrument": f"{k[0]}:{k[1]}", "product": k[2], "desk": desk.get(k, 0), "broker": broker.get(k, 0)}
+        for k in sorted(set(broker) | set(desk))
+        if desk.get(k, 0) != broker.get(k, 0)
+    ]
 
 
 def flag_position_differences(redis, client_id: int, differences: list[dict]) -> None:

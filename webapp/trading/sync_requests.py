@@ -1,5 +1,6 @@
 """Syncs wanted after sends and changes, coalesced: batches sent back to back share one queued sync
 job instead of each queuing its own sync of the same clients."""
+
 from __future__ import annotations
 
 from webapp.tasks import QUEUE_SYNC, enqueue

@@ -1,5 +1,6 @@
 """A ticket: one trader action for many clients. Validated in full, then written as a Batch and one
 NEW child order per client in a single transaction; the caller enqueues the send job."""
+
 from __future__ import annotations
 
 import secrets
@@ -77,8 +78,10 @@ def reference_price(instrument: Instrument, redis) -> Decimal | None:
 def price_errors(ticket: Ticket, instrument: Instrument) -> dict[str, str]:
     errors: dict[str, str] = {}
     band = instrument.circuit_limits()
-    for name, value, needed in (("price", ticket.price, ticket.order_type in PRICED),
-                                ("trigger_price", ticket.trigger_price, ticket.order_type in TRIGGERED)):
+    for name, value, needed in (
+        ("price", ticket.price, ticket.order_type in PRICED),
+        ("trigger_price", ticket.trigger_price, ticket.order_type in TRIGGERED),
+    ):
         label = "Price" if name == "price" else "Trigger price"
         if needed and value is None:
             errors[name] = f"{label} is required for a {ticket.order_type} order."
@@ -98,8 +101,9 @@ def price_errors(ticket: Ticket, instrument: Instrument) -> dict[str, str]:
     return errors
 
 
-def review_ticket(user: User, ticket: Ticket, clients: list[Client], redis=None,
-                  reduces: dict[int, bool] | None = None) -> Review:
+def review_ticket(
+    user: User, ticket: Ticket, clients: list[Client], redis=None, reduces: dict[int, bool] | None = None
+) -> Review:
     """Validate everything without writing: the ticket preview and the submit share this."""
     review = Review()
     instrument = db.session.get(Instrument, ticket.instrument_id) if ticket.instrument_id else None
@@ -124,9 +128,15 @@ def review_ticket(user: User, ticket: Ticket, clients: list[Client], redis=None,
     review.unit_price = price
     if review.errors or review.quantity_errors or price is None:
         return review
-    review.checks = check_children(user, [c for c in clients if c.id in ticket.quantities], ticket.quantities,
-                                   instrument_id=instrument.id, product=ticket.product, unit_price=price,
-                                   reduces=reduces)
+    review.checks = check_children(
+        user,
+        [c for c in clients if c.id in ticket.quantities],
+        ticket.quantities,
+        instrument_id=instrument.id,
+        product=ticket.product,
+        unit_price=price,
+        reduces=reduces,
+    )
     if review.checks and all(c.block for c in review.checks):
         review.errors["clients"] = "No client can take this order: " + review.checks[0].block
     return review
@@ -138,22 +148,62 @@ def existing_batch(ticket_id: str) -> Batch | None:
 
 def create_batch(user: User, ticket: Ticket, review: Review, ip: str | None = None) -> Batch:
     """One transaction: the batch and a child per client — NEW to send, FAILED where risk blocked it."""
-    batch = Batch(ticket_id=ticket.ticket_id, user_id=user.id, kind=ticket.kind, action=ticket.action,
-                  instrument_id=review.instrument.id, product=ticket.product, order_type=ticket.order_type,
-                  price=ticket.price, trigger_price=ticket.trigger_price, validity=ticket.validity, note=ticket.note,
-                  chase_seconds=ticket.chase_seconds, chase_max_ticks=ticket.chase_max_ticks, chase_then=ticket.chase_then)
+    batch = Batch(
+        ticket_id=ticket.ticket_id,
+        user_id=user.id,
+        kind=ticket.kind,
+        action=ticket.action,
+        instrument_id=review.instrument.id,
+        product=ticket.product,
+        order_type=ticket.order_type,
+        price=ticket.price,
+        trigger_price=ticket.trigger_price,
+        validity=ticket.validity,
+        note=ticket.note,
+        chase_seconds=ticket.chase_seconds,
+        chase_max_ticks=ticket.chase_max_ticks,
+        chase_then=ticket.chase_then,
+    )
     db.session.add(batch)
     db.session.flush()
     if review.checks:  # one INSERT of many rows, on the table: the ORM's bulk path costs more (docs/BENCHMARKS.md)
-        db.session.execute(Order.__table__.insert(), [dict(
-            batch_id=batch.id, client_id=check.client.id, instrument_id=review.instrument.id, side=ticket.action,
-            quantity=check.quantity, product=ticket.product, order_type=ticket.order_type, price=ticket.price,
-            trigger_price=ticket.trigger_price, validity=ticket.validity, tag=new_tag(),
-            status=states.FAILED if check.block else states.NEW, reason=check.block) for check in review.checks])
-    audit.record(f"batch.{ticket.kind}", actor_id=user.id, actor=user.username, target=f"batch:{batch.id}",
-                 clients=[c.client.id for c in review.checks], ip=ip,
-                 detail={"action": ticket.action, "instrument": review.instrument.key, "product": ticket.product,
-                         "order_type": ticket.order_type, "price": ticket.price, "trigger": ticket.trigger_price,
-                         "quantities": {str(c.client.id): c.quantity for c in review.checks},
-                         "blocked": {str(c.client.id): c.block for c in review.checks if c.block}})
+        db.session.execute(
+            Order.__table__.insert(),
+            [
+                dict(
+                    batch_id=batch.id,
+                    client_id=check.client.id,
+                    instrument_id=review.instrument.id,
+                    side=ticket.action,
+                    quantity=check.quantity,
+                    product=ticket.product,
+                    order_type=ticket.order_type,
+                    price=ticket.price,
+                    trigger_price=ticket.trigger_price,
+                    validity=ticket.validity,
+                    tag=new_tag(),
+                    status=states.FAILED if check.block else states.NEW,
+                    reason=check.block,
+                )
+                for check in review.checks
+            ],
+        )
+    audit.record(
+        f"batch.{ticket.kind}",
+        actor_id=user.id,
+        actor=user.username,
+        target=f"batch:{batch.id}",
+        clients=[c.client.id for c in review.checks],
+        ip=ip,
+        detail={
+            "action": ticket.action,
+            "instrument": review.instrument.key,
+            "product": ticket.product,
+            "order_type": ticket.order_type,
+            "price": ticket.price,
+            "trigger": ticket.trigger_price,
+            "quantities": {str(c.client.id): c.quantity for c in review.checks},
+            "blocked": {str(c.client.id): c.block for c in review.checks if c.block},
+        },
+    )
     return batch

@@ -9,11 +9,13 @@ the batch page's retry sends them again as new children (with a fresh deadline) 
 The UPDATE is conditional on NEW, as the engine's claim (NEW → SUBMITTING) is: of the two, exactly
 one wins, so a child is either sent or failed, never both.
 """
+
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 from webapp.events import publish_many
 from webapp.extensions import db
@@ -38,8 +40,14 @@ def late_before(config: Mapping[str, Any], now: datetime | None = None) -> datet
     return (now or utcnow()) - send_deadline(config)
 
 
-def fail_unsent(reason: str, *, redis=None, order_ids: Iterable[int] | None = None, batch_id: int | None = None,
-                created_before: datetime | None = None) -> list[int]:
+def fail_unsent(
+    reason: str,
+    *,
+    redis=None,
+    order_ids: Iterable[int] | None = None,
+    batch_id: int | None = None,
+    created_before: datetime | None = None,
+) -> list[int]:
     """FAILED with `reason`, for the children still NEW among these (ids, or a batch's, or all of
     them), only those created before `created_before` when given. Commits; returns the ids failed.
     Events go out on `redis` when given (best effort: without Redis the page shows it on its own)."""
@@ -51,15 +59,29 @@ def fail_unsent(reason: str, *, redis=None, order_ids: Iterable[int] | None = No
         query = query.where(table.c.batch_id == batch_id)
     if created_before is not None:
         query = query.where(table.c.created_at < created_before)
-    rows = db.session.execute(query.values(reason=reason, updated_at=now)
-                              .returning(table.c.id, table.c.batch_id, table.c.client_id)).all()
+    rows = db.session.execute(
+        query.values(reason=reason, updated_at=now).returning(table.c.id, table.c.batch_id, table.c.client_id)
+    ).all()
     db.session.commit()
     for row in rows:
-        log.info("op=child order=%s batch=%s client=%s status=FAILED broker_order_id=None reason=%r", row.id,
-                 row.batch_id, row.client_id, reason)
+        log.info(
+            "op=child order=%s batch=%s client=%s status=FAILED broker_order_id=None reason=%r",
+            row.id,
+            row.batch_id,
+            row.client_id,
+            reason,
+        )
     if redis is not None and rows:
-        publish_many(redis, [("order.updated", {"order_id": r.id, "batch_id": r.batch_id, "client_id": r.client_id,
-                                                "status": states.FAILED}) for r in rows])
+        publish_many(
+            redis,
+            [
+                (
+                    "order.updated",
+                    {"order_id": r.id, "batch_id": r.batch_id, "client_id": r.client_id, "status": states.FAILED},
+                )
+                for r in rows
+            ],
+        )
     return [row.id for row in rows]
 
 
@@ -70,4 +92,3 @@ def expire_late(config: Mapping[str, Any], redis=None, now: datetime | None = No
 
 def is_late(created_at: datetime, config: Mapping[str, Any], now: datetime | None = None) -> bool:
     return created_at < late_before(config, now)
-

@@ -3,19 +3,41 @@
 Wire facts: reference/brokers.md §1. Orders go out as variety "regular" with the desk's tag, so
 an ambiguous place is resolved by reading /orders and matching `tag` (DESIGN.md §5.4).
 """
+
 from __future__ import annotations
 
 import hashlib
 import logging
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import time
 from decimal import Decimal
-from typing import Any, Callable, Iterable, Mapping, Sequence, TypeVar
-from urllib.parse import quote as urlquote, urlencode
+from typing import Any, TypeVar
+from urllib.parse import quote as urlquote
+from urllib.parse import urlencode
 
 from webapp.brokers.base import (
-    TIMEOUT_OPTION, Account, Broker, BrokerSession, Capabilities, ConfigOption, CredentialField,
-    Funds, Holding, InstrumentRef, InstrumentRow,
-    InvalidInput, Order, OrderRequest, OrderType, Position, Quote, RateLimits, Rejected, Trade, Unavailable, Validity,
+    TIMEOUT_OPTION,
+    Account,
+    Broker,
+    BrokerSession,
+    Capabilities,
+    ConfigOption,
+    CredentialField,
+    Funds,
+    Holding,
+    InstrumentRef,
+    InstrumentRow,
+    InvalidInput,
+    Order,
+    OrderRequest,
+    OrderType,
+    Position,
+    Quote,
+    RateLimits,
+    Rejected,
+    Trade,
+    Unavailable,
+    Validity,
 )
 from webapp.brokers.kite import convert
 from webapp.brokers.kite.transport import KiteTransport, outcome_of
@@ -45,8 +67,11 @@ class KiteBroker(Broker):
     tag_max_length = 20  # Kite allows 20; the desk sends 10
     login_kind = "redirect"
     session_expiry_ist = time(6, 0)  # Kite tokens die around 06:00 IST the next morning
-    config_options = (ConfigOption("base_url", "KITE_API_URL", required=True),
-                      ConfigOption("login_url", "KITE_LOGIN_URL", required=True), TIMEOUT_OPTION)
+    config_options = (
+        ConfigOption("base_url", "KITE_API_URL", required=True),
+        ConfigOption("login_url", "KITE_LOGIN_URL", required=True),
+        TIMEOUT_OPTION,
+    )
     capabilities = Capabilities(quotes=True, streaming=True)
     quote_preference = 10  # one /quote call answers 500 instruments
     stream_key = "instrument_token"  # Kite's ticker subscribes by instrument token
@@ -85,9 +110,16 @@ class KiteBroker(Broker):
         log.info("broker=kite op=place client=%s tag=%s order_id=%s", self.account.client_code, request.tag, order_id)
         return order_id
 
-    def modify(self, order_id: str, *, quantity: int | None = None, price: Decimal | None = None,
-               trigger_price: Decimal | None = None, order_type: OrderType | None = None,
-               validity: Validity | None = None) -> str:
+    def modify(
+        self,
+        order_id: str,
+        *,
+        quantity: int | None = None,
+        price: Decimal | None = None,
+        trigger_price: Decimal | None = None,
+        order_type: OrderType | None = None,
+        validity: Validity | None = None,
+    ) -> str:
         if quantity is not None and quantity <= 0:
             raise InvalidInput("Quantity must be a positive whole number")
         form: dict[str, str] = {}
@@ -116,8 +148,9 @@ class KiteBroker(Broker):
 
     def orders_by_tag(self, tag: str) -> list[Order]:
         rows = self.transport.call("orders", "GET", "/orders")
-        return self._parse("orders", convert.order_from_kite,
-                           [row for row in _rows("orders", rows) if convert.carries_tag(row, tag)])
+        return self._parse(
+            "orders", convert.order_from_kite, [row for row in _rows("orders", rows) if convert.carries_tag(row, tag)]
+        )
 
     # ------------------------------------------------------------------ portfolio and account
 
@@ -130,8 +163,9 @@ class KiteBroker(Broker):
         return self._parse("positions", convert.position_from_kite, net)
 
     def holdings(self) -> list[Holding]:
-        return self._parse("holdings", convert.holding_from_kite,
-                           self.transport.call("holdings", "GET", "/portfolio/holdings"))
+        return self._parse(
+            "holdings", convert.holding_from_kite, self.transport.call("holdings", "GET", "/portfolio/holdings")
+        )
 
     def funds(self) -> Funds:
         data = self.transport.call("funds", "GET", "/user/margins")
@@ -143,7 +177,7 @@ class KiteBroker(Broker):
         keys = list(dict.fromkeys(ref.key for ref in instruments))
         quotes: dict[str, Quote] = {}
         for start in range(0, len(keys), QUOTE_BATCH):
-            batch = [("i", key) for key in keys[start:start + QUOTE_BATCH]]
+            batch = [("i", key) for key in keys[start : start + QUOTE_BATCH]]
             data = self.transport.call("quotes", "GET", "/quote", query=batch)
             if not isinstance(data, dict):
                 raise Unavailable(f"Kite sent an unreadable quote answer; {outcome_of('quotes')}")
@@ -181,18 +215,28 @@ class KiteBroker(Broker):
         if params.get("status", "success") != "success" or not request_token:
             raise Rejected("Kite login did not complete; log in to Kite again")
         checksum = hashlib.sha256((self.api_key + request_token + self._api_secret).encode()).hexdigest()
-        data = self.transport.call("login", "POST", "/session/token", auth=False,
-                                   form={"api_key": self.api_key, "request_token": request_token, "checksum": checksum})
+        data = self.transport.call(
+            "login",
+            "POST",
+            "/session/token",
+            auth=False,
+            form={"api_key": self.api_key, "request_token": request_token, "checksum": checksum},
+        )
         if not isinstance(data, dict) or not data.get("access_token"):
             raise Unavailable("Kite answered the login without an access token; log in to Kite again")
         user_id = str(data.get("user_id") or "")
         if self.account.client_code and user_id and user_id != self.account.client_code:
-            raise Rejected(f"Kite logged in user {user_id}, but this client is {self.account.client_code}; "
-                           "log in with the client's own Kite user id")
+            raise Rejected(
+                f"Kite logged in user {user_id}, but this client is {self.account.client_code}; "
+                "log in with the client's own Kite user id"
+            )
         self.transport.access_token = data["access_token"]
         log.info("broker=kite op=login client=%s user_id=%s", self.account.client_code, user_id)
-        return BrokerSession(access_token=data["access_token"], expires_at=self.session_expires_at(utcnow()),
-                             extra={"user_id": user_id, "login_time": data.get("login_time")})
+        return BrokerSession(
+            access_token=data["access_token"],
+            expires_at=self.session_expires_at(utcnow()),
+            extra={"user_id": user_id, "login_time": data.get("login_time")},
+        )
 
     # ------------------------------------------------------------------ helpers
 
@@ -219,8 +263,12 @@ class KiteBroker(Broker):
         try:
             return parse(row)
         except (KeyError, ValueError, TypeError, AttributeError, ArithmeticError) as exc:
-            log.warning("broker=kite op=%s client=%s status=200-unreadable error=%s", op, self.account.client_code,
-                        type(exc).__name__)
+            log.warning(
+                "broker=kite op=%s client=%s status=200-unreadable error=%s",
+                op,
+                self.account.client_code,
+                type(exc).__name__,
+            )
             raise Unavailable(f"Kite sent an unreadable {op} answer; {outcome_of(op)}") from None
 
 

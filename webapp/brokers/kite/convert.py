@@ -4,40 +4,84 @@ Field names are Kite's own (brokers.md §1.5, §1.6). Kite sends IST wall-clock 
 "YYYY-MM-DD HH:MM:SS" and JSON numbers; numbers arrive here already as Decimal (the transport
 parses floats with parse_float=Decimal) or int.
 """
+
 from __future__ import annotations
 
 import csv
 import gzip
 import io
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 from webapp.brokers.base import (
-    BrokerOrderStatus, DepthLevel, Funds, Holding, InstrumentRow, Order, OrderRequest, OrderType, Position, Product,
-    Quote, Side, Trade, Unavailable,
+    BrokerOrderStatus,
+    DepthLevel,
+    Funds,
+    Holding,
+    InstrumentRow,
+    Order,
+    OrderRequest,
+    OrderType,
+    Position,
+    Product,
+    Quote,
+    Side,
+    Trade,
+    Unavailable,
 )
 from webapp.timeutil import IST, UTC
 
 # Kite's transient words, in the order mock order_info.json shows them, plus the two seen on the forum.
-PENDING_WORDS = {"PUT ORDER REQ RECEIVED", "VALIDATION PENDING", "OPEN PENDING", "MODIFY VALIDATION PENDING",
-                 "MODIFY PENDING", "CANCEL PENDING", "AMO REQ RECEIVED"}
+PENDING_WORDS = {
+    "PUT ORDER REQ RECEIVED",
+    "VALIDATION PENDING",
+    "OPEN PENDING",
+    "MODIFY VALIDATION PENDING",
+    "MODIFY PENDING",
+    "CANCEL PENDING",
+    "AMO REQ RECEIVED",
+}
 # Words that mean "live at the exchange": MODIFIED is an update of an open order, UPDATE is the
 # postback word for a fill or change on an open order.
 LIVE_WORDS = {"OPEN", "MODIFIED", "UPDATE"}
-FINAL_WORDS = {"COMPLETE": BrokerOrderStatus.COMPLETE, "CANCELLED": BrokerOrderStatus.CANCELLED,
-               "REJECTED": BrokerOrderStatus.REJECTED, "TRIGGER PENDING": BrokerOrderStatus.TRIGGER_PENDING}
+FINAL_WORDS = {
+    "COMPLETE": BrokerOrderStatus.COMPLETE,
+    "CANCELLED": BrokerOrderStatus.CANCELLED,
+    "REJECTED": BrokerOrderStatus.REJECTED,
+    "TRIGGER PENDING": BrokerOrderStatus.TRIGGER_PENDING,
+}
 
 # Cover orders (CO) and the retired bracket orders (BO) are intraday products: show them as MIS
 # rather than failing a whole order-book read on an order placed outside the desk.
-_PRODUCTS = {"CNC": Product.CNC, "MIS": Product.MIS, "MTF": Product.MTF, "NRML": Product.NRML,
-             "CO": Product.MIS, "BO": Product.MIS}
+_PRODUCTS = {
+    "CNC": Product.CNC,
+    "MIS": Product.MIS,
+    "MTF": Product.MTF,
+    "NRML": Product.NRML,
+    "CO": Product.MIS,
+    "BO": Product.MIS,
+}
 
-INSTRUMENT_HEADER = ("instrument_token", "exchange_token", "tradingsymbol", "name", "last_price", "expiry",
-                     "strike", "tick_size", "lot_size", "instrument_type", "segment", "exchange")
+INSTRUMENT_HEADER = (
+    "instrument_token",
+    "exchange_token",
+    "tradingsymbol",
+    "name",
+    "last_price",
+    "expiry",
+    "strike",
+    "tick_size",
+    "lot_size",
+    "instrument_type",
+    "segment",
+    "exchange",
+)
 
 
 # ---------------------------------------------------------------------- scalars
+
 
 def decimal_or_none(value: Any) -> Decimal | None:
     if value is None or value == "":
@@ -78,6 +122,7 @@ def decimal_text(value: Decimal) -> str:
 
 # ---------------------------------------------------------------------- enums
 
+
 def product_from_kite(word: str) -> Product:
     try:
         return _PRODUCTS[word]
@@ -103,6 +148,7 @@ def status_from_kite(word: str, filled: int, quantity: int) -> BrokerOrderStatus
 
 
 # ---------------------------------------------------------------------- requests out
+
 
 def order_form(request: OrderRequest, market_protection: Decimal | None) -> dict[str, str]:
     form = {
@@ -142,6 +188,7 @@ def margin_row(request: OrderRequest) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------------- answers in
+
 
 def order_from_kite(row: Mapping[str, Any]) -> Order:
     quantity, filled = whole(row.get("quantity")), whole(row.get("filled_quantity"))
@@ -228,9 +275,13 @@ def funds_from_kite(margins: Mapping[str, Any]) -> Funds:
 
 
 def _depth(levels: Iterable[Mapping[str, Any]] | None) -> tuple[DepthLevel, ...]:
-    return tuple(DepthLevel(price=money(level.get("price")), quantity=whole(level.get("quantity")),
-                            orders=whole(level.get("orders")))
-                 for level in levels or () if whole(level.get("quantity")))
+    return tuple(
+        DepthLevel(
+            price=money(level.get("price")), quantity=whole(level.get("quantity")), orders=whole(level.get("orders"))
+        )
+        for level in levels or ()
+        if whole(level.get("quantity"))
+    )
 
 
 def quote_from_kite(key: str, row: Mapping[str, Any]) -> Quote:
@@ -260,14 +311,17 @@ def instruments_from_csv(body: bytes) -> list[InstrumentRow]:
     reader = csv.DictReader(io.StringIO(body.decode("utf-8")))
     if tuple(reader.fieldnames or ()) != INSTRUMENT_HEADER:
         raise Unavailable("Kite sent an instrument list with an unexpected header")
-    return [InstrumentRow(
-        exchange=row["exchange"],
-        tradingsymbol=row["tradingsymbol"],
-        name=row["name"],
-        exchange_token=int(row["exchange_token"]),
-        tick_size=Decimal(row["tick_size"]),
-        lot_size=int(row["lot_size"] or 1),
-        instrument_token=int(row["instrument_token"]),
-        instrument_type=row["instrument_type"],
-        segment=row["segment"] or None,
-    ) for row in reader]
+    return [
+        InstrumentRow(
+            exchange=row["exchange"],
+            tradingsymbol=row["tradingsymbol"],
+            name=row["name"],
+            exchange_token=int(row["exchange_token"]),
+            tick_size=Decimal(row["tick_size"]),
+            lot_size=int(row["lot_size"] or 1),
+            instrument_token=int(row["instrument_token"]),
+            instrument_type=row["instrument_type"],
+            segment=row["segment"] or None,
+        )
+        for row in reader
+    ]

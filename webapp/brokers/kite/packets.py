@@ -17,6 +17,7 @@ Prices are whole paise (÷100); CDS prices ÷1e7 and BCD ÷1e4. The segment is t
 Division is `Decimal.scaleb`, exact: 157370 paise is Decimal("1573.70"), never a float.
 Parsing never raises on a malformed frame: it stops at the first packet that does not fit.
 """
+
 from __future__ import annotations
 
 import logging
@@ -96,7 +97,7 @@ def parse_frame(data: bytes) -> list[KitePacket]:
             log.warning("stream=kite event=short_frame packets=%d parsed=%d", count, len(packets))
             break
         (length,) = _U16.unpack_from(data, offset)
-        body = data[offset + 2:offset + 2 + length]
+        body = data[offset + 2 : offset + 2 + length]
         offset += 2 + length
         if len(body) < length:
             log.warning("stream=kite event=short_packet length=%d got=%d", length, len(body))
@@ -124,23 +125,50 @@ def _index_packet(body: bytes) -> KitePacket:
     token, ltp, high, low, open_, close, change = _INDEX.unpack_from(body, 0)
     full = len(body) == INDEX_FULL
     (exchange_ts,) = struct.unpack_from(">I", body, INDEX_QUOTE) if full else (0,)
-    return KitePacket(token, "full" if full else "quote", False, price(ltp, token), open=price(open_, token),
-                      high=price(high, token), low=price(low, token), close=price(close, token),
-                      change=price(change, token), exchange_timestamp=stamp(exchange_ts))
+    return KitePacket(
+        token,
+        "full" if full else "quote",
+        False,
+        price(ltp, token),
+        open=price(open_, token),
+        high=price(high, token),
+        low=price(low, token),
+        close=price(close, token),
+        change=price(change, token),
+        exchange_timestamp=stamp(exchange_ts),
+    )
 
 
 def _quote_packet(body: bytes) -> KitePacket:
     token, ltp, ltq, atp, volume, buy_qty, sell_qty, open_, high, low, close = _QUOTE.unpack_from(body, 0)
-    fields = dict(instrument_token=token, mode="quote", tradable=token & 0xFF != INDICES_SEGMENT,
-                  last_price=price(ltp, token), last_traded_quantity=ltq, average_traded_price=price(atp, token),
-                  volume_traded=volume, total_buy_quantity=buy_qty, total_sell_quantity=sell_qty,
-                  open=price(open_, token), high=price(high, token), low=price(low, token),
-                  close=price(close, token))
+    fields = dict(
+        instrument_token=token,
+        mode="quote",
+        tradable=token & 0xFF != INDICES_SEGMENT,
+        last_price=price(ltp, token),
+        last_traded_quantity=ltq,
+        average_traded_price=price(atp, token),
+        volume_traded=volume,
+        total_buy_quantity=buy_qty,
+        total_sell_quantity=sell_qty,
+        open=price(open_, token),
+        high=price(high, token),
+        low=price(low, token),
+        close=price(close, token),
+    )
     if len(body) == FULL:
         ltt, oi, oi_high, oi_low, exchange_ts = _FULL_TAIL.unpack_from(body, QUOTE)
         levels = tuple(_depth(body, DEPTH_OFFSET + i * DEPTH_ENTRY, token) for i in range(2 * DEPTH_LEVELS))
-        fields.update(mode="full", last_trade_time=stamp(ltt), oi=oi, oi_day_high=oi_high, oi_day_low=oi_low,
-                      exchange_timestamp=stamp(exchange_ts), bids=levels[:DEPTH_LEVELS], asks=levels[DEPTH_LEVELS:])
+        fields.update(
+            mode="full",
+            last_trade_time=stamp(ltt),
+            oi=oi,
+            oi_day_high=oi_high,
+            oi_day_low=oi_low,
+            exchange_timestamp=stamp(exchange_ts),
+            bids=levels[:DEPTH_LEVELS],
+            asks=levels[DEPTH_LEVELS:],
+        )
     return KitePacket(**fields)
 
 
@@ -161,7 +189,16 @@ def to_quote(packet: KitePacket, received_at: datetime, symbol: tuple[str, str] 
     def levels(side: tuple[DepthLevel, ...]) -> tuple[DepthLevel, ...]:
         return tuple(level for level in side if level.quantity or level.price)
 
-    return Quote(exchange=exchange, tradingsymbol=tradingsymbol, last_price=packet.last_price,
-                 volume=packet.volume_traded or 0, open=packet.open, high=packet.high, low=packet.low,
-                 close=packet.close, bids=levels(packet.bids), asks=levels(packet.asks),
-                 timestamp=packet.exchange_timestamp or received_at)
+    return Quote(
+        exchange=exchange,
+        tradingsymbol=tradingsymbol,
+        last_price=packet.last_price,
+        volume=packet.volume_traded or 0,
+        open=packet.open,
+        high=packet.high,
+        low=packet.low,
+        close=packet.close,
+        bids=levels(packet.bids),
+        asks=levels(packet.asks),
+        timestamp=packet.exchange_timestamp or received_at,
+    )

@@ -12,17 +12,19 @@ goes to `on_message` when given, and errors are logged.
 A refused session is an HTTP 403 on the upgrade (pykiteconnect #102: "WebSocket connection upgrade
 failed (403 - Forbidden)"): `connect` raises AuthExpired.
 """
+
 from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable, Iterable
 from decimal import Decimal
-from typing import Any, Callable, Iterable
+from typing import Any
 from urllib.parse import urlencode
 
 from webapp.brokers.base import InvalidInput
-from webapp.marketdata.streams.base import StreamClosed, SymbolMap, Tick, TickStream
 from webapp.brokers.kite.packets import parse_frame, to_quote
+from webapp.marketdata.streams.base import StreamClosed, SymbolMap, Tick, TickStream
 from webapp.marketdata.streams.wsclient import WebSocket, drain
 from webapp.timeutil import utcnow
 
@@ -36,9 +38,17 @@ MAX_TOKENS = 3000  # per connection (Kite's documented limit)
 class KiteTicker(TickStream):
     name = "kite"
 
-    def __init__(self, api_key: str, access_token: str, *, ws_url: str = KITE_WS_URL, mode: str = "full",
-                 symbols: SymbolMap | None = None, on_message: Callable[[dict[str, Any]], None] | None = None,
-                 connect_timeout: float = 10.0):
+    def __init__(
+        self,
+        api_key: str,
+        access_token: str,
+        *,
+        ws_url: str = KITE_WS_URL,
+        mode: str = "full",
+        symbols: SymbolMap | None = None,
+        on_message: Callable[[dict[str, Any]], None] | None = None,
+        connect_timeout: float = 10.0,
+    ):
         if mode not in MODES:
             raise InvalidInput(f"Unknown Kite ticker mode {mode!r}.")
         self.api_key, self._access_token = api_key, access_token
@@ -53,8 +63,9 @@ class KiteTicker(TickStream):
     def connect(self) -> None:
         self.close()  # a second connect replaces the socket, never leaks it
         query = urlencode({"api_key": self.api_key, "access_token": self._access_token})
-        self._ws = WebSocket.open(f"{self.ws_url}?{query}", headers={"X-Kite-Version": "3"},
-                                  timeout=self.connect_timeout, what="Kite ticker")
+        self._ws = WebSocket.open(
+            f"{self.ws_url}?{query}", headers={"X-Kite-Version": "3"}, timeout=self.connect_timeout, what="Kite ticker"
+        )
         log.info("stream=kite event=connected mode=%s", self.mode)
 
     def subscribe(self, tokens: Iterable[int]) -> None:
@@ -96,8 +107,10 @@ class KiteTicker(TickStream):
             self._text(message)
             return []
         received_at = utcnow()
-        return [(p.instrument_token, to_quote(p, received_at, self.symbols.get(p.instrument_token)))
-                for p in parse_frame(message)]
+        return [
+            (p.instrument_token, to_quote(p, received_at, self.symbols.get(p.instrument_token)))
+            for p in parse_frame(message)
+        ]
 
     def _text(self, message: str) -> None:
         try:

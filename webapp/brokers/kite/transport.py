@@ -4,14 +4,16 @@ Kite answers `{"status": "success", "data": ...}` or `{"status": "error", "messa
 with a 4xx/5xx code (kite.trade/docs/connect/v3/exceptions). This module turns every answer into
 data or one of the port's typed errors, and is the only place that touches the network.
 """
+
 from __future__ import annotations
 
 import json
 import logging
 import re
 import time
+from collections.abc import Iterable, Mapping
 from decimal import Decimal
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 from webapp.brokers import http
 from webapp.brokers.base import AuthExpired, InvalidInput, RateLimited, Rejected, Unavailable
@@ -19,9 +21,11 @@ from webapp.brokers.base import AuthExpired, InvalidInput, RateLimited, Rejected
 log = logging.getLogger(__name__)
 
 # Calls that change orders: an ambiguous answer here means the change may or may not exist.
-ORDER_OPS = {"place": "the order may or may not be placed",
-             "modify": "the change may or may not be applied",
-             "cancel": "the order may or may not be cancelled"}
+ORDER_OPS = {
+    "place": "the order may or may not be placed",
+    "modify": "the change may or may not be applied",
+    "cancel": "the order may or may not be cancelled",
+}
 READ_OUTCOME = "nothing was changed; try again"
 
 # error_type -> port error, for answers below 500 (anything >= 500 is ambiguous, see _error_for).
@@ -31,7 +35,8 @@ _OUTAGES = {"NetworkException", "DataException", "GeneralException"}
 # JSON keys whose values are secrets wherever they appear in a logged body.
 _SECRET_KEYS = re.compile(
     r'("?(?:access_token|refresh_token|public_token|enctoken|request_token|api_secret|checksum|password|totp)"?'
-    r'\s*[:=]\s*"?)([^",&\s}]+)')
+    r'\s*[:=]\s*"?)([^",&\s}]+)'
+)
 
 
 def outcome_of(op: str) -> str:
@@ -41,8 +46,16 @@ def outcome_of(op: str) -> str:
 class KiteTransport:
     """Sends one request and returns Kite's `data` (JSON) or the raw body (CSV)."""
 
-    def __init__(self, *, base_url: str, timeout: float, api_key: str, access_token: str | None,
-                 client: str, secrets: Iterable[str] = ()):
+    def __init__(
+        self,
+        *,
+        base_url: str,
+        timeout: float,
+        api_key: str,
+        access_token: str | None,
+        client: str,
+        secrets: Iterable[str] = (),
+    ):
         self.base_url = base_url.rstrip("/")
         self.timeout = timeout
         self.api_key = api_key
@@ -56,8 +69,18 @@ class KiteTransport:
 
     # ------------------------------------------------------------------ requests
 
-    def call(self, op: str, method: str, path: str, *, form: Mapping[str, str] | None = None,
-             query: Any = None, json_text: str | None = None, auth: bool = True, csv: bool = False) -> Any:
+    def call(
+        self,
+        op: str,
+        method: str,
+        path: str,
+        *,
+        form: Mapping[str, str] | None = None,
+        query: Any = None,
+        json_text: str | None = None,
+        auth: bool = True,
+        csv: bool = False,
+    ) -> Any:
         headers = {"X-Kite-Version": "3", "User-Agent": "fanout-kite/1"}
         if auth:
             if not self.access_token:
@@ -67,8 +90,15 @@ class KiteTransport:
             headers["Content-Type"] = "application/json"
         started = time.monotonic()
         try:
-            response = http.send(method, self.base_url + path, headers=headers, body=json_text,
-                                 form=form if json_text is None else None, query=query, timeout=self.timeout)
+            response = http.send(
+                method,
+                self.base_url + path,
+                headers=headers,
+                body=json_text,
+                form=form if json_text is None else None,
+                query=query,
+                timeout=self.timeout,
+            )
         except http.Timeout as exc:
             self._log_failure(op, "timeout", exc)
             raise Unavailable(f"Kite did not answer in {self.timeout:g} s; {outcome_of(op)}") from None
@@ -83,8 +113,10 @@ class KiteTransport:
         status = response.status
         if status == 429:
             self._log_failure(op, "429", response.text)
-            raise RateLimited("Kite rate limit reached (HTTP 429 Too many requests); not accepted, retry after a pause",
-                              retry_after=_retry_after(response))
+            raise RateLimited(
+                "Kite rate limit reached (HTTP 429 Too many requests); not accepted, retry after a pause",
+                retry_after=_retry_after(response),
+            )
         payload = _json_or_none(response)
         if isinstance(payload, dict) and (payload.get("status") == "error" or payload.get("error_type")):
             self._log_failure(op, str(status), response.text)

@@ -13,20 +13,43 @@ Decisions the broker's documentation leaves open, made here on purpose:
 - Motilal has no order-margin endpoint: `margin_required` is a conservative estimate (below).
 - Order books echo the `tag` (≤ 10 letters/digits), so the port's default `orders_by_tag` applies.
 """
+
 from __future__ import annotations
 
 import hashlib
 import logging
+from collections.abc import Callable, Mapping, Sequence
 from datetime import time
 from decimal import Decimal, InvalidOperation
-from typing import Any, Callable, Mapping, Sequence, TypeVar
+from typing import Any, TypeVar
 
 from webapp.brokers import register
 from webapp.brokers.base import (
-    TIMEOUT_OPTION, Account, AuthExpired, Broker, BrokerSession, Capabilities, ConfigOption, CredentialField,
-    Funds, Holding, InstrumentRef,
-    InstrumentRow, InvalidInput, Order, OrderRequest, OrderType, Position, Product, Quote, RateLimits,
-    Rejected, Side, Trade, Unavailable, Validity,
+    TIMEOUT_OPTION,
+    Account,
+    AuthExpired,
+    Broker,
+    BrokerSession,
+    Capabilities,
+    ConfigOption,
+    CredentialField,
+    Funds,
+    Holding,
+    InstrumentRef,
+    InstrumentRow,
+    InvalidInput,
+    Order,
+    OrderRequest,
+    OrderType,
+    Position,
+    Product,
+    Quote,
+    RateLimits,
+    Rejected,
+    Side,
+    Trade,
+    Unavailable,
+    Validity,
 )
 from webapp.brokers.motilal import mapping
 from webapp.brokers.motilal.wire import BROKER, MotilalWire
@@ -48,8 +71,14 @@ SCRIPS_PATH = "/rest/report/v1/getscripsbyexchangename"
 
 TOTP_NEEDED = "Motilal needs the TOTP from your authenticator app"
 # What each read returns, for "Motilal Oswal sent <noun> the desk cannot read".
-READ_NOUNS = {"order_book": "an order book", "trade_book": "a trade book", "positions": "positions",
-              "holdings": "holdings", "funds": "a margin report", "instruments": "a scrip master"}
+READ_NOUNS = {
+    "order_book": "an order book",
+    "trade_book": "a trade book",
+    "positions": "positions",
+    "holdings": "holdings",
+    "funds": "a margin report",
+    "instruments": "a scrip master",
+}
 
 T = TypeVar("T")
 
@@ -60,8 +89,9 @@ class MotilalBroker(Broker):
     credential_fields = (
         CredentialField("api_key", "API key", secret=True),
         CredentialField("user_id", "Login id", help="The dealer (or client) id you log in with"),
-        CredentialField("vendor_code", "Vendor code", required=False,
-                        help="Only if Motilal gave you one; sent as vendorinfo"),
+        CredentialField(
+            "vendor_code", "Vendor code", required=False, help="Only if Motilal gave you one; sent as vendorinfo"
+        ),
     )
     rate_limits = RateLimits(orders_per_second=40, reads_per_second=2)
     tag_max_length = 10
@@ -69,8 +99,9 @@ class MotilalBroker(Broker):
     login_fields = (
         CredentialField("password", "Password", secret=True),
         CredentialField("two_fa", "Date of birth (dd/mm/yyyy) or PAN", secret=True),
-        CredentialField("totp", "TOTP", secret=True, required=False,
-                        help="The 6-digit code from your authenticator app"),
+        CredentialField(
+            "totp", "TOTP", secret=True, required=False, help="The 6-digit code from your authenticator app"
+        ),
     )
     session_expiry_ist = time(6, 0)
     config_options = (ConfigOption("base_url", "MOTILAL_API_URL", required=True), TIMEOUT_OPTION)
@@ -85,9 +116,13 @@ class MotilalBroker(Broker):
         # vendorinfo: the vendor code for a vendor, else the login's own id (brokers.md §2.4).
         vendor_info = str(credentials.get("vendor_code") or self._user_id)
         self._session = account.session
-        self._wire = MotilalWire(api_key=self._api_key, vendor_info=vendor_info,
-                                 client_code=account.client_code, options=self.options,
-                                 reads_per_second=self.rate_limits.reads_per_second or 2)
+        self._wire = MotilalWire(
+            api_key=self._api_key,
+            vendor_info=vendor_info,
+            client_code=account.client_code,
+            options=self.options,
+            reads_per_second=self.rate_limits.reads_per_second or 2,
+        )
 
     def close(self) -> None:
         """Release the HTTP connection pool."""
@@ -104,8 +139,9 @@ class MotilalBroker(Broker):
         return session.access_token
 
     def _call(self, op: str, path: str, body: Mapping[str, Any], *, read: bool = False) -> dict[str, Any]:
-        return self._wire.post(op, path, {"clientcode": self.account.client_code, **body},
-                               token=self._token(), read=read)
+        return self._wire.post(
+            op, path, {"clientcode": self.account.client_code, **body}, token=self._token(), read=read
+        )
 
     def _rows(self, op: str, path: str, body: Mapping[str, Any], parse: Callable[[Any], T]) -> list[T]:
         data = self._call(op, path, body, read=True).get("data")
@@ -115,10 +151,12 @@ class MotilalBroker(Broker):
         try:
             return [parse(row) for row in rows]
         except (KeyError, ValueError, TypeError, InvalidOperation) as exc:
-            log.warning("broker=motilal op=%s client=%s malformed_row=%s", op, self.account.client_code,
-                        type(exc).__name__)
-            raise Unavailable(f"{BROKER} sent {READ_NOUNS.get(op, 'an answer')} the desk cannot read; "
-                              "try again") from None
+            log.warning(
+                "broker=motilal op=%s client=%s malformed_row=%s", op, self.account.client_code, type(exc).__name__
+            )
+            raise Unavailable(
+                f"{BROKER} sent {READ_NOUNS.get(op, 'an answer')} the desk cannot read; try again"
+            ) from None
 
     # ------------------------------------------------------------------ login
 
@@ -144,8 +182,9 @@ class MotilalBroker(Broker):
             raise Rejected(f"{BROKER} did not verify the login; {TOTP_NEEDED}")
         now = utcnow()
         # This instance goes on with the fresh token; the caller stores the session on the client.
-        self._session = BrokerSession(access_token=token, expires_at=self.session_expires_at(now),
-                                      extra={"user_id": self._user_id})
+        self._session = BrokerSession(
+            access_token=token, expires_at=self.session_expires_at(now), extra={"user_id": self._user_id}
+        )
         return self._session
 
     # ------------------------------------------------------------------ orders
@@ -158,18 +197,27 @@ class MotilalBroker(Broker):
         order_id = _order_id(envelope)
         if not order_id:  # never invent an id: the tag lookup decides whether the order exists
             log.warning("broker=motilal op=place client=%s success_without_order_id=1", self.account.client_code)
-            raise Unavailable(f"{BROKER} said the order was accepted but sent no order id; "
-                              "the order may or may not be placed")
+            raise Unavailable(
+                f"{BROKER} said the order was accepted but sent no order id; the order may or may not be placed"
+            )
         return order_id
 
-    def modify(self, order_id: str, *, quantity: int | None = None, price: Decimal | None = None,
-               trigger_price: Decimal | None = None, order_type: OrderType | None = None,
-               validity: Validity | None = None) -> str:
+    def modify(
+        self,
+        order_id: str,
+        *,
+        quantity: int | None = None,
+        price: Decimal | None = None,
+        trigger_price: Decimal | None = None,
+        order_type: OrderType | None = None,
+        validity: Validity | None = None,
+    ) -> str:
         # Motilal refuses a modify unless it echoes the order's lastmodifiedtime and
         # qtytradedtoday, so the current row is read first, every time.
         row = self._order_row(order_id)
-        body = mapping.modify_body(row, quantity_=quantity, price=price, trigger_price=trigger_price,
-                                   order_type=order_type, validity=validity)
+        body = mapping.modify_body(
+            row, quantity_=quantity, price=price, trigger_price=trigger_price, order_type=order_type, validity=validity
+        )
         envelope = self._call("modify", MODIFY_PATH, body)
         return _order_id(envelope) or order_id
 

@@ -4,16 +4,32 @@ Field names are Motilal's own spelling (brokers.md §2.6): `uniqueorderid`, `sym
 `quantityinlot`, `qtytradedtoday`, `productname` (positions only), and so on. Money comes as JSON
 numbers parsed straight into Decimal; LTP and tick sizes come in paise.
 """
+
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 from decimal import Decimal
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 from webapp.brokers.base import (
-    BrokerOrderStatus, DepthLevel, Funds, Holding, InstrumentRef, InstrumentRow, InvalidInput, Order,
-    OrderRequest, OrderType, Position, Product, Quote, Side, Trade, Validity,
+    BrokerOrderStatus,
+    DepthLevel,
+    Funds,
+    Holding,
+    InstrumentRef,
+    InstrumentRow,
+    InvalidInput,
+    Order,
+    OrderRequest,
+    OrderType,
+    Position,
+    Product,
+    Quote,
+    Side,
+    Trade,
+    Validity,
 )
 from webapp.timeutil import IST, UTC
 
@@ -26,8 +42,12 @@ PRODUCT_FROM_WIRE = {v: k for k, v in PRODUCT_TO_WIRE.items()} | {"BTST": Produc
 EXCHANGE_TO_WIRE = {"NFO": "NSEFO", "BFO": "BSEFO", "CDS": "NSECD"}  # NSE, BSE, MCX, NCDEX unchanged
 EXCHANGE_FROM_WIRE = {v: k for k, v in EXCHANGE_TO_WIRE.items()}
 
-ORDER_TYPE_TO_WIRE = {OrderType.LIMIT: "LIMIT", OrderType.MARKET: "MARKET",
-                      OrderType.SL: "STOPLOSS", OrderType.SLM: "STOPLOSS"}
+ORDER_TYPE_TO_WIRE = {
+    OrderType.LIMIT: "LIMIT",
+    OrderType.MARKET: "MARKET",
+    OrderType.SL: "STOPLOSS",
+    OrderType.SLM: "STOPLOSS",
+}
 
 # Motilal's status words, lower-cased. "Open" splits into OPEN/PARTIAL on qtytradedtoday.
 STATUS_FROM_WIRE = {
@@ -121,8 +141,7 @@ def status_from_wire(word: Any, quantity_: int, filled: int) -> BrokerOrderStatu
 # --------------------------------------------------------------------------- requests
 
 
-def wire_prices(order_type: OrderType, price: Decimal | None,
-                trigger: Decimal | None) -> tuple[Decimal, Decimal]:
+def wire_prices(order_type: OrderType, price: Decimal | None, trigger: Decimal | None) -> tuple[Decimal, Decimal]:
     """(price, triggerprice) as Motilal wants them. SL-M goes out as STOPLOSS with price 0."""
     if order_type is OrderType.MARKET:
         return ZERO, ZERO
@@ -162,9 +181,15 @@ def place_body(request: OrderRequest, tag: str, algo_id: str) -> dict[str, Any]:
     }
 
 
-def modify_body(row: Mapping[str, Any], *, quantity_: int | None, price: Decimal | None,
-                trigger_price: Decimal | None, order_type: OrderType | None,
-                validity: Validity | None) -> dict[str, Any]:
+def modify_body(
+    row: Mapping[str, Any],
+    *,
+    quantity_: int | None,
+    price: Decimal | None,
+    trigger_price: Decimal | None,
+    order_type: OrderType | None,
+    validity: Validity | None,
+) -> dict[str, Any]:
     """A full modify body (less `clientcode`): what the caller changes, the rest carried over from the book row.
 
     `lastmodifiedtime` and `qtytradedtoday` must echo the book exactly; Motilal refuses a modify

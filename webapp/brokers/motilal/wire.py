@@ -5,6 +5,7 @@ come in one envelope, `{"status": "SUCCESS"|"FAILURE"|"ERROR", "message", "error
 anything but SUCCESS is an error, translated here into the port's typed errors so the adapter
 methods only ever see a successful envelope.
 """
+
 from __future__ import annotations
 
 import json
@@ -12,8 +13,9 @@ import logging
 import re
 import threading
 import time
+from collections.abc import Mapping
 from decimal import Decimal
-from typing import Any, Mapping
+from typing import Any
 
 from webapp.brokers import http
 from webapp.brokers.base import AuthExpired, RateLimited, Rejected, Unavailable
@@ -54,8 +56,9 @@ class MotilalWire:
 
     Never retries a request (webapp/brokers/http.py)."""
 
-    def __init__(self, *, api_key: str, vendor_info: str, client_code: str,
-                 options: Mapping[str, Any], reads_per_second: int):
+    def __init__(
+        self, *, api_key: str, vendor_info: str, client_code: str, options: Mapping[str, Any], reads_per_second: int
+    ):
         self.base_url = str(options.get("base_url") or DEFAULT_BASE_URL).rstrip("/")
         self.timeout = float(options.get("timeout") or DEFAULT_TIMEOUT)
         self.client_code = client_code
@@ -105,8 +108,9 @@ class MotilalWire:
                 time.sleep(wait)
             self._last_read = time.monotonic()
 
-    def post(self, op: str, path: str, body: Mapping[str, Any], *, token: str,
-             read: bool = False, login: bool = False) -> dict[str, Any]:
+    def post(
+        self, op: str, path: str, body: Mapping[str, Any], *, token: str, read: bool = False, login: bool = False
+    ) -> dict[str, Any]:
         """POST and return the SUCCESS envelope, or raise the port's typed error."""
         if read:
             self._pace()
@@ -114,8 +118,13 @@ class MotilalWire:
         outcome = OUTCOMES.get(op, "try again")
         started = time.monotonic()
         try:
-            response = http.send("POST", self.base_url + path, body=exact_json(body).encode("utf-8"), headers=headers,
-                                 timeout=self.timeout)
+            response = http.send(
+                "POST",
+                self.base_url + path,
+                body=exact_json(body).encode("utf-8"),
+                headers=headers,
+                timeout=self.timeout,
+            )
         except http.Timeout:
             self._log(op, "timeout", started)
             raise Unavailable(f"{BROKER} did not answer in {self.timeout:g} s; {outcome}") from None
@@ -127,14 +136,21 @@ class MotilalWire:
 
     def _log(self, op: str, status: Any, started: float, **extra: Any) -> None:
         tail = "".join(f" {k}={v}" for k, v in extra.items())
-        log.info("broker=motilal op=%s client=%s status=%s ms=%d%s", op, self.client_code, status,
-                 (time.monotonic() - started) * 1000, tail)
+        log.info(
+            "broker=motilal op=%s client=%s status=%s ms=%d%s",
+            op,
+            self.client_code,
+            status,
+            (time.monotonic() - started) * 1000,
+            tail,
+        )
 
     def _envelope(self, op: str, response: http.Response, outcome: str, login: bool) -> dict[str, Any]:
         code = response.status
         if code == 429:
-            raise RateLimited(f"{BROKER} is rate limiting this account; wait and retry",
-                              retry_after=_retry_after(response))
+            raise RateLimited(
+                f"{BROKER} is rate limiting this account; wait and retry", retry_after=_retry_after(response)
+            )
         if code >= 500:
             self._log_raw(op, response)
             raise Unavailable(f"{BROKER} answered HTTP {code}; {outcome}")
@@ -151,8 +167,13 @@ class MotilalWire:
         raise _error_for(envelope, code, outcome, login)
 
     def _log_raw(self, op: str, response: http.Response) -> None:
-        log.warning("broker=motilal op=%s client=%s status=%s raw=%r", op, self.client_code,
-                    response.status, redact(response.text))
+        log.warning(
+            "broker=motilal op=%s client=%s status=%s raw=%r",
+            op,
+            self.client_code,
+            response.status,
+            redact(response.text),
+        )
 
 
 def _error_for(envelope: Mapping[str, Any], http_status: int, outcome: str, login: bool) -> Exception:
@@ -162,8 +183,12 @@ def _error_for(envelope: Mapping[str, Any], http_status: int, outcome: str, logi
         return Unavailable(f"{BROKER} reported a technical error ({message or errorcode}); {outcome}")
     if login:  # a refused login (wrong password, 2FA or TOTP) is the user's to fix, not a dead session
         return Rejected(message or f"{BROKER} refused the login ({errorcode})")
-    if (errorcode in AUTH_CODES or errorcode.startswith("MOSL") or http_status in (401, 403)
-            or any(word in message.lower() for word in AUTH_WORDS)):
+    if (
+        errorcode in AUTH_CODES
+        or errorcode.startswith("MOSL")
+        or http_status in (401, 403)
+        or any(word in message.lower() for word in AUTH_WORDS)
+    ):
         return AuthExpired(f"{BROKER} session is no longer valid ({message or errorcode}); log in again")
     return Rejected(message or f"{BROKER} refused the request ({errorcode or http_status})")
 

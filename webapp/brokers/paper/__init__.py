@@ -1,6 +1,7 @@
 """The paper broker, the embedded default: a simulated NSE exchange (exchange.py) behind the port
 (adapter.py), registered as "paper". Its book lives in the database (webapp/models/paper.py), its
 prices come from the feed's quote store (webapp/marketdata/)."""
+
 from __future__ import annotations
 
 from datetime import datetime

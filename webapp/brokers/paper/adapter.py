@@ -15,19 +15,37 @@ Options (all optional):
     clock                a callable returning the aware UTC now (tests)
     sleep                the sleep function the latency uses (tests)
 """
+
 from __future__ import annotations
 
 import logging
 import random
 import time
+from collections.abc import Callable, Mapping, Sequence
 from decimal import Decimal
-from typing import Any, Callable, Mapping, Sequence, TypeVar
+from typing import Any, TypeVar
 
 from sqlalchemy.exc import OperationalError
 
 from webapp.brokers.base import (
-    Account, Broker, Capabilities, ConfigOption, Funds, Holding, InstrumentRef, InstrumentRow, Order, OrderRequest,
-    OrderType, Position, Quote, RateLimits, Rejected, Trade, Unavailable, Validity,
+    Account,
+    Broker,
+    Capabilities,
+    ConfigOption,
+    Funds,
+    Holding,
+    InstrumentRef,
+    InstrumentRow,
+    Order,
+    OrderRequest,
+    OrderType,
+    Position,
+    Quote,
+    RateLimits,
+    Rejected,
+    Trade,
+    Unavailable,
+    Validity,
 )
 from webapp.brokers.paper.exchange import PaperExchange
 
@@ -59,10 +77,12 @@ class PaperBroker(Broker):
     rate_limits = RateLimits(orders_per_second=50, orders_per_minute=3000, reads_per_second=50)
     tag_max_length = 20
     login_kind = "none"  # no session: a paper client is always connected
-    config_options = (ConfigOption("redis_url", "REDIS_URL", required=True),
-                      ConfigOption("always_open", "PAPER_ALWAYS_OPEN", False),
-                      ConfigOption("latency_ms", "PAPER_LATENCY_MS", 0),
-                      ConfigOption("jitter_ms", "PAPER_JITTER_MS", 0))
+    config_options = (
+        ConfigOption("redis_url", "REDIS_URL", required=True),
+        ConfigOption("always_open", "PAPER_ALWAYS_OPEN", False),
+        ConfigOption("latency_ms", "PAPER_LATENCY_MS", 0),
+        ConfigOption("jitter_ms", "PAPER_JITTER_MS", 0),
+    )
     # the simulated exchange prices every instrument; the feed's paper mode is its simulator, not a stream
     capabilities = Capabilities(quotes=True)
     quote_preference = 90  # asked last: its prices are the simulator's
@@ -105,12 +125,28 @@ class PaperBroker(Broker):
         self.check_order(request)  # malformed is InvalidInput here; the exchange's RMS refusals are Rejected
         return self._call("place", lambda: self.exchange.place(self.client_code, request))
 
-    def modify(self, order_id: str, *, quantity: int | None = None, price: Decimal | None = None,
-               trigger_price: Decimal | None = None, order_type: OrderType | None = None,
-               validity: Validity | None = None) -> str:
-        return self._call("modify", lambda: self.exchange.modify(
-            self.client_code, order_id, quantity=quantity, price=price, trigger_price=trigger_price,
-            order_type=order_type, validity=validity))
+    def modify(
+        self,
+        order_id: str,
+        *,
+        quantity: int | None = None,
+        price: Decimal | None = None,
+        trigger_price: Decimal | None = None,
+        order_type: OrderType | None = None,
+        validity: Validity | None = None,
+    ) -> str:
+        return self._call(
+            "modify",
+            lambda: self.exchange.modify(
+                self.client_code,
+                order_id,
+                quantity=quantity,
+                price=price,
+                trigger_price=trigger_price,
+                order_type=order_type,
+                validity=validity,
+            ),
+        )
 
     def cancel(self, order_id: str) -> str:
         return self._call("cancel", lambda: self.exchange.cancel(self.client_code, order_id))

@@ -24,20 +24,37 @@ Execution, as a trader sees it:
   the stock (today's buys plus holdings, less what other open sells already reserve).
 - No brokerage, taxes or MTF interest: paper P&L is the price difference alone.
 """
+
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import date, datetime, time
 from decimal import Decimal
-from typing import Any, Iterable, Iterator, Mapping, Sequence
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from webapp.brokers.base import (
-    BrokerOrderStatus as Status, Funds, Holding, InstrumentRef, InstrumentRow, Order, OrderRequest, OrderType,
-    Position, Product, Quote, Rejected, Side, Trade, Validity,
+    BrokerOrderStatus as Status,
+)
+from webapp.brokers.base import (
+    Funds,
+    Holding,
+    InstrumentRef,
+    InstrumentRow,
+    Order,
+    OrderRequest,
+    OrderType,
+    Position,
+    Product,
+    Quote,
+    Rejected,
+    Side,
+    Trade,
+    Validity,
 )
 from webapp.brokers.paper import events, reports, rules
 from webapp.brokers.paper.ledger import OPEN_STATUSES, Ledger, lock_account, make_id
@@ -56,10 +73,19 @@ _MARKET_LIKE = (OrderType.MARKET, OrderType.SLM)
 
 
 class PaperExchange:
-    def __init__(self, engine, *, redis=None, opening_cash: Decimal = DEFAULT_OPENING_CASH,
-                 policy: MarginPolicy | None = None, always_open: bool = False, holidays: Iterable[date] = (),
-                 square_off_at: time = rules.SQUARE_OFF_AT, protection_pct: Decimal = DEFAULT_PROTECTION_PCT,
-                 clock=utcnow):
+    def __init__(
+        self,
+        engine,
+        *,
+        redis=None,
+        opening_cash: Decimal = DEFAULT_OPENING_CASH,
+        policy: MarginPolicy | None = None,
+        always_open: bool = False,
+        holidays: Iterable[date] = (),
+        square_off_at: time = rules.SQUARE_OFF_AT,
+        protection_pct: Decimal = DEFAULT_PROTECTION_PCT,
+        clock=utcnow,
+    ):
         self.engine = engine
         self.book = QuoteBook(redis)
         self.opening_cash = opening_cash
@@ -71,7 +97,7 @@ class PaperExchange:
         self.clock = clock
 
     @classmethod
-    def from_options(cls, engine, options: Mapping[str, Any]) -> "PaperExchange":
+    def from_options(cls, engine, options: Mapping[str, Any]) -> PaperExchange:
         """Build from the adapter's options (see PaperBroker for the list)."""
         redis = options.get("redis")
         if redis is None and options.get("redis_url"):
@@ -81,13 +107,19 @@ class PaperExchange:
         square_off = options.get("square_off_time", rules.SQUARE_OFF_AT)
         if isinstance(square_off, str):
             square_off = time.fromisoformat(square_off)
-        return cls(engine, redis=redis, opening_cash=Decimal(str(options.get("opening_cash", DEFAULT_OPENING_CASH))),
-                   policy=MarginPolicy(Decimal(str(options.get("mis_leverage", 5))),
-                                       Decimal(str(options.get("mtf_funded_pct", 75)))),
-                   always_open=bool(options.get("always_open", False)), holidays=options.get("holidays", ()),
-                   square_off_at=square_off,
-                   protection_pct=Decimal(str(options.get("market_protection_pct", DEFAULT_PROTECTION_PCT))),
-                   clock=options.get("clock", utcnow))
+        return cls(
+            engine,
+            redis=redis,
+            opening_cash=Decimal(str(options.get("opening_cash", DEFAULT_OPENING_CASH))),
+            policy=MarginPolicy(
+                Decimal(str(options.get("mis_leverage", 5))), Decimal(str(options.get("mtf_funded_pct", 75)))
+            ),
+            always_open=bool(options.get("always_open", False)),
+            holidays=options.get("holidays", ()),
+            square_off_at=square_off,
+            protection_pct=Decimal(str(options.get("market_protection_pct", DEFAULT_PROTECTION_PCT))),
+            clock=options.get("clock", utcnow),
+        )
 
     # ------------------------------------------------------------------ plumbing
 
@@ -188,21 +220,43 @@ class PaperExchange:
         with self.locked(client_code, now) as ledger:
             rules.check_request(request, instrument.lot_size)
             band = band_of(quote, instrument)
-            rules.check_prices(request.side, request.order_type, request.price, request.trigger_price,
-                               instrument.tick_size, band, quote.last_price)
+            rules.check_prices(
+                request.side,
+                request.order_type,
+                request.price,
+                request.trigger_price,
+                instrument.tick_size,
+                band,
+                quote.last_price,
+            )
             order = self.new_order(ledger.account, instrument, request, now)
             self._reserve(ledger, order, quote, instrument.tick_size, band, now)
             ledger.s.add(order)
             ledger.s.flush()
             order.order_id = make_id("P", order.id, now)
             self.arrive(ledger, order, quote, instrument.tick_size, band, now)
-        log.info("broker=paper op=place client=%s order_id=%s tag=%s status=%s filled=%s/%s", client_code,
-                 order.order_id, order.tag, order.status, order.filled_quantity, order.quantity)
+        log.info(
+            "broker=paper op=place client=%s order_id=%s tag=%s status=%s filled=%s/%s",
+            client_code,
+            order.order_id,
+            order.tag,
+            order.status,
+            order.filled_quantity,
+            order.quantity,
+        )
         return order.order_id
 
-    def modify(self, client_code: str, order_id: str, *, quantity: int | None = None, price: Decimal | None = None,
-               trigger_price: Decimal | None = None, order_type: OrderType | None = None,
-               validity: Validity | None = None) -> str:
+    def modify(
+        self,
+        client_code: str,
+        order_id: str,
+        *,
+        quantity: int | None = None,
+        price: Decimal | None = None,
+        trigger_price: Decimal | None = None,
+        order_type: OrderType | None = None,
+        validity: Validity | None = None,
+    ) -> str:
         now = self.clock()
         self._check_session(now)
         instrument, quote = self._order_priced(client_code, order_id)
@@ -211,16 +265,26 @@ class PaperExchange:
             new_type = order_type or OrderType(order.order_type)
             quantity = order.quantity if quantity is None else quantity
             if quantity <= order.filled_quantity:
-                raise Rejected(f"Quantity must be more than the {order.filled_quantity} already filled"
-                               if order.filled_quantity else "Quantity must be greater than zero")
+                raise Rejected(
+                    f"Quantity must be more than the {order.filled_quantity} already filled"
+                    if order.filled_quantity
+                    else "Quantity must be greater than zero"
+                )
             price = price if price is not None else order.price
             trigger_price = trigger_price if trigger_price is not None else order.trigger_price
             rules.check_shape(quantity, Product(order.product), new_type, price, trigger_price, instrument.lot_size)
             band = band_of(quote, instrument)
             # an untriggered stop (or a new one) is checked against the market again; a fired one is a limit now
             becomes_stop = rules.uses_trigger(new_type) and (new_type.value != order.order_type or not order.triggered)
-            rules.check_prices(Side(order.side), new_type, price, trigger_price, instrument.tick_size, band,
-                               quote.last_price if becomes_stop else None)
+            rules.check_prices(
+                Side(order.side),
+                new_type,
+                price,
+                trigger_price,
+                instrument.tick_size,
+                band,
+                quote.last_price if becomes_stop else None,
+            )
             order.triggered = order.triggered and not becomes_stop
             order.order_type, order.quantity, order.updated_at = new_type.value, quantity, now
             order.price = price if rules.uses_price(new_type) else None
@@ -228,8 +292,14 @@ class PaperExchange:
             order.validity = (validity or Validity(order.validity)).value
             self._reserve(ledger, order, quote, instrument.tick_size, band, now)
             self.arrive(ledger, order, quote, instrument.tick_size, band, now)
-        log.info("broker=paper op=modify client=%s order_id=%s status=%s filled=%s/%s", client_code, order_id,
-                 order.status, order.filled_quantity, order.quantity)
+        log.info(
+            "broker=paper op=modify client=%s order_id=%s status=%s filled=%s/%s",
+            client_code,
+            order_id,
+            order.status,
+            order.filled_quantity,
+            order.quantity,
+        )
         return order_id
 
     def cancel(self, client_code: str, order_id: str) -> str:
@@ -243,17 +313,20 @@ class PaperExchange:
     def _order_priced(self, client_code: str, order_id: str) -> tuple[Instrument, Quote]:
         """An order's instrument (it never changes) and its quote, read before the account is locked."""
         with self.reading() as s:
-            instrument = s.execute(sa.select(Instrument).join(PaperOrder, PaperOrder.instrument_id == Instrument.id)
-                                   .join(PaperAccount, PaperOrder.account_id == PaperAccount.id)
-                                   .where(PaperOrder.order_id == order_id, PaperAccount.client_code == client_code)
-                                   ).scalar_one_or_none()
+            instrument = s.execute(
+                sa.select(Instrument)
+                .join(PaperOrder, PaperOrder.instrument_id == Instrument.id)
+                .join(PaperAccount, PaperOrder.account_id == PaperAccount.id)
+                .where(PaperOrder.order_id == order_id, PaperAccount.client_code == client_code)
+            ).scalar_one_or_none()
         if instrument is None:
             raise Rejected(f"Order {order_id} not found")
         return instrument, self.quote_for(instrument)
 
     def _open_order(self, ledger: Ledger, order_id: str, verb: str) -> PaperOrder:
-        order = ledger.s.execute(sa.select(PaperOrder).filter_by(order_id=order_id, account_id=ledger.account.id)
-                                 .with_for_update()).scalar_one_or_none()
+        order = ledger.s.execute(
+            sa.select(PaperOrder).filter_by(order_id=order_id, account_id=ledger.account.id).with_for_update()
+        ).scalar_one_or_none()
         if order is None:
             raise Rejected(f"Order {order_id} not found")
         if order.status not in OPEN_STATUSES:
@@ -263,19 +336,33 @@ class PaperExchange:
     @staticmethod
     def new_order(account: PaperAccount, instrument: Instrument, request: OrderRequest, now: datetime) -> PaperOrder:
         kind = OrderType(request.order_type)
-        return PaperOrder(account_id=account.id, instrument_id=instrument.id, exchange=instrument.exchange,
-                          tradingsymbol=instrument.tradingsymbol, tag=request.tag, side=Side(request.side).value,
-                          product=Product(request.product).value, order_type=kind.value,
-                          validity=Validity(request.validity).value, quantity=request.quantity, filled_quantity=0,
-                          filled_value=Decimal(0), price=request.price if rules.uses_price(kind) else None,
-                          trigger_price=request.trigger_price if rules.uses_trigger(kind) else None,
-                          status=Status.PENDING.value, opening_quantity=0, triggered=False, placed_at=now,
-                          updated_at=now)
+        return PaperOrder(
+            account_id=account.id,
+            instrument_id=instrument.id,
+            exchange=instrument.exchange,
+            tradingsymbol=instrument.tradingsymbol,
+            tag=request.tag,
+            side=Side(request.side).value,
+            product=Product(request.product).value,
+            order_type=kind.value,
+            validity=Validity(request.validity).value,
+            quantity=request.quantity,
+            filled_quantity=0,
+            filled_value=Decimal(0),
+            price=request.price if rules.uses_price(kind) else None,
+            trigger_price=request.trigger_price if rules.uses_trigger(kind) else None,
+            status=Status.PENDING.value,
+            opening_quantity=0,
+            triggered=False,
+            placed_at=now,
+            updated_at=now,
+        )
 
     # ------------------------------------------------------------------ margin and stock
 
-    def _set_block(self, ledger: Ledger, order: PaperOrder, quote: Quote, tick: Decimal,
-                   band: tuple[Decimal, Decimal]) -> None:
+    def _set_block(
+        self, ledger: Ledger, order: PaperOrder, quote: Quote, tick: Decimal, band: tuple[Decimal, Decimal]
+    ) -> None:
         """Work out what the order holds while open: its opening quantity and the price it is valued at."""
         side, product, kind = Side(order.side), Product(order.product), OrderType(order.order_type)
         position = ledger.find_position(order.instrument_id, product)
@@ -285,22 +372,37 @@ class PaperExchange:
         else:
             order.opening_quantity = rules.opening_quantity(side, order.pending_quantity, net)
         if kind is OrderType.MARKET:  # it trades now: value it at the worst level it will reach
-            fills = walk(book_side(side, quote, tick, band), side, order.pending_quantity,
-                         self._protection(side, quote, tick, band))
+            fills = walk(
+                book_side(side, quote, tick, band),
+                side,
+                order.pending_quantity,
+                self._protection(side, quote, tick, band),
+            )
             order.opening_quantity = min(order.opening_quantity, sum(f.quantity for f in fills))
             order.block_price = fills[-1].price if fills else last_price_in_band(quote, tick, band)
         else:
             order.block_price = order.trigger_price if kind is OrderType.SLM else order.price
 
-    def _reserve(self, ledger: Ledger, order: PaperOrder, quote: Quote, tick: Decimal,
-                 band: tuple[Decimal, Decimal], now: datetime) -> None:
+    def _reserve(
+        self,
+        ledger: Ledger,
+        order: PaperOrder,
+        quote: Quote,
+        tick: Decimal,
+        band: tuple[Decimal, Decimal],
+        now: datetime,
+    ) -> None:
         """RMS before the order reaches the book: stock for delivery sells, the MIS cut-off, funds."""
         self._set_block(ledger, order, quote, tick, band)
         side, product = Side(order.side), Product(order.product)
         if product in DELIVERY_PRODUCTS and side is Side.SELL:
             self._check_stock(ledger, order)
-        if (product is Product.MIS and order.opening_quantity and not self.always_open
-                and rules.after_square_off(now, self.square_off_at)):
+        if (
+            product is Product.MIS
+            and order.opening_quantity
+            and not self.always_open
+            and rules.after_square_off(now, self.square_off_at)
+        ):
             raise Rejected(rules.MIS_BLOCKED)
         required = ledger.order_block(order)
         if required > 0:
@@ -312,11 +414,15 @@ class PaperExchange:
         position = ledger.find_position(order.instrument_id, order.product)
         holding = ledger.holding(order.instrument_id, order.product)
         held = max(position.net_quantity if position else 0, 0) + (holding.total_quantity if holding else 0)
-        reserved = sum(o.pending_quantity for o in ledger.open_orders(
-            instrument_id=order.instrument_id, product=order.product, side=Side.SELL.value) if o is not order)
+        reserved = sum(
+            o.pending_quantity
+            for o in ledger.open_orders(instrument_id=order.instrument_id, product=order.product, side=Side.SELL.value)
+            if o is not order
+        )
         if order.pending_quantity > held - reserved:
-            raise rules.insufficient_holdings(order.pending_quantity, order.tradingsymbol, Product(order.product),
-                                              max(held - reserved, 0))
+            raise rules.insufficient_holdings(
+                order.pending_quantity, order.tradingsymbol, Product(order.product), max(held - reserved, 0)
+            )
 
     def margin_required(self, client_code: str, requests: Iterable[OrderRequest]) -> Decimal:
         """Margin these orders would block now, each on its own against the current positions.
@@ -324,8 +430,9 @@ class PaperExchange:
         total = Decimal(0)
         now = self.clock()
         with self.reading() as s:
-            account = (s.execute(sa.select(PaperAccount).filter_by(client_code=client_code)).scalar_one_or_none()
-                       or PaperAccount(client_code=client_code))  # unsaved: no positions, nothing open
+            account = s.execute(
+                sa.select(PaperAccount).filter_by(client_code=client_code)
+            ).scalar_one_or_none() or PaperAccount(client_code=client_code)  # unsaved: no positions, nothing open
             ledger = Ledger(s, account, self.policy)
             for request in requests:
                 rules.check_request(request)
@@ -341,8 +448,15 @@ class PaperExchange:
     def _protection(self, side: Side, quote: Quote, tick: Decimal, band: tuple[Decimal, Decimal]) -> Decimal:
         return protection_limit(side, last_price_in_band(quote, tick, band), self.protection_pct, tick, band)
 
-    def arrive(self, ledger: Ledger, order: PaperOrder, quote: Quote, tick: Decimal,
-               band: tuple[Decimal, Decimal], now: datetime) -> None:
+    def arrive(
+        self,
+        ledger: Ledger,
+        order: PaperOrder,
+        quote: Quote,
+        tick: Decimal,
+        band: tuple[Decimal, Decimal],
+        now: datetime,
+    ) -> None:
         """The order meets the market: on placement, on modify, and when a stop triggers."""
         kind, side = OrderType(order.order_type), Side(order.side)
         if rules.uses_trigger(kind) and not order.triggered:
@@ -357,8 +471,11 @@ class PaperExchange:
         if order.pending_quantity == 0:
             self.close_order(order, Status.COMPLETE, None, now)
         elif ioc:
-            why = ("not matched immediately (IOC)" if order.order_type in rules.LIMIT_TYPES
-                   else "no more depth within the market protection")
+            why = (
+                "not matched immediately (IOC)"
+                if order.order_type in rules.LIMIT_TYPES
+                else "no more depth within the market protection"
+            )
             message = f"{order.pending_quantity} of {order.quantity} cancelled: {why}"
             self.close_order(order, Status.CANCELLED, message, now)
         else:

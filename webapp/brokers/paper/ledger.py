@@ -7,6 +7,7 @@ basis by the same amount, and a close moves the difference into realised P&L. Th
 (the cost leaving a partly closed position) is rounded to the Money column's scale *before* it is
 used, so the identity stays exact.
 """
+
 from __future__ import annotations
 
 from datetime import datetime
@@ -35,9 +36,12 @@ def make_id(prefix: str, pk: int, now: datetime) -> str:
 def _touch(s: Session, client_code: str) -> int:
     """UPDATE the account row: that takes its row lock on Postgres and the write lock on SQLite
     (which ignores SELECT ... FOR UPDATE), before anything is read."""
-    result = s.execute(sa.update(PaperAccount).where(PaperAccount.client_code == client_code)
-                       .values(lock_version=PaperAccount.lock_version + 1)
-                       .execution_options(synchronize_session=False))
+    result = s.execute(
+        sa.update(PaperAccount)
+        .where(PaperAccount.client_code == client_code)
+        .values(lock_version=PaperAccount.lock_version + 1)
+        .execution_options(synchronize_session=False)
+    )
     return result.rowcount
 
 
@@ -46,12 +50,20 @@ def lock_account(s: Session, client_code: str, opening_cash: Decimal, now: datet
     if not _touch(s, client_code):
         try:
             with s.begin_nested():
-                s.add(PaperAccount(client_code=client_code, cash=opening_cash, deposited=opening_cash,
-                                   opening_balance=opening_cash, session_started_at=now))
+                s.add(
+                    PaperAccount(
+                        client_code=client_code,
+                        cash=opening_cash,
+                        deposited=opening_cash,
+                        opening_balance=opening_cash,
+                        session_started_at=now,
+                    )
+                )
         except IntegrityError:  # another process created it first: lock theirs
             _touch(s, client_code)
-    return s.execute(sa.select(PaperAccount).where(PaperAccount.client_code == client_code)
-                     .with_for_update()).scalar_one()
+    return s.execute(
+        sa.select(PaperAccount).where(PaperAccount.client_code == client_code).with_for_update()
+    ).scalar_one()
 
 
 def closed_cost(cost: Decimal, held: int, quantity: int) -> Decimal:
@@ -93,8 +105,11 @@ class Ledger:
         self.s, self.account, self.policy = s, account, policy
 
     def _mine(self, model, instrument_id: int, product: Product | str):
-        return self.s.execute(sa.select(model).filter_by(account_id=self.account.id, instrument_id=instrument_id,
-                                                         product=Product(product).value)).scalar_one_or_none()
+        return self.s.execute(
+            sa.select(model).filter_by(
+                account_id=self.account.id, instrument_id=instrument_id, product=Product(product).value
+            )
+        ).scalar_one_or_none()
 
     def find_position(self, instrument_id: int, product: Product | str) -> PaperPosition | None:
         return self._mine(PaperPosition, instrument_id, product)
@@ -102,10 +117,20 @@ class Ledger:
     def position(self, order: PaperOrder) -> PaperPosition:
         found = self.find_position(order.instrument_id, order.product)
         if found is None:
-            found = PaperPosition(account_id=self.account.id, instrument_id=order.instrument_id,
-                                  exchange=order.exchange, tradingsymbol=order.tradingsymbol, product=order.product,
-                                  net_quantity=0, cost=ZERO, realised_pnl=ZERO, buy_quantity=0, sell_quantity=0,
-                                  buy_value=ZERO, sell_value=ZERO)
+            found = PaperPosition(
+                account_id=self.account.id,
+                instrument_id=order.instrument_id,
+                exchange=order.exchange,
+                tradingsymbol=order.tradingsymbol,
+                product=order.product,
+                net_quantity=0,
+                cost=ZERO,
+                realised_pnl=ZERO,
+                buy_quantity=0,
+                sell_quantity=0,
+                buy_value=ZERO,
+                sell_value=ZERO,
+            )
             self.s.add(found)
         return found
 
@@ -113,8 +138,12 @@ class Ledger:
         return self._mine(PaperHolding, instrument_id, product)
 
     def open_orders(self, **criteria) -> list[PaperOrder]:
-        query = (sa.select(PaperOrder).filter_by(account_id=self.account.id, **criteria)
-                 .where(PaperOrder.status.in_(OPEN_STATUSES)).order_by(PaperOrder.placed_at, PaperOrder.id))
+        query = (
+            sa.select(PaperOrder)
+            .filter_by(account_id=self.account.id, **criteria)
+            .where(PaperOrder.status.in_(OPEN_STATUSES))
+            .order_by(PaperOrder.placed_at, PaperOrder.id)
+        )
         return list(self.s.scalars(query))
 
     def book(self, order: PaperOrder, fill: Fill, now: datetime) -> PaperTrade:
@@ -142,10 +171,19 @@ class Ledger:
         order.filled_quantity += fill.quantity
         order.filled_value += value
         order.updated_at = now
-        trade = PaperTrade(order_pk=order.id, order_id=order.order_id, account_id=self.account.id,
-                           instrument_id=order.instrument_id, exchange=order.exchange,
-                           tradingsymbol=order.tradingsymbol, side=order.side, product=order.product,
-                           quantity=fill.quantity, price=fill.price, filled_at=now)
+        trade = PaperTrade(
+            order_pk=order.id,
+            order_id=order.order_id,
+            account_id=self.account.id,
+            instrument_id=order.instrument_id,
+            exchange=order.exchange,
+            tradingsymbol=order.tradingsymbol,
+            side=order.side,
+            product=order.product,
+            quantity=fill.quantity,
+            price=fill.price,
+            filled_at=now,
+        )
         self.s.add(trade)
         self.s.flush()
         trade.trade_id = make_id("T", trade.id, now)

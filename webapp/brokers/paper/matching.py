@@ -7,11 +7,12 @@ zero. So no fill can ever land off the grid or outside the band, whatever a quot
 The depth is a snapshot: it is not consumed between orders, so two accounts trading in the same
 tick each see the full book (the simulator refreshes it on every step).
 """
+
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Sequence
 
 from webapp.brokers.base import DepthLevel, Quote, Side
 from webapp.money import is_tick_multiple, round_to_tick
@@ -27,8 +28,11 @@ def book_side(side: Side, quote: Quote, tick: Decimal, band: tuple[Decimal, Deci
     """The levels a `side` order trades against, best first, sane levels only."""
     lower, upper = band
     levels = quote.asks if side is Side.BUY else quote.bids
-    usable = [level for level in levels
-              if level.quantity > 0 and is_tick_multiple(level.price, tick) and lower <= level.price <= upper]
+    usable = [
+        level
+        for level in levels
+        if level.quantity > 0 and is_tick_multiple(level.price, tick) and lower <= level.price <= upper
+    ]
     return sorted(usable, key=lambda level: level.price, reverse=side is Side.SELL)
 
 
@@ -65,8 +69,9 @@ def sweep(levels: Sequence[DepthLevel], side: Side, quantity: int, fallback: Dec
     return fills
 
 
-def protection_limit(side: Side, last_price: Decimal, pct: Decimal, tick: Decimal,
-                     band: tuple[Decimal, Decimal]) -> Decimal:
+def protection_limit(
+    side: Side, last_price: Decimal, pct: Decimal, tick: Decimal, band: tuple[Decimal, Decimal]
+) -> Decimal:
     """The worst price a MARKET order may trade at: `pct` percent from the last price, inside the band."""
     lower, upper = band
     if side is Side.BUY:

@@ -4,10 +4,12 @@ Before the feed has written a tick for an instrument (or with no Redis at all) t
 it from the instrument master: the previous close with a one-tick spread and fixed depth, so a
 fresh demo can trade at once.
 """
+
 from __future__ import annotations
 
+from collections.abc import Iterable
 from decimal import Decimal
-from typing import Any, Iterable
+from typing import Any
 
 from redis.exceptions import RedisError
 

@@ -3,16 +3,28 @@
 Read-only: plain sessions, no account lock (a broker's reports are a snapshot too). The order book
 and trades show the current session only, like a real broker's day book.
 """
+
 from __future__ import annotations
 
+from collections.abc import Sequence
 from decimal import Decimal
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from webapp.brokers.base import (
-    BrokerOrderStatus, Holding, InstrumentRef, InstrumentRow, Order, OrderType, Position, Product, Quote, Side, Trade,
+    BrokerOrderStatus,
+    Holding,
+    InstrumentRef,
+    InstrumentRow,
+    Order,
+    OrderType,
+    Position,
+    Product,
+    Quote,
+    Side,
+    Trade,
 )
 from webapp.models import Instrument
 from webapp.models.paper import PaperAccount, PaperHolding, PaperOrder, PaperPosition, PaperTrade
@@ -22,40 +34,82 @@ if TYPE_CHECKING:
 
 
 def to_order(row: PaperOrder) -> Order:
-    return Order(order_id=row.order_id, status=BrokerOrderStatus(row.status), exchange=row.exchange,
-                 tradingsymbol=row.tradingsymbol, side=Side(row.side), product=Product(row.product),
-                 order_type=OrderType(row.order_type), quantity=row.quantity, filled_quantity=row.filled_quantity,
-                 price=row.price, trigger_price=row.trigger_price, average_price=row.average_price, tag=row.tag,
-                 status_message=row.status_message, placed_at=row.placed_at, updated_at=row.updated_at,
-                 raw_status=row.status)
+    return Order(
+        order_id=row.order_id,
+        status=BrokerOrderStatus(row.status),
+        exchange=row.exchange,
+        tradingsymbol=row.tradingsymbol,
+        side=Side(row.side),
+        product=Product(row.product),
+        order_type=OrderType(row.order_type),
+        quantity=row.quantity,
+        filled_quantity=row.filled_quantity,
+        price=row.price,
+        trigger_price=row.trigger_price,
+        average_price=row.average_price,
+        tag=row.tag,
+        status_message=row.status_message,
+        placed_at=row.placed_at,
+        updated_at=row.updated_at,
+        raw_status=row.status,
+    )
 
 
 def to_trade(row: PaperTrade) -> Trade:
-    return Trade(trade_id=row.trade_id, order_id=row.order_id, exchange=row.exchange, tradingsymbol=row.tradingsymbol,
-                 side=Side(row.side), product=Product(row.product), quantity=row.quantity, price=row.price,
-                 filled_at=row.filled_at)
+    return Trade(
+        trade_id=row.trade_id,
+        order_id=row.order_id,
+        exchange=row.exchange,
+        tradingsymbol=row.tradingsymbol,
+        side=Side(row.side),
+        product=Product(row.product),
+        quantity=row.quantity,
+        price=row.price,
+        filled_at=row.filled_at,
+    )
 
 
 def to_position(row: PaperPosition, quote: Quote | None) -> Position:
     last = quote.last_price if quote else None
     unrealised = last * row.net_quantity - row.cost if last is not None and row.net_quantity else Decimal(0)
-    return Position(exchange=row.exchange, tradingsymbol=row.tradingsymbol, product=Product(row.product),
-                    quantity=row.net_quantity, average_price=row.average_price, last_price=last,
-                    realised_pnl=row.realised_pnl, unrealised_pnl=unrealised, buy_quantity=row.buy_quantity,
-                    sell_quantity=row.sell_quantity)
+    return Position(
+        exchange=row.exchange,
+        tradingsymbol=row.tradingsymbol,
+        product=Product(row.product),
+        quantity=row.net_quantity,
+        average_price=row.average_price,
+        last_price=last,
+        realised_pnl=row.realised_pnl,
+        unrealised_pnl=unrealised,
+        buy_quantity=row.buy_quantity,
+        sell_quantity=row.sell_quantity,
+    )
 
 
 def to_holding(row: PaperHolding, quote: Quote | None) -> Holding:
-    return Holding(exchange=row.exchange, tradingsymbol=row.tradingsymbol, quantity=row.quantity,
-                   average_price=row.average_price, isin=row.isin, last_price=quote.last_price if quote else None,
-                   t1_quantity=row.t1_quantity)
+    return Holding(
+        exchange=row.exchange,
+        tradingsymbol=row.tradingsymbol,
+        quantity=row.quantity,
+        average_price=row.average_price,
+        isin=row.isin,
+        last_price=quote.last_price if quote else None,
+        t1_quantity=row.t1_quantity,
+    )
 
 
 def to_instrument_row(row: Instrument) -> InstrumentRow:
-    return InstrumentRow(exchange=row.exchange, tradingsymbol=row.tradingsymbol, name=row.name,
-                         exchange_token=row.exchange_token, tick_size=row.tick_size, lot_size=row.lot_size,
-                         instrument_token=row.instrument_token, instrument_type=row.instrument_type,
-                         segment=row.segment)
+    return InstrumentRow(
+        exchange=row.exchange,
+        tradingsymbol=row.tradingsymbol,
+        name=row.name,
+        exchange_token=row.exchange_token,
+        tick_size=row.tick_size,
+        lot_size=row.lot_size,
+        instrument_token=row.instrument_token,
+        instrument_type=row.instrument_type,
+        segment=row.segment,
+    )
 
 
 def _account(s: Session, client_code: str) -> PaperAccount | None:
@@ -67,8 +121,9 @@ def order_book(exchange: PaperExchange, client_code: str, tag: str | None = None
         account = _account(s, client_code)
         if account is None:
             return []
-        query = sa.select(PaperOrder).where(PaperOrder.account_id == account.id,
-                                            PaperOrder.placed_at >= account.session_started_at)
+        query = sa.select(PaperOrder).where(
+            PaperOrder.account_id == account.id, PaperOrder.placed_at >= account.session_started_at
+        )
         if tag is not None:
             query = query.where(PaperOrder.tag == tag)
         return [to_order(row) for row in s.scalars(query.order_by(PaperOrder.placed_at, PaperOrder.id))]
@@ -79,9 +134,11 @@ def trades(exchange: PaperExchange, client_code: str) -> list[Trade]:
         account = _account(s, client_code)
         if account is None:
             return []
-        query = (sa.select(PaperTrade).where(PaperTrade.account_id == account.id,
-                                             PaperTrade.filled_at >= account.session_started_at)
-                 .order_by(PaperTrade.filled_at, PaperTrade.id))
+        query = (
+            sa.select(PaperTrade)
+            .where(PaperTrade.account_id == account.id, PaperTrade.filled_at >= account.session_started_at)
+            .order_by(PaperTrade.filled_at, PaperTrade.id)
+        )
         return [to_trade(row) for row in s.scalars(query)]
 
 
@@ -127,8 +184,12 @@ def quotes(exchange: PaperExchange, refs: Sequence[InstrumentRef]) -> dict[str, 
     if not wanted:
         return {}
     with exchange.reading() as s:
-        rows = [row for row in s.scalars(sa.select(Instrument).where(
-            Instrument.tradingsymbol.in_(sorted({symbol for _, symbol in wanted}))))
-            if (row.exchange, row.tradingsymbol) in wanted]
+        rows = [
+            row
+            for row in s.scalars(
+                sa.select(Instrument).where(Instrument.tradingsymbol.in_(sorted({symbol for _, symbol in wanted})))
+            )
+            if (row.exchange, row.tradingsymbol) in wanted
+        ]
     found = exchange.book.quotes(rows)
     return {row.key: found[row.id] for row in rows if row.id in found}

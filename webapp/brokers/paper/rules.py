@@ -3,12 +3,13 @@
 Every refusal raises `Rejected` with the sentence a broker's RMS would show the trader; the tests
 assert these sentences word for word.
 """
+
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, datetime, time
 from decimal import ROUND_CEILING, Decimal
-from typing import Iterable
 
 from webapp.brokers.base import OrderRequest, OrderType, Product, Rejected, Side
 from webapp.money import PAISA, is_tick_multiple, rupees
@@ -39,8 +40,14 @@ def _an(order_type: OrderType) -> str:
     return {OrderType.LIMIT: "A LIMIT", OrderType.SL: "An SL", OrderType.SLM: "An SL-M"}.get(order_type, "A MARKET")
 
 
-def check_shape(quantity: int, product: Product, order_type: OrderType, price: Decimal | None,
-                trigger_price: Decimal | None, lot_size: int = 1) -> None:
+def check_shape(
+    quantity: int,
+    product: Product,
+    order_type: OrderType,
+    price: Decimal | None,
+    trigger_price: Decimal | None,
+    lot_size: int = 1,
+) -> None:
     """What a broker refuses before it looks at the market: quantity, product, missing prices."""
     if quantity <= 0:
         raise Rejected("Quantity must be greater than zero")
@@ -55,8 +62,7 @@ def check_shape(quantity: int, product: Product, order_type: OrderType, price: D
 
 
 def check_request(request: OrderRequest, lot_size: int = 1) -> None:
-    check_shape(request.quantity, request.product, request.order_type, request.price, request.trigger_price,
-                lot_size)
+    check_shape(request.quantity, request.product, request.order_type, request.price, request.trigger_price, lot_size)
 
 
 def _price_text(value: Decimal) -> str:
@@ -69,8 +75,9 @@ def check_price(label: str, price: Decimal, tick: Decimal, band: tuple[Decimal, 
         raise Rejected(f"{label} {_price_text(price)} is not a multiple of the tick size {_price_text(tick)}")
     lower, upper = band
     if not lower <= price <= upper:
-        raise Rejected(f"{label} {_price_text(price)} is outside the circuit band "
-                       f"{_price_text(lower)}–{_price_text(upper)}")
+        raise Rejected(
+            f"{label} {_price_text(price)} is outside the circuit band {_price_text(lower)}–{_price_text(upper)}"
+        )
 
 
 def uses_price(order_type: OrderType) -> bool:
@@ -81,8 +88,15 @@ def uses_trigger(order_type: OrderType) -> bool:
     return order_type in (OrderType.SL, OrderType.SLM)
 
 
-def check_prices(side: Side, order_type: OrderType, price: Decimal | None, trigger: Decimal | None,
-                 tick: Decimal, band: tuple[Decimal, Decimal], last_price: Decimal | None) -> None:
+def check_prices(
+    side: Side,
+    order_type: OrderType,
+    price: Decimal | None,
+    trigger: Decimal | None,
+    tick: Decimal,
+    band: tuple[Decimal, Decimal],
+    last_price: Decimal | None,
+) -> None:
     """Tick, band and stop-loss sanity. `last_price` None skips the trigger-versus-market check
     (a stop that has already triggered is not re-checked on modify)."""
     if uses_price(order_type):
@@ -92,11 +106,15 @@ def check_prices(side: Side, order_type: OrderType, price: Decimal | None, trigg
     check_price("Trigger price", trigger, tick, band)
     buy = side is Side.BUY
     if last_price is not None and (trigger <= last_price if buy else trigger >= last_price):
-        raise Rejected(f"Trigger price {_price_text(trigger)} for a stop-loss {side.value} must be "
-                       f"{'above' if buy else 'below'} the last price {_price_text(last_price)}")
+        raise Rejected(
+            f"Trigger price {_price_text(trigger)} for a stop-loss {side.value} must be "
+            f"{'above' if buy else 'below'} the last price {_price_text(last_price)}"
+        )
     if order_type is OrderType.SL and (price < trigger if buy else price > trigger):
-        raise Rejected(f"Price for a stop-loss {side.value} must be at or {'above' if buy else 'below'} "
-                       f"the trigger price {_price_text(trigger)}")
+        raise Rejected(
+            f"Price for a stop-loss {side.value} must be at or {'above' if buy else 'below'} "
+            f"the trigger price {_price_text(trigger)}"
+        )
 
 
 def insufficient_funds(required: Decimal, available: Decimal) -> Rejected:

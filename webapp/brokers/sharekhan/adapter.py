@@ -5,22 +5,48 @@ ShareKhan orders carry no tag, so an order whose placement outcome is unknown is
 quantity and product, placed no earlier than `placed_after` less a clock-skew allowance.
 `orders_by_tag` cannot answer and says so (Unavailable) rather than report a false "absent".
 """
+
 from __future__ import annotations
 
 import json
 import logging
 import time as clock
+from collections.abc import Mapping, Sequence
 from datetime import datetime, time, timedelta
 from decimal import Decimal
-from typing import Any, Mapping, Sequence
+from typing import Any
 from urllib.parse import quote, urlencode
 
-from webapp.brokers.base import (TIMEOUT_OPTION, Account, AuthExpired, Broker, BrokerError, BrokerSession,
-                                 Capabilities, ConfigOption, CredentialField,
-                                 Funds, Holding, InstrumentRef, InstrumentRow, InvalidInput, Order,
-                                 OrderRequest, OrderType, Position, Product, Quote, RateLimited, RateLimits,
-                                 Rejected, Side, Trade, Unavailable, Validity)
 from webapp.brokers import http
+from webapp.brokers.base import (
+    TIMEOUT_OPTION,
+    Account,
+    AuthExpired,
+    Broker,
+    BrokerError,
+    BrokerSession,
+    Capabilities,
+    ConfigOption,
+    CredentialField,
+    Funds,
+    Holding,
+    InstrumentRef,
+    InstrumentRow,
+    InvalidInput,
+    Order,
+    OrderRequest,
+    OrderType,
+    Position,
+    Product,
+    Quote,
+    RateLimited,
+    RateLimits,
+    Rejected,
+    Side,
+    Trade,
+    Unavailable,
+    Validity,
+)
 from webapp.brokers.sharekhan import handshake, wire
 from webapp.timeutil import UTC, utcnow
 
@@ -32,13 +58,16 @@ USER_AGENT = "python-requests/2.34.2"
 ORDERS_PATH = "/skapi/services/orders"
 TOKEN_PATH = "/skapi/services/access/token"
 # what a trader is told about the order when the answer is lost
-OUTCOME = {"place": "; the order may or may not be placed",
-           "modify": "; the change may or may not be applied",
-           "cancel": "; the order may or may not be cancelled"}
+OUTCOME = {
+    "place": "; the order may or may not be placed",
+    "modify": "; the change may or may not be applied",
+    "cancel": "; the order may or may not be cancelled",
+}
 # error_type values (the SDK's Kite-like scheme) that are the OMS deliberately refusing:
 # the SDK documents outages as NetworkException / DataException / GeneralException instead
-REFUSALS = frozenset({"InputException", "OrderException", "MarginException", "HoldingException",
-                      "UserException", "PermissionException"})
+REFUSALS = frozenset(
+    {"InputException", "OrderException", "MarginException", "HoldingException", "UserException", "PermissionException"}
+)
 
 
 class ShareKhan(Broker):
@@ -46,10 +75,12 @@ class ShareKhan(Broker):
     label = "ShareKhan"
     credential_fields = (
         CredentialField("api_key", "API key", help="From ShareKhan's trading-API portal (Create New App)"),
-        CredentialField("secret_key", "Secret key", secret=True,
-                        help="32 characters; it decrypts ShareKhan's login answer"),
-        CredentialField("vendor_key", "Vendor key", secret=True, required=False,
-                        help="Only for a vendor (partner) app"),
+        CredentialField(
+            "secret_key", "Secret key", secret=True, help="32 characters; it decrypts ShareKhan's login answer"
+        ),
+        CredentialField(
+            "vendor_key", "Vendor key", secret=True, required=False, help="Only for a vendor (partner) app"
+        ),
         CredentialField("version_id", "Version id", required=False, help="e.g. 1005 or 1006, if ShareKhan issued one"),
     )
     # ShareKhan publishes no limit; 10 orders/s is the SEBI/NSE per-account threshold above which
@@ -60,8 +91,11 @@ class ShareKhan(Broker):
     # brokers.md gives no ShareKhan expiry hour; NSE requires API sessions to end before each
     # trading day, so the desk's common 06:00 IST is used
     session_expiry_ist = time(6, 0)
-    config_options = (ConfigOption("base_url", "SHAREKHAN_API_URL", required=True),
-                      ConfigOption("login_url", "SHAREKHAN_LOGIN_URL", required=True), TIMEOUT_OPTION)
+    config_options = (
+        ConfigOption("base_url", "SHAREKHAN_API_URL", required=True),
+        ConfigOption("login_url", "SHAREKHAN_LOGIN_URL", required=True),
+        TIMEOUT_OPTION,
+    )
     capabilities = Capabilities(streaming=True)  # no REST quote endpoint: prices come from the stream
     stream_key = "exchange_token"  # the stream subscribes by the exchange's scrip code
 
@@ -70,8 +104,9 @@ class ShareKhan(Broker):
         from webapp.brokers.sharekhan.stream import SHAREKHAN_WS_URL, ShareKhanStream
 
         token = account.session.access_token if account.session else ""
-        return ShareKhanStream(account.credentials["api_key"], token,
-                               ws_url=config.get("SHAREKHAN_WS_URL") or SHAREKHAN_WS_URL)
+        return ShareKhanStream(
+            account.credentials["api_key"], token, ws_url=config.get("SHAREKHAN_WS_URL") or SHAREKHAN_WS_URL
+        )
 
     def __init__(self, account: Account, options: Mapping[str, Any] | None = None):
         super().__init__(account, options)
@@ -84,7 +119,7 @@ class ShareKhan(Broker):
         """Nothing to free: the connection pool is the process's, shared by every client
         (webapp/brokers/http.py, which never retries a request)."""
 
-    def __enter__(self) -> "ShareKhan":
+    def __enter__(self) -> ShareKhan:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -97,20 +132,32 @@ class ShareKhan(Broker):
         body = wire.order_body(request, self.account.client_code, self._channel_user())
         return self._order_id("place", self._call("place", "POST", ORDERS_PATH, body))
 
-    def modify(self, order_id: str, *, quantity: int | None = None, price: Decimal | None = None,
-               trigger_price: Decimal | None = None, order_type: OrderType | None = None,
-               validity: Validity | None = None) -> str:
+    def modify(
+        self,
+        order_id: str,
+        *,
+        quantity: int | None = None,
+        price: Decimal | None = None,
+        trigger_price: Decimal | None = None,
+        order_type: OrderType | None = None,
+        validity: Validity | None = None,
+    ) -> str:
         if quantity is not None and quantity <= 0:
             raise InvalidInput("Quantity must be a positive whole number")
-        changes = {"quantity": quantity, "price": price, "trigger_price": trigger_price,
-                   "order_type": order_type, "validity": validity}
-        body = wire.change_body(self._order_row(order_id), self.account.client_code, self._channel_user(),
-                                "MODIFY", changes)
+        changes = {
+            "quantity": quantity,
+            "price": price,
+            "trigger_price": trigger_price,
+            "order_type": order_type,
+            "validity": validity,
+        }
+        body = wire.change_body(
+            self._order_row(order_id), self.account.client_code, self._channel_user(), "MODIFY", changes
+        )
         return self._order_id("modify", self._call("modify", "POST", ORDERS_PATH, body))
 
     def cancel(self, order_id: str) -> str:
-        body = wire.change_body(self._order_row(order_id), self.account.client_code, self._channel_user(),
-                                "CANCEL", {})
+        body = wire.change_body(self._order_row(order_id), self.account.client_code, self._channel_user(), "CANCEL", {})
         return self._order_id("cancel", self._call("cancel", "POST", ORDERS_PATH, body))
 
     def order_book(self) -> list[Order]:
@@ -122,8 +169,10 @@ class ShareKhan(Broker):
         return [wire.order_from_row(row) for row in _rows(self._call("history", "GET", path))]
 
     def orders_by_tag(self, tag: str) -> list[Order]:
-        raise Unavailable(f"ShareKhan orders carry no tag, so order {tag} cannot be looked up by tag; "
-                          "it is matched by instrument, side, quantity and time instead")
+        raise Unavailable(
+            f"ShareKhan orders carry no tag, so order {tag} cannot be looked up by tag; "
+            "it is matched by instrument, side, quantity and time instead"
+        )
 
     def find_order(self, request: OrderRequest, placed_after: datetime) -> list[Order]:
         """Today's orders that could be `request`, placed at or after `placed_after` (aware).
@@ -193,8 +242,10 @@ class ShareKhan(Broker):
                 continue
             price = request.price or request.trigger_price
             if not price:
-                raise InvalidInput(f"ShareKhan has no margin API; give the {request.tradingsymbol} order a price "
-                                   "(the last price for a MARKET order) to estimate it")
+                raise InvalidInput(
+                    f"ShareKhan has no margin API; give the {request.tradingsymbol} order a price "
+                    "(the last price for a MARKET order) to estimate it"
+                )
             total += price * request.quantity
         return total
 
@@ -223,12 +274,18 @@ class ShareKhan(Broker):
             raise InvalidInput("ShareKhan sent no request_token back; start the login again")
         version = self._credential("version_id", required=False)
         customer_id, swapped = handshake.swap_request_token(
-            request_token, self._credential("secret_key"), strip_padding=bool(version))
+            request_token, self._credential("secret_key"), strip_padding=bool(version)
+        )
         if self.account.client_code and customer_id != self.account.client_code:
-            raise InvalidInput(f"This login is for ShareKhan customer {customer_id}, but this client is "
-                               f"{self.account.client_code}; log in with the client's own account")
-        body: dict[str, Any] = {"apiKey": self._credential("api_key"), "requestToken": swapped,
-                                "state": _number_or_text(params.get("state", ""))}
+            raise InvalidInput(
+                f"This login is for ShareKhan customer {customer_id}, but this client is "
+                f"{self.account.client_code}; log in with the client's own account"
+            )
+        body: dict[str, Any] = {
+            "apiKey": self._credential("api_key"),
+            "requestToken": swapped,
+            "state": _number_or_text(params.get("state", "")),
+        }
         if version:
             body["versionId"] = _number_or_text(version)
         if self._credential("vendor_key", required=False):
@@ -239,8 +296,11 @@ class ShareKhan(Broker):
             raise Unavailable("ShareKhan accepted the login but sent no access token; log in again")
         login_id = str(data.get("loginId") or customer_id)
         log.info("broker=sharekhan op=login client=%s result=ok", customer_id)
-        return BrokerSession(access_token=str(access_token), expires_at=self.session_expires_at(utcnow()),
-                             extra={"customer_id": customer_id, "login_id": login_id})
+        return BrokerSession(
+            access_token=str(access_token),
+            expires_at=self.session_expires_at(utcnow()),
+            extra={"customer_id": customer_id, "login_id": login_id},
+        )
 
     # ------------------------------------------------------------------ plumbing
 
@@ -262,8 +322,7 @@ class ShareKhan(Broker):
         return value
 
     def _headers(self, token: str) -> dict[str, str]:
-        headers = {"User-Agent": USER_AGENT, "api-key": self._credential("api_key"),
-                   "Content-type": "application/json"}
+        headers = {"User-Agent": USER_AGENT, "api-key": self._credential("api_key"), "Content-type": "application/json"}
         if self._credential("vendor_key", required=False):
             headers["vendor-key"] = self._credential("vendor_key")
         session = self.account.session
@@ -293,17 +352,28 @@ class ShareKhan(Broker):
             raise Unavailable(f"ShareKhan accepted the request but sent no order id{OUTCOME.get(op, '')}")
         return str(order_id)
 
-    def _call(self, op: str, method: str, path: str, body: dict[str, Any] | None = None,
-              token: str = "required") -> Any:
+    def _call(
+        self, op: str, method: str, path: str, body: dict[str, Any] | None = None, token: str = "required"
+    ) -> Any:
         headers = self._headers(token)
         started = clock.monotonic()
         try:
-            response = http.send(method, self.base_url + path, headers=headers, timeout=self.timeout,
-                                 body=None if body is None else json.dumps(body, allow_nan=False))
+            response = http.send(
+                method,
+                self.base_url + path,
+                headers=headers,
+                timeout=self.timeout,
+                body=None if body is None else json.dumps(body, allow_nan=False),
+            )
         except http.TransportError as exc:
             raise self._transport_error(op, exc) from None
-        log.info("broker=sharekhan op=%s client=%s status=%s ms=%d", op, self.account.client_code,
-                 response.status, (clock.monotonic() - started) * 1000)
+        log.info(
+            "broker=sharekhan op=%s client=%s status=%s ms=%d",
+            op,
+            self.account.client_code,
+            response.status,
+            (clock.monotonic() - started) * 1000,
+        )
         return self._unwrap(op, response)
 
     def _transport_error(self, op: str, exc: http.TransportError) -> Unavailable:
@@ -317,8 +387,10 @@ class ShareKhan(Broker):
     def _unwrap(self, op: str, response: http.Response) -> Any:
         status = response.status
         if status == 429:
-            raise RateLimited("ShareKhan is rate limiting this account (HTTP 429); the request was not accepted",
-                              retry_after=_retry_after(response))
+            raise RateLimited(
+                "ShareKhan is rate limiting this account (HTTP 429); the request was not accepted",
+                retry_after=_retry_after(response),
+            )
         try:
             payload = json.loads(response.text, parse_float=Decimal) if response.content else None
         except ValueError:
@@ -339,8 +411,14 @@ class ShareKhan(Broker):
     def _typed_error(self, op: str, status: int, payload: Mapping[str, Any]) -> BrokerError:
         kind = str(payload["error_type"])
         message = self._redact(str(payload.get("message") or kind).strip())
-        log.warning("broker=sharekhan op=%s client=%s status=%s error_type=%s message=%s", op,
-                    self.account.client_code, status, kind, message)
+        log.warning(
+            "broker=sharekhan op=%s client=%s status=%s error_type=%s message=%s",
+            op,
+            self.account.client_code,
+            status,
+            kind,
+            message,
+        )
         if kind == "TokenException":
             return AuthExpired(f"ShareKhan session is no longer valid ({message}); log in again")
         if kind in REFUSALS:
@@ -348,8 +426,13 @@ class ShareKhan(Broker):
         return Unavailable(f"ShareKhan answered HTTP {status} ({message}){OUTCOME.get(op, '')}")
 
     def _log_raw(self, op: str, response: http.Response) -> None:
-        log.warning("broker=sharekhan op=%s client=%s status=%s raw=%r", op, self.account.client_code,
-                    response.status, self._redact(response.text[:300]))
+        log.warning(
+            "broker=sharekhan op=%s client=%s status=%s raw=%r",
+            op,
+            self.account.client_code,
+            response.status,
+            self._redact(response.text[:300]),
+        )
 
     def _redact(self, text: str) -> str:
         secrets = [self.account.credentials.get(k) for k in ("secret_key", "vendor_key")]

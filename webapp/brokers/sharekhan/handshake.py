@@ -5,6 +5,7 @@ ShareKhan redirects back with `request_token` = base64url(AES-256-GCM(secret key
 swapping the halves to "<customerId>|<key>" and encrypting again with the same key and IV. The
 fixed IV is ShareKhan's design, not ours: the key only ever seals these one-time login strings.
 """
+
 from __future__ import annotations
 
 import base64
@@ -43,12 +44,14 @@ def swap_request_token(request_token: str, secret_key: str, *, strip_padding: bo
     try:
         plain = cipher.decrypt(ZERO_IV, decode_token(request_token), None).decode("utf-8")
     except (InvalidTag, ValueError, binascii.Error, UnicodeDecodeError):
-        raise InvalidInput("The ShareKhan login answer could not be decrypted with this client's secret key; "
-                           "check the secret key and log in again") from None
+        raise InvalidInput(
+            "The ShareKhan login answer could not be decrypted with this client's secret key; "
+            "check the secret key and log in again"
+        ) from None
     login_key, sep, customer_id = plain.partition("|")
     if not sep or not login_key or not customer_id or "|" in customer_id:
         raise InvalidInput("The ShareKhan login answer is not in the expected 'key|customerId' form")
-    sealed = cipher.encrypt(ZERO_IV, f"{customer_id}|{login_key}".encode("utf-8"), None)
+    sealed = cipher.encrypt(ZERO_IV, f"{customer_id}|{login_key}".encode(), None)
     if strip_padding:
         return customer_id, base64.urlsafe_b64encode(sealed).decode("ascii").rstrip("=")
     return customer_id, base64.b64encode(sealed).decode("ascii")

@@ -15,14 +15,16 @@ acknowledgement (SharekhanOrderID, AckState, ...), told apart by the shape of `d
 may come with message "feed". Numbers are parsed straight to Decimal (never through float).
 Tokens are scrip codes (the NSE exchange token for NC).
 """
+
 from __future__ import annotations
 
 import json
 import logging
 import time
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any
 from urllib.parse import urlencode
 
 from webapp.brokers.base import DepthLevel, InvalidInput, Quote
@@ -82,21 +84,41 @@ def feed_quote(data: Mapping[str, Any], received_at: datetime, symbol: tuple[str
         price, quantity = decimal(data.get(price_key)), whole(data.get(quantity_key))
         return (DepthLevel(price, quantity),) if price and quantity else ()
 
-    quote = Quote(exchange=exchange, tradingsymbol=tradingsymbol, last_price=last_price, volume=whole(data.get("qty")),
-                  open=decimal(data.get("open")), high=decimal(data.get("high")), low=decimal(data.get("low")),
-                  close=decimal(data.get("close")), lower_circuit=decimal(data.get("lowerCkt")),
-                  upper_circuit=decimal(data.get("upperCkt")), bids=level("bidPrice", "bidQty"),
-                  asks=level("offPrice", "offQty"), timestamp=trade_time(data.get("ltt")) or received_at)
+    quote = Quote(
+        exchange=exchange,
+        tradingsymbol=tradingsymbol,
+        last_price=last_price,
+        volume=whole(data.get("qty")),
+        open=decimal(data.get("open")),
+        high=decimal(data.get("high")),
+        low=decimal(data.get("low")),
+        close=decimal(data.get("close")),
+        lower_circuit=decimal(data.get("lowerCkt")),
+        upper_circuit=decimal(data.get("upperCkt")),
+        bids=level("bidPrice", "bidQty"),
+        asks=level("offPrice", "offQty"),
+        timestamp=trade_time(data.get("ltt")) or received_at,
+    )
     return scrip, quote
 
 
 class ShareKhanStream(TickStream):
     name = "sharekhan"
 
-    def __init__(self, api_key: str, access_token: str, *, ws_url: str = SHAREKHAN_WS_URL, mode: str = "full",
-                 exchange: str = "NC", customer_id: str | None = None, symbols: SymbolMap | None = None,
-                 on_message: Callable[[dict[str, Any]], None] | None = None, ping_seconds: float = PING_SECONDS,
-                 connect_timeout: float = 10.0):
+    def __init__(
+        self,
+        api_key: str,
+        access_token: str,
+        *,
+        ws_url: str = SHAREKHAN_WS_URL,
+        mode: str = "full",
+        exchange: str = "NC",
+        customer_id: str | None = None,
+        symbols: SymbolMap | None = None,
+        on_message: Callable[[dict[str, Any]], None] | None = None,
+        ping_seconds: float = PING_SECONDS,
+        connect_timeout: float = 10.0,
+    ):
         if mode not in MODES:
             raise InvalidInput(f"Unknown ShareKhan feed mode {mode!r}.")
         self.api_key, self._access_token, self.ws_url = api_key, access_token, ws_url
@@ -177,8 +199,11 @@ class ShareKhanStream(TickStream):
             tick = feed_quote(data, utcnow(), symbol)
             return [tick] if tick is not None else []
         if payload.get("status") not in (None, 100, 200):
-            log.warning("stream=sharekhan event=error status=%s message=%s", payload.get("status"),
-                        json.dumps(str(payload.get("message"))))
+            log.warning(
+                "stream=sharekhan event=error status=%s message=%s",
+                payload.get("status"),
+                json.dumps(str(payload.get("message"))),
+            )
         if self.on_message is not None:
             self.on_message(payload)
         return []

@@ -5,15 +5,30 @@ brokers.md has no sample for trades, positions, holdings, the limit statement or
 the scrip master: the names used for those here are the emulator's (tests/emulators/sharekhan.py),
 chosen in ShareKhan's camelCase style, and are marked [unverified] below.
 """
+
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from datetime import datetime
 from decimal import Decimal
-from typing import Any, Mapping
+from typing import Any
 
-from webapp.brokers.base import (BrokerOrderStatus, Funds, Holding, InstrumentRow, InvalidInput, Order,
-                                 OrderRequest, OrderType, Position, Product, Side, Trade, Validity)
+from webapp.brokers.base import (
+    BrokerOrderStatus,
+    Funds,
+    Holding,
+    InstrumentRow,
+    InvalidInput,
+    Order,
+    OrderRequest,
+    OrderType,
+    Position,
+    Product,
+    Side,
+    Trade,
+    Validity,
+)
 from webapp.money import to_decimal
 from webapp.timeutil import IST, UTC
 
@@ -28,8 +43,15 @@ CASH_EXCHANGES = ("NSE", "BSE")
 # INVESTMENT is delivery and BIGTRADE intraday per brokers.md §5.5 [unverified]; ShareKhan's MTF
 # product word is not documented: "MTF" is our pick [unverified], BIGTRADEPLUS (BT+) reads as MIS.
 PRODUCT_TYPES = {Product.CNC: "INVESTMENT", Product.MIS: "BIGTRADE", Product.MTF: "MTF"}
-_PRODUCT_WORDS = {"INVESTMENT": Product.CNC, "INV": Product.CNC, "BIGTRADE": Product.MIS, "BT": Product.MIS,
-                  "BIGTRADEPLUS": Product.MIS, "BT+": Product.MIS, "MTF": Product.MTF}
+_PRODUCT_WORDS = {
+    "INVESTMENT": Product.CNC,
+    "INV": Product.CNC,
+    "BIGTRADE": Product.MIS,
+    "BT": Product.MIS,
+    "BIGTRADEPLUS": Product.MIS,
+    "BT+": Product.MIS,
+    "MTF": Product.MTF,
+}
 VALIDITIES = {Validity.DAY: "GFD", Validity.IOC: "IOC"}  # IOC is unverified at ShareKhan
 _VALIDITY_WORDS = {"GFD": Validity.DAY, "DAY": Validity.DAY, "IOC": Validity.IOC}
 
@@ -48,8 +70,14 @@ STATUS_WORDS = {
     "cancelled": BrokerOrderStatus.CANCELLED,
     "canceled": BrokerOrderStatus.CANCELLED,
 }
-_ORDER_TYPE_WORDS = {"market": OrderType.MARKET, "limit": OrderType.LIMIT, "sl": OrderType.SL,
-                     "stoploss": OrderType.SL, "slm": OrderType.SLM, "stoplossmarket": OrderType.SLM}
+_ORDER_TYPE_WORDS = {
+    "market": OrderType.MARKET,
+    "limit": OrderType.LIMIT,
+    "sl": OrderType.SL,
+    "stoploss": OrderType.SL,
+    "slm": OrderType.SLM,
+    "stoplossmarket": OrderType.SLM,
+}
 _REASON_FIELDS = ("rejectReason", "errorMessage", "remarks")  # [unverified] ShareKhan's reason field
 
 
@@ -78,7 +106,7 @@ def whole(value: Any) -> int:
 
 
 def parse_ist(value: Any) -> datetime | None:
-    """"2025-10-28 12:44:40.0" (IST wall clock) -> aware UTC."""
+    """ "2025-10-28 12:44:40.0" (IST wall clock) -> aware UTC."""
     text = str(value or "").strip()
     if not text:
         return None
@@ -144,8 +172,9 @@ def order_body(request: OrderRequest, customer_id: str, channel_user: str) -> di
         "quantity": request.quantity,
         "disclosedQty": 0,
         "price": wire_price(request.price if request.order_type in (OrderType.LIMIT, OrderType.SL) else None),
-        "triggerPrice": wire_price(request.trigger_price if request.order_type in (OrderType.SL, OrderType.SLM)
-                                   else None),
+        "triggerPrice": wire_price(
+            request.trigger_price if request.order_type in (OrderType.SL, OrderType.SLM) else None
+        ),
         "rmsCode": "ANY",
         "afterHour": "N",
         "orderType": "NORMAL",  # SL is expressed by a non-zero triggerPrice
@@ -156,8 +185,9 @@ def order_body(request: OrderRequest, customer_id: str, channel_user: str) -> di
     }
 
 
-def change_body(row: Mapping[str, Any], customer_id: str, channel_user: str, request_type: str,
-                changes: Mapping[str, Any]) -> dict[str, Any]:
+def change_body(
+    row: Mapping[str, Any], customer_id: str, channel_user: str, request_type: str, changes: Mapping[str, Any]
+) -> dict[str, Any]:
     """A MODIFY or CANCEL body: ShareKhan wants the whole order again, with `orderId`."""
     order_type = changes.get("order_type") or order_type_of(row)
     price = changes.get("price") or price_or_none(row.get("orderPrice"))
@@ -170,8 +200,10 @@ def change_body(row: Mapping[str, Any], customer_id: str, channel_user: str, req
     product = product_of(row.get("productCode"))
     if product is None:
         # guessing would silently move the order to another product
-        raise InvalidInput(f"Order {row.get('orderId')} has ShareKhan product code {row.get('productCode')!r}, "
-                           "which the desk cannot send back; change it at ShareKhan")
+        raise InvalidInput(
+            f"Order {row.get('orderId')} has ShareKhan product code {row.get('productCode')!r}, "
+            "which the desk cannot send back; change it at ShareKhan"
+        )
     return {
         "orderId": str(row["orderId"]),
         "customerId": customer_id_value(customer_id),

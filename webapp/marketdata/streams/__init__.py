@@ -2,6 +2,7 @@
 (wsclient.py) and the supervisor that keeps one stream connected and subscribed. The brokers' own
 streams live in their packages (webapp/brokers/kite/ticker.py, webapp/brokers/sharekhan/stream.py)
 and are opened by their adapters' `open_stream`."""
+
 from webapp.marketdata.streams.base import StreamClosed, SymbolMap, Tick, TickStream
 from webapp.marketdata.streams.supervisor import StreamState, StreamSupervisor, SupervisorStats
 

@@ -9,10 +9,11 @@ the broker cannot be reached (retry with backoff).
 Tokens are the broker's own instrument numbers: Kite's `instrument_token`, ShareKhan's scrip code
 (the NSE exchange token). Quotes carry Decimal prices and aware UTC timestamps.
 """
+
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Iterable, Mapping
+from collections.abc import Iterable, Mapping
 
 from webapp.brokers.base import Quote
 
@@ -53,7 +54,7 @@ class TickStream(ABC):
     def close(self) -> None:
         """Close the socket; safe to call more than once and after the socket died."""
 
-    def __enter__(self) -> "TickStream":
+    def __enter__(self) -> TickStream:
         return self
 
     def __exit__(self, *exc: object) -> None:

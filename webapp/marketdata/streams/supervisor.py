@@ -17,6 +17,7 @@ ticks that arrived. Around that call the supervisor
 `run_once` never blocks much longer than its timeout (plus one bounded connect): a pending backoff
 is slept in slices of at most `timeout`.
 """
+
 from __future__ import annotations
 
 import enum
@@ -24,9 +25,9 @@ import json
 import logging
 import random
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Callable, Iterable
 
 from webapp.brokers.base import AuthExpired, BrokerError
 from webapp.marketdata.streams.base import StreamClosed, Tick, TickStream
@@ -58,11 +59,21 @@ class SupervisorStats:
 
 
 class StreamSupervisor:
-    def __init__(self, factory: Callable[[], TickStream], *, name: str = "stream", watchdog_seconds: float = 30.0,
-                 watchdog_active: Callable[[], bool] = lambda: True, backoff_base: float = 1.0,
-                 backoff_cap: float = 30.0, rng: random.Random | None = None, seed: int | None = None,
-                 sleep: Callable[[float], None] = time.sleep, clock: Callable[[], float] = time.monotonic,
-                 now: Callable[[], datetime] = utcnow):
+    def __init__(
+        self,
+        factory: Callable[[], TickStream],
+        *,
+        name: str = "stream",
+        watchdog_seconds: float = 30.0,
+        watchdog_active: Callable[[], bool] = lambda: True,
+        backoff_base: float = 1.0,
+        backoff_cap: float = 30.0,
+        rng: random.Random | None = None,
+        seed: int | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
+        now: Callable[[], datetime] = utcnow,
+    ):
         self.factory, self.name = factory, name
         self.watchdog_seconds, self.watchdog_active = watchdog_seconds, watchdog_active
         self.backoff_base, self.backoff_cap = backoff_base, backoff_cap
@@ -122,9 +133,18 @@ class StreamSupervisor:
         if self._state is StreamState.BACKOFF and self._retry_at is not None:
             retry = max(self._retry_at - self._clock(), 0.0)
         connects = self._counts["connects"]
-        return SupervisorStats(self._state, connects, max(connects - 1, 0), self._counts["failures"],
-                               self._counts["drops"], self._counts["watchdog_trips"], self._last_tick_at,
-                               self._last_error, len(self._desired), retry)
+        return SupervisorStats(
+            self._state,
+            connects,
+            max(connects - 1, 0),
+            self._counts["failures"],
+            self._counts["drops"],
+            self._counts["watchdog_trips"],
+            self._last_tick_at,
+            self._last_error,
+            len(self._desired),
+            retry,
+        )
 
     def reset(self) -> None:
         """Forget an AuthExpired (the client logged in again): the next run_once connects at once."""
@@ -166,8 +186,12 @@ class StreamSupervisor:
         self._stream, self._state = stream, StreamState.CONNECTED
         self._retry_at, self._last_activity = None, self._clock()
         self._counts["connects"] += 1
-        log.info("stream=%s event=connected connects=%d subscribed=%d", self.name, self._counts["connects"],
-                 len(self._desired))
+        log.info(
+            "stream=%s event=connected connects=%d subscribed=%d",
+            self.name,
+            self._counts["connects"],
+            len(self._desired),
+        )
         if self._desired:
             self._forward("subscribe", set(self._desired))
         return self._stream is not None
@@ -221,8 +245,14 @@ class StreamSupervisor:
         self._attempt += 1
         self._retry_at, self._state = self._clock() + delay, StreamState.BACKOFF
         self._last_error = f"{reason}: {detail}"
-        log.warning("stream=%s event=reconnect_scheduled reason=%s attempt=%d delay=%.3f detail=%s", self.name,
-                    reason, self._attempt, delay, json.dumps(detail))
+        log.warning(
+            "stream=%s event=reconnect_scheduled reason=%s attempt=%d delay=%.3f detail=%s",
+            self.name,
+            reason,
+            self._attempt,
+            delay,
+            json.dumps(detail),
+        )
 
     def _auth_failed(self, exc: AuthExpired) -> None:
         self._auth_error, self._state, self._last_error = exc, StreamState.AUTH_FAILED, exc.message

@@ -11,13 +11,15 @@ three things and maps every failure to the stream port's errors:
 The reader thread is a daemon and is joined on close, so a long-lived feed process does not
 collect threads across reconnects. Never log the URL: it carries the access token.
 """
+
 from __future__ import annotations
 
 import socket
 import ssl
 import threading
 import time
-from typing import Callable, TypeVar
+from collections.abc import Callable
+from typing import TypeVar
 from urllib.parse import urlsplit
 
 from simple_websocket import ConnectionClosed
@@ -43,15 +45,14 @@ class _DaemonThread(threading.Thread):
 class WebSocket(Base):
     """A connected client socket. `open` is the constructor to use."""
 
-    def __init__(self, sock: socket.socket, host: str, target: str, headers: list[tuple[str, str]],
-                 timeout: float):
+    def __init__(self, sock: socket.socket, host: str, target: str, headers: list[tuple[str, str]], timeout: float):
         self._host, self._target, self._headers, self._timeout = host, target, headers, timeout
-        super().__init__(sock, connection_type=ConnectionType.CLIENT, receive_bytes=65536,
-                         thread_class=_DaemonThread)
+        super().__init__(sock, connection_type=ConnectionType.CLIENT, receive_bytes=65536, thread_class=_DaemonThread)
 
     @classmethod
-    def open(cls, url: str, headers: dict[str, str] | None = None, timeout: float = 10.0,
-             what: str = "stream") -> "WebSocket":
+    def open(
+        cls, url: str, headers: dict[str, str] | None = None, timeout: float = 10.0, what: str = "stream"
+    ) -> WebSocket:
         """Connect and handshake within `timeout` seconds each; typed errors on failure."""
         parts = urlsplit(url)
         secure = parts.scheme in ("wss", "https")
@@ -77,8 +78,7 @@ class WebSocket(Base):
     def handshake(self) -> None:
         """Base.__init__ calls this; bounded by the timeout, raises UpgradeRefused on a refusal."""
         self.sock.settimeout(self._timeout)
-        self.sock.sendall(self.ws.send(Request(host=self._host, target=self._target,
-                                               extra_headers=self._headers)))
+        self.sock.sendall(self.ws.send(Request(host=self._host, target=self._target, extra_headers=self._headers)))
         event = None
         while event is None:
             data = self.sock.recv(self.receive_bytes)
