@@ -59,6 +59,14 @@ def _feed_source(value: str | None) -> str:
     return _choice(value or SIMULATED_FEED, feed_sources(), "FEED_SOURCE")
 
 
+def _broker_settings(env: Mapping[str, str]) -> dict[str, str]:
+    """Every broker's declared settings, from the environment or the adapter's default (imported
+    late: the registry imports the adapters)."""
+    from webapp.brokers import broker_settings
+
+    return {key: env.get(key) or default for key, default in broker_settings().items()}
+
+
 def database_url(value: str | None) -> str:
     if not value:
         return f"sqlite:///{INSTANCE / 'fanout.db'}"
@@ -86,23 +94,18 @@ class Config:
     SESSION_COOKIE_SECURE: bool = False
     WTF_CSRF_TIME_LIMIT: int | None = None  # the token lives as long as the session
     SOCK_SERVER_OPTIONS: dict = field(default_factory=lambda: {"ping_interval": 25})
-    # broker endpoints are config so each adapter can be pointed at its emulator
-    KITE_API_URL: str = "https://api.kite.trade"
-    KITE_LOGIN_URL: str = "https://kite.zerodha.com"
-    MOTILAL_API_URL: str = "https://openapi.motilaloswal.com"
-    SHAREKHAN_API_URL: str = "https://api.sharekhan.com"
-    SHAREKHAN_LOGIN_URL: str = "https://api.sharekhan.com"
     BROKER_TIMEOUT_SECONDS: int = 7
     BROKER_POOL_SIZE: int = 128  # broker calls in flight at once per broker, per worker process
     SEND_DEADLINE_SECONDS: int = 30  # a child not sent this long after the ticket is FAILED, not sent late
     FEED_SOURCE: str = SIMULATED_FEED  # the simulator, or a broker that streams (webapp.brokers.feed_sources())
     FEED_CLIENT_ID: int | None = None  # the client whose broker session streams prices (default: first connected)
     FEED_WATCHDOG_SECONDS: int = 30
-    KITE_WS_URL: str = "wss://ws.kite.trade"
-    SHAREKHAN_WS_URL: str = "wss://stream.sharekhan.com/skstream/api/stream"
     PAPER_ALWAYS_OPEN: bool = False  # demo mode keeps the paper market open at any hour
     PAPER_LATENCY_MS: int = 0  # model a real broker's round trip (benchmarks)
     PAPER_JITTER_MS: int = 0
+    # each broker's own settings (its endpoints: KITE_API_URL, …), declared by its adapter with their
+    # defaults and read from the environment here, so each adapter can be pointed at its emulator
+    BROKER_SETTINGS: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Config:
@@ -120,11 +123,6 @@ class Config:
             DEMO_PASSWORD=env.get("DEMO_PASSWORD") or "fanout-demo",
             LOGIN_RATE_LIMIT=env.get("LOGIN_RATE_LIMIT") or "5 per minute",
             SESSION_COOKIE_SECURE=parse_bool(env.get("SESSION_COOKIE_SECURE"), default=not demo),
-            KITE_API_URL=env.get("KITE_API_URL") or cls.KITE_API_URL,
-            KITE_LOGIN_URL=env.get("KITE_LOGIN_URL") or cls.KITE_LOGIN_URL,
-            MOTILAL_API_URL=env.get("MOTILAL_API_URL") or cls.MOTILAL_API_URL,
-            SHAREKHAN_API_URL=env.get("SHAREKHAN_API_URL") or cls.SHAREKHAN_API_URL,
-            SHAREKHAN_LOGIN_URL=env.get("SHAREKHAN_LOGIN_URL") or cls.SHAREKHAN_LOGIN_URL,
             BROKER_TIMEOUT_SECONDS=parse_int(env.get("BROKER_TIMEOUT_SECONDS"), 7, "BROKER_TIMEOUT_SECONDS"),
             BROKER_POOL_SIZE=parse_int(env.get("BROKER_POOL_SIZE"), 128, "BROKER_POOL_SIZE"),
             SEND_DEADLINE_SECONDS=parse_int(env.get("SEND_DEADLINE_SECONDS"), 30, "SEND_DEADLINE_SECONDS"),
@@ -132,10 +130,9 @@ class Config:
             FEED_SOURCE=_feed_source(env.get("FEED_SOURCE")),
             FEED_CLIENT_ID=parse_int(env.get("FEED_CLIENT_ID"), 0, "FEED_CLIENT_ID") or None,
             FEED_WATCHDOG_SECONDS=parse_int(env.get("FEED_WATCHDOG_SECONDS"), 30, "FEED_WATCHDOG_SECONDS"),
-            KITE_WS_URL=env.get("KITE_WS_URL") or cls.KITE_WS_URL,
-            SHAREKHAN_WS_URL=env.get("SHAREKHAN_WS_URL") or cls.SHAREKHAN_WS_URL,
             PAPER_LATENCY_MS=parse_int(env.get("PAPER_LATENCY_MS"), 0, "PAPER_LATENCY_MS"),
             PAPER_JITTER_MS=parse_int(env.get("PAPER_JITTER_MS"), 0, "PAPER_JITTER_MS"),
+            BROKER_SETTINGS=_broker_settings(env),
         )
 
     def validate(self) -> None:
@@ -165,4 +162,6 @@ class Config:
             raise ConfigError("REDIS_URL is not set: `make run` starts an embedded Redis and sets it for you.")
 
     def as_mapping(self) -> dict:
-        return dict(vars(self))
+        """The settings as the app's config: each broker setting is a key of its own."""
+        settings = dict(vars(self))
+        return {**settings, **settings.pop("BROKER_SETTINGS")}

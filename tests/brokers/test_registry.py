@@ -60,6 +60,7 @@ class ToyBroker(Broker):
     rate_limits = RateLimits(orders_per_second=5)
     tag_max_length = 12
     login_kind = "none"
+    settings = {"TOY_URL": "https://api.toy.invalid"}  # its endpoint: read from the environment by Config
     config_options = (
         ConfigOption("greeting", "TOY_GREETING", "hello"),
         ConfigOption("base_url", "TOY_URL", required=True),
@@ -137,6 +138,15 @@ def test_a_toy_adapter_works_with_its_own_class_and_one_registration(app, toy, f
     auth.login("root")
     form = client.get("/admin/clients/new").data.decode()
     assert re.search(r'<option[^>]*value="toy"[^>]*>Toy Securities</option>', form)
+
+
+def test_a_brokers_own_settings_come_from_the_environment_with_its_defaults(toy):
+    """The toy's endpoint is a setting of the desk without a line in webapp/config.py."""
+    assert Config.from_env({}).as_mapping()["TOY_URL"] == "https://api.toy.invalid"
+    settings = Config.from_env({"TOY_URL": "http://127.0.0.1:9/", "KITE_API_URL": "http://127.0.0.1:8/"}).as_mapping()
+    assert settings["TOY_URL"] == "http://127.0.0.1:9/" and settings["KITE_API_URL"] == "http://127.0.0.1:8/"
+    assert broker_options("toy", settings)["base_url"] == "http://127.0.0.1:9/"
+    assert Config.from_env({}).as_mapping()["MOTILAL_API_URL"] == "https://openapi.motilaloswal.com"
 
 
 def test_the_feed_source_choices_come_from_the_registry(toy):

@@ -79,6 +79,12 @@ def broker_options(name: str, config: Mapping[str, Any]) -> dict[str, Any]:
     return broker_class(name).options_from(config)
 
 
+def broker_settings() -> dict[str, str]:
+    """Every registered broker's own settings with their defaults (`Broker.settings`): the desk's
+    Config reads each from the environment, so a new broker's endpoints need no edit there."""
+    return {key: default for name in broker_names() for key, default in broker_class(name).settings.items()}
+
+
 def broker_choices() -> list[tuple[str, str]]:
     """(name, label) of every registered broker, for forms."""
     return [(name, broker_class(name).label) for name in broker_names()]

@@ -332,6 +332,9 @@ class Broker(ABC):
     login_fields: ClassVar[tuple[CredentialField, ...]] = ()
     # broker tokens die every morning: hour and minute IST at which today's session expires
     session_expiry_ist: ClassVar[time] = time(6, 0)
+    # the desk settings this broker owns (its endpoints), with their defaults: the desk's Config reads
+    # each from the environment variable of the same name (webapp.brokers.broker_settings)
+    settings: ClassVar[Mapping[str, str]] = {}
     # the adapter's options from the desk's settings (see options_from)
     config_options: ClassVar[tuple[ConfigOption, ...]] = ()
     capabilities: ClassVar[Capabilities] = Capabilities()

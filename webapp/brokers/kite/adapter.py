@@ -67,6 +67,11 @@ class KiteBroker(Broker):
     tag_max_length = 20  # Kite allows 20; the desk sends 10
     login_kind = "redirect"
     session_expiry_ist = time(6, 0)  # Kite tokens die around 06:00 IST the next morning
+    settings = {
+        "KITE_API_URL": "https://api.kite.trade",
+        "KITE_LOGIN_URL": LOGIN_URL,
+        "KITE_WS_URL": "wss://ws.kite.trade",
+    }
     config_options = (
         ConfigOption("base_url", "KITE_API_URL", required=True),
         ConfigOption("login_url", "KITE_LOGIN_URL", required=True),

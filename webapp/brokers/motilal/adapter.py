@@ -104,6 +104,7 @@ class MotilalBroker(Broker):
         ),
     )
     session_expiry_ist = time(6, 0)
+    settings = {"MOTILAL_API_URL": "https://openapi.motilaloswal.com"}
     config_options = (ConfigOption("base_url", "MOTILAL_API_URL", required=True), TIMEOUT_OPTION)
     capabilities = Capabilities(quotes=True)  # getltpdata, one scrip a call at 2 reads/s
     quote_preference = 20

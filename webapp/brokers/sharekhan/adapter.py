@@ -91,6 +91,11 @@ class ShareKhan(Broker):
     # brokers.md gives no ShareKhan expiry hour; NSE requires API sessions to end before each
     # trading day, so the desk's common 06:00 IST is used
     session_expiry_ist = time(6, 0)
+    settings = {
+        "SHAREKHAN_API_URL": "https://api.sharekhan.com",
+        "SHAREKHAN_LOGIN_URL": "https://api.sharekhan.com",
+        "SHAREKHAN_WS_URL": "wss://stream.sharekhan.com/skstream/api/stream",
+    }
     config_options = (
         ConfigOption("base_url", "SHAREKHAN_API_URL", required=True),
         ConfigOption("login_url", "SHAREKHAN_LOGIN_URL", required=True),
