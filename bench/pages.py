@@ -110,7 +110,7 @@ def _run(args, tmp: Path, processes: Processes, started: dict) -> dict:
         seed_user(USERS["admin"][0], "admin")
         seed_user(USERS["trader"][0], "trader", client_ids)
         from webapp.extensions import get_redis
-        from webapp.marketdata.feed import HEARTBEAT_KEY
+        from webapp.marketfeed.feed import HEARTBEAT_KEY
         from webapp.timeutil import utcnow
 
         get_redis().set(HEARTBEAT_KEY, utcnow().isoformat())  # a live feed: prices are fresh

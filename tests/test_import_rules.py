@@ -5,7 +5,7 @@ nothing of the desk but the clock helpers; market data (quote store, simulator, 
 machinery) sits on the port; the broker adapters (webapp.brokers.<name>) sit on market data (the
 paper exchange prices from the quote store, the brokers' streams use its WebSocket client); the
 trading core sits on the registry and market data and never imports an adapter. The feed process
-(webapp.marketdata.feed and .sources), jobs/ and the blueprints sit on top and may import any of it.
+(webapp.marketfeed), jobs/ and the blueprints sit on top and may import any of it.
 Checked over every import, function-level ones included, so no package cycle can come back.
 """
 
@@ -16,7 +16,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 ADAPTERS = ("kite", "motilal", "paper", "sharekhan")
-FEED_PROCESS = ("webapp.marketdata.feed", "webapp.marketdata.sources")
+FEED_PROCESS = ("webapp.marketfeed",)
 BLUEPRINTS = (
     "webapp.admin",
     "webapp.auth",
@@ -70,7 +70,7 @@ def broken_rule(source: str, target: str) -> str | None:
         return "the broker port imports only the clock helpers"
     if source == "webapp.brokers" and not within(target, "webapp.brokers.base") and target != "webapp.brokers":
         return "the registry imports only the port (adapters are imported by name at start-up)"
-    allowed = {("webapp.demo", "paper"), ("webapp.marketdata.sources", "paper")}  # the demo seed, the simulator
+    allowed = {("webapp.demo", "paper"), ("webapp.marketfeed.sources", "paper")}  # the demo seed, the simulator
     if (
         adapter_of(target)
         and adapter_of(target) != adapter_of(source)
@@ -80,11 +80,7 @@ def broken_rule(source: str, target: str) -> str | None:
         return "only the registry imports a broker adapter (ask webapp.brokers for it)"
     if adapter_of(source) and within(target, "webapp.trading", "jobs", *BLUEPRINTS, *FEED_PROCESS):
         return "an adapter imports the port, market data, models and helpers, never the desk above it"
-    if (
-        within(source, "webapp.marketdata")
-        and not within(source, *FEED_PROCESS)
-        and within(target, "webapp.trading", "jobs", *BLUEPRINTS, *FEED_PROCESS)
-    ):
+    if within(source, "webapp.marketdata") and within(target, "webapp.trading", "jobs", *BLUEPRINTS, *FEED_PROCESS):
         return "market data sits below trading and the feed process"
     if within(source, "webapp.trading") and within(target, "jobs", *BLUEPRINTS, *FEED_PROCESS):
         return "the trading core imports no job, blueprint or the feed process"
@@ -100,9 +96,22 @@ def test_imports_follow_the_layers():
     assert broken == [], "\n".join(broken)
 
 
+def test_market_data_and_the_trading_core_do_not_import_each_other_both_ways():
+    """The package-level cycle the feed process made (it lived in webapp.marketdata and imported
+    webapp.trading) is gone: trading reads market data, market data never reads trading."""
+    edges = {
+        (source.split(".")[1], target.split(".")[1])
+        for source, target, _ in imports()
+        if source.startswith("webapp.") and target.startswith("webapp.") and len(target.split(".")) > 1
+    }
+    assert ("trading", "marketdata") in edges
+    assert ("marketdata", "trading") not in edges
+
+
 def test_the_rules_catch_a_cycle():
     assert broken_rule("webapp.brokers.paper.quotes", "webapp.trading.pnl")
     assert broken_rule("webapp.marketdata.store", "webapp.trading.states")
+    assert broken_rule("webapp.marketdata.candles", "webapp.marketfeed.feed")
     assert broken_rule("webapp.trading.pnl", "webapp.brokers.kite.adapter")
     assert broken_rule("webapp.brokers.base", "webapp.models")
     assert broken_rule("webapp.brokers.paper.quotes", "webapp.marketdata.store") is None

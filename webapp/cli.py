@@ -150,8 +150,8 @@ def secrets_rotate() -> None:
 @click.option("--seed", default=0, show_default=True, help="The paper simulator's seed.")
 def feed_run(interval: float, seed: int) -> None:
     """Run the desk's single market-data session (FEED_SOURCE: paper, kite or sharekhan) until interrupted."""
-    from webapp.marketdata.feed import Feed
-    from webapp.marketdata.sources import make_source
+    from webapp.marketfeed.feed import Feed
+    from webapp.marketfeed.sources import make_source
 
     source = make_source(current_app._get_current_object(), seed=seed)
     try:

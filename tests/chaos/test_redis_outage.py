@@ -30,8 +30,8 @@ from webapp.brokers.paper import ensure_account
 from webapp.embedded_redis import EmbeddedRedis
 from webapp.entrypoint import ROLES
 from webapp.extensions import db
-from webapp.marketdata.feed import HEARTBEAT_KEY
 from webapp.marketdata.store import TICKS_CHANNEL
+from webapp.marketfeed.feed import HEARTBEAT_KEY
 from webapp.models import Batch, Order
 from webapp.tasks import QUEUE_UNAVAILABLE
 from webapp.trading import states

@@ -7,9 +7,9 @@ import sqlalchemy as sa
 from rq import Queue
 
 from webapp.extensions import db, get_redis, get_rq_redis
-from webapp.marketdata.feed import HEARTBEAT_KEY, Feed, note_interest, wanted_tokens
-from webapp.marketdata.sources import PaperSource
 from webapp.marketdata.store import read_quote
+from webapp.marketfeed.feed import HEARTBEAT_KEY, Feed, note_interest, wanted_tokens
+from webapp.marketfeed.sources import PaperSource
 from webapp.models import Candle, Order, WatchlistItem
 from webapp.trading import engine, states, sync
 

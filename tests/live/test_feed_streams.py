@@ -9,9 +9,9 @@ import pytest
 from tests.emulators.common import EmulatorServer
 from tests.emulators.kite import KiteEmulator
 from webapp.extensions import get_redis
-from webapp.marketdata.feed import Feed, note_interest
-from webapp.marketdata.sources import StreamSource
 from webapp.marketdata.store import read_quote
+from webapp.marketfeed.feed import Feed, note_interest
+from webapp.marketfeed.sources import StreamSource
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ import sqlalchemy as sa
 
 from webapp.extensions import db, page_redis
 from webapp.inputs import MAX_NUMBER_TEXT, InputError, id_list, whole_number
-from webapp.marketdata.feed import HEARTBEAT_KEY
+from webapp.marketfeed.feed import HEARTBEAT_KEY
 from webapp.models import Client, FundsSnapshot, Order, Position
 from webapp.models.base import in_ids
 from webapp.timeutil import utcnow

@@ -8,8 +8,8 @@ from webapp.htmx import render_page_or_partial
 from webapp.instruments import bp
 from webapp.instruments.master import search
 from webapp.marketdata.candles import chart_series
-from webapp.marketdata.feed import note_interest
 from webapp.marketdata.store import read_quote, read_quotes
+from webapp.marketfeed.feed import note_interest
 from webapp.models import Instrument, WatchlistItem
 from webapp.permissions import requires
 from webapp.security import safe_next
