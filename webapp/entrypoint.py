@@ -31,6 +31,14 @@ def procfile_roles(path: Path = PROCFILE) -> dict[str, list[str]]:
 ROLES = procfile_roles()
 
 
+def worker_command(role: str, name: str) -> list[str]:
+    """The role's `rq worker` command from the Procfile, run by this interpreter under a given
+    worker name (tests and benchmarks start real workers exactly as the desk does)."""
+    command = ROLES[role]
+    assert command[:2] == ["rq", "worker"], f"{role} is not an rq worker"
+    return [sys.executable, "-m", "rq.cli", *command[1:], "--name", name]
+
+
 def migrate(attempts: int = 30) -> None:
     for attempt in range(1, attempts + 1):
         if subprocess.run([sys.executable, "-m", "flask", "--app", "wsgi", "db", "upgrade"]).returncode == 0:

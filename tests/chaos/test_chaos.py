@@ -32,7 +32,6 @@ import os
 import random
 import signal
 import subprocess
-import sys
 import time
 from collections import Counter
 from contextlib import contextmanager
@@ -49,6 +48,7 @@ from rq.job import Job, JobStatus
 from tests.emulators.common import FAULTS, EmulatorServer, FaultPlan
 from tests.emulators.kite import KiteEmulator
 from webapp.brokers.base import BrokerSession
+from webapp.entrypoint import worker_command
 from webapp.extensions import db, get_redis, get_rq_redis
 from webapp.models import Client, Order
 from webapp.orders.batches import enqueue_send
@@ -146,19 +146,7 @@ class Fleet:
         self.started += 1
         name = f"chaos-{os.getpid()}-{self.started}"
         process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "rq.cli",
-                "worker",
-                "--worker-class",
-                "jobs.worker.OrdersWorker",
-                "--config",
-                "jobs.settings",
-                "--name",
-                name,
-                "orders",
-            ],
+            worker_command("orders", name),
             cwd=ROOT,
             env=self.env,
             stdin=subprocess.DEVNULL,

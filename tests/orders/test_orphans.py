@@ -8,6 +8,7 @@ import pytest
 import sqlalchemy as sa
 from rq import Queue, Worker
 
+from webapp.entrypoint import worker_command
 from webapp.extensions import db, get_redis, get_rq_redis
 from webapp.models import Order
 from webapp.models.paper import PaperOrder
@@ -117,7 +118,6 @@ def test_an_orders_workers_heartbeat_lapses_within_seconds_of_its_death(app, tmp
     import os
     import signal
     import subprocess
-    import sys
     import time
 
     from jobs.worker import LIVENESS_SECONDS
@@ -130,19 +130,7 @@ def test_an_orders_workers_heartbeat_lapses_within_seconds_of_its_death(app, tmp
         job = orders.enqueue("time.sleep", 120, job_timeout=600)
     with open(tmp_path / "worker.log", "ab") as log:
         worker = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "rq.cli",
-                "worker",
-                "--worker-class",
-                "jobs.worker.OrdersWorker",
-                "--config",
-                "jobs.settings",
-                "--name",
-                name,
-                "orders",
-            ],
+            worker_command("orders", name),
             cwd=ROOT,
             env=worker_env(app, "http://127.0.0.1:9", tmp_path),
             stdout=log,

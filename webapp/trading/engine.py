@@ -548,9 +548,5 @@ def orphaned_children(ctx: Context, abandoned_batches: Iterable[int] = ()) -> li
     return found
 
 
-def batch_client_ids(batch_id: int) -> list[int]:
-    return list(db.session.execute(sa.select(Order.client_id).where(Order.batch_id == batch_id).distinct()).scalars())
-
-
 def client_ids_of(order_ids: list[int]) -> list[int]:
     return list(db.session.execute(sa.select(Order.client_id).where(in_ids(Order.id, order_ids)).distinct()).scalars())
