@@ -126,15 +126,12 @@ class Hub:
     def _listen(self) -> None:
         backoff = 1.0
         while not self._stop.is_set():
+            # bounded waits: a reconnect to a paused or unreachable Redis fails and backs off, never hangs
+            client = redis_lib.Redis.from_url(
+                self.app.config["REDIS_URL"], socket_connect_timeout=2, socket_timeout=5, retry=Retry(NoBackoff(), 0)
+            )
+            pubsub = client.pubsub(ignore_subscribe_messages=True)  # neither connects yet
             try:
-                # bounded waits: a reconnect to a paused or unreachable Redis fails and backs off, never hangs
-                client = redis_lib.Redis.from_url(
-                    self.app.config["REDIS_URL"],
-                    socket_connect_timeout=2,
-                    socket_timeout=5,
-                    retry=Retry(NoBackoff(), 0),
-                )
-                pubsub = client.pubsub(ignore_subscribe_messages=True)
                 pubsub.subscribe(CHANNEL, TICKS_CHANNEL)
                 pubsub.get_message(timeout=1.0)  # the subscribe confirmation: from here nothing is missed
                 self.subscribed.set()
@@ -153,6 +150,9 @@ class Hub:
                 log.warning("op=hub state=reconnecting error=%s backoff=%.0f", exc, backoff)
                 time.sleep(backoff)
                 backoff = min(backoff * 2, RECONNECT_MAX_SECONDS)
+            finally:  # a reconnect opens new connections: the broken ones go now, not at garbage collection
+                pubsub.close()
+                client.close()
 
     def dispatch(self, channel: bytes | str, data: bytes | str) -> None:
         from webapp.feed import fragments
