@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import sys
 from collections.abc import Callable
 
 from flask import Flask
@@ -63,3 +64,17 @@ class JobIdFilter(logging.Filter):
         job = get_current_job()
         record.job_id = job.id if job else "-"
         return True
+
+
+class ConsoleHandler(logging.StreamHandler):
+    """The rq processes' console handler. `rq cron` stops by raising StopRequested from its signal
+    handler; when the signal lands while a log line is being written, logging would catch it, print
+    a "Logging error" traceback and carry on, so cron missed its stop. Let it through instead."""
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        from rq.exceptions import StopRequested
+
+        error = sys.exc_info()[1]
+        if isinstance(error, StopRequested):
+            raise error
+        super().handleError(record)

@@ -10,6 +10,6 @@ DICT_CONFIG = {
     "disable_existing_loggers": False,
     "filters": {"job_id": {"()": "jobs.context.JobIdFilter"}},
     "formatters": {"kv": {"format": "%(asctime)s level=%(levelname)s logger=%(name)s job_id=%(job_id)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "kv", "filters": ["job_id"]}},
+    "handlers": {"console": {"class": "jobs.context.ConsoleHandler", "formatter": "kv", "filters": ["job_id"]}},
     "root": {"handlers": ["console"], "level": "INFO"},
 }
