@@ -1,6 +1,14 @@
 """All models, importable from one place (one module per area)."""
 
 from webapp.models.audit import AuditEvent, AuditHead
+from webapp.models.automation import (
+    Deployment,
+    DeploymentClient,
+    DeploymentInstrument,
+    RiskAlert,
+    StopRule,
+    StrategySignal,
+)
 from webapp.models.clients import Client
 from webapp.models.instruments import Instrument
 from webapp.models.market import Candle, DailyPnl, WatchlistItem
@@ -9,6 +17,12 @@ from webapp.models.paper import PaperAccount, PaperHolding, PaperOrder, PaperPos
 from webapp.models.users import User, user_clients
 
 __all__ = [
+    "Deployment",
+    "DeploymentClient",
+    "DeploymentInstrument",
+    "RiskAlert",
+    "StopRule",
+    "StrategySignal",
     "AuditEvent",
     "AuditHead",
     "Batch",

@@ -28,12 +28,17 @@ class Client(TimestampMixin, db.Model):
     algo_id: Mapped[str | None] = mapped_column(sa.String(64))
     enabled: Mapped[bool] = mapped_column(default=True)
     kill_switch: Mapped[bool] = mapped_column(default=False)
+    kill_reason: Mapped[str] = mapped_column(sa.String(300), default="", server_default="")  # who/what engaged it
     # pre-trade risk limits; None means no limit
     max_order_value: Mapped[Decimal | None] = mapped_column(Money)
     max_quantity: Mapped[int | None] = mapped_column()
     max_orders_per_day: Mapped[int | None] = mapped_column()
     max_open_positions: Mapped[int | None] = mapped_column()
     max_daily_loss: Mapped[Decimal | None] = mapped_column(Money)
+    max_drawdown: Mapped[Decimal | None] = mapped_column(Money)  # from the day's peak MTM
+    # a paper-exchange twin a paper deployment trades instead of this client's broker account: kept
+    # out of the real books (access.client_scope), shown on its deployment's pages
+    twin_of_id: Mapped[int | None] = mapped_column(sa.ForeignKey("clients.id"), index=True)
     allowed_products: Mapped[str] = mapped_column(sa.String(64), default="CNC,MIS,MTF")
 
     users = relationship("User", secondary=user_clients, back_populates="clients")

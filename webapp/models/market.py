@@ -48,4 +48,5 @@ class DailyPnl(db.Model):
     day: Mapped[date] = mapped_column(sa.Date)
     realized: Mapped[Decimal] = mapped_column(Money, default=Decimal("0"))
     unrealized: Mapped[Decimal] = mapped_column(Money, default=Decimal("0"))
+    peak: Mapped[Decimal | None] = mapped_column(Money)  # the day's highest realized + unrealized (drawdown)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)

@@ -3,7 +3,7 @@ positions built from those fills, holdings and funds mirrored from each broker, 
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime, time
 from decimal import Decimal
 
 import sqlalchemy as sa
@@ -36,6 +36,8 @@ class Batch(db.Model):
     chase_max_ticks: Mapped[int | None] = mapped_column()
     chase_then: Mapped[str | None] = mapped_column(sa.String(8))
     chased_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    deployment_id: Mapped[int | None] = mapped_column(sa.ForeignKey("deployments.id"), index=True)  # a signal's
+    deployment_id: Mapped[int | None] = mapped_column(sa.ForeignKey("deployments.id"), index=True)  # a signal's
 
     orders = relationship("Order", back_populates="batch", order_by="Order.id")
     instrument = relationship("Instrument")
@@ -173,10 +175,22 @@ class FundsSnapshot(db.Model):
 
 
 class DeskState(TimestampMixin, db.Model):
-    """One row: the desk-wide kill switch."""
+    """One row: the desk-wide kill switch, automation switch, loss limit, square-off time and day roll."""
 
     __tablename__ = "desk_state"
 
     id: Mapped[int] = mapped_column(primary_key=True)
     kill_switch: Mapped[bool] = mapped_column(default=False)
     changed_by: Mapped[str] = mapped_column(sa.String(64), default="")
+    kill_reason: Mapped[str] = mapped_column(sa.String(300), default="", server_default="")
+    # desk-wide "automation off": no deployment evaluates or sends while it is on
+    automation_off: Mapped[bool] = mapped_column(default=False, server_default=sa.false())
+    max_daily_loss: Mapped[Decimal | None] = mapped_column(Money)  # the desk's: crossed → desk kill switch
+    squareoff_time: Mapped[time | None] = mapped_column(sa.Time)  # IST; None: 15:15
+    last_rolled_day: Mapped[date | None] = mapped_column(sa.Date)  # the IST day the day-end roll last ran for
+    kill_reason: Mapped[str] = mapped_column(sa.String(300), default="", server_default="")
+    # desk-wide "automation off": no deployment evaluates or sends while it is on
+    automation_off: Mapped[bool] = mapped_column(default=False, server_default=sa.false())
+    max_daily_loss: Mapped[Decimal | None] = mapped_column(Money)  # the desk's: crossed → desk kill switch
+    squareoff_time: Mapped[time | None] = mapped_column(sa.Time)  # IST; None: 15:15
+    last_rolled_day: Mapped[date | None] = mapped_column(sa.Date)  # the IST day the day-end roll last ran for

@@ -31,6 +31,14 @@ class Holder:
         return f"{self.client.id}-{self.instrument.id}-{self.product}"
 
 
+SYSTEM = "system"  # the actor named when the desk acts by itself (a stop, a breaker, the square-off)
+
+
+def actor_of(user: User | None) -> dict:
+    """audit.record's actor arguments for a person, or for the desk acting by itself (None)."""
+    return {"actor_id": user.id, "actor": user.username} if user else {"actor_id": None, "actor": SYSTEM}
+
+
 def holders(clients: list[Client], instrument_id: int | None = None, with_holdings: bool = True) -> list[Holder]:
     """Open positions, and delivery holdings unless told not to, of these clients (one instrument, or all)."""
     ids = [c.id for c in clients]
@@ -70,7 +78,7 @@ def share_of(quantity: int, percent: int, lot_size: int = 1) -> int:
 
 
 def create_exit_batch(
-    user: User,
+    user: User | None,
     kind: str,
     legs: list[tuple[Holder, int]],
     *,
@@ -79,13 +87,14 @@ def create_exit_batch(
     note: str = "",
 ) -> Batch | None:
     """MARKET orders that reduce each holder by the given quantity. Risk still applies (session,
-    enabled), but exits need no margin and go out under a kill switch."""
+    enabled), but exits need no margin and go out under a kill switch. `user` None: the desk acts
+    by itself (the batch has no user; the audit names the system)."""
     legs = [(h, q) for h, q in legs if q > 0]
     if not legs:
         return None
     batch = Batch(
         ticket_id=str(uuid.uuid4()),
-        user_id=user.id,
+        user_id=user.id if user else None,
         kind=kind,
         action="EXIT",
         instrument_id=instrument_id,
@@ -122,8 +131,7 @@ def create_exit_batch(
     db.session.flush()
     audit.record(
         f"batch.{kind}",
-        actor_id=user.id,
-        actor=user.username,
+        **actor_of(user),
         target=f"batch:{batch.id}",
         clients=[h.client.id for h, _ in legs],
         ip=ip,
@@ -160,29 +168,32 @@ def open_children(client_ids: list[int]) -> list[int]:
     )
 
 
-def set_client_kill(user: User, client: Client, on: bool, ip: str | None) -> None:
+def set_client_kill(user: User | None, client: Client, on: bool, ip: str | None, reason: str = "") -> None:
+    """`reason`: why it was engaged (a breaker names its limit); shown with the switch until re-armed."""
     client.kill_switch = on
+    client.kill_reason = reason if on else ""
     audit.record(
         "kill_switch.client.on" if on else "kill_switch.client.off",
-        actor_id=user.id,
-        actor=user.username,
+        **actor_of(user),
         target=f"client:{client.id}",
         clients=[client.id],
         ip=ip,
+        detail={"reason": reason} if on and reason else None,
     )
 
 
-def set_desk_kill(user: User, on: bool, ip: str | None, client_ids: list[int]) -> None:
+def set_desk_kill(user: User | None, on: bool, ip: str | None, client_ids: list[int], reason: str = "") -> None:
     state = db.session.get(DeskState, 1) or DeskState(id=1)
-    state.kill_switch, state.changed_by = on, user.username
+    state.kill_switch, state.changed_by = on, actor_of(user)["actor"]
+    state.kill_reason = reason if on else ""
     db.session.add(state)
     audit.record(
         "kill_switch.desk.on" if on else "kill_switch.desk.off",
-        actor_id=user.id,
-        actor=user.username,
+        **actor_of(user),
         target="desk",
         clients=client_ids,
         ip=ip,
+        detail={"reason": reason} if on and reason else None,
     )
 
 
@@ -209,19 +220,21 @@ def square_off(user: User, client: Client, positions: list[Holder], ip: str | No
     return batch, len(cancelled)
 
 
-def engage_client_kill(user: User, client: Client, on: bool, ip: str | None) -> Batch | None:
+def engage_client_kill(user: User | None, client: Client, on: bool, ip: str | None, reason: str = "") -> Batch | None:
     """Turn a client's kill switch on (flatten it: the square-off batch) or off (None)."""
-    set_client_kill(user, client, on, ip)
+    set_client_kill(user, client, on, ip, reason)
     return flatten(user, [client], ip) if on else None
 
 
-def engage_desk_kill(user: User, clients: list[Client], on: bool, ip: str | None) -> Batch | None:
+def engage_desk_kill(
+    user: User | None, clients: list[Client], on: bool, ip: str | None, reason: str = ""
+) -> Batch | None:
     """Turn the desk's kill switch on (flatten these clients: the square-off batch) or off (None)."""
-    set_desk_kill(user, on, ip, [c.id for c in clients])
+    set_desk_kill(user, on, ip, [c.id for c in clients], reason)
     return flatten(user, clients, ip) if on else None
 
 
-def flatten(user: User, clients: list[Client], ip: str | None) -> Batch | None:
+def flatten(user: User | None, clients: list[Client], ip: str | None) -> Batch | None:
     """Cancel open orders and square off intraday positions of these clients (kill switch on)."""
     cancel_open_orders([c.id for c in clients])
     legs = [(h, abs(h.quantity)) for h in intraday_holders(clients)]

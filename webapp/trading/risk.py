@@ -71,7 +71,7 @@ class ChildCheck:
 
 
 def check_children(
-    user: User,
+    user: User | None,
     clients: list[Client],
     quantities: dict[int, int],
     *,
@@ -81,7 +81,8 @@ def check_children(
     reduces: dict[int, bool] | None = None,
 ) -> list[ChildCheck]:
     """Every limit for every client with a quantity. `reduces[client_id]` is True when the order
-    only reduces an existing position (exits need no margin and open no new position)."""
+    only reduces an existing position (exits need no margin and open no new position). `user` None:
+    the desk acts by itself (a stop, a breaker, the square-off): no person's own limits apply."""
     reduces = reduces or {}
     ids = [c.id for c in clients]
 
@@ -98,10 +99,11 @@ def check_children(
         )
     }
     killed = desk_killed()
-    user_orders = _user_orders_today(user)
+    user_orders = _user_orders_today(user) if user else 0
     new_orders = sum(1 for c in clients if quantities.get(c.id))
-    user_loss = user_day_loss_blocked(user, ids)
-    user_limits = (user.max_position_value, user.max_orders_per_day)  # read once, not once per client
+    user_loss = user_day_loss_blocked(user, ids) if user else ""
+    # read once, not once per client
+    user_limits = (user.max_position_value, user.max_orders_per_day) if user else (None, None)
     checks = []
     for client in clients:
         qty = quantities.get(client.id, 0)
