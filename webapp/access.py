@@ -14,6 +14,8 @@ def accessible_clients_select(user: User) -> sa.Select:
     query = sa.select(Client).order_by(Client.name)
     if (scope := client_scope(user)) is not None:
         query = query.where(Client.id.in_(scope))
+    else:  # a deployment's paper twins are not the desk's clients: shown on its pages only
+        query = query.where(Client.twin_of_id.is_(None))
     return query
 
 
@@ -24,7 +26,16 @@ def accessible_clients(user: User) -> list[Client]:
 def accessible_client_ids(user: User) -> set[int]:
     """The ids alone (one column, no objects: a trader may hold hundreds of clients)."""
     scope = client_scope(user)
-    return set(db.session.execute(scope if scope is not None else sa.select(Client.id)).scalars())
+    return set(db.session.execute(scope if scope is not None else real_client_ids()).scalars())
+
+
+def real_client_ids() -> sa.Select:
+    """Every client but the paper twins of deployments (webapp.automation.twins): the real books."""
+    return sa.select(Client.id).where(Client.twin_of_id.is_(None))
+
+
+def twin_client_ids() -> sa.Select:
+    return sa.select(Client.id).where(Client.twin_of_id.is_not(None))
 
 
 def client_scope(user: User) -> sa.Select | None:

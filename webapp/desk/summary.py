@@ -15,6 +15,7 @@ from decimal import Decimal
 
 import sqlalchemy as sa
 
+from webapp.access import twin_client_ids
 from webapp.extensions import db, page_redis
 from webapp.inputs import MAX_NUMBER_TEXT, InputError, id_list, whole_number
 from webapp.marketfeed.feed import HEARTBEAT_KEY
@@ -130,9 +131,9 @@ def parse_client_ids(raw: str | None) -> list[int] | None:
 
 
 def in_scope(column, scope: Scope):
-    """A WHERE clause: column within the scope (True for an admin's whole desk)."""
+    """A WHERE clause: column within the scope (an admin's whole desk: every client but the paper twins)."""
     if scope is None:
-        return sa.true()
+        return column.not_in(twin_client_ids())
     return column.in_(scope) if isinstance(scope, sa.Select) else in_ids(column, scope)
 
 

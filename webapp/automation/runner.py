@@ -1,0 +1,747 @@
+"""The runner: at each candle close, every ACTIVE deployment on that instrument and interval is
+evaluated once, and its signal becomes one batch across the deployment's clients (their paper twins
+in paper mode) through the same ticket → risk review → batch → engine path as a person's ticket.
+
+Exactly once per (deployment, instrument, bar): the evaluation cursor `DeploymentInstrument.last_bar`
+moves forward with ONE conditional UPDATE (`WHERE last_bar IS NULL OR last_bar < :bar`) in the
+transaction that stores the signal and its batch. Of two evaluators, one moves it; the other finds
+nothing to move and writes nothing. A worker killed before that commit leaves the cursor where it was:
+the catch-up sweep (cron) evaluates the bar again — but a signal whose bar closed longer ago than the
+send deadline is stored "expired: not sent late" and makes no batch (a market order is never sent
+late without a person choosing it).
+
+The position a signal acts on, per client: the deployment's own net quantity in that instrument (its
+batches' children, in-flight ones counted at their full quantity, plus exits its stop rules fired),
+bounded by what the client's book actually holds once nothing is in flight — so a position closed by a
+kill switch or square-off is not sold again. Clients can differ (one refused by risk stays flat while
+the others enter); each gets `next_side` from its own position, and the orders of one side form one
+ticket (two only when clients' positions point different ways).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, time, timedelta
+from decimal import Decimal
+from typing import Any
+
+import sqlalchemy as sa
+from redis.exceptions import RedisError
+
+from webapp.automation import sizing, stops, twins
+from webapp.automation.alerts import announce, raise_alert
+from webapp.events import publish
+from webapp.extensions import db
+from webapp.marketdata.intervals import INTERVALS, bucket_end, bucket_start, closes_bucket, load_series
+from webapp.marketdata.store import read_quote
+from webapp.models import (
+    Batch,
+    Candle,
+    Client,
+    Deployment,
+    DeploymentInstrument,
+    DeskState,
+    FundsSnapshot,
+    Instrument,
+    Order,
+    Position,
+    RiskAlert,
+    StopRule,
+    StrategySignal,
+    User,
+)
+from webapp.models.automation import ACTIVE, PAUSED
+from webapp.models.base import in_ids
+from webapp.money import round_to_tick, rupees
+from webapp.strategies import Action, Signal, create_strategy, next_side
+from webapp.tasks import QUEUE_STRATEGIES, enqueue
+from webapp.timeutil import IST, UTC, as_utc, utcnow
+from webapp.trading import states
+from webapp.trading.batch_requests import queue_send
+from webapp.trading.exits import Holder, create_exit_batch
+from webapp.trading.risk import start_of_day
+from webapp.trading.tickets import Ticket, create_batch, review_ticket
+from webapp.trading.unsent import send_deadline
+
+log = logging.getLogger(__name__)
+
+EXPIRED = "expired: not sent late"
+ANNOUNCED_KEY = "fanout:eval:{instrument}:{interval}:{bar}"  # one evaluation job per bar, however often announced
+SWEPT_KEY = "fanout:eval:swept:{instrument}:{interval}:{bar}"
+ANNOUNCED_TTL = 3600
+SWEEP_GRACE = timedelta(seconds=3)  # a bar closed this recently is left to its announcement
+SWEEP_REPEAT = 10  # seconds before the sweep queues the same bar again
+SQUAREOFF_KIND = "deployment.squareoff"
+EVAL_JOB = {"result_ttl": 60, "failure_ttl": 3600}
+
+
+# ----------------------------------------------------------------------------- announcing bars
+
+
+def active_pairs(instrument_ids: Iterable[int] | None = None) -> set[tuple[int, int]]:
+    """(instrument id, interval) traded by some ACTIVE deployment."""
+    query = (
+        sa.select(DeploymentInstrument.instrument_id, Deployment.interval)
+        .join(Deployment, Deployment.id == DeploymentInstrument.deployment_id)
+        .where(Deployment.state == ACTIVE)
+        .distinct()
+    )
+    if instrument_ids is not None:
+        query = query.where(in_ids(DeploymentInstrument.instrument_id, list(instrument_ids)))
+    return {(i, n) for i, n in db.session.execute(query).all()}
+
+
+def deployed_instruments() -> sa.Select:
+    """The instruments ACTIVE deployments trade, as a SELECT of ids (the feed subscribes to them)."""
+    return (
+        sa.select(DeploymentInstrument.instrument_id)
+        .join(Deployment, Deployment.id == DeploymentInstrument.deployment_id)
+        .where(Deployment.state == ACTIVE)
+    )
+
+
+def closed_buckets(closed: Iterable[tuple[int, datetime]]) -> list[tuple[int, int, datetime]]:
+    """(instrument id, interval, bucket start) of every bucket these closed 1-minute bars close, for
+    the intervals some ACTIVE deployment trades that instrument at."""
+    closed = list(closed)
+    if not closed:
+        return []
+    pairs = active_pairs({i for i, _ in closed})
+    return [
+        (instrument_id, interval, bucket_start(minute, interval))
+        for instrument_id, minute in closed
+        for interval in INTERVALS
+        if (instrument_id, interval) in pairs and closes_bucket(minute, interval)
+    ]
+
+
+def eval_job_id(instrument_id: int, interval: int, bar: datetime, prefix: str = "eval") -> str:
+    return f"{prefix}-{instrument_id}-{interval}-{int(as_utc(bar).timestamp())}"
+
+
+def _enqueue_once(redis, key: str, ttl: int, job_id: str, instrument_id: int, interval: int, bar: datetime) -> bool:
+    """Queue the evaluation unless this key says it already was (SET NX): True when queued."""
+    if not redis.set(key, "1", nx=True, ex=ttl):
+        return False
+    try:
+        enqueue(
+            "jobs.automation.evaluate",
+            instrument_id,
+            interval,
+            as_utc(bar).isoformat(),
+            queue_name=QUEUE_STRATEGIES,
+            job_id=job_id,
+            **EVAL_JOB,
+        )
+    except RedisError:
+        redis.delete(key)  # best effort; the sweep finds the bar anyway
+        raise
+    return True
+
+
+def announce_closed(redis, closed: Iterable[tuple[int, datetime]]) -> int:
+    """The feed's candle close: one evaluation job per (instrument, interval, bucket) closed, with a
+    deterministic id; a repeated announcement of the same bar queues nothing. How many were queued."""
+    queued = 0
+    for instrument_id, interval, bar in closed_buckets(closed):
+        key = ANNOUNCED_KEY.format(instrument=instrument_id, interval=interval, bar=int(bar.timestamp()))
+        queued += _enqueue_once(
+            redis, key, ANNOUNCED_TTL, eval_job_id(instrument_id, interval, bar), instrument_id, interval, bar
+        )
+    return queued
+
+
+# ----------------------------------------------------------------------------- the catch-up sweep
+
+
+def latest_closed_bar(instrument_id: int, interval: int) -> datetime | None:
+    """The start of the instrument's last `interval` bar whose every minute is stored."""
+    minute = db.session.execute(
+        sa.select(sa.func.max(Candle.start)).where(Candle.instrument_id == instrument_id)
+    ).scalar()
+    if minute is None:
+        return None
+    minute = as_utc(minute)
+    if closes_bucket(minute, interval):
+        return bucket_start(minute, interval)
+    series = load_series(db.session, instrument_id, interval, 1, until=minute + timedelta(minutes=1))
+    return datetime.fromtimestamp(int(series.time[-1]), UTC) if len(series) else None
+
+
+def behind(now: datetime | None = None) -> list[tuple[int, int, datetime]]:
+    """(instrument, interval, bar) where some ACTIVE deployment's cursor is behind the latest closed
+    bar, and that bar closed long enough ago that its own announcement should have run."""
+    now = now or utcnow()
+    rows = db.session.execute(
+        sa.select(DeploymentInstrument.instrument_id, Deployment.interval, DeploymentInstrument.last_bar)
+        .join(Deployment, Deployment.id == DeploymentInstrument.deployment_id)
+        .where(Deployment.state == ACTIVE)
+    ).all()
+    cursors: dict[tuple[int, int], list[datetime | None]] = {}
+    for instrument_id, interval, last_bar in rows:
+        cursors.setdefault((instrument_id, interval), []).append(last_bar and as_utc(last_bar))
+    found = []
+    for (instrument_id, interval), lasts in cursors.items():
+        bar = latest_closed_bar(instrument_id, interval)
+        if bar is None or bucket_end(bar, interval) > now - SWEEP_GRACE:
+            continue
+        if any(last is None or last < bar for last in lasts):
+            found.append((instrument_id, interval, bar))
+    return found
+
+
+def sweep(redis, now: datetime | None = None) -> int:
+    """Queue an evaluation for every bar some ACTIVE deployment has not evaluated (a worker died, the
+    announcement was lost, the deployment was just started). How many were queued."""
+    queued = 0
+    for instrument_id, interval, bar in behind(now):
+        key = SWEPT_KEY.format(instrument=instrument_id, interval=interval, bar=int(bar.timestamp()))
+        job_id = f"{eval_job_id(instrument_id, interval, bar, 'sweep')}-{int((now or utcnow()).timestamp())}"
+        queued += _enqueue_once(redis, key, SWEEP_REPEAT, job_id, instrument_id, interval, bar)
+    return queued
+
+
+# ----------------------------------------------------------------------------- evaluating a bar
+
+
+@dataclass
+class Evaluation:
+    deployment_id: int
+    signal_id: int | None = None
+    batch_ids: tuple[int, ...] = ()
+    outcome: str = ""
+    alerts: tuple[RiskAlert, ...] = ()
+
+
+def deployments_on(instrument_id: int, interval: int) -> list[int]:
+    return list(
+        db.session.execute(
+            sa.select(Deployment.id)
+            .join(DeploymentInstrument, DeploymentInstrument.deployment_id == Deployment.id)
+            .where(
+                Deployment.state == ACTIVE,
+                Deployment.interval == interval,
+                DeploymentInstrument.instrument_id == instrument_id,
+            )
+            .order_by(Deployment.id)
+        ).scalars()
+    )
+
+
+def evaluate_bar(
+    instrument_id: int, interval: int, bar: datetime, *, config: Mapping[str, Any], redis, now: datetime | None = None
+) -> list[Evaluation]:
+    """Evaluate every ACTIVE deployment on this instrument and interval at this bar, each in its own
+    transaction: one that fails (a strategy that raises, a database error) never stops the others."""
+    results = []
+    for deployment_id in deployments_on(instrument_id, interval):
+        try:
+            result = evaluate_one(deployment_id, instrument_id, bar, config=config, redis=redis, now=now)
+        except Exception:  # one deployment's trouble is its own: the sweep tries it again
+            db.session.rollback()
+            log.exception(
+                "op=evaluate deployment=%s instrument=%s bar=%s result=error", deployment_id, instrument_id, bar
+            )
+            continue
+        if result is not None:
+            results.append(result)
+    return results
+
+
+def evaluate_one(
+    deployment_id: int,
+    instrument_id: int,
+    bar: datetime,
+    *,
+    config: Mapping[str, Any],
+    redis,
+    now: datetime | None = None,
+) -> Evaluation | None:
+    """One (deployment, instrument, bar). None when there was nothing to do (not ACTIVE, already
+    evaluated by someone else). Commits; sends and events go out after the commit."""
+    bar = as_utc(bar)
+    deployment = db.session.get(Deployment, deployment_id)
+    cursor = db.session.execute(
+        sa.select(DeploymentInstrument).where(
+            DeploymentInstrument.deployment_id == deployment_id, DeploymentInstrument.instrument_id == instrument_id
+        )
+    ).scalar_one_or_none()
+    if deployment is None or cursor is None or deployment.state != ACTIVE:
+        db.session.rollback()
+        return None
+    if cursor.last_bar is not None and as_utc(cursor.last_bar) >= bar:
+        db.session.rollback()
+        return None
+    try:
+        strategy = create_strategy(deployment.strategy, deployment.params)
+        series = load_series(
+            db.session,
+            instrument_id,
+            deployment.interval,
+            strategy.warmup + 1,
+            until=bucket_end(bar, deployment.interval),
+        )
+        ready = len(series) == strategy.warmup + 1 and int(series.time[-1]) == int(bar.timestamp())
+        signal = strategy.signal_at_last(series) if ready else None
+    except Exception as exc:  # noqa: BLE001  (the strategy failed on these candles: pause it, alone)
+        db.session.rollback()
+        reason = f"The strategy failed at the bar of {_ist(bar)}: {type(exc).__name__}: {exc}"
+        return _pause(deployment_id, reason, redis)
+    if not _claim(cursor.id, bar):
+        db.session.rollback()
+        return None
+    result = Evaluation(deployment_id)
+    if signal is None:
+        db.session.commit()
+        return result
+    instrument = db.session.get(Instrument, instrument_id)
+    row = _signal_row(deployment, instrument, bar, signal, float(series.close[-1]))
+    db.session.add(row)
+    db.session.flush()
+    result.signal_id = row.id
+    alerts: list[RiskAlert] = []
+    batches: list[Batch] = []
+    row.outcome = _act(deployment, instrument, row, signal, config, redis, now or utcnow(), alerts, batches)[:300]
+    if batches:
+        row.batch_id = max(batches, key=lambda b: len(b.orders)).id
+    db.session.commit()
+    result.outcome, result.alerts = row.outcome, tuple(alerts)
+    result.batch_ids = tuple(b.id for b in batches)
+    levels = batches and any(v is not None for v in (row.stop, row.target, row.trail))
+    _after_commit(redis, deployment_id, row.id, batches, alerts, stops_changed=bool(levels))
+    return result
+
+
+def _claim(cursor_id: int, bar: datetime) -> bool:
+    """Move the cursor to `bar` unless it is there already: one conditional UPDATE."""
+    table = DeploymentInstrument.__table__
+    moved = db.session.execute(
+        sa.update(table)
+        .where(table.c.id == cursor_id, sa.or_(table.c.last_bar.is_(None), table.c.last_bar < bar))
+        .values(last_bar=bar)
+    )
+    return moved.rowcount == 1
+
+
+def _after_commit(
+    redis, deployment_id: int, signal_id: int, batches: list[Batch], alerts: list[RiskAlert], stops_changed: bool
+) -> None:
+    for batch in batches:
+        if any(child.status == states.NEW for child in batch.orders):
+            queue_send(batch.id)
+    if redis is not None:
+        if stops_changed:
+            stops.notify_changed(redis)
+        publish(redis, "signal.created", deployment=deployment_id, signal=signal_id)
+        for alert in alerts:
+            announce(redis, alert)
+
+
+def _ist(at: datetime) -> str:
+    return f"{as_utc(at).astimezone(IST):%d %b %H:%M} IST"
+
+
+def _price(value: float | None, tick: Decimal) -> Decimal | None:
+    if value is None or not math.isfinite(value):
+        return None
+    return round_to_tick(Decimal(repr(float(value))), tick)
+
+
+def _signal_row(
+    deployment: Deployment, instrument: Instrument, bar: datetime, signal: Signal, close: float
+) -> StrategySignal:
+    tick = instrument.tick_size or Decimal("0.05")
+    values = {k: (float(v) if v is not None and math.isfinite(float(v)) else None) for k, v in signal.values.items()}
+    return StrategySignal(
+        deployment_id=deployment.id,
+        instrument_id=instrument.id,
+        bar_time=bar,
+        action=Action(signal.action).value,
+        price=_price(close, tick),
+        stop=_price(signal.stop, tick),
+        target=_price(signal.target, tick),
+        trail=_price(signal.trail, tick),
+        values=values,
+    )
+
+
+def _pause(deployment_id: int, reason: str, redis) -> Evaluation:
+    """PAUSED with the reason, and the alert; committed."""
+    deployment = db.session.get(Deployment, deployment_id)
+    alerts = []
+    if deployment is not None and deployment.state == ACTIVE:
+        deployment.state, deployment.state_reason = PAUSED, reason[:300]
+        alerts.append(pause_alert(deployment, reason))
+        db.session.commit()
+        if redis is not None:
+            for alert in alerts:
+                announce(redis, alert)
+    return Evaluation(deployment_id, outcome=reason, alerts=tuple(alerts))
+
+
+def pause_alert(deployment: Deployment, reason: str) -> RiskAlert:
+    return raise_alert(
+        "deployment.paused",
+        f"Deployment {deployment.name} paused: {reason}",
+        level="red",
+        deployment_id=deployment.id,
+        detail={"reason": reason},
+    )
+
+
+# ----------------------------------------------------------------------------- a signal → its batch
+
+
+def _act(
+    deployment: Deployment,
+    instrument: Instrument,
+    row: StrategySignal,
+    signal: Signal,
+    config: Mapping[str, Any],
+    redis,
+    now: datetime,
+    alerts: list[RiskAlert],
+    batches: list[Batch],
+) -> str:
+    """What becomes of a stored signal: a batch (appended to `batches`) or why none."""
+    closed_at = bucket_end(row.bar_time, deployment.interval)
+    if now - closed_at > send_deadline(config):
+        return EXPIRED
+    desk = db.session.get(DeskState, 1)
+    entry = Action(signal.action) in (Action.ENTER_LONG, Action.ENTER_SHORT)
+    if desk is not None and desk.automation_off:
+        return "refused: automation is off for the desk"
+    if entry and desk is not None and desk.kill_switch:
+        return "refused: the desk kill switch is on"
+    if refusal := window_refusal(deployment, closed_at, entry):
+        return refusal
+    if twins.is_paper(deployment):
+        twins.ensure_twins(deployment)
+    links = list(deployment.clients)
+    traders = {dc.id: (dc.twin if twins.is_paper(deployment) else dc.client) for dc in links}
+    client_ids = [c.id for c in traders.values() if c is not None]
+    held = holdings(deployment.id, instrument.id, deployment.product, client_ids)
+    if entry and (reason := limit_breached(deployment, instrument.id, held)):
+        deployment.state, deployment.state_reason = PAUSED, reason[:300]
+        alerts.append(pause_alert(deployment, reason))
+        return f"refused: deployment paused — {reason}"
+    user = db.session.get(User, deployment.created_by_id) if deployment.created_by_id else None
+    if user is None:
+        return "refused: the deployment has no creator to act for"
+    price = row.price
+    capital = _available([c for c in client_ids])
+    plans: dict[str, dict[int, int]] = {}
+    opening: dict[int, int] = {}
+    reduces: dict[int, bool] = {}
+    notes: list[str] = []
+    for dc in links:
+        client = traders[dc.id]
+        if client is None:
+            notes.append(f"{dc.client.name}: no paper twin")
+            continue
+        current = held.get(client.id, 0)
+        side = (current > 0) - (current < 0)
+        target = next_side(side, signal.action, deployment.allow_short)
+        if target == side:
+            continue
+        closing = abs(current) if side else 0
+        entering = 0
+        if target:
+            entering, why = sizing.quantity(
+                deployment.sizing,
+                dc.sizing_value if dc.sizing_value is not None else deployment.sizing_value,
+                price=price,
+                lot_size=instrument.lot_size,
+                capital=dc.capital if dc.capital is not None else capital.get(client.id),
+                stop=row.stop,
+                cap=client.max_quantity,
+                max_value=client.max_order_value,
+            )
+            if not entering:
+                notes.append(f"{client.name}: {why}")
+        if closing + entering:
+            plans.setdefault("BUY" if target > side else "SELL", {})[client.id] = closing + entering
+            opening[client.id], reduces[client.id] = entering * target, entering == 0
+    if not plans:
+        return "; ".join(["nothing to do: every client is already where the signal puts it", *notes])
+    clients = {c.id: c for c in traders.values() if c is not None}
+    parts = []
+    for action, quantities in sorted(plans.items()):
+        ticket = Ticket(
+            ticket_id=f"signal-{row.id}-{action}",
+            action=action,
+            instrument_id=instrument.id,
+            product=deployment.product,
+            order_type="MARKET",
+            quantities=quantities,
+            kind="signal",
+            note=f"{deployment.name}: {row.action} at the {_ist(row.bar_time)} bar"[:200],
+        )
+        review = review_ticket(user, ticket, [clients[i] for i in quantities], redis, reduces=reduces)
+        if not review.checks:
+            problems = [*review.errors.values(), *review.quantity_errors.values()]
+            parts.append(f"{action}: no batch — {'; '.join(problems) or 'no price'}")
+            continue
+        batch = create_batch(user, ticket, review)
+        batch.deployment_id = deployment.id
+        db.session.flush()
+        db.session.refresh(batch)
+        batches.append(batch)
+        went = [c for c in review.checks if not c.block]
+        refused = [c for c in review.checks if c.block]
+        text = f"batch #{batch.id}: {len(went)} {action} sent"
+        if refused:
+            text += f", {len(refused)} refused (" + "; ".join(f"{c.client.name}: {c.block}" for c in refused) + ")"
+        parts.append(text)
+        armed = _arm_stops(deployment, instrument, row, [c.client.id for c in went], opening)
+        if armed:
+            parts.append(armed)
+    return "; ".join(parts + notes)
+
+
+def _arm_stops(
+    deployment: Deployment, instrument: Instrument, row: StrategySignal, client_ids: list[int], opening: dict[int, int]
+) -> str:
+    """The signal's stop / target / trail, armed for each client that enters (H2's stop rules)."""
+    if row.stop is None and row.target is None and row.trail is None:
+        return ""
+    armed, refused = 0, ""
+    for client_id in client_ids:
+        quantity = opening.get(client_id, 0)
+        if not quantity:
+            continue
+        try:
+            stops.arm(
+                client_id=client_id,
+                instrument_id=instrument.id,
+                product=deployment.product,
+                direction=1 if quantity > 0 else -1,
+                stop=row.stop,
+                target=row.target,
+                trail=row.trail,
+                quantity=abs(quantity),
+                source="signal",
+                deployment_id=deployment.id,
+                price=row.price,
+            )
+        except stops.StopError as exc:  # levels on the wrong side of the close: the entry goes, unprotected
+            refused = "stops not armed: " + "; ".join(exc.errors.values())
+            continue
+        armed += 1
+    return refused or (f"stops armed for {armed}" if armed else "")
+
+
+def window_refusal(deployment: Deployment, closed_at: datetime, entry: bool) -> str:
+    """Why a signal at `closed_at` is outside the deployment's IST window ("" when it may act).
+    Entries run from window_start to last_entry on the deployment's days; exits go any time."""
+    local = as_utc(closed_at).astimezone(IST)
+    if not entry:
+        return ""
+    if local.weekday() not in deployment.day_list:
+        return f"refused: {local:%A} is not one of the deployment's days"
+    if local.time() < deployment.window_start:
+        return f"refused: before the window opens at {deployment.window_start:%H:%M} IST"
+    if local.time() > deployment.last_entry:
+        return f"refused: no entries after {deployment.last_entry:%H:%M} IST"
+    return ""
+
+
+def _available(client_ids: list[int]) -> dict[int, Decimal]:
+    rows = db.session.execute(
+        sa.select(
+            FundsSnapshot.client_id, FundsSnapshot.available_cash, FundsSnapshot.collateral, FundsSnapshot.margin_used
+        ).where(in_ids(FundsSnapshot.client_id, client_ids))
+    ).all()
+    return {row.client_id: FundsSnapshot.available_margin.fget(row) for row in rows}
+
+
+# ----------------------------------------------------------------------------- the deployment's book
+
+
+def deployment_batches(deployment_id: int) -> sa.Select:
+    """Its signals' batches and the exits its stop rules fired."""
+    return sa.select(Batch.id).where(
+        sa.or_(
+            Batch.deployment_id == deployment_id,
+            Batch.id.in_(sa.select(StopRule.batch_id).where(StopRule.deployment_id == deployment_id)),
+        )
+    )
+
+
+def _signed(order_side: str, quantity: int) -> int:
+    return quantity if order_side == "BUY" else -quantity
+
+
+def holdings(
+    deployment_id: int, instrument_id: int | None, product: str, client_ids: list[int]
+) -> dict[int, int] | dict[tuple[int, int], int]:
+    """The deployment's net quantity per client (+ long, − short) in one instrument — or per
+    (client, instrument) when `instrument_id` is None. In-flight children count at their full
+    quantity (a MARKET order is about to fill); once nothing is in flight, it is bounded by what the
+    client's book holds (an exit nobody tagged with the deployment — a kill switch — is seen)."""
+    if not client_ids:
+        return {}
+    query = sa.select(
+        Order.client_id, Order.instrument_id, Order.side, Order.status, Order.quantity, Order.filled_quantity
+    ).where(Order.batch_id.in_(deployment_batches(deployment_id)), in_ids(Order.client_id, client_ids))
+    if instrument_id is not None:
+        query = query.where(Order.instrument_id == instrument_id)
+    net: dict[tuple[int, int], int] = {}
+    pending: set[tuple[int, int]] = set()
+    for client_id, inst, side, status, quantity, filled in db.session.execute(query):
+        key = (client_id, inst)
+        live = status in states.IN_FLIGHT or status in states.AT_BROKER
+        net[key] = net.get(key, 0) + _signed(side, quantity if live else filled)
+        if live:
+            pending.add(key)
+    actual = {
+        (c, i): q
+        for c, i, q in db.session.execute(
+            sa.select(Position.client_id, Position.instrument_id, Position.quantity).where(
+                in_ids(Position.client_id, client_ids), Position.product == product
+            )
+        )
+    }
+    result: dict[tuple[int, int], int] = {}
+    for key, quantity in net.items():
+        if quantity and key not in pending:
+            held = actual.get(key, 0)
+            quantity = 0 if held * quantity <= 0 else (1 if quantity > 0 else -1) * min(abs(quantity), abs(held))
+        if quantity:
+            result[key] = quantity
+    if instrument_id is None:
+        return result
+    return {client_id: q for (client_id, _), q in result.items()}
+
+
+def deployment_pnl(deployment: Deployment, redis=None) -> dict[int, Decimal]:
+    """Each trading client's P&L on this deployment's orders: cash of its fills, plus what is still
+    held marked at the feed's price (else the master's close). Exact Decimals."""
+    ids = [c.id for c in trading_clients(deployment)]
+    if not ids:
+        return {}
+    rows = db.session.execute(
+        sa.select(Order.client_id, Order.instrument_id, Order.side, Order.filled_quantity, Order.average_price).where(
+            Order.batch_id.in_(deployment_batches(deployment.id)),
+            in_ids(Order.client_id, ids),
+            Order.filled_quantity > 0,
+        )
+    ).all()
+    cash: dict[int, Decimal] = {}
+    held: dict[tuple[int, int], int] = {}
+    for client_id, instrument_id, side, filled, average in rows:
+        cash[client_id] = cash.get(client_id, Decimal(0)) - _signed(side, filled) * (average or Decimal(0))
+        held[(client_id, instrument_id)] = held.get((client_id, instrument_id), 0) + _signed(side, filled)
+    marks = {}
+    for instrument in db.session.execute(
+        sa.select(Instrument).where(Instrument.id.in_({i for _, i in held} or {0}))
+    ).scalars():
+        quote = read_quote(redis, instrument) if redis is not None else None
+        marks[instrument.id] = quote.last_price if quote else (instrument.last_price or Decimal(0))
+    for (client_id, instrument_id), quantity in held.items():
+        cash[client_id] = cash.get(client_id, Decimal(0)) + quantity * marks.get(instrument_id, Decimal(0))
+    return cash
+
+
+def trading_clients(deployment: Deployment) -> list[Client]:
+    """The clients its orders go to: the twins in paper mode, the clients themselves live."""
+    if twins.is_paper(deployment):
+        return [dc.twin for dc in deployment.clients if dc.twin is not None]
+    return [dc.client for dc in deployment.clients]
+
+
+def limit_breached(deployment: Deployment, instrument_id: int, held: Mapping[int, int], redis=None) -> str:
+    """The deployment's own limits, before an entry: max orders a day (its batches today), max open
+    positions (instruments it holds), max loss (its clients' P&L on its orders)."""
+    if deployment.max_orders_per_day:
+        today = db.session.execute(
+            sa.select(sa.func.count())
+            .select_from(Batch)
+            .where(Batch.deployment_id == deployment.id, Batch.created_at >= start_of_day())
+        ).scalar_one()
+        if today >= deployment.max_orders_per_day:
+            return f"it has placed its {deployment.max_orders_per_day} orders for today"
+    if deployment.max_open_positions and not any(held.values()):
+        ids = [c.id for c in trading_clients(deployment)]
+        open_instruments = {i for (_, i) in holdings(deployment.id, None, deployment.product, ids)}
+        if len(open_instruments) >= deployment.max_open_positions:
+            return f"it holds its limit of {deployment.max_open_positions} open positions"
+    if deployment.max_loss:
+        total = sum(deployment_pnl(deployment, redis).values(), Decimal(0))
+        if total <= -deployment.max_loss:
+            return f"its loss ₹{rupees(-total)} has reached its limit of ₹{rupees(deployment.max_loss)}"
+    return ""
+
+
+# ----------------------------------------------------------------------------- the deployment's square-off
+
+
+def squareoff_due(now: datetime | None = None) -> list[int]:
+    """Deployments whose square-off time has come today (IST) and that have not squared off today."""
+    now = now or utcnow()
+    local = now.astimezone(IST)
+    done = sa.select(RiskAlert.deployment_id).where(
+        RiskAlert.kind == SQUAREOFF_KIND, RiskAlert.created_at >= start_of_day(now)
+    )
+    rows = db.session.execute(
+        sa.select(Deployment.id, Deployment.squareoff_at).where(
+            Deployment.squareoff_at.is_not(None), Deployment.product == "MIS", Deployment.id.not_in(done)
+        )
+    ).all()
+    return [d for d, at in rows if at <= local.time() <= _MARKET_CLOSE]
+
+
+_MARKET_CLOSE = time(15, 30)  # IST
+
+
+def square_off(deployment_id: int, redis, now: datetime | None = None) -> Batch | None:
+    """Exit the deployment's MIS positions (once a day: its alert marks it done). Commits, then sends."""
+    deployment = db.session.get(Deployment, deployment_id)
+    if deployment is None or deployment_id not in squareoff_due(now):
+        db.session.rollback()
+        return None
+    clients = {c.id: c for c in trading_clients(deployment)}
+    held = holdings(deployment.id, None, deployment.product, list(clients))
+    instruments = {
+        i.id: i
+        for i in db.session.execute(
+            sa.select(Instrument).where(Instrument.id.in_({i for _, i in held} or {0}))
+        ).scalars()
+    }
+    legs = [(Holder(clients[c], instruments[i], deployment.product, q), abs(q)) for (c, i), q in sorted(held.items())]
+    batch = create_exit_batch(None, "squareoff", legs, instrument_id=None, note=f"square-off of {deployment.name}")
+    if batch is not None:
+        batch.deployment_id = deployment.id
+    alert = raise_alert(
+        SQUAREOFF_KIND,
+        f"Deployment {deployment.name}: intraday square-off at {deployment.squareoff_at:%H:%M} IST"
+        + (f", {len(legs)} positions exited" if legs else ", nothing held"),
+        level="info",
+        deployment_id=deployment.id,
+        batch_id=batch.id if batch is not None else None,
+    )
+    db.session.commit()
+    if batch is not None:
+        queue_send(batch.id)
+    if redis is not None:
+        announce(redis, alert)
+    return batch
+
+
+__all__ = [
+    "EXPIRED",
+    "Evaluation",
+    "announce_closed",
+    "closed_buckets",
+    "deployment_pnl",
+    "evaluate_bar",
+    "evaluate_one",
+    "holdings",
+    "square_off",
+    "squareoff_due",
+    "sweep",
+    "trading_clients",
+]
