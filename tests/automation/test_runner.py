@@ -496,3 +496,85 @@ def test_a_paper_deployment_trades_funded_twins_kept_out_of_the_real_books(app, 
         assert totals.clients == 2 and totals.unrealized == D("0")
         trader_user = db.session.get(type(trader), trader.id)
         assert accessible_client_ids(trader_user) == {a.id, b.id}
+
+
+# ----------------------------------------------------------------------------- the feed, the sweep, the square-off
+
+
+def test_the_feed_subscribes_to_deployed_instruments_and_announces_each_closed_bucket_once(app, desk, admin):
+    """The feed process's own step: an ACTIVE deployment's instrument is wanted; a minute that
+    closes a 3-minute bucket queues one evaluation job, and the next minute (closing none) nothing."""
+    from webapp.brokers.base import Quote
+    from webapp.marketfeed.feed import Feed, wanted_tokens
+
+    deploy(app, admin, [], desk.instrument, interval=3)
+    token = desk.instrument.instrument_token
+    with app.app_context():
+        assert token in wanted_tokens(get_redis())
+
+    def source(now, wanted):
+        return {token: Quote(exchange="NSE", tradingsymbol="INFY", last_price=D("1550.00"), timestamp=now)}
+
+    feed = Feed(app, source)
+    feed.step(minute(2) + timedelta(seconds=5))  # the 09:17 IST minute forms
+    feed.step(minute(3) + timedelta(seconds=5))  # it closes: 09:15–09:18 is complete
+    feed.step(minute(3) + timedelta(seconds=6))
+    feed.step(minute(4) + timedelta(seconds=5))  # 09:18 closes: no 3-minute bucket ends there
+    with app.app_context():
+        queue = Queue("strategies", connection=get_rq_redis())
+        jobs = [queue.fetch_job(job_id) for job_id in queue.job_ids]
+        assert [(j.id, j.args) for j in jobs] == [
+            (
+                f"eval-{desk.instrument.id}-3-{int(minute(0).timestamp())}",
+                (desk.instrument.id, 3, minute(0).isoformat()),
+            )
+        ]
+
+
+def test_the_sweep_finds_a_cursor_behind_the_latest_closed_bar_and_no_more_once_evaluated(app, desk, admin):
+    deploy(app, admin, [], desk.instrument, interval=5, params={"long_above": 1549})
+    candles(app, desk.instrument.id, ["1548.00"] * 7)  # 09:15–09:21: one 5-minute bar complete, one forming
+    with app.app_context():
+        assert runner.behind(minute(7)) == [(desk.instrument.id, 5, minute(0))]
+    evaluate(app, desk.instrument, 0, interval=5)
+    with app.app_context():
+        assert runner.behind(minute(7)) == []
+
+
+def test_the_desk_kill_switch_refuses_entries_and_lets_exits_go(app, desk, admin):
+    a = desk.paper_client("A")
+    deployment_id = deploy(app, admin, [a], desk.instrument, params={"long_above": 1549, "exit_below": 1540})
+    candles(app, desk.instrument.id, ["1548.00", "1550.00", "1539.00", "1551.00"])
+    evaluate(app, desk.instrument, 1)
+    desk.run_worker()
+    with app.app_context():
+        sync.sync_client(a.id, desk.context())
+        db.session.add(DeskState(id=1, kill_switch=True))
+        db.session.commit()
+    evaluate(app, desk.instrument, 2)
+    evaluate(app, desk.instrument, 3)
+    outcomes = [s.outcome for s in signals(app)]
+    made = batches(app)
+    assert [b.deployment_id for b, _ in made] == [deployment_id, deployment_id]
+    assert made[1][1] == [(a.id, "SELL", 10, "NEW", "")]
+    assert outcomes[1:] == [f"batch #{made[1][0].id}: 1 SELL sent", "refused: the desk kill switch is on"]
+
+
+def test_a_deployments_square_off_exits_its_intraday_positions_once_a_day(app, desk, admin):
+    a = desk.paper_client("A")
+    deployment_id = deploy(app, admin, [a], desk.instrument, params={"long_above": 1549}, squareoff_at=time(15, 0))
+    candles(app, desk.instrument.id, ["1548.00", "1550.00"])
+    evaluate(app, desk.instrument, 1)
+    desk.run_worker()
+    with app.app_context():
+        sync.sync_client(a.id, desk.context())
+        before, at = DAY.replace(hour=9, minute=29), DAY.replace(hour=9, minute=31)  # 14:59 and 15:01 IST
+        assert runner.squareoff_due(before) == []
+        assert runner.squareoff_due(at) == [deployment_id]
+        batch = runner.square_off(deployment_id, get_redis(), now=at)
+        assert batch is not None and batch.deployment_id == deployment_id
+        assert [(o.client_id, o.side, o.quantity, o.product) for o in batch.orders] == [(a.id, "SELL", 10, "MIS")]
+        assert runner.squareoff_due(at) == []  # once a day
+        assert runner.square_off(deployment_id, get_redis(), now=at) is None
+        [alert] = db.session.execute(sa.select(RiskAlert).where(RiskAlert.kind == "deployment.squareoff")).scalars()
+        assert alert.deployment_id == deployment_id and alert.batch_id == batch.id
