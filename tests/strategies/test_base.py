@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import sys
-import textwrap
 from decimal import Decimal
 
 import numpy as np
@@ -183,30 +182,45 @@ def fresh_registry(monkeypatch, tmp_path):
 
 
 def test_a_desk_adds_its_own_strategy_module_and_a_broken_one_is_skipped(fresh_registry, monkeypatch, caplog):
-    (fresh_registry / "desk_mean_cross.py").write_text(
-        textwrap.dedent(
-            """
-            from webapp.strategies import register
-            from webapp.strategies.base import Param, Strategy
+    """The example in docs/strategies.md, as the desk's module, works; a broken module is skipped."""
+    from pathlib import Path
 
-            class Always(Strategy):
-                name, title, summary = "always", "Always", "Never signals."
-                params = (Param("n", "N", int, 3, 1, 10, "bars"),)
-                warmup = 3
+    from tests.strategies.series import make_series
 
-                def _signals(self, candles):
-                    return []
-
-            register(Always)
-            """
-        )
-    )
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "strategies.md").read_text()
+    example = doc.split("## Adding a strategy", 1)[1].split("```python", 1)[1].split("```", 1)[0]
+    (fresh_registry / "desk_mean_cross.py").write_text(example)
     (fresh_registry / "desk_broken.py").write_text("raise RuntimeError('half-written')\n")
     monkeypatch.setenv("FANOUT_STRATEGY_MODULES", "desk_broken, desk_mean_cross,no_such_module")
     with caplog.at_level(logging.ERROR, logger="webapp.strategies"):
         names = strategy_names()
-    assert "always" in names and "ema_crossover" in names
-    assert create_strategy("always", {"n": "4"}).values == {"n": 4}
+    assert "close_above_sma" in names and "ema_crossover" in names
+    strategy = create_strategy("close_above_sma", {"period": "10", "stop_pct": "1"})
+    signals = strategy.signals(make_series(500, seed=3))
+    assert {s.action for s in signals} == {Action.ENTER_LONG, Action.EXIT_LONG}
     skipped = " ".join(record.getMessage() for record in caplog.records)
     assert "strategy_module=desk_broken state=skipped error=RuntimeError" in skipped
     assert "strategy_module=no_such_module state=skipped" in skipped
+
+
+def test_the_strategies_package_imports_no_flask_no_database_and_nothing_of_the_desk():
+    """Pure: numpy, the standard library, itself and the clock helpers (tests/test_import_rules.py checks
+    the desk's own modules; this checks the outside ones)."""
+    import ast
+    from pathlib import Path
+
+    folder = Path(registry.__file__).parent
+    allowed = set(sys.stdlib_module_names) | {"numpy"}
+    for path in folder.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = (
+                [node.module]
+                if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module
+                else [alias.name for alias in node.names]
+                if isinstance(node, ast.Import)
+                else []
+            )
+            for name in names:
+                top = name.split(".")[0]
+                desk_ok = name.startswith("webapp.strategies") or name.startswith("webapp.timeutil")
+                assert top in allowed or desk_ok, f"{path.name} imports {name}"

@@ -95,10 +95,16 @@ def test_appending_bars_never_changes_earlier_signals(name, values, args, cuts):
 @pytest.mark.parametrize(("name", "values"), CASES, ids=[f"{n}-{i}" for n, i in zip(*zip(*CASES), strict=True)])
 def test_over_a_long_series_every_strategy_enters_both_ways_and_stays_exact(name, values):
     """The property above could pass on series where nothing fires: over 4,000 bars each parameter set
-    enters long and short, and the live path still matches bar by bar."""
+    enters long and short, with levels on the right side of the close, and the live path still matches."""
     strategy = create_strategy(name, values)
     candles = make_series(4000, seed=2026, volatility=0.006, flat_share=0.1, spike_share=0.08)
-    whole = assert_live_equals_whole(strategy, candles)
+    whole = strategy.signals(candles)
+    by_bar = {signal.index: signal for signal in whole}
+    assert min(by_bar) >= strategy.warmup
+    # the live path at every signal's bar and at every 5th bar (the property test above walks them all)
+    for i in sorted({*by_bar, *range(strategy.warmup, len(candles), 5)}):
+        live = strategy.signal_at_last(candles[: i + 1].tail(strategy.warmup + 1))
+        assert (live and dataclasses.replace(live, index=i)) == by_bar.get(i), f"bar {i}"
     actions = {signal.action for signal in whole}
     assert {Action.ENTER_LONG, Action.ENTER_SHORT} <= actions, actions
     for signal in whole:

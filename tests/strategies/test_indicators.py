@@ -146,3 +146,22 @@ def test_each_indicator_reads_only_its_lookback_bit_for_bit(name, compute, lookb
         alone = compute(SERIES[i - lookback : i + 1])
         assert alone[-1] == whole[i], f"{name} at bar {i}"  # the same float, not merely close
         assert np.isnan(compute(SERIES[i - lookback + 1 : i + 1])[-1]), "one bar fewer is not enough"
+
+
+@pytest.mark.parametrize("period", [3, 14, 50])
+def test_the_few_outputs_path_gives_the_numpy_paths_bits(period):
+    """smooth() computes a handful of outputs (the live window) with Python floats and many with numpy
+    calls: the same operations in the same order, so the same floats."""
+    lookback = ind.ema_lookback(period)
+    many = ind.ema(C, period)  # well over SCALAR_OUTPUTS outputs
+    assert len(C) - lookback > ind.SCALAR_OUTPUTS
+    for i in range(lookback, len(C), 29):
+        for outputs in (1, 2, ind.SCALAR_OUTPUTS):
+            start = i - lookback - outputs + 1
+            if start >= 0:
+                few = ind.ema(C[start : i + 1], period)
+                assert few[-outputs:].tolist() == many[i - outputs + 1 : i + 1].tolist()
+    rsi_many = ind.rsi(C, period)
+    rsi_lookback = ind.rsi_lookback(period)
+    i = rsi_lookback + 40
+    assert ind.rsi(C[i - rsi_lookback : i + 1], period)[-1] == rsi_many[i]

@@ -382,22 +382,23 @@ class ExitLevels:
 
 def events(
     candles: Candles,
-    long_entry: np.ndarray,
-    short_entry: np.ndarray,
+    long_entry: np.ndarray | None,
+    short_entry: np.ndarray | None,
     exit_long: np.ndarray | None,
     exit_short: np.ndarray | None,
     exits: ExitLevels,
     values: Mapping[str, np.ndarray],
 ) -> list[Signal]:
-    """Signals from boolean arrays, one per bar at most: an entry wins over an exit on the same bar (a
-    long entry also ends a short: next_side reverses). When both exits fire, the signal is EXIT. NaN
-    comparisons are False, so bars whose indicators are not yet defined fire nothing."""
+    """Signals from boolean arrays (None: never), one per bar at most: an entry wins over an exit on the
+    same bar (a long entry also ends a short: next_side reverses). When both exits fire, the signal is
+    EXIT. NaN comparisons are False, so bars whose indicators are not yet defined fire nothing."""
     atr = exits.atr(candles)
     extra = {"atr": atr} if atr is not None else {}
     n = len(candles)
     none = np.zeros(n, dtype=bool)
-    exit_long = none if exit_long is None else exit_long
-    exit_short = none if exit_short is None else exit_short
+    long_entry, short_entry, exit_long, exit_short = (
+        none if array is None else array for array in (long_entry, short_entry, exit_long, exit_short)
+    )
     if atr is not None:  # an entry whose ATR is not defined yet cannot carry its levels: it waits
         defined = ~np.isnan(atr)
         long_entry, short_entry = long_entry & defined, short_entry & defined
