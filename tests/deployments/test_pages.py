@@ -302,3 +302,24 @@ def test_live_fragments_go_to_sockets_that_see_every_client(app, trader, six, de
         assert fragments.for_event({"event": "signal.created", "deployment": mixed, "signal": 1}, subs[1:2]) == []
         snap = fragments.snapshot(subs[0])
         assert f'id="deployment-live-{mine}"' in snap
+
+
+def test_a_pause_by_the_runner_reaches_the_deployment_page(app, trader, six, instruments):
+    """The runner announces its pause as a risk.alert naming the deployment; a client's alert is not one."""
+    from webapp.feed import fragments
+    from webapp.feed.hub import Subscriber
+
+    deployment_id = make_deployment(app, six[:2], instruments, state="PAUSED", state_reason="strategy raised")
+    sub = Subscriber(
+        id=1,
+        user_id=trader.id,
+        role="trader",
+        client_ids=frozenset(c.id for c in six),
+        page="deployment",
+        target=deployment_id,
+    )
+    with app.test_request_context("/"):
+        alert = {"event": "risk.alert", "deployment": deployment_id, "kind": "deployment.paused"}
+        out = fragments.for_event(alert, [sub])
+        assert len(out) == 1 and "strategy raised" in out[0][1]
+        assert fragments.for_event({"event": "risk.alert", "deployment": None, "client": six[0].id}, [sub]) == []

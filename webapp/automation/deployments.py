@@ -461,6 +461,8 @@ def set_automation(user: User, off: bool, ip: str | None = None) -> bool:
 
 def announce(redis, deployment: Deployment | None = None) -> None:
     """After the commit: pages showing the deployment (or, with None, the desk's automation switch)."""
+    if redis is None:  # Redis away (a page's page_redis()): the pages catch up by polling
+        return
     if deployment is None:
         publish(redis, EVENT, deployment=None, automation_off=automation_off())
     else:

@@ -1,5 +1,6 @@
 """Deployment pages over the desk's WebSocket: `deployment.updated` (a state change, the automation
-switch), `signal.created` (the runner stored a signal) and `order.updated` of a deployment's batch
+switch), `signal.created` (the runner stored a signal), `risk.alert` naming a deployment (the runner
+paused it) and `order.updated` of a deployment's batch
 re-render the same partials the pages poll, for the sockets allowed to see every client of it."""
 
 from __future__ import annotations
@@ -41,6 +42,10 @@ def for_event(event: dict, subscribers: Iterable) -> list[tuple]:
         if batch is None or batch.deployment_id is None:
             return []
         targets = {batch.deployment_id}
+    elif kind == "risk.alert":  # the runner paused a deployment (or another automatic act named one)
+        if not isinstance(event.get("deployment"), int):
+            return []
+        targets = {event["deployment"]}
     elif kind in EVENTS and event.get("deployment") is None:  # the automation switch: every deployment page
         targets = {s.target for s in subs if s.page == "deployment" and s.target}
     elif kind in EVENTS and isinstance(event.get("deployment"), int):
