@@ -117,3 +117,14 @@ def test_over_a_long_series_every_strategy_enters_both_ways_and_stays_exact(name
             assert signal.stop is None or signal.stop > close
             assert signal.target is None or signal.target < close
         assert signal.trail is None or signal.trail > 0
+
+
+@settings(max_examples=30, deadline=None)
+@given(args=series_args, n=st.integers(2, 500))
+def test_the_generated_series_look_like_a_market(args, n):
+    seed, volatility, flat, spikes = args
+    candles = make_series(n, seed, volatility, flat, spikes)
+    assert (candles.low > 0).all() and (candles.volume >= 0).all()
+    assert (candles.high >= candles.open).all() and (candles.high >= candles.close).all()
+    assert (candles.low <= candles.open).all() and (candles.low <= candles.close).all()
+    assert (candles.time[1:] - candles.time[:-1] == 60).all()
