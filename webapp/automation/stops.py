@@ -30,7 +30,7 @@ from decimal import Decimal
 import numpy as np
 import sqlalchemy as sa
 
-from webapp import audit
+from webapp import audit, events
 from webapp.automation.alerts import announce, raise_alert
 from webapp.extensions import db
 from webapp.models import Batch, Client, Instrument, Order, StopRule, User
@@ -43,6 +43,8 @@ from webapp.trading.exits import Holder, actor_of, create_exit_batch, holders
 log = logging.getLogger(__name__)
 
 VERSION_KEY = "fanout:stops:version"  # INCR'd after every change of the ARMED set (notify_changed)
+CHANGED_EVENT = "stops.changed"  # published by notify_changed: {"clients": [ids]} (the live chips)
+TOUCHED = "fanout.stops.touched"  # session.info key: client ids whose rules changed, until notify_changed
 SOURCES = ("ticket", "position", "signal")
 LONG, SHORT = 1, -1
 FIRE_KINDS = {"stop": "stop.fired", "target": "target.fired", "trail": "trail.fired"}
@@ -176,6 +178,7 @@ def arm(
     )
     db.session.add(rule)
     db.session.flush()
+    _touched([client_id])
     audit.record(
         "stop.armed",
         **actor_of(user),
@@ -185,6 +188,91 @@ def arm(
         detail={**_levels(rule), "rule": rule.id, "source": source, "replaced": replaced.id if replaced else None},
     )
     return rule
+
+
+def arm_ticket(
+    batch: Batch,
+    user: User,
+    *,
+    stop: Decimal | None,
+    target: Decimal | None,
+    trail: Decimal | None,
+    price: Decimal | None,
+    ip: str | None = None,
+) -> int:
+    """A ticket's stop / target / trail: one rule per child the batch will send (not those risk
+    refused), direction from the side (BUY protects a long, SELL a short), quantity = the child's
+    quantity, source "ticket"; armed in the batch's own transaction, each replacing its position's
+    ARMED rule. A rule waits for its entry (see _fire_many). One statement each for the replaced
+    rules, the new ones and the audit, whatever the number of clients. `price`: the ticket's price
+    (the LTP for a market order) the levels were validated against; the trailing anchor starts
+    there. Raises StopError. The number of rules armed; the caller commits, then notify_changed."""
+    direction = LONG if batch.action == "BUY" else SHORT
+    instrument = db.session.get(Instrument, batch.instrument_id)
+    errors = validate_levels(direction, price, stop, target, trail, instrument.tick_size)
+    if errors:
+        raise StopError(errors)
+    children = db.session.execute(
+        sa.select(Order.client_id, Order.quantity).where(Order.batch_id == batch.id, Order.status == states.NEW)
+    ).all()
+    if not children:
+        return 0
+    ids = [c.client_id for c in children]
+    now = utcnow()
+    replaced = list(
+        db.session.execute(
+            sa.update(StopRule)
+            .where(
+                StopRule.client_id.in_(ids),
+                StopRule.instrument_id == instrument.id,
+                StopRule.product == batch.product,
+                StopRule.state == ARMED,
+            )
+            .values(state=CANCELLED, fired_reason="replaced by a new rule", updated_at=now)
+            .returning(StopRule.id)
+            .execution_options(synchronize_session=False)
+        ).scalars()
+    )
+    levels = {"stop_price": stop, "target_price": target, "trail_distance": trail}
+    db.session.execute(
+        StopRule.__table__.insert(),
+        [
+            dict(
+                client_id=c.client_id,
+                instrument_id=instrument.id,
+                product=batch.product,
+                direction=direction,
+                quantity=c.quantity,
+                trail_anchor=price if trail is not None else None,
+                state=ARMED,
+                source="ticket",
+                created_by_id=user.id,
+                created_at=now,
+                updated_at=now,
+                fired_reason="",
+                **levels,
+            )
+            for c in children
+        ],
+    )
+    _touched(ids)
+    audit.record(
+        "stop.armed",
+        **actor_of(user),
+        target=f"batch:{batch.id}",
+        clients=ids,
+        ip=ip,
+        detail={
+            "stop": stop,
+            "target": target,
+            "trail": trail,
+            "direction": direction,
+            "source": "ticket",
+            "quantities": {str(c.client_id): c.quantity for c in children},
+            "replaced": replaced,
+        },
+    )
+    return len(children)
 
 
 def edit(
@@ -210,6 +298,7 @@ def edit(
     if trail != rule.trail_distance:
         rule.trail_anchor = price if trail is not None else None
     rule.stop_price, rule.target_price, rule.trail_distance, rule.quantity = stop, target, trail, quantity
+    _touched([rule.client_id])
     audit.record(
         "stop.edited",
         **actor_of(user),
@@ -246,6 +335,7 @@ def _set_cancelled(rule: StopRule, reason: str) -> bool:
     ).rowcount
     if changed:
         db.session.refresh(rule)
+        _touched([rule.client_id])
     return bool(changed)
 
 
@@ -261,11 +351,22 @@ def _levels(rule: StopRule) -> dict:
 
 def notify_changed(redis) -> None:
     """After the commit: the feed's index reloads on its next step (it also reloads every few steps,
-    so a lost increment only delays it)."""
+    so a lost increment only delays it), and `stops.changed` names the clients whose rules this
+    session armed, edited, cancelled or fired since the last call (their position rows' chips are
+    re-rendered on the pages showing them; a page refreshed shows them anyway)."""
+    clients = sorted(db.session.info.pop(TOUCHED, ()))
     try:
         redis.incr(VERSION_KEY)
     except Exception as exc:  # noqa: BLE001  (Redis away: the periodic reload picks the change up)
         log.warning("op=stops.notify result=failed error=%s", exc)
+        return
+    if clients:
+        events.publish(redis, CHANGED_EVENT, clients=clients)
+
+
+def _touched(client_ids: Iterable[int]) -> None:
+    """Remember, on the session, the clients whose rules changed: notify_changed names them."""
+    db.session.info.setdefault(TOUCHED, set()).update(client_ids)
 
 
 def rules_for_clients(client_ids: Iterable[int]) -> dict[tuple[int, int, str], StopRule]:
@@ -455,6 +556,7 @@ def _claim(rule_ids: list[int], now: datetime, price: Decimal, kinds: dict[int, 
         rule = db.session.get(StopRule, rule_id)
         if rule is not None:
             db.session.refresh(rule)
+            _touched([rule.client_id])
     return claimed
 
 

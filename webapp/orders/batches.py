@@ -7,11 +7,14 @@ import sqlalchemy as sa
 from flask import abort, flash
 
 from webapp.access import client_scope
+from webapp.automation import stops
 from webapp.extensions import db
 from webapp.models import Batch, Order, User
 from webapp.orders.forms import TicketForm
 from webapp.trading import batch_requests
-from webapp.trading.tickets import Ticket
+from webapp.trading.tickets import Review, Ticket
+
+STOP_FIELDS = ("stop", "target", "trail")
 
 
 def ticket_from_form(form: TicketForm, qtys: dict[int, int]) -> Ticket:
@@ -37,6 +40,39 @@ def chase_settings(form: TicketForm) -> dict:
         "chase_max_ticks": form.chase_max_ticks.data or 10,
         "chase_then": form.chase_then.data,
     }
+
+
+def stop_levels(form: TicketForm) -> dict:
+    """The ticket's stop / target / trail (None when left empty)."""
+    return {name: getattr(form, name).data for name in STOP_FIELDS}
+
+
+def stop_errors(form: TicketForm, review: Review, parsed: bool = False) -> dict[str, str]:
+    """Field → message for the ticket's stop fields, against the ticket's price (the LTP for a
+    market order; only the grid and signs when neither is known). Empty when none is set.
+    `parsed`: also the fields' own parse errors (the preview, whose form is not validated)."""
+    unreadable = {n: str(getattr(form, n).process_errors[0]) for n in STOP_FIELDS if getattr(form, n).process_errors}
+    levels = stop_levels(form)
+    if all(v is None for v in levels.values()) or review.instrument is None:
+        return unreadable if parsed else {}
+    direction = stops.LONG if form.action.data == "BUY" else stops.SHORT
+    errors = stops.validate_levels(direction, review.unit_price, tick_size=review.instrument.tick_size, **levels)
+    return {**errors, **unreadable} if parsed else errors
+
+
+def show_stop_errors(form: TicketForm, errors: dict[str, str]) -> None:
+    """Put the messages next to their fields."""
+    for name, message in errors.items():
+        field = getattr(form, name if name in STOP_FIELDS else "stop")
+        field.errors = [*field.errors, message]
+
+
+def arm_ticket_stops(form: TicketForm, batch: Batch, review: Review, user: User, ip: str | None) -> int:
+    """Arm the ticket's stop rules for the batch's children, in the batch's transaction."""
+    levels = stop_levels(form)
+    if all(v is None for v in levels.values()):
+        return 0
+    return stops.arm_ticket(batch, user, price=review.unit_price, ip=ip, **levels)
 
 
 def batch_for(user: User, batch_id: int) -> tuple[Batch, list[Order]]:

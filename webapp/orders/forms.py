@@ -21,7 +21,7 @@ from webapp.inputs import (
     record_id,
     whole_number,
 )
-from webapp.models import Batch, Order
+from webapp.models import Batch, Order, StopRule
 
 PRODUCTS = {"MIS": "Intraday (MIS)", "CNC": "Delivery (CNC)", "MTF": "MTF"}
 ORDER_TYPES = {"MARKET": "Market", "LIMIT": "Limit", "SL": "Stop-loss (SL)", "SL-M": "Stop-loss market (SL-M)"}
@@ -48,6 +48,10 @@ class TicketForm(FlaskForm):
         validators=[Optional(), NumberRange(min=1, max=500, message="Between 1 and 500 ticks.")],
     )
     chase_then = SelectField("then", choices={"leave": "leave them", "market": "convert to market"}, default="leave")
+    # optional stop rules armed for every child when the ticket is placed (webapp.automation.stops)
+    stop = AmountField("Stop-loss (₹)", column=StopRule.stop_price, validators=[Optional()])
+    target = AmountField("Target (₹)", column=StopRule.target_price, validators=[Optional()])
+    trail = AmountField("Trailing distance (₹)", column=StopRule.trail_distance, validators=[Optional()])
 
 
 class PriceForm(FlaskForm):

@@ -11,6 +11,7 @@ from flask_login import current_user
 from sqlalchemy.exc import IntegrityError
 
 from webapp.access import accessible_clients
+from webapp.automation import stops
 from webapp.extensions import db, get_redis, page_redis
 from webapp.htmx import render_page_or_partial
 from webapp.inputs import record_id
@@ -18,7 +19,14 @@ from webapp.instruments.master import search
 from webapp.models import FundsSnapshot, Instrument
 from webapp.models.base import in_ids
 from webapp.orders import bp
-from webapp.orders.batches import batch_for, enqueue_send, ticket_from_form
+from webapp.orders.batches import (
+    arm_ticket_stops,
+    batch_for,
+    enqueue_send,
+    show_stop_errors,
+    stop_errors,
+    ticket_from_form,
+)
 from webapp.orders.forms import PriceForm, TicketForm, quantities
 from webapp.permissions import requires
 from webapp.tasks import QUEUE_UNAVAILABLE, queue_available
@@ -78,15 +86,24 @@ def ticket():
         return _render_ticket(form, clients, qtys=qtys, status=503)
     review = review_ticket(current_user, ticket_from_form(form, qtys), clients, get_redis())
     review.quantity_errors.update(qty_errors)
-    if not review.ok:
+    levels_wrong = stop_errors(form, review)
+    show_stop_errors(form, levels_wrong)
+    if not review.ok or levels_wrong:
         return _render_ticket(form, clients, review, qtys)
     try:
         batch = create_batch(current_user, ticket_from_form(form, qtys), review, ip=request.remote_addr)
+        armed = arm_ticket_stops(form, batch, review, current_user, request.remote_addr)
         db.session.commit()
     except IntegrityError:  # the same ticket posted twice at once: the first one won
         db.session.rollback()
         return _already_submitted(form, clients, existing_batch(form.ticket_id.data))
+    except stops.StopError as exc:  # validated above; only a changed instrument could get here
+        db.session.rollback()
+        show_stop_errors(form, exc.errors)
+        return _render_ticket(form, clients, review, qtys)
     enqueue_send(batch.id)
+    if armed:
+        stops.notify_changed(get_redis())
     return redirect(url_for("orders.batch", batch_id=batch.id))
 
 
@@ -109,7 +126,10 @@ def preview():
     qtys, qty_errors = quantities(request, [c.id for c in clients])
     review = review_ticket(current_user, ticket_from_form(form, qtys), clients, get_redis())
     review.quantity_errors.update(qty_errors)
-    return render_template("orders/_preview.html", review=review, clients=clients, qtys=qtys)
+    levels_wrong = stop_errors(form, review, parsed=True)
+    return render_template(
+        "orders/_preview.html", review=review, clients=clients, qtys=qtys, form=form, stop_errors=levels_wrong
+    )
 
 
 @bp.route("/instrument-options")
