@@ -230,7 +230,10 @@ def test_edit_while_paused_and_not_while_running(app, client, auth, trader, six,
     auth.login("tara")
     assert client.get(f"/deployments/{deployment_id}/edit").status_code == 200
     data = form_data(instruments[:1], six[:3], name="Renamed", param_fast="5", param_slow="13")
+    data[f"size_{six[0].id}"] = "25"
     assert client.post(f"/deployments/{deployment_id}/edit", data=data).status_code == 302
+    shown = client.get(f"/deployments/{deployment_id}/edit").data.decode()
+    assert re.search(rf'name="size_{six[0].id}" value="25.00"', shown)  # the stored override, shown again
     with app.app_context():
         deployment = db.session.get(Deployment, deployment_id)
         assert deployment.name == "Renamed" and deployment.params["fast"] == 5

@@ -15,7 +15,7 @@ from webapp.deployments.forms import DeploymentForm, spec_from
 from webapp.deployments.summary import detail, pnl, today_counts
 from webapp.extensions import db, get_redis, page_redis
 from webapp.htmx import hx_redirect, is_htmx, render_page_or_partial
-from webapp.inputs import InputError, choice
+from webapp.inputs import InputError, choice, shown_decimal
 from webapp.models import Instrument
 from webapp.models.base import in_ids
 from webapp.permissions import requires
@@ -65,7 +65,24 @@ def _render_form(form, clients, errors=None, instruments=(), deployment=None, st
         strategy=strategy,
         values=_param_values(strategy, deployment),
         deployment=deployment,
+        typed=_client_fields(clients, deployment),
     ), status
+
+
+def _client_fields(clients, deployment) -> dict[str, str]:
+    """What each client's sizing and capital inputs show: as posted, else as stored on the deployment."""
+    if request.method == "POST":
+        return {
+            f"{prefix}_{c.id}": request.form.get(f"{prefix}_{c.id}", "")[:40]
+            for c in clients
+            for prefix in ("size", "capital")
+        }
+    stored = {dc.client_id: dc for dc in deployment.clients} if deployment is not None else {}
+    return {
+        f"{prefix}_{client_id}": shown_decimal(getattr(dc, column))
+        for client_id, dc in stored.items()
+        for prefix, column in (("size", "sizing_value"), ("capital", "capital"))
+    }
 
 
 def _strategy_or_none(name):
