@@ -578,3 +578,15 @@ def test_a_deployments_square_off_exits_its_intraday_positions_once_a_day(app, d
         assert runner.square_off(deployment_id, get_redis(), now=at) is None
         [alert] = db.session.execute(sa.select(RiskAlert).where(RiskAlert.kind == "deployment.squareoff")).scalars()
         assert alert.deployment_id == deployment_id and alert.batch_id == batch.id
+
+
+def test_a_paper_twin_enters_nothing_while_its_clients_kill_switch_is_on(app, desk, admin):
+    a = desk.paper_client("Asha")
+    b = desk.paper_client("Bina", kill_switch=True)
+    deploy(app, admin, [a, b], desk.instrument, params={"long_above": 1549}, mode="paper")
+    candles(app, desk.instrument.id, ["1548.00", "1550.00"])
+    evaluate(app, desk.instrument, 1)
+    [signal] = signals(app)
+    [(batch, children)] = batches(app)
+    assert len(children) == 1 and children[0][3] == "NEW"
+    assert signal.outcome.endswith("Bina: the client's kill switch is on: no entry on its paper twin")

@@ -234,21 +234,11 @@ def deployments_on(instrument_id: int, interval: int) -> list[int]:
 def evaluate_bar(
     instrument_id: int, interval: int, bar: datetime, *, config: Mapping[str, Any], redis, now: datetime | None = None
 ) -> list[Evaluation]:
-    """Evaluate every ACTIVE deployment on this instrument and interval at this bar, each in its own
-    transaction: one that fails (a strategy that raises, a database error) never stops the others."""
-    results = []
-    for deployment_id in deployments_on(instrument_id, interval):
-        try:
-            result = evaluate_one(deployment_id, instrument_id, bar, config=config, redis=redis, now=now)
-        except Exception:  # one deployment's trouble is its own: the sweep tries it again
-            db.session.rollback()
-            log.exception(
-                "op=evaluate deployment=%s instrument=%s bar=%s result=error", deployment_id, instrument_id, bar
-            )
-            continue
-        if result is not None:
-            results.append(result)
-    return results
+    """Evaluate every ACTIVE deployment on this instrument and interval at this bar. The candles are
+    read once for all of them; the cursors of those that signal nothing move together in one
+    transaction, and each signal is stored with its batch in its own: one deployment that fails (a
+    strategy that raises, a refusal, a database error) never stops the others."""
+    return _evaluate(instrument_id, interval, as_utc(bar), deployments_on(instrument_id, interval), config, redis, now)
 
 
 def evaluate_one(
@@ -262,46 +252,111 @@ def evaluate_one(
 ) -> Evaluation | None:
     """One (deployment, instrument, bar). None when there was nothing to do (not ACTIVE, already
     evaluated by someone else). Commits; sends and events go out after the commit."""
-    bar = as_utc(bar)
     deployment = db.session.get(Deployment, deployment_id)
-    cursor = db.session.execute(
-        sa.select(DeploymentInstrument).where(
-            DeploymentInstrument.deployment_id == deployment_id, DeploymentInstrument.instrument_id == instrument_id
+    if deployment is None:
+        return None
+    results = _evaluate(instrument_id, deployment.interval, as_utc(bar), [deployment_id], config, redis, now)
+    return results[0] if results else None
+
+
+@dataclass
+class _Due:
+    deployment: Deployment
+    cursor_id: int
+    strategy: Any
+
+
+def _due(instrument_id: int, bar: datetime, deployment_ids: list[int]) -> list[_Due]:
+    """The ACTIVE deployments among these whose cursor on this instrument is before `bar`."""
+    if not deployment_ids:
+        return []
+    rows = db.session.execute(
+        sa.select(Deployment, DeploymentInstrument.id, DeploymentInstrument.last_bar)
+        .join(DeploymentInstrument, DeploymentInstrument.deployment_id == Deployment.id)
+        .where(
+            in_ids(Deployment.id, deployment_ids),
+            Deployment.state == ACTIVE,
+            DeploymentInstrument.instrument_id == instrument_id,
         )
-    ).scalar_one_or_none()
-    if deployment is None or cursor is None or deployment.state != ACTIVE:
+        .order_by(Deployment.id)
+    ).all()
+    return [_Due(d, cursor_id, None) for d, cursor_id, last in rows if last is None or as_utc(last) < bar]
+
+
+def _evaluate(
+    instrument_id: int,
+    interval: int,
+    bar: datetime,
+    deployment_ids: list[int],
+    config: Mapping[str, Any],
+    redis,
+    now: datetime | None,
+) -> list[Evaluation]:
+    due, failed = [], []
+    for item in _due(instrument_id, bar, deployment_ids):
+        try:
+            item.strategy = create_strategy(item.deployment.strategy, item.deployment.params)
+            due.append(item)
+        except Exception as exc:  # noqa: BLE001  (parameters its strategy no longer takes: pause it, alone)
+            failed.append((item.deployment.id, f"{type(exc).__name__}: {exc}"))
+    needed = max((item.strategy.warmup + 1 for item in due), default=0)
+    series = load_series(db.session, instrument_id, interval, needed, until=bucket_end(bar, interval))
+    bar_epoch = int(bar.timestamp())
+    quiet, signalled = [], []
+    for item in due:
+        window = series.tail(item.strategy.warmup + 1)
+        ready = len(window) == item.strategy.warmup + 1 and int(window.time[-1]) == bar_epoch
+        try:
+            signal = item.strategy.signal_at_last(window) if ready else None
+        except Exception as exc:  # noqa: BLE001  (the strategy failed on these candles: pause it, alone)
+            failed.append((item.deployment.id, f"{type(exc).__name__}: {exc}"))
+            continue
+        if signal is None:
+            quiet.append(item)
+        else:
+            signalled.append((item, signal, float(window.close[-1])))
+    db.session.rollback()  # what was read is not held while others write
+    results = [Evaluation(item.deployment.id) for item in quiet if _claim(item.cursor_id, bar)]
+    db.session.commit()
+    for deployment_id, error in failed:
+        results.append(_pause(deployment_id, f"The strategy failed at the bar of {_ist(bar)}: {error}", redis))
+    for item, signal, close in signalled:
+        deployment_id = item.deployment.id
+        try:
+            result = _store_signal(deployment_id, item.cursor_id, instrument_id, bar, signal, close, config, redis, now)
+        except Exception:  # one deployment's trouble is its own: the sweep tries it again
+            db.session.rollback()
+            log.exception(
+                "op=evaluate deployment=%s instrument=%s bar=%s result=error", deployment_id, instrument_id, bar
+            )
+            continue
+        if result is not None:
+            results.append(result)
+    return results
+
+
+def _store_signal(
+    deployment_id: int,
+    cursor_id: int,
+    instrument_id: int,
+    bar: datetime,
+    signal: Signal,
+    close: float,
+    config: Mapping[str, Any],
+    redis,
+    now: datetime | None,
+) -> Evaluation | None:
+    """The cursor moved, the signal stored and its batch written, in one transaction; None when
+    another evaluator moved the cursor first (it wrote the signal)."""
+    if not _claim(cursor_id, bar):
         db.session.rollback()
         return None
-    if cursor.last_bar is not None and as_utc(cursor.last_bar) >= bar:
-        db.session.rollback()
-        return None
-    try:
-        strategy = create_strategy(deployment.strategy, deployment.params)
-        series = load_series(
-            db.session,
-            instrument_id,
-            deployment.interval,
-            strategy.warmup + 1,
-            until=bucket_end(bar, deployment.interval),
-        )
-        ready = len(series) == strategy.warmup + 1 and int(series.time[-1]) == int(bar.timestamp())
-        signal = strategy.signal_at_last(series) if ready else None
-    except Exception as exc:  # noqa: BLE001  (the strategy failed on these candles: pause it, alone)
-        db.session.rollback()
-        reason = f"The strategy failed at the bar of {_ist(bar)}: {type(exc).__name__}: {exc}"
-        return _pause(deployment_id, reason, redis)
-    if not _claim(cursor.id, bar):
-        db.session.rollback()
-        return None
-    result = Evaluation(deployment_id)
-    if signal is None:
-        db.session.commit()
-        return result
+    deployment = db.session.get(Deployment, deployment_id)
     instrument = db.session.get(Instrument, instrument_id)
-    row = _signal_row(deployment, instrument, bar, signal, float(series.close[-1]))
+    row = _signal_row(deployment, instrument, bar, signal, close)
     db.session.add(row)
     db.session.flush()
-    result.signal_id = row.id
+    result = Evaluation(deployment_id, signal_id=row.id)
     alerts: list[RiskAlert] = []
     batches: list[Batch] = []
     row.outcome = _act(deployment, instrument, row, signal, config, redis, now or utcnow(), alerts, batches)[:300]
@@ -449,7 +504,9 @@ def _act(
             continue
         closing = abs(current) if side else 0
         entering = 0
-        if target:
+        if target and client is not dc.client and dc.client.kill_switch:  # a twin stops with its client
+            notes.append(f"{dc.client.name}: the client's kill switch is on: no entry on its paper twin")
+        elif target:
             entering, why = sizing.quantity(
                 deployment.sizing,
                 dc.sizing_value if dc.sizing_value is not None else deployment.sizing_value,
