@@ -160,6 +160,9 @@ def test_start_pause_stop_are_audited_and_announced(app, client, auth, trader, s
 
     assert client.post(f"/deployments/{deployment_id}/start").status_code == 302
     assert state() == "ACTIVE"
+    with app.app_context():  # a paper deployment trades each client's paper twin, made at the start
+        rows = db.session.get(Deployment, deployment_id).clients
+        assert all(dc.twin_id and dc.twin.twin_of_id == dc.client_id for dc in rows)
     assert client.post(f"/deployments/{deployment_id}/pause").status_code == 302
     assert state() == "PAUSED"
     assert client.post(f"/deployments/{deployment_id}/start").status_code == 302

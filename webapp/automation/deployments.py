@@ -25,6 +25,7 @@ import sqlalchemy as sa
 from webapp import audit
 from webapp.access import client_scope
 from webapp.automation import sizing as sizing_rules
+from webapp.automation.twins import ensure_twins
 from webapp.events import publish
 from webapp.extensions import db
 from webapp.marketdata.intervals import INTERVALS
@@ -403,17 +404,8 @@ def start(user: User, deployment: Deployment, ip: str | None = None) -> None:
         raise DeploymentError("Automation is off for the desk: turn it on first.")
     if killed := [dc.client.name for dc in deployment.clients if dc.client.kill_switch]:
         raise DeploymentError(f"Kill switch on for {', '.join(killed)}: re-arm or remove them first.")
-    if deployment.mode == "paper":
-        _ensure_twins(deployment)
+    ensure_twins(deployment)  # paper mode: each client's funded paper twin (nothing in live mode)
     _set_state(user, deployment, ACTIVE, f"started by {user.username}", "deployment.started", ip)
-
-
-def _ensure_twins(deployment: Deployment) -> None:
-    try:
-        from webapp.automation.twins import ensure_twins
-    except ImportError:  # H4b's module not landed yet: the runner makes the twins at its first signal
-        return
-    ensure_twins(deployment)
 
 
 def pause(user: User | None, deployment: Deployment, reason: str = "", ip: str | None = None) -> None:
