@@ -2,7 +2,7 @@
 
 A backtest run (strategy, parameters, instrument, interval, IST day range, settings; its state,
 progress, error, metrics, and its trades and equity curve stored compressed) and the sweep that groups
-the runs of a parameter grid.
+the runs of a parameter grid (or of a deployment's clients, each with its own capital and sizing).
 
 Revision ID: 0013_backtests
 Revises: 0012_history
@@ -36,9 +36,16 @@ def upgrade():
         sa.Column("end_day", sa.Date(), nullable=False),
         sa.Column("settings", sa.JSON(), nullable=False),
         sa.Column("combinations", sa.Integer(), nullable=False),
+        sa.Column("deployment_id", sa.Integer(), nullable=True),
         sa.Column("cancel_requested", sa.Boolean(), nullable=False),
         sa.Column("created_at", webapp.models.base.UTCDateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(["created_by_id"], ["users.id"], name=op.f("fk_backtest_sweeps_created_by_id_users")),
+        sa.ForeignKeyConstraint(
+            ["deployment_id"],
+            ["deployments.id"],
+            name=op.f("fk_backtest_sweeps_deployment_id_deployments"),
+            ondelete="SET NULL",
+        ),
         sa.ForeignKeyConstraint(
             ["instrument_id"], ["instruments.id"], name=op.f("fk_backtest_sweeps_instrument_id_instruments")
         ),

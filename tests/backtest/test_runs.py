@@ -393,3 +393,129 @@ def test_curves_are_kept_compact_and_exact_in_shape():
     assert len(t) == len(e) == len(d) == service.CURVE_POINTS
     assert t[-1] == times[-1] and e[-1] == equity[-1]
     assert d.min() == -42.0  # the deepest drawdown survives the downsampling
+
+
+def _deployment_with_capital(app, bt, factory, capitals: dict[str, Decimal | None]) -> tuple[int, dict[str, int]]:
+    from tests.deployments.conftest import make_deployment
+    from webapp.models import DeploymentClient
+
+    clients = {name: factory.client(name, broker="paper") for name in capitals}
+    deployment_id = make_deployment(
+        app,
+        list(clients.values()),
+        [bt["instrument"]],
+        sizing="capital_pct",
+        sizing_value=Decimal(50),
+        params={"fast": 5, "slow": 20},
+    )
+    with app.app_context():
+        for row in db.session.execute(
+            sa.select(DeploymentClient).where(DeploymentClient.deployment_id == deployment_id)
+        ).scalars():
+            name = next(n for n, c in clients.items() if c.id == row.client_id)
+            row.capital = capitals[name]
+            if name == "Beta":
+                row.sizing_value = Decimal(20)  # Beta's own sizing value
+        db.session.commit()
+    return deployment_id, {name: client.id for name, client in clients.items()}
+
+
+def test_a_deployment_is_backtested_per_client_with_its_own_capital_and_sizing(app, client, auth, bt, factory):
+    deployment_id, ids = _deployment_with_capital(
+        app, bt, factory, {"Alpha2": Decimal(100000), "Beta": Decimal(300000)}
+    )
+    factory.user("ada", role="admin")
+    auth.login("ada")
+    page = client.get("/backtests/").data.decode()
+    assert 'id="backtest-deployment"' in page
+    response = client.post("/backtests/deployments", data={"deployment_id": str(deployment_id)})
+    assert response.status_code == 302, response.data[:2000]
+    with app.app_context():
+        group = db.session.execute(sa.select(Sweep)).scalar_one()
+        group_id = group.id
+        assert group.deployment_id == deployment_id and group.grid == {} and group.combinations == 2
+    run_worker(app)
+    with app.app_context():
+        runs = {r.settings["client"]: r for r in db.session.execute(sa.select(BacktestRun)).scalars()}
+        assert {r.state for r in runs.values()} == {"DONE"}
+        alpha, beta = runs["Alpha2"], runs["Beta"]
+        settings = {
+            name: (Decimal(r.settings["capital"]), Decimal(r.settings["sizing_value"])) for name, r in runs.items()
+        }
+        assert settings == {"Alpha2": (100000, 50), "Beta": (300000, 20)}
+        first_alpha = service.decode_trades(alpha.trades_blob)[0]
+        first_beta = service.decode_trades(beta.trades_blob)[0]
+        price = first_alpha["entry_price"]
+        # same signals, each client sized by its own rule: 50% of ₹1,00,000 and 20% of ₹3,00,000 at the signal close
+        assert first_alpha["entry_time"] == first_beta["entry_time"]
+        assert first_alpha["quantity"] != first_beta["quantity"]
+        assert abs(first_alpha["quantity"] * price - Decimal(50000)) < price * 2
+        assert abs(first_beta["quantity"] * price - Decimal(60000)) < price * 2
+    page = client.get(f"/backtests/sweeps/{group_id}").data.decode()
+    assert 'id="per-client"' in page and "Alpha2" in page and "Beta" in page and 'id="heatmap"' not in page
+
+
+def test_a_deployment_backtest_without_a_clients_capital_is_refused_and_others_may_not_see_one(
+    app, client, auth, bt, factory
+):
+    deployment_id, ids = _deployment_with_capital(app, bt, factory, {"Alpha2": Decimal(100000), "Broke": None})
+    factory.user("ada", role="admin")
+    auth.login("ada")
+    response = client.post("/backtests/deployments", data={"deployment_id": str(deployment_id)}, follow_redirects=True)
+    assert b"Broke: no capital known" in response.data
+    with app.app_context():
+        assert count(Sweep) == 0 and count(BacktestRun) == 0
+    assert queued(app) == 0
+    # tina (a trader granted only Alpha) may neither run nor read a backtest of a deployment with others' clients
+    with app.app_context():
+        from webapp.models import DeploymentClient
+
+        db.session.execute(sa.update(DeploymentClient).values(capital=Decimal(100000)))
+        db.session.commit()
+    client.post("/backtests/deployments", data={"deployment_id": str(deployment_id)})
+    with app.app_context():
+        group_id = db.session.execute(sa.select(Sweep.id)).scalar_one()
+        run_id = db.session.execute(sa.select(BacktestRun.id)).scalars().first()
+    auth.logout()
+    auth.login("tina")
+    assert client.get(f"/backtests/sweeps/{group_id}").status_code == 404
+    assert client.get(f"/backtests/{run_id}").status_code == 404
+    assert client.get(f"/backtests/{run_id}/trades.csv").status_code == 404
+    assert f"/backtests/sweeps/{group_id}" not in client.get("/backtests/").data.decode()
+    client.post("/backtests/deployments", data={"deployment_id": str(deployment_id)})
+    with app.app_context():
+        assert count(Sweep) == 1
+
+
+def test_a_job_that_dies_fails_its_runs_instead_of_leaving_them_running(app, bt):
+    """RQ's failure callback (a job that raised, timed out or lost its worker) ends the job's runs."""
+    from rq import Callback
+
+    with app.app_context():
+        spec = service.Spec(
+            "ema_crossover",
+            {"fast": 5, "slow": 20},
+            bt["instrument"].id,
+            5,
+            LAST_DAY,
+            LAST_DAY,
+            service.settings_json(
+                {
+                    "capital": Decimal(100000),
+                    "product": "MIS",
+                    "allow_short": False,
+                    "sizing": "fixed",
+                    "sizing_value": Decimal(1),
+                }
+            ),
+        )
+        run = service.create_run(db.session, spec, user_id=None)
+        db.session.commit()
+        # a job that raises before it reaches the run (here: called with an argument too many)
+        Queue("backtests", connection=get_rq_redis()).enqueue(
+            "jobs.backtests.run_backtests", [run.id], "extra", on_failure=Callback("jobs.backtests.lost")
+        )
+    run_worker(app)
+    with app.app_context():
+        failed = db.session.get(BacktestRun, run.id)
+        assert failed.state == "FAILED" and "The backtest job stopped (TypeError" in failed.error

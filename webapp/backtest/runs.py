@@ -191,6 +191,33 @@ def create_sweep(
     return sweep, runs
 
 
+def create_group(
+    session, specs: list[Spec], *, user_id: int | None, deployment_id: int | None
+) -> tuple[Sweep, list[BacktestRun]]:
+    """A deployment's backtest: one run per spec (a client × instrument, each with its own capital and
+    sizing in its settings), grouped as a sweep without a grid. SweepTooLarge past MAX_COMBINATIONS."""
+    if not specs:
+        raise ValueError("Nothing to run.")
+    if len(specs) > MAX_COMBINATIONS:
+        raise SweepTooLarge(f"{len(specs)} runs: a backtest may group at most {MAX_COMBINATIONS}.")
+    first = specs[0]
+    sweep = Sweep(
+        created_by_id=user_id,
+        strategy=first.strategy,
+        params=dict(first.params),
+        grid={},
+        instrument_id=first.instrument_id,
+        interval=first.interval,
+        start_day=min(spec.start_day for spec in specs),
+        end_day=max(spec.end_day for spec in specs),
+        settings=dict(first.settings),
+        combinations=len(specs),
+        deployment_id=deployment_id,
+    )
+    session.add(sweep)
+    return sweep, [create_run(session, spec, user_id=user_id, sweep=sweep) for spec in specs]
+
+
 def chunks(ids: list[int], parts: int = CHUNKS_PER_SWEEP) -> list[list[int]]:
     """The run ids split into at most `parts` jobs of nearly equal size, in order."""
     if not ids:
@@ -375,21 +402,30 @@ def fail_unqueued(session, run_ids: list[int], message: str) -> None:
     )
 
 
+def fail_lost(session, run_ids: list[int], message: str) -> None:
+    """Runs whose job died (raised, timed out, or its worker was killed): FAILED with the reason, never
+    left RUNNING or QUEUED for ever. The caller commits."""
+    session.execute(
+        sa.update(BacktestRun)
+        .where(BacktestRun.id.in_(run_ids), BacktestRun.state.in_((QUEUED, RUNNING)))
+        .values(state=FAILED, finished_at=utcnow(), error=message[:500])
+    )
+
+
 # --- reading -----------------------------------------------------------------------------------------
 
 
 def progress_of(redis, run: BacktestRun) -> float:
-    """0..1: the row's when the run has ended or Redis is away, else what the job last wrote."""
-    if run.state in FINISHED or run.state == QUEUED or redis is None:
-        return run.progress if run.state == DONE else (0.0 if run.state == QUEUED else run.progress)
+    """0..1: what the job last wrote while the run runs, else the row's (Redis away: the row's too)."""
+    if run.state == DONE:
+        return 1.0
+    if run.state != RUNNING or redis is None:
+        return run.progress
     try:
         value = redis.get(PROGRESS_KEY.format(id=run.id))
-    except Exception:  # noqa: BLE001
-        value = None
-    try:
-        return float(value) if value is not None else 0.0
-    except ValueError:
-        return 0.0
+        return float(value) if value is not None else run.progress
+    except Exception:  # noqa: BLE001 - Redis away or a value not a number: the row's
+        return run.progress
 
 
 def sweep_counts(session, sweep_id: int) -> dict[str, int]:
@@ -546,10 +582,6 @@ def metric_number(value: Any) -> float | None:
     except (TypeError, ValueError):
         return None
     return number if math.isfinite(number) else None
-
-
-def finished_states() -> tuple[str, ...]:
-    return FINISHED
 
 
 # --- validating a spec (the form's values, before anything is written) -----------------------------

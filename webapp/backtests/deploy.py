@@ -1,14 +1,17 @@
-"""A backtest becomes a paper deployment: the deployment spec built from a finished run (its strategy,
-parameters, instrument, interval, product, sizing and capital) for the clients chosen on the page."""
+"""Backtests and deployments, both ways: a finished run becomes a paper deployment (the deployment spec
+built from its strategy, parameters, instrument, interval, product, sizing and capital, for the clients
+chosen on the page); a deployment is backtested per client, each with its own capital and sizing."""
 
 from __future__ import annotations
 
-from datetime import time
+from datetime import time, timedelta
 from decimal import Decimal
 
-from webapp.automation.deployments import MARKET_OPEN, MODES, Spec
+from webapp.automation.deployments import MARKET_OPEN, MODES, Spec, capital_of
+from webapp.backtest import runs as service
+from webapp.extensions import db
 from webapp.inputs import MAX_IDS, record_id
-from webapp.models import BacktestRun
+from webapp.models import BacktestRun, Deployment
 
 LAST_ENTRY = time(15, 0)  # IST: the latest entry a deployment made from a backtest takes
 WEEKDAYS = [0, 1, 2, 3, 4]
@@ -53,3 +56,59 @@ def deployment_spec(run: BacktestRun, client_ids: list[int]) -> Spec:
         squareoff_at=squareoff_at,
         client_capital=dict.fromkeys(client_ids, capital) if capital is not None else {},
     )
+
+
+DEFAULT_PLAN = "zerodha"  # charges for a deployment's backtest: the desk's usual plan (the form offers others)
+SQUAREOFF = time(15, 15)
+
+
+def client_specs(deployment: Deployment) -> tuple[list[service.Spec], list[str]]:
+    """One spec per client × instrument of the deployment, over the last year of each instrument's
+    stored history at the deployment's interval: the client's own sizing value (else the deployment's)
+    and capital (the deployment's figure for it, else its synced funds). Problems as messages."""
+    from webapp.marketdata import history
+
+    problems: list[str] = []
+    if deployment.product not in ("MIS", "CNC"):
+        return [], [f"Backtests model MIS and CNC; this deployment trades {deployment.product}."]
+    rows = list(deployment.clients)
+    capital = capital_of([row.client for row in rows], {row.client_id: row.capital for row in rows})
+    specs = []
+    for di in deployment.instruments:
+        covered = history.coverage(db.session, di.instrument_id, deployment.interval)
+        if covered is None:
+            problems.append(f"{di.instrument.tradingsymbol} has no {deployment.interval}-minute history stored.")
+            continue
+        end = covered[1].astimezone(service.IST).date()
+        start = max(covered[0].astimezone(service.IST).date(), end - timedelta(days=365))
+        for row in rows:
+            money = capital.get(row.client_id)
+            if money is None or money <= 0:
+                problems.append(f"{row.client.name}: no capital known (set it on the deployment, or sync its funds).")
+                continue
+            settings = {
+                "capital": money,
+                "product": deployment.product,
+                "allow_short": bool(deployment.allow_short),
+                "sizing": deployment.sizing,
+                "sizing_value": row.sizing_value or deployment.sizing_value,
+                "fill": "next_open",
+                "slippage_ticks": 0,
+                "squareoff": (deployment.squareoff_at or SQUAREOFF) if deployment.product == "MIS" else None,
+                "charges": DEFAULT_PLAN,
+                "commission": Decimal(0),
+                "client": row.client.name,
+                "client_id": row.client_id,
+            }
+            specs.append(
+                service.Spec(
+                    deployment.strategy,
+                    dict(deployment.params),
+                    di.instrument_id,
+                    deployment.interval,
+                    start,
+                    end,
+                    service.settings_json(settings),
+                )
+            )
+    return specs, list(dict.fromkeys(problems))

@@ -30,7 +30,7 @@ DEFAULT_SQUAREOFF = time(15, 15)  # IST: the engine squares MIS positions off he
 def charge_plans() -> dict[str, str]:
     from webapp.backtest.charges import PLANS
 
-    plans = {name: f"{name.replace('_', ' ').title()} brokerage + statutory charges" for name in PLANS}
+    plans = {name: f"{plan.label}: brokerage + statutory charges" for name, plan in sorted(PLANS.items())}
     plans[OFF] = "Off (flat commission only)"
     return plans
 

@@ -155,7 +155,8 @@ def state_chip(state: str) -> str:
 def settings_rows(settings: dict[str, Any]) -> list[tuple[str, str]]:
     """The run's settings as (label, text) for the page."""
     charges = settings.get("charges")
-    rows = [
+    rows = [("Client", settings["client"])] if settings.get("client") else []
+    rows += [
         ("Capital", f"₹{settings.get('capital')}"),
         ("Product", settings.get("product", "")),
         ("Shorts", "allowed" if settings.get("allow_short") else "off"),

@@ -10,11 +10,12 @@ from decimal import Decimal
 import sqlalchemy as sa
 from flask import abort, flash, redirect, render_template, request, url_for
 from flask_login import current_user
+from rq import Callback
 
 from webapp.backtest import runs as service
 from webapp.backtests import bp
 from webapp.backtests import results as present
-from webapp.backtests.deploy import client_choice, deployment_spec
+from webapp.backtests.deploy import client_choice, client_specs, deployment_spec
 from webapp.backtests.forms import DEFAULT_SQUAREOFF, OFF, BacktestForm, param_fields, params_from, sweep_from
 from webapp.csvexport import csv_response
 from webapp.extensions import db, page_redis
@@ -41,12 +42,34 @@ def _instruments() -> list[Instrument]:
     )
 
 
+def _most_history() -> int | None:
+    """The instrument with the most stored candles (the form's first choice)."""
+    return db.session.execute(
+        sa.select(Candle.instrument_id).group_by(Candle.instrument_id).order_by(sa.func.count().desc()).limit(1)
+    ).scalar()
+
+
+def _may_see_group(sweep: Sweep | None) -> bool:
+    """A deployment's backtest names its clients: only those who may see the deployment see it."""
+    if sweep is None or sweep.deployment_id is None:
+        return True
+    from webapp.automation import deployments
+
+    return deployments.visible_one(current_user, sweep.deployment_id) is not None
+
+
 def _run(run_id: int) -> BacktestRun:
-    return db.session.get(BacktestRun, run_id) or abort(404)
+    run = db.session.get(BacktestRun, run_id)
+    if run is None or not _may_see_group(run.sweep):
+        abort(404)
+    return run
 
 
 def _sweep(sweep_id: int) -> Sweep:
-    return db.session.get(Sweep, sweep_id) or abort(404)
+    sweep = db.session.get(Sweep, sweep_id)
+    if sweep is None or not _may_see_group(sweep):
+        abort(404)
+    return sweep
 
 
 @bp.route("/")
@@ -56,7 +79,51 @@ def index():
         sa.select(BacktestRun).where(BacktestRun.sweep_id.is_(None)).order_by(BacktestRun.id.desc()).limit(RECENT)
     ).scalars()
     sweeps = db.session.execute(sa.select(Sweep).order_by(Sweep.id.desc()).limit(RECENT)).scalars()
-    return render_template("backtests/index.html", runs=list(runs), sweeps=list(sweeps), present=present)
+    from webapp.automation import deployments
+
+    visible = deployments.visible(current_user)
+    seen = {d.id for d in visible}
+    return render_template(
+        "backtests/index.html",
+        runs=list(runs),
+        sweeps=[s for s in sweeps if s.deployment_id is None or s.deployment_id in seen],
+        deployments=visible,
+        present=present,
+    )
+
+
+@bp.route("/deployments", methods=["POST"])
+@requires("backtests.run")
+def deployment():
+    """A deployment backtested per client (each with its own capital and sizing) over the last year of
+    each of its instruments' history: one run per client × instrument, grouped."""
+    from webapp.automation import deployments
+
+    chosen = record_id(request.form.get("deployment_id"))
+    found = deployments.visible_one(current_user, chosen) if chosen is not None else None
+    if found is None:
+        flash("Choose a deployment from the list.", "error")
+        return redirect(url_for("backtests.index"))
+    specs, problems = client_specs(found)
+    if not problems and not specs:
+        problems = ["The deployment has no client or no instrument to backtest."]
+    if problems:
+        for problem in problems:
+            flash(f"Not run: {problem}", "error")
+        return redirect(url_for("backtests.index"))
+    if not queue_available():
+        flash("Backtests cannot be queued right now (Redis is unavailable); nothing was saved.", "error")
+        return redirect(url_for("backtests.index"))
+    try:
+        group, runs = service.create_group(db.session, specs, user_id=current_user.id, deployment_id=found.id)
+    except ValueError as exc:
+        db.session.rollback()
+        flash(f"Not run: {exc}", "error")
+        return redirect(url_for("backtests.index"))
+    db.session.commit()
+    _enqueue([run.id for run in runs])
+    flash(f"{found.name}: {len(runs)} runs queued, one per client and instrument.", "success")
+    return redirect(url_for("backtests.sweep", sweep_id=group.id))
 
 
 # --- the form -----------------------------------------------------------------------------------------
@@ -124,14 +191,14 @@ def new():
     from_run = record_id(request.args.get("from_run"))
     if from_run is not None:
         source = db.session.get(BacktestRun, from_run)
-    if source is not None:
+    if source is not None and _may_see_group(source.sweep):
         _prefill(form, source)
         values = dict(source.params)
     else:
         form.strategy.data = _strategy_name(request.args.get("strategy"))
         chosen = record_id(request.args.get("instrument_id"))
         if chosen is None and instruments:
-            chosen = instruments[0].id
+            chosen = _most_history()
         form.instrument_id.data = chosen
         form.squareoff.data = DEFAULT_SQUAREOFF
         if chosen is not None:
@@ -143,6 +210,24 @@ def new():
     return _render_form(
         form, instruments, strategy=form.strategy.data, values=values, sweep_values=sweep_values, mode=mode
     )
+
+
+@bp.route("/range")
+@requires("backtests.run")
+def range_fields():
+    """The stored history of the chosen instrument and interval, and the range set to its last year (the
+    form swaps them in when either changes)."""
+    form = BacktestForm(_instruments(), formdata=None)
+    form.instrument_id.data = record_id(request.args.get("instrument_id"))
+    interval = request.args.get("interval", "")
+    form.interval.data = interval if interval in {str(i) for i in INTERVALS} else "1"
+    coverage = None
+    if form.instrument_id.data is not None and db.session.get(Instrument, form.instrument_id.data) is not None:
+        span = service.default_range(db.session, form.instrument_id.data, int(form.interval.data))
+        if span is not None:
+            form.start.data, form.end.data = span
+        coverage = service.coverage_text(db.session, form.instrument_id.data, int(form.interval.data))
+    return render_template("backtests/_range.html", form=form, coverage=coverage, errors={})
 
 
 @bp.route("/params")
@@ -157,6 +242,7 @@ def params():
         sweep_values={},
         errors={},
         mode="sweep" if request.args.get("mode") == "sweep" else "run",
+        max_combinations=service.MAX_COMBINATIONS,
     )
 
 
@@ -241,6 +327,7 @@ def _enqueue(run_ids: list[int]) -> None:
                 job_timeout=service.JOB_TIMEOUT,
                 result_ttl=300,
                 failure_ttl=86400,
+                on_failure=Callback("jobs.backtests.lost"),
             )
         except Exception:  # noqa: BLE001 - Redis went away between the check and the enqueue
             service.fail_unqueued(db.session, chunk, "Could not be queued (Redis unavailable); run it again.")

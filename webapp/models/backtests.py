@@ -39,11 +39,14 @@ class Sweep(db.Model):
     end_day: Mapped[date] = mapped_column(sa.Date)
     settings: Mapped[dict] = mapped_column(sa.JSON, default=dict)
     combinations: Mapped[int] = mapped_column(default=0)
+    # a deployment's backtest: one run per client (its own capital and sizing) × instrument, no grid
+    deployment_id: Mapped[int | None] = mapped_column(sa.ForeignKey("deployments.id", ondelete="SET NULL"))
     cancel_requested: Mapped[bool] = mapped_column(default=False)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
 
     instrument = relationship("Instrument")
     created_by = relationship("User")
+    deployment = relationship("Deployment")
     runs = relationship("BacktestRun", back_populates="sweep", order_by="BacktestRun.id")
 
 
