@@ -127,6 +127,8 @@ def test_arm_edit_cancel_and_fire_each_rerender_the_clients_chips(app, desk, hel
         assert result.rule_ids == [rule_id]
     fired = events.next(stops.CHANGED_EVENT)
     assert fired["clients"] == [alpha.id]
+    alert = events.next("risk.alert")  # the alert is announced too (after the commit, in one round trip)
+    assert (alert["kind"], alert["client"], alert["level"]) == ("stop.fired", alpha.id, "red")
     [(_, html)] = delivered(app, fired, [mine])
     assert 'title="Stop-loss"' not in html  # fired: no chip any more
 

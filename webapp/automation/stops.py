@@ -31,9 +31,9 @@ import numpy as np
 import sqlalchemy as sa
 
 from webapp import audit, events
-from webapp.automation.alerts import announce, raise_alert
+from webapp.automation.alerts import announce
 from webapp.extensions import db
-from webapp.models import Batch, Client, Instrument, Order, StopRule, User
+from webapp.models import Batch, Client, Instrument, Order, RiskAlert, StopRule, User
 from webapp.models.automation import ARMED, CANCELLED, FIRED
 from webapp.money import is_tick_multiple, rupees
 from webapp.timeutil import utcnow
@@ -506,26 +506,18 @@ def _fire_many(
     batch = create_exit_batch(
         None, "stop", list(legs.values()), instrument_id=instrument_id, note=f"stop rules fired at {price}"
     )
-    alerts = []
-    for rule, holder in ready:
-        kind = kinds[rule.id]
-        rule.batch_id = batch.id if batch else None
-        level = rule.target_price if kind == "target" else stop_level(rule, anchors.get(rule.id))
-        what = {"stop": "Stop-loss", "target": "Target", "trail": "Trailing stop"}[kind]
-        alerts.append(
-            raise_alert(
-                FIRE_KINDS[kind],
-                f"{what} fired for {holder.client.name} {symbol} {rule.product} at ₹{rupees(price)} "
-                f"(level ₹{rupees(level)}): exit {legs[holder.key][1]} of {abs(holder.quantity)}",
-                level="amber" if kind == "target" else "red",
-                client_id=rule.client_id,
-                deployment_id=rule.deployment_id,
-                batch_id=batch.id if batch else None,
-                detail={"rule": rule.id, "price": price, "level": level},
-            )
+    alerts = _fired_alerts(ready, legs, kinds, anchors, price, batch, symbol)
+    fired_ids = [r.id for r, _ in ready]
+    if batch is not None:  # one statement, not one per rule
+        db.session.execute(
+            sa.update(StopRule)
+            .where(StopRule.id.in_(fired_ids))
+            .values(batch_id=batch.id)
+            .execution_options(synchronize_session=False)
         )
     db.session.flush()
-    fired_ids = [r.id for r, _ in ready]
+    for alert in alerts:  # kept as written (ids and all) for announce, without a refresh each after the commit
+        db.session.expunge(alert)
     db.session.commit()
     if batch is not None:
         from webapp.trading.batch_requests import queue_send
@@ -533,10 +525,71 @@ def _fire_many(
         queue_send(batch.id)
     if redis is not None:
         notify_changed(redis)
-        for alert in alerts:
-            announce(redis, alert)
+        _announce_all(redis, alerts)
     log.info("op=stops.fire rules=%s batch=%s price=%s", fired_ids, batch.id if batch else None, price)
     return Fired(batch, fired_ids, cancelled)
+
+
+def _announce_all(redis, alerts: list[RiskAlert]) -> None:
+    """announce() each alert, in one round trip (a pipeline): a hundred clients' alerts must not
+    hold the feed's step for a hundred round trips."""
+    try:
+        pipe = redis.pipeline(transaction=False)
+        for alert in alerts:
+            announce(pipe, alert)
+        pipe.execute()
+    except Exception as exc:  # noqa: BLE001  (an event lost is a page refreshed later)
+        log.warning("op=stops.announce result=failed count=%s error=%s", len(alerts), exc)
+
+
+def _fired_alerts(
+    ready: list[tuple[StopRule, Holder]],
+    legs: dict[str, tuple[Holder, int]],
+    kinds: dict[int, str | None],
+    anchors: Mapping[int, Decimal],
+    price: Decimal,
+    batch: Batch | None,
+    symbol: str,
+) -> list[RiskAlert]:
+    """The firing's alerts, as raise_alert writes them but for many clients at once: a RiskAlert per
+    fired rule (the line each client's traders see) and ONE audit event per kind naming every
+    client (raise_alert's event per alert costs a chained audit row each: 100 clients' stops would
+    hold the exit back by a hundred of them). In the firing's transaction."""
+    alerts, audited = [], {}
+    batch_id = batch.id if batch else None
+    for rule, holder in ready:
+        kind = kinds[rule.id]
+        level = rule.target_price if kind == "target" else stop_level(rule, anchors.get(rule.id))
+        what = {"stop": "Stop-loss", "target": "Target", "trail": "Trailing stop"}[kind]
+        message = (
+            f"{what} fired for {holder.client.name} {symbol} {rule.product} at ₹{rupees(price)} "
+            f"(level ₹{rupees(level)}): exit {legs[holder.key][1]} of {abs(holder.quantity)}"
+        )
+        alerts.append(
+            RiskAlert(
+                kind=FIRE_KINDS[kind],
+                level="amber" if kind == "target" else "red",
+                message=message[:400],
+                client_id=rule.client_id,
+                deployment_id=rule.deployment_id,
+                batch_id=batch_id,
+            )
+        )
+        audited.setdefault(kind, []).append((rule, level, message))
+    db.session.add_all(alerts)
+    for kind, fired in audited.items():
+        ids = [rule.client_id for rule, _, _ in fired]
+        audit.record(
+            FIRE_KINDS[kind],
+            target=f"client:{ids[0]}" if len(ids) == 1 else f"batch:{batch_id}",
+            clients=ids,
+            detail={
+                "price": price,
+                "batch": batch_id,
+                "rules": [{"rule": r.id, "client": r.client_id, "level": lv, "message": m} for r, lv, m in fired],
+            },
+        )
+    return alerts
 
 
 def _claim(rule_ids: list[int], now: datetime, price: Decimal, kinds: dict[int, str | None]) -> set[int]:
@@ -552,11 +605,11 @@ def _claim(rule_ids: list[int], now: datetime, price: Decimal, kinds: dict[int, 
             .execution_options(synchronize_session=False)
         )
         claimed.update(result.scalars())
-    for rule_id in claimed:
-        rule = db.session.get(StopRule, rule_id)
-        if rule is not None:
-            db.session.refresh(rule)
-            _touched([rule.client_id])
+    if claimed:  # the claimed rows as now stored, in one SELECT (not a refresh per rule)
+        rows = db.session.execute(
+            sa.select(StopRule).where(StopRule.id.in_(claimed)).execution_options(populate_existing=True)
+        ).scalars()
+        _touched(rule.client_id for rule in rows)
     return claimed
 
 
