@@ -11,8 +11,8 @@
    Each is timed best of --repeat. Ours with Zerodha's charges is timed too.
 2. A sweep of that run over --sweep (fast, slow) combinations on a multiprocessing pool of --workers
    processes (the two cores of this machine); the wall time includes starting the pool.
-3. Ten years of 1-minute bars (--memory-years × 93,750) run once in a fresh process: its peak resident
-   memory (ru_maxrss) and time.
+3. Ten years of 1-minute bars (--memory-years × 93,750), Zerodha's charges on, in a fresh process: the
+   run's time, the candles' size, the run's own peak allocation (tracemalloc) and the process's peak RSS.
 
 Progress goes to stderr; the last stdout line is one JSON object with bars, ours_s, backtesting_py_s,
 speedup (backtesting.py's time ÷ ours), trades_equal, sweep_s and the rest.
@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing
+import os
 import resource
 import sys
 import time
@@ -122,33 +123,57 @@ def grid(size: int) -> list[tuple[int, int]]:
     return [(f, s) for f in fasts for s in slows][:size]
 
 
-def sweep(days: int, seed: int, size: int, workers: int) -> tuple[float, list]:
+def sweep(days: int, seed: int, size: int, workers: int) -> tuple[float, float, list]:
+    """(wall seconds, CPU seconds of the workers, rows)."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     context = multiprocessing.get_context("fork")
-    with context.Pool(workers, initializer=_init_worker, initargs=(days, seed)) as pool:
+    pool = context.Pool(workers, initializer=_init_worker, initargs=(days, seed))
+    try:
         rows = pool.map(_one, grid(size), chunksize=max(1, size // (workers * 4)))
-    return time.perf_counter() - started, rows
+    except BaseException:
+        pool.terminate()
+        raise
+    pool.close()
+    pool.join()  # the workers reaped, so their CPU time is counted below
+    wall = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return wall, cpu, rows
 
 
 def _memory_child(days: int, seed: int, queue) -> None:
+    """Ten years in a fresh interpreter: the process's peak RSS (everything: imports, the candles, the run),
+    the candles' own size, and the run's peak allocation alone (tracemalloc sees numpy's arrays too; a
+    second run, since tracing slows Python down — the time is the first run's)."""
+    import tracemalloc
+
     from webapp.backtest.engine import run
     from webapp.strategies import create_strategy
 
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    started = time.perf_counter()
     candles = candles_for(days, seed)
-    result = run(
-        create_strategy("ema_crossover", {"fast": 9, "slow": 21}), candles, replace(settings(), charges="zerodha")
-    )
+    after_candles = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    strategy = create_strategy("ema_crossover", {"fast": 9, "slow": 21})
+    charged = replace(settings(), charges="zerodha")
+    started = time.perf_counter()
+    result = run(strategy, candles, charged)
     elapsed = time.perf_counter() - started
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    del result
+    tracemalloc.start()
+    result = run(strategy, candles, charged)
+    _, run_peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    candle_bytes = sum(getattr(candles, name).nbytes for name in ("time", "open", "high", "low", "close", "volume"))
     queue.put(
         {
             "bars": len(candles),
             "seconds": round(elapsed, 2),
-            "peak_rss_mib": round(peak / 1024, 1),
-            "rss_before_mib": round(before / 1024, 1),
             "trades": len(result.trades),
+            "candles_mib": round(candle_bytes / 2**20, 1),
+            "run_peak_alloc_mib": round(run_peak / 2**20, 1),
+            "peak_rss_mib": round(peak / 1024, 1),
+            "rss_after_candles_mib": round(after_candles / 1024, 1),
         }
     )
 
@@ -207,22 +232,30 @@ def main(argv=None) -> int:
     }
     if args.sweep:
         log(f"sweep of {args.sweep} combinations on {args.workers} processes")
-        sweep_s, rows = sweep(args.days, args.seed, args.sweep, args.workers)
+        sweep_s, sweep_cpu, rows = sweep(args.days, args.seed, args.sweep, args.workers)
         best = max(rows, key=lambda row: Decimal(row[2]))
         out.update(
             {
                 "sweep_s": round(sweep_s, 2),
+                "sweep_cpu_s": round(sweep_cpu, 2),
                 "sweep_runs": len(rows),
                 "sweep_workers": args.workers,
                 "sweep_best": {"fast": best[0], "slow": best[1], "net_pnl": best[2]},
             }
         )
-        log(f"sweep {sweep_s:.2f}s")
+        log(f"sweep {sweep_s:.2f}s wall, {sweep_cpu:.2f}s CPU in the workers")
     if args.memory_years:
         log(f"{args.memory_years} years of 1-minute bars in a fresh process")
         out["memory"] = memory(args.days * args.memory_years, args.seed)
         log(f"memory {out['memory']}")
-    out.update({"ok": equal, "machine": machine(), "versions": versions("numpy", "pandas", "backtesting")})
+    out.update(
+        {
+            "ok": equal,
+            "load_average": [round(v, 2) for v in os.getloadavg()],
+            "machine": machine(),
+            "versions": versions("numpy", "pandas", "backtesting"),
+        }
+    )
     emit(out)
     return 0 if equal else 1
 

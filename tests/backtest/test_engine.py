@@ -72,6 +72,7 @@ def test_market_orders_fill_at_the_next_open():
     assert trade.entry_time == datetime(2026, 1, 5, 3, 48, tzinfo=UTC)  # 09:18 IST, the fill bar's start
     assert result.metrics["net_pnl"] == D("400.00") and result.metrics["trades"] == 1
     assert result.equity[-1] == pytest.approx(1_000_400.0)
+    assert trade == replace(trade) and hash(trade) == hash(replace(trade))  # a whole frozen dataclass
 
 
 def test_fill_at_the_signal_bars_close():
@@ -311,3 +312,11 @@ def test_the_real_strategies_run_on_a_year_shaped_series():
     assert result.metrics["net_pnl"] == sum(t.net for t in result.trades)
     assert result.metrics["charges"] > 0
     assert np.all(result.drawdown <= 0)
+
+
+def test_no_candles_and_bad_prices():
+    result = run(Scripted([]), Candles.empty(), BASE)
+    assert result.trades == [] and result.metrics["trades"] == 0 and result.metrics["net_pnl"] == D("0.00")
+    rows = flat(3) + [(100.0, 101.0, float("nan"), 100.0)]
+    with pytest.raises(ValueError, match="non-positive low price at bar 3"):
+        run(Scripted([]), bars(rows), BASE)

@@ -17,9 +17,10 @@ The rules (docs/backtesting.md states them with backtesting.py's, and where they
   a target too (a long's up), a trail distance up to whole ticks. From the bar the entry filled at its open
   (the bar after, for a fill at the close) each bar's range is checked: a long's stop fills when the low
   reaches it, at min(open, stop) — a gap through it fills at the open; its target when the high reaches it,
-  at max(open, target). When both are inside one bar, the stop is taken first. A trailing stop sits the
-  trail distance below the highest price since the entry (the entry price and the highs of the bars
-  before the current one); the higher of it and the fixed stop is the stop. Shorts mirror all of this.
+  at max(open, target). When both are inside one bar, the stop is taken first. A trailing stop is armed
+  at the close of the first bar the position is held through; from then it sits the trail distance from
+  the best price since the entry (the entry price and the highs of the bars before the current one); the
+  tighter of it and the fixed stop is the stop. Shorts mirror all of this.
 - A market order at a bar's open comes before any stop in that bar: an exit signal's fill at the open
   ends the position before its stop could fire later in the bar.
 - MIS is squared off at `squareoff` (IST): at the open of the day's first bar starting at or after it, or at
@@ -36,7 +37,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time
 from decimal import Decimal
 
 import numpy as np
@@ -161,8 +162,6 @@ class _Market:
     squareoff_bar: np.ndarray  # MIS: each day's square-off bar, ascending
     squareoff_at_open: np.ndarray  # ... at its open (else at its close)
     squareoff_seconds: int | None
-    open_list: list[int] = field(default_factory=list)  # the same ticks as Python ints (fast to index)
-    close_list: list[int] = field(default_factory=list)
 
 
 def _ticks(prices: np.ndarray, tick: float) -> np.ndarray:
@@ -172,6 +171,10 @@ def _ticks(prices: np.ndarray, tick: float) -> np.ndarray:
 def prepare(candles: Candles, settings: Settings) -> _Market:
     n = len(candles)
     tick_f = float(settings.tick_size)
+    for name in ("open", "high", "low", "close"):
+        bad = np.flatnonzero(~np.isfinite(getattr(candles, name)) | (getattr(candles, name) <= 0))
+        if len(bad):
+            raise ValueError(f"the candles have a missing or non-positive {name} price at bar {int(bad[0])}")
     local = candles.time.astype(np.int64) + IST_OFFSET
     day, seconds = np.divmod(local, DAY)
     market = _Market(
@@ -188,7 +191,6 @@ def prepare(candles: Candles, settings: Settings) -> _Market:
         squareoff_at_open=np.zeros(0, dtype=bool),
         squareoff_seconds=None,
     )
-    market.open_list, market.close_list = market.open.tolist(), market.close.tolist()
     if settings.product == "MIS" and settings.squareoff is not None and n:
         cut = settings.squareoff.hour * 3600 + settings.squareoff.minute * 60 + settings.squareoff.second
         market.squareoff_seconds = cut
@@ -376,7 +378,7 @@ def simulate(
     closed: list[_Closed] = []
     skipped = 0
     position: _Position | None = None
-    opens, closes = m.open_list, m.close_list
+    opens, closes = m.open, m.close
     transitions: dict[tuple[int, Action], int] = {}  # next_side's answers, asked once each
     total = max(len(signals), 1)
     every = max(total // 50, 200)
@@ -427,14 +429,14 @@ def simulate(
             side = transitions[key] = next_side(current, signal.action, settings.allow_short)
         if side == current:
             continue
-        price = opens[fill_bar] if at_open else closes[i]
+        price = int(opens[fill_bar]) if at_open else int(closes[i])
         if position is not None:
             close(fill_bar, price - position.direction * slip, "signal")
         if side == 0 or signal.action not in (Action.ENTER_LONG, Action.ENTER_SHORT):
             continue
         if _entry_refused(m, fill_bar, at_open):
             continue
-        signal_close = closes[i]
+        signal_close = int(closes[i])
         stop, target, trail = levels(signal, side, signal_close, tick_f)
         quantity = size(signal_close, stop)
         if quantity <= 0:
@@ -493,34 +495,35 @@ def charge(closed: Sequence[_Closed], m: _Market, settings: Settings) -> list[De
     return per_trade
 
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
-
-def _utc(seconds: int) -> datetime:
-    return _EPOCH + timedelta(seconds=int(seconds))
+def _times(m: _Market, bars: list[int]) -> list[datetime]:
+    """The bars' start times as aware UTC datetimes (converted together: a few thousand at once)."""
+    naive = m.time[np.asarray(bars, dtype=np.int64)].astype("datetime64[s]").tolist() if bars else []
+    return [moment.replace(tzinfo=UTC) for moment in naive]
 
 
 def trades_of(closed: Sequence[_Closed], costs: Sequence[Decimal], m: _Market) -> list[Trade]:
     tick = m.tick
+    entry_times = _times(m, [position.entry_bar for position in closed])
+    exit_times = _times(m, [position.exit_bar for position in closed])
     trades = []
-    for position, cost in zip(closed, costs, strict=True):
+    for position, cost, entered, exited in zip(closed, costs, entry_times, exit_times, strict=True):
         gross = position.direction * position.quantity * (position.exit - position.entry) * tick
-        trades.append(
-            Trade(
-                entry_time=_utc(m.time[position.entry_bar]),
-                exit_time=_utc(m.time[position.exit_bar]),
-                direction=position.direction,
-                quantity=position.quantity,
-                entry_price=position.entry * tick,
-                exit_price=position.exit * tick,
-                gross=gross,
-                charges=cost,
-                net=gross - cost,
-                exit_reason=position.reason,
-                entry_bar=position.entry_bar,
-                exit_bar=position.exit_bar,
-            )
+        trade = object.__new__(Trade)  # a frozen dataclass's __init__ costs ~10 µs a trade: fill it directly
+        trade.__dict__.update(
+            entry_time=entered,
+            exit_time=exited,
+            direction=position.direction,
+            quantity=position.quantity,
+            entry_price=position.entry * tick,
+            exit_price=position.exit * tick,
+            gross=gross,
+            charges=cost,
+            net=gross - cost,
+            exit_reason=position.reason,
+            entry_bar=position.entry_bar,
+            exit_bar=position.exit_bar,
         )
+        trades.append(trade)
     return trades
 
 
