@@ -1,6 +1,7 @@
 """Parity: with charges off and a flat commission, every built-in strategy's trades — entry and exit bar,
 price, size, and net P&L — equal backtesting.py's on the same candles, backtesting.py's broker filling
-the orders our signals ask for (tests/backtest/btdriver.py)."""
+the orders our signals ask for (tests/backtest/btdriver.py). backtesting.py is a dev dependency: without
+it these tests fail (they are never skipped)."""
 
 from __future__ import annotations
 
@@ -11,12 +12,11 @@ from decimal import Decimal
 import numpy as np
 import pytest
 
-pytest.importorskip("backtesting")
-
 from tests.backtest.btdriver import ours, reference_trades, session_times
 from tests.strategies.series import make_series
 from webapp.backtest.engine import Settings, make_plan, run
 from webapp.strategies import Candles, all_strategies, create_strategy
+from webapp.timeutil import IST
 
 D = Decimal
 
@@ -113,6 +113,6 @@ def test_mis_square_off_inside_sessions():
     squared = [t for t in result.trades if t.exit_reason == "squareoff"]
     assert squared, "the series must leave positions open at 15:15"
     for trade in squared:
-        local = trade.exit_time.astimezone(__import__("webapp.timeutil", fromlist=["IST"]).IST)
+        local = trade.exit_time.astimezone(IST)
         assert (local.hour, local.minute) == (15, 15)
     assert compare(strategy, candles, settings) > 0
