@@ -25,7 +25,7 @@ import sqlalchemy as sa
 from webapp import audit
 from webapp.access import client_scope
 from webapp.automation import sizing as sizing_rules
-from webapp.automation.twins import ensure_twins
+from webapp.automation.twins import LIVE, ensure_twins
 from webapp.events import publish
 from webapp.extensions import db
 from webapp.marketdata.intervals import INTERVALS
@@ -46,7 +46,9 @@ from webapp.trading.tickets import reference_price
 
 MARKET_OPEN, MARKET_CLOSE = time(9, 15), time(15, 30)
 PRODUCTS = {"MIS": "Intraday (MIS)", "CNC": "Delivery (CNC)", "MTF": "MTF"}
-MODES = {"paper": "Paper (twins on the paper exchange)", "live": "Live (the clients' brokers)"}
+# Deployment.mode: PAPER trades each client's paper twin, LIVE the client's broker (twins.is_paper asks)
+PAPER = "paper"  # the mode's stored word (it is also the paper broker's name; this is not a broker check)
+MODES = {PAPER: "Paper (twins on the paper exchange)", LIVE: "Live (the clients' brokers)"}
 DAYS = {0: "Mon", 1: "Tue", 2: "Wed", 3: "Thu", 4: "Fri"}
 MAX_INSTRUMENTS = 50
 MAX_CLIENTS = 200

@@ -45,7 +45,7 @@ class DeploymentForm(FlaskForm):
     strategy = SelectField("Strategy", validators=[DataRequired(message="Choose a strategy.")])
     interval = SelectField("Candle interval", coerce=int, choices={i: f"{i} min" for i in INTERVALS}, default=5)
     product = SelectField("Product", choices=domain.PRODUCTS, default="MIS")
-    mode = RadioField("Mode", choices=domain.MODES, default="paper")
+    mode = RadioField("Mode", choices=domain.MODES, default=domain.PAPER)
     allow_short = BooleanField("Allow short entries")
     sizing = SelectField("Sizing", choices=SIZINGS, default="fixed")
     sizing_value = AmountField("Sizing value", column=Deployment.sizing_value, validators=[Optional()])

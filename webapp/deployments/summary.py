@@ -14,6 +14,7 @@ from decimal import Decimal
 
 import sqlalchemy as sa
 
+from webapp.automation.twins import is_paper
 from webapp.extensions import db
 from webapp.models import Batch, Deployment, Instrument, Order, StrategySignal, Trade
 from webapp.models.base import in_ids
@@ -114,9 +115,10 @@ class SignalRow:
 def detail(deployment: Deployment, redis) -> dict:
     """Everything the deployment page and its live partial show."""
     by_account = pnl([deployment.id], redis).get(deployment.id, {})
+    paper = is_paper(deployment)
     rows = []
     for dc in sorted(deployment.clients, key=lambda dc: dc.client.name):
-        account = dc.twin_id if deployment.mode == "paper" and dc.twin_id else dc.client_id
+        account = dc.twin_id if paper and dc.twin_id else dc.client_id
         rows.append(
             ClientRow(
                 client=dc.client,
@@ -150,6 +152,7 @@ def detail(deployment: Deployment, redis) -> dict:
     names.update({dc.twin_id: f"{dc.client.name} (paper twin)" for dc in deployment.clients if dc.twin_id})
     return {
         "deployment": deployment,
+        "paper_mode": paper,
         "rows": rows,
         "total": total,
         "signals": [SignalRow(s, children.get(s.batch_id, [])) for s in signals],
