@@ -234,12 +234,17 @@ SAMPLE_EVERY_SECONDS = 10
 
 
 def record_day(client_ids: list[int], redis, now=None) -> None:
-    """Keep today's row per client current (exports), and a sample for the client's P&L chart."""
-    from webapp.models import DailyPnl
+    """Keep today's row per client current (exports), with the day's peak of realized + unrealized
+    (the drawdown breaker's reference), and a sample for the client's P&L chart. A day the day-end
+    has rolled is final: its positions start the next day afresh, so the row is not written again."""
+    from webapp.models import DailyPnl, DeskState
     from webapp.timeutil import IST, utcnow
 
     now = now or utcnow()
     day = now.astimezone(IST).date()
+    rolled = db.session.execute(sa.select(DeskState.last_rolled_day).where(DeskState.id == 1)).scalar()
+    if rolled is not None and day <= rolled:
+        return
     totals = client_totals(client_ids)
     rows = {
         r.client_id: r
@@ -251,6 +256,7 @@ def record_day(client_ids: list[int], redis, now=None) -> None:
     for client_id, t in totals.items():
         row = rows.get(client_id) or DailyPnl(client_id=client_id, day=day)
         row.realized, row.unrealized, row.updated_at = t.realized, t.unrealized, now
+        row.peak = max(ZERO if row.peak is None else row.peak, t.day)  # the day starts flat: 0
         db.session.add(row)
         key = PNL_SAMPLES_KEY.format(client_id=client_id, day=day.isoformat())
         bucket = int(now.timestamp()) // SAMPLE_EVERY_SECONDS * SAMPLE_EVERY_SECONDS
