@@ -468,7 +468,7 @@ def simulate(
 def charge(closed: Sequence[_Closed], m: _Market, settings: Settings) -> list[Decimal]:
     """Each position's charges: the day's contract note shared among its fills, plus the commission."""
     tick = settings.tick_size
-    per_trade = [settings.commission * 2 for _ in closed]
+    per_trade = [charge_rules.paisa(settings.commission * 2) for _ in closed]
     if settings.charges is None or not closed:
         return per_trade
     plan = charge_rules.plan(settings.charges)
