@@ -7,7 +7,8 @@ and its charges in kite_margins.py.
 Wire facts from reference/brokers.md §1 and §5. Where Kite's exact wording is not documented the
 messages are this emulator's, in Kite's backtick style; taken from Kite are the circuit-band and
 market-protection messages, "Incorrect `api_key` or `access_token`." and "Maximum allowed order
-modifications exceeded.". The WebSocket ticker is served at "/" by tests/emulators/kite_stream.py.
+modifications exceeded.". The WebSocket ticker is served at "/" by tests/emulators/kite_stream.py,
+the historical candles by tests/emulators/kite_history.py.
 
     python -m tests.emulators.kite --port 0 --latency-ms 100
 """
@@ -44,6 +45,7 @@ from tests.emulators.kite_book import (
     KiteBook,
     Refusal,
 )
+from tests.emulators.kite_history import HISTORY_LIMIT, KiteHistoryMixin
 from tests.emulators.kite_margins import basket_margin, order_margin
 from tests.emulators.kite_stream import KiteStreamMixin
 from webapp.jsonutil import exact_json
@@ -51,7 +53,12 @@ from webapp.jsonutil import exact_json
 REQUEST_TOKEN_TTL = 120.0  # "valid for only a couple of minutes"
 QUOTE_MAX = {"quote": 500, "ohlc": 1000, "ltp": 1000}  # instruments per call
 # Per account (orders) and per api_key (everything else; one app per account here).
-KITE_LIMITS = {"orders": [(10, 1.0), (400, 60.0), (5000, 86400.0)], "api": [(10, 1.0)], "quote": [(1, 1.0)]}
+KITE_LIMITS = {
+    "orders": [(10, 1.0), (400, 60.0), (5000, 86400.0)],
+    "api": [(10, 1.0)],
+    "quote": [(1, 1.0)],
+    "historical": HISTORY_LIMIT,
+}
 SERVER_ERRORS = {
     500: ("GeneralException", "Something went wrong. Please try again."),
     502: ("DataException", "Couldn't parse the response from the OMS."),
@@ -66,7 +73,7 @@ TOO_MANY = (429, "NetworkException", "Too many requests")
 BAD_TOKEN = (403, "TokenException", "Incorrect `api_key` or `access_token`.")
 
 
-class KiteEmulator(KiteStreamMixin, BrokerEmulator):
+class KiteEmulator(KiteHistoryMixin, KiteStreamMixin, BrokerEmulator):
     url_map = Map(
         [
             Rule("/", endpoint="ticker", websocket=True),  # the WebSocket ticker (kite_stream.py)
@@ -92,6 +99,9 @@ class KiteEmulator(KiteStreamMixin, BrokerEmulator):
             Rule("/margins/orders", methods=["POST"], endpoint="order_margins"),
             Rule("/margins/basket", methods=["POST"], endpoint="basket_margins"),
             Rule("/instruments", methods=["GET"], endpoint="instrument_dump"),
+            Rule(  # historical candles (kite_history.py)
+                "/instruments/historical/<instrument_token>/<interval>", methods=["GET"], endpoint="historical"
+            ),
             Rule("/instruments/<exchange>", methods=["GET"], endpoint="instrument_dump"),
         ]
     )

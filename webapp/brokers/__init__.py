@@ -102,6 +102,11 @@ def streaming_brokers() -> list[str]:
     return [name for name in broker_names() if broker_class(name).capabilities.streaming]
 
 
+def history_brokers() -> list[str]:
+    """Brokers whose adapter answers historical_candles() (past bars on request)."""
+    return [name for name in broker_names() if broker_class(name).capabilities.historical_candles]
+
+
 def sessionless_brokers() -> list[str]:
     """Brokers with no login (paper): their clients are always connected. Asked once per client
     by Client.session_state(), so it reads the registry directly (about 1 µs)."""

@@ -258,6 +258,19 @@ class InstrumentRef:
 
 
 @dataclass(frozen=True)
+class HistoricalBar:
+    """One past candle as a broker's historical API gives it: `start` is the bar's first minute (aware
+    UTC), `interval` minutes long; prices exact."""
+
+    start: datetime
+    open: Decimal
+    high: Decimal
+    low: Decimal
+    close: Decimal
+    volume: int
+
+
+@dataclass(frozen=True)
 class InstrumentRow:
     exchange: str
     tradingsymbol: str
@@ -455,6 +468,14 @@ class Broker(ABC):
     def quotes(self, instruments: Sequence[InstrumentRef]) -> dict[str, Quote]:
         """Quotes keyed by `InstrumentRef.key` ("NSE:INFY")."""
         ...
+
+    def historical_candles(
+        self, instrument: InstrumentRef, interval: int, start: datetime, end: datetime
+    ) -> list[HistoricalBar]:
+        """Past bars of `interval` minutes whose start lies in [start, end] (aware datetimes), oldest
+        first, for a broker whose capabilities say `historical_candles`. The adapter splits a long range
+        into the requests its broker allows and paces them as the broker asks."""
+        raise InvalidInput(f"{self.label} has no historical candles")
 
     @abstractmethod
     def margin_required(self, requests: Sequence[OrderRequest]) -> Decimal: ...

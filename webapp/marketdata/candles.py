@@ -90,7 +90,9 @@ def save_bars(session, closed: list[tuple[int, Bar]], instrument_ids: Mapping[in
         if instrument_id is None:
             continue
         exists = session.execute(
-            sa.select(Candle.id).where(Candle.instrument_id == instrument_id, Candle.start == bar.start)
+            sa.select(Candle.id).where(
+                Candle.instrument_id == instrument_id, Candle.interval == 1, Candle.start == bar.start
+            )
         ).first()
         if exists:
             continue
@@ -121,7 +123,10 @@ def chart_series(session, instrument_id: int, token: int, redis, minutes: int = 
     """The last `minutes` closed bars plus the forming one, as lightweight-charts wants them."""
     rows = (
         session.execute(
-            sa.select(Candle).where(Candle.instrument_id == instrument_id).order_by(Candle.start.desc()).limit(minutes)
+            sa.select(Candle)
+            .where(Candle.instrument_id == instrument_id, Candle.interval == 1)
+            .order_by(Candle.start.desc())
+            .limit(minutes)
         )
         .scalars()
         .all()

@@ -1,4 +1,5 @@
-"""Market data the desk keeps: 1-minute candles (charts, strategies) and users' watchlists."""
+"""Market data the desk keeps: candles (the feed's 1-minute bars, and history of any interval) and users'
+watchlists."""
 
 from __future__ import annotations
 
@@ -14,11 +15,15 @@ from webapp.models.base import Money, Price, UTCDateTime
 
 class Candle(db.Model):
     __tablename__ = "candles"
-    __table_args__ = (sa.UniqueConstraint("instrument_id", "start", name="uq_candles_instrument_start"),)
+    __table_args__ = (
+        sa.UniqueConstraint("instrument_id", "interval", "start", name="uq_candles_instrument_interval_start"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     instrument_id: Mapped[int] = mapped_column(sa.ForeignKey("instruments.id"), index=True)
-    start: Mapped[datetime] = mapped_column(UTCDateTime)  # the minute it opens, UTC
+    # bar length in minutes: the feed's own candles are 1; history may store others (webapp.marketdata.history)
+    interval: Mapped[int] = mapped_column(default=1, server_default="1")
+    start: Mapped[datetime] = mapped_column(UTCDateTime)  # the bar's first minute, UTC
     open: Mapped[Decimal] = mapped_column(Price)
     high: Mapped[Decimal] = mapped_column(Price)
     low: Mapped[Decimal] = mapped_column(Price)

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import threading
+import time as clock
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from datetime import time
+from datetime import datetime, time, timedelta
 from decimal import Decimal
 from typing import Any, TypeVar
 from urllib.parse import quote as urlquote
@@ -24,6 +26,7 @@ from webapp.brokers.base import (
     ConfigOption,
     CredentialField,
     Funds,
+    HistoricalBar,
     Holding,
     InstrumentRef,
     InstrumentRow,
@@ -33,6 +36,7 @@ from webapp.brokers.base import (
     OrderType,
     Position,
     Quote,
+    RateLimited,
     RateLimits,
     Rejected,
     Trade,
@@ -51,6 +55,8 @@ LOGIN_URL = "https://kite.zerodha.com"
 DEFAULT_TIMEOUT = 7.0  # the same read timeout the official client uses
 AUTO_PROTECTION = Decimal("-1")  # Kite's "automatic market protection"
 QUOTE_BATCH = 500  # instruments per /quote call
+HISTORICAL_PER_SECOND = 3  # Kite's historical candle API: 3 requests a second (kite.trade docs, rate limits)
+HISTORICAL_RETRIES = 5  # a 429 on a read is retried after a pause (nothing was changed)
 _MARKET_LIKE = (OrderType.MARKET, OrderType.SLM)
 
 T = TypeVar("T")
@@ -77,7 +83,7 @@ class KiteBroker(Broker):
         ConfigOption("login_url", "KITE_LOGIN_URL", required=True),
         TIMEOUT_OPTION,
     )
-    capabilities = Capabilities(quotes=True, streaming=True)
+    capabilities = Capabilities(quotes=True, streaming=True, historical_candles=True)
     quote_preference = 10  # one /quote call answers 500 instruments
     stream_key = "instrument_token"  # Kite's ticker subscribes by instrument token
 
@@ -190,6 +196,42 @@ class KiteBroker(Broker):
                 quotes[key] = self._parse_one("quotes", lambda r, k=key: convert.quote_from_kite(k, r), row)
         return quotes
 
+    def historical_candles(
+        self, instrument: InstrumentRef, interval: int, start: datetime, end: datetime
+    ) -> list[HistoricalBar]:
+        """GET /instruments/historical/{instrument_token}/{interval}, in requests no longer than Kite allows
+        for the interval (60 days of minutes, 100 of 3/5/10 minutes, 200 of 15/30, 400 of 60) and no more
+        than three a second per API key; a 429 waits and asks again."""
+        word = convert.HISTORICAL_INTERVALS.get(interval)
+        if word is None:
+            raise InvalidInput(f"Kite has no {interval}-minute candles")
+        if not instrument.instrument_token:
+            raise InvalidInput(f"{instrument.key} has no Kite instrument token; load Kite's instrument list")
+        span = timedelta(days=convert.HISTORICAL_MAX_DAYS[interval]) - timedelta(minutes=1)
+        bars: dict[datetime, HistoricalBar] = {}
+        cursor = start
+        while cursor <= end:
+            upto = min(cursor + span, end)
+            query = {"from": convert.kite_time(cursor), "to": convert.kite_time(upto), "continuous": "0", "oi": "0"}
+            data = self._historical(f"/instruments/historical/{int(instrument.instrument_token)}/{word}", query)
+            rows = data.get("candles") if isinstance(data, dict) else None
+            for bar in self._parse("historical", convert.candle_from_kite, rows):
+                if start <= bar.start <= end:
+                    bars[bar.start] = bar
+            cursor = upto + timedelta(minutes=1)
+        return [bars[key] for key in sorted(bars)]
+
+    def _historical(self, path: str, query: Mapping[str, str]) -> Any:
+        for attempt in range(HISTORICAL_RETRIES + 1):
+            _HISTORY_PACE.wait(self.api_key)
+            try:
+                return self.transport.call("historical", "GET", path, query=dict(query))
+            except RateLimited as exc:
+                if attempt == HISTORICAL_RETRIES:
+                    raise
+                clock.sleep(exc.retry_after or 1.0)
+        raise AssertionError("unreachable")  # pragma: no cover
+
     def margin_required(self, requests: Sequence[OrderRequest]) -> Decimal:
         if not requests:
             return Decimal("0")
@@ -275,6 +317,31 @@ class KiteBroker(Broker):
                 type(exc).__name__,
             )
             raise Unavailable(f"Kite sent an unreadable {op} answer; {outcome_of(op)}") from None
+
+
+class _Pace:
+    """At most HISTORICAL_PER_SECOND historical requests a second per API key from this process: each
+    waits until a second has passed since the request that many before it."""
+
+    def __init__(self, per_second: int):
+        self.per_second = per_second
+        self._lock = threading.Lock()
+        self._sent: dict[str, list[float]] = {}
+
+    def wait(self, key: str) -> None:
+        with self._lock:
+            sent = self._sent.setdefault(key, [])
+            now = clock.monotonic()
+            if len(sent) >= self.per_second:
+                pause = sent[-self.per_second] + 1.0 - now
+                if pause > 0:
+                    clock.sleep(pause)
+                    now = clock.monotonic()
+            sent.append(now)
+            del sent[: -self.per_second]
+
+
+_HISTORY_PACE = _Pace(HISTORICAL_PER_SECOND)
 
 
 def _rows(op: str, data: Any) -> Iterable[Any]:

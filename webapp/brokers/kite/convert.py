@@ -19,6 +19,7 @@ from webapp.brokers.base import (
     BrokerOrderStatus,
     DepthLevel,
     Funds,
+    HistoricalBar,
     Holding,
     InstrumentRow,
     Order,
@@ -325,3 +326,30 @@ def instruments_from_csv(body: bytes) -> list[InstrumentRow]:
         )
         for row in reader
     ]
+
+
+# ---------------------------------------------------------------------- historical candles
+
+# Kite's interval words for the desk's intervals in minutes (kite.trade/docs/connect/v3/historical)
+HISTORICAL_INTERVALS = {1: "minute", 3: "3minute", 5: "5minute", 10: "10minute", 15: "15minute", 30: "30minute"}
+HISTORICAL_INTERVALS[60] = "60minute"
+# the longest range (days) one request may span per interval, as Kite answers "interval exceeds max limit"
+HISTORICAL_MAX_DAYS = {1: 60, 3: 100, 5: 100, 10: 100, 15: 200, 30: 200, 60: 400}
+
+
+def kite_time(value: datetime) -> str:
+    """A range bound as the historical API reads it: IST wall-clock time, "yyyy-mm-dd hh:mm:ss"."""
+    return value.astimezone(IST).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def candle_from_kite(row: Any) -> HistoricalBar:
+    """One record of data.candles: [timestamp "2017-12-15T09:15:00+0530", open, high, low, close, volume(, oi)]."""
+    if not isinstance(row, list) or len(row) < 6:
+        raise ValueError("a candle is a list of at least six values")
+    start = datetime.fromisoformat(row[0])
+    if start.tzinfo is None:
+        raise ValueError("a candle time without its UTC offset")
+    prices = [decimal_or_none(v) for v in row[1:5]]
+    if any(p is None for p in prices):
+        raise ValueError("a candle price is not a number")
+    return HistoricalBar(start.astimezone(UTC), *prices, int(row[5]))
