@@ -158,7 +158,7 @@ def test_drawdown_from_the_days_peak(app, desk, factory):
     assert [o.quantity for o in mis_sells(app, client)] == [10]
 
 
-def test_the_desk_limit_engages_the_desk_kill_switch_once(app, desk, factory):
+def test_the_desk_limit_engages_the_desk_kill_switch_once(app, client, auth, desk, factory):
     a, b = desk.paper_client("A"), desk.paper_client("B")
     twin = desk.paper_client("Twin of A", twin_of_id=a.id)  # a paper twin's loss is not the desk's
     for c in (a, b, twin):
@@ -179,6 +179,10 @@ def test_the_desk_limit_engages_the_desk_kill_switch_once(app, desk, factory):
     assert len(kill_batches(app)) == 1
     desk.run_worker()
     assert [len(mis_sells(app, c)) for c in (a, b, twin)] == [1, 1, 1]  # the desk kill flattens everyone
+    factory.user("root", role="admin")
+    auth.login("root")
+    assert "Desk daily loss breaker" in client.get("/exits/desk/kill").data.decode()  # the re-arm page says why
+    assert "Desk daily loss breaker" in client.get("/").data.decode()  # and the desk's banner
 
 
 @pytest.mark.parametrize("now", [SATURDAY])

@@ -116,3 +116,25 @@ def test_the_kill_reason_and_risk_alerts_are_shown_to_those_who_may_see_them(app
     listing = client.get("/risk/alerts").data.decode()
     assert all(text in listing for text in ("Mine tripped", "Other tripped", "Day end for the desk"))
     assert listing.index("Day end for the desk") < listing.index("Mine tripped")  # newest first
+
+
+def test_a_risk_alert_reaches_the_desk_sockets_that_may_see_it(app, client, auth, factory):
+    from webapp.feed import fragments
+    from webapp.feed.hub import Subscriber
+
+    mine, other = factory.client("Mine"), factory.client("Other")
+    with app.app_context():
+        alert = raise_alert("breaker.drawdown", "Other tripped", level="red", client_id=other.id)
+        db.session.commit()
+        event = {"event": "risk.alert", "alert": alert.id, "client": other.id, "kind": alert.kind}
+        admin = Subscriber(1, 1, "admin", frozenset(), "desk", None)
+        granted = Subscriber(2, 2, "trader", frozenset({other.id}), "desk", None)
+        ungranted = Subscriber(3, 3, "trader", frozenset({mine.id}), "desk", None)
+        on_a_client_page = Subscriber(4, 4, "admin", frozenset(), "client", other.id)
+        delivered = fragments.for_event(event, [admin, granted, ungranted, on_a_client_page])
+    assert {sub.id for sub, _ in delivered} == {1, 2}
+    for _, html in delivered:
+        assert 'id="risk-alerts" hx-swap-oob="true"' in html and "Other tripped" in html
+    factory.user("root", role="admin")
+    auth.login("root")
+    assert 'id="risk-alerts"' in client.get("/").data.decode()  # the target is on the desk page

@@ -216,8 +216,8 @@ def recent_alerts(scope, limit: int = 20) -> list[RiskAlert]:
     shows the desk-level alerts (the desk breaker, the square-off, the day roll); else only the
     alerts of those clients."""
     query = sa.select(RiskAlert).order_by(RiskAlert.created_at.desc(), RiskAlert.id.desc()).limit(limit)
-    if scope is not None:
-        query = query.where(RiskAlert.client_id.in_(scope))
+    if scope is not None:  # a SELECT of client ids, or the ids (a socket's grants)
+        query = query.where(RiskAlert.client_id.in_(scope if isinstance(scope, sa.Select) else sorted(scope)))
     return list(db.session.execute(query.options(selectinload(RiskAlert.client))).scalars())
 
 
