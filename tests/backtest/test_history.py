@@ -289,3 +289,32 @@ def test_seeding_the_demo_queues_its_simulated_year(app, runner, redis_client):
         assert [(j.id, j.func_name) for j in jobs] == [("history-simulate-demo", "jobs.history.simulate_demo")]
         runner.invoke(args=["demo", "seed"])  # skipped: nothing queued again
         assert len(Queue(QUEUE_BACKTESTS, connection=get_rq_redis()).jobs) == 1
+
+
+def test_the_demo_job_makes_the_year_once(app, runner, monkeypatch):
+    from rq import Queue, SimpleWorker
+
+    from jobs.context import use_app
+    from webapp.extensions import get_rq_redis
+    from webapp.models import Instrument
+    from webapp.tasks import QUEUE_BACKTESTS
+    from webapp.timeutil import utcnow
+
+    monkeypatch.setattr(history, "DEMO_SYMBOLS", ("INFY",))  # one instrument's year is enough here
+    runner.invoke(args=["demo", "seed"])
+    use_app(app)
+    with app.app_context():
+        connection = get_rq_redis()
+        queue = Queue(QUEUE_BACKTESTS, connection=connection)
+        SimpleWorker([queue], connection=connection).work(burst=True)
+        job = queue.fetch_job("history-simulate-demo")
+        assert job.is_finished and list(job.return_value()) == ["INFY"] and job.return_value()["INFY"] > 250 * 375
+        infy = db.session.execute(sa.select(Instrument).where(Instrument.tradingsymbol == "INFY")).scalar_one()
+        first, last, count = history.coverage(db.session, infy.id, 1)
+        assert count == job.return_value()["INFY"]
+        assert last.astimezone(IST).date() == history.last_full_session(utcnow().astimezone(IST).date())
+        assert last.astimezone(IST).time() == time(15, 29)
+        again = queue.enqueue("jobs.history.simulate_demo", 0)
+        SimpleWorker([queue], connection=connection).work(burst=True)
+        again.refresh()
+        assert again.return_value() == {}  # history there: nothing made twice
