@@ -175,6 +175,7 @@ def test_longer_intervals_are_built_from_minutes_on_the_0915_grid(app, infy):
     db.session.commit()
     minutes = history.load(db.session, infy.id, 1, DAY, DAY + timedelta(days=1))
     assert len(minutes) == 750  # the night minute is left out at 1 minute too
+    assert history.coverage(db.session, infy.id, 1) == (ist(DAY, 9, 15), ist(DAY + timedelta(days=1), 15, 29), 750)
     hours = history.load(db.session, infy.id, 60, DAY, DAY + timedelta(days=1))
     assert len(hours) == 14
     assert [datetime.fromtimestamp(t, UTC).astimezone(IST).strftime("%H:%M") for t in hours.time[:7]] == [

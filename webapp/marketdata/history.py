@@ -203,16 +203,16 @@ def coverage(session, instrument_id: int, interval: int) -> tuple[datetime, date
     """(first bar start, last bar start, number of bars) of `interval` for the instrument: rows stored at
     that interval, else the bars the 1-minute rows build; None when there are none."""
     check_interval(interval)
-    first, last, count = session.execute(
-        sa.select(sa.func.min(Candle.start), sa.func.max(Candle.start), sa.func.count()).where(
-            Candle.instrument_id == instrument_id, Candle.interval == interval
-        )
-    ).one()
-    if count:
-        return as_utc(first), as_utc(last), int(count)
-    if interval == 1:
-        return None
-    # the bars the 1-minute rows build, counted by the database: each in-session minute's bucket is
+    if interval != 1:  # rows stored at a longer interval were checked onto its session grid when loaded
+        first, last, count = session.execute(
+            sa.select(sa.func.min(Candle.start), sa.func.max(Candle.start), sa.func.count()).where(
+                Candle.instrument_id == instrument_id, Candle.interval == interval
+            )
+        ).one()
+        if count:
+            return as_utc(first), as_utc(last), int(count)
+    # the bars the 1-minute rows build (at 1 minute: the session's minutes, as load reads them), counted
+    # by the database: each in-session minute's bucket is
     # (IST day, minutes since 09:15 // interval), in integer arithmetic on epoch seconds (IST is UTC+05:30)
     local = _epoch_seconds(session) + IST_OFFSET
     minute = (local % 86400) // 60 - SESSION_OPEN
