@@ -129,7 +129,7 @@ def test_brokerage_plans():
     assert plan("kotak_neo_free").brokerage("CNC", D("100000")) == D("250.00")
     assert plan("kotak_neo_free").brokerage("MIS", D("100000")) == D("0.00")
     assert plan("zerodha").brokerage("MIS", D("12345")) == D("3.70")  # 3.7035
-    assert plan("sharekhan").brokerage("MIS", D("100000")) == D("20.00")
+    assert plan("sharekhan_standard").brokerage("MIS", D("100000")) == D("20.00")
     with pytest.raises(KeyError, match="unknown charges plan"):
         plan("nobody")
 

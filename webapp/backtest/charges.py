@@ -236,7 +236,7 @@ for _plan in (
         source="Motilal Oswal learning centre, 2023 (2025-26 unconfirmed)",
     ),
     Plan(
-        "sharekhan",
+        "sharekhan_standard",
         "Sharekhan",
         "Sharekhan",
         intraday=Fee(pct=_pct("0.02")),
