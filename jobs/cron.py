@@ -7,8 +7,8 @@ import os
 
 from rq import cron
 
-from jobs import brokers, heartbeat, market, orders
-from webapp.tasks import QUEUE_DEFAULT, QUEUE_ORDERS, QUEUE_SYNC
+from jobs import automation, brokers, heartbeat, market, orders, risk
+from webapp.tasks import QUEUE_DEFAULT, QUEUE_ORDERS, QUEUE_STRATEGIES, QUEUE_SYNC
 
 cron.register(heartbeat.beat, queue_name=QUEUE_DEFAULT, interval=30, result_ttl=300, failure_ttl=3600)
 # brokers kill tokens every morning (06:00 IST for Kite and Motilal): mark them before anyone trades
@@ -31,3 +31,10 @@ cron.register(
 cron.register(market.reprice, queue_name=QUEUE_SYNC, interval=2, result_ttl=10, failure_ttl=600)
 # limit chase: batches that asked for it re-price their unfilled LIMIT children toward the LTP
 cron.register(orders.chase_limits, queue_name=QUEUE_ORDERS, interval=2, result_ttl=10, failure_ttl=600)
+# strategies: bars an ACTIVE deployment has not evaluated (a worker died mid-evaluation, a lost
+# announcement) get their evaluation again; a bar older than the send deadline makes no batch
+cron.register(automation.sweep, queue_name=QUEUE_STRATEGIES, interval=3, result_ttl=10, failure_ttl=600)
+# each deployment's own intraday square-off time (once a day)
+cron.register(automation.squareoff, queue_name=QUEUE_STRATEGIES, interval=20, result_ttl=60, failure_ttl=3600)
+# the desk's day: the intraday square-off at its IST time, then the day-end roll (catches up at start)
+cron.register(risk.day_tick, queue_name=QUEUE_DEFAULT, interval=20, result_ttl=60, failure_ttl=3600)

@@ -3,7 +3,7 @@
 import os
 
 REDIS_URL = os.environ.get("REDIS_URL")
-QUEUES = ["orders", "sync", "default"]
+QUEUES = ["orders", "strategies", "sync", "default"]
 
 DICT_CONFIG = {
     "version": 1,

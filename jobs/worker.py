@@ -5,13 +5,16 @@ a sync or a repricing pass that leaks or hangs dies with its horse. It runs at a
 priority (nice 10): when the cores are busy, a batch being sent and the trader's pages go first,
 and the syncs, repricing and exports wait a little (they are not what a trader is watching).
 
-`OrdersWorker` (the orders queue) runs each job in its own long-lived process instead (RQ's
-SimpleWorker). A send is latency the trader watches, and what makes it fast lives in the process:
+`OrdersWorker` (the orders queue, and the strategies queue in a role of its own) runs each job in
+its own long-lived process instead (RQ's SimpleWorker). A send is latency the trader watches, and what makes it fast lives in the process:
 the broker connections kept alive (a new TLS connection to a broker costs round trips before the
 order is even sent), the thread pool, the database pool, compiled statements. A horse forked per
 batch started all of that cold (~110 ms per batch here, docs/BENCHMARKS.md). A worker killed
 mid-send loses nothing either way: its heartbeat lapses within seconds (below), and the reclaim
-cron breaks its child locks and resolves its children by tag.
+cron breaks its child locks and resolves its children by tag. A candle close's evaluations are
+latency too (a signal must reach the broker well inside the send deadline): a horse forked per
+evaluation started cold (~0.7 s each); the `strategies` role runs them warm. Backtests, long CPU work,
+have their own forking role so a sweep never delays the syncs and repricing on `worker`.
 
 `AppWorker`'s children die with it. `--with-scheduler` forks a scheduler process, and RQ never
 tells it when the worker is gone: a worker killed with SIGKILL left its scheduler running, holding

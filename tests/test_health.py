@@ -12,13 +12,15 @@ from webapp.health.roles import LIVE_SECONDS, beat
 from webapp.timeutil import utcnow
 
 
-def start_roles(app, roles=("orders", "worker", "cron", "feed")):
+def start_roles(app, roles=("orders", "strategies", "worker", "cron", "feed")):
     """Register one process per role the way each really registers (RQ's worker and cron scheduler
     registries, the feed's own heartbeat key), in this process."""
     with app.app_context():
         rq_redis = get_rq_redis()
         if "orders" in roles:
             Worker(["orders"], connection=rq_redis, name="orders-1").register_birth()
+        if "strategies" in roles:
+            Worker(["strategies"], connection=rq_redis, name="strategies-1").register_birth()
         if "worker" in roles:
             Worker(["sync", "default"], connection=rq_redis, name="worker-1").register_birth()
         if "cron" in roles:
@@ -37,19 +39,19 @@ def test_ready_with_database_and_redis(app, client):
     response = client.get("/health/ready")
     assert response.status_code == 200
     assert response.json["checks"] == {"database": "ok", "redis": "ok"}
-    assert response.json["roles"] == {"orders": 1, "worker": 1, "cron": 1, "feed": 1}
+    assert response.json["roles"] == {"orders": 1, "strategies": 1, "worker": 1, "cron": 1, "feed": 1}
     assert response.json["status"] == "ok" and response.json["degraded"] == []
 
 
 def test_ready_is_degraded_naming_each_role_without_a_live_process(app, client):
     response = client.get("/health/ready")
     assert response.status_code == 503 and response.json["status"] == "degraded"
-    assert response.json["degraded"] == ["orders", "worker", "cron", "feed"]
+    assert response.json["degraded"] == ["orders", "strategies", "worker", "cron", "feed"]
     assert response.json["checks"] == {"database": "ok", "redis": "ok"} and response.json["failed"] == []
     start_roles(app, roles=("orders", "feed"))
     response = client.get("/health/ready")
-    assert response.status_code == 503 and response.json["degraded"] == ["worker", "cron"]
-    assert response.json["roles"] == {"orders": 1, "worker": 0, "cron": 0, "feed": 1}
+    assert response.status_code == 503 and response.json["degraded"] == ["strategies", "worker", "cron"]
+    assert response.json["roles"] == {"orders": 1, "strategies": 0, "worker": 0, "cron": 0, "feed": 1}
 
 
 def test_a_worker_whose_heartbeat_stopped_is_not_live(app, client, redis_client):
@@ -84,9 +86,9 @@ def test_detailed_is_for_admins(client, auth, factory, redis_client):
     auth.login("root")
     redis_client.set("fanout:cron:heartbeat", "2026-11-21T04:00:00+00:00")
     body = client.get("/health/detailed").json
-    assert body["database"] == "ok" and set(body["queues"]) == {"orders", "sync", "default"}
+    assert body["database"] == "ok" and set(body["queues"]) == {"orders", "strategies", "sync", "default", "backtests"}
     assert body["cron_heartbeat"] == "2026-11-21T04:00:00+00:00" and isinstance(body["workers"], list)
-    assert body["roles"] == {"orders": [], "worker": [], "cron": [], "feed": []}
+    assert body["roles"] == {"orders": [], "strategies": [], "worker": [], "cron": [], "feed": [], "backtests": []}
     start_roles(client.application)
     roles = client.get("/health/detailed").json["roles"]
     assert [p["name"] for p in roles["orders"]] == ["orders-1"] and [p["name"] for p in roles["worker"]] == ["worker-1"]
@@ -98,7 +100,7 @@ def test_the_desk_shows_each_roles_processes_to_admins_and_traders(app, client, 
     factory.user("root", role="admin")
     factory.user("tara", role="trader")
     factory.user("vic", role="viewer")
-    start_roles(app, roles=("orders", "worker", "feed"))
+    start_roles(app, roles=("orders", "strategies", "worker", "feed"))
     auth.login("tara")
     page = client.get("/").get_data(as_text=True)
     assert 'id="desk-processes"' in page

@@ -121,6 +121,53 @@ QUERY_NAMES = [
     "per_page",
 ]
 
+DEPLOYMENT_FIELDS = [
+    "name",
+    "strategy",
+    "param_fast",
+    "param_slow",
+    "param_stop_pct",
+    "instrument_ids",
+    "interval",
+    "product",
+    "mode",
+    "allow_short",
+    "sizing",
+    "sizing_value",
+    "window_start",
+    "last_entry",
+    "squareoff_at",
+    "days",
+    "clients",
+    "size_{client}",
+    "capital_{client}",
+    "max_loss",
+    "max_orders_per_day",
+    "max_open_positions",
+]
+BACKTEST_FIELDS = [
+    "mode",
+    "strategy",
+    "param_fast",
+    "param_slow",
+    "param_stop_pct",
+    "sweep_fast",
+    "sweep_slow",
+    "instrument_id",
+    "interval",
+    "start",
+    "end",
+    "capital",
+    "product",
+    "allow_short",
+    "sizing",
+    "sizing_value",
+    "fill",
+    "slippage_ticks",
+    "squareoff",
+    "charges",
+    "commission",
+]
 # the fields of each POST form (WTForms fields and the ones routes read by name); an endpoint missing
 # here is still posted to, with every name below
 FORM_FIELDS = {
@@ -150,6 +197,7 @@ FORM_FIELDS = {
         "max_orders_per_day",
         "max_open_positions",
         "max_daily_loss",
+        "max_drawdown",
         "allowed_products",
         "cred_api_key",
         "cred_api_secret",
@@ -167,6 +215,9 @@ FORM_FIELDS = {
         "chase_seconds",
         "chase_max_ticks",
         "chase_then",
+        "stop",
+        "target",
+        "trail",
         "qty_{client}",
         "qty_{other}",
         "qty_x",
@@ -180,6 +231,9 @@ FORM_FIELDS = {
         "price",
         "trigger_price",
         "validity",
+        "stop",
+        "target",
+        "trail",
         "qty_{client}",
         "qty_{other}",
     ],
@@ -191,6 +245,15 @@ FORM_FIELDS = {
     "clients.connect": ["password", "totp", "dob"],
     "clients.exports": ["kind", "start", "end"],
     "instruments.watch": ["next"],
+    "deployments.new": DEPLOYMENT_FIELDS,
+    "deployments.edit": DEPLOYMENT_FIELDS,
+    "deployments.automation": ["off"],
+    "stops.save": ["instrument_id", "product", "stop", "target", "trail", "quantity"],
+    "stops.cancel": ["rule_id"],
+    "risk.settings": ["max_daily_loss", "squareoff_time"],
+    "backtests.new": BACKTEST_FIELDS,
+    "backtests.deploy": ["clients"],
+    "backtests.deployment": ["deployment_id"],
 }
 ALL_FIELDS = sorted({name for names in FORM_FIELDS.values() for name in names})
 _ARG = re.compile(r"<(?:[a-z]+(?:\([^)]*\))?:)?([a-z_]+)>")
@@ -237,11 +300,21 @@ class Desk:
             "instrument_id": self.instrument.id,
             "batch_id": self.batch.id,
             "user_id": self.users["trader"].id,
+            "deployment_id": _deployment(app, [self.granted], self.instrument),
         }
+        from tests.backtest.runs_support import make_run_and_sweep
+
+        self.arg_ids["run_id"], self.arg_ids["sweep_id"] = make_run_and_sweep(app, self.instrument.id)
 
     def state(self) -> tuple[str, int]:
         with self.app.app_context():
             return fingerprint(), Queue("orders", connection=get_rq_redis()).count
+
+
+def _deployment(app, clients, instrument) -> int:
+    from tests.deployments.conftest import make_deployment
+
+    return make_deployment(app, clients, [instrument])
 
 
 def fill(template: str, desk: Desk) -> str:

@@ -21,12 +21,15 @@ BLUEPRINTS = (
     "webapp.admin",
     "webapp.auth",
     "webapp.clients",
+    "webapp.deployments",
     "webapp.desk",
     "webapp.exits",
     "webapp.feed",
     "webapp.health",
     "webapp.instruments",
     "webapp.orders",
+    "webapp.risk",
+    "webapp.stops",
 )
 
 
@@ -68,6 +71,8 @@ def adapter_of(module: str) -> str | None:
 def broken_rule(source: str, target: str) -> str | None:
     if source == "webapp.brokers.base" and not within(target, "webapp.timeutil"):
         return "the broker port imports only the clock helpers"
+    if within(source, "webapp.strategies") and not within(target, "webapp.strategies", "webapp.timeutil"):
+        return "strategies are pure: they import only themselves and the clock helpers"
     if source == "webapp.brokers" and not within(target, "webapp.brokers.base") and target != "webapp.brokers":
         return "the registry imports only the port (adapters are imported by name at start-up)"
     allowed = {("webapp.demo", "paper"), ("webapp.marketfeed.sources", "paper")}  # the demo seed, the simulator
@@ -114,4 +119,6 @@ def test_the_rules_catch_a_cycle():
     assert broken_rule("webapp.marketdata.candles", "webapp.marketfeed.feed")
     assert broken_rule("webapp.trading.pnl", "webapp.brokers.kite.adapter")
     assert broken_rule("webapp.brokers.base", "webapp.models")
+    assert broken_rule("webapp.strategies.base", "webapp.models")
+    assert broken_rule("webapp.strategies", "webapp.strategies.base") is None
     assert broken_rule("webapp.brokers.paper.quotes", "webapp.marketdata.store") is None

@@ -223,7 +223,7 @@ def test_a_killed_process_comes_back_and_the_others_never_stop(tmp_path):
             "every role live in /health/ready",
         )
         admin, trader = login(base, "admin"), login(base, "trader")
-        everything = {"redis", "web", "worker", "orders-0", "orders-1", "cron", "feed"}
+        everything = {"redis", "web", "worker", "orders-0", "orders-1", "strategies", "backtests", "cron", "feed"}
         # live (heartbeats) may come before RUNNING (up STARTSECS), which is when supervisorctl shows a pid
         pids = wait_until(lambda: (p := supervised_pids(tmp_path)).keys() == everything and p, 30, "all RUNNING")
 
@@ -232,6 +232,8 @@ def test_a_killed_process_comes_back_and_the_others_never_stop(tmp_path):
             ("web", "web"),
             ("worker", "worker"),
             ("orders-0", "orders"),
+            ("strategies", "strategies"),
+            ("backtests", "backtests"),
             ("cron", "cron"),
             ("feed", "feed"),
         ]:
@@ -285,7 +287,7 @@ def test_a_killed_process_comes_back_and_the_others_never_stop(tmp_path):
         # killed within STARTSECS of its last start, a process may be in its backoff pause for a moment
         now = wait_until(lambda: (p := supervised_pids(tmp_path)).keys() == pids.keys() and p, 60, "both orders back")
         assert now["orders-0"] != pids["orders-0"] and now["orders-1"] != pids["orders-1"]
-        others = ("redis", "web", "worker", "cron", "feed")
+        others = ("redis", "web", "worker", "strategies", "backtests", "cron", "feed")
         assert {k: now[k] for k in others} == {k: pids[k] for k in others}
         admin.close()
         trader.close()

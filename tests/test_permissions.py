@@ -27,7 +27,14 @@ def world(app, factory):
     instrument = factory.instrument()
     users = {role: factory.user(role, role=role, clients=clients) for role in ROLES}
     batch_id = factory.batch(users["trader"], clients, instrument).id
+    from tests.backtest.runs_support import make_run_and_sweep
+    from tests.deployments.conftest import make_deployment
+
+    run_id, sweep_id = make_run_and_sweep(app, instrument.id)
     return {
+        "run_id": run_id,
+        "sweep_id": sweep_id,
+        "deployment_id": make_deployment(app, clients, [instrument]),
         "user_id": users["viewer"].id,
         "client_id": clients[0].id,
         "instrument_id": instrument.id,

@@ -123,13 +123,17 @@ def _init_sqlite(app: Flask) -> None:
 def _register_blueprints(app: Flask) -> None:
     from webapp.admin import bp as admin_bp
     from webapp.auth import bp as auth_bp
+    from webapp.backtests import bp as backtests_bp
     from webapp.clients import bp as clients_bp
+    from webapp.deployments import bp as deployments_bp
     from webapp.desk import bp as desk_bp
     from webapp.exits import bp as exits_bp
     from webapp.feed import bp as feed_bp
     from webapp.health import bp as health_bp
     from webapp.instruments import bp as instruments_bp
     from webapp.orders import bp as orders_bp
+    from webapp.risk import bp as risk_bp
+    from webapp.stops import bp as stops_bp
 
     app.register_blueprint(auth_bp)
     app.register_blueprint(desk_bp)
@@ -137,6 +141,10 @@ def _register_blueprints(app: Flask) -> None:
     app.register_blueprint(instruments_bp, url_prefix="/instruments")
     app.register_blueprint(orders_bp, url_prefix="/orders")
     app.register_blueprint(exits_bp, url_prefix="/exits")
+    app.register_blueprint(stops_bp, url_prefix="/stops")
     app.register_blueprint(admin_bp, url_prefix="/admin")
     app.register_blueprint(health_bp, url_prefix="/health")
     app.register_blueprint(feed_bp)
+    app.register_blueprint(risk_bp)
+    app.register_blueprint(backtests_bp, url_prefix="/backtests")
+    app.register_blueprint(deployments_bp)

@@ -27,6 +27,10 @@ def demo_seed() -> None:
     from webapp.demo import seed_demo
 
     created = seed_demo(current_app.config["DEMO_PASSWORD"])
+    if created:  # the demo instruments' simulated year, made by a worker (webapp/cli_history.py)
+        from webapp.cli_history import queue_demo_history
+
+        queue_demo_history()
     click.echo("demo world created" if created else "database not empty: demo seed skipped")
 
 
@@ -161,5 +165,7 @@ def feed_run(interval: float, seed: int) -> None:
 
 
 def init_app(app: Flask) -> None:
-    for group in (demo, users, audit_cli, instruments, secrets_cli, feed):
+    from webapp.cli_history import history_cli
+
+    for group in (demo, users, audit_cli, instruments, secrets_cli, feed, history_cli):
         app.cli.add_command(group)

@@ -48,7 +48,16 @@ STARTSECS = 5  # up this long counts as started: a later exit restarts at once, 
 STARTRETRIES = 1_000_000  # supervisord gives up after this many failed starts in a row: never, here
 # supervisord starts in ascending priority and stops in descending: the web stops taking tickets
 # first, the workers stop last (after the job in hand: stopwaitsecs)
-PRIORITY = {"redis": 1, "orders": 100, "worker": 200, "feed": 300, "cron": 400, "web": 500}
+PRIORITY = {
+    "redis": 1,
+    "orders": 100,
+    "strategies": 150,
+    "worker": 200,
+    "backtests": 250,
+    "feed": 300,
+    "cron": 400,
+    "web": 500,
+}
 # each role's clean shutdown: gunicorn drains on SIGTERM (graceful_timeout); rq workers, rq cron and
 # the feed stop on SIGINT as on a Ctrl-C (a worker's horse ignores it and finishes its job)
 STOPSIGNAL = {"web": "TERM", "redis": "TERM"}

@@ -31,6 +31,10 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "audit.view": frozenset({"admin"}),
     "health.detailed": frozenset({"admin"}),
     "health.processes": frozenset({"admin", "trader"}),  # the desk's strip of live processes per role
+    "deployments.manage": frozenset({"admin", "trader"}),  # create, edit, start, pause, stop strategy deployments
+    "automation.switch": frozenset({"admin"}),  # the desk-wide automation on/off switch
+    "desk.risk": frozenset({"admin"}),  # the desk's daily loss limit and intraday square-off time
+    "backtests.run": frozenset({"admin", "trader"}),  # run, sweep and cancel backtests (results: desk.view)
 }
 PUBLIC = "public"
 

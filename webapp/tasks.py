@@ -10,7 +10,9 @@ from webapp.extensions import get_rq_redis
 QUEUE_ORDERS = "orders"  # first: anything that talks to a broker for a trader waiting on screen
 QUEUE_SYNC = "sync"
 QUEUE_DEFAULT = "default"
-QUEUES = (QUEUE_ORDERS, QUEUE_SYNC, QUEUE_DEFAULT)
+QUEUE_STRATEGIES = "strategies"  # a closed bar's evaluations (jobs.automation): first on the worker role
+QUEUE_BACKTESTS = "backtests"  # last: long CPU work nobody waits on second by second
+QUEUES = (QUEUE_ORDERS, QUEUE_STRATEGIES, QUEUE_SYNC, QUEUE_DEFAULT, QUEUE_BACKTESTS)
 
 CRON_HEARTBEAT_KEY = "fanout:cron:heartbeat"
 

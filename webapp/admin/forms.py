@@ -117,6 +117,7 @@ class ClientForm(FlaskForm):
     max_orders_per_day = WholeNumberField("Max orders per day", **count)
     max_open_positions = WholeNumberField("Max open positions", **count)
     max_daily_loss = AmountField("Max daily loss (₹)", column=Client.max_daily_loss, **money)
+    max_drawdown = AmountField("Max drawdown from the day's peak (₹)", column=Client.max_drawdown, **money)
     allowed_products = MultiCheckboxField("Allowed products", choices=PRODUCTS)
 
     def __init__(self, *args, client: Client | None = None, brokers: dict[str, str] | None = None, **kwargs):

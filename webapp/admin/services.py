@@ -18,7 +18,14 @@ from webapp.security import hash_password
 from webapp.timeutil import utcnow
 from webapp.vault import Vault
 
-RISK_FIELDS = ("max_order_value", "max_quantity", "max_orders_per_day", "max_open_positions", "max_daily_loss")
+RISK_FIELDS = (
+    "max_order_value",
+    "max_quantity",
+    "max_orders_per_day",
+    "max_open_positions",
+    "max_daily_loss",
+    "max_drawdown",  # from the day's peak MTM: the drawdown breaker (webapp/automation/breakers.py)
+)
 USER_LIMITS = ("max_position_value", "max_daily_loss", "max_orders_per_day")
 
 

@@ -160,7 +160,7 @@ def announce_closed(redis, closed: Iterable[tuple[int, datetime]]) -> int:
 def latest_closed_bar(instrument_id: int, interval: int) -> datetime | None:
     """The start of the instrument's last `interval` bar whose every minute is stored."""
     minute = db.session.execute(
-        sa.select(sa.func.max(Candle.start)).where(Candle.instrument_id == instrument_id)
+        sa.select(sa.func.max(Candle.start)).where(Candle.instrument_id == instrument_id, Candle.interval == 1)
     ).scalar()
     if minute is None:
         return None

@@ -119,6 +119,11 @@ def sessionless_brokers() -> list[str]:
 SIMULATED_FEED = "paper"
 
 
+def paper_broker() -> str:
+    """The paper exchange's registry name: a paper deployment's twins trade there (webapp.automation.twins)."""
+    return SIMULATED_FEED
+
+
 def feed_sources() -> tuple[str, ...]:
     """What FEED_SOURCE may name: the simulator, or a broker whose adapter can stream."""
     return (SIMULATED_FEED, *streaming_brokers())

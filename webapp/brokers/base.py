@@ -384,6 +384,13 @@ class Broker(ABC):
         return cls.login_kind != "none"
 
     @classmethod
+    def end_day(cls, options: Mapping[str, Any], now: datetime) -> None:
+        """The broker's own end of `now`'s IST day, for a broker the desk runs itself (a simulated
+        exchange): open orders expire, delivery buys become holdings. Idempotent per day. A real
+        broker rolls its own books overnight: nothing to do."""
+        return None
+
+    @classmethod
     def open_stream(cls, account: Account, config: Mapping[str, Any]) -> Any:
         """A tick stream (webapp.marketdata.streams.TickStream) over `account`'s session, for a
         broker whose capabilities say `streaming`."""

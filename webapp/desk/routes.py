@@ -2,6 +2,7 @@ from flask import render_template, request
 from flask_login import current_user
 
 from webapp.access import client_scope
+from webapp.automation import breakers
 from webapp.desk import bp
 from webapp.desk.summary import (
     PAGE_SIZE,
@@ -43,6 +44,8 @@ def index():
         sorts=SORTS,
         page_size=PAGE_SIZE,
         desk_killed=desk_killed(),
+        desk_kill_reason=breakers.desk_kill_reason(),
+        risk_alerts=breakers.recent_alerts(scope, limit=10),
         alerts=desk_alerts(scope, page_redis()),
         processes=role_counts() if user_can("health.processes") else None,
     )

@@ -6,6 +6,7 @@ from flask import abort, flash, redirect, render_template, request, url_for
 from flask_login import current_user
 
 from webapp.access import accessible_clients, client_for
+from webapp.automation.breakers import desk_kill_reason
 from webapp.exits import bp
 from webapp.extensions import db
 from webapp.htmx import hx_redirect, is_htmx
@@ -139,6 +140,7 @@ def client_kill(client_id: int):
         scope=client.name,
         client=client,
         on=client.kill_switch,
+        reason=client.kill_reason,
         intraday=exits.intraday_holders([client]),
         open_orders=len(exits.open_children([client.id])),
         action=url_for("exits.client_kill", client_id=client.id),
@@ -169,6 +171,7 @@ def desk_kill():
         scope="the whole desk",
         client=None,
         on=desk_killed(),
+        reason=desk_kill_reason(),
         intraday=exits.intraday_holders(clients),
         open_orders=len(exits.open_children([c.id for c in clients])),
         action=url_for("exits.desk_kill"),

@@ -9,6 +9,8 @@ import sqlalchemy as sa
 from flask import current_app, render_template
 
 from webapp.access import granted_scope
+from webapp.automation.stops import CHANGED_EVENT as STOPS_CHANGED
+from webapp.deployments import live as deployment_live
 from webapp.extensions import db
 from webapp.feed.hub import Subscriber
 from webapp.marketdata.store import decode_ticks
@@ -45,10 +47,16 @@ def _ltp_macro():
 def for_event(event: dict, subscribers: Iterable[Subscriber]) -> list[Delivery]:
     kind = event.get("event")
     if kind == "order.updated":
-        return _order(event, subscribers)
+        return _order(event, subscribers) + deployment_live.for_event(event, subscribers)
+    if kind in deployment_live.EVENTS or kind == "risk.alert":  # risk.alert: a deployment's page (others: add)
+        return deployment_live.for_event(event, subscribers) + (
+            _risk_alerts(event, subscribers) if kind == "risk.alert" else []
+        )
     if kind in ("pnl.updated", "position.updated"):
         clients = set(event.get("clients") or [event.get("client_id")])
         return _pnl(clients, subscribers)
+    if kind == STOPS_CHANGED:  # a rule armed, edited, cancelled or fired: the client pages' position chips
+        return _pnl(set(event.get("clients") or []), [s for s in subscribers if s.page == "client"])
     return []
 
 
@@ -123,6 +131,22 @@ def _pnl(clients: set[int], subscribers: Iterable[Subscriber]) -> list[Delivery]
     return out
 
 
+def _risk_alerts(event: dict, subscribers: Iterable[Subscriber]) -> list[Delivery]:
+    """The desk's risk alerts panel again, for the desk sockets that may see the alert's client (a
+    desk-level alert: those who see every client); rendered once per scope."""
+    from webapp.automation.breakers import recent_alerts
+
+    client_id, out, rendered = event.get("client"), [], {}
+    for sub in subscribers:
+        scope = _scope(sub)
+        if sub.page != "desk" or not (sub.can_see(client_id) if client_id is not None else scope is None):
+            continue
+        if scope not in rendered:
+            rendered[scope] = render_template("risk/_alerts.html", risk_alerts=recent_alerts(scope, limit=10), oob=True)
+        out.append((sub, rendered[scope]))
+    return out
+
+
 def _scope(sub: Subscriber) -> frozenset[int] | None:
     return granted_scope(sub.role, sub.client_ids)
 
@@ -157,6 +181,8 @@ def snapshot(sub: Subscriber) -> str:
             if sub.can_see(order.client_id)
         ]
         parts.append("<template>" + "".join(rows) + "</template>")
+    elif sub.page in deployment_live.PAGES:
+        parts += deployment_live.snapshot(sub)
     if sub.tokens:
         from webapp.extensions import get_redis
 

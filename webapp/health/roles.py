@@ -21,12 +21,19 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from webapp.tasks import QUEUE_DEFAULT, QUEUE_ORDERS, QUEUE_SYNC
+from webapp.tasks import QUEUE_BACKTESTS, QUEUE_DEFAULT, QUEUE_ORDERS, QUEUE_STRATEGIES, QUEUE_SYNC
 from webapp.timeutil import utcnow
 
 LIVE_SECONDS = 45
-WATCHED = ("orders", "worker", "cron", "feed")  # the roles /health/ready reports degraded without
-WORKER_ROLES = {QUEUE_ORDERS: "orders", QUEUE_SYNC: "worker", QUEUE_DEFAULT: "worker"}
+WATCHED = ("orders", "strategies", "worker", "cron", "feed")  # the roles /health/ready reports degraded without
+SHOWN = (*WATCHED, "backtests")  # a desk without a backtests worker still trades: shown, not degraded
+WORKER_ROLES = {
+    QUEUE_ORDERS: "orders",
+    QUEUE_STRATEGIES: "strategies",
+    QUEUE_SYNC: "worker",
+    QUEUE_DEFAULT: "worker",
+    QUEUE_BACKTESTS: "backtests",
+}
 PROCESSES_KEY = "fanout:processes:{role}"
 
 
@@ -54,8 +61,8 @@ def beat(redis, role: str) -> None:
 
 
 def live_processes(redis, rq_redis) -> dict[str, list[Process]]:
-    """Every watched role → its live processes (an empty list: none). Raises redis errors."""
-    roles: dict[str, list[Process]] = {role: [] for role in WATCHED}
+    """Every role shown → its live processes (an empty list: none). Raises redis errors."""
+    roles: dict[str, list[Process]] = {role: [] for role in SHOWN}
     for role, process in _rq_workers(rq_redis):
         roles[role].append(process)
     roles["cron"] = _cron_schedulers(rq_redis)

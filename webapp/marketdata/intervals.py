@@ -129,7 +129,7 @@ def load_series(session, instrument_id: int, interval: int, bars: int, until: da
     while True:
         rows = session.execute(
             sa.select(*columns)
-            .where(Candle.instrument_id == instrument_id, Candle.start < cursor)
+            .where(Candle.instrument_id == instrument_id, Candle.interval == 1, Candle.start < cursor)
             .order_by(Candle.start.desc())
             .limit(chunk)
         ).all()

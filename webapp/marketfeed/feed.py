@@ -17,6 +17,8 @@ import redis as redis_lib
 import sqlalchemy as sa
 from flask import Flask
 
+from webapp.automation import runner
+from webapp.automation.stops import StopIndex
 from webapp.brokers.base import Quote
 from webapp.extensions import db, get_redis
 from webapp.health.roles import beat
@@ -46,7 +48,8 @@ def wanted_tokens(redis) -> set[int]:
     held = sa.select(Position.instrument_id).where(Position.quantity != 0)
     ordered = sa.select(Order.instrument_id).where(Order.status.in_(states.AT_BROKER | states.IN_FLIGHT))
     watched = sa.select(WatchlistItem.instrument_id)
-    ids = sa.union(held, ordered, watched).subquery()
+    deployed = runner.deployed_instruments()  # ACTIVE deployments: the feed builds their candles
+    ids = sa.union(held, ordered, watched, deployed).subquery()
     tokens = set(
         db.session.execute(sa.select(Instrument.instrument_token).where(Instrument.id.in_(sa.select(ids)))).scalars()
     )
@@ -71,6 +74,7 @@ class Feed:
         self.steps = 0
         self.wanted: set[int] = set()
         self._lock = None
+        self.stops = StopIndex()  # ARMED stop rules per instrument, checked on every step
 
     def _holds_lock(self, redis) -> bool:
         if self._lock is None:
@@ -95,12 +99,13 @@ class Feed:
                 return 0
             try:
                 if self.steps % RESUBSCRIBE_EVERY == 0:
-                    self.wanted = wanted_tokens(redis)
+                    self.wanted = wanted_tokens(redis) | self.stops.tokens()  # a stop on a holding too
                     redis.delete(SUBSCRIPTIONS_KEY)
                     if self.wanted:
                         redis.sadd(SUBSCRIPTIONS_KEY, *self.wanted)
                 quotes = self.source(now, self.wanted)
                 write_quotes(redis, quotes)
+                self._check_stops(redis, quotes, now)
                 if self.on_quotes is not None:
                     self.on_quotes(quotes)
                 self._candles(redis, quotes, now)
@@ -109,6 +114,16 @@ class Feed:
                 return len(quotes)
             finally:
                 db.session.remove()
+
+    def _check_stops(self, redis, quotes: Mapping[int, Quote], now: datetime) -> None:
+        """Fire the stop rules this step's prices crossed (DESIGN §8); their trouble never stops the feed."""
+        try:
+            self.stops.on_quotes(redis, quotes, now)
+        except (redis_lib.ConnectionError, redis_lib.TimeoutError):
+            raise
+        except Exception:
+            db.session.rollback()
+            log.exception("op=feed state=stops-failed")
 
     def _candles(self, redis, quotes: Mapping[int, Quote], now: datetime) -> None:
         closed = self.candles.update(quotes, now)
@@ -122,6 +137,8 @@ class Feed:
             )
             save_bars(db.session, closed, ids)
             db.session.commit()
+            # candle close: one evaluation job per bucket an ACTIVE deployment trades (a repeat queues nothing)
+            runner.announce_closed(redis, [(ids[token], bar.start) for token, bar in closed if token in ids])
         publish_forming(redis, self.candles.forming(self.wanted))
 
     def run(self, stop: Callable[[], bool] = lambda: False) -> None:

@@ -9,6 +9,7 @@ from webapp.models.automation import (
     StopRule,
     StrategySignal,
 )
+from webapp.models.backtests import BacktestRun, Sweep
 from webapp.models.clients import Client
 from webapp.models.instruments import Instrument
 from webapp.models.market import Candle, DailyPnl, WatchlistItem
@@ -17,6 +18,8 @@ from webapp.models.paper import PaperAccount, PaperHolding, PaperOrder, PaperPos
 from webapp.models.users import User, user_clients
 
 __all__ = [
+    "BacktestRun",
+    "Sweep",
     "Deployment",
     "DeploymentClient",
     "DeploymentInstrument",

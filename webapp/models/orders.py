@@ -37,7 +37,6 @@ class Batch(db.Model):
     chase_then: Mapped[str | None] = mapped_column(sa.String(8))
     chased_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     deployment_id: Mapped[int | None] = mapped_column(sa.ForeignKey("deployments.id"), index=True)  # a signal's
-    deployment_id: Mapped[int | None] = mapped_column(sa.ForeignKey("deployments.id"), index=True)  # a signal's
 
     orders = relationship("Order", back_populates="batch", order_by="Order.id")
     instrument = relationship("Instrument")
@@ -153,6 +152,9 @@ class Holding(db.Model):
     average_price: Mapped[Decimal] = mapped_column(Price, default=Decimal("0"))
     last_price: Mapped[Decimal | None] = mapped_column(Price)
     synced_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # the IST day whose delivery buys the desk's day-end rolled in (automation/dayend.py): until the
+    # broker's own overnight roll shows them, the sync leaves this row as the desk wrote it
+    rolled_day: Mapped[date | None] = mapped_column(sa.Date)
 
     client = relationship("Client")
     instrument = relationship("Instrument")
@@ -188,9 +190,4 @@ class DeskState(TimestampMixin, db.Model):
     max_daily_loss: Mapped[Decimal | None] = mapped_column(Money)  # the desk's: crossed → desk kill switch
     squareoff_time: Mapped[time | None] = mapped_column(sa.Time)  # IST; None: 15:15
     last_rolled_day: Mapped[date | None] = mapped_column(sa.Date)  # the IST day the day-end roll last ran for
-    kill_reason: Mapped[str] = mapped_column(sa.String(300), default="", server_default="")
-    # desk-wide "automation off": no deployment evaluates or sends while it is on
-    automation_off: Mapped[bool] = mapped_column(default=False, server_default=sa.false())
-    max_daily_loss: Mapped[Decimal | None] = mapped_column(Money)  # the desk's: crossed → desk kill switch
-    squareoff_time: Mapped[time | None] = mapped_column(sa.Time)  # IST; None: 15:15
-    last_rolled_day: Mapped[date | None] = mapped_column(sa.Date)  # the IST day the day-end roll last ran for
+    last_squareoff_day: Mapped[date | None] = mapped_column(sa.Date)  # the IST day the intraday square-off ran

@@ -30,12 +30,12 @@ def desk_killed() -> bool:
     return bool(state and state.kill_switch)
 
 
-def orders_today(client_ids: list[int]) -> dict[int, int]:
+def orders_today(client_ids: list[int], now: datetime | None = None) -> dict[int, int]:
     if not client_ids:
         return {}
     rows = db.session.execute(
         sa.select(Order.client_id, sa.func.count())
-        .where(in_ids(Order.client_id, client_ids), Order.created_at >= start_of_day())
+        .where(in_ids(Order.client_id, client_ids), Order.created_at >= start_of_day(now))
         .group_by(Order.client_id)
     ).all()
     return dict(rows)
@@ -178,7 +178,8 @@ def _client_block(
         return f"Order value ₹{rupees(value)} is above this client's limit of ₹{rupees(client.max_order_value)}."
     if client.max_orders_per_day and orders_today + 1 > client.max_orders_per_day:
         return f"This client has reached its {client.max_orders_per_day} orders for today."
-    if client.max_daily_loss and pnl is not None and pnl <= -client.max_daily_loss:
+    # an exit is what a client past its loss limit needs: the limit refuses new exposure only
+    if not reduces and client.max_daily_loss and pnl is not None and pnl <= -client.max_daily_loss:
         return f"Today's loss ₹{rupees(-pnl)} has reached this client's limit of ₹{rupees(client.max_daily_loss)}."
     if (
         not reduces

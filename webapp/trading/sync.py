@@ -316,19 +316,32 @@ def _apply_trades(client_id: int, fills) -> list[Position]:
     return list(touched.values())
 
 
+def _rolled_by_desk(row: Holding, now) -> bool:
+    """The desk's day-end rolled today's delivery buys into this row (automation/dayend.py): it is
+    the desk's until 09:00 IST the next day, by when every broker's own overnight roll shows them."""
+    from datetime import datetime, time, timedelta
+
+    from webapp.timeutil import IST
+
+    return row.rolled_day is not None and now < datetime.combine(row.rolled_day + timedelta(days=1), time(9), IST)
+
+
 def _mirror_holdings(client_id: int, holdings) -> None:
     instruments = _instruments({(h.exchange, h.tradingsymbol) for h in holdings})
     current = {
         h.instrument_id: h
         for h in db.session.execute(sa.select(Holding).where(Holding.client_id == client_id)).scalars()
     }
-    seen = set()
+    now = utcnow()
+    kept = {i for i, row in current.items() if _rolled_by_desk(row, now)}  # neither overwritten nor deleted
+    seen = set(kept)
     for item in holdings:
         instrument = instruments.get((item.exchange, item.tradingsymbol))
-        if instrument is None:
+        if instrument is None or instrument.id in kept:
             continue
         seen.add(instrument.id)
         row = current.get(instrument.id) or Holding(client_id=client_id, instrument_id=instrument.id)
+        row.rolled_day = None
         row.quantity, row.t1_quantity, row.average_price = item.quantity, item.t1_quantity, item.average_price
         row.last_price, row.synced_at = item.last_price, utcnow()
         db.session.add(row)

@@ -22,6 +22,7 @@ import logging
 import random
 import time
 from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime
 from decimal import Decimal
 from typing import Any, TypeVar
 
@@ -86,6 +87,14 @@ class PaperBroker(Broker):
     # the simulated exchange prices every instrument; the feed's paper mode is its simulator, not a stream
     capabilities = Capabilities(quotes=True)
     quote_preference = 90  # asked last: its prices are the simulator's
+
+    @classmethod
+    def end_day(cls, options: Mapping[str, Any], now: datetime) -> None:
+        """The paper exchange's day roll (events.day_roll) for `now`'s IST date, once per account."""
+        options = dict(options)
+        if "redis" not in options and not options.get("redis_url"):
+            options["redis"] = _default_redis()
+        PaperExchange.from_options(options.get("engine") or _default_engine(), options).day_roll(now)
 
     def __init__(self, account: Account, options: Mapping[str, Any] | None = None):
         super().__init__(account, options)
