@@ -6,9 +6,9 @@ priority (nice 10): when the cores are busy, a batch being sent and the trader's
 and the syncs, repricing and exports wait a little (they are not what a trader is watching).
 
 `OrdersWorker` (the orders queue, and the strategies queue in a role of its own) runs each job in
-its own long-lived process instead (RQ's SimpleWorker). A send is latency the trader watches, and what makes it fast lives in the process:
-the broker connections kept alive (a new TLS connection to a broker costs round trips before the
-order is even sent), the thread pool, the database pool, compiled statements. A horse forked per
+its own long-lived process instead (RQ's SimpleWorker). A send is latency the trader watches, and
+what makes it fast lives in the process: the broker connections kept alive (a new TLS connection to a broker costs
+round trips before the order is even sent), the thread pool, the database pool, compiled statements. A horse forked per
 batch started all of that cold (~110 ms per batch here, docs/BENCHMARKS.md). A worker killed
 mid-send loses nothing either way: its heartbeat lapses within seconds (below), and the reclaim
 cron breaks its child locks and resolves its children by tag. A candle close's evaluations are
