@@ -206,3 +206,19 @@ def test_the_chip_shows_on_the_filled_position(app, client, trader, desk):
     page = client.get(f"/clients/{alpha.id}").data.decode()
     row = page.split('id="positions-', 1)[1].split("</tbody>", 1)[0]
     assert re.search(r'title="Stop-loss">SL ₹?1,540\.00<', row) and re.search(r'title="Target">TGT ₹?1,600\.00<', row)
+
+
+def test_a_ticket_against_the_position_leaves_the_positions_rule_armed(app, client, trader, desk):
+    """Long with a stop; a SELL ticket with its own stop: the long keeps its stop until the sale is
+    done, and then the rule that no longer matches the position (the SELL's: still long) is cancelled."""
+    alpha, _ = trader
+    assert client.post("/orders/new", data=ticket(desk, [alpha], stop="1540.00")).status_code == 302
+    desk.run_worker()  # long 10
+    again = "00000000-0000-4000-8000-0000000000a3"
+    sell = ticket(desk, [alpha], qty="4", action="SELL", stop="1560.00", ticket_id=again)
+    assert client.post("/orders/new", data=sell).status_code == 302
+    assert sorted((r.direction, r.state) for r in rules(app)) == [(-1, ARMED), (1, ARMED)]
+    desk.run_worker()  # long 6
+    with app.app_context():
+        stops.cancel_flat(get_redis())  # the feed's reload
+    assert sorted((r.direction, r.state) for r in rules(app)) == [(-1, CANCELLED), (1, ARMED)]

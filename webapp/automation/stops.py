@@ -3,7 +3,7 @@ position (instrument × product), checked on every tick by the feed process (DES
 
 - A person (a position row, a ticket) or a strategy's signal arms a rule (`arm`, audited); a person
   edits or cancels it (`edit`, `cancel`, audited). One ARMED rule per position: arming another
-  replaces it.
+  replaces it (a ticket against the position arms its own beside it until its entry is done).
 - The feed keeps a `StopIndex` of the ARMED rules per instrument token (numpy thresholds, floats only
   to find candidates; every crossing is confirmed in Decimal) and calls `fire_many` with the rules a
   tick crossed. Firing is ONE conditional UPDATE (`WHERE state = 'ARMED'`) in the transaction that
@@ -203,10 +203,13 @@ def arm_ticket(
     """A ticket's stop / target / trail: one rule per child the batch will send (not those risk
     refused), direction from the side (BUY protects a long, SELL a short), quantity = the child's
     quantity, source "ticket"; armed in the batch's own transaction, each replacing its position's
-    ARMED rule. A rule waits for its entry (see _fire_many). One statement each for the replaced
-    rules, the new ones and the audit, whatever the number of clients. `price`: the ticket's price
-    (the LTP for a market order) the levels were validated against; the trailing anchor starts
-    there. Raises StopError. The number of rules armed; the caller commits, then notify_changed."""
+    ARMED rule of the same direction. A rule waits for its entry (see _fire_many). A ticket against
+    the position (a SELL with a stop while long) leaves the long's rule armed: once the entry is
+    done, whichever of the two no longer matches the position is cancelled as flat (cancel_flat).
+    One statement each for the replaced rules, the new ones and the audit, whatever the number of
+    clients. `price`: the ticket's price (the LTP for a market order) the levels were validated
+    against; the trailing anchor starts there. Raises StopError. The number of rules armed; the
+    caller commits, then notify_changed."""
     direction = LONG if batch.action == "BUY" else SHORT
     instrument = db.session.get(Instrument, batch.instrument_id)
     errors = validate_levels(direction, price, stop, target, trail, instrument.tick_size)
@@ -226,6 +229,7 @@ def arm_ticket(
                 StopRule.client_id.in_(ids),
                 StopRule.instrument_id == instrument.id,
                 StopRule.product == batch.product,
+                StopRule.direction == direction,  # a rule protecting the other way stays: see below
                 StopRule.state == ARMED,
             )
             .values(state=CANCELLED, fired_reason="replaced by a new rule", updated_at=now)
