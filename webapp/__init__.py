@@ -19,6 +19,9 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
     if overrides:
         app.config.update(overrides)
     _check_config(app)
+    from webapp.marketdata.intervals import use_session
+
+    use_session(app.config["STRATEGY_SESSION"])  # process-wide, like logging: every role builds its app here
     logging.basicConfig(level=logging.INFO, format="%(asctime)s level=%(levelname)s logger=%(name)s %(message)s")
 
     from webapp import cli, errors, extensions, htmx, inputs, security, templating

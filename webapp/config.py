@@ -101,6 +101,9 @@ class Config:
     FEED_CLIENT_ID: int | None = None  # the client whose broker session streams prices (default: first connected)
     FEED_WATCHDOG_SECONDS: int = 30
     PAPER_ALWAYS_OPEN: bool = False  # demo mode keeps the paper market open at any hour
+    # the minutes strategies' bars are built from (webapp.marketdata.intervals): "nse" (09:15–15:30 IST)
+    # or "all_day" (the demo's always-open market: 24 h from 09:15, every day)
+    STRATEGY_SESSION: str = "nse"
     PAPER_LATENCY_MS: int = 0  # model a real broker's round trip (benchmarks)
     PAPER_JITTER_MS: int = 0
     # each broker's own settings (its endpoints: KITE_API_URL, …), declared by its adapter with their
@@ -127,6 +130,7 @@ class Config:
             BROKER_POOL_SIZE=parse_int(env.get("BROKER_POOL_SIZE"), 128, "BROKER_POOL_SIZE"),
             SEND_DEADLINE_SECONDS=parse_int(env.get("SEND_DEADLINE_SECONDS"), 30, "SEND_DEADLINE_SECONDS"),
             PAPER_ALWAYS_OPEN=parse_bool(env.get("PAPER_ALWAYS_OPEN"), default=demo),
+            STRATEGY_SESSION=_strategy_session(env.get("STRATEGY_SESSION"), demo),
             FEED_SOURCE=_feed_source(env.get("FEED_SOURCE")),
             FEED_CLIENT_ID=parse_int(env.get("FEED_CLIENT_ID"), 0, "FEED_CLIENT_ID") or None,
             FEED_WATCHDOG_SECONDS=parse_int(env.get("FEED_WATCHDOG_SECONDS"), 30, "FEED_WATCHDOG_SECONDS"),
@@ -165,3 +169,12 @@ class Config:
         """The settings as the app's config: each broker setting is a key of its own."""
         settings = dict(vars(self))
         return {**settings, **settings.pop("BROKER_SETTINGS")}
+
+
+def _strategy_session(value: str | None, demo: bool) -> str:
+    from webapp.marketdata.intervals import SESSIONS
+
+    name = (value or ("all_day" if demo else "nse")).strip().lower()
+    if name not in SESSIONS:
+        raise ConfigError(f"STRATEGY_SESSION must be one of {', '.join(sorted(SESSIONS))}, not {value!r}")
+    return name

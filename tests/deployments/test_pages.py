@@ -329,3 +329,27 @@ def test_a_pause_by_the_runner_reaches_the_deployment_page(app, trader, six, ins
         out = fragments.for_event(alert, [sub])
         assert len(out) == 1 and "strategy raised" in out[0][1]
         assert fragments.for_event({"event": "risk.alert", "deployment": None, "client": six[0].id}, [sub]) == []
+
+
+@pytest.fixture
+def all_day_session():
+    from webapp.marketdata import intervals
+
+    intervals.use_session("all_day")
+    yield
+    intervals.use_session("nse")
+
+
+def test_in_the_demos_all_day_session_a_night_window_and_the_weekend_are_accepted(
+    app, client, auth, trader, six, instruments, all_day_session
+):
+    auth.login("tara")
+    assert 'value="6"' in client.get("/deployments/new").data.decode()  # Sunday offered
+    night = {"window_start": "21:00", "last_entry": "23:30", "squareoff_at": "23:45", "days": ["5", "6"]}
+    response = client.post("/deployments/new", data=form_data(instruments, six, **night))
+    assert response.status_code == 302
+    with app.app_context():
+        deployment = db.session.execute(sa.select(Deployment)).scalar_one()
+        assert deployment.days == "5,6" and deployment.window_start.hour == 21
+    bad = client.post("/deployments/new", data=form_data(instruments, six, window_start="23:00", last_entry="22:00"))
+    assert "Must be after the start" in error_of(bad.data.decode(), "last_entry")

@@ -293,3 +293,35 @@ def test_load_series_with_short_history_gives_what_there_is(app, stored):
     assert len(load(app, instrument_id, 15, 5, ist("09:00"))) == 0
     assert len(load(app, instrument_id + 1, 15, 5, ist("12:00", NEXT_DAY))) == 0
     assert len(load(app, instrument_id, 15, 0, ist("12:00", NEXT_DAY))) == 0
+
+
+@pytest.fixture
+def all_day():
+    from webapp.marketdata import intervals
+
+    intervals.use_session("all_day")
+    yield
+    intervals.use_session("nse")
+
+
+def test_the_demo_all_day_session_closes_bars_at_night_on_the_same_0915_anchor(all_day):
+    from webapp.marketdata.intervals import bucket_end
+
+    assert bucket_start(ist("22:03"), 5) == ist("22:00").astimezone(UTC)
+    assert closes_bucket(ist("22:04"), 5) and not closes_bucket(ist("22:03"), 5)
+    assert bucket_start(ist("09:14", DAY + timedelta(days=1)), 60) == ist("08:15", DAY + timedelta(days=1))
+    assert closes_bucket(ist("09:14", DAY + timedelta(days=1)), 60)  # the session's last minute
+    assert bucket_end(ist("15:15"), 60) == ist("16:15")  # no short last hour: 1440 divides by 60
+    minutes = [ist("23:58") + timedelta(minutes=k) for k in range(4)]  # across midnight
+    candles = Candles.from_rows(
+        [(int(m.timestamp()), 10 + k, 11 + k, 9 + k, 10.5 + k, 100) for k, m in enumerate(minutes)]
+    )
+    bars = aggregate(candles, 3)
+    assert [datetime.fromtimestamp(t, UTC) for t in bars.time] == [ist("23:57"), ist("00:00", DAY + timedelta(days=1))]
+    assert list(bars.volume) == [200, 200]
+
+
+def test_the_nse_session_is_the_default_and_drops_night_minutes():
+    assert not closes_bucket(ist("22:04"), 5)
+    with pytest.raises(ValueError):
+        bucket_start(ist("22:03"), 5)

@@ -28,7 +28,7 @@ from webapp.automation import sizing as sizing_rules
 from webapp.automation.twins import LIVE, ensure_twins
 from webapp.events import publish
 from webapp.extensions import db
-from webapp.marketdata.intervals import INTERVALS
+from webapp.marketdata.intervals import INTERVALS, current_session
 from webapp.models import (
     Client,
     Deployment,
@@ -50,6 +50,14 @@ PRODUCTS = {"MIS": "Intraday (MIS)", "CNC": "Delivery (CNC)", "MTF": "MTF"}
 PAPER = "paper"  # the mode's stored word (it is also the paper broker's name; this is not a broker check)
 MODES = {PAPER: "Paper (twins on the paper exchange)", LIVE: "Live (the clients' brokers)"}
 DAYS = {0: "Mon", 1: "Tue", 2: "Wed", 3: "Thu", 4: "Fri"}
+ALL_DAYS = {**DAYS, 5: "Sat", 6: "Sun"}  # the demo's always-open market (intervals.ALL_DAY)
+
+
+def trading_days() -> dict[int, str]:
+    """The days a deployment may trade: NSE's weekdays, or every day in the demo's all-day session."""
+    return ALL_DAYS if current_session().minutes >= 1440 else DAYS
+
+
 MAX_INSTRUMENTS = 50
 MAX_CLIENTS = 200
 EVENT = "deployment.updated"
@@ -199,6 +207,9 @@ def _check_instruments(spec: Spec, checked: Checked) -> None:
 
 
 def _check_window(spec: Spec, errors: dict[str, str]) -> None:
+    if current_session().minutes >= 1440:  # the demo's market never closes: any window, any day
+        _check_all_day_window(spec, errors)
+        return
     hours = f"market hours ({MARKET_OPEN:%H:%M}–{MARKET_CLOSE:%H:%M} IST)"
     start, last, square = spec.window_start, spec.last_entry, spec.squareoff_at
     if start is None:
@@ -220,6 +231,22 @@ def _check_window(spec: Spec, errors: dict[str, str]) -> None:
         errors["days"] = "Choose at least one trading day."
     elif any(d not in DAYS for d in spec.days):
         errors["days"] = "Trading days are Monday to Friday."
+
+
+def _check_all_day_window(spec: Spec, errors: dict[str, str]) -> None:
+    start, last, square = spec.window_start, spec.last_entry, spec.squareoff_at
+    if start is None:
+        errors["window_start"] = "Enter the time entries start (IST)."
+    if last is None:
+        errors["last_entry"] = "Enter the time of the last entry (IST)."
+    elif start is not None and last <= start:
+        errors["last_entry"] = "Must be after the start."
+    if square is not None and last is not None and "last_entry" not in errors and square < last:
+        errors["squareoff_at"] = "Must be at or after the last entry."
+    if not spec.days:
+        errors["days"] = "Choose at least one trading day."
+    elif any(d not in trading_days() for d in spec.days):
+        errors["days"] = "Choose days of the week."
 
 
 def _check_clients(user: User, spec: Spec, checked: Checked) -> None:

@@ -62,6 +62,10 @@ class DeploymentForm(FlaskForm):
         super().__init__(*args, **kwargs)
         self.strategy.choices = {s.name: s.title for s in all_strategies()}
         self.clients.choices = {c.id: c.name for c in clients}
+        days = domain.trading_days()
+        self.days.choices = dict(days)
+        if not self.days.raw_data and self.days.data == list(domain.DAYS):  # a new form: every trading day
+            self.days.data = list(days)
 
 
 def params_from(request: Request, strategy: str) -> dict[str, str]:

@@ -15,6 +15,7 @@ candles is a trading day. A bucket never spans two sessions; a bucket with missi
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import numpy as np
@@ -29,7 +30,38 @@ INTERVALS = (1, 3, 5, 15, 60)
 IST_OFFSET = 19800  # seconds: IST = UTC + 05:30, no daylight saving
 SESSION_OPEN = 9 * 60 + 15  # minutes after IST midnight
 SESSION_CLOSE = 15 * 60 + 30
-SESSION_MINUTES = SESSION_CLOSE - SESSION_OPEN  # 375
+
+
+@dataclass(frozen=True)
+class Session:
+    """The minutes strategies' bars are built from: `minutes` long from `open` (minutes after IST
+    midnight). NSE's is 09:15–15:30. The demo's paper market never closes (PAPER_ALWAYS_OPEN), so
+    `make run` uses ALL_DAY — 24 hours from 09:15, the same 09:15 anchor — and a trader trying the
+    desk at night or on a Saturday still sees 5-minute bars close (config STRATEGY_SESSION)."""
+
+    name: str
+    open: int
+    minutes: int
+
+    @property
+    def close(self) -> int:
+        return self.open + self.minutes
+
+
+NSE = Session("nse", SESSION_OPEN, SESSION_CLOSE - SESSION_OPEN)  # 375 minutes
+ALL_DAY = Session("all_day", SESSION_OPEN, 1440)  # 1440 divides by every interval: no short bucket
+SESSIONS = {s.name: s for s in (NSE, ALL_DAY)}
+_session = NSE
+
+
+def use_session(name: str) -> None:
+    """Set once at start-up from the desk's config (create_app), before any bar is built."""
+    global _session
+    _session = SESSIONS[name]
+
+
+def current_session() -> Session:
+    return _session
 
 
 def _check(interval: int) -> None:
@@ -38,10 +70,10 @@ def _check(interval: int) -> None:
 
 
 def _session_minute(minute_start_utc: datetime) -> tuple[datetime, int | None]:
-    """(the minute in IST, minutes since 09:15 or None outside the session)."""
+    """(the minute in IST, minutes since the session opened or None outside the session)."""
     local = as_utc(minute_start_utc).astimezone(IST)
-    minute = local.hour * 60 + local.minute - SESSION_OPEN
-    return local, minute if 0 <= minute < SESSION_MINUTES else None
+    minute = (local.hour * 60 + local.minute - _session.open) % 1440
+    return local, minute if minute < _session.minutes else None
 
 
 def bucket_start(minute_start_utc: datetime, interval: int) -> datetime:
@@ -51,16 +83,18 @@ def bucket_start(minute_start_utc: datetime, interval: int) -> datetime:
     local, minute = _session_minute(minute_start_utc)
     if minute is None:
         raise ValueError(f"{local:%H:%M} IST is outside the 09:15–15:30 session: it belongs to no bucket")
-    midnight = local.replace(hour=0, minute=0, second=0, microsecond=0)
-    return (midnight + timedelta(minutes=SESSION_OPEN + minute // interval * interval)).astimezone(UTC)
+    opened = local.replace(second=0, microsecond=0) - timedelta(minutes=minute)
+    return (opened + timedelta(minutes=minute // interval * interval)).astimezone(UTC)
 
 
 def bucket_end(start_utc: datetime, interval: int) -> datetime:
-    """When the bucket starting at `start_utc` closes: start + interval, but never past 15:30 IST."""
+    """When the bucket starting at `start_utc` closes: start + interval, but never past the session's
+    close (15:30 IST)."""
     _check(interval)
-    local = as_utc(start_utc).astimezone(IST)
-    close = local.replace(hour=15, minute=30, second=0, microsecond=0)
-    return min(local + timedelta(minutes=interval), close).astimezone(UTC)
+    start = as_utc(start_utc)
+    _, minute = _session_minute(start)
+    left = interval if minute is None else min(interval, _session.minutes - minute)
+    return start + timedelta(minutes=left)
 
 
 def closes_bucket(minute_start_utc: datetime, interval: int) -> bool:
@@ -70,24 +104,24 @@ def closes_bucket(minute_start_utc: datetime, interval: int) -> bool:
     _, minute = _session_minute(minute_start_utc)
     if minute is None:
         return False
-    return minute == SESSION_MINUTES - 1 or (minute + 1) % interval == 0
+    return minute == _session.minutes - 1 or (minute + 1) % interval == 0
 
 
 def _bucket_starts(times: np.ndarray, interval: int) -> tuple[np.ndarray, np.ndarray]:
     """(in-session mask, bucket start epoch seconds of each in-session time)."""
-    local = times + IST_OFFSET
-    day = local // 86400
-    minute = (local % 86400) // 60 - SESSION_OPEN
-    inside = (minute >= 0) & (minute < SESSION_MINUTES)
+    shifted = times + IST_OFFSET - _session.open * 60  # seconds since some day's session opened
+    day = shifted // 86400
+    minute = (shifted % 86400) // 60
+    inside = minute < _session.minutes
     day, minute = day[inside], minute[inside]
-    starts = (day * 1440 + SESSION_OPEN + minute // interval * interval) * 60 - IST_OFFSET
+    starts = (day * 1440 + _session.open + minute // interval * interval) * 60 - IST_OFFSET
     return inside, starts
 
 
 def bucket_ends(starts: np.ndarray, interval: int) -> np.ndarray:
     """Epoch seconds each bucket (given by its start) closes: start + interval, capped at 15:30 IST."""
-    day = (starts + IST_OFFSET) // 86400
-    close = day * 86400 + SESSION_CLOSE * 60 - IST_OFFSET
+    day = (starts + IST_OFFSET - _session.open * 60) // 86400
+    close = (day * 1440 + _session.close) * 60 - IST_OFFSET
     return np.minimum(starts + interval * 60, close)
 
 
