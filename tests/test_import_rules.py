@@ -30,7 +30,9 @@ BLUEPRINTS = (
     "webapp.orders",
     "webapp.risk",
     "webapp.stops",
+    "webapp.backtests",
 )
+AUTOMATION = ("webapp.automation", "webapp.backtest")  # on the trading core; jobs, pages and the feed on them
 
 
 def module_of(path: Path) -> str:
@@ -87,8 +89,12 @@ def broken_rule(source: str, target: str) -> str | None:
         return "an adapter imports the port, market data, models and helpers, never the desk above it"
     if within(source, "webapp.marketdata") and within(target, "webapp.trading", "jobs", *BLUEPRINTS, *FEED_PROCESS):
         return "market data sits below trading and the feed process"
-    if within(source, "webapp.trading") and within(target, "jobs", *BLUEPRINTS, *FEED_PROCESS):
-        return "the trading core imports no job, blueprint or the feed process"
+    if within(source, "webapp.trading") and within(target, "jobs", *BLUEPRINTS, *FEED_PROCESS, *AUTOMATION):
+        return "the trading core imports no job, blueprint, the feed process or the automation above it"
+    if within(source, "webapp.marketdata") and within(target, *AUTOMATION):
+        return "market data sits below automation and the backtester"
+    if within(source, *AUTOMATION) and within(target, "jobs", *BLUEPRINTS, *FEED_PROCESS):
+        return "automation and the backtester import no job, blueprint or the feed process"
     return None
 
 
@@ -120,5 +126,27 @@ def test_the_rules_catch_a_cycle():
     assert broken_rule("webapp.trading.pnl", "webapp.brokers.kite.adapter")
     assert broken_rule("webapp.brokers.base", "webapp.models")
     assert broken_rule("webapp.strategies.base", "webapp.models")
+    assert broken_rule("webapp.automation.runner", "jobs.automation")
+    assert broken_rule("webapp.trading.exits", "webapp.automation.alerts")
+    assert broken_rule("webapp.backtest.engine", "webapp.backtests.routes")
     assert broken_rule("webapp.strategies", "webapp.strategies.base") is None
     assert broken_rule("webapp.brokers.paper.quotes", "webapp.marketdata.store") is None
+
+
+def test_the_domain_packages_import_no_flask():
+    """Strategies, automation, the backtester and market data run the same in a job, a test or the
+    feed: none of them imports Flask (the trading core's one exception is its context builder)."""
+    offenders = []
+    for folder in ("strategies", "automation", "backtest", "marketdata", "trading"):
+        for path in sorted((ROOT / "webapp" / folder).rglob("*.py")):
+            for node in ast.walk(ast.parse(path.read_text())):
+                names = (
+                    [node.module or ""]
+                    if isinstance(node, ast.ImportFrom)
+                    else [a.name for a in node.names]
+                    if isinstance(node, ast.Import)
+                    else []
+                )
+                if any(n.split(".")[0] in ("flask", "flask_login", "flask_wtf") for n in names):
+                    offenders.append(f"{path.relative_to(ROOT)}:{node.lineno}")
+    assert [o for o in offenders if not o.startswith("webapp/trading/context.py:")] == []
