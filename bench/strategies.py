@@ -5,7 +5,8 @@ child of its batch acknowledged by the broker.
 
 Starts everything in a temporary directory: an embedded Redis (or --redis-url), a SQLite database
 (or --database-url), `flask db upgrade`, the Kite emulator with R ms added to every answer, and the
-RQ workers exactly as the Procfile starts them (`worker`: strategies, sync, default; `orders`).
+RQ workers exactly as the Procfile starts them (`strategies`: warm no-fork workers; `worker`: sync,
+default; `orders`).
 
 1. Evaluation: D deployments of EMA crossover (3/8, 1-minute bars) over I instruments, with an hour
    of history. Each round stores one closed minute for every instrument, as the feed does, and makes
@@ -65,14 +66,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--rtt-ms", type=float, default=100.0, help="latency the emulator adds to every answer")
     p.add_argument("--rounds", type=int, default=20, help="measured candle closes (evaluation)")
     p.add_argument("--signal-rounds", type=int, default=8, help="measured signals (acknowledgement)")
-    p.add_argument("--workers", type=int, default=2, help="Procfile `worker` processes (strategies, sync, default)")
+    p.add_argument("--workers", type=int, default=1, help="Procfile `worker` processes (sync, default)")
+    p.add_argument("--strategies-workers", type=int, default=2, help="Procfile `strategies` processes")
     p.add_argument("--orders-workers", type=int, default=2, help="Procfile `orders` processes")
-    p.add_argument(
-        "--long-lived",
-        action="store_true",
-        help="a variant: the strategies queue served by long-lived workers (the `orders` role's worker class, "
-        "no fork per job) instead of the Procfile's `worker` role (a forked horse per job, nice 10)",
-    )
     p.add_argument("--poll-ms", type=float, default=5.0, help="database poll interval")
     p.add_argument("--round-timeout", type=float, default=60.0, help="seconds before a round counts as incomplete")
     p.add_argument("--pause-ms", type=float, default=500.0, help="pause between signal rounds")
@@ -175,13 +171,9 @@ def start_workers(processes: Processes, env: dict, args) -> None:
     from webapp.entrypoint import worker_command
 
     for i in range(args.workers):
-        command = worker_command("worker", f"bench-worker-{os.getpid()}-{i}")
-        if args.long_lived:  # the same worker class and queues but strategies, which a long-lived worker takes
-            command.remove("strategies")
-            long_lived = worker_command("orders", f"bench-strategies-{os.getpid()}-{i}")
-            long_lived[long_lived.index("orders")] = "strategies"
-            processes.start(f"worker-strategies-{i}", long_lived, env)
-        processes.start(f"worker-{i}", command, env)
+        processes.start(f"worker-{i}", worker_command("worker", f"bench-worker-{os.getpid()}-{i}"), env)
+    for i in range(args.strategies_workers):
+        processes.start(f"strategies-{i}", worker_command("strategies", f"bench-strategies-{os.getpid()}-{i}"), env)
     for i in range(args.orders_workers):
         processes.start(f"worker-orders-{i}", worker_command("orders", f"bench-orders-{os.getpid()}-{i}"), env)
 
@@ -331,7 +323,7 @@ def _run(args, tmp: Path, processes: Processes, started: dict) -> dict:
     )
     start_workers(processes, env, args)
     rq_redis = redis_lib.Redis.from_url(env["REDIS_URL"])
-    wait_workers(rq_redis, args.workers * (2 if args.long_lived else 1) + args.orders_workers, processes)
+    wait_workers(rq_redis, args.workers + args.strategies_workers + args.orders_workers, processes)
     probe = Probe(app)
     rng = random.Random(11)
     prices = {i: 1000.0 for i in instruments}
@@ -395,8 +387,8 @@ def _run(args, tmp: Path, processes: Processes, started: dict) -> dict:
         "clients": args.clients,
         "rtt_ms": args.rtt_ms,
         "workers": args.workers,
+        "strategies_workers": args.strategies_workers,
         "orders_workers": args.orders_workers,
-        "strategies_served_by": "long-lived workers (variant)" if args.long_lived else "the Procfile's worker role",
         "eval_p50_ms": _r(percentile(alls, 50)),
         "eval_p95_ms": _r(percentile(alls, 95)),
         "eval_each": summary(each),

@@ -39,7 +39,7 @@ def test_ready_with_database_and_redis(app, client):
     response = client.get("/health/ready")
     assert response.status_code == 200
     assert response.json["checks"] == {"database": "ok", "redis": "ok"}
-    assert response.json["roles"] == {"orders": 1, "strategies": 1, "worker": 1, "cron": 1, "feed": 1}
+    assert response.json["roles"] == {"orders": 1, "strategies": 1, "worker": 1, "cron": 1, "feed": 1, "backtests": 0}
     assert response.json["status"] == "ok" and response.json["degraded"] == []
 
 
@@ -51,7 +51,7 @@ def test_ready_is_degraded_naming_each_role_without_a_live_process(app, client):
     start_roles(app, roles=("orders", "feed"))
     response = client.get("/health/ready")
     assert response.status_code == 503 and response.json["degraded"] == ["strategies", "worker", "cron"]
-    assert response.json["roles"] == {"orders": 1, "strategies": 0, "worker": 0, "cron": 0, "feed": 1}
+    assert response.json["roles"] == {"orders": 1, "strategies": 0, "worker": 0, "cron": 0, "feed": 1, "backtests": 0}
 
 
 def test_a_worker_whose_heartbeat_stopped_is_not_live(app, client, redis_client):

@@ -268,7 +268,7 @@ def test_a_worker_killed_mid_evaluation_is_redone_by_the_sweep_once_counted_at_t
     )
     with open(tmp_path / "worker.log", "ab") as log:
         worker = subprocess.Popen(
-            worker_command("worker", f"strategies-{os.getpid()}"),
+            worker_command("strategies", f"strategies-{os.getpid()}"),
             cwd=ROOT,
             env=env,
             stdin=subprocess.DEVNULL,

@@ -15,7 +15,7 @@ import pytest
 from tests.backtest.btdriver import ours, reference_trades, session_times
 from tests.strategies.series import make_series
 from webapp.backtest.engine import Settings, make_plan, run
-from webapp.strategies import Candles, all_strategies, create_strategy
+from webapp.strategies import Candles, builtin_strategies, create_strategy
 from webapp.timeutil import IST
 
 D = Decimal
@@ -73,7 +73,7 @@ def exits_for(cls, extra: dict) -> dict:
     return values
 
 
-@pytest.mark.parametrize("cls", all_strategies(), ids=lambda cls: cls.name)
+@pytest.mark.parametrize("cls", builtin_strategies(), ids=lambda cls: cls.name)
 @pytest.mark.parametrize("exits", EXITS, ids=["defaults", "stop_target", "trail", "atr_levels"])
 def test_every_builtin_strategy_trades_as_backtesting_py(cls, exits):
     strategy = cls(**exits_for(cls, exits))

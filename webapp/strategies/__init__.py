@@ -122,3 +122,8 @@ def create_strategy(name: str, values: Mapping[str, Any] | None = None) -> Strat
     """The strategy `name` with validated parameters; KeyError for an unknown name, ParamError (field →
     message) for bad values."""
     return strategy_class(name)(**dict(values or {}))
+
+
+def builtin_strategies() -> list[type[Strategy]]:
+    """The strategies the desk ships (STRATEGY_MODULES), without any a desk or a test added."""
+    return [cls for cls in all_strategies() if cls.__module__ in STRATEGY_MODULES]
