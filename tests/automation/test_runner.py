@@ -525,8 +525,8 @@ def test_the_feed_subscribes_to_deployed_instruments_and_announces_each_closed_b
         jobs = [queue.fetch_job(job_id) for job_id in queue.job_ids]
         assert [(j.id, j.args) for j in jobs] == [
             (
-                f"eval-{desk.instrument.id}-3-{int(minute(0).timestamp())}",
-                (desk.instrument.id, 3, minute(0).isoformat()),
+                f"eval-{desk.instrument.id}-3-{int(minute(0).timestamp())}-0",
+                ([desk.instrument.id], 3, minute(0).isoformat()),
             )
         ]
 

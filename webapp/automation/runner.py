@@ -75,6 +75,7 @@ ANNOUNCED_TTL = 3600
 SWEEP_GRACE = timedelta(seconds=3)  # a bar closed this recently is left to its announcement
 SWEEP_REPEAT = 10  # seconds before the sweep queues the same bar again
 SQUAREOFF_KIND = "deployment.squareoff"
+ANNOUNCE_CHUNKS = 2  # evaluation jobs per closed bucket: the Procfile's strategies workers share them
 EVAL_JOB = {"result_ttl": 60, "failure_ttl": 3600}
 
 
@@ -143,15 +144,39 @@ def _enqueue_once(redis, key: str, ttl: int, job_id: str, instrument_id: int, in
 
 
 def announce_closed(redis, closed: Iterable[tuple[int, datetime]]) -> int:
-    """The feed's candle close: one evaluation job per (instrument, interval, bucket) closed, with a
-    deterministic id; a repeated announcement of the same bar queues nothing. How many were queued."""
-    queued = 0
+    """The feed's candle close: every (instrument, interval, bucket) it closes is evaluated once — a
+    SET NX key per bucket, so a repeated announcement of the same bar queues nothing. The instruments
+    that closed the same bucket together are split into ANNOUNCE_CHUNKS jobs (deterministic ids), not
+    one job each: a job's own cost (its Redis round trips, a deployments query, a commit) was most of a
+    50-instrument close (docs/BENCHMARKS.md). How many (instrument, interval, bucket) were queued."""
+    fresh: dict[tuple[int, datetime], list[int]] = {}
+
+    def key(instrument_id: int, interval: int, bar: datetime) -> str:
+        return ANNOUNCED_KEY.format(instrument=instrument_id, interval=interval, bar=int(bar.timestamp()))
+
     for instrument_id, interval, bar in closed_buckets(closed):
-        key = ANNOUNCED_KEY.format(instrument=instrument_id, interval=interval, bar=int(bar.timestamp()))
-        queued += _enqueue_once(
-            redis, key, ANNOUNCED_TTL, eval_job_id(instrument_id, interval, bar), instrument_id, interval, bar
-        )
-    return queued
+        if redis.set(key(instrument_id, interval, bar), "1", nx=True, ex=ANNOUNCED_TTL):
+            fresh.setdefault((interval, bar), []).append(instrument_id)
+    for (interval, bar), instrument_ids in fresh.items():
+        for n in range(min(ANNOUNCE_CHUNKS, len(instrument_ids))):
+            chunk = instrument_ids[n::ANNOUNCE_CHUNKS]
+            try:
+                enqueue(
+                    "jobs.automation.evaluate_many",
+                    chunk,
+                    interval,
+                    as_utc(bar).isoformat(),
+                    queue_name=QUEUE_STRATEGIES,
+                    job_id=f"{eval_job_id(chunk[0], interval, bar)}-{n}",
+                    **EVAL_JOB,
+                )
+            except RedisError:
+                for instrument_id in chunk:  # best effort; the sweep finds the bars anyway
+                    redis.delete(
+                        ANNOUNCED_KEY.format(instrument=instrument_id, interval=interval, bar=int(bar.timestamp()))
+                    )
+                raise
+    return sum(len(ids) for ids in fresh.values())
 
 
 # ----------------------------------------------------------------------------- the catch-up sweep
@@ -216,21 +241,6 @@ class Evaluation:
     alerts: tuple[RiskAlert, ...] = ()
 
 
-def deployments_on(instrument_id: int, interval: int) -> list[int]:
-    return list(
-        db.session.execute(
-            sa.select(Deployment.id)
-            .join(DeploymentInstrument, DeploymentInstrument.deployment_id == Deployment.id)
-            .where(
-                Deployment.state == ACTIVE,
-                Deployment.interval == interval,
-                DeploymentInstrument.instrument_id == instrument_id,
-            )
-            .order_by(Deployment.id)
-        ).scalars()
-    )
-
-
 def evaluate_bar(
     instrument_id: int, interval: int, bar: datetime, *, config: Mapping[str, Any], redis, now: datetime | None = None
 ) -> list[Evaluation]:
@@ -238,7 +248,7 @@ def evaluate_bar(
     read once for all of them; the cursors of those that signal nothing move together in one
     transaction, and each signal is stored with its batch in its own: one deployment that fails (a
     strategy that raises, a refusal, a database error) never stops the others."""
-    return _evaluate(instrument_id, interval, as_utc(bar), deployments_on(instrument_id, interval), config, redis, now)
+    return _evaluate(instrument_id, interval, as_utc(bar), None, config, redis, now)
 
 
 def evaluate_one(
@@ -264,22 +274,29 @@ class _Due:
     deployment: Deployment
     cursor_id: int
     strategy: Any
+    deployment_id: int = 0  # read before the rollback expires `deployment` (a reload each cost a query)
+
+    def __post_init__(self) -> None:
+        self.deployment_id = self.deployment.id
 
 
-def _due(instrument_id: int, bar: datetime, deployment_ids: list[int]) -> list[_Due]:
-    """The ACTIVE deployments among these whose cursor on this instrument is before `bar`."""
-    if not deployment_ids:
+def _due(instrument_id: int, interval: int, bar: datetime, deployment_ids: list[int] | None) -> list[_Due]:
+    """The ACTIVE deployments among these (None: every one on this instrument and interval) whose
+    cursor on this instrument is before `bar`."""
+    if deployment_ids is not None and not deployment_ids:
         return []
-    rows = db.session.execute(
+    query = (
         sa.select(Deployment, DeploymentInstrument.id, DeploymentInstrument.last_bar)
         .join(DeploymentInstrument, DeploymentInstrument.deployment_id == Deployment.id)
-        .where(
-            in_ids(Deployment.id, deployment_ids),
-            Deployment.state == ACTIVE,
-            DeploymentInstrument.instrument_id == instrument_id,
-        )
+        .where(Deployment.state == ACTIVE, DeploymentInstrument.instrument_id == instrument_id)
         .order_by(Deployment.id)
-    ).all()
+    )
+    query = (
+        query.where(in_ids(Deployment.id, deployment_ids))
+        if deployment_ids is not None
+        else query.where(Deployment.interval == interval)
+    )
+    rows = db.session.execute(query).all()
     return [_Due(d, cursor_id, None) for d, cursor_id, last in rows if last is None or as_utc(last) < bar]
 
 
@@ -287,13 +304,13 @@ def _evaluate(
     instrument_id: int,
     interval: int,
     bar: datetime,
-    deployment_ids: list[int],
+    deployment_ids: list[int] | None,
     config: Mapping[str, Any],
     redis,
     now: datetime | None,
 ) -> list[Evaluation]:
     due, failed = [], []
-    for item in _due(instrument_id, bar, deployment_ids):
+    for item in _due(instrument_id, interval, bar, deployment_ids):
         try:
             item.strategy = create_strategy(item.deployment.strategy, item.deployment.params)
             due.append(item)
@@ -316,12 +333,13 @@ def _evaluate(
         else:
             signalled.append((item, signal, float(window.close[-1])))
     db.session.rollback()  # what was read is not held while others write
-    results = [Evaluation(item.deployment.id) for item in quiet if _claim(item.cursor_id, bar)]
+    moved = _claim_many([item.cursor_id for item in quiet], bar)
+    results = [Evaluation(item.deployment_id) for item in quiet if item.cursor_id in moved]
     db.session.commit()
     for deployment_id, error in failed:
         results.append(_pause(deployment_id, f"The strategy failed at the bar of {_ist(bar)}: {error}", redis))
     for item, signal, close in signalled:
-        deployment_id = item.deployment.id
+        deployment_id = item.deployment_id
         try:
             result = _store_signal(deployment_id, item.cursor_id, instrument_id, bar, signal, close, config, redis, now)
         except Exception:  # one deployment's trouble is its own: the sweep tries it again
@@ -379,6 +397,20 @@ def _claim(cursor_id: int, bar: datetime) -> bool:
         .values(last_bar=bar)
     )
     return moved.rowcount == 1
+
+
+def _claim_many(cursor_ids: list[int], bar: datetime) -> set[int]:
+    """_claim for many cursors in one statement (the deployments that signalled nothing): the ids moved."""
+    if not cursor_ids:
+        return set()
+    table = DeploymentInstrument.__table__
+    moved = db.session.execute(
+        sa.update(table)
+        .where(in_ids(table.c.id, cursor_ids), sa.or_(table.c.last_bar.is_(None), table.c.last_bar < bar))
+        .values(last_bar=bar)
+        .returning(table.c.id)
+    )
+    return set(moved.scalars())
 
 
 def _after_commit(
