@@ -103,11 +103,13 @@ def create_exit_batch(
         note=note,
     )
     db.session.add(batch)
-    desk_checks = _desk_checks(legs) if user is None else {}
-    for holder, quantity in legs:
-        check = (
-            desk_checks.get(holder.key)
-            or check_children(
+    if user is None:  # the desk's own exit: the legs checked together, the children written in one INSERT
+        checks = _desk_checks(legs)
+        db.session.flush()
+        db.session.execute(Order.__table__.insert(), [_exit_row(batch.id, h, q, checks[h.key]) for h, q in legs])
+    else:  # a person's: each leg checked after the ones before it are written (their orders count today)
+        for holder, quantity in legs:
+            check = check_children(
                 user,
                 [holder.client],
                 {holder.client.id: quantity},
@@ -116,23 +118,8 @@ def create_exit_batch(
                 unit_price=holder.instrument.last_price or 0,
                 reduces={holder.client.id: True},
             )[0]
-        )
-        db.session.add(
-            Order(
-                batch=batch,
-                client_id=holder.client.id,
-                instrument_id=holder.instrument.id,
-                side="SELL" if holder.quantity > 0 else "BUY",
-                quantity=min(quantity, abs(holder.quantity)),
-                product=holder.product,
-                order_type="MARKET",
-                validity="DAY",
-                tag=new_tag(),
-                status=states.FAILED if check.block else states.NEW,
-                reason=check.block,
-            )
-        )
-    db.session.flush()
+            db.session.add(Order(batch=batch, **_exit_row(None, holder, quantity, check)))
+        db.session.flush()
     audit.record(
         f"batch.{kind}",
         **actor_of(user),
@@ -148,6 +135,22 @@ def create_exit_batch(
         },
     )
     return batch
+
+
+def _exit_row(batch_id: int | None, holder: Holder, quantity: int, check: ChildCheck) -> dict:
+    row = dict(
+        client_id=holder.client.id,
+        instrument_id=holder.instrument.id,
+        side="SELL" if holder.quantity > 0 else "BUY",
+        quantity=min(quantity, abs(holder.quantity)),
+        product=holder.product,
+        order_type="MARKET",
+        validity="DAY",
+        tag=new_tag(),
+        status=states.FAILED if check.block else states.NEW,
+        reason=check.block,
+    )
+    return row if batch_id is None else {**row, "batch_id": batch_id}
 
 
 def _desk_checks(legs: list[tuple[Holder, int]]) -> dict[str, ChildCheck]:
