@@ -10,6 +10,7 @@ the same floating-point operations whatever comes before (tests/strategies/ prov
 from __future__ import annotations
 
 import math
+from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -228,7 +229,7 @@ def _parse_float(raw: Any) -> float:
     return value
 
 
-class Strategy:
+class Strategy(ABC):
     """Subclasses declare `name`, `title`, `summary` and `params`, and implement `warmup` and `_signals`
     (and `check` for rules across fields). `signals` and `signal_at_last` are the same code on any series."""
 
@@ -282,13 +283,13 @@ class Strategy:
         }
 
     @property
+    @abstractmethod
     def warmup(self) -> int:
         """Bars needed before the first signal: the signal at bar i reads bars i - warmup … i only."""
-        raise NotImplementedError
 
+    @abstractmethod
     def _signals(self, candles: Candles) -> list[Signal]:
         """Every signal over the series, any index (signals() drops those before the warm-up)."""
-        raise NotImplementedError
 
     def signals(self, candles: Candles) -> list[Signal]:
         """Every signal over the whole series, oldest first; none before bar `warmup`. Pure and causal."""
@@ -441,6 +442,6 @@ class ExitsStrategy(Strategy):
         return max(self.lookback, self.exits.warmup)
 
     @property
+    @abstractmethod
     def lookback(self) -> int:
         """Bars the entry/exit rule itself reads before the current one."""
-        raise NotImplementedError
