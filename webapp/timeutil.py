@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from datetime import time as clock
 from zoneinfo import ZoneInfo
 
 UTC = UTC
@@ -26,12 +27,14 @@ def format_ist(value: datetime | None, fmt: str = "%d %b %Y %H:%M:%S") -> str:
     return "" if value is None else to_ist(value).strftime(fmt) + " IST"
 
 
+MARKET_OPEN = clock(9, 15)  # NSE's normal market, IST: the one place the desk's code states its hours
+MARKET_CLOSE = clock(15, 30)
+
+
 def market_hours(now: datetime | None = None) -> bool:
     """NSE's normal market, Mon–Fri 09:15–15:30 IST: when silence means a dead socket or a stale price."""
-    from datetime import time as clock
-
     local = (now or utcnow()).astimezone(IST)
-    return local.weekday() < 5 and clock(9, 15) <= local.time() <= clock(15, 30)
+    return local.weekday() < 5 and MARKET_OPEN <= local.time() <= MARKET_CLOSE
 
 
 def age_text(seconds: float) -> str:

@@ -31,7 +31,7 @@ from webapp.automation.alerts import announce, raise_alert
 from webapp.extensions import db
 from webapp.models import Client, DeskState, Holding, Order, Position, RiskAlert
 from webapp.tasks import QUEUE_ORDERS, enqueue
-from webapp.timeutil import IST, utcnow
+from webapp.timeutil import IST, MARKET_CLOSE, utcnow
 from webapp.trading import states
 from webapp.trading.batch_requests import queue_send
 from webapp.trading.exits import create_exit_batch, intraday_holders
@@ -40,8 +40,6 @@ from webapp.trading.pnl import record_day
 
 DEFAULT_SQUAREOFF = time(15, 15)
 PRE_OPEN = time(9, 0)
-MARKET_OPEN = time(9, 15)
-MARKET_CLOSE = time(15, 30)
 DELIVERY = ("CNC", "MTF")
 ZERO = Decimal(0)
 

@@ -42,9 +42,9 @@ from webapp.models import (
 from webapp.models.automation import ACTIVE, PAUSED, STOPPED
 from webapp.models.base import in_ids
 from webapp.strategies import ParamError, strategy_class
+from webapp.timeutil import MARKET_CLOSE, MARKET_OPEN
 from webapp.trading.tickets import reference_price
 
-MARKET_OPEN, MARKET_CLOSE = time(9, 15), time(15, 30)
 PRODUCTS = {"MIS": "Intraday (MIS)", "CNC": "Delivery (CNC)", "MTF": "MTF"}
 # Deployment.mode: PAPER trades each client's paper twin, LIVE the client's broker (twins.is_paper asks)
 PAPER = "paper"  # the mode's stored word (it is also the paper broker's name; this is not a broker check)

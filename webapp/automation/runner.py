@@ -24,7 +24,7 @@ import logging
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import datetime, time, timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -58,7 +58,7 @@ from webapp.models.base import in_ids
 from webapp.money import round_to_tick, rupees
 from webapp.strategies import Action, Signal, create_strategy, next_side
 from webapp.tasks import QUEUE_STRATEGIES, enqueue
-from webapp.timeutil import IST, UTC, as_utc, utcnow
+from webapp.timeutil import IST, MARKET_CLOSE, UTC, as_utc, utcnow
 from webapp.trading import states
 from webapp.trading.batch_requests import queue_send
 from webapp.trading.exits import Holder, create_exit_batch
@@ -780,10 +780,7 @@ def squareoff_due(now: datetime | None = None) -> list[int]:
             Deployment.squareoff_at.is_not(None), Deployment.product == "MIS", Deployment.id.not_in(done)
         )
     ).all()
-    return [d for d, at in rows if at <= local.time() <= _MARKET_CLOSE]
-
-
-_MARKET_CLOSE = time(15, 30)  # IST
+    return [d for d, at in rows if at <= local.time() <= MARKET_CLOSE]
 
 
 def square_off(deployment_id: int, redis, now: datetime | None = None) -> Batch | None:

@@ -38,7 +38,7 @@ from webapp.marketdata.intervals import (
 )
 from webapp.models import Candle, Instrument
 from webapp.strategies.base import Candles
-from webapp.timeutil import IST, UTC, as_utc
+from webapp.timeutil import IST, MARKET_OPEN, UTC, as_utc
 
 INSERT_CHUNK = 5000  # rows per INSERT statement (well under PostgreSQL's bind-parameter ceiling)
 MAX_CSV_ERRORS = 200  # errors kept in a report; the count of bad lines is always exact
@@ -538,7 +538,7 @@ def simulate_year(instrument: Any, seed: int, last_day: date, days: int = 365) -
     for day in sessions(last_day - timedelta(days=days - 1), last_day):
         trend = SIM_TREND_PERSISTENCE * trend + rng.gauss(0.0, SIM_TREND_VOLATILITY) / minutes
         level += rng.gauss(0.0, SIM_OVERNIGHT_VOLATILITY) if rows else 0.0
-        opening = datetime.combine(day, time(9, 15), IST).astimezone(UTC)
+        opening = datetime.combine(day, MARKET_OPEN, IST).astimezone(UTC)
         for minute in range(minutes):
             open_ = level
             path = [open_]

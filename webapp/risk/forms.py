@@ -9,9 +9,9 @@ from flask_wtf import FlaskForm
 from wtforms import StringField
 from wtforms.validators import Optional, ValidationError
 
-from webapp.automation.dayend import MARKET_CLOSE, MARKET_OPEN
 from webapp.inputs import AmountField
 from webapp.models import DeskState
+from webapp.timeutil import MARKET_CLOSE, MARKET_OPEN
 
 
 def parse_clock(raw: str) -> time:
