@@ -125,6 +125,7 @@ def _init_sqlite(app: Flask) -> None:
 
 def _register_blueprints(app: Flask) -> None:
     from webapp.admin import bp as admin_bp
+    from webapp.api import bp as api_bp
     from webapp.auth import bp as auth_bp
     from webapp.backtests import bp as backtests_bp
     from webapp.clients import bp as clients_bp
@@ -151,3 +152,4 @@ def _register_blueprints(app: Flask) -> None:
     app.register_blueprint(risk_bp)
     app.register_blueprint(backtests_bp, url_prefix="/backtests")
     app.register_blueprint(deployments_bp)
+    app.register_blueprint(api_bp)

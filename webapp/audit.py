@@ -100,7 +100,7 @@ def record(
         target=target,
         clients=",".join(str(c) for c in sorted(set(clients))),
         result=result,
-        detail=text_json(detail or {}, sort_keys=True),
+        detail=text_json(_naming_the_key(detail), sort_keys=True),
         ip=ip,
         prev_hash=head.hash,
     )
@@ -108,6 +108,14 @@ def record(
     head.hash = event.hash
     session.add(event)
     return event
+
+
+def _naming_the_key(detail: dict[str, Any] | None) -> dict[str, Any]:
+    """An event written while an API request runs names the key that made it (webapp/api/auth.py)."""
+    from flask import g, has_request_context
+
+    key = g.get("api_key") if has_request_context() else None
+    return {**(detail or {}), "api_key": key.label} if key is not None else (detail or {})
 
 
 @dataclass(frozen=True)

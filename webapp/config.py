@@ -89,6 +89,9 @@ class Config:
     PORT: int = 8000
     DEMO_PASSWORD: str = "fanout-demo"
     LOGIN_RATE_LIMIT: str = "5 per minute"
+    # requests per API key (webapp/api/) and alerts per webhook (webapp/hooks/); over it: 429 with Retry-After
+    API_RATE_LIMIT: str = "600 per minute"
+    HOOK_RATE_LIMIT: str = "60 per minute"
     SESSION_COOKIE_HTTPONLY: bool = True
     SESSION_COOKIE_SAMESITE: str = "Lax"
     SESSION_COOKIE_SECURE: bool = False
@@ -125,6 +128,8 @@ class Config:
             PORT=parse_int(env.get("PORT"), 8000, "PORT"),
             DEMO_PASSWORD=env.get("DEMO_PASSWORD") or "fanout-demo",
             LOGIN_RATE_LIMIT=env.get("LOGIN_RATE_LIMIT") or "5 per minute",
+            API_RATE_LIMIT=env.get("API_RATE_LIMIT") or "600 per minute",
+            HOOK_RATE_LIMIT=env.get("HOOK_RATE_LIMIT") or "60 per minute",
             SESSION_COOKIE_SECURE=parse_bool(env.get("SESSION_COOKIE_SECURE"), default=not demo),
             BROKER_TIMEOUT_SECONDS=parse_int(env.get("BROKER_TIMEOUT_SECONDS"), 7, "BROKER_TIMEOUT_SECONDS"),
             BROKER_POOL_SIZE=parse_int(env.get("BROKER_POOL_SIZE"), 128, "BROKER_POOL_SIZE"),

@@ -25,6 +25,17 @@ MESSAGES = {
 }
 
 
+JSON_CODES = {
+    400: "bad_request",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "too_large",
+    429: "rate_limited",
+    500: "server_error",
+    503: "unavailable",
+}
+
 REDIS_UNAVAILABLE = "Redis is unavailable right now, so this cannot be done; try again in a moment."
 
 
@@ -36,8 +47,8 @@ def wants_json() -> bool:
 
 def render_error(code: int, message: str | None = None):
     message = message or MESSAGES.get(code, "Error")
-    if wants_json():
-        return jsonify(error=code, message=message), code
+    if wants_json():  # the API's one error shape (webapp/api/core.py ErrorBody)
+        return jsonify(error={"code": JSON_CODES.get(code, "error"), "message": message, "fields": {}}), code
     template = "errors/_error.html" if is_htmx() else "errors/error.html"
     return render_template(template, code=code, message=message), code
 

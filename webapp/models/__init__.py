@@ -1,5 +1,6 @@
 """All models, importable from one place (one module per area)."""
 
+from webapp.models.api import ApiKey, Hook, HookAlert, HookWindow, IdempotentReply
 from webapp.models.audit import AuditEvent, AuditHead
 from webapp.models.automation import (
     Deployment,
@@ -18,6 +19,11 @@ from webapp.models.paper import PaperAccount, PaperHolding, PaperOrder, PaperPos
 from webapp.models.users import User, user_clients
 
 __all__ = [
+    "ApiKey",
+    "Hook",
+    "HookAlert",
+    "HookWindow",
+    "IdempotentReply",
     "BacktestRun",
     "Sweep",
     "Deployment",
