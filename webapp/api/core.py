@@ -230,6 +230,20 @@ def _require_json_object() -> None:
         raise ApiError(400, "malformed_json", "The body is not valid JSON.")
     if not isinstance(body, dict):
         raise ApiError(400, "malformed_json", "The body must be a JSON object.")
+    if inputs.has_control_characters(_strings(body)):  # NUL and C0 controls, refused as on the pages
+        raise ApiError(400, "control_characters", "Text in the body may not hold control characters.")
+
+
+def _strings(value: Any):
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for name, item in value.items():
+            yield name
+            yield from _strings(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _strings(item)
 
 
 # --- schemas shared by the operations --------------------------------------------------------------
