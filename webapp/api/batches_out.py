@@ -77,7 +77,7 @@ def batch_out(batch: Batch, children: list[Order]) -> BatchOut:
         id=batch.id,
         kind=batch.kind,
         action=batch.action,
-        instrument=InstrumentRef(id=instrument.id, exchange=instrument.exchange, symbol=instrument.symbol)
+        instrument=InstrumentRef(id=instrument.id, exchange=instrument.exchange, symbol=instrument.tradingsymbol)
         if instrument is not None
         else None,
         product=batch.product,
