@@ -19,6 +19,8 @@ ADAPTERS = ("kite", "motilal", "paper", "sharekhan")
 FEED_PROCESS = ("webapp.marketfeed",)
 BLUEPRINTS = (
     "webapp.admin",
+    "webapp.api",
+    "webapp.hooks",
     "webapp.auth",
     "webapp.clients",
     "webapp.deployments",
