@@ -7,7 +7,7 @@ import os
 
 from rq import cron
 
-from jobs import automation, brokers, heartbeat, market, orders, risk
+from jobs import automation, brokers, heartbeat, hooks, market, orders, risk
 from webapp.tasks import QUEUE_DEFAULT, QUEUE_ORDERS, QUEUE_STRATEGIES, QUEUE_SYNC
 
 cron.register(heartbeat.beat, queue_name=QUEUE_DEFAULT, interval=30, result_ttl=300, failure_ttl=3600)
@@ -38,3 +38,5 @@ cron.register(automation.sweep, queue_name=QUEUE_STRATEGIES, interval=3, result_
 cron.register(automation.squareoff, queue_name=QUEUE_STRATEGIES, interval=20, result_ttl=60, failure_ttl=3600)
 # the desk's day: the intraday square-off at its IST time, then the day-end roll (catches up at start)
 cron.register(risk.day_tick, queue_name=QUEUE_DEFAULT, interval=20, result_ttl=60, failure_ttl=3600)
+# webhook alerts a dead worker left RECEIVED: queued again while fresh, expired (never sent late) after
+cron.register(hooks.sweep, queue_name=QUEUE_STRATEGIES, interval=5, result_ttl=10, failure_ttl=600)
