@@ -303,6 +303,7 @@ def _window_insert(session):
 def receive(hook: Hook, body: str, ip: str | None, now: datetime | None = None) -> Received:
     """Store the alert and open or join its dedupe window, in one transaction (committed here)."""
     now = now or utcnow()
+    body = body.replace("\x00", "\ufffd")  # PostgreSQL text holds no NUL
     alert = HookAlert(hook_id=hook.id, received_at=now, payload=body[:MAX_BODY], ip=ip, status=RECEIVED)
     try:
         parsed = parse(body)
@@ -336,11 +337,11 @@ def receive(hook: Hook, body: str, ip: str | None, now: datetime | None = None) 
 def _open_window(hook: Hook, alert: HookAlert, now: datetime) -> bool:
     """True when this alert opens the window (INSERT, or a conditional UPDATE of a passed window)."""
     inserted = db.session.execute(
-        _window_insert(db.session).values(
-            hook_id=hook.id, fingerprint=alert.fingerprint, opened_at=now, alert_id=alert.id
-        )
-    )
-    if inserted.rowcount == 1:
+        _window_insert(db.session)
+        .values(hook_id=hook.id, fingerprint=alert.fingerprint, opened_at=now, alert_id=alert.id)
+        .returning(HookWindow.__table__.c.hook_id)  # rowcount is not told for ON CONFLICT by every driver
+    ).first()
+    if inserted is not None:
         return True
     moved = db.session.execute(
         sa.update(HookWindow)
