@@ -25,23 +25,17 @@ SHARES = {"100": 100, "50": 50}
 def _legs(found: list[exits.Holder]) -> tuple[list[tuple[exits.Holder, int]], dict[str, str]]:
     """Selected holders and the quantity to exit for each, from the form; errors by holder key."""
     share = request.form.get("share", "100")
+    picked = [h for h in found if request.form.get(f"pick_{h.key}") == "1"]
+    if share != "custom":
+        return exits.share_legs(picked, SHARES.get(share, 100)), {}
     legs, errors = [], {}
-    for holder in found:
-        if request.form.get(f"pick_{holder.key}") != "1":
-            continue
-        if share == "custom":
-            qty = record_id(request.form.get(f"qty_{holder.key}"))  # ASCII digits, 1..INTEGER max
-            if qty is None:
-                errors[holder.key] = "Enter a whole quantity above zero."
-                continue
-            if qty > abs(holder.quantity):
-                errors[holder.key] = f"At most {abs(holder.quantity)}."
-                continue
-            legs.append((holder, qty))
+    for holder in picked:
+        qty = record_id(request.form.get(f"qty_{holder.key}"))  # ASCII digits, 1..INTEGER max
+        error = "Enter a whole quantity above zero." if qty is None else exits.exceeds(qty, [holder])
+        if error:
+            errors[holder.key] = error
         else:
-            qty = exits.share_of(holder.quantity, SHARES.get(share, 100), holder.instrument.lot_size)
-            if qty:
-                legs.append((holder, qty))
+            legs.append((holder, qty))
     return legs, errors
 
 
@@ -74,22 +68,15 @@ def instrument(instrument_id: int):
 def position():
     """Exit one position (one client, instrument and product) in full."""
     client = client_for(current_user, record_id(request.form.get("client_id")) or abort(404))
-    found = [
-        h
-        for h in exits.holders([client], record_id(request.form.get("instrument_id")) or abort(404))
-        if h.product == request.form.get("product")
-    ]
-    if not found:
+    instrument_id = record_id(request.form.get("instrument_id")) or abort(404)
+    found = exits.position_of(client, instrument_id, request.form.get("product", ""))
+    if found is None:
         flash("That position is already flat.", "info")
         return redirect(same_site_referrer() or url_for("desk.index"))
     if not queue_available():
         return _refused(same_site_referrer() or url_for("desk.index"))
     batch = exits.create_exit_batch(
-        current_user,
-        "exit",
-        [(found[0], abs(found[0].quantity))],
-        instrument_id=found[0].instrument.id,
-        ip=request.remote_addr,
+        current_user, "exit", [(found, abs(found.quantity))], instrument_id=instrument_id, ip=request.remote_addr
     )
     db.session.commit()
     enqueue_send(batch.id)

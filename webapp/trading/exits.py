@@ -77,6 +77,52 @@ def share_of(quantity: int, percent: int, lot_size: int = 1) -> int:
     return wanted - wanted % lot_size
 
 
+def position_of(client: Client, instrument_id: int, product: str) -> Holder | None:
+    """The client's one position in this instrument and product, or None when it is flat."""
+    return next((h for h in holders([client], instrument_id) if h.product == product), None)
+
+
+def share_legs(found: list[Holder], percent: int) -> list[tuple[Holder, int]]:
+    """`percent` of each holder, lot-rounded (share_of); a holder whose share rounds to nothing is left out."""
+    legs = [(h, share_of(h.quantity, percent, h.instrument.lot_size)) for h in found]
+    return [(h, q) for h, q in legs if q]
+
+
+def exceeds(quantity: int, held: list[Holder]) -> str | None:
+    """Why exiting `quantity` from these holdings is refused (more than they hold), or None."""
+    most = sum(abs(h.quantity) for h in held)
+    if quantity <= most:
+        return None
+    return f"At most {most}." if most else "Nothing of this instrument is held."
+
+
+# a client's quantity is taken from its intraday position first, delivery last
+PRODUCT_ORDER = {"MIS": 0, "MTF": 1, "CNC": 2}
+
+
+def client_legs(found: list[Holder], quantities: dict[int, int]) -> tuple[list[tuple[Holder, int]], dict[int, str]]:
+    """Exit legs for a quantity per client id (0 skips), taken from the client's holdings of the
+    instrument intraday first; the refusals (more than held) by client id. Nothing is exited when
+    any is refused: the caller writes no batch then."""
+    by_client: dict[int, list[Holder]] = {}
+    for holder in sorted(found, key=lambda h: PRODUCT_ORDER.get(h.product, len(PRODUCT_ORDER))):
+        by_client.setdefault(holder.client.id, []).append(holder)
+    legs, errors = [], {}
+    for client_id, wanted in quantities.items():
+        held = by_client.get(client_id, [])
+        if not wanted:
+            continue
+        if error := exceeds(wanted, held):
+            errors[client_id] = error
+            continue
+        for holder in held:
+            take = min(wanted, abs(holder.quantity))
+            if take:
+                legs.append((holder, take))
+            wanted -= take
+    return legs, errors
+
+
 def create_exit_batch(
     user: User | None,
     kind: str,
