@@ -147,7 +147,7 @@ def operation(permission: str, *, scope: str, replies: Response, tag: str, idemp
                 raise ApiError(403, "scope", f"This key does not hold the `{scope}` scope this needs.")
             if not allowed(user.role, permission):
                 raise ApiError(403, "forbidden", "Your role may not do this.")
-            if request.method in BODY_METHODS and request.content_length != 0:
+            if request.method in BODY_METHODS and request.get_data(cache=True):  # a bodiless POST needs none
                 _require_json_object()
             if idempotent and "Idempotency-Key" in request.headers:
                 return idempotently(request.headers["Idempotency-Key"], lambda: validated(*args, **kwargs))
