@@ -8,6 +8,7 @@ import threading
 from datetime import timedelta
 from decimal import Decimal
 
+import pytest
 import sqlalchemy as sa
 
 from tests.conftest import count
@@ -356,3 +357,20 @@ def test_another_users_hook_is_404_and_a_viewer_may_not_manage_hooks(client, aut
     auth.logout()
     auth.login("watcher")
     assert client.get("/hooks").status_code == 403
+
+
+@pytest.mark.csrf
+def test_the_webhook_needs_no_csrf_token_but_the_pages_do(client, auth, desk):
+    hook_id, secret = desk.hook()
+    assert post(client, secret, TV_JSON).status_code == 200
+    auth.login("hookowner")
+    assert client.post(f"/hooks/{hook_id}/rotate").status_code == 400  # no token: refused, nothing rotated
+    assert post(client, secret, {**TV_JSON, "ticker": "INFY"}).status_code == 200
+
+
+def test_every_hooks_route_names_a_permission(app):
+    views = {rule.rule: app.view_functions[rule.endpoint] for rule in app.url_map.iter_rules()}
+    hooks = {path: view.permission for path, view in views.items() if path.startswith("/hooks")}
+    assert hooks.pop("/hooks/<secret>") == "public"
+    assert len(hooks) == 7  # list, new, show, edit, rotate, switch on/off, delete
+    assert set(hooks.values()) == {"orders.place"}
