@@ -3,6 +3,10 @@
 Workers and the feed publish small JSON events; this thread turns them into HTML fragments
 (`webapp.feed.fragments`) for each socket allowed to see them. Each socket's own handler thread is
 its only writer. The thread starts lazily with the first socket (threads do not survive a fork).
+
+The API's order streams (webapp/api/stream.py) subscribe here too, as `page=API_PAGE` with their key:
+they get the order.updated events themselves (dicts, not HTML) for the clients they may see, and
+since a key is not a login session, the re-check asks whether the key is still live instead.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import time
 from dataclasses import dataclass, field
 
 import redis as redis_lib
+import sqlalchemy as sa
 from flask import Flask
 from redis.backoff import NoBackoff
 from redis.retry import Retry
@@ -30,6 +35,7 @@ RECONNECT_MAX_SECONDS = 5.0  # Redis back: the pages' live updates resume within
 QUEUE_LIMIT = 200  # a socket this far behind is dropped rather than slowing everyone
 RECHECK_SECONDS = 30.0  # safety net: every socket's user is re-read this often, in case an event was lost
 CLOSE = None  # queued to wake a socket's handler when the hub closes it
+API_PAGE = "api"  # an API order stream: order.updated events as dicts (webapp/api/stream.py)
 
 
 @dataclass
@@ -44,7 +50,8 @@ class Subscriber:
     shown: frozenset[int] = frozenset()  # desk: the clients whose rows the page shows (a page of them)
     session_version: int = 0  # of the login session that opened the socket (webapp/auth/sessions.py)
     closed_because: str | None = None  # set when the hub closes the socket (its session ended)
-    queue: queue.Queue[str | None] = field(default_factory=lambda: queue.Queue(QUEUE_LIMIT))
+    key_id: int | None = None  # an API stream's key: it has no login session, the key's liveness is checked
+    queue: queue.Queue[str | dict | None] = field(default_factory=lambda: queue.Queue(QUEUE_LIMIT))
 
     def can_see(self, client_id: int | None) -> bool:
         return may_see(self.role, self.client_ids, client_id)
@@ -94,21 +101,32 @@ class Hub:
     def user_event(self, event: dict) -> None:
         """A user's sessions ended, or their role or grants changed (which ends them too): their
         sockets in this process close. The page then falls back to its plain requests, which take
-        an ended session to the login page; a socket never streams for a session that has ended."""
+        an ended session to the login page; a socket never streams for a session that has ended.
+        An API stream is not a session: its user is re-read at once (deactivated: it closes; new
+        grants: it follows them from the next event on)."""
+        streams = []
         for subscriber in self.snapshot():
-            if subscriber.user_id == event.get("user_id"):
+            if subscriber.user_id != event.get("user_id"):
+                continue
+            if subscriber.key_id is not None:
+                streams.append(subscriber)
+            else:
                 self.close(subscriber, "session ended" if event["event"] == SESSIONS_ENDED else "access changed")
+        if streams:
+            self.recheck(streams)
 
     def recheck(self, subscribers: list[Subscriber] | None = None) -> None:
         """Re-read the users of these sockets (default: all) from the database, the safety net for
         an event this process missed: a socket whose user is inactive or whose session has ended is
-        closed; the others take the user's current role and grants."""
+        closed; the others take the user's current role and grants. An API stream closes when its
+        key is revoked or expired (no event announces that: within RECHECK_SECONDS)."""
         subscribers = self.snapshot() if subscribers is None else subscribers
         if not subscribers:
             return
         try:
             with self.app.app_context():  # its own database session, removed when the context ends
                 access = user_access({s.user_id for s in subscribers})
+                keys = live_keys({s.key_id for s in subscribers if s.key_id is not None})
         except Exception:  # the database away: keep the sockets, the next recheck tries again
             log.exception("op=hub state=recheck-failed")
             return
@@ -116,6 +134,11 @@ class Hub:
             current = access.get(subscriber.user_id)
             if current is None or not current.active:
                 self.close(subscriber, "deactivated")
+            elif subscriber.key_id is not None:
+                if subscriber.key_id in keys:
+                    subscriber.role, subscriber.client_ids = current.role, current.client_ids
+                else:
+                    self.close(subscriber, "key revoked or expired")
             elif current.session_version == subscriber.session_version:
                 subscriber.role, subscriber.client_ids = current.role, current.client_ids
                 if (scope := granted_scope(current.role, current.client_ids)) is not None:
@@ -161,16 +184,19 @@ class Hub:
         subscribers = self.snapshot()
         if not subscribers:
             return
+        pages = [s for s in subscribers if s.page != API_PAGE]
+        streams = [s for s in subscribers if s.page == API_PAGE]
+        deliveries: list[tuple[Subscriber, str | dict]]
         # a request context of its own: templates build URLs; no session is read or written here
         with self.app.test_request_context("/"):
             try:
                 if channel == TICKS_CHANNEL:
-                    deliveries = fragments.for_ticks(data, subscribers)
+                    deliveries = fragments.for_ticks(data, pages) if pages else []
                 elif (event := json.loads(data)).get("event") in USER_EVENTS:
                     self.user_event(event)
                     return
                 else:
-                    deliveries = fragments.for_event(event, subscribers)
+                    deliveries = (fragments.for_event(event, pages) if pages else []) + for_streams(event, streams)
             except Exception:  # one bad event must not stop the process's only subscriber
                 log.exception("op=hub state=render-failed channel=%s", channel)
                 return
@@ -187,6 +213,31 @@ class Hub:
 
     def stop(self) -> None:
         self._stop.set()
+
+
+def for_streams(event: dict, streams: list[Subscriber]) -> list[tuple[Subscriber, dict]]:
+    """An order.updated event, as it came, to the API streams that follow its batch (or every batch)
+    and may see its client; the stream reads the order's row itself (the event is thin)."""
+    if not streams or event.get("event") != "order.updated" or not isinstance(event.get("order_id"), int):
+        return []
+    client_id, batch_id = event.get("client_id"), event.get("batch_id")
+    return [(s, event) for s in streams if s.target in (None, batch_id) and s.can_see(client_id)]
+
+
+def live_keys(key_ids: set[int]) -> set[int]:
+    """Which of these API keys are live: not revoked, not expired (their users are checked apart)."""
+    if not key_ids:
+        return set()
+    from webapp.extensions import db
+    from webapp.models import ApiKey
+    from webapp.timeutil import utcnow
+
+    query = sa.select(ApiKey.id).where(
+        ApiKey.id.in_(key_ids),
+        ApiKey.revoked_at.is_(None),
+        sa.or_(ApiKey.expires_at.is_(None), ApiKey.expires_at > utcnow()),
+    )
+    return set(db.session.execute(query).scalars())
 
 
 def get_hub(app: Flask) -> Hub:
