@@ -411,8 +411,10 @@ def _batches(hook: Hook, alert: HookAlert, redis) -> list[Batch]:
         raise AlertError("The hook's owner is deactivated.")
     if not allowed(owner.role, "orders.place"):
         raise AlertError("The hook's owner may not place orders.")
+    if not hook.active:
+        raise AlertError("The hook was switched off after the alert arrived.")
     if hook.kind != HOOK_TICKET:
-        raise AlertError("This hook hands alerts to a deployment, which is not built yet.")
+        raise AlertError("Only ticket hooks act on alerts: a deployment's signal hook is not offered.")
     parsed = parse(alert.payload)
     found, unknown = instruments_for(hook, parsed)
     action = hook.action or parsed.action
