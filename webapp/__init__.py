@@ -134,6 +134,7 @@ def _register_blueprints(app: Flask) -> None:
     from webapp.exits import bp as exits_bp
     from webapp.feed import bp as feed_bp
     from webapp.health import bp as health_bp
+    from webapp.hooks import bp as hooks_bp
     from webapp.instruments import bp as instruments_bp
     from webapp.orders import bp as orders_bp
     from webapp.risk import bp as risk_bp
@@ -153,3 +154,4 @@ def _register_blueprints(app: Flask) -> None:
     app.register_blueprint(backtests_bp, url_prefix="/backtests")
     app.register_blueprint(deployments_bp)
     app.register_blueprint(api_bp)
+    app.register_blueprint(hooks_bp)

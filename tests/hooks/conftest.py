@@ -13,15 +13,7 @@ from jobs.context import use_app
 from webapp.brokers.paper import ensure_account
 from webapp.extensions import db, get_rq_redis
 from webapp.hooks import alerts
-from webapp.hooks import bp as hooks_bp
 from webapp.models import Batch, Hook, HookAlert, Order
-
-
-@pytest.fixture
-def app(app):
-    if "hooks" not in app.blueprints:  # until the lead registers it in webapp/__init__.py
-        app.register_blueprint(hooks_bp)
-    return app
 
 
 class HookDesk:
