@@ -3,18 +3,18 @@ from __future__ import annotations
 import sqlalchemy as sa
 from flask_wtf import FlaskForm
 from wtforms import BooleanField, EmailField, PasswordField, SelectField, SelectMultipleField, StringField
-from wtforms.validators import DataRequired, Email, Length, Optional, Regexp, ValidationError
+from wtforms.validators import DataRequired, Length, Optional, ValidationError
 from wtforms.widgets import CheckboxInput, ListWidget
 
+from webapp.admin import services
+from webapp.admin.services import MAX_PASSWORD, PRODUCTS
 from webapp.extensions import db
 from webapp.inputs import AmountField, IdsField, WholeNumberField
 from webapp.models import Client, User
 from webapp.permissions import ROLE_LABELS
 from webapp.security import password_problem
 
-MAX_PASSWORD = 256  # argon2 hashes any length; a megabyte "password" is only a way to burn CPU
 TOO_LONG = f"At most {MAX_PASSWORD} characters."
-PRODUCTS = {"CNC": "Delivery (CNC)", "MIS": "Intraday (MIS)", "MTF": "MTF"}  # shorthand choices
 
 
 class MultiCheckboxField(SelectMultipleField):
@@ -30,15 +30,9 @@ class ClientChecksField(IdsField):
 
 
 class UserForm(FlaskForm):
-    username = StringField(
-        "Username",
-        validators=[
-            DataRequired(message="Choose a username."),
-            Length(min=3, max=64, message="3 to 64 characters."),
-            Regexp(r"^[A-Za-z0-9_.-]+$", message="Letters, digits, dot, dash and underscore only."),
-        ],
-    )
-    email = EmailField("Email", validators=[Optional(), Email(message="Not an email address."), Length(max=255)])
+    # the rules (username, email, password, client code) are webapp.admin.services', shared with the API
+    username = StringField("Username", validators=[DataRequired(message="Choose a username.")])
+    email = EmailField("Email", validators=[Optional()])
     role = SelectField("Role", choices=dict(ROLE_LABELS))
     password = PasswordField("Initial password", validators=[Length(max=MAX_PASSWORD, message=TOO_LONG)])
     clients = ClientChecksField("Clients this user may see and trade")
@@ -63,16 +57,15 @@ class UserForm(FlaskForm):
             del self.password
 
     def validate_username(self, field):
-        taken = db.session.execute(
-            sa.select(User.id).where(sa.func.lower(User.username) == field.data.strip().lower())
-        ).first()
-        if taken:
-            raise ValidationError("That username is taken.")
+        if problem := services.username_problem(field.data):
+            raise ValidationError(problem)
+
+    def validate_email(self, field):
+        if problem := services.email_problem(field.data):
+            raise ValidationError(problem)
 
     def validate_password(self, field):
-        if not field.data:
-            raise ValidationError("Set an initial password.")
-        if problem := password_problem(field.data, self.username.data or ""):
+        if problem := services.new_password_problem(field.data, self.username.data or ""):
             raise ValidationError(problem)
 
 
@@ -103,12 +96,7 @@ class ClientForm(FlaskForm):
     name = StringField("Name", validators=[DataRequired(message="Name the client."), Length(max=120)])
     broker = SelectField("Broker")
     client_code = StringField(
-        "Broker client code",
-        validators=[
-            DataRequired(message="Enter the client's code at the broker."),
-            Length(max=64),
-            Regexp(r"^[A-Za-z0-9_-]+$", message="Letters, digits, dash and underscore only."),
-        ],
+        "Broker client code", validators=[DataRequired(message="Enter the client's code at the broker.")]
     )
     algo_id = StringField("SEBI algo id", validators=[Optional(), Length(max=64)])
     enabled = BooleanField("Enabled", default=True)
@@ -126,16 +114,10 @@ class ClientForm(FlaskForm):
         self.broker.choices = dict(brokers or {})
 
     def validate_client_code(self, field):
-        code = field.data.strip()
-        clash = sa.select(Client.id).where(
-            Client.broker == self.broker.data, sa.func.upper(Client.client_code) == code.upper()
-        )
-        if self.client is not None:
-            clash = clash.where(Client.id != self.client.id)
-        if db.session.execute(clash).first():
-            raise ValidationError(f"Another client already uses code {code} at this broker.")
+        if problem := services.client_code_problem(self.broker.data, field.data, self.client):
+            raise ValidationError(problem)
 
     def validate_allowed_products(self, field):
         field.data = list(dict.fromkeys(field.data or []))  # a repeated box must not overflow the column
-        if not field.data:
-            raise ValidationError("Allow at least one product.")
+        if problem := services.products_problem(field.data):
+            raise ValidationError(problem)

@@ -1,20 +1,23 @@
-"""Admin operations on users and clients. Each writes an audit event in the same transaction.
-A password reset, a deactivation or reactivation, and a change of role or grants end the user's
-sessions (webapp/auth/sessions.py) as part of that audited action."""
+"""Admin operations on users and clients, and the rules their inputs must pass, for the admin pages
+and the API alike (each rule's message is the one shown next to the field). Each operation writes an
+audit event in the same transaction. A password reset, a deactivation or reactivation, and a change of
+role or grants end the user's sessions (webapp/auth/sessions.py) as part of that audited action."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
 
 import sqlalchemy as sa
+from email_validator import EmailNotValidError, validate_email
 
 from webapp import audit
 from webapp.auth.sessions import ACCESS_CHANGED, end_sessions
 from webapp.brokers import broker_class
 from webapp.extensions import db
 from webapp.models import Client, User
-from webapp.security import hash_password
+from webapp.security import hash_password, password_problem
 from webapp.timeutil import utcnow
 from webapp.vault import Vault
 
@@ -27,6 +30,98 @@ RISK_FIELDS = (
     "max_drawdown",  # from the day's peak MTM: the drawdown breaker (webapp/automation/breakers.py)
 )
 USER_LIMITS = ("max_position_value", "max_daily_loss", "max_orders_per_day")
+MAX_PASSWORD = 256  # argon2 hashes any length; a megabyte "password" is only a way to burn CPU
+USERNAME = re.compile(r"[A-Za-z0-9_.-]+")
+CLIENT_CODE = re.compile(r"[A-Za-z0-9_-]+")
+PRODUCTS = {"CNC": "Delivery (CNC)", "MIS": "Intraday (MIS)", "MTF": "MTF"}
+
+
+# --- the rules (None: acceptable) ------------------------------------------------------------------
+
+
+def username_problem(username: str) -> str | None:
+    name = (username or "").strip()
+    if not name:
+        return "Choose a username."
+    if not 3 <= len(name) <= 64:
+        return "3 to 64 characters."
+    if not USERNAME.fullmatch(name):
+        return "Letters, digits, dot, dash and underscore only."
+    taken = db.session.execute(sa.select(User.id).where(sa.func.lower(User.username) == name.lower())).first()
+    return "That username is taken." if taken else None
+
+
+def email_problem(email: str | None) -> str | None:
+    if not email:
+        return None
+    if len(email) > 255:
+        return "At most 255 characters."
+    try:
+        validate_email(email, check_deliverability=False)
+    except EmailNotValidError:
+        return "Not an email address."
+    return None
+
+
+def new_password_problem(password: str | None, username: str) -> str | None:
+    """An initial or reset password: given, not too long, and past the password policy."""
+    if not password:
+        return "Set an initial password."
+    if len(password) > MAX_PASSWORD:
+        return f"At most {MAX_PASSWORD} characters."
+    return password_problem(password, username or "")
+
+
+def self_change_problem(actor: User, user: User, *, role: str | None = None, active: bool | None = None) -> str | None:
+    """An admin may not lock themselves out: neither drop their own admin role nor deactivate themselves."""
+    if user.id != actor.id:
+        return None
+    if role is not None and role != "admin":
+        return "You cannot remove your own admin role."
+    if active is False:
+        return "You cannot deactivate yourself."
+    return None
+
+
+def unknown_client_ids(ids: list[int]) -> list[int]:
+    """The ids among `ids` that name no client (a grant must name real clients)."""
+    if not ids:
+        return []
+    found = set(db.session.execute(sa.select(Client.id).where(Client.id.in_(ids))).scalars())
+    return [i for i in ids if i not in found]
+
+
+def client_code_problem(broker: str, code: str, client: Client | None) -> str | None:
+    code = (code or "").strip()
+    if not code:
+        return "Enter the client's code at the broker."
+    if len(code) > 64:
+        return "At most 64 characters."
+    if not CLIENT_CODE.fullmatch(code):
+        return "Letters, digits, dash and underscore only."
+    clash = sa.select(Client.id).where(Client.broker == broker, sa.func.upper(Client.client_code) == code.upper())
+    if client is not None:
+        clash = clash.where(Client.id != client.id)
+    if db.session.execute(clash).first():
+        return f"Another client already uses code {code} at this broker."
+    return None
+
+
+def products_problem(products: list[str]) -> str | None:
+    if not products:
+        return "Allow at least one product."
+    if any(p not in PRODUCTS for p in products):
+        return "Choose products from CNC, MIS and MTF."
+    return None
+
+
+def missing_credentials(client: Client, vault: Vault) -> list[str]:
+    """The names (never the values) of the required credential fields this client has no value for."""
+    stored = vault.decrypt(client.credentials_enc) if client.credentials_enc else {}
+    return sorted(errors) if (errors := credential_errors(client.broker, {}, stored)) else []
+
+
+# --- the operations --------------------------------------------------------------------------------
 
 
 def _clients(ids: list[int]) -> list[Client]:

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import sqlalchemy as sa
 
-from webapp.models import BacktestRun, Instrument, Sweep
+from webapp.models import BacktestRun, Deployment, Instrument, Sweep
 from webapp.models.backtests import CANCELLED, DONE, FAILED, FINISHED, QUEUED, RUNNING
 from webapp.timeutil import IST, UTC, format_ist, utcnow
 
@@ -39,6 +39,7 @@ CURVE_POINTS = 2000  # the equity / drawdown curves are kept at most this many p
 PROGRESS_KEY = "fanout:backtest:{id}:progress"
 CANCEL_KEY = "fanout:backtest:{id}:cancel"
 SWEEP_CANCEL_KEY = "fanout:backtest-sweep:{id}:cancel"
+CHARGES_OFF = "off"  # the charges choice for "no plan: the flat commission only"
 KEY_TTL = 86400
 CANCEL_CHECK_SECONDS = 0.25  # the engine asks often; Redis is asked at most this often
 
@@ -76,6 +77,37 @@ def settings_json(values: Mapping[str, Any]) -> dict[str, Any]:
         else:
             stored[name] = value
     return stored
+
+
+def settings_from(
+    *,
+    capital: Decimal,
+    product: str,
+    allow_short: bool,
+    sizing: str,
+    sizing_value: Decimal,
+    fill: str,
+    slippage_ticks: int | None,
+    squareoff: time | None,
+    charges: str,
+    commission: Decimal | None,
+) -> dict[str, Any]:
+    """The stored settings of a run asked for by the form or the API: the square-off applies to MIS
+    only, `charges` is a plan's name or CHARGES_OFF."""
+    return settings_json(
+        {
+            "capital": capital,
+            "product": product,
+            "allow_short": bool(allow_short),
+            "sizing": sizing,
+            "sizing_value": sizing_value,
+            "fill": fill,
+            "slippage_ticks": slippage_ticks or 0,
+            "squareoff": squareoff if product == "MIS" else None,
+            "charges": None if charges == CHARGES_OFF else charges,
+            "commission": commission or Decimal(0),
+        }
+    )
 
 
 def engine_settings(stored: Mapping[str, Any], instrument: Instrument):
@@ -216,6 +248,59 @@ def create_group(
     )
     session.add(sweep)
     return sweep, [create_run(session, spec, user_id=user_id, sweep=sweep) for spec in specs]
+
+
+def queue_runs(session, run_ids: list[int]) -> None:
+    """One job per chunk of runs on the backtests queue; a chunk that cannot be queued is failed at once
+    (never run later). The runs must be committed first (a worker may start at once)."""
+    from rq import Callback
+
+    from webapp.tasks import QUEUE_BACKTESTS, enqueue
+
+    for chunk in chunks(run_ids):
+        try:
+            job = enqueue(
+                "jobs.backtests.run_backtests",
+                chunk,
+                queue_name=QUEUE_BACKTESTS,
+                job_timeout=JOB_TIMEOUT,
+                result_ttl=300,
+                failure_ttl=86400,
+                on_failure=Callback("jobs.backtests.lost"),
+            )
+        except Exception:  # noqa: BLE001 - Redis went away between the check and the enqueue
+            fail_unqueued(session, chunk, "Could not be queued (Redis unavailable); run it again.")
+            session.commit()
+            continue
+        session.execute(sa.update(BacktestRun).where(BacktestRun.id.in_(chunk)).values(job_id=job.id))
+        session.commit()
+
+
+def start_run(session, spec: Spec, *, user_id: int | None) -> BacktestRun:
+    """One run from a spec check_spec passed: stored QUEUED, committed, and its job queued."""
+    run = create_run(session, spec, user_id=user_id)
+    session.commit()
+    queue_runs(session, [run.id])
+    return run
+
+
+def visible_select(user) -> sa.Select:
+    """The runs this user may see, newest first: every run of their desk, except a deployment's backtest
+    (it names that deployment's clients) when the deployment is not theirs to see."""
+    from webapp.automation.deployments import visible_select as visible_deployments
+
+    theirs = visible_deployments(user).with_only_columns(Deployment.id).order_by(None)
+    return (
+        sa.select(BacktestRun)
+        .outerjoin(Sweep, BacktestRun.sweep_id == Sweep.id)
+        .where(sa.or_(Sweep.id.is_(None), Sweep.deployment_id.is_(None), Sweep.deployment_id.in_(theirs)))
+        .order_by(BacktestRun.id.desc())
+    )
+
+
+def visible_run(session, user, run_id: int) -> BacktestRun | None:
+    """The run, or None when it does not exist or is not the user's to see (the caller says 404)."""
+    return session.execute(visible_select(user).where(BacktestRun.id == run_id)).scalar_one_or_none()
 
 
 def chunks(ids: list[int], parts: int = CHUNKS_PER_SWEEP) -> list[list[int]]:
@@ -616,8 +701,8 @@ def check_spec(session, spec: Spec, grid: Mapping[str, list] | None = None) -> d
         errors["end"] = "The last day must not be before the first."
     settings = spec.settings
     if settings.get("sizing") == sizing_rules.RISK_PCT and not (
-        float(spec.params.get("stop_pct") or 0) > 0 or float(spec.params.get("stop_atr") or 0) > 0
-    ):
+        (metric_number(spec.params.get("stop_pct")) or 0) > 0 or (metric_number(spec.params.get("stop_atr")) or 0) > 0
+    ):  # a value that is not a number has its own message (param_<name>) above
         errors["sizing"] = "Risk % sizing needs a stop: set the strategy's stop-loss % or × ATR."
     if (
         settings.get("sizing") in (sizing_rules.CAPITAL_PCT, sizing_rules.RISK_PCT)

@@ -14,6 +14,7 @@ from wtforms import BooleanField, DateField, SelectField, TimeField
 from wtforms.validators import DataRequired, NumberRange, Optional
 
 from webapp.automation.sizing import SIZINGS
+from webapp.backtest.runs import CHARGES_OFF
 from webapp.inputs import AmountField, IdField, WholeNumberField
 from webapp.marketdata.intervals import INTERVALS
 from webapp.models.base import Money
@@ -23,7 +24,7 @@ PRODUCTS = {"MIS": "Intraday (MIS), squared off each day", "CNC": "Delivery (CNC
 FILLS = {"next_open": "Next bar's open", "close": "This bar's close"}
 MAX_SWEEP_TEXT = 200
 MAX_VALUES_PER_PARAM = 100
-OFF = "off"
+OFF = CHARGES_OFF
 DEFAULT_SQUAREOFF = time(15, 15)  # IST: the engine squares MIS positions off here
 
 

@@ -10,7 +10,6 @@ from decimal import Decimal
 import sqlalchemy as sa
 from flask import abort, flash, redirect, render_template, request, url_for
 from flask_login import current_user
-from rq import Callback
 
 from webapp.backtest import runs as service
 from webapp.backtests import bp
@@ -26,7 +25,7 @@ from webapp.models import BacktestRun, Candle, Instrument, Sweep
 from webapp.models.backtests import FINISHED
 from webapp.permissions import requires, user_can
 from webapp.strategies import strategy_names
-from webapp.tasks import QUEUE_BACKTESTS, enqueue, queue_available
+from webapp.tasks import queue_available
 
 RECENT = 50
 TRADES_SHOWN = 500
@@ -59,10 +58,7 @@ def _may_see_group(sweep: Sweep | None) -> bool:
 
 
 def _run(run_id: int) -> BacktestRun:
-    run = db.session.get(BacktestRun, run_id)
-    if run is None or not _may_see_group(run.sweep):
-        abort(404)
-    return run
+    return service.visible_run(db.session, current_user, run_id) or abort(404)
 
 
 def _sweep(sweep_id: int) -> Sweep:
@@ -121,7 +117,7 @@ def deployment():
         flash(f"Not run: {exc}", "error")
         return redirect(url_for("backtests.index"))
     db.session.commit()
-    _enqueue([run.id for run in runs])
+    service.queue_runs(db.session, [run.id for run in runs])
     flash(f"{found.name}: {len(runs)} runs queued, one per client and instrument.", "success")
     return redirect(url_for("backtests.sweep", sweep_id=group.id))
 
@@ -247,19 +243,6 @@ def params():
 
 
 def _spec(form, strategy: str, params: dict) -> service.Spec:
-    squareoff = form.squareoff.data if form.product.data == "MIS" else None
-    settings = {
-        "capital": form.capital.data,
-        "product": form.product.data,
-        "allow_short": bool(form.allow_short.data),
-        "sizing": form.sizing.data,
-        "sizing_value": form.sizing_value.data,
-        "fill": form.fill.data,
-        "slippage_ticks": form.slippage_ticks.data or 0,
-        "squareoff": squareoff,
-        "charges": None if form.charges.data == OFF else form.charges.data,
-        "commission": form.commission.data or Decimal(0),
-    }
     return service.Spec(
         strategy=strategy,
         params=params,
@@ -267,7 +250,18 @@ def _spec(form, strategy: str, params: dict) -> service.Spec:
         interval=int(form.interval.data),
         start_day=form.start.data,
         end_day=form.end.data,
-        settings=service.settings_json(settings),
+        settings=service.settings_from(
+            capital=form.capital.data,
+            product=form.product.data,
+            allow_short=form.allow_short.data,
+            sizing=form.sizing.data,
+            sizing_value=form.sizing_value.data,
+            fill=form.fill.data,
+            slippage_ticks=form.slippage_ticks.data,
+            squareoff=form.squareoff.data,
+            charges=form.charges.data,
+            commission=form.commission.data,
+        ),
     )
 
 
@@ -307,34 +301,11 @@ def _submit(form, instruments):
                 mode=mode,
             )
         db.session.commit()
-        _enqueue([run.id for run in runs])
+        service.queue_runs(db.session, [run.id for run in runs])
         flash(f"Sweep of {len(runs)} combinations queued.", "success")
         return redirect(url_for("backtests.sweep", sweep_id=sweep.id))
-    run = service.create_run(db.session, spec, user_id=current_user.id)
-    db.session.commit()
-    _enqueue([run.id])
+    run = service.start_run(db.session, spec, user_id=current_user.id)
     return redirect(url_for("backtests.show", run_id=run.id))
-
-
-def _enqueue(run_ids: list[int]) -> None:
-    """One job per chunk of runs; a chunk that cannot be queued is failed at once (never run later)."""
-    for chunk in service.chunks(run_ids):
-        try:
-            job = enqueue(
-                "jobs.backtests.run_backtests",
-                chunk,
-                queue_name=QUEUE_BACKTESTS,
-                job_timeout=service.JOB_TIMEOUT,
-                result_ttl=300,
-                failure_ttl=86400,
-                on_failure=Callback("jobs.backtests.lost"),
-            )
-        except Exception:  # noqa: BLE001 - Redis went away between the check and the enqueue
-            service.fail_unqueued(db.session, chunk, "Could not be queued (Redis unavailable); run it again.")
-            db.session.commit()
-            continue
-        db.session.execute(sa.update(BacktestRun).where(BacktestRun.id.in_(chunk)).values(job_id=job.id))
-        db.session.commit()
 
 
 # --- one run ------------------------------------------------------------------------------------------
