@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sqlalchemy as sa
-from flask import abort, flash, redirect, render_template, request, url_for
+from flask import abort, flash, make_response, redirect, render_template, request, url_for
 from flask_login import current_user
 
 from webapp.admin import bp
@@ -15,10 +15,11 @@ from webapp.admin.services import (
     credential_errors,
     reset_password,
     save_client,
-    self_change_problem,
     set_user_active,
     update_user,
 )
+from webapp.auth.api_keys import create_from_form, key_section, revoke_owned, shown_once
+from webapp.auth.forms import ApiKeyForm
 from webapp.auth.sessions import keep_current_session
 from webapp.brokers import broker_choices, broker_class, broker_names
 from webapp.extensions import db
@@ -76,8 +77,8 @@ def user_edit(user_id: int):
     if request.method == "GET":
         form.clients.data = [c.id for c in user.clients]
     if form.validate_on_submit():
-        if problem := self_change_problem(current_user, user, role=form.role.data):
-            form.role.errors.append(problem)
+        if user.id == current_user.id and form.role.data != "admin":
+            form.role.errors.append("You cannot remove your own admin role.")
         else:
             update_user(
                 current_user,
@@ -92,7 +93,42 @@ def user_edit(user_id: int):
             keep_current_session(user)  # an admin who changed their own grants stays logged in here
             flash(f"User {user.username} saved.", "success")
             return redirect(url_for("admin.users"))
-    return render_template("admin/user_form.html", form=form, user=user)
+    return render_template("admin/user_form.html", form=form, user=user, **_user_keys(user))
+
+
+# --- a user's API keys, on the user's page (made and revoked through webapp.auth.api_keys) ---------
+
+
+def _user_keys(user: User, form: ApiKeyForm | None = None, new_key: str | None = None) -> dict:
+    return key_section(
+        user,
+        form or ApiKeyForm(formdata=None, role=user.role),
+        new_key=new_key,
+        create_url=url_for("admin.user_key_new", user_id=user.id),
+        revoke_url=url_for("admin.user_key_revoke", user_id=user.id),
+    )
+
+
+@bp.route("/users/<int:user_id>/keys", methods=["POST"])
+@requires("users.manage")
+def user_key_new(user_id: int):
+    user = _user_or_404(user_id)
+    key_form = ApiKeyForm(role=user.role)
+    text = create_from_form(key_form, user, by=current_user)
+    if text is not None:
+        key_form = None  # made: the form starts empty again under the key shown once
+    form = UserForm(formdata=None, user=user, obj=user)  # the user's page as a GET draws it
+    form.clients.data = [c.id for c in user.clients]
+    page = render_template("admin/user_form.html", form=form, user=user, **_user_keys(user, key_form, text))
+    return shown_once(make_response(page, 200 if text is None else 201))
+
+
+@bp.route("/users/<int:user_id>/keys/revoke", methods=["POST"])
+@requires("users.manage")
+def user_key_revoke(user_id: int):
+    user = _user_or_404(user_id)
+    flash(revoke_owned(user, by=current_user), "success")
+    return redirect(url_for("admin.user_edit", user_id=user.id) + "#api-keys")
 
 
 @bp.route("/users/<int:user_id>/password", methods=["GET", "POST"])
@@ -120,8 +156,8 @@ def user_active(user_id: int):
     if active not in ("1", "0"):  # anything else is refused, not read as "deactivate"
         abort(400)
     active = active == "1"
-    if problem := self_change_problem(current_user, user, active=active):
-        flash(problem, "error")
+    if user.id == current_user.id and not active:
+        flash("You cannot deactivate yourself.", "error")
     else:
         set_user_active(current_user, user, active, request.remote_addr)
         db.session.commit()

@@ -1,14 +1,15 @@
-"""Log in, log out, change own password. Logins are throttled per address (Flask-Limiter, Redis)."""
+"""Log in, log out, change own password, own API keys. Logins are throttled per address (Flask-Limiter, Redis)."""
 
 from __future__ import annotations
 
 import sqlalchemy as sa
-from flask import current_app, flash, redirect, render_template, request, url_for
+from flask import current_app, flash, make_response, redirect, render_template, request, url_for
 from flask_login import current_user, login_user, logout_user
 
 from webapp import audit
 from webapp.auth import bp
-from webapp.auth.forms import ChangePasswordForm, LoginForm
+from webapp.auth.api_keys import create_from_form, key_section, revoke_owned, shown_once
+from webapp.auth.forms import ApiKeyForm, ChangePasswordForm, LoginForm
 from webapp.auth.sessions import end_sessions, keep_current_session
 from webapp.extensions import db, limiter
 from webapp.models import User
@@ -91,3 +92,34 @@ def change_password():
             flash("Your password is changed.", "success")
             return redirect(url_for("desk.index"))
     return render_template("auth/password.html", form=form)
+
+
+def _keys_page(form: ApiKeyForm, new_key: str | None = None, status: int = 200):
+    section = key_section(
+        current_user,
+        form,
+        new_key=new_key,
+        create_url=url_for("auth.api_keys"),
+        revoke_url=url_for("auth.revoke_api_key"),
+    )
+    return shown_once(make_response(render_template("auth/keys.html", **section), status))
+
+
+@bp.route("/account/keys", methods=["GET", "POST"])
+@requires("account.self")
+def api_keys():
+    form = ApiKeyForm(role=current_user.role)
+    if request.method == "GET":
+        return _keys_page(form)
+    text = create_from_form(form, current_user, by=current_user)
+    if text is None:
+        return _keys_page(form)  # the messages sit next to their fields; nothing was written
+    # the text goes into this response only: not the session, not a URL, not a flash
+    return _keys_page(ApiKeyForm(formdata=None, role=current_user.role), new_key=text, status=201)
+
+
+@bp.route("/account/keys/revoke", methods=["POST"])
+@requires("account.self")
+def revoke_api_key():
+    flash(revoke_owned(current_user, by=current_user), "success")
+    return redirect(url_for("auth.api_keys"))
