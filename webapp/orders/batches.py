@@ -7,10 +7,10 @@ import sqlalchemy as sa
 from flask import abort, flash
 
 from webapp.access import client_scope
-from webapp.automation import stops
 from webapp.extensions import db
 from webapp.models import Batch, Order, User
 from webapp.orders.forms import TicketForm
+from webapp.orders.placing import StopLevels, level_errors
 from webapp.trading import batch_requests
 from webapp.trading.tickets import Review, Ticket
 
@@ -42,22 +42,16 @@ def chase_settings(form: TicketForm) -> dict:
     }
 
 
-def stop_levels(form: TicketForm) -> dict:
+def stop_levels(form: TicketForm) -> StopLevels:
     """The ticket's stop / target / trail (None when left empty)."""
-    return {name: getattr(form, name).data for name in STOP_FIELDS}
+    return StopLevels(**{name: getattr(form, name).data for name in STOP_FIELDS})
 
 
-def stop_errors(form: TicketForm, review: Review, parsed: bool = False) -> dict[str, str]:
-    """Field → message for the ticket's stop fields, against the ticket's price (the LTP for a
-    market order; only the grid and signs when neither is known). Empty when none is set.
-    `parsed`: also the fields' own parse errors (the preview, whose form is not validated)."""
+def stop_errors(form: TicketForm, review: Review) -> dict[str, str]:
+    """The preview's messages for the stop fields: the levels against the ticket's price
+    (webapp.orders.placing.level_errors) and the fields' own parse errors (its form is not validated)."""
     unreadable = {n: str(getattr(form, n).process_errors[0]) for n in STOP_FIELDS if getattr(form, n).process_errors}
-    levels = stop_levels(form)
-    if all(v is None for v in levels.values()) or review.instrument is None:
-        return unreadable if parsed else {}
-    direction = stops.LONG if form.action.data == "BUY" else stops.SHORT
-    errors = stops.validate_levels(direction, review.unit_price, tick_size=review.instrument.tick_size, **levels)
-    return {**errors, **unreadable} if parsed else errors
+    return {**level_errors(form.action.data, review, stop_levels(form)), **unreadable}
 
 
 def show_stop_errors(form: TicketForm, errors: dict[str, str]) -> None:
@@ -67,16 +61,9 @@ def show_stop_errors(form: TicketForm, errors: dict[str, str]) -> None:
         field.errors = [*field.errors, message]
 
 
-def arm_ticket_stops(form: TicketForm, batch: Batch, review: Review, user: User, ip: str | None) -> int:
-    """Arm the ticket's stop rules for the batch's children, in the batch's transaction."""
-    levels = stop_levels(form)
-    if all(v is None for v in levels.values()):
-        return 0
-    return stops.arm_ticket(batch, user, price=review.unit_price, ip=ip, **levels)
-
-
 def batch_for(user: User, batch_id: int) -> tuple[Batch, list[Order]]:
-    """The batch and the children this user may see; 404 when they may see none."""
+    """The batch and the children this user may see; 404 when they may see none (unless they made it:
+    its children's clients may have been taken from them since)."""
     batch = db.session.get(Batch, batch_id)
     if batch is None:
         abort(404)
@@ -84,7 +71,7 @@ def batch_for(user: User, batch_id: int) -> tuple[Batch, list[Order]]:
     if (scope := client_scope(user)) is not None:
         query = query.where(Order.client_id.in_(scope))
     children = list(db.session.execute(query).scalars())
-    if not children and scope is not None:
+    if not children and scope is not None and batch.user_id != user.id:
         abort(404)
     return batch, children
 
@@ -95,9 +82,14 @@ def enqueue_send(batch_id: int) -> bool:
     failed = batch_requests.queue_send(batch_id)
     if failed is None:
         return True
+    say_not_queued(failed)
+    return False
+
+
+def say_not_queued(failed: int) -> None:
+    """The batch was written but its send could not be queued: its children were failed at once."""
     flash(
         f"Nothing was sent: the orders could not be queued (Redis is unavailable). {failed} order(s) "
         "are marked failed; retry when the desk is back if you still want them.",
         "error",
     )
-    return False

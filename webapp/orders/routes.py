@@ -8,10 +8,7 @@ import uuid
 import sqlalchemy as sa
 from flask import flash, redirect, render_template, request, url_for
 from flask_login import current_user
-from sqlalchemy.exc import IntegrityError
 
-from webapp.access import accessible_clients
-from webapp.automation import stops
 from webapp.extensions import db, get_redis, page_redis
 from webapp.htmx import render_page_or_partial
 from webapp.inputs import record_id
@@ -19,23 +16,25 @@ from webapp.instruments.master import search
 from webapp.models import FundsSnapshot, Instrument
 from webapp.models.base import in_ids
 from webapp.orders import bp
+from webapp.orders.batch_actions import INVALID, NOTHING, ActionRefused, cancel_batch, modify_batch, retry_batch
 from webapp.orders.batches import (
-    arm_ticket_stops,
     batch_for,
-    enqueue_send,
+    say_not_queued,
     show_stop_errors,
     stop_errors,
+    stop_levels,
     ticket_from_form,
 )
 from webapp.orders.forms import PriceForm, TicketForm, quantities
+from webapp.orders.placing import place_ticket, review_with_levels, tradable_clients
 from webapp.permissions import requires
-from webapp.tasks import QUEUE_UNAVAILABLE, queue_available
-from webapp.trading import batch_requests, exits, states
-from webapp.trading.tickets import Ticket, create_batch, existing_batch, reference_price, review_ticket
+from webapp.tasks import QUEUE_UNAVAILABLE
+from webapp.trading import states
+from webapp.trading.tickets import existing_batch, reference_price
 
 
 def _ticket_clients():
-    return [c for c in accessible_clients(current_user) if c.enabled]
+    return tradable_clients(current_user)
 
 
 def _render_ticket(form: TicketForm, clients, review=None, qtys=None, status: int = 200):
@@ -81,30 +80,25 @@ def ticket():
     if (done := existing_batch(form.ticket_id.data)) is not None:
         return _already_submitted(form, clients, done)
     qtys, qty_errors = quantities(request, [c.id for c in clients])
-    if not queue_available():  # before anything is written: a refused ticket leaves no batch behind
+    placed = place_ticket(
+        current_user,
+        ticket_from_form(form, qtys),
+        clients,
+        stop_levels(form),
+        ip=request.remote_addr,
+        quantity_errors=qty_errors,
+    )
+    if placed.unavailable:  # checked before anything is written: a refused ticket leaves no batch behind
         flash(QUEUE_UNAVAILABLE, "error")
         return _render_ticket(form, clients, qtys=qtys, status=503)
-    review = review_ticket(current_user, ticket_from_form(form, qtys), clients, get_redis())
-    review.quantity_errors.update(qty_errors)
-    levels_wrong = stop_errors(form, review)
-    show_stop_errors(form, levels_wrong)
-    if not review.ok or levels_wrong:
-        return _render_ticket(form, clients, review, qtys)
-    try:
-        batch = create_batch(current_user, ticket_from_form(form, qtys), review, ip=request.remote_addr)
-        armed = arm_ticket_stops(form, batch, review, current_user, request.remote_addr)
-        db.session.commit()
-    except IntegrityError:  # the same ticket posted twice at once: the first one won
-        db.session.rollback()
+    if placed.duplicate:  # the same ticket posted twice at once: the first one won
         return _already_submitted(form, clients, existing_batch(form.ticket_id.data))
-    except stops.StopError as exc:  # validated above; only a changed instrument could get here
-        db.session.rollback()
-        show_stop_errors(form, exc.errors)
-        return _render_ticket(form, clients, review, qtys)
-    enqueue_send(batch.id)
-    if armed:
-        stops.notify_changed(get_redis())
-    return redirect(url_for("orders.batch", batch_id=batch.id))
+    if placed.batch is None:
+        show_stop_errors(form, placed.stop_errors)
+        return _render_ticket(form, clients, placed.review, qtys)
+    if placed.not_queued is not None:
+        say_not_queued(placed.not_queued)
+    return redirect(url_for("orders.batch", batch_id=placed.batch.id))
 
 
 def _already_submitted(form: TicketForm, clients, done):
@@ -124,9 +118,10 @@ def preview():
     clients = _ticket_clients()
     form = TicketForm()
     qtys, qty_errors = quantities(request, [c.id for c in clients])
-    review = review_ticket(current_user, ticket_from_form(form, qtys), clients, get_redis())
-    review.quantity_errors.update(qty_errors)
-    levels_wrong = stop_errors(form, review, parsed=True)
+    review, _ = review_with_levels(
+        current_user, ticket_from_form(form, qtys), clients, stop_levels(form), get_redis(), qty_errors
+    )
+    levels_wrong = stop_errors(form, review)
     return render_template(
         "orders/_preview.html", review=review, clients=clients, qtys=qtys, form=form, stop_errors=levels_wrong
     )
@@ -156,72 +151,26 @@ def batch(batch_id: int):
 @requires("orders.place")
 def retry(batch_id: int):
     found, children = batch_for(current_user, batch_id)
-    if found.action == "EXIT":
-        return _retry_exit(found, [c for c in children if c.status in states.RETRYABLE])
-    failed = {c.client_id: c.quantity for c in children if c.status in states.RETRYABLE}
-    if not failed or found.instrument_id is None or found.action not in ("BUY", "SELL"):
-        flash("Nothing to retry: only failed or rejected children of a ticket can be sent again.", "info")
+    try:
+        retried = retry_batch(current_user, found, children, _ticket_clients(), request.remote_addr)
+    except ActionRefused as refused:
+        flash(refused.message, "info" if refused.reason == NOTHING else "error")
         return redirect(url_for("orders.batch", batch_id=found.id))
-    ticket = Ticket(
-        ticket_id=str(uuid.uuid4()),
-        action=found.action,
-        instrument_id=found.instrument_id,
-        product=found.product,
-        order_type=found.order_type,
-        validity=found.validity,
-        price=found.price,
-        trigger_price=found.trigger_price,
-        quantities=failed,
-        kind="retry",
-        note=f"retry of batch {found.id}",
-    )
-    if not queue_available():
-        flash(QUEUE_UNAVAILABLE, "error")
-        return redirect(url_for("orders.batch", batch_id=found.id))
-    review = review_ticket(current_user, ticket, _ticket_clients(), get_redis())
-    if not review.ok:
-        flash("Retry refused: " + (next(iter(review.errors.values()), "") or "no client can take it"), "error")
-        return redirect(url_for("orders.batch", batch_id=found.id))
-    retry_batch = create_batch(current_user, ticket, review, ip=request.remote_addr)
-    db.session.commit()
-    enqueue_send(retry_batch.id)
-    return redirect(url_for("orders.batch", batch_id=retry_batch.id))
-
-
-def _retry_exit(found, failed):
-    """An exit's (or a kill switch's square-off's) failed children, as a new exit batch of what is
-    still held: new children, so a fresh send deadline."""
-    legs = exits.retry_legs(failed) if failed else []
-    if not legs:
-        flash("Nothing to retry: no failed or rejected child of this exit is still held.", "info")
-        return redirect(url_for("orders.batch", batch_id=found.id))
-    if not queue_available():
-        flash(QUEUE_UNAVAILABLE, "error")
-        return redirect(url_for("orders.batch", batch_id=found.id))
-    retry_batch = exits.create_exit_batch(
-        current_user,
-        "retry",
-        legs,
-        instrument_id=found.instrument_id,
-        ip=request.remote_addr,
-        note=f"retry of batch {found.id}",
-    )
-    db.session.commit()
-    enqueue_send(retry_batch.id)
-    return redirect(url_for("orders.batch", batch_id=retry_batch.id))
+    if retried.not_queued is not None:
+        say_not_queued(retried.not_queued)
+    return redirect(url_for("orders.batch", batch_id=retried.batch.id))
 
 
 @bp.route("/batches/<int:batch_id>/cancel", methods=["POST"])
 @requires("orders.place")
 def cancel(batch_id: int):
     found, children = batch_for(current_user, batch_id)
-    open_ids = batch_requests.cancellable(children)
-    if open_ids and not queue_available():
-        flash(QUEUE_UNAVAILABLE, "error")
-        return redirect(url_for("orders.batch", batch_id=found.id))
-    if open_ids:
-        batch_requests.request_cancel(current_user, found, children, open_ids, request.remote_addr)
-    flash(f"Cancelling {len(open_ids)} open order(s)." if open_ids else "No open orders to cancel.", "info")
+    try:
+        cancelling = cancel_batch(current_user, found, children, request.remote_addr)
+    except ActionRefused as refused:
+        flash(refused.message, "info" if refused.reason == NOTHING else "error")
+    else:
+        flash(f"Cancelling {cancelling} open order(s).", "info")
     return redirect(url_for("orders.batch", batch_id=found.id))
 
 
@@ -230,19 +179,14 @@ def cancel(batch_id: int):
 def modify(batch_id: int):
     found, children = batch_for(current_user, batch_id)
     form = PriceForm()
-    open_ids = batch_requests.modifiable(children)
-    error = None if form.validate_on_submit() else next(iter(form.errors.values()))[0]
-    if error is None:
-        error = batch_requests.price_error(found, found.instrument, form.price.data)
-    if error is None and not open_ids:
-        error = "No open limit orders to modify."
-    if error is None and not queue_available():
-        error = QUEUE_UNAVAILABLE
-    if error:
-        flash(f"Price not changed: {error}", "error")
-        return redirect(url_for("orders.batch", batch_id=found.id))
-    batch_requests.request_modify(current_user, found, children, open_ids, form.price.data, request.remote_addr)
-    flash(f"Changing the price of {len(open_ids)} open order(s) to ₹{form.price.data}.", "info")
+    try:
+        if not form.validate_on_submit():
+            raise ActionRefused(INVALID, next(iter(form.errors.values()))[0])
+        changing = modify_batch(current_user, found, children, form.price.data, request.remote_addr)
+    except ActionRefused as refused:
+        flash(f"Price not changed: {refused.message}", "error")
+    else:
+        flash(f"Changing the price of {changing} open order(s) to ₹{form.price.data}.", "info")
     return redirect(url_for("orders.batch", batch_id=found.id))
 
 
