@@ -15,6 +15,7 @@ from webapp.admin.services import (
     credential_errors,
     reset_password,
     save_client,
+    self_change_problem,
     set_user_active,
     update_user,
 )
@@ -77,8 +78,8 @@ def user_edit(user_id: int):
     if request.method == "GET":
         form.clients.data = [c.id for c in user.clients]
     if form.validate_on_submit():
-        if user.id == current_user.id and form.role.data != "admin":
-            form.role.errors.append("You cannot remove your own admin role.")
+        if problem := self_change_problem(current_user, user, role=form.role.data):
+            form.role.errors.append(problem)
         else:
             update_user(
                 current_user,
@@ -156,8 +157,8 @@ def user_active(user_id: int):
     if active not in ("1", "0"):  # anything else is refused, not read as "deactivate"
         abort(400)
     active = active == "1"
-    if user.id == current_user.id and not active:
-        flash("You cannot deactivate yourself.", "error")
+    if problem := self_change_problem(current_user, user, active=active):
+        flash(problem, "error")
     else:
         set_user_active(current_user, user, active, request.remote_addr)
         db.session.commit()
