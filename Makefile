@@ -46,6 +46,7 @@ bench: $(STAMP)
 	$(PY) bench/feed.py --sockets 5 --instruments 20 --seconds 3 --warmup 1 --users 2 --tokens-per-socket 5
 	$(PY) bench/orphans.py --clients 10 --rtt-ms 500 --kill-after 0.05 --runs 1 --limit 90
 	$(PY) -m bench.redis_outage --samples 1
+	$(PY) bench/api.py --clients 5 --rtt-ms 20 --rounds 3 --hook-rounds 3
 
 ## make lock: after editing requirements.in or requirements-dev.in, pin every transitive package again
 lock: $(STAMP)
