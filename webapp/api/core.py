@@ -75,7 +75,7 @@ class ErrorBody(BaseModel):
 
 
 # the statuses any operation may answer besides its own; 422 is added by spectree for validation
-COMMON_ERRORS = (400, 401, 403, 404, 413, 415, 429, 503)
+COMMON_ERRORS = (400, 401, 403, 404, 405, 413, 415, 429, 503)
 
 
 def replies(model: type[BaseModel] | None = None, *, status: int = 200, extra: Sequence[int] = ()) -> Response:
