@@ -173,6 +173,11 @@ def stranger_field(client_id: int) -> dict[str, str]:
     return {f"quantities.{client_id}": "No such client, or not one you may trade."}
 
 
+def sized(good, rule, value, client):
+    body = {k: v for k, v in good.items() if k != "quantities"}
+    return {**body, "sizing": {"rule": rule, "value": value, "client_ids": [client.id]}}
+
+
 def _malformed(instrument, clients):
     good = ticket(instrument, clients[:2])
     return [
@@ -196,6 +201,8 @@ def _malformed(instrument, clients):
         ({**good, "sizing": {"rule": "fixed", "value": "5", "client_ids": [clients[0].id]}}, 422, "sizing"),
         ({**good, "quantities": {str(c.id): 0 for c in clients[:2]}}, 422, "quantities"),
         ({**good, "stop": "1600.00"}, 422, "stop"),
+        (sized(good, "capital_pct", "100.5", clients[0]), 422, "sizing.value"),
+        (sized(good, "risk_pct", "1", clients[0]), 422, "sizing.rule"),
         ({**good, "chase": {"seconds": 5, "max_ticks": 10, "then": "leave"}}, 422, "chase"),
     ]
 
@@ -210,6 +217,21 @@ def test_bad_bodies_are_refused_with_a_message_per_field_and_nothing_written(app
         error = reply.get_json()["error"]
         assert field in error["fields"] and error["fields"][field], (field, error)
     assert written(app) == before and queued(app) == 0
+
+
+def test_a_sizing_past_what_one_order_holds_is_refused(app, desk, api_as):
+    instrument, clients, trader = desk
+    with app.app_context():
+        from webapp.models import Instrument
+
+        db.session.get(Instrument, instrument.id).lot_size = 50
+        db.session.commit()
+    api = api_as(trader)
+    body = sized({"instrument_id": instrument.id, "action": "BUY"}, "multiplier", "99999999", clients[0])
+    reply = api.post("/api/v1/tickets", json=body)
+    assert reply.status_code == 422
+    assert "more than one order can hold" in reply.get_json()["error"]["fields"][f"sizing.client_ids.{clients[0].id}"]
+    assert written(app)[:2] == (0, 0)
 
 
 def test_a_price_off_the_tick_says_so(app, desk, api_as):

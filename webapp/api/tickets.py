@@ -12,6 +12,7 @@ import sqlalchemy as sa
 from flask import g, request, url_for
 from pydantic import BaseModel, Field, StringConstraints
 
+from webapp import inputs
 from webapp.access import accessible_clients
 from webapp.api import bp
 from webapp.api.batches_out import BatchOut, InstrumentRef, batch_out
@@ -162,12 +163,24 @@ def parse(body: TicketIn, user: User, ticket_id: str) -> Parsed:
     )
     skipped: dict[int, str] = {}
     if body.sizing is not None:
-        chosen = [c for c in clients if c.id in set(ids)]
-        price = sizing_price(ticket, instrument, get_redis())
-        ticket.quantities, skipped = sized_quantities(body.sizing.rule, body.sizing.value, chosen, instrument, price)
+        ticket.quantities, skipped = _sized(body.sizing, ticket, [c for c in clients if c.id in set(ids)], instrument)
     return Parsed(ticket, clients, StopLevels(body.stop, body.target, body.trail), field, skipped)
 
 
+def _sized(rule: SizingIn, ticket: Ticket, clients: list[Client], instrument: Instrument):
+    if rule.rule == "capital_pct" and rule.value > 100:
+        raise ApiError(422, "invalid", "Some fields are not valid; see `fields`.", {"sizing.value": PCT_MAX})
+    quantities, skipped = sized_quantities(
+        rule.rule, rule.value, clients, instrument, sizing_price(ticket, instrument, get_redis())
+    )
+    too_many = {f"sizing.client_ids.{k}": TOO_MANY for k, q in quantities.items() if q > inputs.MAX_INT}
+    if too_many:
+        raise ApiError(422, "invalid", "Some fields are not valid; see `fields`.", too_many)
+    return quantities, skipped
+
+
+PCT_MAX = "A percentage of capital is at most 100."
+TOO_MANY = f"This sizing gives more than {inputs.MAX_INT} shares, more than one order can hold."
 REVIEW_FIELDS = {"instrument": "instrument_id"}
 
 

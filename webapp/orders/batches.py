@@ -10,9 +10,9 @@ from webapp.access import client_scope
 from webapp.extensions import db
 from webapp.models import Batch, Order, User
 from webapp.orders.forms import TicketForm
-from webapp.orders.placing import StopLevels, level_errors
+from webapp.orders.placing import StopLevels
 from webapp.trading import batch_requests
-from webapp.trading.tickets import Review, Ticket
+from webapp.trading.tickets import Ticket
 
 STOP_FIELDS = ("stop", "target", "trail")
 
@@ -47,11 +47,10 @@ def stop_levels(form: TicketForm) -> StopLevels:
     return StopLevels(**{name: getattr(form, name).data for name in STOP_FIELDS})
 
 
-def stop_errors(form: TicketForm, review: Review) -> dict[str, str]:
-    """The preview's messages for the stop fields: the levels against the ticket's price
-    (webapp.orders.placing.level_errors) and the fields' own parse errors (its form is not validated)."""
-    unreadable = {n: str(getattr(form, n).process_errors[0]) for n in STOP_FIELDS if getattr(form, n).process_errors}
-    return {**level_errors(form.action.data, review, stop_levels(form)), **unreadable}
+def unreadable_levels(form: TicketForm) -> dict[str, str]:
+    """The stop fields' own parse errors: the preview's form is not validated, so they are shown beside
+    the levels' errors against the price (webapp.orders.placing.level_errors)."""
+    return {n: str(getattr(form, n).process_errors[0]) for n in STOP_FIELDS if getattr(form, n).process_errors}
 
 
 def show_stop_errors(form: TicketForm, errors: dict[str, str]) -> None:

@@ -21,9 +21,9 @@ from webapp.orders.batches import (
     batch_for,
     say_not_queued,
     show_stop_errors,
-    stop_errors,
     stop_levels,
     ticket_from_form,
+    unreadable_levels,
 )
 from webapp.orders.forms import PriceForm, TicketForm, quantities
 from webapp.orders.placing import place_ticket, review_with_levels, tradable_clients
@@ -118,10 +118,10 @@ def preview():
     clients = _ticket_clients()
     form = TicketForm()
     qtys, qty_errors = quantities(request, [c.id for c in clients])
-    review, _ = review_with_levels(
+    review, levels_wrong = review_with_levels(
         current_user, ticket_from_form(form, qtys), clients, stop_levels(form), get_redis(), qty_errors
     )
-    levels_wrong = stop_errors(form, review)
+    levels_wrong.update(unreadable_levels(form))
     return render_template(
         "orders/_preview.html", review=review, clients=clients, qtys=qtys, form=form, stop_errors=levels_wrong
     )
