@@ -144,6 +144,8 @@ def test_cancel_and_modify_open_limit_children(app, factory, desk, api_as):
         assert bad.status_code == 422 and bad.get_json()["error"]["fields"]["price"].startswith(message)
     for body in ({"price": "abc"}, {"price": "-1"}, {}, {"price": "1410.00", "extra": 1}):
         assert api.post(f"/api/v1/batches/{batch.id}/modify", json=body).status_code == 422
+    form = api.post(f"/api/v1/batches/{batch.id}/modify", data={"price": "1410.00"})
+    assert form.status_code == 415 and form.get_json()["error"]["code"] == "unsupported_media_type"
     assert rows(app) == before and queued(app) == 0
     modified = api.post(f"/api/v1/batches/{batch.id}/modify", json={"price": "1410.00"})
     assert modified.status_code == 200 and modified.get_json()["id"] == batch.id
