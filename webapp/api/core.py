@@ -32,6 +32,7 @@ from spectree import Response, SecurityScheme, SpecTree
 from spectree.models import SecuritySchemeData
 
 from webapp import inputs
+from webapp.access import client_for
 from webapp.api.keys import scopes_for
 from webapp.extensions import db
 from webapp.permissions import allowed
@@ -147,6 +148,8 @@ def operation(permission: str, *, scope: str, replies: Response, tag: str, idemp
                 raise ApiError(403, "scope", f"This key does not hold the `{scope}` scope this needs.")
             if not allowed(user.role, permission):
                 raise ApiError(403, "forbidden", "Your role may not do this.")
+            if "client_id" in kwargs:  # a client the user may not see is 404 before anything else is read
+                client_for(user, kwargs["client_id"])
             if request.method in BODY_METHODS and request.get_data(cache=True):  # a bodiless POST needs none
                 _require_json_object()
             if idempotent and "Idempotency-Key" in request.headers:
