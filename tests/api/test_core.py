@@ -149,3 +149,12 @@ def test_rate_limit_per_key_answers_429_with_retry_after(services, encryption_ke
     limited = Api(client, one).get("/api/v1/me")
     assert limited.get_json()["error"]["code"] == "rate_limited" and int(limited.headers["Retry-After"]) >= 1
     assert Api(client, two).get("/api/v1/me").status_code == 200  # per key, not per address
+    with app.app_context():
+        db.session.remove()
+        db.engine.dispose()
+
+
+def test_a_form_post_is_refused_as_not_json(app, factory, api_as):
+    api = api_as(factory.user("asha"))
+    reply = api.client.post("/api/v1/tickets", data={"action": "BUY"}, headers=api._headers(None))
+    assert reply.status_code == 415 and reply.get_json()["error"]["code"] == "unsupported_media_type"

@@ -128,6 +128,8 @@ spec = SpecTree(
 # --- the one decorator -----------------------------------------------------------------------------
 
 BODY_METHODS = ("POST", "PUT", "PATCH")
+FORM_MIMETYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
+JSON_PLEASE = "Send the body as JSON with Content-Type: application/json."
 
 
 def operation(permission: str, *, scope: str, replies: Response, tag: str, idempotent: bool = False) -> Callable:
@@ -150,6 +152,8 @@ def operation(permission: str, *, scope: str, replies: Response, tag: str, idemp
                 raise ApiError(403, "forbidden", "Your role may not do this.")
             if "client_id" in kwargs:  # a client the user may not see is 404 before anything else is read
                 client_for(user, kwargs["client_id"])
+            if request.method in BODY_METHODS and request.mimetype in FORM_MIMETYPES:
+                raise ApiError(415, "unsupported_media_type", JSON_PLEASE)  # (its body was parsed away as a form)
             if request.method in BODY_METHODS and request.get_data(cache=True):  # a bodiless POST needs none
                 _require_json_object()
             if idempotent and "Idempotency-Key" in request.headers:
@@ -227,7 +231,7 @@ def idempotently(raw_key: str, handle: Callable[[], Any]):
 
 def _require_json_object() -> None:
     if not request.is_json:
-        raise ApiError(415, "unsupported_media_type", "Send the body as JSON with Content-Type: application/json.")
+        raise ApiError(415, "unsupported_media_type", JSON_PLEASE)
     body = request.get_json(silent=True)
     if body is None:
         raise ApiError(400, "malformed_json", "The body is not valid JSON.")
