@@ -19,8 +19,9 @@ from webapp.api import keys
 from webapp.api.stream import MAX_STREAMS_PER_KEY
 from webapp.events import publish
 from webapp.extensions import db, get_redis
+from webapp.feed import hub as hub_module
 from webapp.feed.hub import API_PAGE, Subscriber, for_streams
-from webapp.models import ApiKey, Order, User
+from webapp.models import ApiKey, Client, Order, User
 from webapp.trading import engine, states
 
 PATH = "/api/v1/stream/orders"
@@ -237,7 +238,7 @@ def test_a_viewer_key_may_stream(app, server, desk, factory, make_key, streams):
 def test_a_revoked_key_ends_at_the_hubs_recheck(app, server, factory, make_key, streams):
     tara = factory.user("tara")
     key = make_key(tara)
-    stream = streams(server, key, max_seconds=600).opened()
+    stream = streams(server, key, max_seconds=20).opened()  # a failure ends at max_seconds
     with app.app_context():
         row = db.session.execute(sa.select(ApiKey)).scalar_one()
         keys.revoke_key(row, by=db.session.get(User, tara.id))
@@ -249,11 +250,12 @@ def test_a_revoked_key_ends_at_the_hubs_recheck(app, server, factory, make_key, 
     )
 
 
-def test_a_deactivated_user_ends_at_once(app, server, factory, make_key, streams):
+def test_a_deactivated_user_ends_at_once(app, server, factory, make_key, streams, monkeypatch):
     from webapp.auth.sessions import end_sessions
 
+    monkeypatch.setattr(hub_module, "RECHECK_SECONDS", 3600.0)  # the event ends it, not the periodic re-check
     tara = factory.user("tara")
-    stream = streams(server, make_key(tara), max_seconds=600).opened()
+    stream = streams(server, make_key(tara), max_seconds=20).opened()  # a failure ends at max_seconds
     assert app.extensions["fanout_hub"].subscribed.wait(5)
     with app.app_context():
         user = db.session.get(User, tara.id)
@@ -317,3 +319,30 @@ def test_documented_as_an_event_stream(client):
     assert {"401", "404", "422", "429"} <= set(operation["responses"])
     assert {p["name"] for p in operation["parameters"]} == {"batch_id", "max_seconds"}
     assert "event: order" in operation["description"] and "keepalive" in operation["description"]
+
+
+def test_a_removed_grant_stops_that_clients_updates_at_once(
+    app, server, desk, factory, make_key, two, streams, monkeypatch
+):
+    from webapp.auth.sessions import ACCESS_CHANGED, end_sessions
+
+    monkeypatch.setattr(hub_module, "RECHECK_SECONDS", 3600.0)  # the event re-reads the grants
+    mine, theirs, tara, root = two
+    other = desk.paper_client("Other")
+    with app.app_context():
+        user = db.session.get(User, tara.id)
+        user.clients = [db.session.get(Client, c.id) for c in (mine, other)]
+        db.session.commit()
+    stream = streams(server, make_key(tara), max_seconds=60).opened()
+    assert app.extensions["fanout_hub"].subscribed.wait(5)
+    with app.app_context():
+        user = db.session.get(User, tara.id)
+        user.clients = [db.session.get(Client, other.id)]
+        end_sessions(user, ACCESS_CHANGED)  # as the admin page does when grants change
+        db.session.commit()
+    first = factory.batch(root, [mine], desk.instrument)
+    send(app, desk, first.id)
+    then = factory.batch(root, [other], desk.instrument)
+    send(app, desk, then.id)  # after mine's on the one channel
+    sent = stream.events(acknowledged(children(app, then.id)[other.id]))
+    assert {e["data"]["client_id"] for e in sent} == {other.id}

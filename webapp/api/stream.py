@@ -32,12 +32,14 @@ from webapp.access import accessible_client_ids
 from webapp.api import bp
 from webapp.api.core import ApiError, Id, Money, Strict, operation, replies
 from webapp.extensions import db, get_redis
-from webapp.feed.hub import API_PAGE, CLOSE, Hub, Subscriber, get_hub
+from webapp.feed import hub as feed_hub  # a module, its names read at call time (see below)
 from webapp.models import Order
 from webapp.models.base import in_ids
 from webapp.orders.batches import batch_for
 from webapp.trading import states
 
+# The hub's names are read through its module, when called: importing the hub imports webapp.auth, which
+# imports webapp.api and so this module, while the hub is half-loaded (`from ... import API_PAGE` would fail).
 log = logging.getLogger(__name__)
 
 MAX_STREAMS_PER_KEY = 4
@@ -173,7 +175,7 @@ def stream_orders(query: StreamQuery):
         _, children = batch_for(user, query.batch_id)  # 404 for a batch the user may not see
         child_ids = [child.id for child in children]
     follow = Follow(
-        hub=get_hub(current_app._get_current_object()),
+        hub=feed_hub.get_hub(current_app._get_current_object()),
         user_id=user.id,
         role=user.role,
         client_ids=frozenset(accessible_client_ids(user)),
@@ -213,7 +215,7 @@ class Follow:
     def __init__(
         self,
         *,
-        hub: Hub,
+        hub: feed_hub.Hub,
         user_id: int,
         role: str,
         client_ids: frozenset[int],
@@ -229,7 +231,7 @@ class Follow:
 
     def events(self, lease: Lease) -> Iterator[str]:
         """The body. Registered with the hub before the first read, so nothing falls between the two."""
-        subscriber = self.hub.register(page=API_PAGE, target=self.batch_id, **self.fields)
+        subscriber = self.hub.register(page=feed_hub.API_PAGE, target=self.batch_id, **self.fields)
         try:
             self.hub.subscribed.wait(timeout=SUBSCRIBE_WAIT_SECONDS)
             self.hub.recheck([subscriber])  # revoked between the request's check and the register
@@ -239,14 +241,14 @@ class Follow:
             self.hub.unregister(subscriber)
             lease.release()  # before the server ends the response: a client may open the next one at once
 
-    def _follow(self, subscriber: Subscriber, lease: Lease) -> Iterator[str]:
+    def _follow(self, subscriber: feed_hub.Subscriber, lease: Lease) -> Iterator[str]:
         try:
             yield from self._updates(subscriber, lease)
         except sa.exc.SQLAlchemyError:  # the database away: say so and end; the client reconnects later
             log.exception("op=api-stream key=%s state=read-failed", self.fields["key_id"])
             yield self._end("unavailable")
 
-    def _updates(self, subscriber: Subscriber, lease: Lease) -> Iterator[str]:
+    def _updates(self, subscriber: feed_hub.Subscriber, lease: Lease) -> Iterator[str]:
         deadline = time.monotonic() + self.seconds
         next_tick = time.monotonic() + KEEPALIVE_SECONDS
         if self.batch_id is not None and self.hub.active(subscriber):
@@ -265,7 +267,7 @@ class Follow:
             try:
                 first = subscriber.queue.get(timeout=max(0.0, min(deadline, next_tick) - now))
             except queue.Empty:
-                first = CLOSE
+                first = feed_hub.CLOSE
             wanted = self._drain(subscriber, first)
             if time.monotonic() >= next_tick:
                 next_tick = time.monotonic() + KEEPALIVE_SECONDS
@@ -278,7 +280,7 @@ class Follow:
                 if text:
                     yield text
 
-    def _drain(self, subscriber: Subscriber, first) -> set[int]:
+    def _drain(self, subscriber: feed_hub.Subscriber, first) -> set[int]:
         """The order ids of this event and of every one already queued behind it (read in one query)."""
         items = [first]
         while True:
@@ -288,7 +290,7 @@ class Follow:
                 break
         return {item["order_id"] for item in items if isinstance(item, dict)}
 
-    def _read(self, subscriber: Subscriber, ids) -> list[OrderEvent]:
+    def _read(self, subscriber: feed_hub.Subscriber, ids) -> list[OrderEvent]:
         """These children's rows, as events, in the hub's app (a session of its own, removed at once:
         a long stream pins no database connection)."""
         ids = list(ids)
@@ -303,7 +305,7 @@ class Follow:
             if subscriber.can_see(row.client_id) and (self.batch_id is None or row.batch_id == self.batch_id)
         ]
 
-    def _send(self, rows: list[OrderEvent], subscriber: Subscriber, every: bool = False) -> str:
+    def _send(self, rows: list[OrderEvent], subscriber: feed_hub.Subscriber, every: bool = False) -> str:
         out = []
         for row in rows:
             previous = self.sent.get(row.child_id)
@@ -320,7 +322,7 @@ class Follow:
             out.append(sse("order", row.model_dump_json(), self.count))
         return "".join(out)
 
-    def _acknowledged(self, subscriber: Subscriber) -> bool:
+    def _acknowledged(self, subscriber: feed_hub.Subscriber) -> bool:
         return all(
             sent.status not in states.IN_FLIGHT for sent in self.sent.values() if subscriber.can_see(sent.client_id)
         )

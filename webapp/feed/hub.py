@@ -213,6 +213,9 @@ class Hub:
 
     def stop(self) -> None:
         self._stop.set()
+        for subscriber in self.snapshot():  # an API stream ends now (its thread writes its `end`), not at a keepalive
+            if subscriber.page == API_PAGE:
+                self.close(subscriber, "server stopping")
 
 
 def for_streams(event: dict, streams: list[Subscriber]) -> list[tuple[Subscriber, dict]]:
