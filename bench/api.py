@@ -7,7 +7,7 @@ Starts what bench/fanout.py starts (an embedded Redis or --redis-url, a SQLite d
 --database-url, `flask db upgrade`, the Kite emulator adding R ms to every answer, N Kite clients with
 live sessions, a trader granted all of them, gunicorn and the RQ workers as the Procfile starts them)
 plus the Procfile's `strategies` worker, which processes the hooks' alerts. It makes an API key for the
-trader through webapp.api.keys.create_key (the key stays in this process: never printed, never logged)
+trader through webapp.apikeys.create_key (the key stays in this process: never printed, never logged)
 and a ticket hook for every client through webapp.hooks.alerts.
 
 (a) --rounds tickets: POST /api/v1/tickets, MARKET BUY 1 INFY for every client, a fresh Idempotency-Key
@@ -102,7 +102,7 @@ def make_key_and_hook(app, client_ids: list[int]) -> tuple[str, str]:
     the instrument from the alert), made as the pages make them; their secrets stay in this process."""
     import sqlalchemy as sa
 
-    from webapp.api.keys import create_key
+    from webapp.apikeys import create_key
     from webapp.extensions import db
     from webapp.hooks import alerts
     from webapp.models import Hook, User

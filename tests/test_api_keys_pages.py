@@ -11,7 +11,7 @@ import pytest
 import sqlalchemy as sa
 
 from tests.conftest import count
-from webapp.api import keys
+from webapp import apikeys as keys
 from webapp.extensions import db
 from webapp.models import ApiKey, AuditEvent, User
 from webapp.timeutil import format_ist, utcnow

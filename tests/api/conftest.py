@@ -1,11 +1,11 @@
-"""API fixtures: a key for a user (made through webapp.api.keys, as the account page makes them) and a
+"""API fixtures: a key for a user (made through webapp.apikeys, as the account page makes them) and a
 client that sends it as a Bearer header."""
 
 from __future__ import annotations
 
 import pytest
 
-from webapp.api import keys
+from webapp import apikeys as keys
 from webapp.extensions import db
 from webapp.models import User
 
@@ -45,8 +45,11 @@ def make_key(app):
         with app.app_context():
             owner = db.session.get(User, user.id)
             _, text = keys.create_key(
-                owner, name=options.pop("name", "test key"), scopes=list(scopes or keys.scopes_for(owner.role)),
-                by=owner, **options,
+                owner,
+                name=options.pop("name", "test key"),
+                scopes=list(scopes or keys.scopes_for(owner.role)),
+                by=owner,
+                **options,
             )
             db.session.commit()
             return text

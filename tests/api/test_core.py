@@ -8,7 +8,7 @@ from datetime import timedelta
 import sqlalchemy as sa
 
 from tests.api.conftest import Api
-from webapp.api import keys
+from webapp import apikeys as keys
 from webapp.extensions import db
 from webapp.models import ApiKey, AuditEvent, User
 from webapp.timeutil import utcnow

@@ -8,7 +8,7 @@ import itertools
 import pytest
 
 from tests.api.conftest import Api
-from webapp.api.keys import scopes_for
+from webapp.apikeys import scopes_for
 from webapp.permissions import PERMISSIONS, ROLES
 
 SCOPES = ("read", "trade", "admin")

@@ -16,7 +16,7 @@ from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
 from schemathesis.specs.openapi import checks as openapi_checks
 
-from webapp.api import keys
+from webapp import apikeys as keys
 from webapp.extensions import db
 from webapp.models import User
 

@@ -15,7 +15,7 @@ import sqlalchemy as sa
 
 from tests.live.test_ws import server  # noqa: F401  (a real threaded server on a free port)
 from tests.orders.conftest import desk  # noqa: F401  (an instrument and paper clients)
-from webapp.api import keys
+from webapp import apikeys as keys
 from webapp.api.stream import MAX_STREAMS_PER_KEY
 from webapp.events import publish
 from webapp.extensions import db, get_redis

@@ -28,7 +28,7 @@ UNAUTHENTICATED = frozenset({"api.openapi", "api.docs", "api.docs_asset"})  # th
 def _rate_key() -> str:
     """Counted per presented key (its hash), before it is checked: a flood with one key is cut off
     whether or not the key is good; without a key, per address."""
-    from webapp.api.keys import digest
+    from webapp.apikeys import digest
 
     token = _bearer()
     return f"api-key:{digest(token)[:32]}" if token else f"api-ip:{request.remote_addr}"
@@ -45,7 +45,7 @@ def _bearer() -> str | None:
 
 @bp.before_request
 def authenticate():
-    from webapp.api import keys
+    from webapp import apikeys as keys
 
     request.max_content_length = MAX_BODY
     if request.endpoint in UNAUTHENTICATED:

@@ -33,7 +33,7 @@ from spectree.models import SecuritySchemeData
 
 from webapp import inputs
 from webapp.access import client_for
-from webapp.api.keys import scopes_for
+from webapp.apikeys import scopes_for
 from webapp.extensions import db
 from webapp.permissions import allowed
 

@@ -1,11 +1,11 @@
-"""The key pages' one path to the domain (webapp.api.keys): the account page and the admin user page
+"""The key pages' one path to the domain (webapp.apikeys): the account page and the admin user page
 both make and revoke keys through these two functions, so they answer bad input the same way."""
 
 from __future__ import annotations
 
 from flask import abort, request
 
-from webapp.api.keys import KeyProblem, create_key, keys_of, revoke_key
+from webapp.apikeys import KeyProblem, create_key, keys_of, revoke_key
 from webapp.auth.forms import ApiKeyForm
 from webapp.extensions import db
 from webapp.inputs import record_id

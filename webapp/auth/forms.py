@@ -5,7 +5,7 @@ from wtforms import PasswordField, SelectField, SelectMultipleField, StringField
 from wtforms.validators import DataRequired, EqualTo, Length
 from wtforms.widgets import CheckboxInput, ListWidget
 
-from webapp.api.keys import scopes_for
+from webapp.apikeys import scopes_for
 from webapp.timeutil import utcnow
 
 PASSWORD_LENGTH = Length(max=256, message="At most 256 characters.")  # bounded: argon2 would hash any size
@@ -41,7 +41,7 @@ SCOPE_LABELS = {
 
 class ApiKeyForm(FlaskForm):
     """A new API key. Only the expiry choice is checked here: the name, scopes and networks are judged
-    by webapp.api.keys.create_key (one set of rules and messages for the page, the admin page and tests)."""
+    by webapp.apikeys.create_key (one set of rules and messages for the page, the admin page and tests)."""
 
     name = StringField("Name")
     # checkboxes; a scope beyond the role is not refused here but by the domain, with its message

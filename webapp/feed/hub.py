@@ -20,12 +20,12 @@ import time
 from dataclasses import dataclass, field
 
 import redis as redis_lib
-import sqlalchemy as sa
 from flask import Flask
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from webapp.access import granted_scope, may_see
+from webapp.apikeys import live_key_ids
 from webapp.auth.sessions import SESSIONS_ENDED, USER_EVENTS, user_access
 from webapp.events import CHANNEL
 from webapp.marketdata.store import TICKS_CHANNEL
@@ -126,7 +126,7 @@ class Hub:
         try:
             with self.app.app_context():  # its own database session, removed when the context ends
                 access = user_access({s.user_id for s in subscribers})
-                keys = live_keys({s.key_id for s in subscribers if s.key_id is not None})
+                keys = live_key_ids({s.key_id for s in subscribers if s.key_id is not None})
         except Exception:  # the database away: keep the sockets, the next recheck tries again
             log.exception("op=hub state=recheck-failed")
             return
@@ -225,22 +225,6 @@ def for_streams(event: dict, streams: list[Subscriber]) -> list[tuple[Subscriber
         return []
     client_id, batch_id = event.get("client_id"), event.get("batch_id")
     return [(s, event) for s in streams if s.target in (None, batch_id) and s.can_see(client_id)]
-
-
-def live_keys(key_ids: set[int]) -> set[int]:
-    """Which of these API keys are live: not revoked, not expired (their users are checked apart)."""
-    if not key_ids:
-        return set()
-    from webapp.extensions import db
-    from webapp.models import ApiKey
-    from webapp.timeutil import utcnow
-
-    query = sa.select(ApiKey.id).where(
-        ApiKey.id.in_(key_ids),
-        ApiKey.revoked_at.is_(None),
-        sa.or_(ApiKey.expires_at.is_(None), ApiKey.expires_at > utcnow()),
-    )
-    return set(db.session.execute(query).scalars())
 
 
 def get_hub(app: Flask) -> Hub:

@@ -165,12 +165,22 @@ def find_live(text: str) -> ApiKey | None:
     (one answer for all: a caller learns nothing about which keys exist)."""
     if not text.startswith(PREFIX) or len(text) != len(PREFIX) + KEY_CHARS:
         return None
-    key = db.session.execute(sa.select(ApiKey).where(ApiKey.key_hash == digest(text))).scalar_one_or_none()
-    if key is None or key.revoked_at is not None or (key.expires_at is not None and key.expires_at <= utcnow()):
-        return None
-    if key.user is None or not key.user.active:
+    key = db.session.execute(sa.select(ApiKey).where(ApiKey.key_hash == digest(text), live())).scalar_one_or_none()
+    if key is None or key.user is None or not key.user.active:
         return None
     return key
+
+
+def live() -> sa.ColumnElement[bool]:
+    """The one rule of a live key (its user's `active` is checked apart): not revoked, not expired."""
+    return sa.and_(ApiKey.revoked_at.is_(None), sa.or_(ApiKey.expires_at.is_(None), ApiKey.expires_at > utcnow()))
+
+
+def live_key_ids(key_ids: set[int]) -> set[int]:
+    """Which of these keys are live (the order streams' recheck, webapp/feed/hub.py)."""
+    if not key_ids:
+        return set()
+    return set(db.session.execute(sa.select(ApiKey.id).where(ApiKey.id.in_(key_ids), live())).scalars())
 
 
 def note_use(key: ApiKey, address: str | None) -> None:
