@@ -17,6 +17,7 @@ from webapp.auth.sessions import ACCESS_CHANGED, end_sessions
 from webapp.brokers import broker_class
 from webapp.extensions import db
 from webapp.models import Client, User
+from webapp.permissions import allowed
 from webapp.security import hash_password, password_problem
 from webapp.timeutil import utcnow
 from webapp.vault import Vault
@@ -76,7 +77,7 @@ def self_change_problem(actor: User, user: User, *, role: str | None = None, act
     """An admin may not lock themselves out: neither drop their own admin role nor deactivate themselves."""
     if user.id != actor.id:
         return None
-    if role is not None and role != "admin":
+    if role is not None and not allowed(role, "users.manage"):
         return "You cannot remove your own admin role."
     if active is False:
         return "You cannot deactivate yourself."

@@ -136,7 +136,7 @@ class DeploymentOut(BaseModel):
     instrument_ids: list[int]
     interval: int = Field(description="Candle minutes.")
     product: str
-    mode: Literal["paper", "live"]
+    mode: Literal[tuple(domain.MODES)]
     allow_short: bool
     sizing: str
     sizing_value: Money

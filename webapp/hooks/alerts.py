@@ -32,7 +32,7 @@ import sqlalchemy as sa
 from redis.exceptions import RedisError
 
 from webapp import audit
-from webapp.access import accessible_clients
+from webapp.access import accessible_clients, sees_every_client
 from webapp.automation import sizing
 from webapp.extensions import db
 from webapp.models import Batch, Client, FundsSnapshot, Instrument, User
@@ -538,12 +538,12 @@ def sweep(fresh_seconds: int = FRESH_SECONDS, grace_seconds: int = 3, now: datet
 
 def visible(user: User) -> sa.Select:
     query = sa.select(Hook).order_by(Hook.created_at.desc())
-    return query if user.role == "admin" else query.where(Hook.user_id == user.id)
+    return query if sees_every_client(user.role) else query.where(Hook.user_id == user.id)
 
 
 def visible_one(user: User, hook_id: int) -> Hook | None:
     hook = db.session.get(Hook, hook_id)
-    if hook is None or (user.role != "admin" and hook.user_id != user.id):
+    if hook is None or (not sees_every_client(user.role) and hook.user_id != user.id):
         return None
     return hook
 
