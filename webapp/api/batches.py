@@ -3,17 +3,15 @@ page's own actions (webapp.orders.batch_actions): the same checks, audit events 
 
 from __future__ import annotations
 
-from datetime import datetime
-
 import sqlalchemy as sa
 from flask import g, request, url_for
-from pydantic import BaseModel, Field
+from pydantic import Field
 from sqlalchemy.orm import selectinload
 
 from webapp.access import client_scope
 from webapp.api import bp
-from webapp.api.batches_out import BatchOut, InstrumentRef, batch_out
-from webapp.api.core import ApiError, DecimalIn, Money, Page, PageQuery, Strict, operation, paged, replies
+from webapp.api.batches_out import BatchHeader, BatchOut, batch_out, header_fields
+from webapp.api.core import ApiError, DecimalIn, Page, PageQuery, Strict, operation, paged, replies
 from webapp.api.tickets import not_json
 from webapp.extensions import db
 from webapp.models import Batch, Order, User
@@ -24,21 +22,8 @@ from webapp.orders.placing import tradable_clients
 from webapp.trading import states
 
 
-class BatchSummary(BaseModel):
-    id: int
-    kind: str
-    action: str
-    instrument: InstrumentRef | None
-    product: str | None
-    order_type: str | None
-    price: Money | None
-    trigger_price: Money | None
-    validity: str
-    note: str
-    created_at: datetime
+class BatchSummary(BatchHeader):
     children: int = Field(description="How many of its children you may see.")
-    counts: dict[str, int] = Field(description="Those children by status (only the statuses present).")
-    acknowledged: bool = Field(description="Every child you may see has been answered by its broker (or failed).")
 
 
 class PriceIn(Strict):
@@ -55,25 +40,7 @@ def visible_batches(user: User) -> sa.Select:
 
 
 def _summary(batch: Batch) -> BatchSummary:
-    instrument = batch.instrument
-    return BatchSummary(
-        id=batch.id,
-        kind=batch.kind,
-        action=batch.action,
-        instrument=InstrumentRef(id=instrument.id, exchange=instrument.exchange, symbol=instrument.tradingsymbol)
-        if instrument is not None
-        else None,
-        product=batch.product,
-        order_type=batch.order_type,
-        price=batch.price,
-        trigger_price=batch.trigger_price,
-        validity=batch.validity,
-        note=batch.note or "",
-        created_at=batch.created_at,
-        children=0,
-        counts={},
-        acknowledged=True,
-    )
+    return BatchSummary(**header_fields(batch), children=0, counts={}, acknowledged=True)
 
 
 def _count_children(user: User, items: list[BatchSummary]) -> None:

@@ -8,7 +8,7 @@ from datetime import datetime
 from pydantic import BaseModel, Field
 
 from webapp.api.core import Money
-from webapp.models import Batch, Order
+from webapp.models import Batch, Instrument, Order
 from webapp.trading import states
 
 
@@ -34,7 +34,9 @@ class ChildOut(BaseModel):
     updated_at: datetime
 
 
-class BatchOut(BaseModel):
+class BatchHeader(BaseModel):
+    """What a batch is (a list of batches shows this much; one batch adds its children)."""
+
     id: int
     kind: str = Field(description="ticket, exit, square_off, kill_switch, retry, signal, ...")
     action: str = Field(description="BUY, SELL or EXIT")
@@ -46,9 +48,35 @@ class BatchOut(BaseModel):
     validity: str
     note: str
     created_at: datetime
-    counts: dict[str, int] = Field(description="Children by status (only the statuses present).")
+    counts: dict[str, int] = Field(description="Children you may see, by status (only the statuses present).")
     acknowledged: bool = Field(description="Every child you may see has been answered by its broker (or failed).")
+
+
+class BatchOut(BatchHeader):
     children: list[ChildOut]
+
+
+def instrument_ref(instrument: Instrument | None) -> InstrumentRef | None:
+    if instrument is None:
+        return None
+    return InstrumentRef(id=instrument.id, exchange=instrument.exchange, symbol=instrument.tradingsymbol)
+
+
+def header_fields(batch: Batch) -> dict:
+    """BatchHeader's fields of this batch, but for `counts` and `acknowledged` (they depend on the children)."""
+    return dict(
+        id=batch.id,
+        kind=batch.kind,
+        action=batch.action,
+        instrument=instrument_ref(batch.instrument),
+        product=batch.product,
+        order_type=batch.order_type,
+        price=batch.price,
+        trigger_price=batch.trigger_price,
+        validity=batch.validity,
+        note=batch.note or "",
+        created_at=batch.created_at,
+    )
 
 
 def child_out(child: Order) -> ChildOut:
@@ -72,21 +100,8 @@ def batch_out(batch: Batch, children: list[Order]) -> BatchOut:
     counts: dict[str, int] = {}
     for child in children:
         counts[child.status] = counts.get(child.status, 0) + 1
-    instrument = batch.instrument
     return BatchOut(
-        id=batch.id,
-        kind=batch.kind,
-        action=batch.action,
-        instrument=InstrumentRef(id=instrument.id, exchange=instrument.exchange, symbol=instrument.tradingsymbol)
-        if instrument is not None
-        else None,
-        product=batch.product,
-        order_type=batch.order_type,
-        price=batch.price,
-        trigger_price=batch.trigger_price,
-        validity=batch.validity,
-        note=batch.note or "",
-        created_at=batch.created_at,
+        **header_fields(batch),
         counts=counts,
         acknowledged=all(c.status not in states.IN_FLIGHT for c in children),
         children=[child_out(c) for c in children],

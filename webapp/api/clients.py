@@ -13,11 +13,11 @@ from pydantic import BaseModel, Field
 
 from webapp.access import accessible_clients_select, client_for
 from webapp.api import bp
-from webapp.api.batches_out import InstrumentRef
+from webapp.api.batches_out import InstrumentRef, instrument_ref
 from webapp.api.core import Money, Page, PageQuery, operation, paged, replies
 from webapp.clients import book
 from webapp.extensions import page_redis
-from webapp.models import Client, Holding, Instrument, Order, Position, Trade
+from webapp.models import Client, Holding, Order, Position, Trade
 from webapp.trading import states
 from webapp.trading.pnl import Totals
 
@@ -137,10 +137,6 @@ class OrdersQuery(PageQuery):
 # --- conversions -----------------------------------------------------------------------------------
 
 
-def _instrument(instrument: Instrument) -> InstrumentRef:
-    return InstrumentRef(id=instrument.id, exchange=instrument.exchange, symbol=instrument.tradingsymbol)
-
-
 def client_out(client: Client, totals: Totals) -> ClientOut:
     return ClientOut(
         id=client.id,
@@ -159,7 +155,7 @@ def client_out(client: Client, totals: Totals) -> ClientOut:
 def position_out(position: Position, live: bool) -> PositionOut:
     return PositionOut(
         id=position.id,
-        instrument=_instrument(position.instrument),
+        instrument=instrument_ref(position.instrument),
         product=position.product,
         quantity=position.quantity,
         average_price=position.average_price,
@@ -174,7 +170,7 @@ def position_out(position: Position, live: bool) -> PositionOut:
 def holding_out(holding: Holding) -> HoldingOut:
     return HoldingOut(
         id=holding.id,
-        instrument=_instrument(holding.instrument),
+        instrument=instrument_ref(holding.instrument),
         quantity=holding.quantity,
         t1_quantity=holding.t1_quantity,
         average_price=holding.average_price,
@@ -188,7 +184,7 @@ def order_out(order: Order) -> OrderOut:
     return OrderOut(
         id=order.id,
         batch_id=order.batch_id,
-        instrument=_instrument(order.instrument),
+        instrument=instrument_ref(order.instrument),
         side=order.side,
         quantity=order.quantity,
         product=order.product,
@@ -211,7 +207,7 @@ def trade_out(trade: Trade) -> TradeOut:
     return TradeOut(
         id=trade.id,
         order_id=trade.order_id,
-        instrument=_instrument(trade.instrument),
+        instrument=instrument_ref(trade.instrument),
         side=trade.side,
         product=trade.product,
         quantity=trade.quantity,

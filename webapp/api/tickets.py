@@ -15,7 +15,7 @@ from pydantic import BaseModel, Field, StringConstraints
 from webapp import inputs
 from webapp.access import accessible_clients
 from webapp.api import bp
-from webapp.api.batches_out import BatchOut, InstrumentRef, batch_out
+from webapp.api.batches_out import BatchOut, InstrumentRef, batch_out, instrument_ref
 from webapp.api.core import ApiError, DecimalIn, Id, Money, Quantity, Strict, operation, replies
 from webapp.extensions import db, get_redis
 from webapp.models import Client, Instrument, User
@@ -220,7 +220,7 @@ def preview_ticket(json: TicketIn):
     instrument = review.instrument
     return TicketPreview(
         ok=review.ok and not stop_errors,
-        instrument=InstrumentRef(id=instrument.id, exchange=instrument.exchange, symbol=instrument.tradingsymbol),
+        instrument=instrument_ref(instrument),
         unit_price=review.unit_price,
         errors=errors,
         skipped={str(k): v for k, v in parsed.skipped.items()},
