@@ -249,3 +249,32 @@ def test_sharekhan_connect_redirect_carries_no_secret(app, client, auth, factory
 )
 def test_websocket_origin_must_match_scheme_and_host(origin, scheme, host, same):
     assert _same_origin(origin, scheme, host) is same
+
+
+def test_a_webhooks_secret_never_reaches_a_log_line():
+    """The hook's URL is its credential: gunicorn's access log and the error log name the path without it."""
+    from datetime import timedelta
+    from types import SimpleNamespace
+
+    from gunicorn.config import Config
+
+    from webapp.gunicorn_conf import RedactingLogger, access_log_format
+    from webapp.security import loggable_path
+
+    secret = "s3cr3t-Hook-Url-Part"
+    assert loggable_path(f"/hooks/{secret}") == "/hooks/[secret]"
+    assert loggable_path("/api/v1/batches/7") == "/api/v1/batches/7"
+    config = Config()
+    config.set("access_log_format", access_log_format)
+    logger = RedactingLogger(config)
+    environ = {
+        "REQUEST_METHOD": "POST",
+        "RAW_URI": f"/hooks/{secret}",
+        "SERVER_PROTOCOL": "HTTP/1.1",
+        "PATH_INFO": f"/hooks/{secret}",
+        "QUERY_STRING": "",
+        "REMOTE_ADDR": "203.0.113.7",
+    }
+    atoms = logger.atoms(SimpleNamespace(status="200 OK", sent=12, headers=[]), {}, environ, timedelta(milliseconds=5))
+    line = access_log_format % atoms
+    assert secret not in line and secret not in atoms["r"] and "/hooks/[secret]" in line

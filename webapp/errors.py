@@ -12,6 +12,7 @@ from werkzeug.exceptions import HTTPException, InternalServerError
 
 from webapp.extensions import db
 from webapp.htmx import is_htmx
+from webapp.security import loggable_path
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +73,7 @@ def init_app(app: Flask) -> None:
             return http_error(error)
         db.session.rollback()
         if isinstance(error, (RedisConnectionError, RedisTimeoutError)):  # Redis away, on a path not drawn without it
-            log.warning("event=redis-unavailable path=%s error=%s", request.path, error)
+            log.warning("event=redis-unavailable path=%s error=%s", loggable_path(request.path), error)
             return render_error(503, REDIS_UNAVAILABLE)
-        log.exception("event=unhandled path=%s", request.path)
+        log.exception("event=unhandled path=%s", loggable_path(request.path))
         return render_error(InternalServerError.code)

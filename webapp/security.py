@@ -3,6 +3,7 @@ check for where a `next` or referrer may send the browser."""
 
 from __future__ import annotations
 
+import re
 from urllib.parse import urlsplit
 
 from argon2 import PasswordHasher
@@ -87,6 +88,14 @@ def init_app(app: Flask) -> None:
         if not app.config.get("DEMO_MODE"):
             headers.setdefault("Strict-Transport-Security", HSTS)
         return response
+
+
+_SECRET_IN_PATH = re.compile(r"^(/hooks/)[^/]+")
+
+
+def loggable_path(path: str | None) -> str:
+    """A path fit for a log line: a webhook's secret (its URL is its only credential) replaced."""
+    return _SECRET_IN_PATH.sub(r"\1[secret]", path or "")
 
 
 def safe_next(target: str | None) -> str | None:
