@@ -23,12 +23,13 @@ def fresh_seconds() -> int:
 
 @app_job
 def process(alert_id: int) -> list[int]:
-    """The alert's batches, written and then queued to send (none when it was done, duplicate or stale)."""
+    """The alert's batches, written and then queued to send (none when it was done, duplicate or stale; a
+    signal hook's alert makes its deployment's signal, whose batch the runner queues itself)."""
     return run(alert_id)
 
 
 def run(alert_id: int) -> list[int]:
-    batch_ids = alerts.process(alert_id, get_redis(), fresh_seconds())
+    batch_ids = alerts.process(alert_id, get_redis(), fresh_seconds(), config=current_app.config)
     for batch_id in batch_ids:
         queue_send(batch_id)
     log.info("op=hook_alert alert=%s batches=%s", alert_id, batch_ids)

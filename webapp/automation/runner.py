@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -372,20 +372,90 @@ def _store_signal(
     deployment = db.session.get(Deployment, deployment_id)
     instrument = db.session.get(Instrument, instrument_id)
     row = _signal_row(deployment, instrument, bar, signal, close)
+    stored = _record(deployment, instrument, row, signal, bucket_end(bar, deployment.interval), config, redis, now)
+    db.session.commit()
+    stored.announce(redis)
+    return stored.evaluation
+
+
+def act_on_external_signal(
+    deployment_id: int,
+    signals: Sequence[tuple[int, Action, Decimal]],
+    at: datetime,
+    *,
+    claim: Callable[[], bool],
+    settle: Callable[[list[Evaluation]], None],
+    config: Mapping[str, Any],
+    redis,
+    now: datetime | None = None,
+) -> list[Evaluation]:
+    """Signals from outside the strategy (a webhook alert received `at`): for each (instrument, action,
+    price), a StrategySignal row of the deployment at bar_time `at`, acted on as the strategy's own
+    (_act: the automation switch, kill switches, the window and limits judged at `at`, sizing, twins,
+    one batch) — or refused when the deployment is not ACTIVE. The bar cursor does not move.
+
+    One transaction: `claim()` runs first (the source's conditional UPDATE: False → rolled back, nothing
+    stored or sent, []), then the rows and batches, then `settle(evaluations)` (the source records
+    them), one commit; sends, alerts and events go out after it. An alert older than the send
+    deadline at `now` is stored expired, never sent late."""
+    if not claim():
+        db.session.rollback()
+        return []
+    deployment = db.session.get(Deployment, deployment_id)
+    if deployment is None:
+        db.session.rollback()
+        return []
+    refusal = "" if deployment.state == ACTIVE else f"refused: the deployment is {deployment.state.lower()}"
+    stored = []
+    for instrument_id, action, price in signals:
+        instrument = db.session.get(Instrument, instrument_id)
+        signal = Signal(index=-1, action=Action(action), values={})
+        row = _signal_row(deployment, instrument, at, signal, price)
+        stored.append(_record(deployment, instrument, row, signal, as_utc(at), config, redis, now, refusal))
+    results = [s.evaluation for s in stored]
+    settle(results)
+    db.session.commit()
+    for item in stored:
+        item.announce(redis)
+    return results
+
+
+@dataclass
+class _Stored:
+    evaluation: Evaluation
+    batches: list[Batch]
+    stops_changed: bool
+
+    def announce(self, redis) -> None:
+        e = self.evaluation
+        _after_commit(redis, e.deployment_id, e.signal_id, self.batches, list(e.alerts), self.stops_changed)
+
+
+def _record(
+    deployment: Deployment,
+    instrument: Instrument,
+    row: StrategySignal,
+    signal: Signal,
+    closed_at: datetime,
+    config: Mapping[str, Any],
+    redis,
+    now: datetime | None,
+    refusal: str = "",
+) -> _Stored:
+    """The signal row stored and acted on (or refused), not committed: announce() after the commit."""
     db.session.add(row)
     db.session.flush()
-    result = Evaluation(deployment_id, signal_id=row.id)
     alerts: list[RiskAlert] = []
     batches: list[Batch] = []
-    row.outcome = _act(deployment, instrument, row, signal, config, redis, now or utcnow(), alerts, batches)[:300]
+    outcome = refusal or _act(
+        deployment, instrument, row, signal, closed_at, config, redis, now or utcnow(), alerts, batches
+    )
+    row.outcome = outcome[:300]
     if batches:
         row.batch_id = max(batches, key=lambda b: len(b.orders)).id
-    db.session.commit()
-    result.outcome, result.alerts = row.outcome, tuple(alerts)
-    result.batch_ids = tuple(b.id for b in batches)
-    levels = batches and any(v is not None for v in (row.stop, row.target, row.trail))
-    _after_commit(redis, deployment_id, row.id, batches, alerts, stops_changed=bool(levels))
-    return result
+    levels = bool(batches) and any(v is not None for v in (row.stop, row.target, row.trail))
+    evaluation = Evaluation(deployment.id, row.id, tuple(b.id for b in batches), row.outcome, tuple(alerts))
+    return _Stored(evaluation, batches, levels)
 
 
 def _claim(cursor_id: int, bar: datetime) -> bool:
@@ -431,14 +501,16 @@ def _ist(at: datetime) -> str:
     return f"{as_utc(at).astimezone(IST):%d %b %H:%M} IST"
 
 
-def _price(value: float | None, tick: Decimal) -> Decimal | None:
+def _price(value: float | Decimal | None, tick: Decimal) -> Decimal | None:
+    if isinstance(value, Decimal):  # a price from outside (a webhook's): exact, never through a float
+        return round_to_tick(value, tick) if value.is_finite() else None
     if value is None or not math.isfinite(value):
         return None
     return round_to_tick(Decimal(repr(float(value))), tick)
 
 
 def _signal_row(
-    deployment: Deployment, instrument: Instrument, bar: datetime, signal: Signal, close: float
+    deployment: Deployment, instrument: Instrument, bar: datetime, signal: Signal, close: float | Decimal
 ) -> StrategySignal:
     tick = instrument.tick_size or Decimal("0.05")
     values = {k: (float(v) if v is not None and math.isfinite(float(v)) else None) for k, v in signal.values.items()}
@@ -487,14 +559,16 @@ def _act(
     instrument: Instrument,
     row: StrategySignal,
     signal: Signal,
+    closed_at: datetime,
     config: Mapping[str, Any],
     redis,
     now: datetime,
     alerts: list[RiskAlert],
     batches: list[Batch],
 ) -> str:
-    """What becomes of a stored signal: a batch (appended to `batches`) or why none."""
-    closed_at = bucket_end(row.bar_time, deployment.interval)
+    """What becomes of a stored signal: a batch (appended to `batches`) or why none. `closed_at`: when
+    the signal was given (its bar's close; a webhook alert's receipt) — the deadline and the window
+    are judged at it."""
     if now - closed_at > send_deadline(config):
         return EXPIRED
     desk = db.session.get(DeskState, 1)
@@ -820,6 +894,7 @@ def square_off(deployment_id: int, redis, now: datetime | None = None) -> Batch 
 __all__ = [
     "EXPIRED",
     "Evaluation",
+    "act_on_external_signal",
     "announce_closed",
     "closed_buckets",
     "deployment_pnl",

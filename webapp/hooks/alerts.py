@@ -1,4 +1,5 @@
-"""Webhook alerts (TradingView, Chartink) → tickets. No Flask: the route and the job call these.
+"""Webhook alerts (TradingView, Chartink) → tickets, or a deployment's signals. No Flask: the route and
+the job call these.
 
 receive(): parse the body, name its instruments, fingerprint it, and in ONE transaction store the
 HookAlert and open or join the hook's dedupe window (HookWindow: an INSERT that ignores a conflict,
@@ -10,6 +11,10 @@ process(): a leading RECEIVED alert becomes a ticket for the hook's clients acti
 ticket_id = uuid5(NAMESPACE, "hook-alert:<id>") — so a job run twice writes one batch — and the alert
 PROCESSED with its batch in the same transaction. Never late: an alert older than the freshness
 window is EXPIRED and nothing is sent. A Chartink alert naming several stocks makes one batch per stock.
+
+A signal hook's alert becomes one StrategySignal of its deployment per instrument (signal_action maps
+the alert to an Action), acted on by webapp.automation.runner.act_on_external_signal exactly as the
+strategy's own signal; the alert turns PROCESSED (with the signal and batch) in that transaction.
 
 The fingerprint is the alert's trading content (source, instruments, side, quantity; Chartink's scan),
 not its time or price: TradingView's resends and an indicator firing the same order twice inside the
@@ -24,21 +29,24 @@ import logging
 import re
 import secrets
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal, InvalidOperation
+from typing import Any
 
 import sqlalchemy as sa
 from redis.exceptions import RedisError
 
 from webapp import audit
 from webapp.access import accessible_clients, sees_every_client
-from webapp.automation import sizing
+from webapp.automation import deployments, runner, sizing
 from webapp.extensions import db
-from webapp.models import Batch, Client, FundsSnapshot, Instrument, User
+from webapp.models import Batch, Client, Deployment, FundsSnapshot, Instrument, User
 from webapp.models.api import (
     DUPLICATE,
     EXPIRED,
+    HOOK_SIGNAL,
     HOOK_TICKET,
     PROCESSED,
     RECEIVED,
@@ -50,9 +58,10 @@ from webapp.models.api import (
 from webapp.models.base import in_ids
 from webapp.money import round_to_tick
 from webapp.permissions import allowed
+from webapp.strategies import Action
 from webapp.tasks import QUEUE_STRATEGIES, enqueue
 from webapp.timeutil import as_utc, utcnow
-from webapp.trading.tickets import Ticket, create_batch, existing_batch, review_ticket
+from webapp.trading.tickets import Ticket, create_batch, existing_batch, reference_price, review_ticket
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +71,9 @@ FRESH_SECONDS = 30  # HOOK_FRESH_SECONDS: an alert not processed within this of 
 NAMESPACE = uuid.UUID("5b0c7f39-2d1e-4f57-9a53-6c0f3e1a8b42")  # ticket ids of hook alerts
 MAX_STOCKS = 50  # a Chartink alert naming more stocks than this is refused whole
 ACTIONS = {"buy": "BUY", "sell": "SELL", "long": "BUY", "short": "SELL"}
+SIGNAL_SIDES = {"enter_long": "BUY", "enter_short": "SELL", "exit_long": "SELL", "exit_short": "BUY", "exit": None}
+POSITIONS = ("long", "short", "flat")
+TV_POSITION = re.compile(r"new\s+strategy\s+position\s+is\s+(-?\d+)", re.I)
 EXCHANGES = ("NSE", "BSE")
 TV_DEFAULT = re.compile(r"order\s+(buy|sell)\s+@\s+(\d+)\s+filled\s+on\s+([A-Za-z0-9_:.&-]+)", re.I)
 SYMBOL = re.compile(r"^(?:([A-Za-z_]+):)?([A-Za-z0-9&._-]{1,40})$")
@@ -75,6 +87,9 @@ TRADINGVIEW_MESSAGE = {
 }
 
 
+SignalSpec = tuple[int, Action, Decimal]  # (instrument id, action, price): one signal of a deployment
+
+
 class AlertError(ValueError):
     """Why a body is not an alert this hook can act on (stored as the REJECTED alert's reason)."""
 
@@ -84,9 +99,11 @@ class Parsed:
     source: str  # tradingview | chartink
     symbols: list[tuple[str | None, str]] = field(default_factory=list)  # (exchange or None, symbol)
     prices: list[Decimal | None] = field(default_factory=list)  # per symbol (Chartink) or one (TradingView)
-    action: str | None = None
+    action: str | None = None  # BUY | SELL
     quantity: int | None = None
     scan: str = ""
+    signal: str | None = None  # an explicit Action value ("action": "enter_long", ...)
+    position: str | None = None  # TradingView's {{strategy.market_position}}: long | short | flat
 
 
 @dataclass
@@ -206,15 +223,28 @@ def _parse_tradingview(data: dict) -> Parsed:
     if raw and symbols[0] is None:
         raise AlertError(f"{raw[:40]!r} is not a symbol.")
     action_raw = data.get("action") or data.get("side")
-    action = _action(action_raw)
-    if action_raw is not None and action is None:
-        raise AlertError("The action must be buy or sell.")
+    signal = _text(action_raw).lower() if _text(action_raw).lower() in SIGNAL_SIDES else None
+    action = SIGNAL_SIDES[signal] if signal else _action(action_raw)
+    if action_raw is not None and action is None and signal is None:
+        raise AlertError("The action must be buy or sell (or enter_long, enter_short, exit, exit_long, exit_short).")
+    position_raw = data.get("market_position")
+    position = _text(position_raw, 16).lower() or None
+    if position is not None and position not in POSITIONS:
+        raise AlertError("The market_position must be long, short or flat.")
     quantity_raw = data.get("contracts", data.get("quantity", data.get("qty")))
     quantity = _quantity(quantity_raw)
     if quantity_raw not in (None, "") and quantity is None:
         raise AlertError("The quantity must be a whole number above zero.")
     price = _decimal(data.get("price", data.get("close")))
-    return Parsed(source="tradingview", symbols=symbols, prices=[price], action=action, quantity=quantity)
+    return Parsed(
+        source="tradingview",
+        symbols=symbols,
+        prices=[price],
+        action=action,
+        quantity=quantity,
+        signal=signal,
+        position=position,
+    )
 
 
 def _parse_text(text: str) -> Parsed:
@@ -222,12 +252,15 @@ def _parse_text(text: str) -> Parsed:
     strategy position is 10"), or words: "BUY NSE:SBIN 10 @ 612.5" in any order."""
     if match := TV_DEFAULT.search(text):
         side, contracts, ticker = match.groups()
+        after = TV_POSITION.search(text)
+        net = int(after.group(1)) if after else None
         return Parsed(
             source="tradingview",
             symbols=[_symbol(ticker.rstrip("."))] if _symbol(ticker.rstrip(".")) else [],
             prices=[None],
             action=ACTIONS[side.lower()],
             quantity=int(contracts),
+            position=None if net is None else "long" if net > 0 else "short" if net < 0 else "flat",
         )
     parsed = Parsed(source="tradingview", prices=[None])
     tokens = re.split(r"[\s,;]+", text[:2000])
@@ -285,6 +318,8 @@ def fingerprint(hook: Hook, parsed: Parsed, instruments: list[Instrument]) -> st
         "quantity": parsed.quantity,
         "scan": parsed.scan,
     }
+    if parsed.signal or parsed.position:  # an entry and an exit of the same side are different alerts
+        normal.update(signal=parsed.signal, position=parsed.position)
     return hashlib.sha256(json.dumps(normal, sort_keys=True).encode()).hexdigest()
 
 
@@ -379,9 +414,17 @@ def _finish(alert: HookAlert, status: str, reason: str, now: datetime) -> None:
     alert.status, alert.reason, alert.processed_at = status, reason[:300], now
 
 
-def process(alert_id: int, redis=None, fresh_seconds: int = FRESH_SECONDS, now: datetime | None = None) -> list[int]:
+def process(
+    alert_id: int,
+    redis=None,
+    fresh_seconds: int = FRESH_SECONDS,
+    now: datetime | None = None,
+    config: Mapping[str, Any] | None = None,
+) -> list[int]:
     """Turn a leading RECEIVED alert into its batches (committed); the ids of batches to send now.
-    Run twice, the second run finds the alert no longer RECEIVED and writes nothing."""
+    Run twice, the second run finds the alert no longer RECEIVED and writes nothing. A signal hook's
+    alert becomes its deployment's signal (_signal): the runner queues that batch itself, so [] here.
+    `config`: the app's (the send deadline the runner applies)."""
     now = now or utcnow()
     if not _claim(alert_id, now):
         db.session.rollback()
@@ -393,6 +436,8 @@ def process(alert_id: int, redis=None, fresh_seconds: int = FRESH_SECONDS, now: 
         db.session.commit()
         return []
     hook = alert.hook
+    if hook.kind == HOOK_SIGNAL:
+        return _signal(hook, alert, redis, config or {}, now)
     try:
         batches = _batches(hook, alert, redis)
     except AlertError as exc:
@@ -414,7 +459,7 @@ def _batches(hook: Hook, alert: HookAlert, redis) -> list[Batch]:
     if not hook.active:
         raise AlertError("The hook was switched off after the alert arrived.")
     if hook.kind != HOOK_TICKET:
-        raise AlertError("Only ticket hooks act on alerts: a deployment's signal hook is not offered.")
+        raise AlertError(f"A hook of kind {hook.kind[:8]!r} makes no ticket.")
     parsed = parse(alert.payload)
     found, unknown = instruments_for(hook, parsed)
     action = hook.action or parsed.action
@@ -456,6 +501,100 @@ def _batches(hook: Hook, alert: HookAlert, redis) -> list[Batch]:
     return batches
 
 
+def signal_action(parsed: Parsed) -> Action:
+    """The deployment signal an alert asks for. An explicit action (enter_long, enter_short, exit,
+    exit_long, exit_short) as is; TradingView's order action with its market position after the order:
+    buy+long → ENTER_LONG, sell+short → ENTER_SHORT, sell+flat → EXIT_LONG, buy+flat → EXIT_SHORT;
+    without a position (and Chartink's scan): buy → ENTER_LONG, sell → EXIT."""
+    if parsed.signal:
+        return Action(parsed.signal)
+    side, position = parsed.action, parsed.position
+    if side not in ("BUY", "SELL"):
+        raise AlertError("The alert names no action: buy or sell (or enter_long, enter_short, exit, ...).")
+    if position is None:
+        return Action.ENTER_LONG if side == "BUY" else Action.EXIT
+    if position == "flat":
+        return Action.EXIT_SHORT if side == "BUY" else Action.EXIT_LONG
+    if (side, position) in (("BUY", "long"), ("SELL", "short")):
+        return Action.ENTER_LONG if side == "BUY" else Action.ENTER_SHORT
+    raise AlertError(f"A {side.lower()} leaving the strategy {position} (a partial exit) is not a deployment signal.")
+
+
+def _signal(hook: Hook, alert: HookAlert, redis, config: Mapping[str, Any], now: datetime) -> list[int]:
+    """One signal of the hook's deployment per instrument of the alert, acted on by the runner as the
+    strategy's own, with the alert PROCESSED (its signal and batch) in that transaction — a conditional
+    UPDATE RECEIVED → PROCESSED the runner makes first, so a job run twice makes one signal. Refused
+    here (REJECTED with the reason) when the hook may not act or the alert fits no instrument of it."""
+    try:
+        deployment, signals, skipped = _signal_plan(hook, alert, redis)
+    except AlertError as exc:
+        _finish(alert, REJECTED, str(exc), now)
+        db.session.commit()
+        return []
+    alert_id = alert.id
+
+    def claim() -> bool:
+        done = db.session.execute(
+            sa.update(HookAlert)
+            .where(HookAlert.id == alert_id, HookAlert.status == RECEIVED)
+            .values(status=PROCESSED, processed_at=now)
+            .execution_options(synchronize_session=False)
+        )
+        return done.rowcount == 1
+
+    def settle(results: list[runner.Evaluation]) -> None:
+        alert.status, alert.signal_id = PROCESSED, results[0].signal_id
+        alert.batch_id = next((b for r in results for b in r.batch_ids), None)
+        reason = "; ".join([*(f"signal #{r.signal_id}: {r.outcome}" for r in results), *skipped])
+        _finish(alert, PROCESSED, reason, now)
+
+    runner.act_on_external_signal(
+        deployment.id,
+        signals,
+        as_utc(alert.received_at),
+        claim=claim,
+        settle=settle,
+        config=config,
+        redis=redis,
+        now=now,
+    )
+    return []
+
+
+def _signal_plan(hook: Hook, alert: HookAlert, redis) -> tuple[Deployment, list[SignalSpec], list[str]]:
+    """The deployment, its signals (instrument, action, price) and the alert's instruments it does not trade."""
+    owner = db.session.get(User, hook.user_id)
+    if owner is None or not owner.active:
+        raise AlertError("The hook's owner is deactivated.")
+    if not hook.active:
+        raise AlertError("The hook was switched off after the alert arrived.")
+    if not allowed(owner.role, "deployments.manage"):
+        raise AlertError("The hook's owner may not manage deployments.")
+    deployment = deployments.visible_one(owner, hook.deployment_id) if hook.deployment_id else None
+    if deployment is None:
+        raise AlertError("The hook's deployment is gone, or is not one its owner may manage.")
+    parsed = parse(alert.payload)
+    action = signal_action(parsed)
+    found, unknown = instruments_for(hook, parsed)
+    traded = {link.instrument_id for link in deployment.instruments}
+    signals, skipped = [], [f"unknown: {', '.join(unknown)}"] if unknown else []
+    outside = []
+    for instrument, price in found:
+        if instrument.id not in traded:
+            outside.append(instrument.key)
+            continue
+        price = price or reference_price(instrument, redis)
+        if price is None:
+            skipped.append(f"{instrument.key}: no price")
+            continue
+        signals.append((instrument.id, action, price))
+    if outside:
+        skipped.append(f"not traded by deployment {deployment.name}: {', '.join(outside)}")
+    if not signals:
+        raise AlertError("; ".join(skipped) or "No instrument of the deployment.")
+    return deployment, signals, skipped
+
+
 def _limit_price(hook: Hook, instrument: Instrument, price: Decimal | None, action: str) -> Decimal | None:
     if hook.order_type != "LIMIT":
         return None
@@ -471,8 +610,6 @@ def _quantities(
 ) -> dict[int, int]:
     if hook.quantities:
         return {c.id: int(hook.quantities.get(str(c.id), 0)) for c in clients}
-    from webapp.trading.tickets import reference_price
-
     value = hook.sizing_value if hook.sizing_value is not None else parsed.quantity
     price = price or reference_price(instrument, redis)
     capital = {
@@ -564,9 +701,31 @@ def audit_hook(action: str, user: User, hook: Hook, ip: str | None, detail: dict
         target=f"hook:{hook.id}",
         clients=[int(k) for k in hook.quantities] or [int(i) for i in hook.client_ids],
         ip=ip,
-        detail={"name": hook.name, "secret": f"{hook.secret_prefix}…", **(detail or {})},
+        detail={
+            "name": hook.name,
+            "secret": f"{hook.secret_prefix}…",
+            **({"deployment": hook.deployment_id} if hook.kind == HOOK_SIGNAL else {}),
+            **(detail or {}),
+        },
     )
 
 
-def tradingview_message() -> str:
-    return json.dumps(TRADINGVIEW_MESSAGE, indent=2)
+def tradingview_message(hook: Hook | None = None) -> str:
+    """The JSON to paste into TradingView's alert; a signal hook's also carries the position after the
+    order, which tells an entry from an exit."""
+    message = dict(TRADINGVIEW_MESSAGE)
+    if hook is not None and hook.kind == HOOK_SIGNAL:
+        message["market_position"] = "{{strategy.market_position}}"
+    return json.dumps(message, indent=2)
+
+
+def deployment_of(hook: Hook) -> Deployment | None:
+    return db.session.get(Deployment, hook.deployment_id) if hook.deployment_id else None
+
+
+def deployments_of(hooks: list[Hook]) -> dict[int, Deployment]:
+    """The deployments these hooks name, by id (one query)."""
+    ids = [h.deployment_id for h in hooks if h.deployment_id]
+    if not ids:
+        return {}
+    return {d.id: d for d in db.session.execute(sa.select(Deployment).where(in_ids(Deployment.id, ids))).scalars()}

@@ -1,6 +1,7 @@
-"""The hook form: a ticket template (instrument and side fixed or from the alert, product, order type),
-the clients with a quantity each or a sizing rule, and the dedupe window. Per-client quantities
-arrive as qty_<client id>."""
+"""The hook form: its kind — a ticket template (instrument and side fixed or from the alert, product,
+order type, the clients with a quantity each or a sizing rule) or a deployment's signal (one of the
+deployments the user may manage; the ticket fields are then ignored) — and the dedupe window.
+Per-client quantities arrive as qty_<client id>."""
 
 from __future__ import annotations
 
@@ -16,12 +17,14 @@ from webapp.automation.sizing import CAPITAL_PCT, FIXED, MULTIPLIER, SIZINGS
 from webapp.hooks.alerts import find_instrument
 from webapp.inputs import AmountField, IdsField, InputError, WholeNumberField, whole_number
 from webapp.models import Hook, Instrument
+from webapp.models.api import HOOK_SIGNAL, HOOK_TICKET
 
 SIDES = {"": "From the alert (buy / sell)", "BUY": "Always BUY", "SELL": "Always SELL"}
 PRODUCTS = {"MIS": "MIS (intraday)", "CNC": "CNC (delivery)", "MTF": "MTF"}
 ORDER_TYPES = {"MARKET": "Market", "LIMIT": "Limit at the alert's price ± offset"}
 QUANTITIES = "quantities"
 MODES = {QUANTITIES: "A quantity per client", "rule": "A sizing rule"}
+KINDS = {HOOK_TICKET: "A ticket for clients", HOOK_SIGNAL: "A deployment's signal"}
 RULES = {k: SIZINGS[k] for k in (FIXED, MULTIPLIER, CAPITAL_PCT)}  # risk % needs a stop an alert does not carry
 
 
@@ -30,8 +33,16 @@ class ClientChecks(IdsField):
     option_widget = CheckboxInput()
 
 
+def optional_id(value: object) -> int | None:
+    """A chosen id, or None (nothing chosen, or not a number: apply() says so)."""
+    text = str(value).strip() if value is not None else ""
+    return int(text) if text.isascii() and text.isdigit() and len(text) <= 18 else None
+
+
 class HookForm(FlaskForm):
     name = StringField("Name", validators=[DataRequired(message="Name the hook."), Length(max=64)])
+    kind = RadioField("An alert makes", choices=KINDS, default=HOOK_TICKET)
+    deployment = SelectField("Deployment (a signal hook)", coerce=optional_id, validate_choice=False)
     symbol = StringField("Instrument (NSE:SBIN; empty: from the alert)", validators=[Optional(), Length(max=80)])
     action = SelectField("Side", choices=SIDES, default="")
     product = SelectField("Product", choices=PRODUCTS, default="MIS")
@@ -57,8 +68,13 @@ class HookForm(FlaskForm):
     )
 
 
-def apply(form: HookForm, hook: Hook, request: Request, client_ids: list[int]) -> dict[str, str]:
-    """Copy a valid form onto the hook; the errors that stop it (nothing copied then)."""
+def apply(
+    form: HookForm, hook: Hook, request: Request, client_ids: list[int], deployment_ids: list[int]
+) -> dict[str, str]:
+    """Copy a valid form onto the hook; the errors that stop it (nothing copied then). `deployment_ids`:
+    the deployments the user may manage (a signal hook names one of them)."""
+    if form.kind.data == HOOK_SIGNAL:
+        return _apply_signal(form, hook, deployment_ids)
     errors: dict[str, str] = {}
     instrument: Instrument | None = None
     if form.symbol.data and form.symbol.data.strip():
@@ -85,6 +101,7 @@ def apply(form: HookForm, hook: Hook, request: Request, client_ids: list[int]) -
     if errors:
         return errors
     hook.name = form.name.data.strip()
+    hook.kind, hook.deployment_id = HOOK_TICKET, None
     hook.instrument_id = instrument.id if instrument else None
     hook.action = form.action.data or None
     hook.product, hook.order_type = form.product.data, form.order_type.data
@@ -97,9 +114,23 @@ def apply(form: HookForm, hook: Hook, request: Request, client_ids: list[int]) -
     return {}
 
 
+def _apply_signal(form: HookForm, hook: Hook, deployment_ids: list[int]) -> dict[str, str]:
+    """A signal hook: its deployment, and no ticket template (cleared, so nothing of it lingers)."""
+    if form.deployment.data not in deployment_ids:
+        return {"deployment": "Choose a deployment you may manage."}
+    hook.name = form.name.data.strip()
+    hook.kind, hook.deployment_id = HOOK_SIGNAL, form.deployment.data
+    hook.instrument_id, hook.action, hook.product, hook.order_type = None, None, "MIS", "MARKET"
+    hook.limit_offset, hook.quantities, hook.client_ids = None, {}, []
+    hook.sizing, hook.sizing_value = FIXED, None
+    hook.dedupe_seconds = form.dedupe_seconds.data
+    return {}
+
+
 def fill(form: HookForm, hook: Hook) -> dict[str, str]:
     """The form as the stored hook; the per-client quantities the table shows."""
     form.name.data = hook.name
+    form.kind.data, form.deployment.data = hook.kind, hook.deployment_id
     form.symbol.data = hook.instrument.key if hook.instrument else ""
     form.action.data = hook.action or ""
     form.product.data, form.order_type.data = hook.product, hook.order_type

@@ -12,12 +12,13 @@ from flask_login import current_user
 from werkzeug.exceptions import HTTPException
 
 from webapp.access import accessible_clients
+from webapp.automation import deployments
 from webapp.extensions import csrf, db, limiter
 from webapp.hooks import alerts, bp
 from webapp.hooks.forms import HookForm, apply, fill
-from webapp.models import Hook
+from webapp.models import Deployment, Hook
 from webapp.models.api import HOOK_TICKET, REJECTED
-from webapp.permissions import public, requires
+from webapp.permissions import allowed, public, requires
 
 # ----------------------------------------------------------------------------- the webhook
 
@@ -101,6 +102,18 @@ def _clients():
     return [c for c in accessible_clients(current_user) if c.enabled]
 
 
+def _deployments() -> list[Deployment]:
+    """The deployments a signal hook of this user may name: those the user may manage."""
+    return deployments.visible(current_user) if allowed(current_user.role, "deployments.manage") else []
+
+
+def _form(clients, choices: list[Deployment]) -> HookForm:
+    form = HookForm()
+    form.clients.choices = [(c.id, c.name) for c in clients]
+    form.deployment.choices = [("", "—"), *((d.id, f"{d.name} ({d.state.lower()})") for d in choices)]
+    return form
+
+
 def _hook(hook_id: int) -> Hook:
     return alerts.visible_one(current_user, hook_id) or abort(404)
 
@@ -118,26 +131,26 @@ def _typed(clients) -> dict[str, str]:
 def _show_secret(hook: Hook, secret: str, status: int = 200):
     """The URL with its secret: shown once, on this reply only (never stored, logged or flashed)."""
     url = url_for("hooks.receive", secret=secret, _external=True)
-    reply = render_template("hooks/secret.html", hook=hook, url=url, message=alerts.tradingview_message())
+    reply = render_template("hooks/secret.html", hook=hook, url=url, message=alerts.tradingview_message(hook))
     return reply, status, {"Cache-Control": "no-store"}
 
 
 @bp.route("/hooks")
 @requires("orders.place")
 def index():
-    return render_template("hooks/index.html", hooks=list(db.session.execute(alerts.visible(current_user)).scalars()))
+    hooks = list(db.session.execute(alerts.visible(current_user)).scalars())
+    return render_template("hooks/index.html", hooks=hooks, deployments=alerts.deployments_of(hooks))
 
 
 @bp.route("/hooks/new", methods=["GET", "POST"])
 @requires("orders.place")
 def new():
-    clients = _clients()
-    form = HookForm()
-    form.clients.choices = [(c.id, c.name) for c in clients]
+    clients, choices = _clients(), _deployments()
+    form = _form(clients, choices)
     if request.method == "GET" or not form.validate_on_submit():
         return _render_form(form, clients, typed=_typed(clients), status=200 if request.method == "GET" else 400)
     hook = Hook(user_id=current_user.id, kind=HOOK_TICKET)
-    errors = apply(form, hook, request, [c.id for c in clients])
+    errors = apply(form, hook, request, [c.id for c in clients], [d.id for d in choices])
     if errors:
         return _render_form(form, clients, errors, _typed(clients), status=400)
     secret = alerts.set_secret(hook)
@@ -153,7 +166,11 @@ def new():
 def show(hook_id: int):
     hook = _hook(hook_id)
     return render_template(
-        "hooks/show.html", hook=hook, alerts=alerts.recent_alerts(hook.id), message=alerts.tradingview_message()
+        "hooks/show.html",
+        hook=hook,
+        deployment=alerts.deployment_of(hook),
+        alerts=alerts.recent_alerts(hook.id),
+        message=alerts.tradingview_message(hook),
     )
 
 
@@ -161,15 +178,14 @@ def show(hook_id: int):
 @requires("orders.place")
 def edit(hook_id: int):
     hook = _hook(hook_id)
-    clients = _clients()
-    form = HookForm()
-    form.clients.choices = [(c.id, c.name) for c in clients]
+    clients, choices = _clients(), _deployments()
+    form = _form(clients, choices)
     if request.method == "GET":
         typed = fill(form, hook)
         return _render_form(form, clients, typed=typed, hook=hook)
     if not form.validate_on_submit():
         return _render_form(form, clients, typed=_typed(clients), hook=hook, status=400)
-    errors = apply(form, hook, request, [c.id for c in clients])
+    errors = apply(form, hook, request, [c.id for c in clients], [d.id for d in choices])
     if errors:
         db.session.rollback()
         return _render_form(form, clients, errors, _typed(clients), hook=hook, status=400)
