@@ -81,6 +81,9 @@ def app(services, encryption_key, request):
     app = make_app(services, encryption_key, WTF_CSRF_ENABLED=marker is not None)
     _reset(app)
     yield app
+    hub = app.extensions.get("fanout_hub")
+    if hub is not None:  # its thread reads the database: it ends before the engine goes
+        hub.stop(wait=10)
     with app.app_context():
         db.session.remove()
         db.engine.dispose()

@@ -211,11 +211,15 @@ class Hub:
                 log.warning("op=hub socket=%s state=dropped reason=slow-consumer", subscriber.id)
                 self.unregister(subscriber)
 
-    def stop(self) -> None:
+    def stop(self, wait: float = 0) -> None:
+        """Stop listening; `wait`: seconds to wait for the listener thread to end (tests, before the
+        app's database engine goes)."""
         self._stop.set()
         for subscriber in self.snapshot():  # an API stream ends now (its thread writes its `end`), not at a keepalive
             if subscriber.page == API_PAGE:
                 self.close(subscriber, "server stopping")
+        if wait and self._thread is not None:
+            self._thread.join(wait)
 
 
 def for_streams(event: dict, streams: list[Subscriber]) -> list[tuple[Subscriber, dict]]:

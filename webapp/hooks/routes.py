@@ -29,7 +29,7 @@ def _hook_rate_key() -> str:
 
 
 def _error(status: int, code: str, message: str, headers: dict | None = None):
-    reply = jsonify({"error": {"code": code, "message": message}})
+    reply = jsonify({"error": {"code": code, "message": message, "fields": {}}})  # the API's error shape
     reply.status_code = status
     for name, value in (headers or {}).items():
         reply.headers[name] = value
@@ -64,7 +64,11 @@ def _too_large():
 
 def _rejected(alert):
     reply = jsonify(
-        {"alert_id": alert.id, "status": alert.status, "error": {"code": "rejected", "message": alert.reason}}
+        {
+            "alert_id": alert.id,
+            "status": alert.status,
+            "error": {"code": "rejected", "message": alert.reason, "fields": {}},
+        }
     )
     reply.status_code = 422
     return reply
