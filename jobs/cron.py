@@ -7,7 +7,7 @@ import os
 
 from rq import cron
 
-from jobs import automation, brokers, heartbeat, hooks, market, orders, risk
+from jobs import api, automation, brokers, heartbeat, hooks, market, orders, risk
 from webapp.tasks import QUEUE_DEFAULT, QUEUE_ORDERS, QUEUE_STRATEGIES, QUEUE_SYNC
 
 cron.register(heartbeat.beat, queue_name=QUEUE_DEFAULT, interval=30, result_ttl=300, failure_ttl=3600)
@@ -40,3 +40,5 @@ cron.register(automation.squareoff, queue_name=QUEUE_STRATEGIES, interval=20, re
 cron.register(risk.day_tick, queue_name=QUEUE_DEFAULT, interval=20, result_ttl=60, failure_ttl=3600)
 # webhook alerts a dead worker left RECEIVED: queued again while fresh, expired (never sent late) after
 cron.register(hooks.sweep, queue_name=QUEUE_STRATEGIES, interval=5, result_ttl=10, failure_ttl=600)
+# the replies kept for Idempotency-Key, after a day (webapp/api/core.py REPLAY_FOR)
+cron.register(api.prune, queue_name=QUEUE_DEFAULT, interval=3600, result_ttl=300, failure_ttl=3600)

@@ -158,3 +158,19 @@ def test_a_form_post_is_refused_as_not_json(app, factory, api_as):
     api = api_as(factory.user("asha"))
     reply = api.client.post("/api/v1/tickets", data={"action": "BUY"}, headers=api._headers(None))
     assert reply.status_code == 415 and reply.get_json()["error"]["code"] == "unsupported_media_type"
+
+
+def test_replies_kept_for_idempotency_keys_are_forgotten_after_a_day(app, factory):
+    from webapp.api.core import REPLAY_FOR, prune_replies
+    from webapp.models import IdempotentReply
+
+    user = factory.user("asha")
+    now = utcnow()
+    with app.app_context():
+        for key, age in (("old", REPLAY_FOR + timedelta(seconds=1)), ("new", REPLAY_FOR - timedelta(minutes=1))):
+            db.session.add(
+                IdempotentReply(user_id=user.id, key=key, request_hash="0" * 64, status_code=201, created_at=now - age)
+            )
+        db.session.commit()
+        assert prune_replies(now) == 1
+        assert db.session.execute(sa.select(IdempotentReply.key)).scalars().all() == ["new"]

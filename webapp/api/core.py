@@ -21,6 +21,7 @@ import hashlib
 import math
 import re
 from collections.abc import Callable, Sequence
+from datetime import datetime, timedelta
 from decimal import Decimal
 from functools import wraps
 from typing import Annotated, Any, Generic, TypeVar
@@ -227,6 +228,18 @@ def idempotently(raw_key: str, handle: Callable[[], Any]):
         )
     db.session.commit()
     return response
+
+
+REPLAY_FOR = timedelta(days=1)  # how long a keyed write's reply is kept to replay
+
+
+def prune_replies(now: datetime) -> int:
+    """Forget the replies of keyed writes older than REPLAY_FOR (the cron's job, hourly): how many."""
+    from webapp.models import IdempotentReply
+
+    gone = db.session.execute(sa.delete(IdempotentReply).where(IdempotentReply.created_at < now - REPLAY_FOR))
+    db.session.commit()
+    return gone.rowcount or 0
 
 
 def _require_json_object() -> None:
