@@ -12,7 +12,6 @@ from webapp.access import client_scope
 from webapp.api import bp
 from webapp.api.batches_out import BatchHeader, BatchOut, batch_out, header_fields
 from webapp.api.core import ApiError, DecimalIn, Page, PageQuery, Strict, operation, paged, replies
-from webapp.api.tickets import not_json
 from webapp.extensions import db
 from webapp.models import Batch, Order, User
 from webapp.models.base import in_ids
@@ -122,8 +121,6 @@ def cancel_batch_api(batch_id: int):
 @operation("orders.place", scope="trade", replies=replies(BatchOut, extra=(409,)), tag="batches", idempotent=True)
 def modify_batch_api(batch_id: int, json: PriceIn):
     """Give a batch's open LIMIT and SL children a new price (a worker does it; follow the batch)."""
-    if json is None:
-        raise not_json()
     user = g.api_user
     found, children = batch_for(user, batch_id)
     try:

@@ -137,15 +137,8 @@ def _tradable(user: User, field: str, ids: list[int]) -> list[Client]:
     return [c for c in clients.values() if c.enabled]
 
 
-def not_json() -> ApiError:
-    """A form-encoded body reaches a view as no model at all (spectree validates JSON bodies only)."""
-    return ApiError(415, "unsupported_media_type", "Send the body as JSON with Content-Type: application/json.")
-
-
-def parse(body: TicketIn | None, user: User, ticket_id: str) -> Parsed:
+def parse(body: TicketIn, user: User, ticket_id: str) -> Parsed:
     """The request as the ticket the review takes: ApiError for what the schema cannot say."""
-    if body is None:
-        raise not_json()
     instrument = _instrument(body)
     if (body.quantities is None) == (body.sizing is None):
         message = "Give exactly one of `quantities` and `sizing`."
