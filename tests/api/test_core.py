@@ -96,6 +96,8 @@ def test_a_demoted_users_key_loses_what_the_new_role_lacks(app, factory, api_as)
         db.session.commit()
     assert api.get("/api/v1/me").status_code == 200  # read: a viewer may
     assert api.get("/api/v1/me").get_json()["role"] == "viewer"
+    refused = api.post("/api/v1/tickets/preview", json={})  # trade: the key holds it, the role no longer does
+    assert refused.status_code == 403 and refused.get_json()["error"]["code"] == "scope"
 
 
 def test_reads_and_writes_name_the_key_in_the_audit(app, factory, make_key):
