@@ -18,7 +18,7 @@ from webapp.feed.hub import CLOSE, get_hub
 from webapp.inputs import MAX_BIGINT, InputError, record_id, whole_number
 from webapp.permissions import allowed
 
-PAGES = {"desk", "client", "batch", "instrument", "book", "watchlist", "deployment", "deployments"}
+PAGES = {"desk", "client", "batch", "instrument", "book", "watchlist", "deployment", "deployments", "chrome"}
 MAX_TOKENS = 1000  # instruments one page may follow (a long watchlist)
 KEEPALIVE_SECONDS = 5  # the handler wakes this often to notice a closed socket
 
