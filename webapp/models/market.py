@@ -32,12 +32,21 @@ class Candle(db.Model):
 
 
 class WatchlistItem(db.Model):
+    """One instrument on one of a user's numbered market-watch lists (1..LISTS), at its position there."""
+
     __tablename__ = "watchlist_items"
-    __table_args__ = (sa.UniqueConstraint("user_id", "instrument_id", name="uq_watchlist_user_instrument"),)
+    __table_args__ = (
+        sa.UniqueConstraint("user_id", "list_no", "instrument_id", name="uq_watchlist_user_list_instrument"),
+    )
+
+    LISTS = 5  # numbered tabs 1..5, like Kite's
+    PER_LIST = 50  # instruments on one list at most
 
     id: Mapped[int] = mapped_column(primary_key=True)
     user_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id", ondelete="CASCADE"), index=True)
     instrument_id: Mapped[int] = mapped_column(sa.ForeignKey("instruments.id"))
+    list_no: Mapped[int] = mapped_column(sa.SmallInteger, default=1, server_default="1")
+    position: Mapped[int] = mapped_column(default=0, server_default="0")
 
     instrument = relationship("Instrument")
 
