@@ -20,14 +20,27 @@ from webapp.trading import exits
 from webapp.trading.risk import desk_killed
 
 SHARES = {"100": 100, "50": 50}
+CHANGED = "The holdings changed since you reviewed them: check the quantities again before sending."
+
+
+def _percent() -> int | None:
+    """The chosen share in percent, or None for custom quantities."""
+    share = request.form.get("share", "100")
+    return None if share == "custom" else SHARES.get(share, 100)
+
+
+def _picked(found: list[exits.Holder]) -> list[exits.Holder]:
+    """The ticked holders: every one on a first visit (an exit page is opened to exit), else the form's."""
+    if request.method == "GET":
+        return list(found)
+    return [h for h in found if request.form.get(f"pick_{h.key}") == "1"]
 
 
 def _legs(found: list[exits.Holder]) -> tuple[list[tuple[exits.Holder, int]], dict[str, str]]:
     """Selected holders and the quantity to exit for each, from the form; errors by holder key."""
-    share = request.form.get("share", "100")
-    picked = [h for h in found if request.form.get(f"pick_{h.key}") == "1"]
-    if share != "custom":
-        return exits.share_legs(picked, SHARES.get(share, 100)), {}
+    percent, picked = _percent(), _picked(found)
+    if percent is not None:
+        return exits.share_legs(picked, percent), {}
     legs, errors = [], {}
     for holder in picked:
         qty = record_id(request.form.get(f"qty_{holder.key}"))  # ASCII digits, 1..INTEGER max
@@ -39,16 +52,37 @@ def _legs(found: list[exits.Holder]) -> tuple[list[tuple[exits.Holder, int]], di
     return legs, errors
 
 
+def _reviewed_differs(legs: list[tuple[exits.Holder, int]]) -> bool:
+    """The confirmation carries the quantities the trader saw (expect_<key>); a change since then
+    (a fill, another exit) sends them back to the review instead of sending other quantities."""
+    expected = {k.removeprefix("expect_"): v for k, v in request.form.items() if k.startswith("expect_")}
+    if not expected:
+        return False  # a direct post (tests, scripts) without the review step: the form is the order
+    return expected != {h.key: str(q) for h, q in legs}
+
+
+def _notes(holders: list[exits.Holder], percent: int | None) -> dict[str, str]:
+    """Each holder's rounding, in words, when a percentage share does not divide its holding."""
+    if percent is None:
+        return {}
+    notes = {h.key: exits.share_note(h.quantity, percent, h.instrument.lot_size) for h in holders}
+    return {key: note for key, note in notes.items() if note}
+
+
 @bp.route("/<int:instrument_id>", methods=["GET", "POST"])
 @requires("exits.all")
 def instrument(instrument_id: int):
+    """Choose holders and a share, review every client's side and quantity, then confirm."""
     found_instrument = db.session.get(Instrument, instrument_id) or abort(404)
     found = exits.holders(accessible_clients(current_user), instrument_id)
+    step = request.form.get("step", "")
     errors, message = {}, ""
-    if request.method == "POST":
+    if request.method == "POST" and step != "edit":
         legs, errors = _legs(found)
         if not legs and not errors:
             message = "Select at least one client to exit (a 50% share of a single share is nothing)."
+        elif legs and not errors and (step == "review" or _reviewed_differs(legs)):
+            return _review(found_instrument, legs, _picked(found), CHANGED if step != "review" else "")
         if legs and not errors and not queue_available():
             message = QUEUE_UNAVAILABLE
         elif legs and not errors:
@@ -58,8 +92,36 @@ def instrument(instrument_id: int):
             db.session.commit()
             enqueue_send(batch.id)
             return redirect(url_for("orders.batch", batch_id=batch.id))
+    halves = {h.key: exits.share_of(h.quantity, 50, h.instrument.lot_size) for h in found}
     return render_template(
-        "exits/instrument.html", instrument=found_instrument, holders=found, errors=errors, message=message
+        "exits/instrument.html",
+        instrument=found_instrument,
+        holders=found,
+        picked={h.key for h in _picked(found)},
+        halves=halves,
+        half_notes=_notes(found, 50),
+        errors=errors,
+        message=message,
+    )
+
+
+def _review(found_instrument: Instrument, legs: list[tuple[exits.Holder, int]], picked, message: str):
+    """The confirmation step: each client, side and quantity, the totals, and what rounding left out."""
+    percent = _percent()
+    sent = {h.key for h, _ in legs}
+    totals: dict[str, int] = {}
+    for holder, qty in legs:
+        side = exits.exit_side(holder)
+        totals[side] = totals.get(side, 0) + qty
+    return render_template(
+        "exits/review.html",
+        instrument=found_instrument,
+        legs=legs,
+        left_out=[h for h in picked if h.key not in sent],
+        notes=_notes(picked, percent),
+        totals=totals,
+        percent=percent,
+        message=message,
     )
 
 

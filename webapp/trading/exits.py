@@ -77,6 +77,23 @@ def share_of(quantity: int, percent: int, lot_size: int = 1) -> int:
     return wanted - wanted % lot_size
 
 
+def exit_side(holder: Holder) -> str:
+    """The side that reduces a holding: sell a long, buy back a short."""
+    return "SELL" if holder.quantity > 0 else "BUY"
+
+
+def share_note(quantity: int, percent: int, lot_size: int = 1) -> str | None:
+    """What rounding did to `percent` of a holding, said in words ("50% of 3 = 1 (rounded down)"),
+    or None when the share is exact: an exit never rounds silently."""
+    exact = abs(quantity) * percent
+    rounded = share_of(quantity, percent, lot_size)
+    if rounded * 100 == exact:
+        return None
+    how = f"rounded down to a lot of {lot_size}" if lot_size > 1 else "rounded down"
+    left_out = "; nothing to exit" if not rounded else ""
+    return f"{percent}% of {abs(quantity)} = {rounded} ({how}{left_out})"
+
+
 def position_of(client: Client, instrument_id: int, product: str) -> Holder | None:
     """The client's one position in this instrument and product, or None when it is flat."""
     return next((h for h in holders([client], instrument_id) if h.product == product), None)
@@ -187,7 +204,7 @@ def _exit_row(batch_id: int | None, holder: Holder, quantity: int, check: ChildC
     row = dict(
         client_id=holder.client.id,
         instrument_id=holder.instrument.id,
-        side="SELL" if holder.quantity > 0 else "BUY",
+        side=exit_side(holder),
         quantity=min(quantity, abs(holder.quantity)),
         product=holder.product,
         order_type="MARKET",
@@ -273,18 +290,19 @@ def set_desk_kill(user: User | None, on: bool, ip: str | None, client_ids: list[
     )
 
 
-def cancel_open_orders(client_ids: list[int]) -> list[int]:
-    """Queue the cancel of these clients' orders open at the broker; the ids queued."""
+def cancel_open_orders(client_ids: list[int], by: str) -> list[int]:
+    """Queue the cancel of these clients' orders open at the broker (`by`: who, named in each
+    order's reason); the ids queued."""
     open_ids = open_children(client_ids)
     if open_ids:
-        enqueue("jobs.orders.cancel_children", open_ids, queue_name=QUEUE_ORDERS)
+        enqueue("jobs.orders.cancel_children", open_ids, by, queue_name=QUEUE_ORDERS)
     return open_ids
 
 
 def square_off(user: User, client: Client, positions: list[Holder], ip: str | None) -> tuple[Batch | None, int]:
     """Cancel the client's open orders and exit its positions: the exit batch (None: nothing held)
     and how many orders were cancelled. The caller commits, then queues the batch's send."""
-    cancelled = cancel_open_orders([client.id])
+    cancelled = cancel_open_orders([client.id], user.username)
     batch = create_exit_batch(
         user,
         "square_off",
@@ -312,7 +330,8 @@ def engage_desk_kill(
 
 def flatten(user: User | None, clients: list[Client], ip: str | None) -> Batch | None:
     """Cancel open orders and square off intraday positions of these clients (kill switch on)."""
-    cancel_open_orders([c.id for c in clients])
+    # no person: a loss breaker engaged the switch (webapp/automation/breakers.py)
+    cancel_open_orders([c.id for c in clients], "the kill switch" if user is not None else "a loss breaker")
     legs = [(h, abs(h.quantity)) for h in intraday_holders(clients)]
     return create_exit_batch(
         user, "kill_switch", legs, instrument_id=None, ip=ip, note="kill switch: square off intraday"
