@@ -8,7 +8,7 @@ import sqlalchemy as sa
 from flask import Response
 from flask_wtf import FlaskForm
 from wtforms import DateField, SelectField
-from wtforms.validators import DataRequired, ValidationError
+from wtforms.validators import Optional, ValidationError
 
 from webapp.csvexport import csv_response
 from webapp.extensions import db
@@ -19,9 +19,22 @@ MAX_DAYS = 3660
 
 
 class ExportForm(FlaskForm):
+    """One form for both exports: the current positions need no dates; the daily P&L needs a range."""
+
     kind = SelectField("Export", choices={"pnl": "Daily P&L", "positions": "Current positions"}, default="pnl")
-    start = DateField("From (IST date)", validators=[DataRequired(message="Choose the first day.")])
-    end = DateField("To (IST date)", validators=[DataRequired(message="Choose the last day.")])
+    start = DateField("From (IST date)", validators=[Optional()])
+    end = DateField("To (IST date)", validators=[Optional()])
+
+    def validate(self, extra_validators=None) -> bool:
+        valid = super().validate(extra_validators)
+        if self.kind.data != "pnl":  # a snapshot of now: any dates sent along are not its business
+            self.start.errors, self.end.errors = [], []
+            return not any(f.errors for name, f in self._fields.items() if name not in ("start", "end"))
+        for field, message in ((self.start, "Choose the first day."), (self.end, "Choose the last day.")):
+            if field.data is None and not field.errors:
+                field.errors = [*field.errors, message]
+                valid = False
+        return valid
 
     def validate_end(self, field):
         if self.start.data and field.data and field.data < self.start.data:
