@@ -98,9 +98,10 @@ def sync_all_clients() -> int:
 
 
 @app_job
-def cancel_children(order_ids: list[int]) -> list[str]:
+def cancel_children(order_ids: list[int], by: str = "") -> list[str]:
+    """`by`: who asked (webapp/trading/order_actions.py cancel_child), named in each child's reason."""
     ctx = context()
-    results = run_concurrently(order_ids, ctx, order_actions.cancel_child)
+    results = run_concurrently(order_ids, ctx, lambda order_id, c: order_actions.cancel_child(order_id, c, by))
     _sync_after(order_ids, ctx)
     return results
 

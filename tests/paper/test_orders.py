@@ -34,7 +34,7 @@ def test_cancel_an_open_order_and_its_margin_comes_back(book):
     assert book.funds(CODE).available_margin == free - D("30800.00")  # 100 × 1540 × 20%
     assert book.cancel(CODE, order_id) == order_id
     cancelled = get(book, order_id)
-    assert (cancelled.status, cancelled.status_message) == (Status.CANCELLED, "Cancelled by the client")
+    assert (cancelled.status, cancelled.status_message) == (Status.CANCELLED, "Cancelled on request")
     assert book.funds(CODE).available_margin == free
 
 

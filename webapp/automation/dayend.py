@@ -164,7 +164,7 @@ def _cancel_open_mis(client_ids: list[int]) -> list[int]:
         ).scalars()
     )
     if ids:
-        enqueue("jobs.orders.cancel_children", ids, queue_name=QUEUE_ORDERS)
+        enqueue("jobs.orders.cancel_children", ids, "the day-end square-off", queue_name=QUEUE_ORDERS)
     return ids
 
 

@@ -70,9 +70,14 @@ def _order(event: dict, subscribers: Iterable[Subscriber]) -> list[Delivery]:
     client_pages = [s for s in subscribers if s.page == "client" and s.target == client_id and s.can_see(client_id)]
     out: list[Delivery] = []
     if batch_pages and (order := db.session.get(Order, event["order_id"])) is not None:
+        from webapp.orders.batches import live_summary
+
         row = render_template("orders/_order_row.html", o=order, states=states, oob=True)
-        html = "<template>" + row + "</template>"
-        out += [(s, html) for s in batch_pages]
+        html, summaries = "<template>" + row + "</template>", {}
+        for s in batch_pages:  # the header and counts too, rendered once per client scope
+            if (scope := _scope(s)) not in summaries:
+                summaries[scope] = live_summary(order.batch_id, scope)
+            out.append((s, html + summaries[scope]))
     if client_pages:
         html = "<template>" + client_orders_fragment(client_id) + "</template>"
         out += [(s, html) for s in client_pages]
@@ -181,6 +186,9 @@ def snapshot(sub: Subscriber) -> str:
             if sub.can_see(order.client_id)
         ]
         parts.append("<template>" + "".join(rows) + "</template>")
+        from webapp.orders.batches import live_summary
+
+        parts.append(live_summary(sub.target, _scope(sub)))
     elif sub.page in deployment_live.PAGES:
         parts += deployment_live.snapshot(sub)
     if sub.tokens:

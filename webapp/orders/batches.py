@@ -3,15 +3,17 @@ and queuing its send (shared by the ticket, retry and exit routes)."""
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 import sqlalchemy as sa
-from flask import abort, flash
+from flask import abort, flash, render_template
 
 from webapp.access import client_scope
 from webapp.extensions import db
 from webapp.models import Batch, Order, User
 from webapp.orders.forms import TicketForm
 from webapp.orders.placing import StopLevels
-from webapp.trading import batch_requests
+from webapp.trading import batch_requests, states
 from webapp.trading.tickets import Ticket
 
 STOP_FIELDS = ("stop", "target", "trail")
@@ -66,13 +68,30 @@ def batch_for(user: User, batch_id: int) -> tuple[Batch, list[Order]]:
     batch = db.session.get(Batch, batch_id)
     if batch is None:
         abort(404)
-    query = sa.select(Order).where(Order.batch_id == batch.id).order_by(Order.id)
-    if (scope := client_scope(user)) is not None:
-        query = query.where(Order.client_id.in_(scope))
-    children = list(db.session.execute(query).scalars())
+    scope = client_scope(user)
+    children = visible_children(batch.id, scope)
     if not children and scope is not None and batch.user_id != user.id:
         abort(404)
     return batch, children
+
+
+def visible_children(batch_id: int, scope: Collection[int] | None) -> list[Order]:
+    """The batch's children of these clients (None: every client), in the order they were made."""
+    query = sa.select(Order).where(Order.batch_id == batch_id).order_by(Order.id)
+    if scope is not None:
+        query = query.where(Order.client_id.in_(scope))
+    return list(db.session.execute(query).scalars())
+
+
+def live_summary(batch_id: int, scope: Collection[int] | None) -> str:
+    """The batch page's header line and child counts as out-of-band fragments, for a socket that sees
+    these clients: sent with every child's row, so the counts, "updating…" and the price follow the
+    children (a modify's new price, the last child's final state) without a reload."""
+    batch = db.session.get(Batch, batch_id)
+    if batch is None:
+        return ""
+    children = visible_children(batch_id, scope)
+    return render_template("orders/_batch_summary.html", batch=batch, children=children, states=states, oob=True)
 
 
 def enqueue_send(batch_id: int) -> bool:

@@ -68,7 +68,7 @@ def request_cancel(user: User, batch: Batch, children: list[Order], open_ids: li
         ip=ip,
     )
     db.session.commit()
-    enqueue("jobs.orders.cancel_children", open_ids, queue_name=QUEUE_ORDERS)
+    enqueue("jobs.orders.cancel_children", open_ids, user.username, queue_name=QUEUE_ORDERS)
 
 
 def request_modify(

@@ -32,10 +32,30 @@ def _change(order_id: int, ctx: Context, call: Callable[[Broker, Order], None]) 
     return on_child(order_id, ctx, _at_broker, action)
 
 
-def cancel_child(order_id: int, ctx: Context) -> str:
+CANCEL_REQUESTED = "Cancel requested by "
+
+
+def cancelled_reason(reason: str | None) -> str | None:
+    """A cancelled child's reason when the cancel was ours: "Cancelled by <who asked>" (the broker's
+    own words, "Cancelled on request" and the like, would hide who it was). None when the desk did
+    not ask: the broker cancelled it itself, and its message is the reason."""
+    if reason and reason.startswith(CANCEL_REQUESTED):
+        return "Cancelled by " + reason.removeprefix(CANCEL_REQUESTED)
+    return None
+
+
+def cancel_child(order_id: int, ctx: Context, by: str = "") -> str:
+    """Cancel at the broker. `by` names who asked (a username, "the kill switch", "the day-end
+    square-off"); it is written before the call, so the sync that sees the child cancelled (maybe
+    before this returns) names them."""
+
     def call(adapter: Broker, order: Order) -> None:
-        adapter.cancel(order.broker_order_id)
-        write_child(order, order.status, ctx, reason="Cancel sent")
+        broker_order_id = order.broker_order_id  # read before write_child's commit expires it
+        if by:
+            write_child(order, order.status, ctx, reason=CANCEL_REQUESTED + by)
+        adapter.cancel(broker_order_id)
+        if not by:
+            write_child(order, order.status, ctx, reason="Cancel sent")
 
     return _change(order_id, ctx, call)
 

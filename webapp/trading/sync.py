@@ -20,7 +20,7 @@ from webapp.extensions import db
 from webapp.models import Client, FundsSnapshot, Holding, Instrument, Order, Position, Trade
 from webapp.models.base import in_ids
 from webapp.timeutil import utcnow
-from webapp.trading import states
+from webapp.trading import order_actions, states
 from webapp.trading.accounts import adapter_for
 from webapp.trading.children import child_event, write_children
 from webapp.trading.context import Context
@@ -200,7 +200,9 @@ def _order_moves(client_id: int, book) -> list[_Move]:
         if not states.check(child.id, child.status, status):
             continue
         reason = child.reason
-        if status in (states.REJECTED, states.CANCELLED) and at_broker.status_message:
+        if status == states.CANCELLED and (ours := order_actions.cancelled_reason(child.reason)):
+            reason = ours  # the desk asked: say who, not the broker's "cancelled on request"
+        elif status in (states.REJECTED, states.CANCELLED) and at_broker.status_message:
             reason = at_broker.status_message
         moves.append(
             _Move(

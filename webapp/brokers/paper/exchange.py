@@ -306,7 +306,7 @@ class PaperExchange:
         now = self.clock()
         with self.locked(client_code, now) as ledger:
             order = self._open_order(ledger, order_id, "cancelled")
-            self.close_order(order, Status.CANCELLED, "Cancelled by the client", now)
+            self.close_order(order, Status.CANCELLED, "Cancelled on request", now)
         log.info("broker=paper op=cancel client=%s order_id=%s status=CANCELLED", client_code, order_id)
         return order_id
 
