@@ -70,7 +70,9 @@ def test_day_rows_chart_samples_and_exports(app, client, auth, desk, factory):
         assert len(samples) == 1 and Decimal(samples[0]["value"]) == row.realized + row.unrealized
     factory.user("tara", role="trader", clients=[paper])
     auth.login("tara")
-    assert client.get(f"/clients/{paper.id}/pnl.json").json["series"] == samples
+    series = client.get(f"/clients/{paper.id}/pnl.json").json["series"]  # the samples, then the P&L now
+    assert series[:-1] == [s for s in samples if s["time"] < series[-1]["time"]]
+    assert Decimal(series[-1]["value"]) == row.realized + row.unrealized
     pnl = client.post(f"/clients/{paper.id}/exports", data={"kind": "pnl", "start": day, "end": day})
     rows = list(csv.DictReader(io.StringIO(pnl.data.decode())))
     assert [r["day"] for r in rows] == [day] and Decimal(rows[0]["total"]) == row.realized + row.unrealized

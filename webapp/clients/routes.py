@@ -141,12 +141,20 @@ def live(client_id: int):
 @bp.route("/<int:client_id>/pnl.json")
 @requires("desk.view")
 def pnl_series(client_id: int):
+    """Today's (IST) P&L samples, ending now at the day P&L the page shows. The samples are taken
+    when a reprice moves a price (pnl.record_day), so alone they miss what moved since: a fill's
+    realized P&L, a position closed (no longer repriced), the last seconds of a bucket. Times are
+    UTC epoch seconds; the chart shifts them to IST (static/js/charts.js)."""
+    from webapp.clients.book import totals
     from webapp.timeutil import IST, utcnow
     from webapp.trading.pnl import pnl_samples
 
     client = client_for(current_user, client_id)
-    redis = page_redis()
-    return {"series": pnl_samples(redis, client.id, utcnow().astimezone(IST).date().isoformat())}
+    now = utcnow()
+    samples = pnl_samples(page_redis(), client.id, now.astimezone(IST).date().isoformat())
+    at = int(now.timestamp())
+    day = totals([client.id])[client.id].day
+    return {"series": [s for s in samples if s["time"] < at] + [{"time": at, "value": str(day)}]}
 
 
 @bp.route("/<int:client_id>/exports", methods=["GET", "POST"])
