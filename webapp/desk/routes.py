@@ -1,7 +1,7 @@
 from flask import render_template, request
 from flask_login import current_user
 
-from webapp.access import client_scope
+from webapp.access import accessible_client_ids, client_scope
 from webapp.automation import breakers
 from webapp.desk import bp
 from webapp.desk.summary import (
@@ -63,3 +63,19 @@ def live():
     scope = client_scope(current_user)
     rows = desk_page(scope).rows if ids is None else client_rows(ids, scope)
     return render_template("desk/_live.html", rows=rows, totals=desk_totals(scope), oob=True)
+
+
+@bp.route("/desk/mtm.json")
+@requires("desk.view")
+def mtm_series():
+    """The desk MTM chart's line: today's (IST) P&L samples of every client the user may see, summed
+    (the same samples, from the same function, as each client page's chart)."""
+    from webapp.desk.book import desk_mtm_series
+    from webapp.extensions import page_redis
+    from webapp.timeutil import IST, utcnow
+    from webapp.trading.pnl import pnl_samples
+
+    redis = page_redis()
+    day = utcnow().astimezone(IST).date().isoformat()
+    ids = sorted(accessible_client_ids(current_user))
+    return {"series": desk_mtm_series({client_id: pnl_samples(redis, client_id, day) for client_id in ids})}
