@@ -2,14 +2,22 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 from flask_wtf import FlaskForm
-from wtforms import BooleanField, EmailField, PasswordField, SelectField, SelectMultipleField, StringField
+from wtforms import (
+    BooleanField,
+    DateField,
+    EmailField,
+    PasswordField,
+    SelectField,
+    SelectMultipleField,
+    StringField,
+)
 from wtforms.validators import DataRequired, Length, Optional, ValidationError
 from wtforms.widgets import CheckboxInput, ListWidget
 
 from webapp.admin import services
 from webapp.admin.services import MAX_PASSWORD, PRODUCTS
 from webapp.extensions import db
-from webapp.inputs import AmountField, IdsField, WholeNumberField
+from webapp.inputs import AmountField, IdField, IdsField, WholeNumberField
 from webapp.models import Client, User
 from webapp.permissions import ROLE_LABELS
 from webapp.security import password_problem
@@ -33,7 +41,9 @@ class UserForm(FlaskForm):
     # the rules (username, email, password, client code) are webapp.admin.services', shared with the API
     username = StringField("Username", validators=[DataRequired(message="Choose a username.")])
     email = EmailField("Email", validators=[Optional()])
-    role = SelectField("Role", choices=dict(ROLE_LABELS))
+    # a new user starts read-only (Viewer), the least privilege: a form saved in haste gives no one the
+    # power to trade or to manage users; the admin raises the role on purpose (Trader, Admin)
+    role = SelectField("Role", choices=dict(ROLE_LABELS), default="viewer")
     password = PasswordField("Initial password", validators=[Length(max=MAX_PASSWORD, message=TOO_LONG)])
     clients = ClientChecksField("Clients this user may see and trade")
     # limits: the input layer bounds each by its column (Numeric precision/scale, INTEGER) and at zero
@@ -121,3 +131,39 @@ class ClientForm(FlaskForm):
         field.data = list(dict.fromkeys(field.data or []))  # a repeated box must not overflow the column
         if problem := services.products_problem(field.data):
             raise ValidationError(problem)
+
+
+class AuditFilters(FlaskForm):
+    """The audit trail's filters, read from the query string (a bookmarkable GET: no CSRF token)."""
+
+    class Meta:
+        csrf = False
+
+    actor = SelectField("Who", validate_choice=False)
+    action = SelectField("Action", validate_choice=False)
+    client = IdField("Client", validators=[Optional()], message="Choose a client from the list.")
+    start = DateField("From (IST)", validators=[Optional()])
+    end = DateField("To (IST)", validators=[Optional()])
+
+    def __init__(self, *args, actions: list[str], **kwargs):
+        super().__init__(*args, **kwargs)
+        users = db.session.execute(sa.select(User.username).order_by(User.username)).scalars()
+        self.actor.choices = [("", "Anyone"), ("system", "system (the desk by itself)")] + [(u, u) for u in users]
+        self.action.choices = [("", "Any action")] + [(a, a) for a in actions]
+        self.clients = dict(db.session.execute(sa.select(Client.id, Client.name).order_by(Client.name)).all())
+
+    def validate_actor(self, field):
+        if field.data and field.data not in dict(field.choices):
+            raise ValidationError("Choose someone from the list.")
+
+    def validate_action(self, field):
+        if field.data and field.data not in dict(field.choices):
+            raise ValidationError("Choose an action from the list.")
+
+    def validate_client(self, field):
+        if field.data is not None and field.data not in self.clients:
+            raise ValidationError("Choose a client from the list.")
+
+    def validate_end(self, field):
+        if self.start.data and field.data and field.data < self.start.data:
+            raise ValidationError("The last day is before the first.")

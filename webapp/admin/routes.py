@@ -6,8 +6,8 @@ import sqlalchemy as sa
 from flask import abort, flash, make_response, redirect, render_template, request, url_for
 from flask_login import current_user
 
-from webapp.admin import bp
-from webapp.admin.forms import ClientForm, ConfirmForm, ResetPasswordForm, UserForm
+from webapp.admin import audit_view, bp
+from webapp.admin.forms import AuditFilters, ClientForm, ConfirmForm, ResetPasswordForm, UserForm
 from webapp.admin.services import (
     RISK_FIELDS,
     USER_LIMITS,
@@ -23,10 +23,11 @@ from webapp.auth.api_keys import create_from_form, key_section, revoke_owned, sh
 from webapp.auth.forms import ApiKeyForm
 from webapp.auth.sessions import keep_current_session
 from webapp.brokers import broker_choices, broker_class, broker_names
+from webapp.csvexport import csv_response
 from webapp.extensions import db
 from webapp.htmx import render_page_or_partial
 from webapp.inputs import record_id, too_long
-from webapp.models import AuditEvent, Client, User
+from webapp.models import Client, User
 from webapp.permissions import requires
 from webapp.vault import current_vault, mask
 
@@ -233,15 +234,59 @@ def client_form(client_id: int | None = None):
     )
 
 
+def _audit_filters() -> tuple[AuditFilters, audit_view.AuditFilter, dict[str, str]]:
+    """The filters from the query string; an invalid one is said next to its field and filters nothing."""
+    form = AuditFilters(request.args, actions=audit_view.actions())
+    form.validate()
+    ok = {name: not form[name].errors for name in ("actor", "action", "client", "start", "end")}
+    found = audit_view.AuditFilter(
+        actor=form.actor.data or "" if ok["actor"] else "",
+        action=form.action.data or "" if ok["action"] else "",
+        client_id=form.client.data if ok["client"] else None,
+        start=form.start.data if ok["start"] and ok["end"] else None,
+        end=form.end.data if ok["end"] else None,
+    )
+    args = {
+        key: value
+        for key, value in (
+            ("actor", found.actor),
+            ("action", found.action),
+            ("client", found.client_id),
+            ("start", found.start and found.start.isoformat()),
+            ("end", found.end and found.end.isoformat()),
+        )
+        if value
+    }
+    return form, found, args
+
+
 @bp.route("/audit")
 @requires("audit.view")
 def audit_log():
     before = record_id(request.args.get("before")) if request.args.get("before") else None
     if request.args.get("before") and before is None:
         abort(400)
-    query = sa.select(AuditEvent).order_by(AuditEvent.seq.desc()).limit(AUDIT_PAGE)
-    if before:
-        query = query.where(AuditEvent.seq < before)
-    events = db.session.execute(query).scalars().all()
-    more = len(events) == AUDIT_PAGE
-    return render_page_or_partial("admin/audit.html", "admin/_audit_rows.html", events=events, more=more)
+    form, found, args = _audit_filters()
+    events = audit_view.page_of(found, before, AUDIT_PAGE)
+    return render_page_or_partial(
+        "admin/audit.html",
+        "admin/_audit_rows.html",
+        events=events,
+        more=len(events) == AUDIT_PAGE,
+        names=audit_view.names_for(events),
+        detail_lines=audit_view.detail_lines,
+        client_ids=audit_view.client_ids,
+        form=form,
+        filter_args=args,
+        export_limit=audit_view.EXPORT_LIMIT,
+    )
+
+
+@bp.route("/audit/export.csv")
+@requires("audit.view")
+def audit_export():
+    """The events the filters show (the newest EXPORT_LIMIT), names and details as on the page."""
+    _, found, args = _audit_filters()
+    header, rows = audit_view.csv_rows(audit_view.export_events(found))
+    label = "-".join(str(v) for v in args.values()) or "all"
+    return csv_response(f"audit-{label}", header, rows)
