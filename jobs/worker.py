@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import ctypes
 import gc
+import logging
 import os
 import signal
 import sys
@@ -60,6 +61,35 @@ def _die_with_parent() -> None:
     ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
     if os.getppid() != _forking_pid:  # the parent died before the request was in place
         os.kill(os.getpid(), signal.SIGTERM)
+
+
+# RQ's own per-job lines (rq/worker/base.py, all INFO there): a job taken, "Job OK", how long its
+# result is kept, "Successfully completed", a queue's registries cleaned. Four lines per job, a
+# hundred a minute from the cron's jobs alone, burying the one line per batch and per child
+# outcome that jobs/orders.py writes. Shown at LOG_LEVEL=DEBUG.
+RQ_CHATTER = (
+    "Worker %s: %s: %s (%s)",  # a job taken (with its description), and "Job OK"
+    "Worker %s: %s: %s",  # a job taken
+    "Worker %s: job %s result is kept for %s seconds",
+    "Worker %s: job %s result discarded immediately",
+    "Worker %s: job %s result will never expire, clean up result key manually",
+    "Successfully completed %s job in %ss on worker %s",
+    "Successfully completed job %s in %ss on worker %s",
+    "Worker %s: cleaning registries for queue: %s",
+)
+
+
+class RqChatterFilter(logging.Filter):
+    """On the `rq.worker` logger (jobs/settings.py): RQ's per-job INFO lines become DEBUG lines,
+    dropped unless the process logs at DEBUG. Its other lines (started, stopping, errors) stay."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno != logging.INFO or record.msg not in RQ_CHATTER:
+            return True
+        if not logging.getLogger(record.name).isEnabledFor(logging.DEBUG):
+            return False
+        record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+        return True
 
 
 class SurvivesRedisOutages:

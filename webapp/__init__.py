@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Mapping
 from typing import Any
 
@@ -22,7 +23,9 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
     from webapp.marketdata.intervals import use_session
 
     use_session(app.config["STRATEGY_SESSION"])  # process-wide, like logging: every role builds its app here
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s level=%(levelname)s logger=%(name)s %(message)s")
+    level = os.environ.get("LOG_LEVEL", "INFO").strip().upper()  # as jobs/settings.py for the rq processes
+    level = level if level in logging.getLevelNamesMapping() else "INFO"
+    logging.basicConfig(level=level, format="%(asctime)s level=%(levelname)s logger=%(name)s %(message)s")
 
     from webapp import cli, errors, extensions, htmx, inputs, security, templating
 
@@ -134,8 +137,10 @@ def _register_blueprints(app: Flask) -> None:
     from webapp.exits import bp as exits_bp
     from webapp.feed import bp as feed_bp
     from webapp.health import bp as health_bp
+    from webapp.health.metrics import bp as metrics_bp
     from webapp.hooks import bp as hooks_bp
     from webapp.instruments import bp as instruments_bp
+    from webapp.notify import bp as notify_bp
     from webapp.orders import bp as orders_bp
     from webapp.risk import bp as risk_bp
     from webapp.stops import bp as stops_bp
@@ -149,9 +154,11 @@ def _register_blueprints(app: Flask) -> None:
     app.register_blueprint(stops_bp, url_prefix="/stops")
     app.register_blueprint(admin_bp, url_prefix="/admin")
     app.register_blueprint(health_bp, url_prefix="/health")
+    app.register_blueprint(metrics_bp)  # /metrics
     app.register_blueprint(feed_bp)
     app.register_blueprint(risk_bp)
     app.register_blueprint(backtests_bp, url_prefix="/backtests")
     app.register_blueprint(deployments_bp)
     app.register_blueprint(api_bp)
     app.register_blueprint(hooks_bp)
+    app.register_blueprint(notify_bp)

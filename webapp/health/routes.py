@@ -1,8 +1,9 @@
-"""Health: /health (process up), /live, /ready (DB, Redis, and a live process of every role), /detailed (admin)."""
+"""Health: /health (process up), /live, /ready (DB, Redis, and a live process of every role), /detailed (admin),
+/page (the admins' readable health page, its panel refreshed by htmx polling)."""
 
 from __future__ import annotations
 
-from flask import jsonify
+from flask import current_app, jsonify, render_template
 
 from webapp.health import bp
 from webapp.health.checks import check_database, check_redis, detailed_status, role_processes
@@ -42,3 +43,39 @@ def ready():
 @requires("health.detailed")
 def detailed():
     return jsonify(detailed_status())
+
+
+@bp.route("/page")
+@requires("health.detailed")
+def page():
+    return render_template("health/page.html", **health_view())
+
+
+@bp.route("/page/panel")
+@requires("health.detailed")
+def panel():
+    return render_template("health/_panel.html", **health_view())
+
+
+def health_view() -> dict:
+    """What the page shows; a Redis that does not answer leaves the database's parts standing."""
+    from webapp.extensions import get_redis, get_rq_redis
+    from webapp.health import overview
+    from webapp.timeutil import age_text, utcnow
+
+    view: dict = {"now": utcnow(), "age_text": age_text, "database": check_database(), "redis": check_redis()}
+    view["sessions"] = overview.broker_sessions() if view["database"] == "ok" else None
+    if view["redis"] == "ok":
+        try:
+            redis, rq_redis = get_redis(), get_rq_redis()
+            view.update(
+                roles=overview.roles(redis, rq_redis),
+                queues=overview.queues(rq_redis),
+                workers=overview.workers(rq_redis),
+                feed=overview.feed(redis, current_app.config.get("FEED_SOURCE", "")),
+                sockets=overview.open_sockets(redis),
+                failures=overview.recent_failures(rq_redis),
+            )
+        except Exception as exc:  # noqa: BLE001  (Redis went away mid-read)
+            view["redis"] = f"error: {type(exc).__name__}"
+    return view

@@ -38,7 +38,9 @@ def child_event(order_id: int, batch_id: int | None, client_id: int, status: str
 
 
 def log_child(event: Mapping[str, Any], broker_order_id: str | None, reason: str) -> None:
-    log.info(
+    """Every state a child moves to, at DEBUG: the INFO line per sent child is the send job's
+    (jobs/orders.py, one per outcome, with the client's code, broker and latency)."""
+    log.debug(
         "op=child order=%s batch=%s client=%s status=%s broker_order_id=%s reason=%r",
         event["order_id"],
         event["batch_id"],

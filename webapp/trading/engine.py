@@ -273,7 +273,7 @@ def _claim_and_call(sends: list[Send], ctx: Context) -> list[Outcome]:
         send.attempts += 1
     pool_size = int(ctx.config.get("BROKER_POOL_SIZE") or DEFAULT_POOL)
     pending = {_pool(send.adapter.name, pool_size).submit(_call_place, send) for send in sends}
-    log.info("op=claim batch=%s children=%s status=SUBMITTING", sends[0].batch_id if sends else None, len(sends))
+    log.debug("op=claim batch=%s children=%s status=SUBMITTING", sends[0].batch_id if sends else None, len(sends))
     _announce([(s, states.SUBMITTING) for s in sends], ctx)  # while the calls are out
     while pending:
         done, pending = wait(pending, return_when=FIRST_COMPLETED)
