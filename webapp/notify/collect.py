@@ -232,9 +232,10 @@ def store(facts: list[Fact], channels: frozenset[str], now: datetime) -> list[tu
     keys = sorted({key for _, key in wanted})
     for start in range(0, len(keys), 500):
         existing |= set(
-            db.session.execute(
+            tuple(row)
+            for row in db.session.execute(
                 sa.select(Notification.user_id, Notification.key).where(Notification.key.in_(keys[start : start + 500]))
-            ).tuples()
+            ).all()
         )
     created = []
     table = Notification.__table__
