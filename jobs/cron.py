@@ -7,7 +7,7 @@ import os
 
 from rq import cron
 
-from jobs import api, automation, brokers, heartbeat, hooks, market, orders, risk
+from jobs import api, automation, brokers, heartbeat, hooks, market, notify, orders, risk
 from webapp.tasks import QUEUE_DEFAULT, QUEUE_ORDERS, QUEUE_STRATEGIES, QUEUE_SYNC
 
 cron.register(heartbeat.beat, queue_name=QUEUE_DEFAULT, interval=30, result_ttl=300, failure_ttl=3600)
@@ -42,3 +42,8 @@ cron.register(risk.day_tick, queue_name=QUEUE_DEFAULT, interval=20, result_ttl=6
 cron.register(hooks.sweep, queue_name=QUEUE_STRATEGIES, interval=5, result_ttl=10, failure_ttl=600)
 # the replies kept for Idempotency-Key, after a day (webapp/api/core.py REPLAY_FOR)
 cron.register(api.prune, queue_name=QUEUE_DEFAULT, interval=3600, result_ttl=300, failure_ttl=3600)
+# notifications (webapp/notify/): new fills, rejections, stops, alerts, kills, expiring sessions → one row
+# per (fact, user), by cursor, exactly once; their Telegram / email sends; Telegram link codes
+cron.register(notify.collect, queue_name=QUEUE_DEFAULT, interval=2, result_ttl=10, failure_ttl=600)
+cron.register(notify.deliver, queue_name=QUEUE_DEFAULT, interval=5, result_ttl=10, failure_ttl=600)
+cron.register(notify.telegram_links, queue_name=QUEUE_DEFAULT, interval=5, result_ttl=10, failure_ttl=600)

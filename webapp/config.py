@@ -112,6 +112,15 @@ class Config:
     # each broker's own settings (its endpoints: KITE_API_URL, …), declared by its adapter with their
     # defaults and read from the environment here, so each adapter can be pointed at its emulator
     BROKER_SETTINGS: dict[str, str] = field(default_factory=dict)
+    # notifications (docs/notifications.md): the Telegram bot and the SMTP server; unset: channel off
+    TELEGRAM_BOT_TOKEN: str | None = None
+    TELEGRAM_API_URL: str = "https://api.telegram.org"
+    SMTP_HOST: str | None = None
+    SMTP_PORT: int = 587
+    SMTP_USERNAME: str = ""
+    SMTP_PASSWORD: str = ""
+    SMTP_STARTTLS: bool = True
+    MAIL_FROM: str = "fanout@localhost"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Config:
@@ -142,6 +151,14 @@ class Config:
             PAPER_LATENCY_MS=parse_int(env.get("PAPER_LATENCY_MS"), 0, "PAPER_LATENCY_MS"),
             PAPER_JITTER_MS=parse_int(env.get("PAPER_JITTER_MS"), 0, "PAPER_JITTER_MS"),
             BROKER_SETTINGS=_broker_settings(env),
+            TELEGRAM_BOT_TOKEN=env.get("TELEGRAM_BOT_TOKEN") or None,
+            TELEGRAM_API_URL=env.get("TELEGRAM_API_URL") or "https://api.telegram.org",
+            SMTP_HOST=env.get("SMTP_HOST") or None,
+            SMTP_PORT=parse_int(env.get("SMTP_PORT"), 587, "SMTP_PORT"),
+            SMTP_USERNAME=env.get("SMTP_USERNAME") or "",
+            SMTP_PASSWORD=env.get("SMTP_PASSWORD") or "",
+            SMTP_STARTTLS=parse_bool(env.get("SMTP_STARTTLS"), default=True),
+            MAIL_FROM=env.get("MAIL_FROM") or "fanout@localhost",
         )
 
     def validate(self) -> None:

@@ -5,6 +5,8 @@
   function swapAll(root) {
     Array.prototype.slice.call(root.children).forEach(function (element) {
       if (element.tagName === "TEMPLATE") { swapAll(element.content); return; }
+      var toasts = element.hasAttribute("data-toast") && document.getElementById("toasts");
+      if (toasts) { toasts.appendChild(element); htmx.process(element); return; }  // toasts stack (notify.js)
       var target = element.id && document.getElementById(element.id);
       if (!target) return;
       element.removeAttribute("hx-swap-oob");

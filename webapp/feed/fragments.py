@@ -15,6 +15,7 @@ from webapp.extensions import db
 from webapp.feed.hub import Subscriber
 from webapp.marketdata.store import decode_ticks
 from webapp.models import Order
+from webapp.notify.collect import EVENT as NOTIFY_CREATED
 from webapp.permissions import allowed
 from webapp.trading import states
 
@@ -55,6 +56,10 @@ def for_event(event: dict, subscribers: Iterable[Subscriber]) -> list[Delivery]:
     if kind in ("pnl.updated", "position.updated"):
         clients = set(event.get("clients") or [event.get("client_id")])
         return _pnl(clients, subscribers)
+    if kind == NOTIFY_CREATED:  # the notification's own user's page-chrome sockets: a toast and the bell
+        from webapp.notify import live as notify_live
+
+        return notify_live.for_event(event, subscribers)
     if kind == STOPS_CHANGED:  # a rule armed, edited, cancelled or fired: the client pages' position chips
         return _pnl(set(event.get("clients") or []), [s for s in subscribers if s.page == "client"])
     return []

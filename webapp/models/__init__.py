@@ -14,6 +14,7 @@ from webapp.models.backtests import BacktestRun, Sweep
 from webapp.models.clients import Client
 from webapp.models.instruments import Instrument
 from webapp.models.market import Candle, DailyPnl, WatchlistItem
+from webapp.models.notify import Notification, NotificationCursor, NotificationDelivery, NotificationPrefs
 from webapp.models.orders import Batch, DeskState, FundsSnapshot, Holding, Order, Position, Trade
 from webapp.models.paper import PaperAccount, PaperHolding, PaperOrder, PaperPosition, PaperTrade
 from webapp.models.users import User, user_clients
@@ -46,6 +47,10 @@ __all__ = [
     "Candle",
     "DailyPnl",
     "WatchlistItem",
+    "Notification",
+    "NotificationCursor",
+    "NotificationDelivery",
+    "NotificationPrefs",
     "PaperAccount",
     "PaperHolding",
     "PaperOrder",
