@@ -86,7 +86,24 @@ def _order(event: dict, subscribers: Iterable[Subscriber]) -> list[Delivery]:
     if client_pages:
         html = "<template>" + client_orders_fragment(client_id) + "</template>"
         out += [(s, html) for s in client_pages]
-    return out
+    return out + _book_rows(event, subscribers)
+
+
+def _book_rows(event: dict, subscribers: Iterable[Subscriber]) -> list[Delivery]:
+    """The order's row to the order books that may see it (a row not shown there is not added: the
+    book keeps its search); its per-order actions only for roles that may place orders."""
+    pages = [s for s in subscribers if s.page == "book" and s.can_see(event.get("client_id"))]
+    if not pages or (order := db.session.get(Order, event["order_id"])) is None:
+        return []
+    rows: dict[bool, str] = {}
+    for sub in pages:
+        act = allowed(sub.role, "orders.place")
+        if act not in rows:
+            row = render_template(
+                "orders/_order_row.html", o=order, columns="book", actions=act, live=True, states=states, oob=True
+            )
+            rows[act] = "<template>" + row + "</template>"
+    return [(sub, rows[allowed(sub.role, "orders.place")]) for sub in pages]
 
 
 def client_orders_fragment(client_id: int) -> str:

@@ -3,22 +3,83 @@ and as CSV exports."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from decimal import Decimal
+
 import sqlalchemy as sa
-from flask import abort, render_template, request
+from flask import abort, flash, redirect, render_template, request, url_for
 from flask_login import current_user
+from flask_wtf import FlaskForm
+from wtforms import DateField, SelectField, StringField
+from wtforms.validators import Length, Optional, Regexp, ValidationError
 
 from webapp.access import accessible_clients, client_scope
+from webapp.backtest.runs import range_utc
 from webapp.csvexport import csv_response
 from webapp.extensions import db
-from webapp.htmx import render_page_or_partial
-from webapp.inputs import record_id
-from webapp.models import Batch, Order, Trade
-from webapp.orders import bp
-from webapp.permissions import requires
-from webapp.timeutil import format_ist
+from webapp.htmx import is_htmx, render_page_or_partial
+from webapp.inputs import IdField, WholeNumberField, record_id
+from webapp.models import Batch, Instrument, Order, Trade
+from webapp.orders import bp, order_actions
+from webapp.orders.batch_actions import INVALID, NOTHING, ActionRefused
+from webapp.permissions import allowed, requires
+from webapp.timeutil import IST, format_ist, utcnow
 from webapp.trading import states
 
-PAGE = 200
+PAGE = 200  # batch history
+PER_PAGE = 50  # the order and trade books
+MAX_DAYS = 366
+OPEN = "open"  # the order book's "any open state" choice: what can still be cancelled
+
+
+class BookFilters(FlaskForm):
+    """The books' search, read from the query string (a bookmarkable GET: no CSRF token)."""
+
+    class Meta:
+        csrf = False
+
+    symbol = StringField(
+        "Symbol",
+        validators=[
+            Optional(),
+            Length(max=32, message="At most 32 characters."),
+            Regexp(r"^[A-Za-z0-9&._ -]+$", message="Letters, digits, spaces and & . - _ only."),
+        ],
+    )
+    client = IdField("Client", validators=[Optional()], message="Choose a client from the list.")
+    status = SelectField("State", choices={"": "All states", OPEN: "Open (any)", **{s: s for s in states.ALL}}, default="")
+    side = SelectField("Side", choices={"": "Both sides", "BUY": "Buy", "SELL": "Sell"}, default="")
+    start = DateField("From (IST)", validators=[Optional()])
+    end = DateField("To (IST)", validators=[Optional()])
+    page = WholeNumberField("Page", validators=[Optional()], minimum=1, maximum=100_000)
+    instrument = IdField(validators=[Optional()])
+    batch = IdField(validators=[Optional()])
+
+    def validate_end(self, field):
+        if self.start.data and field.data and field.data < self.start.data:
+            raise ValidationError("The last day is before the first.")
+        if self.start.data and field.data and (field.data - self.start.data).days >= MAX_DAYS:
+            raise ValidationError(f"At most {MAX_DAYS} days at a time.")
+
+    def validate_client(self, field):
+        if field.data is not None and field.data not in {c.id for c in accessible_clients(current_user)}:
+            raise ValidationError("Choose a client from the list.")
+
+
+def read_filters(default_today: bool = False) -> BookFilters:
+    form = BookFilters(request.args)
+    form.validate()
+    if default_today and not request.args.get("start") and not request.args.get("end") and not form.errors:
+        form.start.data = form.end.data = utcnow().astimezone(IST).date()
+    return form
+
+
+def _days(form: BookFilters):
+    """The IST day range as [start, end) in UTC; an open end where a day is not given."""
+    first, last = form.start.data, form.end.data
+    start = range_utc(first, first)[0] if first else None
+    end = range_utc(last, last)[1] if last else None
+    return start, end
 
 
 def _client_scope(query, column):
@@ -27,18 +88,35 @@ def _client_scope(query, column):
     return query.where(column.in_(scope))
 
 
-def _orders_query():
-    query = _client_scope(sa.select(Order).order_by(Order.id.desc()), Order.client_id)
-    args = request.args
-    if client_id := _id_arg("client"):
-        query = query.where(Order.client_id == client_id)
-    if args.get("status") in states.ALL:
-        query = query.where(Order.status == args["status"])
-    if instrument_id := _id_arg("instrument"):
-        query = query.where(Order.instrument_id == instrument_id)
-    if batch_id := _id_arg("batch"):
-        query = query.where(Order.batch_id == batch_id)
+def _symbol(query, column, form: BookFilters):
+    if form.symbol.data and form.symbol.data.strip():
+        wanted = form.symbol.data.strip().upper()
+        query = query.join(Instrument, column == Instrument.id).where(
+            sa.func.upper(Instrument.tradingsymbol).contains(wanted, autoescape=True)
+        )
     return query
+
+
+def _orders_query(form: BookFilters):
+    query = _client_scope(sa.select(Order).order_by(Order.id.desc()), Order.client_id)
+    if form.client.data:
+        query = query.where(Order.client_id == form.client.data)
+    if form.status.data == OPEN:
+        query = query.where(Order.status.in_(sorted(states.AT_BROKER)))
+    elif form.status.data:
+        query = query.where(Order.status == form.status.data)
+    if form.side.data:
+        query = query.where(Order.side == form.side.data)
+    if form.instrument.data:
+        query = query.where(Order.instrument_id == form.instrument.data)
+    if form.batch.data:
+        query = query.where(Order.batch_id == form.batch.data)
+    start, end = _days(form)
+    if start:
+        query = query.where(Order.created_at >= start)
+    if end:
+        query = query.where(Order.created_at < end)
+    return _symbol(query, Order.instrument_id, form)
 
 
 def _id_arg(name: str) -> int | None:
@@ -49,24 +127,78 @@ def _id_arg(name: str) -> int | None:
     return record_id(raw) or abort(400)
 
 
-@bp.route("/")
-@requires("desk.view")
-def book():
-    rows = db.session.execute(_orders_query().limit(PAGE)).scalars().all()
+@dataclass
+class Paged:
+    rows: list
+    total: int
+    page: int
+
+    @property
+    def pages(self) -> int:
+        return max(1, -(-self.total // PER_PAGE))
+
+    @property
+    def first(self) -> int:
+        return (self.page - 1) * PER_PAGE + 1 if self.rows else 0
+
+    @property
+    def last(self) -> int:
+        return (self.page - 1) * PER_PAGE + len(self.rows)
+
+
+def _paged(query, form: BookFilters) -> Paged:
+    if form.errors:
+        return Paged([], 0, 1)
+    page = form.page.data or 1
+    total = db.session.execute(sa.select(sa.func.count()).select_from(query.order_by(None).subquery())).scalar_one()
+    rows = db.session.execute(query.limit(PER_PAGE).offset((page - 1) * PER_PAGE)).scalars().all()
+    return Paged(rows, total, page)
+
+
+def page_args(form: BookFilters, page: int | None = None) -> dict[str, str]:
+    """The filters as query arguments (blank ones left out), for the pager, the exports and the poll."""
+    args = {name: value for name, value in request.args.items() if name in form._fields and value.strip()}
+    args.pop("page", None)
+    if page and page > 1:
+        args["page"] = str(page)
+    return args
+
+
+def _render_book(form: BookFilters, paged: Paged, **extra):
+    status = (422 if is_htmx() else 400) if form.errors else 200
     return render_page_or_partial(
         "orders/book.html",
         "orders/_book_rows.html",
-        orders=rows,
+        form=form,
+        paged=paged,
+        orders=paged.rows,
         states=states,
         clients=accessible_clients(current_user),
-        args=request.args,
-    )
+        page_args=page_args,
+        actions=allowed(current_user.role, "orders.place"),
+        oob_errors=is_htmx(),
+        **extra,
+    ), status
+
+
+@bp.route("/")
+@requires("desk.view")
+def book():
+    form = read_filters()
+    return _render_book(form, _paged(_orders_query(form), form))
+
+
+def _refuse_bad_filters(form: BookFilters):
+    if form.errors:
+        abort(400, description="; ".join(f"{form[name].label.text}: {errs[0]}" for name, errs in form.errors.items()))
 
 
 @bp.route("/export.csv")
 @requires("desk.view")
 def book_csv():
-    rows = db.session.execute(_orders_query()).scalars()
+    form = read_filters()
+    _refuse_bad_filters(form)
+    rows = db.session.execute(_orders_query(form)).scalars()
     return csv_response(
         "orders",
         [
@@ -117,26 +249,80 @@ def book_csv():
     )
 
 
-def _trades_query():
+def _trades_query(form: BookFilters):
     query = _client_scope(sa.select(Trade).order_by(Trade.filled_at.desc(), Trade.id.desc()), Trade.client_id)
-    if client_id := _id_arg("client"):
-        query = query.where(Trade.client_id == client_id)
-    return query
+    if form.client.data:
+        query = query.where(Trade.client_id == form.client.data)
+    if form.side.data:
+        query = query.where(Trade.side == form.side.data)
+    if form.instrument.data:
+        query = query.where(Trade.instrument_id == form.instrument.data)
+    start, end = _days(form)
+    if start:
+        query = query.where(Trade.filled_at >= start)
+    if end:
+        query = query.where(Trade.filled_at < end)
+    return _symbol(query, Trade.instrument_id, form)
+
+
+@dataclass
+class TradeTotals:
+    count: int = 0
+    buy_value: Decimal = Decimal(0)
+    sell_value: Decimal = Decimal(0)
+
+    @property
+    def net(self) -> Decimal:
+        """Sold minus bought: what the range's trades brought in (negative: paid out)."""
+        return self.sell_value - self.buy_value
+
+
+def trade_totals(query) -> TradeTotals:
+    """Count and buy / sell value over every trade the filters match (not only the page shown),
+    summed as Decimal here: SQLite's SUM of a NUMERIC is a float."""
+    totals = TradeTotals()
+    rows = db.session.execute(query.order_by(None).with_only_columns(Trade.side, Trade.quantity, Trade.price)).all()
+    for side, quantity, price in rows:
+        totals.count += 1
+        if side == "BUY":
+            totals.buy_value += price * quantity
+        else:
+            totals.sell_value += price * quantity
+    return totals
 
 
 @bp.route("/trades")
 @requires("desk.view")
 def trades():
-    rows = db.session.execute(_trades_query().limit(PAGE)).scalars().all()
-    return render_template(
-        "orders/trades.html", trades=rows, clients=accessible_clients(current_user), args=request.args
-    )
+    form = read_filters(default_today=True)
+    query = _trades_query(form)
+    paged = _paged(query, form)
+    status = (422 if is_htmx() else 400) if form.errors else 200
+    return render_page_or_partial(
+        "orders/trades.html",
+        "orders/_order_trades.html",
+        form=form,
+        paged=paged,
+        trades=paged.rows,
+        totals=TradeTotals() if form.errors else trade_totals(query),
+        clients=accessible_clients(current_user),
+        page_args=page_args,
+        dates=_date_args(form),
+        oob_errors=is_htmx(),
+    ), status
+
+
+def _date_args(form: BookFilters) -> dict[str, str]:
+    """The day range shown (the default today included), so the export takes what the page shows."""
+    return {name: field.data.isoformat() for name, field in (("start", form.start), ("end", form.end)) if field.data}
 
 
 @bp.route("/trades/export.csv")
 @requires("desk.view")
 def trades_csv():
-    rows = db.session.execute(_trades_query()).scalars()
+    form = read_filters(default_today=True)
+    _refuse_bad_filters(form)
+    rows = db.session.execute(_trades_query(form)).scalars()
     return csv_response(
         "trades",
         [
@@ -241,3 +427,63 @@ def batches_csv():
             for b in rows
         ),
     )
+
+
+# ---- one order: cancel, modify (the order book's per-row forms; the broker call is a job)
+
+
+def _order_answer(order: Order, status: int = 200, **row):
+    """The order's row again, for htmx to swap in place; a plain form post goes back to the book
+    with the note flashed, or to a page of that one row when a field needs fixing."""
+    db.session.refresh(order)
+    context = dict(o=order, columns="book", actions=True, states=states, action_for=order.id, **row)
+    if is_htmx():
+        return render_template("orders/_order_row.html", **context), status
+    if row.get("modify_errors"):
+        return render_template("orders/order_modify.html", **context), 400
+    flash(row.get("notice", ""), "error" if row.get("notice_error") else "info")
+    return redirect(url_for("orders.book"))
+
+
+@bp.route("/<int:order_id>/cancel", methods=["POST"])
+@requires("orders.place")
+def cancel_order(order_id: int):
+    order = order_actions.order_for(current_user, order_id)
+    try:
+        order_actions.cancel_order(current_user, order, request.remote_addr)
+    except ActionRefused as refused:
+        return _order_answer(
+            order, 200 if refused.reason == NOTHING else 422, notice=refused.message, notice_error=True
+        )
+    return _order_answer(order, notice=f"Cancel sent for order #{order.id}.")
+
+
+@bp.route("/<int:order_id>/modify", methods=["POST"])
+@requires("orders.place")
+def modify_order(order_id: int):
+    order = order_actions.order_for(current_user, order_id)
+    form = order_actions.ModifyForm()
+    values = {name: request.form.get(name, "")[:40] for name in ("price", "trigger_price", "quantity")}
+    try:
+        if not form.validate_on_submit():
+            errors = {name: messages[0] for name, messages in form.errors.items()}
+            if "csrf_token" in errors:  # the hidden token lapsed (htmx sends its header too)
+                raise ActionRefused(INVALID, errors["csrf_token"], {"price": errors.pop("csrf_token")})
+            raise ActionRefused(INVALID, next(iter(errors.values())), errors)
+        change = order_actions.wanted_change(order, form.price.data, form.trigger_price.data, form.quantity.data)
+        order_actions.modify_order(current_user, order, change, request.remote_addr)
+    except ActionRefused as refused:
+        if refused.reason == INVALID:
+            return _order_answer(
+                order,
+                422,
+                modify_for=order.id,
+                modify_errors=refused.fields or {"price": refused.message},
+                modify_values=values,
+                notice="Not changed: fix the field below.",
+                notice_error=True,
+            )
+        return _order_answer(
+            order, 200 if refused.reason == NOTHING else 422, notice=refused.message, notice_error=True
+        )
+    return _order_answer(order, notice=f"Change sent for order #{order.id}: {change.describe()}.")

@@ -76,3 +76,26 @@ def convert_to_market(order_id: int, ctx: Context) -> str:
         )
 
     return _change(order_id, ctx, call)
+
+
+def change_child(
+    order_id: int,
+    ctx: Context,
+    *,
+    quantity: int | None = None,
+    price: Decimal | None = None,
+    trigger_price: Decimal | None = None,
+) -> str:
+    """One child's new quantity, price and/or trigger (the order book's per-order modify)."""
+    changes = {
+        name: value
+        for name, value in (("quantity", quantity), ("price", price), ("trigger_price", trigger_price))
+        if value is not None
+    }
+
+    def call(adapter: Broker, order: Order) -> None:
+        adapter.modify(order.broker_order_id, **changes)
+        said = ", ".join(f"{name.replace('_', ' ')} {value}" for name, value in changes.items())
+        write_child(order, order.status, ctx, **changes, reason=f"Changed: {said}")
+
+    return _change(order_id, ctx, call) if changes else "nothing"
