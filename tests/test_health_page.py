@@ -59,11 +59,11 @@ def test_roles_show_alive_late_and_missing_with_the_last_heartbeat_in_ist(app, c
     redis_client.hset("rq:worker:strategies-1", "last_heartbeat", utcformat(gone))  # killed hard: still registered
     auth.login("boss")
     html = client.get("/health/page/panel").get_data(as_text=True)
-    assert "chip-green\">alive" in _row(html, "role-orders") and "orders-1" in _row(html, "role-orders")
-    assert "chip-amber\">late" in _row(html, "role-worker")
+    assert 'chip-green">alive' in _row(html, "role-orders") and "orders-1" in _row(html, "role-orders")
+    assert 'chip-amber">late' in _row(html, "role-worker")
     assert late.astimezone(IST).strftime("%H:%M:%S") in _row(html, "role-worker")
     strategies = _row(html, "role-strategies")
-    assert "chip-red\">missing" in strategies and gone.astimezone(IST).strftime("%H:%M:%S") in strategies
+    assert 'chip-red">missing' in strategies and gone.astimezone(IST).strftime("%H:%M:%S") in strategies
     assert "no process has registered" in _row(html, "role-cron")
     assert "alive" in _row(html, "role-feed")
 
