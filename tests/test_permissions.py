@@ -27,6 +27,11 @@ def world(app, factory):
     instrument = factory.instrument()
     users = {role: factory.user(role, role=role, clients=clients) for role in ROLES}
     batch_id = factory.batch(users["trader"], clients, instrument).id
+    with app.app_context():  # a child of it: the order book's per-order actions
+        from webapp.extensions import db
+        from webapp.models import Order
+
+        order_id = db.session.execute(db.select(Order.id).where(Order.batch_id == batch_id)).scalars().first()
     from tests.backtest.runs_support import make_run_and_sweep
     from tests.deployments.conftest import make_deployment
 
@@ -39,6 +44,7 @@ def world(app, factory):
         "client_id": clients[0].id,
         "instrument_id": instrument.id,
         "batch_id": batch_id,
+        "order_id": order_id,
     }
 
 
