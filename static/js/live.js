@@ -10,7 +10,7 @@
       var target = element.id && document.getElementById(element.id);
       if (!target) return;
       element.removeAttribute("hx-swap-oob");
-      if (target.hidden && element.id === "feed-state") element.hidden = false;
+      if (element.id === "feed-state") return; // the chip is this page's to set (below), not a socket's
       target.replaceWith(element);
       htmx.process(element);
     });
@@ -21,16 +21,44 @@
     template.innerHTML = event.detail.message;
     swapAll(template.content);
   });
-  // body.live while the socket is open: polling partials (data-poll="offline") pause; "stale" when
-  // it drops (they resume). Decided here, not in an hx-trigger filter, which htmx would have to eval.
+  // body.live while every socket of the page is open (the page chrome's and the page's own):
+  // polling partials (data-poll="offline") pause; when one drops they resume. Decided here, not in an
+  // hx-trigger filter, which htmx would have to eval.
   document.addEventListener("htmx:beforeRequest", function (event) {
     var element = event.detail.elt;
     if (element.dataset.poll === "offline" && document.body.classList.contains("live")) event.preventDefault();
   });
-  document.addEventListener("htmx:wsOpen", function () { document.body.classList.add("live"); });
-  document.addEventListener("htmx:wsClose", function () {
-    document.body.classList.remove("live");
+  // The chip (#feed-state) tells the truth: hidden while live; "connecting" while a socket has not
+  // opened yet (after a short grace, so a quick connect shows nothing); "stale" once one has dropped.
+  var open = [], dropped = [];
+  function sockets() { return Array.prototype.slice.call(document.querySelectorAll("[ws-connect]")); }
+  function chip(text, colour) {
     var state = document.getElementById("feed-state");
-    if (state) { state.hidden = false; state.textContent = "stale"; state.className = "chip chip-red"; }
+    if (!state) return;
+    state.hidden = !text;
+    if (text) { state.textContent = text; state.className = "chip " + colour; }
+  }
+  function refresh() {
+    var all = sockets();
+    open = open.filter(function (el) { return all.indexOf(el) !== -1; }); // swapped-out sockets are gone
+    dropped = dropped.filter(function (el) { return all.indexOf(el) !== -1 && open.indexOf(el) === -1; });
+    var live = all.length > 0 && all.every(function (el) { return open.indexOf(el) !== -1; });
+    document.body.classList.toggle("live", live);
+    if (live || !all.length) chip(null);
+    else if (dropped.length) chip("stale", "chip-red");
+    else chip("connecting", "chip-muted");
+  }
+  document.addEventListener("htmx:wsOpen", function (event) {
+    var el = event.detail.elt;
+    if (open.indexOf(el) === -1) open.push(el);
+    dropped = dropped.filter(function (d) { return d !== el; });
+    refresh();
   });
+  document.addEventListener("htmx:wsClose", function (event) {
+    var el = event.detail.elt;
+    open = open.filter(function (o) { return o !== el; });
+    if (document.body.contains(el) && dropped.indexOf(el) === -1) dropped.push(el);
+    refresh();
+  });
+  document.addEventListener("DOMContentLoaded", function () { setTimeout(refresh, 1500); });
 })();

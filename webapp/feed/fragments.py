@@ -25,17 +25,22 @@ Delivery = tuple[Subscriber, str]
 def for_ticks(data, subscribers: Iterable[Subscriber]) -> list[Delivery]:
     """Decode only the prices some socket shows, render each one's span once per batch, then join
     them per socket (a batch carries every instrument of the desk)."""
+    from webapp.instruments import live as chrome  # the page chrome's spans: their own ids, with the move
+
     subscribers = list(subscribers)
     wanted = set().union(*(sub.tokens for sub in subscribers))
     if not wanted:
         return []
+    prices = decode_ticks(data, wanted)
+    pages = [sub for sub in subscribers if sub.page != chrome.PAGE]
     ltp = _ltp_macro()
-    rendered = {token: str(ltp(token, price, True)) for token, price in decode_ticks(data, wanted).items()}
+    shown = set().union(*(sub.tokens for sub in pages)) & prices.keys() if pages else set()
+    rendered = {token: str(ltp(token, prices[token], True)) for token in shown}
     return [
         (sub, "".join(rendered[t] for t in sub.tokens & rendered.keys()))
-        for sub in subscribers
+        for sub in pages
         if sub.tokens & rendered.keys()
-    ]
+    ] + chrome.fragments(prices, subscribers)
 
 
 def _ltp_macro():
@@ -213,7 +218,11 @@ def snapshot(sub: Subscriber) -> str:
         parts.append(live_summary(sub.target, _scope(sub)))
     elif sub.page in deployment_live.PAGES:
         parts += deployment_live.snapshot(sub)
-    if sub.tokens:
+    if sub.tokens and sub.page == "chrome":
+        from webapp.instruments import live as chrome
+
+        parts.append(chrome.snapshot(sub.tokens))
+    elif sub.tokens:
         from webapp.extensions import get_redis
 
         quotes = read_quotes(get_redis(), sub.tokens)

@@ -26,6 +26,7 @@ OPERATING_RANGE_PCT = Decimal(10)
 LEVEL_NOTIONAL = Decimal(50000)  # one depth "unit" is about ₹50,000 of stock, so depth scales with price
 STEP_VOLATILITY = 0.0003  # one step's standard deviation as a fraction of the price
 MEAN_REVERSION = 0.02  # pull back towards the previous close, so prices do not pin to a circuit
+INDICES_SEGMENT = "INDICES"  # an index (NIFTY 50, NIFTY BANK): its value moves, nobody trades it
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,7 @@ class SimInstrument:
     reference_price: Decimal  # the previous close, on the tick grid and inside the band
     lower_circuit: Decimal
     upper_circuit: Decimal
+    tradable: bool = True  # False for an index: a value with no depth, no volume, nothing to fill
 
     @classmethod
     def of(cls, instrument: Any) -> SimInstrument | None:
@@ -56,6 +58,7 @@ class SimInstrument:
             reference,
             lower,
             upper,
+            getattr(instrument, "segment", None) != INDICES_SEGMENT,
         )
 
     @property
@@ -103,7 +106,7 @@ def static_quote(instrument: Any, now: datetime | None = None) -> Quote | None:
     tick = spec.tick_size
     last, lower, upper = (int(p / tick) for p in (spec.reference_price, spec.lower_circuit, spec.upper_circuit))
     sizes = [(spec.unit * (i + 1), i + 1) for i in range(DEPTH_LEVELS)] * 2
-    bids, asks = _depth(spec, last - 1, last + 1, lower, upper, sizes)
+    bids, asks = _depth(spec, last - 1, last + 1, lower, upper, sizes) if spec.tradable else ((), ())
     price = spec.reference_price
     return Quote(
         exchange=spec.exchange,
@@ -150,6 +153,8 @@ class _Book:
         bid, ask = (self.last, self.last + spread) if rng.random() < 0.5 else (self.last - spread, self.last)
         sizes = [(unit * rng.randint(1, 8), rng.randint(1, 9)) for _ in range(2 * DEPTH_LEVELS)]
         bids, asks = _depth(self.spec, bid, ask, self.lower, self.upper, sizes)
+        if not self.spec.tradable:  # an index: the same walk (same draws), but no book and no volume
+            bids, asks, self.volume = (), (), 0
         # locked at a circuit: nobody sells at the upper limit, nobody buys at the lower
         if self.last == self.upper:
             asks = ()

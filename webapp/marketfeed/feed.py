@@ -44,7 +44,10 @@ def note_interest(redis, token: int, seconds: int = 120) -> None:
 
 
 def wanted_tokens(redis) -> set[int]:
-    """Instruments with an open position, an open order, a watchlist entry or an open chart."""
+    """Instruments with an open position, an open order, a watchlist entry or an open chart, and the
+    header's index tickers (every page shows them)."""
+    from webapp.instruments.watch import header_indices  # a blueprint's domain module (it imports this one)
+
     held = sa.select(Position.instrument_id).where(Position.quantity != 0)
     ordered = sa.select(Order.instrument_id).where(Order.status.in_(states.AT_BROKER | states.IN_FLIGHT))
     watched = sa.select(WatchlistItem.instrument_id)
@@ -53,6 +56,7 @@ def wanted_tokens(redis) -> set[int]:
     tokens = set(
         db.session.execute(sa.select(Instrument.instrument_token).where(Instrument.id.in_(sa.select(ids)))).scalars()
     )
+    tokens.update(i.instrument_token for i in header_indices())
     redis.zremrangebyscore(INTEREST_KEY, "-inf", time.time())
     tokens.update(int(t) for t in redis.zrange(INTEREST_KEY, 0, -1))
     return tokens
