@@ -12,8 +12,12 @@ import sqlalchemy as sa
 from rq import Queue
 
 from webapp.extensions import db, get_rq_redis
-from webapp.models import Order
+from webapp.feed import fragments
+from webapp.feed.hub import Subscriber
+from webapp.models import Order, Trade
 from webapp.models.paper import PaperOrder
+from webapp.money import rupees
+from webapp.timeutil import IST
 from webapp.trading import engine, states, sync
 
 HX = {"HX-Request": "true"}
@@ -361,3 +365,90 @@ def test_per_order_actions_need_the_csrf_token(app, client, auth, desk, factory,
     assert client.post(f"/orders/{child}/cancel").status_code == 400
     assert client.post(f"/orders/{child}/modify", data={"price": "1410"}).status_code == 400
     assert orders_queue(app) == 0
+
+
+# ---- live rows
+
+
+def book_socket(role: str, client_ids=frozenset()) -> Subscriber:
+    return Subscriber(id=1, user_id=1, role=role, client_ids=frozenset(client_ids), page="book", target=None)
+
+
+def pushed(app, order_id: int, client_id: int, sub: Subscriber) -> str:
+    event = {"event": "order.updated", "order_id": order_id, "client_id": client_id, "batch_id": None}
+    with app.test_request_context("/"):  # as the hub renders
+        return "".join(html for _, html in fragments.for_event(event, [sub]))
+
+
+def test_the_book_socket_gets_the_row_with_actions_for_those_who_may_act(app, desk, factory, open_limit):
+    mine, theirs = desk.paper_client("Mine"), desk.paper_client("Theirs")
+    child = open_limit(mine)
+    trader = pushed(app, child, mine.id, book_socket("trader", {mine.id}))
+    assert f'<tr id="order-{child}" hx-swap-oob="true">' in trader and f'id="order-{child}-cancel"' in trader
+    assert "csrf_token" not in trader  # no request on the socket: the token travels in the body's hx-headers
+    viewer = pushed(app, child, mine.id, book_socket("viewer", {mine.id}))
+    assert f'<tr id="order-{child}"' in viewer and "order-actions" not in viewer
+    assert pushed(app, child, mine.id, book_socket("trader", {theirs.id})) == ""
+
+
+# ---- the trade book
+
+
+@pytest.fixture
+def trades_made(app, desk, factory, root):
+    """A paper client's buy of 3 and sell of 2 (filled at the market), and another client's buy."""
+    mine, theirs = desk.paper_client("Mine"), desk.paper_client("Theirs")
+    for client, side, quantity in ((mine, "BUY", 3), (mine, "SELL", 2), (theirs, "BUY", 5)):
+        batch = factory.batch(root, [client], desk.instrument, quantity=quantity, side=side)
+        with app.app_context():
+            engine.send_batch(batch.id, desk.context())
+            sync.sync_client(client.id, desk.context())
+    with app.app_context():
+        trades = db.session.execute(sa.select(Trade).order_by(Trade.id)).scalars().all()
+        assert [(t.side, t.quantity) for t in trades] == [("BUY", 3), ("SELL", 2), ("BUY", 5)]
+        prices = [t.price for t in trades]
+    return mine, theirs, prices
+
+
+def test_trades_default_to_today_with_totals(app, client, auth, trades_made):
+    mine, theirs, (buy, sell, other) = trades_made
+    auth.login("root")
+    page = client.get("/orders/trades").data.decode()
+    today = datetime.now(IST).date().isoformat()
+    assert f'id="trades-start" value="{today}"' in page and f'id="trades-end" value="{today}"' in page
+    assert 'id="trades-count">3<' in page
+    assert f'id="trades-buy">₹{rupees(buy * 3 + other * 5)}<' in page
+    assert f'id="trades-sell">₹{rupees(sell * 2)}<' in page
+    mine_only = client.get(f"/orders/trades?client={mine.id}&side=BUY", headers=HX).data.decode()
+    assert 'id="trades-count">1<' in mine_only and f'id="trades-buy">₹{rupees(buy * 3)}<' in mine_only
+    assert "hx-swap-oob" in mine_only and f"client={mine.id}" in mine_only  # the export link follows the search
+    assert 'id="trades-count">0<' in client.get("/orders/trades?symbol=TCS").data.decode()
+    csv = client.get(f"/orders/trades/export.csv?start={today}&end={today}&client={theirs.id}").data.decode()
+    lines = csv.splitlines()
+    assert len(lines) == 2 and "Theirs" in lines[1] and ",5," in lines[1]
+
+
+def test_trades_by_ist_date_range(app, client, auth, trades_made):
+    with app.app_context():
+        first = db.session.execute(sa.select(Trade.id).order_by(Trade.id)).scalars().first()
+        # 31 Dec 2025 20:00 UTC is 1 Jan 2026 01:30 IST
+        db.session.execute(
+            sa.update(Trade).where(Trade.id == first).values(filled_at=datetime(2025, 12, 31, 20, 0, tzinfo=UTC))
+        )
+        db.session.commit()
+    auth.login("root")
+    assert 'id="trades-count">1<' in client.get("/orders/trades?start=2026-01-01&end=2026-01-01").data.decode()
+    assert 'id="trades-count">0<' in client.get("/orders/trades?start=2025-12-31&end=2025-12-31").data.decode()
+    assert 'id="trades-count">2<' in client.get("/orders/trades").data.decode()  # today: the other two
+    bad = client.get("/orders/trades?start=2026-01-05&end=2026-01-01")
+    assert bad.status_code == 400 and "The last day is before the first." in bad.data.decode()
+    assert client.get("/orders/trades/export.csv?end=tomorrow").status_code == 400
+
+
+def test_trades_show_only_granted_clients(client, auth, factory, trades_made):
+    mine, theirs, _ = trades_made
+    factory.user("tara", role="trader", clients=[mine])
+    auth.login("tara")
+    page = client.get("/orders/trades").data.decode()
+    assert 'id="trades-count">2<' in page and "Theirs" not in page
+    assert client.get(f"/orders/trades?client={theirs.id}").status_code == 400
