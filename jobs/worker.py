@@ -92,6 +92,12 @@ class RqChatterFilter(logging.Filter):
         return True
 
 
+def follow_log_level() -> None:
+    """RQ's command line pins the `rq.worker` logger at INFO (DEBUG with --verbose) after the
+    config's logging is set up; let it follow the root's level (LOG_LEVEL, jobs/settings.py) instead."""
+    logging.getLogger("rq.worker").setLevel(logging.NOTSET)
+
+
 class SurvivesRedisOutages:
     """What a worker needs to outlive Redis going away, on top of its connection's retries (the rq
     commands run with `--connection-class webapp.redisconn.PatientRedis`, which retries every lost or
@@ -119,6 +125,7 @@ class AppWorker(SurvivesRedisOutages, Worker):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
+        follow_log_level()
         if not AppWorker._fork_hook_installed:  # hooks cannot be removed: install once per process
             os.register_at_fork(before=_note_forking_pid, after_in_child=_die_with_parent)
             AppWorker._fork_hook_installed = True
@@ -140,6 +147,7 @@ class OrdersWorker(SurvivesRedisOutages, SimpleWorker):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
+        follow_log_level()
         self._beat_lock = threading.Lock()
         self._beat_stop = threading.Event()
         get_app()
