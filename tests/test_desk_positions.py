@@ -270,9 +270,13 @@ def test_desk_mtm_route_sums_the_visible_clients_only(app, client, auth, book, r
     for c, value in ((book["alpha"], "100.25"), (book["beta"], "-0.25"), (book["hidden"], "5000")):
         redis_client.zadd(PNL_SAMPLES_KEY.format(client_id=c.id, day=day), {f"1000:{value}": 1000})
     auth.login("trader")
-    assert client.get("/desk/mtm.json").get_json() == {"series": [{"time": 1000, "value": "100.00"}]}
+    series = client.get("/desk/mtm.json").get_json()["series"]
+    # the samples summed, then now: the desk's day P&L (realized + MTM of every position, closed ones too)
+    assert series[0] == {"time": 1000, "value": "100.00"} and len(series) == 2
+    assert series[1]["time"] > 1000 and Decimal(series[1]["value"]) == Decimal("387.05")
     auth.logout()
     auth.login("boss")
-    assert client.get("/desk/mtm.json").get_json() == {"series": [{"time": 1000, "value": "5100.00"}]}
+    series = client.get("/desk/mtm.json").get_json()["series"]
+    assert series[0] == {"time": 1000, "value": "5100.00"} and Decimal(series[1]["value"]) == Decimal("820.85")
     html = client.get("/").data.decode()
     assert 'id="desk-mtm-chart"' in html and 'data-series="/desk/mtm.json"' in html

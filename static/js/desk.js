@@ -4,7 +4,7 @@
 //    the rows out of order. Re-sorting the shown rows here, after any swap, costs no request and no
 //    reconnect, works for both paths alike, and keeps the server as the one place that picks which
 //    clients are on the page (a client from another page joins it on the next load or page change).
-// 2. The desk MTM chart: today's sum of the visible clients' P&L samples (GET /desk/mtm.json).
+// 2. The desk P&L chart: today's sum of the visible clients' P&L samples (GET /desk/mtm.json).
 (function () {
   function dayPnl(row) { return parseFloat(row.dataset.dayPnl); } // for ordering only; the figure shown is the server's Decimal
   function resort() {
@@ -36,17 +36,27 @@
     localization: { priceFormatter: function (v) { return "₹" + v.toFixed(2); } }
   });
   var line = chart.addSeries(LightweightCharts.LineSeries, { color: "#4ea1ff", lineWidth: 2 });
-  var IST_OFFSET = 19800; // lightweight-charts draws times as UTC: the server's UTC epoch seconds + 5 h 30 m show IST
+  el.fanoutSeries = line; // the drawn series, for inspection (the browser tests read its points)
+  // Times: the JSON carries UTC epoch seconds. Lightweight Charts has no time zones (it draws every
+  // time as UTC), so each is shifted by IST's offset, +5:30 (no daylight saving): axis, crosshair and
+  // day boundaries then read IST — the same approach as static/js/charts.js.
+  var IST_OFFSET = 19800;
   function refresh() {
     fetch(el.dataset.series, { credentials: "same-origin" })
       .then(function (r) { return r.ok ? r.json() : { series: [] }; })
       .then(function (data) {
         line.setData(data.series.map(function (p) { return { time: p.time + IST_OFFSET, value: parseFloat(p.value) }; }));
-        el.dataset.points = String(data.series.length);
-        el.classList.add("drawn");
+        el.dataset.drawn = String(data.series.length);
       });
   }
   refresh();
   setInterval(refresh, 10000);
+  // the desk totals move live over the socket: the line's last point (the day P&L) follows, at most
+  // once every 2 s however fast they come
+  var pending = null;
+  document.addEventListener("htmx:wsBeforeMessage", function (event) {
+    if (pending || String(event.detail.message).indexOf('id="desk-totals"') < 0) return;
+    pending = setTimeout(function () { pending = null; refresh(); }, 2000);
+  });
   window.addEventListener("resize", function () { chart.applyOptions({ width: el.clientWidth }); });
 })();

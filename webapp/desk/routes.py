@@ -68,14 +68,19 @@ def live():
 @bp.route("/desk/mtm.json")
 @requires("desk.view")
 def mtm_series():
-    """The desk MTM chart's line: today's (IST) P&L samples of every client the user may see, summed
-    (the same samples, from the same function, as each client page's chart)."""
+    """The desk P&L chart's line: today's (IST) P&L samples of every client the user may see, summed
+    (the same samples, from the same function, as each client page's chart), ending now at the day
+    P&L the desk's totals show (samples are taken when a reprice moves a price: a fill's realized
+    P&L since is in the totals only). Times are UTC epoch seconds; static/js/desk.js shows them in IST."""
     from webapp.desk.book import desk_mtm_series
     from webapp.extensions import page_redis
     from webapp.timeutil import IST, utcnow
     from webapp.trading.pnl import pnl_samples
 
-    redis = page_redis()
-    day = utcnow().astimezone(IST).date().isoformat()
+    redis, now = page_redis(), utcnow()
+    day = now.astimezone(IST).date().isoformat()
     ids = sorted(accessible_client_ids(current_user))
-    return {"series": desk_mtm_series({client_id: pnl_samples(redis, client_id, day) for client_id in ids})}
+    samples = desk_mtm_series({client_id: pnl_samples(redis, client_id, day) for client_id in ids})
+    at = int(now.timestamp())
+    day_pnl = desk_totals(client_scope(current_user)).day_pnl
+    return {"series": [s for s in samples if s["time"] < at] + [{"time": at, "value": str(day_pnl)}]}
