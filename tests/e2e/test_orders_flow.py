@@ -77,7 +77,8 @@ def test_trader_batch_fills_live_then_exits_everything(page, live_desk):
     page.click("#instrument-options .option:has-text('INFY')")
     page.click("a.side-exit")
     page.check("input[aria-label='select all']")
-    page.click("button:has-text('Exit selected')")
+    page.click("button:has-text('Review exit orders')")  # the review lists each client's side and quantity
+    page.click("#exit-review button[value=confirm]")
     page.wait_for_url(re.compile(r".*/orders/batches/\d+$"))
     wait_all_complete(page, 12)
     assert page.locator("td.pos:has-text('BUY')").count() == 0  # every exit child is a SELL
