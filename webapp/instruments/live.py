@@ -97,3 +97,9 @@ class _Following:
 
     def __init__(self, tokens: set[int]):
         self.tokens = tokens
+
+
+def forget() -> None:
+    """Drop the kept closes (tests: another database's instruments may reuse a token)."""
+    with _lock:
+        _closes.clear()
