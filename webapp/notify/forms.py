@@ -18,9 +18,9 @@ class MultiCheckboxField(SelectMultipleField):
 class PrefsForm(FlaskForm):
     sound = BooleanField("Play a sound with each toast")
     browser = BooleanField("Browser notifications when the tab is in the background")
-    telegram_kinds = MultiCheckboxField("Send by Telegram", choices=[(k, LABELS[k]) for k in KINDS])
+    telegram_kinds = MultiCheckboxField("Send by Telegram", choices={k: LABELS[k] for k in KINDS})
     email = EmailField("Email address", validators=[Optional(), Length(max=255), Email("Enter an email address.")])
-    email_kinds = MultiCheckboxField("Send by email", choices=[(k, LABELS[k]) for k in KINDS])
+    email_kinds = MultiCheckboxField("Send by email", choices={k: LABELS[k] for k in KINDS})
 
     def __init__(self, *args, telegram_linked: bool = False, **kwargs):
         super().__init__(*args, **kwargs)

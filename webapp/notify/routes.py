@@ -42,10 +42,10 @@ def bell():
     return render_template("notify/_bell.html")
 
 
-@bp.route("/notifications/<notification_id>/read", methods=["POST"])
+@bp.route("/notifications/read", methods=["POST"])
 @requires("account.self")
-def read(notification_id: str):
-    nid = record_id(notification_id)
+def read():
+    nid = record_id(request.form.get("id"))
     if nid is None:
         abort(404)
     inbox.mark_read(current_user, nid)
