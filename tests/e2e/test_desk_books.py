@@ -31,11 +31,14 @@ def place_market(page, base: str, symbol: str, quantities: dict[int, int], side:
 
 
 def test_the_pnl_sorted_board_stays_sorted_as_pnl_moves(page, live_desk):
-    """Two groups of clients hold two instruments in different sizes: their day P&L cross each other
-    as the two prices walk, so the board's order must change live, and it must stay sorted."""
+    """Half the clients are long or short one instrument, half long or short another, in different
+    sizes: as the two prices walk apart, the two halves' P&L cross each other, so the board's order
+    must change live (the rows are swapped in place by id), and it must stay sorted."""
     login(page, live_desk, "trader")
-    place_market(page, live_desk, "TITAN", {n: 3 * (n + 1) for n in range(6)})
-    place_market(page, live_desk, "NTPC", {n: 25 * (n - 5) for n in range(6, 12)})
+    place_market(page, live_desk, "TITAN", {0: 3, 1: 6, 2: 9})
+    place_market(page, live_desk, "TITAN", {3: 3, 4: 6, 5: 9}, side="SELL")
+    place_market(page, live_desk, "NTPC", {6: 25, 7: 50, 8: 75})
+    place_market(page, live_desk, "NTPC", {9: 25, 10: 50, 11: 75}, side="SELL")
     page.goto(live_desk + "/")
     wait_for_function(page, "document.getElementById('feed-state').textContent.trim() === 'live'", timeout=15_000)
     assert page.locator(BOARD).count() == 12 and page.input_value("#desk-sort") == "pnl"
@@ -61,7 +64,7 @@ def test_positions_page_filters_and_exits_two_selected_rows(page, live_desk):
     page.fill("#pf-instrument", "wipro")
     page.select_option("#pf-product", "MIS")
     page.click("#positions-filters button[type=submit]")
-    page.wait_for_url(re.compile(r".*/positions/\?instrument=wipro&product=MIS$"))  # bookmarkable
+    page.wait_for_url(re.compile(r".*/positions/\?instrument=wipro&client=&product=MIS$"))  # bookmarkable
     rows = "#positions-table tbody tr[id^=dpos-]"
     for _ in range(60):  # the fills reach the ledger with the next order sync
         if page.locator(rows).count() == 12:
