@@ -161,9 +161,11 @@ def test_bad_levels_get_a_message_next_to_the_field_and_save_nothing(app, client
 
 def test_the_preview_shows_a_level_on_the_wrong_side(client, trader, desk):
     page = client.post("/orders/preview", data=ticket(desk, trader, stop="1550.00")).data.decode()
-    assert 'id="preview-stop-errors"' in page and "stop must be below the price ₹1,548.20" in page
+    # beside its field, out of band (templates/orders/_preview.html), and said once
+    assert re.search(r'id="stop-error" hx-swap-oob="true">[^<]*stop must be below the price ₹1,548.20', page)
+    assert page.count("stop must be below") == 1
     page = client.post("/orders/preview", data=ticket(desk, trader, stop="1540.00")).data.decode()
-    assert "preview-stop-errors" not in page
+    assert 'id="stop-error" hx-swap-oob="true"></small>' in page and "stop must be below" not in page
 
 
 def test_the_rule_waits_for_its_entry_then_fires_the_childs_quantity_once(app, client, trader, desk):

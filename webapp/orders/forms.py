@@ -89,3 +89,20 @@ def quantity_fields(items, client_ids: list[int]) -> tuple[dict[int, int], dict[
             except InputError as exc:
                 errors[client_id] = "Enter a whole number of shares." if not looks_whole(raw) else str(exc)
     return result, errors
+
+
+TOOL_FIELDS = ("tool_same", "tool_base", "tool_pct")
+
+
+def quantity_tools(form, client_ids: list[int]) -> dict[str, str]:
+    """The quantity tools' inputs as posted (same qty, multiplier base and each row's multiplier, % of
+    available margin), so a ticket shown again after a refused submit keeps them. They only help fill the
+    quantities in the browser; the server never reads a quantity from them. Anything but a short plain
+    number is dropped."""
+    names = [*TOOL_FIELDS, *(f"mult_{client_id}" for client_id in client_ids)]
+    kept = {}
+    for name in names:
+        raw = (form.get(name) or "").strip()
+        if raw and len(raw) <= 12 and raw.isascii() and raw.replace(".", "", 1).isdigit():
+            kept[name] = raw
+    return kept

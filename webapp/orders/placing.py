@@ -25,6 +25,17 @@ from webapp.trading.tickets import PRICED, Review, Ticket, create_batch, referen
 TICKET_SIZINGS = (sizing.FIXED, sizing.MULTIPLIER, sizing.CAPITAL_PCT)
 
 
+# the instrument master's segment for indices (NIFTY 50, NIFTY BANK): prices only, never an order
+INDEX_SEGMENT = "INDICES"
+
+
+def untradable(instrument: Instrument) -> str:
+    """Why no order may be placed in this instrument ("" when it may): an index is a price, not a stock."""
+    if (instrument.segment or "").upper() == INDEX_SEGMENT:
+        return f"{instrument.tradingsymbol} is an index: it has a price but cannot be traded. Choose a stock."
+    return ""
+
+
 def tradable_clients(user: User) -> list[Client]:
     """The clients a user may put on a ticket: those they may see, enabled."""
     return [c for c in accessible_clients(user) if c.enabled]
@@ -69,6 +80,9 @@ def review_with_levels(
     """The ticket's review (nothing written) and its stop levels' errors: the preview and the submit."""
     review = review_ticket(user, ticket, clients, redis)
     review.quantity_errors.update(quantity_errors or {})
+    if review.instrument is not None and (refused := untradable(review.instrument)):
+        review.errors = {"instrument": refused}  # nothing else about an index order matters
+        review.checks = []
     return review, level_errors(ticket.action, review, levels)
 
 

@@ -9,10 +9,12 @@ import sqlalchemy as sa
 from flask import flash, redirect, render_template, request, url_for
 from flask_login import current_user
 
+from webapp.automation.breakers import desk_kill_reason
 from webapp.extensions import db, get_redis, page_redis
 from webapp.htmx import render_page_or_partial
 from webapp.inputs import record_id
 from webapp.instruments.master import search
+from webapp.marketdata.depth import quote_view
 from webapp.models import FundsSnapshot, Instrument
 from webapp.models.base import in_ids
 from webapp.orders import bp
@@ -25,11 +27,12 @@ from webapp.orders.batches import (
     ticket_from_form,
     unreadable_levels,
 )
-from webapp.orders.forms import PriceForm, TicketForm, quantities
-from webapp.orders.placing import place_ticket, review_with_levels, tradable_clients
+from webapp.orders.forms import PriceForm, TicketForm, quantities, quantity_tools
+from webapp.orders.placing import place_ticket, review_with_levels, tradable_clients, untradable
 from webapp.permissions import requires
 from webapp.tasks import QUEUE_UNAVAILABLE
 from webapp.trading import states
+from webapp.trading.risk import desk_killed
 from webapp.trading.tickets import existing_batch, reference_price
 
 
@@ -39,9 +42,10 @@ def _ticket_clients():
 
 def _render_ticket(form: TicketForm, clients, review=None, qtys=None, status: int = 200):
     instrument = db.session.get(Instrument, form.instrument_id.data) if form.instrument_id.data else None
-    ltp = reference_price(instrument, page_redis()) if instrument else None
-    # one query for every client's capital (a lazy load per row was a query per client)
-    capital = (
+    redis = page_redis()
+    ltp = reference_price(instrument, redis) if instrument else None
+    # one query for every client's available margin (a lazy load per row was a query per client)
+    margin = (
         {
             f.client_id: f.available_margin
             for f in db.session.execute(
@@ -57,10 +61,14 @@ def _render_ticket(form: TicketForm, clients, review=None, qtys=None, status: in
         clients=clients,
         review=review,
         qtys=qtys or {},
-        capital=capital,
+        margin=margin,
+        tools=quantity_tools(request.form, [c.id for c in clients]) if request.method == "POST" else {},
         instrument=instrument,
         ltp=ltp,
+        quote=quote_view(instrument, redis) if instrument else None,
         band=instrument.circuit_limits() if instrument else None,
+        desk_kill=desk_killed(),
+        desk_kill_reason=desk_kill_reason(),
     ), status
 
 
@@ -71,12 +79,20 @@ def ticket():
     form = TicketForm()
     if request.method == "GET":
         form.ticket_id.data = str(uuid.uuid4())
-        form.instrument_id.data = record_id(request.args.get("instrument_id"))
-        if request.args.get("action") in ("BUY", "SELL"):
-            form.action.data = request.args["action"]
+        picked = record_id(request.args.get("instrument_id"))
+        instrument = db.session.get(Instrument, picked) if picked else None
+        if instrument is not None and (refused := untradable(instrument)):
+            form.instrument_id.errors = [refused]  # not picked: the trader chooses a stock instead
+        elif instrument is not None:
+            form.instrument_id.data = instrument.id
+        elif picked is not None or request.args.get("instrument_id"):
+            form.instrument_id.errors = ["That instrument is not in the master; choose one from the search."]
+        side = (request.args.get("side") or request.args.get("action") or "").upper()
+        if side in ("BUY", "SELL"):  # the market watch and hotkeys send side=; older links action=
+            form.action.data = side
         return _render_ticket(form, clients)
     if not form.validate_on_submit():
-        return _render_ticket(form, clients)
+        return _render_ticket(form, clients, qtys=quantities(request, [c.id for c in clients])[0])
     if (done := existing_batch(form.ticket_id.data)) is not None:
         return _already_submitted(form, clients, done)
     qtys, qty_errors = quantities(request, [c.id for c in clients])
@@ -117,14 +133,48 @@ def _already_submitted(form: TicketForm, clients, done):
 def preview():
     clients = _ticket_clients()
     form = TicketForm()
+    if form.instrument_id.data is None:  # nothing picked yet (the search may be open): no verdicts yet
+        return render_template("orders/_preview.html", review=None, clients=clients, form=form, oob=True)
     qtys, qty_errors = quantities(request, [c.id for c in clients])
     review, levels_wrong = review_with_levels(
         current_user, ticket_from_form(form, qtys), clients, stop_levels(form), get_redis(), qty_errors
     )
     levels_wrong.update(unreadable_levels(form))
     return render_template(
-        "orders/_preview.html", review=review, clients=clients, qtys=qtys, form=form, stop_errors=levels_wrong
+        "orders/_preview.html",
+        review=review,
+        clients=clients,
+        qtys=qtys,
+        form=form,
+        stop_errors=levels_wrong,
+        oob=True,  # the messages go next to their fields (hx-swap-oob), once each
     )
+
+
+@bp.route("/ticket/quote")
+@requires("orders.place")
+def ticket_quote():
+    """The ticket's live price and depth, polled every second (an htmx partial: simple, works when the
+    page socket is down, and the socket's ticks carry last prices only, not depth)."""
+    return render_template("orders/_quote.html", **_instrument_quote(request.args.get("instrument_id")))
+
+
+@bp.route("/depth")
+@requires("desk.view")
+def depth():
+    """The instrument page's depth panel, polled every second."""
+    return render_template("instruments/_depth.html", **_instrument_quote(request.args.get("instrument_id")))
+
+
+def _instrument_quote(raw: str | None) -> dict:
+    """The instrument a partial asks about and its quote view; a missing, malformed or unknown id is no
+    instrument (the partial says so; nothing hostile gets a 500). Instruments are not client data:
+    anyone who may open the page may read their prices."""
+    instrument_id = record_id(raw)
+    instrument = db.session.get(Instrument, instrument_id) if instrument_id else None
+    if instrument is None:
+        return {"instrument": None, "view": None, "asked": bool(raw)}
+    return {"instrument": instrument, "view": quote_view(instrument, page_redis()), "asked": True}
 
 
 @bp.route("/instrument-options")
