@@ -77,14 +77,22 @@ RQ_CHATTER = (
     "Successfully completed job %s in %ss on worker %s",
     "Worker %s: cleaning registries for queue: %s",
 )
+RQ_CRON_CHATTER = "Enqueued job "  # `rq cron`'s line per job it enqueues (rq/cron.py, an f-string)
+
+
+def _chatter(record: logging.LogRecord) -> bool:
+    if record.name == "rq.cron":
+        return isinstance(record.msg, str) and record.msg.startswith(RQ_CRON_CHATTER)
+    return record.msg in RQ_CHATTER
 
 
 class RqChatterFilter(logging.Filter):
-    """On the `rq.worker` logger (jobs/settings.py): RQ's per-job INFO lines become DEBUG lines,
-    dropped unless the process logs at DEBUG. Its other lines (started, stopping, errors) stay."""
+    """On the `rq.worker` and `rq.cron` loggers (jobs/settings.py): RQ's per-job INFO lines become
+    DEBUG lines, dropped unless the process logs at DEBUG. Its other lines (started, stopping,
+    errors) stay."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if record.levelno != logging.INFO or record.msg not in RQ_CHATTER:
+        if record.levelno != logging.INFO or not _chatter(record):
             return True
         if not logging.getLogger(record.name).isEnabledFor(logging.DEBUG):
             return False

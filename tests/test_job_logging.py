@@ -123,6 +123,25 @@ def test_rq_chatter_is_shown_at_debug(caplog):
         logger.removeFilter(quiet)
 
 
+def test_rq_cron_lists_each_enqueued_job_at_debug_only(caplog):
+    logger = logging.getLogger("rq.cron")
+    quiet = RqChatterFilter()
+    logger.addFilter(quiet)
+    try:
+        caplog.set_level(logging.INFO, logger="rq.cron")
+        logger.info("Enqueued job reprice to queue sync")
+        logger.info("CronScheduler %s: starting...", "c1")
+        assert [r.getMessage() for r in caplog.records] == ["CronScheduler c1: starting..."]
+        caplog.clear()
+        caplog.set_level(logging.DEBUG, logger="rq.cron")
+        logger.info("Enqueued job reprice to queue sync")
+        assert [(r.levelname, r.getMessage()) for r in caplog.records] == [
+            ("DEBUG", "Enqueued job reprice to queue sync")
+        ]
+    finally:
+        logger.removeFilter(quiet)
+
+
 def test_a_real_orders_worker_writes_what_an_operator_tails(app, factory, tmp_path):
     """The Procfile's orders worker (jobs/settings.py's logging), in a process of its own, --burst."""
     import os

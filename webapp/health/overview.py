@@ -161,7 +161,7 @@ def workers(rq_redis, now: datetime | None = None) -> list[WorkerRow]:
             WorkerRow(
                 name=worker.name,
                 queues=tuple(worker.queue_names()),
-                state=str(worker.get_state()),
+                state=str(getattr(worker.get_state(), "value", worker.get_state())),  # an enum, or its text
                 job_id=job_id,
                 job_func=job.func_name if job is not None else None,
                 since=as_utc(since) if since else None,
