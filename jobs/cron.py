@@ -44,6 +44,4 @@ cron.register(hooks.sweep, queue_name=QUEUE_STRATEGIES, interval=5, result_ttl=1
 cron.register(api.prune, queue_name=QUEUE_DEFAULT, interval=3600, result_ttl=300, failure_ttl=3600)
 # notifications (webapp/notify/): new fills, rejections, stops, alerts, kills, expiring sessions → one row
 # per (fact, user), by cursor, exactly once; their Telegram / email sends; Telegram link codes
-cron.register(notify.collect, queue_name=QUEUE_DEFAULT, interval=2, result_ttl=10, failure_ttl=600)
-cron.register(notify.deliver, queue_name=QUEUE_DEFAULT, interval=5, result_ttl=10, failure_ttl=600)
-cron.register(notify.telegram_links, queue_name=QUEUE_DEFAULT, interval=5, result_ttl=10, failure_ttl=600)
+cron.register(notify.tick, queue_name=QUEUE_DEFAULT, interval=2, result_ttl=10, failure_ttl=600)

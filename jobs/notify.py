@@ -24,25 +24,20 @@ def configured_channels(config) -> frozenset[str]:
 
 
 @app_job
-def collect() -> int:
-    created = collect_facts(get_redis(), configured_channels(current_app.config))
+def tick() -> dict:
+    """One job per interval for all of it (a job is a fork of the worker: three jobs every few seconds
+    would crowd the default queue): collect, then the sends and the link codes when configured."""
+    config = current_app.config
+    channels = configured_channels(config)
+    created = collect_facts(get_redis(), channels)
     if created:
         log.info("op=notify_collect created=%s", len(created))
-    return len(created)
-
-
-@app_job
-def deliver() -> dict:
-    return deliver_due(bot_from_config(current_app.config), mailer_from_config(current_app.config))
-
-
-@app_job
-def telegram_links() -> int:
-    bot = bot_from_config(current_app.config)
-    if bot is None:
-        return 0
-    try:
-        return len(poll_links(bot))
-    except TelegramError as exc:  # Telegram away or the token refused: the next run tries again
-        log.warning("op=telegram_updates result=failed error=%s", exc)
-        return 0
+    out: dict = {"created": len(created)}
+    if channels:
+        out["sent"] = deliver_due(bot_from_config(config), mailer_from_config(config))
+    if (bot := bot_from_config(config)) is not None:
+        try:
+            out["linked"] = len(poll_links(bot))
+        except TelegramError as exc:  # Telegram away or the token refused: the next run tries again
+            log.warning("op=telegram_updates result=failed error=%s", exc)
+    return out

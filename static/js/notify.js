@@ -3,7 +3,9 @@
 // browser notification while the tab is in the background, as the user chose in their settings.
 (function () {
   var SHOW_MS = 8000;
-  var audio = null;
+  var MAX_SHOWN = 5; // a 50-client batch filling at once: the newest five stay, the page keeps every one
+  var BURST_MS = 1500; // one sound and one browser notification for toasts arriving together
+  var audio = null, burst = [], burstTimer = null;
 
   function beep() {
     try {
@@ -26,12 +28,23 @@
     var timer = setTimeout(function () { dismiss(toast); }, SHOW_MS);
     toast.addEventListener("mouseenter", function () { clearTimeout(timer); });
     toast.addEventListener("mouseleave", function () { timer = setTimeout(function () { dismiss(toast); }, SHOW_MS); });
+    var shownNow = box.querySelectorAll(".toast:not(.leaving)");
+    for (var i = 0; i < shownNow.length - MAX_SHOWN; i++) dismiss(shownNow[i]);
+    burst.push(toast);
+    if (!burstTimer) burstTimer = setTimeout(function () { announce(box); }, BURST_MS);
+  }
+
+  function announce(box) {
+    var toasts = burst;
+    burst = []; burstTimer = null;
+    if (!toasts.length) return;
     if (box.dataset.sound === "1") beep();
-    if (box.dataset.browser === "1" && document.hidden && "Notification" in window && Notification.permission === "granted") {
-      var link = toast.querySelector("a");
-      var shown = new Notification(toast.dataset.title || "Fanout", { body: toast.dataset.body || "", tag: toast.id });
-      shown.onclick = function () { window.focus(); if (link) window.location.href = link.href; };
-    }
+    if (box.dataset.browser !== "1" || !document.hidden || !("Notification" in window) ||
+        Notification.permission !== "granted") return;
+    var last = toasts[toasts.length - 1], link = last.querySelector("a");
+    var title = toasts.length > 1 ? toasts.length + " notifications · Fanout" : last.dataset.title || "Fanout";
+    var shown = new Notification(title, { body: (toasts.length > 1 ? last.dataset.title + ": " : "") + (last.dataset.body || "") });
+    shown.onclick = function () { window.focus(); if (link) window.location.href = link.href; };
   }
 
   function permissionButton() {

@@ -6,13 +6,26 @@ import re
 import pytest
 
 from tests.e2e.conftest import SCREENSHOTS, login, wait_for_function, watch_csp
-from tests.e2e.test_orders_flow import place_batch
 
 pytestmark = pytest.mark.slow
 
 BELL = (
     "(() => { const c = document.querySelector('#notify-bell .bell-count'); return c ? c.textContent.trim() : '0'; })()"
 )
+
+
+def place(page, base: str, symbol: str, qty: int) -> None:
+    """A market BUY of `qty` for every client on the ticket (the paper exchange fills it at once)."""
+    page.goto(base + "/orders/new")
+    page.fill("#instrument-q", symbol)
+    page.click(f"#instrument-options .option:has-text('{symbol}')")
+    page.check("input[name=action][value=BUY]")
+    page.select_option("#product", "MIS")
+    page.select_option("#order_type", "MARKET")
+    page.fill("#fill-same", str(qty))
+    page.click("button[data-fill=same]")
+    page.click("#submit-ticket")
+    page.wait_for_url(re.compile(r".*/orders/batches/\d+$"))
 
 
 def test_a_fill_toasts_on_another_page_and_is_listed(page, live_desk):
@@ -23,10 +36,10 @@ def test_a_fill_toasts_on_another_page_and_is_listed(page, live_desk):
 
     ticket = page.context.new_page()
     ticket.csp_violations = watch_csp(ticket)
-    place_batch(ticket, live_desk, "TCS", 1)
+    place(ticket, live_desk, "TCS", 1)
     batch_url = ticket.url
 
-    wait_for_function(page, "document.querySelector('#toasts .toast[data-toast=fill]') !== null", timeout=30_000)
+    wait_for_function(page, "document.querySelector('#toasts .toast[data-toast=fill]') !== null", timeout=60_000)
     toast = page.locator("#toasts .toast[data-toast=fill]").first
     assert "Filled BUY 1 TCS" in toast.inner_text()
     assert "toast-green" in toast.get_attribute("class")

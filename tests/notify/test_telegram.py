@@ -178,3 +178,27 @@ def test_unreachable_telegram_is_retried(app, factory, desk, telegram):
         D.deliver_due(Bot(TOKEN, "http://127.0.0.1:9"), None)  # nothing listens there
     row = _delivery(app, delivery_id)
     assert row.state == D.PENDING and row.attempts == 1 and "cannot reach" in row.error
+
+
+def test_the_cron_job_collects_sends_and_links_in_one_tick(app, factory, desk, telegram):
+    from jobs import notify
+    from jobs.context import use_app
+
+    emulator, bot = telegram
+    app.config.update(TELEGRAM_BOT_TOKEN=TOKEN, TELEGRAM_API_URL=bot.api_url, SMTP_HOST=None)
+    use_app(app)
+    code = _code_for(app, desk.trader.id)
+    emulator.user_says(777, f"/start {code}")
+    assert notify.tick() == {
+        "created": 0,
+        "sent": {"stale": 0, "SENT": 0, "FAILED": 0, "PENDING": 0, "UNCONFIRMED": 0},
+        "linked": 1,
+    }
+    with app.app_context():
+        db.session.get(NotificationPrefs, desk.trader.id).telegram_kinds = "rejection"
+        db.session.commit()
+    order_in(factory, desk, desk.mine, "REJECTED", reason="RMS: no margin")
+    first = notify.tick()  # collected (admin and trader), then the trader's Telegram message sent
+    assert first["created"] == 2 and first["sent"]["SENT"] == 1
+    assert notify.tick()["created"] == 0 and len(emulator.sent_to(777)) == 2  # the link's answer and the rejection
+    assert "Rejected BUY 10 INFY" in emulator.sent_to(777)[-1].text
