@@ -89,6 +89,8 @@ def test_search_by_symbol_side_and_state_keeps_its_filters(client, auth, desk, f
     page = client.get("/orders/?symbol=tc").data.decode()
     assert "TCS" in page and "INFY" not in page.split('id="book-table"')[1]
     assert 'value="tc"' in page  # the search stays in the form (and the URL: a bookmark)
+    partial = client.get("/orders/?symbol=tc&side=SELL", headers=HX).data.decode()
+    assert 'href="/orders/export.csv?symbol=tc&amp;side=SELL" class="button" id="book-export" hx-swap-oob' in partial
     assert "INFY" in client.get("/orders/?symbol=INF&side=BUY").data.decode().split('id="book-table"')[1]
     assert "No orders." in client.get("/orders/?symbol=INF&side=SELL").data.decode()
     assert "TCS" in client.get("/orders/?status=REJECTED").data.decode().split('id="book-table"')[1]
