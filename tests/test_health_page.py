@@ -51,7 +51,7 @@ def _row(html: str, row_id: str) -> str:
 def test_roles_show_alive_late_and_missing_with_the_last_heartbeat_in_ist(app, client, auth, factory, redis_client):
     factory.user("boss", role="admin")
     start_roles(app, roles=("orders", "worker", "feed"))
-    late = utcnow() - timedelta(seconds=30)
+    late = utcnow() - timedelta(seconds=40)
     redis_client.hset("rq:worker:worker-1", "last_heartbeat", utcformat(late))
     gone = utcnow() - timedelta(seconds=LIVE_SECONDS + 30)
     with app.app_context():

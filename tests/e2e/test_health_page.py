@@ -54,7 +54,7 @@ def test_health_page_for_an_admin_at_1440_and_1024(page, live_desk):
 
     page.goto(live_desk + "/metrics")  # the admin's session reads the metrics too
     text = page.locator("body").inner_text()
-    assert 'fanout_processes{role="orders"} 1.0' in text and "fanout_feed_lag_seconds" in text
+    assert re.search(r'fanout_processes\{role="orders"\} [1-9]', text) and "fanout_feed_lag_seconds" in text
 
 
 def test_health_page_is_refused_to_a_trader(page, live_desk):

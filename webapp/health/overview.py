@@ -24,7 +24,9 @@ from webapp.models import Client, Order
 from webapp.tasks import QUEUES
 from webapp.timeutil import IST, as_utc, utcnow
 
-LATE_SECONDS = 20  # a heartbeat older than this is late (roles beat every 1-15 s); older than LIVE_SECONDS: gone
+# a heartbeat older than this is late: idle workers beat every 15 s, a forking worker busy with a job every
+# 30 s (RQ's job monitoring interval), cron every 2 s, the feed every second; older than LIVE_SECONDS: gone
+LATE_SECONDS = 35
 TICKING_SECONDS = 60  # an instrument whose last quote is younger than this is ticking
 RECENT_ERRORS = 10
 SOCKETS_KEY = "fanout:sockets:{process}"
