@@ -127,3 +127,14 @@ def test_a_kill_switch_cancel_names_the_kill_switch(app, desk, factory, resting,
 def test_the_brokers_own_cancel_keeps_its_message():
     assert cancelled_reason("Order cancelled: IOC not filled") is None
     assert cancelled_reason("Cancel requested by the day-end square-off") == "Cancelled by the day-end square-off"
+
+
+def test_the_day_end_square_off_names_itself(app, desk, resting):
+    from webapp.automation.dayend import _cancel_open_mis
+
+    paper, batch = resting
+    with app.app_context():
+        assert len(_cancel_open_mis([paper.id])) == 1
+    desk.run_worker()
+    (order,) = child_ids(app, batch.id)
+    assert (order.status, order.reason) == (states.CANCELLED, "Cancelled by the day-end square-off")
