@@ -68,6 +68,7 @@ def health_view() -> dict:
     if view["redis"] == "ok":
         try:
             redis, rq_redis = get_redis(), get_rq_redis()
+            overview.report_sockets(redis, overview.hub_sockets(current_app))  # this process's, fresh
             view.update(
                 roles=overview.roles(redis, rq_redis),
                 queues=overview.queues(rq_redis),
