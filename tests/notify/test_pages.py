@@ -172,3 +172,34 @@ def test_toasts_go_only_to_their_users_chrome_sockets(app, factory, desk):
     html = out[0][1]
     assert 'data-toast="rejection"' in html and "toast-red" in html and "RMS: margin" in html
     assert 'id="notify-bell"' in html and 'class="bell-count">1<' in html and "/orders/batches/" in html
+
+
+def test_the_page_shows_each_channels_outcome(app, client, desk):
+    from webapp.models import NotificationDelivery
+
+    _add(app, desk.trader.id, 1, client_id=desk.mine.id)
+    with app.app_context():
+        nid = db.session.execute(sa.select(Notification.id)).scalar_one()
+        db.session.add_all(
+            [
+                NotificationDelivery(
+                    notification_id=nid,
+                    channel="telegram",
+                    state="FAILED",
+                    attempts=5,
+                    error="gave up after 5 tries: Telegram 500: Internal Server Error",
+                ),
+                NotificationDelivery(
+                    notification_id=nid,
+                    channel="email",
+                    state="UNCONFIRMED",
+                    attempts=1,
+                    error="the SMTP connection dropped while sending; not repeated",
+                ),
+            ]
+        )
+        db.session.commit()
+    _login(client, desk.trader)
+    page = client.get("/notifications").get_data(as_text=True)
+    assert "Telegram:\n          failed: gave up after 5 tries: Telegram 500" in page
+    assert "unconfirmed: the SMTP connection dropped while sending" in page
