@@ -41,7 +41,8 @@ def test_the_live_ticket(page, live_desk, width):
     page.fill("#instrument-q", "INF")  # the search is open: no verdicts about the order yet
     page.wait_for_selector("#instrument-options .option")
     page.wait_for_timeout(800)  # longer than the preview's 300 ms delay: it would have answered by now
-    assert "Choose an instrument" not in page.inner_text("#ticket")
+    assert "Choose an instrument from the search." not in page.inner_text("#ticket")
+    assert page.evaluate("document.querySelectorAll('#ticket .error:not(:empty)').length") == 0
     page.click("#instrument-options .option:has-text('INFY')")
 
     # live price, change against the previous close, and five levels that move

@@ -71,6 +71,12 @@ class QuoteView:
     def ask_orders(self) -> int:
         return sum(level.orders for level in self.asks)
 
+    @staticmethod
+    def plain(price: Decimal) -> str:
+        """A price as a form field takes it: at least two places, never a float ("1548.8000" → "1548.80")."""
+        places = max(2, -price.normalize().as_tuple().exponent)
+        return f"{price:.{places}f}"
+
     def rows(self) -> list[tuple[DepthLevel | None, DepthLevel | None]]:
         """Bid and ask side by side, best first, as many rows as the deeper side (at most five)."""
         count = max(len(self.bids), len(self.asks))
