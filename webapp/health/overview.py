@@ -19,7 +19,7 @@ from datetime import UTC, datetime, time, timedelta
 import sqlalchemy as sa
 
 from webapp.extensions import db
-from webapp.health.roles import LIVE_SECONDS, SHOWN, WORKER_ROLES
+from webapp.health.roles import LIVE_SECONDS, PROCESSES_KEY, SHOWN, WORKER_ROLES
 from webapp.models import Client, Order
 from webapp.tasks import QUEUES
 from webapp.timeutil import IST, as_utc, utcnow
@@ -93,8 +93,6 @@ def roles(redis, rq_redis, now: datetime | None = None) -> list[RoleRow]:
         host, pid = rq_redis.hmget(f"rq:cron_scheduler:{name}", "hostname", "pid")
         seen = datetime.fromtimestamp(score, UTC)
         rows["cron"].processes.append(ProcessRow(name, _text(host), int(pid or 0), seen, _state(seen, now)))
-    from webapp.health.roles import PROCESSES_KEY
-
     for raw, score in redis.zrange(PROCESSES_KEY.format(role="feed"), 0, -1, withscores=True):
         name = _text(raw)
         host, _, pid = name.rpartition(":")
