@@ -38,27 +38,29 @@ def test_the_batch_summary_goes_final_without_a_reload(page, live_desk):
     assert page.evaluate("window.fanoutNotReloaded === true")
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SCREENSHOTS / "batch.png"), full_page=True)
+    post_ticket(page, live_desk, "INFY", "SELL", "MARKET")  # flat again: the chart test needs flat clients
+    wait_all_complete(page, 12)
 
 
-def place_resting_limits(page, base: str, symbol: str) -> Decimal:
-    """A BUY LIMIT 3% under the market for every client of the trader, posted as the ticket's form
-    posts it (this file is about the batch page, not the ticket's screen); on its batch page after.
-    Returns the price."""
+def post_ticket(page, base: str, symbol: str, action: str = "BUY", order_type: str = "LIMIT") -> Decimal | None:
+    """A ticket of 1 share for every client of the trader, posted as the ticket's form posts it (this
+    file is about the batch page, not the ticket's screen), then its batch page. A LIMIT is priced 3%
+    under the market (it rests): its price is returned."""
     options = page.request.get(f"{base}/orders/instrument-options?q={symbol}").text()
     found = re.search(r'data-id="(\d+)" data-facts="[^"]*ref ([\d,]+\.\d+) · tick ([\d.]+)"', options)
     assert found, options
     instrument_id, ref, tick = found.group(1), Decimal(found.group(2).replace(",", "")), Decimal(found.group(3))
-    price = (ref * Decimal("0.97") / tick).to_integral_value(ROUND_DOWN) * tick
+    price = (ref * Decimal("0.97") / tick).to_integral_value(ROUND_DOWN) * tick if order_type == "LIMIT" else None
     page.goto(f"{base}/orders/new?instrument_id={instrument_id}")
     client_ids = page.eval_on_selector_all("input[name^=qty_]", "els => els.map(e => e.name.slice(4))")
     token = json.loads(page.get_attribute("body", "hx-headers"))["X-CSRFToken"]
     form = {
         "ticket_id": str(uuid.uuid4()),
         "instrument_id": instrument_id,
-        "action": "BUY",
+        "action": action,
         "product": "MIS",
-        "order_type": "LIMIT",
-        "price": str(price),
+        "order_type": order_type,
+        "price": str(price or ""),
         "validity": "DAY",
         **{f"qty_{c}": "1" for c in client_ids},
     }
@@ -70,7 +72,7 @@ def place_resting_limits(page, base: str, symbol: str) -> Decimal:
 
 def test_a_modify_moves_the_header_and_a_cancel_names_the_trader(page, live_desk):
     login(page, live_desk, "trader")
-    price = place_resting_limits(page, live_desk, "SBIN")
+    price = post_ticket(page, live_desk, "SBIN")
     head = f"#batch-{batch_id(page)}-head"
     wait_for_function(page, ALL_STATUS_ARE, arg=[12, "OPEN"])
     assert f"@ {price:,.2f}" in page.inner_text(head)
@@ -113,7 +115,9 @@ def assert_drawn_in_ist(page, element_id: str) -> None:
 
 def test_charts_read_ist_and_the_pnl_line_ends_at_the_day_pnl(page, live_desk):
     login(page, live_desk, "trader")
-    place_batch(page, live_desk, "HDFCBANK", 1)
+    post_ticket(page, live_desk, "HDFCBANK", "BUY", "MARKET")
+    wait_all_complete(page, 12)
+    post_ticket(page, live_desk, "HDFCBANK", "SELL", "MARKET")  # closed: realized P&L, no longer repriced
     wait_all_complete(page, 12)
     page.goto(live_desk + "/clients/1")
     assert_drawn_in_ist(page, "pnl-chart")
