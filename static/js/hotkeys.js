@@ -55,8 +55,7 @@
     } else if (key === "/") {
       var search = document.getElementById("mw-search");
       if (!search) return;
-      var watch = document.getElementById("market-watch");
-      if (watch && watch.classList.contains("collapsed")) document.getElementById("mw-toggle").click();
+      if (window.fanoutWatch && window.fanoutWatch.isCollapsed()) window.fanoutWatch.open();
       search.focus();
       search.select();
     } else if (key === "b" || key === "B" || key === "s" || key === "S") {

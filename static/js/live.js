@@ -20,6 +20,7 @@
     var template = document.createElement("template");
     template.innerHTML = event.detail.message;
     swapAll(template.content);
+    markOpen(event.detail.elt);
   });
   // body.live while every socket of the page is open (the page chrome's and the page's own):
   // polling partials (data-poll="offline") pause; when one drops they resume. Decided here, not in an
@@ -32,11 +33,12 @@
   // opened yet (after a short grace, so a quick connect shows nothing); "stale" once one has dropped.
   var open = [], dropped = [];
   function sockets() { return Array.prototype.slice.call(document.querySelectorAll("[ws-connect]")); }
-  function chip(text, colour) {
+  function chip(text, colour, shown) {
     var state = document.getElementById("feed-state");
     if (!state) return;
-    state.hidden = !text;
-    if (text) { state.textContent = text; state.className = "chip " + colour; }
+    state.hidden = !shown;
+    state.textContent = text; // "live" too, while hidden: what the page knows, for whoever asks
+    state.className = "chip " + colour;
   }
   function refresh() {
     var all = sockets();
@@ -44,21 +46,27 @@
     dropped = dropped.filter(function (el) { return all.indexOf(el) !== -1 && open.indexOf(el) === -1; });
     var live = all.length > 0 && all.every(function (el) { return open.indexOf(el) !== -1; });
     document.body.classList.toggle("live", live);
-    if (live || !all.length) chip(null);
-    else if (dropped.length) chip("stale", "chip-red");
-    else chip("connecting", "chip-muted");
+    if (live) chip("live", "chip-green", false);
+    else if (!all.length) chip("", "chip-muted", false);
+    else if (dropped.length) chip("stale", "chip-red", true);
+    else chip("connecting", "chip-muted", settled); // a quick connect shows nothing
   }
-  document.addEventListener("htmx:wsOpen", function (event) {
-    var el = event.detail.elt;
-    if (open.indexOf(el) === -1) open.push(el);
+  var settled = false;
+  // a socket counts as live from its first message (the server's snapshot, sent once it is subscribed),
+  // not from the handshake: "live" means nothing published from here on is missed
+  function markOpen(el) {
+    if (open.indexOf(el) !== -1) return;
+    open.push(el);
     dropped = dropped.filter(function (d) { return d !== el; });
     refresh();
-  });
+  }
   document.addEventListener("htmx:wsClose", function (event) {
     var el = event.detail.elt;
     open = open.filter(function (o) { return o !== el; });
     if (document.body.contains(el) && dropped.indexOf(el) === -1) dropped.push(el);
     refresh();
   });
-  document.addEventListener("DOMContentLoaded", function () { setTimeout(refresh, 1500); });
+  document.addEventListener("DOMContentLoaded", function () {
+    setTimeout(function () { settled = true; refresh(); }, 1500);
+  });
 })();

@@ -25,22 +25,32 @@
     if (results) results.innerHTML = "";
   }
 
+  // collapsed now? (below 1280 px the column starts collapsed by CSS unless the trader opened it)
+  function isCollapsed() {
+    var aside = watch();
+    return !!aside && aside.getBoundingClientRect().width < 60;
+  }
+
   function setCollapsed(collapsed) {
     var aside = watch();
     if (!aside) return;
     aside.classList.toggle("collapsed", collapsed);
-    var toggle = document.getElementById("mw-toggle");
-    if (toggle) {
-      toggle.textContent = collapsed ? "»" : "«";
-      toggle.setAttribute("aria-expanded", collapsed ? "false" : "true");
-    }
-    // a cookie, not localStorage: the server draws the column collapsed on the next page (no flash)
+    aside.classList.toggle("opened", !collapsed);
+    markExpanded();
+    // a cookie, not localStorage: the server draws the column as chosen on the next page (no flash)
     document.cookie = COOKIE + "=" + (collapsed ? "collapsed" : "open") + "; path=/; max-age=31536000; SameSite=Lax";
   }
 
+  function markExpanded() {
+    var toggle = document.getElementById("mw-toggle");
+    if (toggle) toggle.setAttribute("aria-expanded", isCollapsed() ? "false" : "true");
+  }
+  document.addEventListener("DOMContentLoaded", markExpanded);
+  window.addEventListener("resize", markExpanded);
+
   document.addEventListener("click", function (event) {
     if (event.target.closest("#mw-toggle")) {
-      setCollapsed(!watch().classList.contains("collapsed"));
+      setCollapsed(!isCollapsed());
       return;
     }
     // a click outside an open menu closes it; outside the search, its results go
@@ -86,5 +96,6 @@
     }
   });
 
-  window.fanoutWatch = { rows: rows, focusRow: focusRow, closeResults: closeResults };
+  window.fanoutWatch = { rows: rows, focusRow: focusRow, closeResults: closeResults, isCollapsed: isCollapsed,
+    open: function () { setCollapsed(false); } };
 })();

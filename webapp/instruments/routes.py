@@ -120,7 +120,8 @@ def market_watch(list_no: int | None = None, error: str | None = None) -> dict:
         "rows": [(i, watch.move_of(i.instrument, quotes.get(i.instrument.instrument_token))) for i in items],
         "indices": [(i, watch.move_of(i, quotes.get(i.instrument_token))) for i in indices],
         "tokens": ",".join(str(t) for t in tokens),
-        "collapsed": request.cookies.get("fanout-mw") == "collapsed",
+        # the trader's choice ("collapsed" / "open"); none: open from 1280 px wide, collapsed below (CSS)
+        "collapsed": chosen if (chosen := request.cookies.get("fanout-mw")) in ("collapsed", "open") else "",
         "error": error,
         "is_index": watch.is_index,
     }
