@@ -66,6 +66,7 @@ def trail(app, factory, admin):
             clients=[alpha.id, beta.id],
             detail={"legs": [{"client": alpha.id, "instrument": "NSE:INFY", "quantity": 3}], "reason": "=cmd|calc"},
         )
+        audit.record("batch.ticket", actor="tara", detail={"quantities": {str(alpha.id): 5}})
         role = {"role": "viewer"}
         audit.record("user.update", actor_id=admin.id, actor="root", target=f"user:{tara.id}", detail=role)
         audit.record("client.update", actor="system", target=f"client:{beta.id}", clients=[beta.id], detail={})
@@ -87,6 +88,8 @@ def test_audit_names_clients_and_users_and_says_details(client, trail):
     assert "Alpha Fund, Beta Trust" in exit_row
     assert '<span class="k">legs:</span> client=Alpha Fund, instrument=NSE:INFY, quantity=3' in exit_row
     assert "{" not in exit_row.split('class="detail"')[1]  # no raw JSON
+    ticket_row = next(r for r in rows(page) if "batch.ticket" in r)
+    assert '<span class="k">quantities:</span> Alpha Fund=5' in ticket_row
     user_row = next(r for r in rows(page) if "user.update" in r)
     assert "user tara" in user_row and '<span class="k">role:</span> viewer' in user_row
 

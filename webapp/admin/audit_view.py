@@ -20,6 +20,7 @@ EXPORT_LIMIT = 100_000  # the newest events a CSV holds; narrow the dates for ol
 CLIENT_KEYS = {"client", "client_id"}  # detail keys whose integer values are client ids
 USER_KEYS = {"user", "user_id", "actor_id"}
 CLIENT_LIST_KEYS = {"clients", "client_ids"}
+BY_CLIENT_KEYS = {"quantities"}  # detail dicts keyed by client id (a ticket's quantity per client)
 
 
 @dataclass(frozen=True)
@@ -107,6 +108,8 @@ def _ids_in(value: Any, keys: set[str], list_keys: set[str] = frozenset()) -> It
                 yield item
             elif key in list_keys and isinstance(item, list):
                 yield from (i for i in item if isinstance(i, int) and not isinstance(i, bool))
+            elif key in BY_CLIENT_KEYS and isinstance(item, dict) and list_keys:
+                yield from (int(k) for k in item if k.isdigit())
             else:
                 yield from _ids_in(item, keys, list_keys)
     elif isinstance(value, list):
@@ -143,6 +146,9 @@ def _say(key: str, value: Any, names: Names) -> str:
         return names.user(value)
     if key in CLIENT_LIST_KEYS and isinstance(value, list):
         return ", ".join(names.client(v) if isinstance(v, int) else str(v) for v in value) or "none"
+    if key in BY_CLIENT_KEYS and isinstance(value, dict):
+        named = (f"{names.client(int(k)) if k.isdigit() else k}={_say('', v, names)}" for k, v in value.items())
+        return ", ".join(sorted(named)) or "none"
     if isinstance(value, dict):
         return ", ".join(f"{k}={_say(k, v, names)}" for k, v in value.items()) or "none"
     if isinstance(value, list):
