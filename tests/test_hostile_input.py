@@ -245,6 +245,8 @@ FORM_FIELDS = {
     "clients.connect": ["password", "totp", "dob"],
     "clients.exports": ["kind", "start", "end"],
     "instruments.watch": ["next"],
+    "instruments.market_watch_add": ["instrument_id", "list"],
+    "instruments.market_watch_remove": ["instrument_id", "list"],
     "deployments.new": DEPLOYMENT_FIELDS,
     "deployments.edit": DEPLOYMENT_FIELDS,
     "deployments.automation": ["off"],

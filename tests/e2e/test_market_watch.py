@@ -61,6 +61,8 @@ def test_market_watch_search_live_prices_lists_and_keyboard(page, live_desk):
     assert page.locator(f"#ix-{BANKNIFTY} .q-ltp").is_visible()
     wait_for_function(page, "document.body.classList.contains('live')")
     assert not page.locator("#feed-state").is_visible()
+    rows.nth(1).hover()  # its Buy / Sell show
+    page.screenshot(path=str(SCREENSHOTS / "market-watch.png"), full_page=False)
 
     # keyboard: Esc leaves the search, ↓ from the search enters the list, ↓ again, B opens that row's ticket
     page.keyboard.press("Escape")
@@ -114,7 +116,6 @@ def test_market_watch_search_live_prices_lists_and_keyboard(page, live_desk):
     page.locator("#mw-list .mw-row").first.hover()
     page.locator("#mw-list .mw-row").first.locator(".mw-del").click()
     wait_for_function(page, "document.querySelectorAll('#mw-list .mw-row').length === 1")
-    page.screenshot(path=str(SCREENSHOTS / "market-watch.png"), full_page=False)
 
 
 @pytest.mark.parametrize("theme", ["dark", "light"])
