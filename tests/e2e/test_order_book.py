@@ -70,6 +70,8 @@ def test_search_modify_and_cancel_from_the_order_book(page, live_desk):
     assert symbols and set(symbols) == {"INFY"}
     page.select_option("#book-status", "open")
     page.wait_for_url(re.compile(r".*status=open.*"))
+    page.goto(page.url)  # the search is a bookmark: loaded afresh, the same rows
+    assert page.input_value("#book-symbol") == "INF" and page.input_value("#book-status") == "open"
     page.wait_for_selector(f"#order-{changed}")
     wait_for_function(page, "document.getElementById('feed-state').textContent.trim() === 'live'", timeout=15_000)
 
