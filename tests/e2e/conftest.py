@@ -51,7 +51,7 @@ def live_desk(tmp_path_factory):
     )
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 90
+        deadline = time.monotonic() + 240  # a loaded 2-core machine boots the desk in ~100 s
         while True:
             assert process.poll() is None, "the desk did not start"
             try:
@@ -59,7 +59,7 @@ def live_desk(tmp_path_factory):
                     break
             except requests.RequestException:  # not listening yet, or still booting its workers
                 pass
-            assert time.monotonic() < deadline, "the desk did not become ready in 90 s"
+            assert time.monotonic() < deadline, "the desk did not become ready in 240 s"
             time.sleep(0.3)
         yield base
     except BaseException:
