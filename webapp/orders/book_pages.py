@@ -47,7 +47,9 @@ class BookFilters(FlaskForm):
         ],
     )
     client = IdField("Client", validators=[Optional()], message="Choose a client from the list.")
-    status = SelectField("State", choices={"": "All states", OPEN: "Open (any)", **{s: s for s in states.ALL}}, default="")
+    status = SelectField(
+        "State", choices={"": "All states", OPEN: "Open (any)", **{s: s for s in states.ALL}}, default=""
+    )
     side = SelectField("Side", choices={"": "Both sides", "BUY": "Buy", "SELL": "Sell"}, default="")
     start = DateField("From (IST)", validators=[Optional()])
     end = DateField("To (IST)", validators=[Optional()])
