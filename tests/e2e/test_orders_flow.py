@@ -81,7 +81,7 @@ def test_trader_batch_fills_live_then_exits_everything(page, live_desk):
     page.click("#exit-review button[value=confirm]")
     page.wait_for_url(re.compile(r".*/orders/batches/\d+$"))
     wait_all_complete(page, 12)
-    assert page.locator("td.pos:has-text('BUY')").count() == 0  # every exit child is a SELL
+    assert page.locator(".chip.side-buy").count() == 0  # every exit child is a SELL
 
 
 def test_admin_kill_switch_flattens_the_desk(page, live_desk):
