@@ -56,7 +56,7 @@ def add(client, instrument_id, list_no="1", htmx=True):
 def test_add_from_search_then_the_watch_shows_it_and_remove_takes_it_off(app, client, auth, world):
     infy, tcs = world
     auth.login("tara")
-    found = client.get("/instruments/watch/search?q=inf&list=1", headers=HX).get_data(as_text=True)
+    found = client.get("/instruments/watch/search?find=inf&list=1", headers=HX).get_data(as_text=True)
     assert "INFY" in found and "TCS" not in found and "+ Add" in found
     response = add(client, infy.id)
     assert response.status_code == 303  # GET after POST: the watch again, a refresh repeats nothing
@@ -66,7 +66,7 @@ def test_add_from_search_then_the_watch_shows_it_and_remove_takes_it_off(app, cl
     assert page.index(f"mw-row-{infy.id}") < page.index(f"mw-row-{tcs.id}")  # in the order added
     assert f'data-buy="/orders/new?instrument_id={infy.id}&amp;side=BUY"' in page
     assert f'data-sell="/orders/new?instrument_id={infy.id}&amp;side=SELL"' in page
-    assert "on list 1" in client.get("/instruments/watch/search?q=INFY&list=1", headers=HX).get_data(as_text=True)
+    assert "on list 1" in client.get("/instruments/watch/search?find=INFY&list=1", headers=HX).get_data(as_text=True)
     response = client.post("/instruments/watch/remove", data={"instrument_id": str(infy.id), "list": "1"}, headers=HX)
     assert response.status_code == 303
     assert rows(app, "tara") == [(1, "TCS", 2)]
@@ -173,7 +173,7 @@ def test_signed_out_nobody_reads_or_changes_a_watch(app, client, world):
     infy, _ = world
     for method, url in [
         ("GET", "/instruments/watch?list=1"),
-        ("GET", "/instruments/watch/search?q=INF"),
+        ("GET", "/instruments/watch/search?find=INF"),
         ("GET", "/instruments/watchlist"),
         ("POST", "/instruments/watch/add"),
         ("POST", "/instruments/watch/remove"),
@@ -196,7 +196,7 @@ def test_a_viewer_watches_but_gets_no_buy_or_sell(app, client, auth, factory, wo
 @pytest.mark.parametrize("q", ["%", "_", "' OR 1=1 --", "<b>x</b>", "x" * 500, "\x00", "ＩＮＦＹ"])
 def test_hostile_searches_answer_plainly(app, client, auth, world, q):
     auth.login("tara")
-    response = client.get("/instruments/watch/search", query_string={"q": q, "list": "9"}, headers=HX)
+    response = client.get("/instruments/watch/search", query_string={"find": q, "list": "9"}, headers=HX)
     assert response.status_code == (400 if q == "\x00" else 200)  # a NUL is refused before any view
     assert "<b>x</b>" not in response.get_data(as_text=True)
 

@@ -150,8 +150,9 @@ def market_watch_list():
 @bp.route("/watch/search")
 @requires("desk.view")
 def market_watch_search():
-    """The market watch's search box: instruments to add to the list it shows."""
-    q = request.args.get("q", "")[:64]
+    """The market watch's search box (`find`: not `q`, which the page beside it may use): instruments to
+    add to the list it shows."""
+    q = request.args.get("find", "")[:64]
     list_no = watch.list_number(request.args.get("list"), chosen_list())
     on_list = {i.instrument_id for i in watch.items(current_user.id, list_no)}
     return render_template(
