@@ -101,24 +101,29 @@ def _symbol(query, column, form: BookFilters):
 
 def _orders_query(form: BookFilters):
     query = _client_scope(sa.select(Order).order_by(Order.id.desc()), Order.client_id)
-    if form.client.data:
-        query = query.where(Order.client_id == form.client.data)
     if form.status.data == OPEN:
         query = query.where(Order.status.in_(sorted(states.AT_BROKER)))
     elif form.status.data:
         query = query.where(Order.status == form.status.data)
-    if form.side.data:
-        query = query.where(Order.side == form.side.data)
-    if form.instrument.data:
-        query = query.where(Order.instrument_id == form.instrument.data)
     if form.batch.data:
         query = query.where(Order.batch_id == form.batch.data)
+    return _filtered(query, Order, Order.created_at, form)
+
+
+def _filtered(query, model, when, form: BookFilters):
+    """The filters the order book and the trade book share: client, side, instrument, IST days, symbol."""
+    if form.client.data:
+        query = query.where(model.client_id == form.client.data)
+    if form.side.data:
+        query = query.where(model.side == form.side.data)
+    if form.instrument.data:
+        query = query.where(model.instrument_id == form.instrument.data)
     start, end = _days(form)
     if start:
-        query = query.where(Order.created_at >= start)
+        query = query.where(when >= start)
     if end:
-        query = query.where(Order.created_at < end)
-    return _symbol(query, Order.instrument_id, form)
+        query = query.where(when < end)
+    return _symbol(query, model.instrument_id, form)
 
 
 def _id_arg(name: str) -> int | None:
@@ -253,18 +258,7 @@ def book_csv():
 
 def _trades_query(form: BookFilters):
     query = _client_scope(sa.select(Trade).order_by(Trade.filled_at.desc(), Trade.id.desc()), Trade.client_id)
-    if form.client.data:
-        query = query.where(Trade.client_id == form.client.data)
-    if form.side.data:
-        query = query.where(Trade.side == form.side.data)
-    if form.instrument.data:
-        query = query.where(Trade.instrument_id == form.instrument.data)
-    start, end = _days(form)
-    if start:
-        query = query.where(Trade.filled_at >= start)
-    if end:
-        query = query.where(Trade.filled_at < end)
-    return _symbol(query, Trade.instrument_id, form)
+    return _filtered(query, Trade, Trade.filled_at, form)
 
 
 @dataclass
