@@ -37,7 +37,11 @@
 
   function showList(n) {
     var tab = document.getElementById("mw-tab-" + n);
-    if (tab && !tab.classList.contains("active")) tab.click();
+    // asked of htmx directly, not by a click: a tab swapped in a moment ago may not be processed yet,
+    // and its click would follow the plain link to the full-page list instead
+    if (tab && !tab.classList.contains("active")) {
+      htmx.ajax("GET", tab.getAttribute("hx-get"), { target: "#market-watch", swap: "outerHTML" });
+    }
   }
 
   document.addEventListener("keydown", function (event) {

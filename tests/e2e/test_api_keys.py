@@ -13,7 +13,8 @@ pytestmark = pytest.mark.slow
 
 def test_a_trader_makes_uses_and_revokes_a_key(page, live_desk):
     login(page, live_desk, "trader")
-    page.click("a[href='/account/keys']")
+    page.click("#user-menu summary")  # API keys sits in the user's menu
+    page.click("#user-menu a[href='/account/keys']")
     page.wait_for_url(live_desk + "/account/keys")
 
     page.fill("#key-name", "browser test")

@@ -29,7 +29,8 @@ def wait_for_history(page, base: str, timeout: float = 600) -> None:
 
 def test_backtest_sweep_and_deploy_the_best_pair_to_paper(page, live_desk):
     login(page, live_desk, "trader")
-    page.click("nav >> text=Backtests")
+    page.click("#nav-more summary")  # Backtests sits in the header's More menu
+    page.click("#nav-more a:has-text('Backtests')")
     page.click("#new-backtest")
     wait_for_history(page, live_desk)
     page.select_option("#strategy", "ema_crossover")

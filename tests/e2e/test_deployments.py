@@ -38,7 +38,8 @@ def fill_deployment(page, base: str, name: str) -> None:
 
 def test_trader_deploys_ema_crossover_in_paper_mode_and_starts_it(page, live_desk):
     login(page, live_desk, "trader")
-    page.click("nav a:has-text('Deployments')")
+    page.click("#nav-more summary")  # Deployments sits in the header's More menu
+    page.click("#nav-more a:has-text('Deployments')")
     page.click("#new-deployment")
     fill_deployment(page, live_desk, "EMA 3/8 on 5m")
     page.fill("#param_fast", "8")  # not below the slow period: refused next to the field, nothing saved
