@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 
 import pytest
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 from tests.e2e.conftest import SCREENSHOTS, login, wait_for_function
 
@@ -17,8 +18,15 @@ BANKNIFTY = 260105
 
 
 def add(page, symbol: str) -> None:
-    page.fill("#mw-search", symbol)
     hit = page.locator("#mw-found .mw-hit", has=page.locator(".mw-sym", has_text=re.compile(f"^{symbol}$")))
+    for _ in range(6):  # the watch was just swapped whole: typing in its first moments can precede htmx's
+        page.fill("#mw-search", "")  # listeners on the new search box, as a person's retyping would show
+        page.fill("#mw-search", symbol)
+        try:
+            hit.wait_for(timeout=5_000)
+            break
+        except PlaywrightTimeout:
+            continue
     hit.locator(".mw-add").click()
     page.locator("#mw-list .mw-sym", has_text=re.compile(f"^{symbol}$")).wait_for()
 
