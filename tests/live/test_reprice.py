@@ -95,7 +95,8 @@ def test_desk_page_and_its_live_partial_show_pnl(app, client, auth, desk, factor
     page = client.get("/").data.decode()
     assert f'id="desk-mtm">{rupees(expected)}' in page
     live = client.get("/desk/live", headers={"HX-Request": "true"}).data.decode()
-    assert 'id="desk-totals" hx-swap-oob="true"' in live and f'<tr id="client-{paper.id}" hx-swap-oob="true" data-day-pnl=' in live
+    assert 'id="desk-totals" hx-swap-oob="true"' in live
+    assert f'<tr id="client-{paper.id}" hx-swap-oob="true" data-day-pnl=' in live
 
 
 def test_a_closed_position_keeps_no_unrealized_pnl(app, desk, factory):
