@@ -25,9 +25,19 @@ def place_market(page, base: str, symbol: str, quantities: dict[int, int], side:
     boxes = page.locator("#ticket-clients input[name^=qty_]")
     for n, qty in quantities.items():
         boxes.nth(n).fill(str(qty))
+    total = sum(quantities.values())
+    # the review has caught up with every quantity typed: the button names the side, total and clients
+    wait_for_function(
+        page,
+        "t => document.getElementById('submit-ticket').textContent.includes(t)",
+        arg=f"{total} {symbol} for {len(quantities)} clients",
+    )
     page.wait_for_selector("#preview table.preview")
     page.click("#submit-ticket")
-    page.wait_for_url(re.compile(r".*/orders/batches/\d+$"))
+    try:
+        page.wait_for_url(re.compile(r".*/orders/batches/\d+$"))
+    except Exception as exc:  # refused: say what the ticket said, for whoever reads the failure
+        raise AssertionError(page.inner_text("form#ticket")[:2000]) from exc
 
 
 def test_the_pnl_sorted_board_stays_sorted_as_pnl_moves(page, live_desk):
