@@ -214,6 +214,25 @@ def test_review_then_confirm_exits_the_selected_positions_in_one_batch(app, clie
     ]
 
 
+def test_a_confirmation_sent_twice_exits_once(app, client, auth, book):
+    """A double click on Send (or a resent form) must not exit again: with the positions not yet
+    moved by the first batch, a second would exit past flat."""
+    key = f"{book['alpha'].id}-{book['infy'].id}-MIS"
+    auth.login("trader")
+    html = client.post("/positions/exit", data={"pick": key, "step": "review"}).data.decode()
+    confirm = {
+        "pick": key,
+        "step": "confirm",
+        **dict(re.findall(r'name="(expect_[^"]+|ticket_id)" value="([^"]+)"', html)),
+    }
+    assert "ticket_id" in confirm
+    first = client.post("/positions/exit", data=confirm)
+    second = client.post("/positions/exit", data=confirm)
+    assert first.status_code == second.status_code == 302
+    assert first.headers["Location"] == second.headers["Location"]  # the second shows the first batch
+    assert batches(app) == [("exit", book["infy"].id, [(book["alpha"].id, "SELL", 7, "MIS")])]
+
+
 def test_a_confirm_that_no_longer_matches_the_review_sends_nothing(app, client, auth, book):
     key = f"{book['alpha'].id}-{book['infy'].id}-MIS"
     auth.login("trader")

@@ -94,6 +94,24 @@ def test_confirming_sends_exactly_what_was_reviewed(app, client, auth, book, des
         assert sorted(sent) == [(book[0].id, "SELL", 1), (book[1].id, "SELL", 2)]
 
 
+def test_a_confirmation_sent_twice_exits_once(app, client, auth, book, desk):
+    auth.login("tara")
+    alpha, _, _ = keys(book, desk)
+    form = {"share": "100", f"pick_{alpha}": "1"}
+    review = client.post(f"/exits/{desk.instrument.id}", data={**form, "step": "review"}).data.decode()
+    confirm = {
+        **form,
+        "step": "confirm",
+        **dict(re.findall(r'name="(expect_[^"]+|ticket_id)" value="([^"]+)"', review)),
+    }
+    assert "ticket_id" in confirm and confirm[f"expect_{alpha}"] == "3"
+    first = client.post(f"/exits/{desk.instrument.id}", data=confirm)
+    second = client.post(f"/exits/{desk.instrument.id}", data=confirm)  # a double click, a resent form
+    assert first.status_code == second.status_code == 302
+    assert first.headers["Location"] == second.headers["Location"]
+    assert len(exit_batches(app)) == 1
+
+
 def test_a_confirmation_that_no_longer_matches_goes_back_to_review(app, client, auth, book, desk):
     auth.login("tara")
     alpha, _, _ = keys(book, desk)

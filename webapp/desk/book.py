@@ -158,7 +158,7 @@ class ExitSelection:
         """Total quantity per exit side."""
         out: dict[str, int] = {}
         for holder, quantity in self.legs:
-            out[exit_side(holder)] = out.get(exit_side(holder), 0) + quantity
+            out[exits.exit_side(holder)] = out.get(exits.exit_side(holder), 0) + quantity
         return out
 
     @property
@@ -166,10 +166,6 @@ class ExitSelection:
         """The batch's instrument when every leg is in one, else None (a mixed exit, like a square-off)."""
         found = {h.instrument.id for h, _ in self.legs}
         return found.pop() if len(found) == 1 else None
-
-
-def exit_side(holder: exits.Holder) -> str:
-    return "SELL" if holder.quantity > 0 else "BUY"
 
 
 def exit_selection(visible: list[Client], keys: list[str]) -> ExitSelection:
@@ -189,7 +185,7 @@ def exit_selection(visible: list[Client], keys: list[str]) -> ExitSelection:
 
 def same_legs(selection: ExitSelection, expected: Mapping[str, str]) -> bool:
     """The legs are the ones the trader confirmed (`expect_<key>` = quantity on the review)."""
-    shown = {h.key: str(q) for h, q in selection.legs}
+    shown = exits.review_marks(selection.legs)
     return bool(shown) and shown == dict(expected)
 
 

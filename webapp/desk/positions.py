@@ -12,7 +12,6 @@ from flask_login import current_user
 from webapp.access import accessible_clients, client_scope
 from webapp.csvexport import csv_response
 from webapp.desk import book
-from webapp.extensions import db
 from webapp.htmx import hx_redirect, is_htmx
 from webapp.inputs import InputError
 from webapp.orders.batches import enqueue_send
@@ -98,29 +97,30 @@ def exit_selected():
         )
     message = ""
     if request.form.get("step") == "confirm":
-        expected = {k.removeprefix("expect_"): v for k, v in request.form.items() if k.startswith("expect_")}
-        if not book.same_legs(selection, expected):
+        if not book.same_legs(selection, exits.reviewed_quantities(request.form)):
             message = "The positions changed since your review: check the quantities again; nothing was sent."
         elif not queue_available():
             message = QUEUE_UNAVAILABLE
         else:
-            batch = exits.create_exit_batch(
+            batch, created = exits.place_reviewed_exit(
                 current_user,
                 "exit",
                 selection.legs,
+                ticket_id=exits.review_id(request.form.get("ticket_id")),
                 instrument_id=selection.instrument_id,
                 ip=request.remote_addr,
                 note=f"desk positions: {len(selection.legs)} selected",
             )
-            db.session.commit()
-            enqueue_send(batch.id)
+            if created:
+                enqueue_send(batch.id)
             target = url_for("orders.batch", batch_id=batch.id)
             return hx_redirect(target) if is_htmx() else redirect(target)
     return render_template(
         "desk/positions_review.html",
         selection=selection,
-        side=book.exit_side,
+        side=exits.exit_side,
         message=message,
+        ticket_id=exits.review_id(None),  # this review's confirmation makes at most one batch
     ), (409 if message else 200)
 
 
@@ -129,6 +129,6 @@ def _back(message: str):
     return render_template(
         "desk/positions_review.html",
         selection=book.ExitSelection([], []),
-        side=book.exit_side,
+        side=exits.exit_side,
         message=message,
     ), 400

@@ -55,10 +55,10 @@ def _legs(found: list[exits.Holder]) -> tuple[list[tuple[exits.Holder, int]], di
 def _reviewed_differs(legs: list[tuple[exits.Holder, int]]) -> bool:
     """The confirmation carries the quantities the trader saw (expect_<key>); a change since then
     (a fill, another exit) sends them back to the review instead of sending other quantities."""
-    expected = {k.removeprefix("expect_"): v for k, v in request.form.items() if k.startswith("expect_")}
+    expected = exits.reviewed_quantities(request.form)
     if not expected:
         return False  # a direct post (tests, scripts) without the review step: the form is the order
-    return expected != {h.key: str(q) for h, q in legs}
+    return expected != exits.review_marks(legs)
 
 
 def _notes(holders: list[exits.Holder], percent: int | None) -> dict[str, str]:
@@ -86,11 +86,16 @@ def instrument(instrument_id: int):
         if legs and not errors and not queue_available():
             message = QUEUE_UNAVAILABLE
         elif legs and not errors:
-            batch = exits.create_exit_batch(
-                current_user, "exit", legs, instrument_id=instrument_id, ip=request.remote_addr
+            batch, created = exits.place_reviewed_exit(
+                current_user,
+                "exit",
+                legs,
+                ticket_id=exits.review_id(request.form.get("ticket_id")),
+                instrument_id=instrument_id,
+                ip=request.remote_addr,
             )
-            db.session.commit()
-            enqueue_send(batch.id)
+            if created:
+                enqueue_send(batch.id)
             return redirect(url_for("orders.batch", batch_id=batch.id))
     halves = {h.key: exits.share_of(h.quantity, 50, h.instrument.lot_size) for h in found}
     return render_template(
@@ -122,6 +127,7 @@ def _review(found_instrument: Instrument, legs: list[tuple[exits.Holder, int]], 
         totals=totals,
         percent=percent,
         message=message,
+        ticket_id=exits.review_id(None),  # this review's confirmation makes at most one batch
     )
 
 

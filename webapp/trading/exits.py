@@ -4,9 +4,11 @@ and the kill switches (cancel open orders, square off intraday, refuse new order
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
 
 from webapp import audit
 from webapp.extensions import db
@@ -14,7 +16,7 @@ from webapp.models import Batch, Client, DeskState, Holding, Instrument, Order, 
 from webapp.tasks import QUEUE_ORDERS, enqueue
 from webapp.trading import states
 from webapp.trading.risk import ChildCheck, check_children
-from webapp.trading.tickets import new_tag
+from webapp.trading.tickets import existing_batch, new_tag
 
 
 @dataclass(frozen=True)
@@ -94,6 +96,50 @@ def share_note(quantity: int, percent: int, lot_size: int = 1) -> str | None:
     return f"{percent}% of {abs(quantity)} = {rounded} ({how}{left_out})"
 
 
+def review_id(given: str | None) -> str:
+    """The id a review step gives its confirmation (a hidden field), checked; a fresh one when absent
+    or malformed (a direct post without a review is one exit, as before)."""
+    try:
+        return str(uuid.UUID(given or ""))
+    except ValueError:
+        return str(uuid.uuid4())
+
+
+def reviewed_quantities(form: Mapping[str, str]) -> dict[str, str]:
+    """The quantities a confirmation carries back from its review (`expect_<holder key>` fields)."""
+    return {k.removeprefix("expect_"): v for k, v in form.items() if k.startswith("expect_")}
+
+
+def review_marks(legs: list[tuple[Holder, int]]) -> dict[str, str]:
+    """What a review shows of each leg and its confirmation must carry back unchanged."""
+    return {h.key: str(q) for h, q in legs}
+
+
+def place_reviewed_exit(
+    user: User,
+    kind: str,
+    legs: list[tuple[Holder, int]],
+    *,
+    ticket_id: str,
+    instrument_id: int | None,
+    ip: str | None,
+    note: str = "",
+) -> tuple[Batch | None, bool]:
+    """A person's confirmed exit, committed at most once per review: a second confirmation (a double
+    click, a resent form) finds the first batch instead of exiting again — which, with the positions
+    not yet moved by the first, would exit past flat. Returns (batch, created); the caller queues the
+    send of a created one."""
+    if (done := existing_batch(ticket_id)) is not None:
+        return done, False
+    try:
+        batch = create_exit_batch(user, kind, legs, instrument_id=instrument_id, ip=ip, note=note, ticket_id=ticket_id)
+        db.session.commit()
+    except IntegrityError:  # the same confirmation twice at once: the first one won
+        db.session.rollback()
+        return existing_batch(ticket_id), False
+    return batch, batch is not None
+
+
 def position_of(client: Client, instrument_id: int, product: str) -> Holder | None:
     """The client's one position in this instrument and product, or None when it is flat."""
     return next((h for h in holders([client], instrument_id) if h.product == product), None)
@@ -148,15 +194,17 @@ def create_exit_batch(
     instrument_id: int | None,
     ip: str | None = None,
     note: str = "",
+    ticket_id: str | None = None,
 ) -> Batch | None:
     """MARKET orders that reduce each holder by the given quantity. Risk still applies (session,
     enabled), but exits need no margin and go out under a kill switch. `user` None: the desk acts
-    by itself (the batch has no user; the audit names the system)."""
+    by itself (the batch has no user; the audit names the system). `ticket_id`: the review's own id
+    (place_reviewed_exit), so the database refuses a second batch for one confirmation."""
     legs = [(h, q) for h, q in legs if q > 0]
     if not legs:
         return None
     batch = Batch(
-        ticket_id=str(uuid.uuid4()),
+        ticket_id=ticket_id or str(uuid.uuid4()),
         user_id=user.id if user else None,
         kind=kind,
         action="EXIT",
