@@ -55,7 +55,7 @@ from webapp.models.api import (
     HookAlert,
     HookWindow,
 )
-from webapp.models.base import in_ids
+from webapp.models.base import in_ids, insert_ignoring
 from webapp.money import round_to_tick
 from webapp.permissions import allowed
 from webapp.strategies import Action
@@ -327,12 +327,7 @@ def fingerprint(hook: Hook, parsed: Parsed, instruments: list[Instrument]) -> st
 
 
 def _window_insert(session):
-    dialect = session.get_bind().dialect.name
-    if dialect == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert
-    return insert(HookWindow.__table__).on_conflict_do_nothing(index_elements=["hook_id", "fingerprint"])
+    return insert_ignoring(session, HookWindow.__table__, ["hook_id", "fingerprint"])
 
 
 def receive(hook: Hook, body: str, ip: str | None, now: datetime | None = None) -> Received:

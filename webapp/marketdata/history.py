@@ -37,6 +37,7 @@ from webapp.marketdata.intervals import (
     bucket_start,
 )
 from webapp.models import Candle, Instrument
+from webapp.models.base import insert_ignoring
 from webapp.strategies.base import Candles
 from webapp.timeutil import IST, MARKET_OPEN, UTC, as_utc
 
@@ -185,15 +186,7 @@ def store(session, instrument_id: int, interval: int, bars: Sequence[Bar]) -> tu
 
 
 def _insert_ignoring_duplicates(session):
-    dialect = session.get_bind().dialect.name
-    table = Candle.__table__
-    if dialect == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    elif dialect == "sqlite":
-        from sqlalchemy.dialects.sqlite import insert
-    else:  # pragma: no cover - the desk runs on PostgreSQL or SQLite
-        return sa.insert(table)
-    return insert(table).on_conflict_do_nothing(index_elements=["instrument_id", "interval", "start"])
+    return insert_ignoring(session, Candle.__table__, ["instrument_id", "interval", "start"])
 
 
 # --------------------------------------------------------------------------- reading

@@ -55,3 +55,13 @@ def in_ids(column, ids) -> sa.ColumnElement[bool]:
     if db.engine.dialect.name == "postgresql":
         return column == sa.any_(sa.bindparam(None, ids, type_=ARRAY(sa.Integer)))
     return column.in_(ids)
+
+
+def insert_ignoring(session, table: sa.Table, conflict_columns: list[str]):
+    """INSERT ... ON CONFLICT (columns) DO NOTHING in the session's dialect (PostgreSQL or SQLite): the
+    one way the desk writes a row only if its unique key is new (candles, hook windows, notifications)."""
+    if session.get_bind().dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    return insert(table).on_conflict_do_nothing(index_elements=conflict_columns)

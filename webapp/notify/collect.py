@@ -44,6 +44,7 @@ from webapp.models import (
     User,
     user_clients,
 )
+from webapp.models.base import insert_ignoring
 from webapp.money import rupees
 from webapp.notify import kinds as K
 from webapp.permissions import ROLES
@@ -252,7 +253,7 @@ def store(facts: list[Fact], channels: frozenset[str], now: datetime) -> list[tu
             "batch_id": fact.batch_id,
             "created_at": now,
         }
-        statement = insert_ignoring(table, ["user_id", "key"]).values(**values).returning(table.c.id)
+        statement = insert_ignoring(db.session, table, ["user_id", "key"]).values(**values).returning(table.c.id)
         notification_id = db.session.execute(statement).scalar_one_or_none()
         if notification_id is not None:
             created.append((notification_id, user_id, fact.kind))
@@ -283,15 +284,6 @@ def wanted_channels(pref: NotificationPrefs, kind: str) -> set[str]:
     if pref.email and kind in K.parse_kinds(pref.email_kinds):
         out.add("email")
     return out
-
-
-def insert_ignoring(table: sa.Table, conflict_columns: list[str]):
-    """INSERT ... ON CONFLICT (columns) DO NOTHING, in the dialect at hand (PostgreSQL or SQLite)."""
-    if db.session.get_bind().dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert
-    return insert(table).on_conflict_do_nothing(index_elements=conflict_columns)
 
 
 def announce(redis, created: list[tuple[int, int]]) -> None:
@@ -328,7 +320,7 @@ def _audit_range(now: datetime) -> tuple[int, int]:
 def _advance(name: str, *, at: datetime | None = None, position: int | None = None) -> None:
     """Move a cursor forward only (a slower run at the same time never moves it back)."""
     table = NotificationCursor.__table__
-    db.session.execute(insert_ignoring(table, ["name"]).values(name=name, position=position or 0, at=at))
+    db.session.execute(insert_ignoring(db.session, table, ["name"]).values(name=name, position=position or 0, at=at))
     if at is not None:
         db.session.execute(
             sa.update(table).where(table.c.name == name, sa.or_(table.c.at.is_(None), table.c.at < at)).values(at=at)
