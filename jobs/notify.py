@@ -33,9 +33,10 @@ def tick() -> dict:
     if created:
         log.info("op=notify_collect created=%s", len(created))
     out: dict = {"created": len(created)}
+    bot = bot_from_config(config)
     if channels:
-        out["sent"] = deliver_due(bot_from_config(config), mailer_from_config(config))
-    if (bot := bot_from_config(config)) is not None:
+        out["sent"] = deliver_due(bot, mailer_from_config(config))
+    if bot is not None:
         try:
             out["linked"] = len(poll_links(bot))
         except TelegramError as exc:  # Telegram away or the token refused: the next run tries again

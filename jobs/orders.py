@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from decimal import Decimal
 
 import sqlalchemy as sa
 from rq import Worker, get_current_job
@@ -35,7 +36,6 @@ def send_batch(batch_id: int) -> dict[str, int]:
     MIN_CHUNK children each): the others take theirs from the queue while this one sends the
     first. One process spends about a millisecond of Python per child, on one core."""
     ids = engine.children_to_send(batch_id)
-    log_batch(batch_id, len(ids))
     workers = Worker.count(queue=queue(QUEUE_ORDERS))
     parts = max(1, min(workers, len(ids) // MIN_CHUNK))
     size = -(-len(ids) // parts) if ids else 1
@@ -49,6 +49,7 @@ def send_batch(batch_id: int) -> dict[str, int]:
             job_id=f"send-batch-{batch_id}-{n}",
             **SEND_JOB,
         )
+    log_batch(batch_id, len(ids))  # after the other parts are queued: they do not wait for the log's read
     return _send(batch_id, chunks[0])
 
 
@@ -177,8 +178,9 @@ def sync_all_clients() -> int:
 
 
 @app_job
-def cancel_children(order_ids: list[int], by: str = "") -> list[str]:
-    """`by`: who asked (webapp/trading/order_actions.py cancel_child), named in each child's reason."""
+def cancel_children(order_ids: list[int], by: str = "the desk") -> list[str]:
+    """`by`: who asked (webapp/trading/order_actions.py cancel_child), named in each child's reason
+    (the default: a job queued before callers named themselves)."""
     ctx = context()
     results = run_concurrently(order_ids, ctx, lambda order_id, c: order_actions.cancel_child(order_id, c, by))
     _sync_after(order_ids, ctx)
@@ -198,8 +200,6 @@ def modify_children(order_ids: list[int], price: str) -> list[str]:
 @app_job
 def modify_order(order_id: int, quantity: int | None, price: str | None, trigger_price: str | None) -> str:
     """One child's new quantity, price and/or trigger (the order book's per-order modify)."""
-    from decimal import Decimal
-
     ctx = context()
     result = order_actions.change_child(
         order_id,

@@ -15,10 +15,10 @@ from redis.exceptions import RedisError
 from wtforms.validators import Optional
 
 from webapp import audit
-from webapp.access import client_scope
+from webapp.access import client_for
 from webapp.extensions import db, get_redis
 from webapp.inputs import AmountField, WholeNumberField
-from webapp.models import Order, User, user_clients
+from webapp.models import Order, User
 from webapp.money import rupees
 from webapp.orders.batch_actions import INVALID, NOTHING, UNAVAILABLE, ActionRefused
 from webapp.tasks import QUEUE_ORDERS, QUEUE_UNAVAILABLE, enqueue, queue_available
@@ -40,12 +40,8 @@ class ModifyForm(FlaskForm):
 
 def order_for(user: User, order_id: int) -> Order:
     """The order, or 404 when it does not exist or its client is not granted to the user."""
-    order = db.session.get(Order, order_id)
-    scope = client_scope(user)
-    if order is None or (
-        scope is not None and not db.session.execute(scope.where(user_clients.c.client_id == order.client_id)).first()
-    ):
-        abort(404)
+    order = db.session.get(Order, order_id) or abort(404)
+    client_for(user, order.client_id)  # 404 without a grant, as for the client itself
     return order
 
 

@@ -44,18 +44,15 @@ def cancelled_reason(reason: str | None) -> str | None:
     return None
 
 
-def cancel_child(order_id: int, ctx: Context, by: str = "") -> str:
+def cancel_child(order_id: int, ctx: Context, by: str) -> str:
     """Cancel at the broker. `by` names who asked (a username, "the kill switch", "the day-end
     square-off"); it is written before the call, so the sync that sees the child cancelled (maybe
     before this returns) names them."""
 
     def call(adapter: Broker, order: Order) -> None:
         broker_order_id = order.broker_order_id  # read before write_child's commit expires it
-        if by:
-            write_child(order, order.status, ctx, reason=CANCEL_REQUESTED + by)
+        write_child(order, order.status, ctx, reason=CANCEL_REQUESTED + by)
         adapter.cancel(broker_order_id)
-        if not by:
-            write_child(order, order.status, ctx, reason="Cancel sent")
 
     return _change(order_id, ctx, call)
 
