@@ -16,6 +16,12 @@ DICT_CONFIG = {
     "filters": {"job_id": {"()": "jobs.context.JobIdFilter"}, "rq_chatter": {"()": "jobs.worker.RqChatterFilter"}},
     "formatters": {"kv": {"format": "%(asctime)s level=%(levelname)s logger=%(name)s job_id=%(job_id)s %(message)s"}},
     "handlers": {"console": {"class": "jobs.context.ConsoleHandler", "formatter": "kv", "filters": ["job_id"]}},
-    "loggers": {"rq.worker": {"filters": ["rq_chatter"]}, "rq.cron": {"filters": ["rq_chatter"]}},
+    "loggers": {
+        "rq.worker": {"filters": ["rq_chatter"]},
+        "rq.cron": {"filters": ["rq_chatter"]},
+        # urllib3 logs each request's path at DEBUG, and the Telegram Bot API puts the bot's token in
+        # the path: never at LOG_LEVEL=debug either
+        "urllib3": {"level": "WARNING"},
+    },
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
 }

@@ -12,6 +12,7 @@ from webapp.extensions import get_rq_redis
 from webapp.health import overview
 from webapp.marketfeed.feed import HEARTBEAT_KEY
 from webapp.timeutil import utcnow
+from webapp.trading.risk import start_of_day
 
 TOKEN = "s3cret-scrape-token-0123456789"
 
@@ -51,9 +52,7 @@ def test_orders_by_state_and_broker_and_the_send_latency_histogram(app, scraper,
         trader, kite, instrument, status="COMPLETE", created_at=created, acknowledged_at=created + timedelta(seconds=3)
     )
     # yesterday's (IST) child: not today's
-    factory.batch(
-        trader, paper[:1], instrument, status="PLACED", created_at=overview.start_of_ist_day(now) - timedelta(hours=1)
-    )
+    factory.batch(trader, paper[:1], instrument, status="PLACED", created_at=start_of_day(now) - timedelta(hours=1))
     from webapp.extensions import db
     from webapp.models import Order
 
@@ -141,8 +140,10 @@ def test_who_may_scrape(app, client, auth, factory):
     assert response.status_code == 200 and "fanout_orders_today" in response.get_data(as_text=True)
 
 
-def test_the_token_from_the_environment(app, client, monkeypatch):
-    monkeypatch.setenv("METRICS_TOKEN", "from-the-env")
+def test_the_token_from_the_environment(app, client):
+    from webapp.config import Config
+
+    app.config["METRICS_TOKEN"] = Config.from_env({"METRICS_TOKEN": "from-the-env"}).METRICS_TOKEN
     assert client.get("/metrics", headers={"Authorization": "Bearer from-the-env"}).status_code == 200
     assert client.get("/metrics", headers={"Authorization": "Bearer nope"}).status_code == 401
 

@@ -121,6 +121,7 @@ class Config:
     SMTP_PASSWORD: str = ""
     SMTP_STARTTLS: bool = True
     MAIL_FROM: str = "fanout@localhost"
+    METRICS_TOKEN: str = ""  # the bearer token Prometheus sends to /metrics (docs/operations.md)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Config:
@@ -159,6 +160,7 @@ class Config:
             SMTP_PASSWORD=env.get("SMTP_PASSWORD") or "",
             SMTP_STARTTLS=parse_bool(env.get("SMTP_STARTTLS"), default=True),
             MAIL_FROM=env.get("MAIL_FROM") or "fanout@localhost",
+            METRICS_TOKEN=env.get("METRICS_TOKEN") or "",
         )
 
     def validate(self) -> None:

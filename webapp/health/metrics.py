@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import hmac
 import logging
-import os
 from functools import wraps
 
 from flask import Blueprint, Response, current_app, request
@@ -135,7 +134,7 @@ def render_metrics() -> bytes:
 
 
 def _token() -> str:
-    return current_app.config.get("METRICS_TOKEN") or os.environ.get("METRICS_TOKEN", "")
+    return current_app.config.get("METRICS_TOKEN") or ""
 
 
 def token_or_admin(view):

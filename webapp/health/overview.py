@@ -14,7 +14,7 @@ import os
 import socket
 import threading
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, time, timedelta
+from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
 
@@ -22,7 +22,8 @@ from webapp.extensions import db
 from webapp.health.roles import LIVE_SECONDS, PROCESSES_KEY, SHOWN, WORKER_ROLES
 from webapp.models import Client, Order
 from webapp.tasks import QUEUES
-from webapp.timeutil import IST, as_utc, utcnow
+from webapp.timeutil import as_utc, utcnow
+from webapp.trading.risk import start_of_day
 
 # a heartbeat older than this is late: idle workers beat every 15 s, a forking worker busy with a job every
 # 30 s (RQ's job monitoring interval), cron every 2 s, the feed every second; older than LIVE_SECONDS: gone
@@ -285,12 +286,7 @@ class SessionRow:
 
 
 def end_of_ist_day(now: datetime) -> datetime:
-    local = now.astimezone(IST)
-    return datetime.combine(local.date() + timedelta(days=1), time(0), IST).astimezone(UTC)
-
-
-def start_of_ist_day(now: datetime) -> datetime:
-    return datetime.combine(now.astimezone(IST).date(), time(0), IST).astimezone(UTC)
+    return start_of_day(now) + timedelta(days=1)
 
 
 def broker_sessions(now: datetime | None = None) -> list[SessionRow]:
@@ -380,7 +376,7 @@ def exception_summary(exc_info: str, width: int = 200) -> str:
 
 def orders_today(now: datetime | None = None) -> list[tuple[str, str, int]]:
     """(state, broker, count) of the children created since IST midnight."""
-    since = start_of_ist_day(now or utcnow())
+    since = start_of_day(now)
     rows = db.session.execute(
         sa.select(Order.status, Client.broker, sa.func.count())
         .join(Client, Order.client_id == Client.id)
@@ -395,7 +391,7 @@ def orders_today(now: datetime | None = None) -> list[tuple[str, str, int]]:
 def send_latencies(now: datetime | None = None) -> dict[str, list[float]]:
     """Broker → seconds from each child's creation (the ticket's submit, when it was queued) to
     the broker's acknowledgement, for today's (IST) acknowledged children."""
-    since = start_of_ist_day(now or utcnow())
+    since = start_of_day(now)
     rows = db.session.execute(
         sa.select(Client.broker, Order.created_at, Order.acknowledged_at)
         .join(Client, Order.client_id == Client.id)
