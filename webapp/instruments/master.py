@@ -59,7 +59,6 @@ def _decimal(value: str, name: str, positive: bool = False) -> Decimal:
     return number
 
 
-INDICES_SEGMENT = "INDICES"
 INDEX_TICK = Decimal("0.05")  # Kite lists an index with tick_size 0 and lot_size 0: it is never traded
 
 
@@ -69,7 +68,7 @@ def _parse_row(row: dict[str, str]) -> dict:
         lot_size = int(row["lot_size"])
     except (TypeError, ValueError):
         raise ValueError("instrument_token, exchange_token and lot_size must be whole numbers") from None
-    index = (row.get("segment") or "").strip().upper() == INDICES_SEGMENT
+    index = (row.get("segment") or "").strip().upper() == Instrument.INDICES_SEGMENT
     if index:  # its value still moves on a grid (the simulator's), and a lot of one keeps the column's rule
         lot_size = max(lot_size, 1)
         if not (row.get("tick_size") or "").strip() or _decimal(row["tick_size"], "tick_size") == 0:

@@ -4,9 +4,6 @@ the page chrome call it, and so could a job."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from decimal import ROUND_HALF_UP, Decimal
-
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import joinedload
@@ -14,11 +11,11 @@ from sqlalchemy.orm import joinedload
 from webapp.brokers.base import Quote
 from webapp.extensions import db
 from webapp.inputs import InputError, whole_number
+from webapp.marketdata.depth import Move
 from webapp.models import Instrument, WatchlistItem
 
 LISTS = WatchlistItem.LISTS
 PER_LIST = WatchlistItem.PER_LIST
-INDICES_SEGMENT = "INDICES"  # Kite's segment for index "instruments": prices only, never traded
 HEADER_INDICES = (("NSE", "NIFTY 50"), ("NSE", "NIFTY BANK"))  # the header's tickers, by (exchange, symbol)
 
 
@@ -118,33 +115,6 @@ def header_indices() -> list[Instrument]:
     return [found[key] for key in HEADER_INDICES if key in found]
 
 
-@dataclass(frozen=True)
-class Move:
-    """A price against the previous close: what a market-watch row and a ticker show."""
-
-    last: Decimal | None
-    close: Decimal | None
-    live: bool  # from a tick (else the reference price from the master)
-
-    @property
-    def change(self) -> Decimal | None:
-        if self.last is None or self.close is None:
-            return None
-        return self.last - self.close
-
-    @property
-    def percent(self) -> Decimal | None:
-        if self.change is None or not self.close:
-            return None
-        return (self.change * 100 / self.close).quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)
-
-    @property
-    def direction(self) -> str:
-        """'up', 'down' or '' (unchanged or unknown): the row's colour."""
-        change = self.change
-        return "" if not change else ("up" if change > 0 else "down")
-
-
 def move_of(instrument: Instrument, quote: Quote | None) -> Move:
     """The move of the instrument's latest quote, against the quote's previous close (or the master's
     reference price when the quote has none); the reference price itself when no tick came yet."""
@@ -154,4 +124,4 @@ def move_of(instrument: Instrument, quote: Quote | None) -> Move:
 
 
 def is_index(instrument: Instrument) -> bool:
-    return instrument.segment == INDICES_SEGMENT
+    return instrument.is_index

@@ -28,6 +28,33 @@ LIVE, STALE, ABSENT, UNAVAILABLE = "live", "stale", "absent", "unavailable"
 
 
 @dataclass(frozen=True)
+class Move:
+    """A price against the previous close: what a market-watch row and a ticker show."""
+
+    last: Decimal | None
+    close: Decimal | None
+    live: bool  # from a tick (else the reference price from the master)
+
+    @property
+    def change(self) -> Decimal | None:
+        if self.last is None or self.close is None:
+            return None
+        return self.last - self.close
+
+    @property
+    def percent(self) -> Decimal | None:
+        if self.change is None or not self.close:
+            return None
+        return (self.change * 100 / self.close).quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)
+
+    @property
+    def direction(self) -> str:
+        """'up', 'down' or '' (unchanged or unknown): the row's colour."""
+        change = self.change
+        return "" if not change else ("up" if change > 0 else "down")
+
+
+@dataclass(frozen=True)
 class QuoteView:
     """What the ticket's price strip and the depth panels show for one instrument."""
 
@@ -39,17 +66,16 @@ class QuoteView:
     asks: tuple[DepthLevel, ...] = ()
 
     @property
+    def move(self) -> Move:
+        return Move(self.last_price, self.previous_close or None, live=self.state == LIVE)
+
+    @property
     def change(self) -> Decimal | None:
-        if self.last_price is None or not self.previous_close:
-            return None
-        return self.last_price - self.previous_close
+        return self.move.change
 
     @property
     def change_pct(self) -> Decimal | None:
-        change = self.change
-        if change is None:
-            return None
-        return (change * 100 / self.previous_close).quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)
+        return self.move.percent
 
     @property
     def has_depth(self) -> bool:

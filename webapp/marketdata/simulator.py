@@ -26,7 +26,6 @@ OPERATING_RANGE_PCT = Decimal(10)
 LEVEL_NOTIONAL = Decimal(50000)  # one depth "unit" is about ₹50,000 of stock, so depth scales with price
 STEP_VOLATILITY = 0.0003  # one step's standard deviation as a fraction of the price
 MEAN_REVERSION = 0.02  # pull back towards the previous close, so prices do not pin to a circuit
-INDICES_SEGMENT = "INDICES"  # an index (NIFTY 50, NIFTY BANK): its value moves, nobody trades it
 
 
 @dataclass(frozen=True)
@@ -58,7 +57,7 @@ class SimInstrument:
             reference,
             lower,
             upper,
-            getattr(instrument, "segment", None) != INDICES_SEGMENT,
+            not getattr(instrument, "is_index", False),  # an index (NIFTY 50) moves, nobody trades it
         )
 
     @property

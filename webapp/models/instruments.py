@@ -13,6 +13,8 @@ from webapp.models.base import Price, TimestampMixin
 
 class Instrument(TimestampMixin, db.Model):
     __tablename__ = "instruments"
+    # the master's segment for indices (NIFTY 50, NIFTY BANK): a value that moves, never an order
+    INDICES_SEGMENT = "INDICES"
     __table_args__ = (sa.UniqueConstraint("exchange", "tradingsymbol", name="uq_instruments_exchange_symbol"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -32,6 +34,10 @@ class Instrument(TimestampMixin, db.Model):
     @property
     def key(self) -> str:
         return f"{self.exchange}:{self.tradingsymbol}"
+
+    @property
+    def is_index(self) -> bool:
+        return (self.segment or "").upper() == self.INDICES_SEGMENT
 
     def circuit_limits(self) -> tuple[Decimal, Decimal] | None:
         """(lower, upper) from the reference close and band, rounded inward to the tick."""

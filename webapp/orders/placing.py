@@ -25,13 +25,9 @@ from webapp.trading.tickets import PRICED, Review, Ticket, create_batch, referen
 TICKET_SIZINGS = (sizing.FIXED, sizing.MULTIPLIER, sizing.CAPITAL_PCT)
 
 
-# the instrument master's segment for indices (NIFTY 50, NIFTY BANK): prices only, never an order
-INDEX_SEGMENT = "INDICES"
-
-
 def untradable(instrument: Instrument) -> str:
     """Why no order may be placed in this instrument ("" when it may): an index is a price, not a stock."""
-    if (instrument.segment or "").upper() == INDEX_SEGMENT:
+    if instrument.is_index:
         return f"{instrument.tradingsymbol} is an index: it has a price but cannot be traded. Choose a stock."
     return ""
 
