@@ -14,6 +14,7 @@ from decimal import Decimal
 from itertools import groupby
 
 import sqlalchemy as sa
+from sqlalchemy.orm import contains_eager, joinedload
 
 from webapp.desk.summary import Scope, _escape_like, in_scope
 from webapp.extensions import db
@@ -99,6 +100,7 @@ def positions_select(scope: Scope, f: PositionFilter) -> sa.Select:
         .join(Instrument, Instrument.id == Position.instrument_id)
         .where(*_where(scope, f))
         .order_by(Client.name, Client.id, Instrument.tradingsymbol, Position.product)
+        .options(contains_eager(Position.client), contains_eager(Position.instrument))  # rows name both
     )
 
 
@@ -129,7 +131,11 @@ def shown_positions(scope: Scope, raw_ids: str | None) -> list[Position]:
     ids = id_list(raw_ids, max_items=MAX_ROWS)
     if not ids:
         return []
-    query = sa.select(Position).where(Position.id.in_(ids), in_scope(Position.client_id, scope))
+    query = (
+        sa.select(Position)
+        .where(Position.id.in_(ids), in_scope(Position.client_id, scope))
+        .options(joinedload(Position.client), joinedload(Position.instrument))  # one query, not one per row
+    )
     return list(db.session.execute(query).scalars())
 
 
