@@ -10,6 +10,7 @@ import sqlalchemy as sa
 from flask import abort, flash, redirect, render_template, request, url_for
 from flask_login import current_user
 from flask_wtf import FlaskForm
+from sqlalchemy.orm import selectinload
 from wtforms import DateField, SelectField, StringField
 from wtforms.validators import Length, Optional, Regexp, ValidationError
 
@@ -123,6 +124,7 @@ def _filtered(query, model, when, form: BookFilters):
         query = query.where(when >= start)
     if end:
         query = query.where(when < end)
+    query = query.options(selectinload(model.client), selectinload(model.instrument))  # rows name both
     return _symbol(query, model.instrument_id, form)
 
 
