@@ -143,6 +143,7 @@ class OrderRequest:
     market_protection: Decimal | None = None  # percent; None lets the adapter pick its default
     algo_id: str | None = None
     instrument_token: int | None = None  # Kite's instrument token, where known
+    isin: str | None = None  # the instrument's ISIN (Upstox keys equities by it), where known
 
 
 @dataclass(frozen=True)
@@ -251,6 +252,7 @@ class InstrumentRef:
     tradingsymbol: str
     exchange_token: int
     instrument_token: int | None = None
+    isin: str | None = None  # where known (Upstox keys equities by it)
 
     @property
     def key(self) -> str:

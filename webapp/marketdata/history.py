@@ -470,7 +470,11 @@ def fetch(
         raise ValueError(f"{adapter.label} has no historical candles")
     lower, upper = _bound(start, end=False), _bound(end, end=True)
     ref = InstrumentRef(
-        instrument.exchange, instrument.tradingsymbol, int(instrument.exchange_token), int(instrument.instrument_token)
+        instrument.exchange,
+        instrument.tradingsymbol,
+        int(instrument.exchange_token),
+        int(instrument.instrument_token),
+        instrument.isin,
     )
     received = adapter.historical_candles(ref, interval, lower, upper - timedelta(minutes=1))
     report = ImportReport()

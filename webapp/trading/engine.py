@@ -79,6 +79,7 @@ def _request(order: Any, instrument: Any, algo_id: str | None) -> OrderRequest:
         tradingsymbol=instrument.tradingsymbol,
         exchange_token=instrument.exchange_token,
         instrument_token=instrument.instrument_token,
+        isin=instrument.isin,
         side=Side(order.side),
         quantity=order.quantity,
         product=Product(order.product),
@@ -109,6 +110,7 @@ _CHILD_COLUMNS = (
     Instrument.tradingsymbol,
     Instrument.exchange_token,
     Instrument.instrument_token,
+    Instrument.isin,
 )
 _CLIENT_COLUMNS = (
     Client.id,

@@ -151,6 +151,7 @@ def mark_to_market(redis, fallback: Fallback | None = None, now: datetime | None
             Instrument.exchange,
             Instrument.tradingsymbol,
             Instrument.exchange_token,
+            Instrument.isin,
         ).where(Instrument.id.in_(held))
     ).all()
     prices = mark_prices(

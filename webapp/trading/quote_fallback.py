@@ -38,7 +38,7 @@ ASKED_KEY = "fanout:reprice:quotes-asked:{broker}"
 
 
 class BrokerQuotes:
-    """A pnl.Fallback: instrument rows (id, exchange, tradingsymbol, exchange_token, instrument_token)
+    """A pnl.Fallback: instrument rows (id, exchange, tradingsymbol, exchange_token, instrument_token, isin)
     → {instrument id: Quote} from the brokers' quote APIs."""
 
     def __init__(self, config: Mapping[str, Any], vault: Vault, redis):
@@ -100,7 +100,8 @@ class BrokerQuotes:
         """One quotes() call through the client's adapter, bounded by the broker timeout."""
         adapter = adapter_for(client, self.config, self.vault)
         refs = [
-            InstrumentRef(row.exchange, row.tradingsymbol, row.exchange_token, row.instrument_token) for row in rows
+            InstrumentRef(row.exchange, row.tradingsymbol, row.exchange_token, row.instrument_token, row.isin)
+            for row in rows
         ]
         outcome: dict[str, Any] = {}
 
