@@ -31,6 +31,10 @@ BROKER_MODULES = (
     "webapp.brokers.kite",
     "webapp.brokers.motilal",
     "webapp.brokers.sharekhan",
+    "webapp.brokers.angel",
+    "webapp.brokers.kotak",
+    "webapp.brokers.upstox",
+    "webapp.brokers.dhan",
 )
 
 

@@ -393,6 +393,13 @@ class Broker(ABC):
         return None
 
     @classmethod
+    def stream_token(cls, instrument: InstrumentRef) -> int | str | None:
+        """The token this broker's stream addresses `instrument` by (its `stream_key`), or None when
+        the stream cannot carry it. A broker that keys its stream otherwise (Upstox: "NSE_EQ|<ISIN>")
+        overrides this; the feed maps its ticks back through the same tokens."""
+        return instrument.instrument_token if cls.stream_key == "instrument_token" else instrument.exchange_token
+
+    @classmethod
     def open_stream(cls, account: Account, config: Mapping[str, Any]) -> Any:
         """A tick stream (webapp.marketdata.streams.TickStream) over `account`'s session, for a
         broker whose capabilities say `streaming`."""

@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from flask import Flask
 
 from webapp.brokers import SIMULATED_FEED, broker_class, broker_options
-from webapp.brokers.base import Quote
+from webapp.brokers.base import InstrumentRef, Quote
 from webapp.extensions import db, get_redis
 from webapp.marketdata.simulator import MarketSimulator
 from webapp.models import Instrument
@@ -53,16 +53,28 @@ class PaperSource:
 class StreamSource:
     """A broker's streaming API through one connected client's session (the desk needs one
     market-data session, not one per client). The adapter says which token its stream addresses
-    instruments by (`stream_key`); ticks are mapped back to instrument tokens here."""
+    instruments by (`stream_token`); ticks are mapped back to instrument tokens here."""
 
     def __init__(self, app: Flask, broker: str, read_timeout: float = 0.9):
         from webapp.marketdata.streams import StreamSupervisor
 
         self.app, self.broker, self.read_timeout = app, broker, read_timeout
         with app.app_context():
-            rows = db.session.execute(sa.select(Instrument.instrument_token, Instrument.exchange_token)).all()
-        by_instrument_token = broker_class(broker).stream_key == "instrument_token"
-        self.to_stream = {token: (token if by_instrument_token else exchange_token) for token, exchange_token in rows}
+            rows = db.session.execute(
+                sa.select(
+                    Instrument.exchange,
+                    Instrument.tradingsymbol,
+                    Instrument.exchange_token,
+                    Instrument.instrument_token,
+                    Instrument.isin,
+                )
+            ).all()
+        stream_token = broker_class(broker).stream_token
+        self.to_stream: dict[int, int | str] = {}
+        for row in rows:
+            key = stream_token(InstrumentRef(*row))
+            if key is not None:  # a broker's stream may not carry every instrument (Upstox: no ISIN, no key)
+                self.to_stream[row.instrument_token] = key
         self.from_stream = {v: k for k, v in self.to_stream.items()}
         self.supervisor = StreamSupervisor(
             self._make,

@@ -6,8 +6,9 @@ and asks its factory for a fresh one. `connect` raises the broker port's typed e
 when the broker refuses the session (log in again; retrying will not help) and `Unavailable` when
 the broker cannot be reached (retry with backoff).
 
-Tokens are the broker's own instrument numbers: Kite's `instrument_token`, ShareKhan's scrip code
-(the NSE exchange token). Quotes carry Decimal prices and aware UTC timestamps.
+Tokens are the broker's own instrument keys, as its adapter's `stream_token` gives them: Kite's
+`instrument_token`, ShareKhan's scrip code (the NSE exchange token), or a string where the broker keys
+its stream so (Upstox's "NSE_EQ|<ISIN>"). Quotes carry Decimal prices and aware UTC timestamps.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from collections.abc import Iterable, Mapping
 
 from webapp.brokers.base import Quote
 
-Tick = tuple[int, Quote]
+Tick = tuple[int | str, Quote]
 # token -> (exchange, tradingsymbol), so quotes can name their instrument; streams only know tokens
 SymbolMap = Mapping[int, tuple[str, str]]
 
