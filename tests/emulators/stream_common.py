@@ -21,6 +21,7 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
 
 from simple_websocket import ConnectionClosed, Server
@@ -38,6 +39,23 @@ class Upgraded(Response):
 
     def __call__(self, environ: Any, start_response: Any) -> Any:
         raise ConnectionError("websocket finished")
+
+
+@dataclass(frozen=True)
+class StreamQuote:
+    """What an emulated stream pushes for one instrument: the emulator's current numbers, the same its
+    REST quote answers. A broker's stream mixin asks its emulator for these (`stream_quote(key)`) and
+    encodes them in the broker's own wire format. Depth levels are (price, quantity, orders), best first."""
+
+    last_price: Decimal
+    open: Decimal
+    high: Decimal
+    low: Decimal
+    close: Decimal  # the previous close
+    volume: int = 0
+    last_quantity: int = 0
+    bids: tuple[tuple[Decimal, int, int], ...] = ()
+    asks: tuple[tuple[Decimal, int, int], ...] = ()
 
 
 @dataclass(eq=False)
