@@ -1,10 +1,11 @@
 """The order fan-out, end to end: ticket POST → every child acknowledged by the broker.
 
-    python bench/fanout.py --clients 100 --rtt-ms 100
+    python bench/fanout.py --clients 100 --rtt-ms 100 [--broker kite]
 
 Starts everything in a temporary directory: an embedded Redis (or --redis-url), a SQLite database
-(or --database-url), `flask db upgrade`, the Kite emulator with R ms added to every answer, N Kite
-clients with live sessions, a trader granted all of them, gunicorn (webapp/gunicorn_conf.py) and
+(or --database-url), `flask db upgrade`, the emulator of --broker (default Kite; any broker of
+tests/emulators/desks.py whose modules are present) with R ms added to every answer, N clients at
+that broker with live sessions, a trader granted all of them, gunicorn (webapp/gunicorn_conf.py) and
 the RQ workers as `make run` runs them (one on sync, default; two on orders, no fork). It
 logs in once; each round opens the ticket page, POSTs a MARKET BUY of 1 share for every client and
 times the POST, then reads the database (read-only, every --poll-ms) until every child of that
@@ -25,7 +26,7 @@ import re
 import sys
 import time
 from collections import Counter
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 
 if __package__ in (None, ""):  # `python bench/fanout.py` from a fresh clone
@@ -64,7 +65,13 @@ GENERAL_QUEUES = ("sync", "default")  # the Procfile's `worker`; its `orders` wo
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--clients", type=int, default=100, help="Kite clients on the ticket (N)")
+    p.add_argument("--clients", type=int, default=100, help="clients on the ticket (N), all at --broker")
+    p.add_argument(
+        "--broker",
+        default="kite",
+        help="the emulated broker every client is at (tests/emulators/desks.py: kite, motilal, sharekhan, "
+        "angel, kotak, upstox, dhan, as present)",
+    )
     p.add_argument("--rtt-ms", type=float, default=100.0, help="latency the emulator adds to every answer")
     p.add_argument("--rounds", type=int, default=10, help="measured batches")
     p.add_argument("--warmup", type=int, default=1, help="batches sent first and not counted")
@@ -103,26 +110,35 @@ def parse_args(argv=None) -> argparse.Namespace:
 # ---------------------------------------------------------------- the desk
 
 
-def start_emulator(processes: Processes, rtt_ms: float) -> str:
+def emulated(name: str):
+    """The broker's row in tests/emulators/desks.py: its emulator module, settings and seeding."""
+    from tests.emulators import desks
+
+    why = desks.missing(name)
+    if why:
+        raise RuntimeError(f"--broker {name}: {why}")
+    return desks.emulated(name)
+
+
+def start_emulator(processes: Processes, rtt_ms: float, broker) -> str:
     import subprocess
 
     proc = processes.start(
-        "kite-emulator",
-        [sys.executable, "-m", "tests.emulators.kite", "--port", "0", "--latency-ms", str(rtt_ms)],
+        f"{broker.name}-emulator",
+        [sys.executable, "-m", broker.module, "--port", "0", "--latency-ms", str(rtt_ms)],
         env=dict(os.environ),
         stdout=subprocess.PIPE,
     )
     line = proc.stdout.readline().decode()
     if not line:
-        raise RuntimeError("the Kite emulator did not start; see its log")
+        raise RuntimeError(f"the {broker.name} emulator did not start; see its log")
     return json.loads(line)["url"]
 
 
-def seed(app, emulator_url: str, n: int) -> tuple[int, list[int]]:
+def seed(app, emulator_url: str, n: int, broker) -> tuple[int, list[int]]:
     """N emulator accounts and desk clients with live sessions, the instrument master, a trader."""
     import sqlalchemy as sa
 
-    from webapp.brokers.base import BrokerSession
     from webapp.extensions import db
     from webapp.instruments.master import load_master
     from webapp.models import Client, Instrument, User
@@ -131,13 +147,8 @@ def seed(app, emulator_url: str, n: int) -> tuple[int, list[int]]:
     from webapp.trading.sessions import store_session
     from webapp.vault import current_vault
 
-    http = requests.Session()
-    accounts = []
-    for _ in range(n):
-        r = http.post(f"{emulator_url}/_emulator/accounts", json={}, timeout=10)
-        r.raise_for_status()
-        accounts.append(r.json())
-    http.close()
+    with requests.Session() as http:
+        accounts = [broker.open_account(emulator_url, http) for _ in range(n)]
     with app.app_context():
         with open(ROOT / "webapp/instruments/nse_sample.csv", encoding="utf-8") as f:
             report = load_master(f)
@@ -147,16 +158,16 @@ def seed(app, emulator_url: str, n: int) -> tuple[int, list[int]]:
         instrument = db.session.execute(
             sa.select(Instrument).where(Instrument.exchange == "NSE", Instrument.tradingsymbol == "INFY")
         ).scalar_one()
-        vault, expires = current_vault(), utcnow() + timedelta(hours=8)
+        vault = current_vault()
         clients = []
-        for i, creds in enumerate(accounts):
+        for i, account in enumerate(accounts):
             client = Client(
                 name=f"Bench {i:04d}",
-                broker="kite",
-                client_code=creds["user_id"],
-                credentials_enc=vault.encrypt({"api_key": creds["api_key"], "api_secret": creds["api_secret"]}),
+                broker=broker.name,
+                client_code=account.client_code,
+                credentials_enc=vault.encrypt(account.credentials),
             )
-            store_session(client, BrokerSession(creds["access_token"], expires), vault)
+            store_session(client, account.session, vault)
             clients.append(client)
         db.session.add_all(clients)
         db.session.add(
@@ -386,14 +397,14 @@ def main(argv=None) -> int:
         "fanout",
         args,
         lambda tmp, processes, started: _run(args, tmp, processes, started),
-        {"clients": args.clients, "rtt_ms": args.rtt_ms},
-        on_error=_explain,
+        {"broker": args.broker, "clients": args.clients, "rtt_ms": args.rtt_ms},
+        on_error=lambda tmp, exc: _explain(tmp, exc, args.broker),
     )
 
 
-def _explain(tmp: Path, exc: Exception) -> None:
+def _explain(tmp: Path, exc: Exception, broker: str = "kite") -> None:
     """A failed upgrade, a 500 or a crash explain themselves: the tail of the log that has it."""
-    for name in ("migrate", "web", "kite-emulator"):
+    for name in ("migrate", "web", f"{broker}-emulator"):
         tail = log_tail(tmp / f"{name}.log")
         if "Traceback" in tail or (name == "migrate" and type(exc).__name__ == "CalledProcessError"):
             print(f"--- {name}.log (tail)\n{tail}", file=sys.stderr)
@@ -402,10 +413,11 @@ def _explain(tmp: Path, exc: Exception) -> None:
 def _run(args, tmp: Path, processes: Processes, started: dict) -> dict:
     env = prepare(args, tmp, started)  # secrets, database (migrated), Redis: for this process and every child
     code_versions = versions("flask", "sqlalchemy", "rq", "gunicorn", "redis", "werkzeug", "requests", "psycopg")
-    emulator_url = start_emulator(processes, args.rtt_ms)
-    env.update({"KITE_API_URL": emulator_url, "KITE_LOGIN_URL": emulator_url})
+    broker = emulated(args.broker)
+    emulator_url = start_emulator(processes, args.rtt_ms, broker)
+    env.update(broker.settings(emulator_url))  # Kite: KITE_API_URL and KITE_LOGIN_URL
     os.environ.update(env)
-    log(f"kite emulator: {emulator_url} (+{args.rtt_ms:g} ms per answer)")
+    log(f"{broker.name} emulator: {emulator_url} (+{args.rtt_ms:g} ms per answer)")
     import logging
 
     logging.basicConfig(level=logging.WARNING)  # the app's basicConfig is then a no-op: quiet progress
@@ -413,8 +425,9 @@ def _run(args, tmp: Path, processes: Processes, started: dict) -> dict:
 
     app = create_app()
     t = time.perf_counter()
-    instrument_id, client_ids = seed(app, emulator_url, args.clients)
-    log(f"seeded {len(client_ids)} Kite clients in {time.perf_counter() - t:.1f} s; db: {database_version(app)}")
+    instrument_id, client_ids = seed(app, emulator_url, args.clients, broker)
+    seeded = time.perf_counter() - t
+    log(f"seeded {len(client_ids)} {broker.name} clients in {seeded:.1f} s; db: {database_version(app)}")
 
     port = free_port()
     web_env = dict(env, PORT=str(port))
@@ -449,7 +462,7 @@ def _run(args, tmp: Path, processes: Processes, started: dict) -> dict:
         "web": processes.pids("web"),
         "workers_sync_default": processes.pids("worker-all"),
         "workers_orders": processes.pids("worker-orders"),
-        "emulator": processes.pids("kite-emulator"),
+        "emulator": processes.pids(f"{broker.name}-emulator"),
         "redis": [started["redis"].process.pid] if started.get("redis") else [],
     }
     cpu_start = cpu_end = None
@@ -488,7 +501,7 @@ def _run(args, tmp: Path, processes: Processes, started: dict) -> dict:
     memory = {
         "web": rss_mib(processes.pids("web")),
         "workers": rss_mib(processes.pids("worker")),
-        "emulator": rss_mib(processes.pids("kite-emulator")),
+        "emulator": rss_mib(processes.pids(f"{broker.name}-emulator")),
     }
     ledger = ledger_check(emulator_url, all_rounds)
     info = {"database": database_version(app), "redis_server": rq_redis.info("server").get("redis_version")}
@@ -544,6 +557,7 @@ def report(args, measured, ledger, memory, cpu_start, cpu_end, wall_s, queued, i
     incomplete = sum(1 for r in measured if not r["complete"])
     return {
         "bench": "fanout",
+        "broker": args.broker,
         "clients": args.clients,
         "rtt_ms": args.rtt_ms,
         "rounds": args.rounds,
