@@ -451,7 +451,7 @@ class AngelBook:
             sellavg = (p["sellamount"] / sellqty).quantize(PAISA) if sellqty else ZERO
             net = buyqty - sellqty
             closed = min(buyqty, sellqty)
-            realised = ((sellavg - buyavg) * closed).quantize(PAISA)
+            realised = ((sellavg - buyavg) * closed).quantize(PAISA) if closed else ZERO
             avg = buyavg if net > 0 else sellavg if net < 0 else ZERO
             unrealised = ((instrument.ltp - avg) * net).quantize(PAISA)
             rows.append(
@@ -537,7 +537,7 @@ class AngelBook:
         available = self.available(account)
         return {
             "net": f"{available:.4f}",
-            "availablecash": f"{account.cash - account.debits:.4f}",
+            "availablecash": f"{account.cash:.4f}",
             "availableintradaypayin": "0.0000",
             "availablelimitmargin": "0.0000",
             "collateral": f"{account.collateral:.4f}",
