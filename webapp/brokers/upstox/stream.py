@@ -108,7 +108,13 @@ def open_stream(account: Account, config: Mapping[str, Any]) -> UpstoxStream:
 
 
 def stamp(milliseconds: int) -> datetime | None:
-    return EPOCH + timedelta(milliseconds=milliseconds) if milliseconds > 0 else None
+    """Epoch milliseconds as an aware UTC time; None for 0 (absent) or a value no date can hold."""
+    if milliseconds <= 0:
+        return None
+    try:
+        return EPOCH + timedelta(milliseconds=milliseconds)
+    except OverflowError:
+        return None
 
 
 def _day_ohlc(ohlc: Iterable[Any]) -> Any | None:
