@@ -282,6 +282,7 @@ class DhanEmulator(DhanStreamMixin, BrokerEmulator):
     def generate_token(self, request: Request) -> Response:
         """auth.dhan.co/app/generateAccessToken?dhanClientId=&pin=&totp= (query parameters, no body)."""
         args = request.args
+        self.calls.append((request.method, request.path, dict(request.headers), {}))
         with self.lock:
             account = self.book.accounts.get(args.get("dhanClientId", ""))
         if account is None or args.get("pin") != account.pin:

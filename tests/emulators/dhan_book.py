@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import pyotp
+
 IST = ZoneInfo("Asia/Kolkata")
 WIRE_TIME = "%Y-%m-%d %H:%M:%S"
 ZERO = Decimal("0")
@@ -262,7 +264,7 @@ class DhanBook:
 
     def new_account(self, cash: Decimal, holdings: dict[str, Any]) -> Account:
         client_id = str(next(self._clients))
-        account = Account(client_id, f"{secrets.randbelow(10**6):06d}", secrets.token_hex(10), cash)
+        account = Account(client_id, f"{secrets.randbelow(10**6):06d}", pyotp.random_base32(), cash)
         for symbol, qty in holdings.items():
             inst = self.by_symbol(symbol)
             account.holdings[inst.security_id] = (int(qty), inst.ltp)
