@@ -49,6 +49,7 @@ UPSTOX_LIMITS = {
     "api": [(50, 1.0), (500, 60.0), (2000, 1800.0)],
 }
 CODE_TTL = 600.0
+PUBLIC = UpstoxAccount("", "", "", "", Decimal("0"))  # who a token-less public call counts against
 QUOTE_MAX = 500
 CANDLE_UNITS = {"minutes": (1, 300), "hours": (1, 5), "days": (1, 1), "weeks": (1, 1), "months": (1, 1)}
 INSTRUMENTS_PATH = "/market-quote/instruments/exchange/NSE.json.gz"
@@ -96,6 +97,7 @@ class UpstoxEmulator(UpstoxStreamMixin, BrokerEmulator):
             Rule("/v2/market-quote/quotes", methods=["GET"], endpoint="quotes_full"),
             Rule("/v2/market-quote/ltp", methods=["GET"], endpoint="quotes_ltp"),
             Rule("/v3/market-quote/ltp", methods=["GET"], endpoint="quotes_ltp_v3"),
+            Rule("/v3/market-quote/quotes", methods=["GET"], endpoint="quotes_full_v3"),
             Rule("/v2/charges/margin", methods=["POST"], endpoint="margin"),
             Rule("/v3/historical-candle/<path:key>/<unit>/<int:interval>/<to_date>/<from_date>", endpoint="candles"),
             Rule("/v3/historical-candle/<path:key>/<unit>/<int:interval>/<to_date>", endpoint="candles"),
@@ -218,17 +220,22 @@ class UpstoxEmulator(UpstoxStreamMixin, BrokerEmulator):
     def not_found(self, request: Request) -> Response:
         return _error(Refusal(404, "UDAPI10000", "This request is not supported by Upstox API"))
 
-    def _authenticate(self, request: Request) -> UpstoxAccount:
-        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    def _authenticate(self, request: Request, public: bool = False) -> UpstoxAccount:
+        header = request.headers.get("Authorization", "")
+        if public and not header:  # the SDK calls the candle routes with no token (auth_settings = [])
+            return PUBLIC
+        scheme, _, token = header.partition(" ")
         with self.lock:
             account = self.accounts.get(self.sessions.get(token, ""))
         if scheme.lower() != "bearer" or account is None:
             raise BAD_TOKEN
         return account
 
-    def _api(self, request: Request, kind: str, limit: str, handler: Callable[[UpstoxAccount], Any]) -> Response:
+    def _api(
+        self, request: Request, kind: str, limit: str, handler: Callable[[UpstoxAccount], Any], public: bool = False
+    ) -> Response:
         try:
-            account = self._authenticate(request)
+            account = self._authenticate(request, public)
             if not self.limiter.allow(account.user_id, limit):
                 raise TOO_MANY
             fault = self.before_accept(kind, account.user_id)
@@ -248,8 +255,10 @@ class UpstoxEmulator(UpstoxStreamMixin, BrokerEmulator):
         respond = (lambda: data) if isinstance(data, Response) else (lambda: _success(data))
         return self.after_accept(fault, respond, lambda status: _error(SERVER_ERROR))
 
-    def _read(self, request: Request, handler: Callable[[UpstoxAccount], Any], kind: str = "read") -> Response:
-        return self._api(request, kind, "api", handler)
+    def _read(
+        self, request: Request, handler: Callable[[UpstoxAccount], Any], kind: str = "read", public: bool = False
+    ) -> Response:
+        return self._api(request, kind, "api", handler, public)
 
     # ================================================================ login
 
@@ -508,6 +517,24 @@ class UpstoxEmulator(UpstoxStreamMixin, BrokerEmulator):
 
         return self._read(request, handler, "quotes")
 
+    def quotes_full_v3(self, request: Request) -> Response:
+        def handler(account: UpstoxAccount) -> Any:
+            out = {}
+            for key in self._keys(request):
+                instrument = self.book.instruments.get(key)
+                if instrument is not None:
+                    row = _full_quote(instrument)
+                    row.update(
+                        prev_close_price=money(instrument.close),
+                        year_high=money(instrument.high),
+                        year_low=money(instrument.low),
+                        previous_oi=0.0,
+                    )
+                    out[instrument.quote_key] = row
+            return out
+
+        return self._read(request, handler, "quotes")
+
     def quotes_ltp(self, request: Request) -> Response:
         def handler(account: UpstoxAccount) -> Any:
             out = {}
@@ -598,7 +625,7 @@ class UpstoxEmulator(UpstoxStreamMixin, BrokerEmulator):
                 raise Refusal(400, "UDAPI1148", "Invalid date range", "from_date")
             return {"candles": _candles(instrument, unit, interval, start, end)}
 
-        return self._read(request, handler, "candles")
+        return self._read(request, handler, "candles", public=True)
 
     def instrument_file(self, request: Request) -> Response:
         data = gzip.compress(json.dumps(self.book.instrument_records()).encode())
