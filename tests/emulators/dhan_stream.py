@@ -62,6 +62,7 @@ class DhanStreamHub(StreamHub):
         self.ping_interval, self.pong_timeout = ping_interval, pong_timeout
         self.pongs = 0
         self.disconnects: list[tuple[str, int]] = []  # (account, reason) of every disconnect packet sent
+        self.queries: list[dict[str, str]] = []  # the query of every upgrade, for tests
         self._local = threading.local()  # authenticate -> on_open, in the connection's thread
         # per connection: its access token, a reason to disconnect it with, its keepalive times
         self._tokens: WeakKeyDictionary[StreamConn, str] = WeakKeyDictionary()
@@ -73,6 +74,8 @@ class DhanStreamHub(StreamHub):
 
     def authenticate(self, request: Request) -> tuple[str, Response | None]:
         args = request.args
+        with self.lock:
+            self.queries.append(dict(args))
         token, client_id = args.get("token", ""), args.get("clientId", "")
         self._local.token = token
         if args.get("version") != "2" or args.get("authType") != "2":
