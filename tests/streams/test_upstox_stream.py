@@ -26,7 +26,7 @@ from tests.emulators.upstox import UpstoxEmulator
 from tests.emulators.upstox_stream import UpstoxStreamHub
 from tests.streams.conftest import TICK_INTERVAL, StreamEnv, read_for, read_until
 from tests.streams.test_supervisor import SkewClock, live_supervisor, run_until
-from webapp.brokers import http
+from webapp.brokers import broker_class, broker_settings, http, streaming_brokers
 from webapp.brokers.base import Account, AuthExpired, BrokerSession, DepthLevel, InstrumentRef, Unavailable
 from webapp.brokers.upstox import feed_pb
 from webapp.brokers.upstox.stream import (
@@ -264,6 +264,20 @@ def test_open_stream_uses_the_configured_url_and_the_session(upstox):
     no_session = open_stream(Account(client_code="X"), {"UPSTOX_STREAM_URL": upstox.ws_url})
     with pytest.raises(AuthExpired):
         no_session.connect()
+
+
+def test_the_registered_adapter_streams_through_this_module(upstox):
+    adapter = broker_class("upstox")
+    assert adapter.capabilities.streaming and "upstox" in streaming_brokers()
+    assert broker_settings()["UPSTOX_STREAM_URL"] == STREAM_SETTINGS["UPSTOX_STREAM_URL"]
+    ref = InstrumentRef("NSE", "INFY", 1594, 408065, upstox.emulator.instrument("INFY").isin)
+    assert adapter.stream_token(ref) == key_of(upstox, "INFY")
+    account = Account(client_code=upstox.creds["user_id"], session=BrokerSession(upstox.creds["access_token"]))
+    stream = adapter.open_stream(account, {"UPSTOX_STREAM_URL": upstox.ws_url})
+    upstox.opened.append(stream)
+    stream.connect()
+    stream.subscribe([adapter.stream_token(ref)])
+    assert {t for t, _ in read_until(stream, bool)} == {key_of(upstox, "INFY")}
 
 
 def test_unknown_mode_is_refused():
