@@ -21,7 +21,8 @@ emulator's server:
   index keys) get nothing. Frames are built by upstox_stream_codec, by hand.
 - When a socket has had nothing to send for `heartbeat_interval` seconds the server sends a
   WebSocket ping (as Upstox does on an idle feed); `pings` and `pongs` count them.
-- Fault hooks on the emulator: drop_stream(), silence_stream(seconds).
+- Fault hooks on the emulator: drop_stream(), silence_stream(seconds), fail_authorize(status, times)
+  (the next authorize calls answer 429 UDAPI10005 or a 5xx UDAPI100500 in Upstox's envelope).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ import json
 import secrets
 import time
 import uuid
+from collections import deque
 from itertools import zip_longest
 from typing import Any
 
@@ -43,6 +45,7 @@ MODES = ("ltpc", "full", "option_greeks", "full_d30")
 SEGMENT_EXCHANGES = {"NSE_EQ": "NSE", "BSE_EQ": "BSE", "NSE_FO": "NFO", "BSE_FO": "BFO"}
 MARKET_STATUS = {"NSE_EQ": "NORMAL_OPEN", "BSE_EQ": "NORMAL_OPEN", "NSE_INDEX": "NORMAL_OPEN", "NSE_FO": "NORMAL_OPEN"}
 INVALID_TOKEN = "UDAPI100050"
+AUTHORIZE_FAULTS = {429: ("UDAPI10005", "Too Many Request Sent"), 500: ("UDAPI100500", "Something went wrong")}
 DAY_MS = 86_400_000
 IST_OFFSET_MS = 19_800_000
 
@@ -68,10 +71,20 @@ class UpstoxStreamHub(StreamHub):
         self.pings = self.pongs = 0
         self._last_sent: dict[int, float] = {}
         self._awaiting_pong: set[int] = set()
+        self.authorize_faults: deque[int] = deque()  # HTTP statuses the next authorize calls answer
+
+    def fail_authorize(self, status: int, times: int = 1) -> None:
+        with self.lock:
+            self.authorize_faults.extend([status] * times)
 
     # ------------------------------------------------------------------ the authorize call
 
     def authorize(self, request: Request) -> Response:
+        with self.lock:
+            fault = self.authorize_faults.popleft() if self.authorize_faults else None
+        if fault is not None:
+            code, message = AUTHORIZE_FAULTS.get(fault, AUTHORIZE_FAULTS[500])
+            return Response(json.dumps(error_envelope(code, message)), status=fault, content_type="application/json")
         scheme, _, token = request.headers.get("Authorization", "").partition(" ")
         account = self.emulator.stream_account(token) if scheme.lower() == "bearer" and token else None
         if account is None:
@@ -222,3 +235,7 @@ class UpstoxStreamMixin:
     def silence_stream(self, seconds: float) -> None:
         """Open feed sockets stay connected but send (and answer) nothing for `seconds`."""
         self.stream.silence(seconds)
+
+    def fail_authorize(self, status: int, times: int = 1) -> None:
+        """The next `times` authorize calls answer `status` (429 or a 5xx) with Upstox's error body."""
+        self.stream.fail_authorize(status, times)

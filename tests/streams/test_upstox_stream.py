@@ -68,6 +68,7 @@ def upstox(upstox_server):
         stream.close()
     hub.shutdown()
     hub.tick_interval, hub.heartbeat_interval = TICK_INTERVAL, 1.0
+    hub.authorize_faults.clear()
 
 
 def key_of(env: StreamEnv, symbol: str) -> str:
@@ -235,6 +236,17 @@ def test_unreachable_or_broken_authorize_is_unavailable(upstox):
         upstox.stream(authorize_url=upstox.ws_url.replace(AUTHORIZE_PATH, "/v3/feed/nowhere")).connect()
     with pytest.raises(Unavailable, match="no WebSocket address"):  # a 200 that is not the envelope
         upstox.stream(authorize_url=upstox.ws_url.replace(AUTHORIZE_PATH, "/v2/user/profile")).connect()
+
+
+@pytest.mark.parametrize(("status", "code"), [(429, "UDAPI10005"), (500, "UDAPI100500"), (503, "UDAPI100500")])
+def test_a_refused_authorize_that_is_not_the_session_is_unavailable(upstox, status, code):
+    upstox.emulator.fail_authorize(status)
+    with pytest.raises(Unavailable, match=f"HTTP {status} \\({code}\\)"):
+        upstox.stream().connect()
+    stream = upstox.stream()
+    stream.connect()  # the next call is answered
+    stream.subscribe([key_of(upstox, "INFY")])
+    assert read_until(stream, bool)
 
 
 def test_drop_raises_stream_closed_and_close_is_idempotent(upstox):
