@@ -29,7 +29,7 @@ from decimal import Decimal
 from typing import Any
 
 from webapp.brokers.angel.packets import EXCHANGE_TYPES, LTP, QUOTE, SNAP_QUOTE, parse_packet, to_quote
-from webapp.brokers.base import Account, InstrumentRef, InvalidInput
+from webapp.brokers.base import Account, AuthExpired, InstrumentRef, InvalidInput
 from webapp.marketdata.streams.base import StreamClosed, Tick, TickStream
 from webapp.marketdata.streams.wsclient import WebSocket, drain
 from webapp.timeutil import utcnow
@@ -50,6 +50,15 @@ def stream_token(instrument: InstrumentRef) -> int | str | None:
     if instrument.exchange not in EXCHANGE_TYPES or not instrument.exchange_token:
         return None
     return f"{instrument.exchange}|{int(instrument.exchange_token)}"
+
+
+def printable(value: str) -> bool:
+    """A header value the handshake can carry: no surrounding blanks, no control characters."""
+    return value == value.strip() and value.isprintable()
+
+
+def usable(value: str) -> bool:
+    return bool(value) and printable(value)
 
 
 def split_token(token: int | str) -> tuple[int, str] | None:
@@ -105,13 +114,18 @@ class AngelStream(TickStream):
 
     def connect(self) -> None:
         self.close()  # a second connect replaces the socket, never leaks it
-        jwt = self._jwt if self._jwt.startswith("Bearer ") else f"Bearer {self._jwt}"
+        jwt = self._jwt.removeprefix("Bearer ")
         headers = {
-            "Authorization": jwt,
+            "Authorization": f"Bearer {jwt}",
             "x-api-key": self.api_key,
             "x-client-code": self.client_code,
             "x-feed-token": self._feed_token,
         }
+        if not (usable(jwt) and usable(self._feed_token)) or not all(map(printable, (self.api_key, self.client_code))):
+            # an empty or mangled value is no session to present (and cannot go into a header)
+            raise AuthExpired(
+                "The Angel session has no usable jwt or feed token (or a mangled client code or API key)."
+            )
         self._ws = WebSocket.open(self.ws_url, headers=headers, timeout=self.connect_timeout, what="Angel stream")
         self._last_ping = time.monotonic()
         log.info("stream=angel event=connected mode=%s", self.mode)
