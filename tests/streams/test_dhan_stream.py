@@ -465,6 +465,17 @@ def test_open_stream_uses_the_client_id_token_and_configured_url():
         open_stream(Account("1100000001"), {})
 
 
+def test_the_adapter_delegates_its_stream_token_and_open_stream_here():
+    from webapp.brokers import broker_class
+
+    adapter = broker_class("dhan")
+    ref = InstrumentRef("NSE", "INFY", 1594, 408065, "INE009A01021")
+    assert adapter.stream_token(ref) == stream_token(ref) == INFY
+    session = BrokerSession(access_token="tok-" + "y" * 8)
+    stream = adapter.open_stream(Account("1100000002", session=session), {"DHAN_STREAM_URL": "ws://127.0.0.1:1/feed"})
+    assert isinstance(stream, DhanStream) and stream.ws_url == "ws://127.0.0.1:1/feed"
+
+
 # ---------------------------------------------------------------- the parser on hand-built bytes
 
 
