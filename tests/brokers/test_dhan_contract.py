@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from datetime import datetime, timedelta
 from decimal import Decimal
 
 import pyotp
 import pytest
+import sqlalchemy as sa
 
 from tests.brokers.dhan_fixtures import INFY, SBIN, desk_account, order_request
 from tests.emulators.common import EmulatorServer, FaultPlan
@@ -27,7 +29,13 @@ from webapp.brokers.base import (
     Validity,
 )
 from webapp.brokers.dhan.adapter import DhanBroker
+from webapp.extensions import db
+from webapp.models import Client, Order
 from webapp.timeutil import UTC, utcnow
+from webapp.trading import engine, states
+from webapp.trading.context import build_context
+from webapp.trading.sessions import store_session
+from webapp.vault import current_vault
 
 HANG = 0.8
 TIMEOUT = 0.3
@@ -328,3 +336,33 @@ def test_login_with_pin_and_totp(emu, server, creds):
         broker.complete_login({"access_token": "", "pin": creds["pin"], "totp": ""})
     with pytest.raises(InvalidInput, match="6-digit"):
         broker.complete_login({"pin": creds["pin"], "totp": "12ab"})
+
+
+# ----------------------------------------------------------------------------------- through the desk
+
+
+@pytest.mark.parametrize("fault", ["timeout_after_accept", "drop_after_accept", "error_5xx_after_accept"])
+def test_the_engine_resolves_a_lost_answer_by_tag_and_never_sends_twice(app, factory, server, emu, fault):
+    """A batch of three Dhan clients through the order engine; the first place's answer is lost."""
+    app.config.update(DHAN_API_URL=server.url, BROKER_TIMEOUT_SECONDS=TIMEOUT)
+    instrument = factory.instrument("INFY", 1594, price="1548.20", tick="0.10", band="10")
+    trader = factory.user("tara", role="trader")
+    clients = []
+    for n in range(3):
+        code, credentials, session = desk_account(emu.add_account())
+        client = factory.client(f"Dhan{n}", broker="dhan", code=code, credentials=credentials)
+        with app.app_context():
+            store_session(db.session.get(Client, client.id), session, current_vault())
+            db.session.commit()
+        clients.append(client)
+    batch = factory.batch(trader, clients, instrument, quantity=1)
+    emu.faults.script("place", fault, "ok", "ok")
+    with app.app_context():
+        engine.send_batch(batch.id, build_context(app))
+        rows = db.session.execute(sa.select(Order).where(Order.batch_id == batch.id)).scalars().all()
+        assert {row.status for row in rows} <= {states.PLACED, states.OPEN, states.COMPLETE}
+        assert all(row.attempts == 1 for row in rows)
+    codes = {c.client_code for c in clients}
+    booked = Counter((e.account, e.tag) for e in emu.ledger.entries() if e.account in codes)
+    assert len(booked) == 3 and set(booked.values()) == {1}
+    assert any(p.startswith("/v2/orders/external/") for _, p, _, _ in emu.calls)
