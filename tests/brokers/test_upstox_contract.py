@@ -277,7 +277,7 @@ def test_insufficient_funds_is_a_broker_side_rejection(upstox_server):
         order_id = env.broker.place(order("INFY", tag="poor1"))
         [row] = env.broker.orders_by_tag("poor1")
         assert row.order_id == order_id and row.status is BrokerOrderStatus.REJECTED
-        assert "Insufficient funds" in row.status_message
+        assert row.status_message.startswith("You need to add Rs. ")
     finally:
         env.close()
 
@@ -536,3 +536,40 @@ def test_a_second_emulator_on_its_own_server_is_independent():
             assert env.broker.order_book() == []
         finally:
             env.close()
+
+
+def test_modify_keeps_what_it_is_not_told_to_change(upstox):
+    broker = upstox.broker
+    order_id = broker.place(limit("INFY", "1400.00", quantity=3))
+    broker.modify(order_id, quantity=5)
+    row = upstox.emulator.order(order_id)
+    assert (row["price"], row["quantity"], row["validity"], row["order_type"]) == (1400.0, 5, "DAY", "LIMIT")
+    broker.modify(order_id, order_type=OrderType.SL, price=Decimal("1450"), trigger_price=Decimal("1449"))
+    row = upstox.emulator.order(order_id)
+    assert (row["order_type"], row["price"], row["trigger_price"]) == ("SL", 1450.0, 1449.0)
+
+
+def test_order_details_name_cash_orders_with_the_series_but_the_desk_sees_the_symbol(upstox):
+    order_id = upstox.broker.place(order("SBIN"))
+    with requests.Session() as http:
+        raw = http.get(
+            upstox.url + "/v2/order/details",
+            params={"order_id": order_id},
+            headers={"Authorization": f"Bearer {upstox.creds['access_token']}"},
+        ).json()["data"]
+    assert raw["trading_symbol"] == "SBIN-EQ"
+    assert upstox.broker.order(order_id).tradingsymbol == "SBIN"
+
+
+def test_a_partial_fill_is_partial_with_the_filled_quantity(upstox):
+    broker = upstox.broker
+    order_id = broker.place(limit("INFY", "1400.00", quantity=10, tag="part1"))
+    upstox.emulator.fill(order_id, 4, "1399.95")
+    [row] = broker.orders_by_tag("part1")
+    assert row.status is BrokerOrderStatus.PARTIAL and row.filled_quantity == 4 and row.pending_quantity == 6
+    assert row.average_price == Decimal("1399.95") and row.raw_status == "open"
+    [trade] = [t for t in broker.trades() if t.order_id == order_id]
+    assert trade.quantity == 4 and trade.price == Decimal("1399.95")
+    broker.cancel(order_id)
+    [row] = broker.orders_by_tag("part1")
+    assert row.status is BrokerOrderStatus.CANCELLED and row.filled_quantity == 4

@@ -186,6 +186,20 @@ class UpstoxEmulator(UpstoxStreamMixin, BrokerEmulator):
                     return {k: v for k, v in account.orders[order_id].items() if not k.startswith("_")}
         raise KeyError(order_id)
 
+    def fill(self, order_id: str, quantity: int | None = None, price: Any = None) -> None:
+        """Fill (part of) an open order, as the exchange would: a trade, the position, the funds."""
+        with self.lock:
+            for account in self.accounts.values():
+                row = account.orders.get(order_id)
+                if row is not None:
+                    if row["status"] != "open":
+                        raise ValueError(f"order {order_id} is {row['status']}")
+                    instrument = self.book.instruments[row["instrument_token"]]
+                    at = Decimal(str(price)) if price is not None else instrument.last_price
+                    self.book.fill(account, row, quantity or row["pending_quantity"], at, self.clock())
+                    return
+        raise KeyError(order_id)
+
     def script_response(self, kind: str, status: int, body: str | bytes, content_type: str = "application/json"):
         """The next request of `kind` gets exactly this answer (malformed bodies, odd envelopes)."""
         self._scripted[kind].append(Response(body, status=status, content_type=content_type))
@@ -464,7 +478,16 @@ class UpstoxEmulator(UpstoxStreamMixin, BrokerEmulator):
         return self._read(request, lambda a: [_public(r) for r in a.orders.values()], "order_book")
 
     def order_details(self, request: Request) -> Response:
-        return self._read(request, lambda a: _public(self._own_order(a, request.args.get("order_id", ""))))
+        def handler(account: UpstoxAccount) -> Any:
+            row = _public(self._own_order(account, request.args.get("order_id", "")))
+            # Upstox's documented details sample names a cash order "SBIN-EQ" where the book says "SBIN"
+            return {
+                **row,
+                "trading_symbol": row["trading_symbol"] + "-EQ",
+                "tradingsymbol": row["tradingsymbol"] + "-EQ",
+            }
+
+        return self._read(request, handler)
 
     def order_history(self, request: Request) -> Response:
         def handler(account: UpstoxAccount) -> Any:

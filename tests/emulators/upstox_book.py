@@ -218,9 +218,9 @@ class UpstoxBook:
             return None
         need = self._margin(row, instrument)
         if need > self.available(account):
+            # the wording of Upstox's documented order book sample
             return (
-                f"Insufficient funds. Required margin is {money(need):.2f} "
-                f"but available margin is {money(self.available(account)):.2f}."
+                f"You need to add Rs. {money(need - self.available(account)):.2f} in your account to place this trade."
             )
         return None
 

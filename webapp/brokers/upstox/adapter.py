@@ -210,20 +210,24 @@ class UpstoxBroker(Broker):
         order_type: OrderType | None = None,
         validity: Validity | None = None,
     ) -> str:
-        # v3 modify wants order_type, validity, price and trigger_price every time: the rest comes
-        # from the order's current row.
-        current = self.order(order_id)
+        # v3 modify wants order_type, validity, price and trigger_price every time: what the
+        # caller leaves out comes from the order's current row (GET /v2/order/details).
+        row = self._call("order", "GET", "/v2/order/details", query={"order_id": order_id})
+        try:
+            current = mapping.order_from_row(row)
+            current_validity = Validity(str(row.get("validity") or "DAY"))
+        except (AttributeError, KeyError, ValueError, TypeError, InvalidOperation):
+            raise Unavailable(f"{BROKER} sent order {order_id} in a form the desk cannot read; try again") from None
         kind = order_type or current.order_type
+        zero = Decimal("0")
+        new_price = price if price is not None else current.price or zero
+        new_trigger = trigger_price if trigger_price is not None else current.trigger_price or zero
         body: dict[str, Any] = {
             "order_id": order_id,
             "order_type": kind.value,
-            "validity": (validity or Validity.DAY).value,
-            "price": (price if price is not None else current.price or Decimal("0"))
-            if kind in (OrderType.LIMIT, OrderType.SL)
-            else Decimal("0"),
-            "trigger_price": (trigger_price if trigger_price is not None else current.trigger_price or Decimal("0"))
-            if kind in (OrderType.SL, OrderType.SLM)
-            else Decimal("0"),
+            "validity": (validity or current_validity).value,
+            "price": new_price if kind in (OrderType.LIMIT, OrderType.SL) else zero,
+            "trigger_price": new_trigger if kind in (OrderType.SL, OrderType.SLM) else zero,
         }
         if quantity is not None:
             body["quantity"] = quantity

@@ -134,7 +134,12 @@ def status_of(word: str, filled: int) -> BrokerOrderStatus:
 
 
 def _symbol(row: Mapping[str, Any]) -> str:
-    return str(row.get("trading_symbol") or row.get("tradingsymbol") or "")
+    """The desk's symbol: Upstox's order details name NSE cash orders "SBIN-EQ" where the book says
+    "SBIN" (the documented samples differ), so the "-EQ" series suffix of a cash row is dropped."""
+    symbol = str(row.get("trading_symbol") or row.get("tradingsymbol") or "")
+    if symbol.endswith("-EQ") and str(row.get("instrument_token") or "").split("|", 1)[0] in EXCHANGES:
+        symbol = symbol[:-3]
+    return symbol
 
 
 def _exchange(row: Mapping[str, Any]) -> str:
