@@ -24,7 +24,7 @@ from tests.emulators.common import EmulatorServer
 from tests.emulators.stream_common import StreamQuote
 from tests.emulators.upstox import UpstoxEmulator
 from tests.emulators.upstox_stream import UpstoxStreamHub
-from tests.streams.conftest import TICK_INTERVAL, StreamEnv, read_for, read_until
+from tests.streams.conftest import TICK_INTERVAL, StreamEnv, eventually, read_for, read_until
 from tests.streams.test_supervisor import SkewClock, live_supervisor, run_until
 from webapp.brokers import broker_class, broker_settings, http, streaming_brokers
 from webapp.brokers.base import Account, AuthExpired, BrokerSession, DepthLevel, InstrumentRef, Unavailable
@@ -297,6 +297,50 @@ def test_unknown_mode_is_refused():
         UpstoxStream("t", mode="snapshot")
     with pytest.raises(Exception, match="mode"):
         UpstoxStream("t").change_mode(["NSE_EQ|X"], "quote")
+
+
+def test_the_sdks_streamer_reads_the_emulators_feed(upstox, monkeypatch):
+    """upstox-python-sdk's own MarketDataStreamerV3 against the emulator: its authorize call, its
+    binary requests, its decoding. Its feeder hard-codes wss://api.upstox.com/… and follows a redirect
+    there; the test hands it the emulator's one-time address instead (reference §1.9)."""
+    import upstox_client
+    from upstox_client.feeder import market_data_feeder_v3 as feeder_module
+
+    token, infy = upstox.creds["access_token"], key_of(upstox, "INFY")
+    upstox.emulator.set_price("INFY", "1512.45")
+    config = upstox_client.Configuration()
+    config.access_token = token
+    config.host = config.order_host = upstox.ws_url.removesuffix(AUTHORIZE_PATH)
+    api = upstox_client.ApiClient(config)
+    uri = upstox_client.WebsocketApi(api).get_market_data_feed_authorize_v3().data.authorized_redirect_uri
+    real_app, asked = feeder_module.websocket.WebSocketApp, []
+
+    def at_the_emulator(url, **kwargs):
+        asked.append((url, kwargs["header"]["Authorization"]))
+        return real_app(uri, **kwargs)
+
+    monkeypatch.setattr(feeder_module.websocket, "WebSocketApp", at_the_emulator)
+    streamer = upstox_client.MarketDataStreamerV3(api, [infy], "full")
+    streamer.auto_reconnect(False)
+    messages: list[dict] = []
+    streamer.on("message", messages.append)
+    streamer.connect()
+    try:
+        eventually(lambda: any(infy in m.get("feeds", {}) for m in messages), within=3.0)
+        (conn,) = upstox.hub.wait_for(1, upstox.creds["user_id"])
+    finally:
+        streamer.disconnect()
+    assert asked == [("wss://api.upstox.com/v3/feed/market-data-feed", f"Bearer {token}")]
+    assert (
+        messages[0]["type"] == "market_info" and messages[0]["marketInfo"]["segmentStatus"]["NSE_EQ"] == "NORMAL_OPEN"
+    )
+    feed = next(m for m in messages if infy in m.get("feeds", {}))["feeds"][infy]
+    assert feed["requestMode"] == "full_d5"
+    market = feed["fullFeed"]["marketFF"]
+    assert market["ltpc"]["ltp"] == 1512.45 and len(market["marketLevel"]["bidAskQuote"]) == 5
+    (sub,) = [json.loads(m) for m in conn.received]  # one binary request
+    assert (sub["method"], sub["data"]) == ("sub", {"instrumentKeys": [infy], "mode": "full"})
+    eventually(lambda: not upstox.hub.connections())
 
 
 # ---------------------------------------------------------------- under the supervisor
