@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import logging
-import secrets
 import socket
 import struct
 import threading
@@ -18,11 +17,10 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from werkzeug.routing import Map, Rule
 
 from tests.emulators import angel_stream_codec as codec
-from tests.emulators.angel_stream import AngelStreamMixin
-from tests.emulators.common import BrokerEmulator, EmulatorServer
+from tests.emulators.angel import AngelEmulator
+from tests.emulators.common import EmulatorServer
 from tests.emulators.stream_common import StreamQuote
 from tests.streams.conftest import StreamEnv, _env, eventually, read_for, read_until
 from webapp.brokers.angel.packets import parse_packet, to_quote
@@ -34,69 +32,11 @@ from webapp.timeutil import UTC, utcnow
 INFY, SBIN, TCS, RELIANCE_BSE = "NSE|1594", "NSE|3045", "NSE|11536", "BSE|500325"
 
 
-# ---------------------------------------------------------------- a small emulator until the REST one lands
-
-
-class LocalAngelEmulator(AngelStreamMixin, BrokerEmulator):
-    """Only what the stream mixin asks of the REST emulator: lock, stream_account, stream_quote."""
-
-    url_map = Map([Rule("/smart-stream", endpoint="ticker", websocket=True)])
-    SYMBOLS = {("NSE", 1594): "INFY", ("NSE", 3045): "SBIN", ("NSE", 11536): "TCS", ("BSE", 500325): "RELIANCE"}
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.prices = {key: Decimal("1500.00") + 10 * n for n, key in enumerate(self.SYMBOLS)}
-        self.feed_tokens: dict[str, str] = {}  # feed token -> client code
-
-    def add_account(self, **fields: Any) -> dict[str, Any]:
-        creds = {
-            "client_code": f"A{secrets.randbelow(10**6):06d}",
-            "api_key": secrets.token_hex(8),
-            "jwt": secrets.token_hex(24),
-            "feed_token": secrets.token_hex(16),
-        }
-        with self.lock:
-            self.feed_tokens[creds["feed_token"]] = creds["client_code"]
-        return creds
-
-    def expire_sessions(self, account: str | None = None) -> None:
-        with self.lock:
-            for feed, code in list(self.feed_tokens.items()):
-                if account is None or code == account:
-                    del self.feed_tokens[feed]
-
-    def set_price(self, symbol: str, price: str, exchange: str = "NSE") -> None:
-        with self.lock:
-            (key,) = [k for k, s in self.SYMBOLS.items() if s == symbol and k[0] == exchange]
-            self.prices[key] = Decimal(price)
-
-    def stream_account(self, token: str) -> str | None:
-        return self.feed_tokens.get(token)
-
-    def stream_quote(self, exchange: str, *, token: int | None = None, isin: str | None = None) -> StreamQuote | None:
-        last = self.prices.get((exchange, token))
-        if last is None:
-            return None
-        tick = Decimal("0.05")
-        close = last - 5
-        return StreamQuote(
-            last_price=last,
-            open=close,
-            high=max(last, close),
-            low=min(last, close),
-            close=close,
-            volume=250000,
-            last_quantity=10,
-            bids=tuple((last - tick * (i + 1), 100 * (i + 1), i + 1) for i in range(5)),
-            asks=tuple((last + tick * (i + 1), 120 * (i + 1), i + 2) for i in range(5)),
-        )
-
-
 def make_stream(env: StreamEnv, **kwargs: Any) -> AngelStream:
     options = {
         "client_code": env.creds["client_code"],
         "api_key": env.creds["api_key"],
-        "jwt": env.creds["jwt"],
+        "jwt": env.creds["jwt_token"],
         "feed_token": env.creds["feed_token"],
         "ws_url": env.ws_url,
         "connect_timeout": 2.0,
@@ -108,7 +48,9 @@ def make_stream(env: StreamEnv, **kwargs: Any) -> AngelStream:
 
 @pytest.fixture(scope="module")
 def angel_server():
-    with EmulatorServer(LocalAngelEmulator()) as server:
+    emulator = AngelEmulator()
+    emulator.book.add_instrument("BSE", "RELIANCE", 500325, Decimal("1510.40"), tick=Decimal("0.05"))
+    with EmulatorServer(emulator) as server:
         yield server
         server.app.stream.shutdown()
 
@@ -149,12 +91,12 @@ def test_snapquote_ticks_carry_exact_prices_and_five_levels_of_depth(angel):
     assert quote.volume == want.volume
     assert quote.bids == tuple(DepthLevel(p, q, o) for p, q, o in want.bids)
     assert quote.asks == tuple(DepthLevel(p, q, o) for p, q, o in want.asks)
-    assert len(quote.bids) == len(quote.asks) == 5 and quote.bids[0].price == Decimal("1512.40")
+    assert len(quote.bids) == len(quote.asks) == 5 and quote.bids[0].price < quote.last_price < quote.asks[0].price
     assert quote.timestamp.tzinfo is UTC and abs((utcnow() - quote.timestamp).total_seconds()) < 60
     assert quote.upper_circuit is None and quote.lower_circuit is None  # the emulator sends 0: none
 
     handshake = angel.hub.handshakes[-1]
-    assert handshake["Authorization"] == f"Bearer {angel.creds['jwt']}"
+    assert handshake["Authorization"] == f"Bearer {angel.creds['jwt_token']}"
     assert (handshake["X-Api-Key"], handshake["X-Client-Code"], handshake["X-Feed-Token"]) == (
         angel.creds["api_key"],
         angel.creds["client_code"],
@@ -244,16 +186,16 @@ def test_refused_session_is_auth_expired_and_never_logged(angel, caplog):
             angel.stream(client_code="Z999999").connect()
         with pytest.raises(AuthExpired):
             angel.stream(api_key="").connect()  # refused by the broker: a header is missing
-        for jwt, feed in (("", angel.creds["feed_token"]), (angel.creds["jwt"], "bad\r\nheader")):
+        for jwt, feed in (("", angel.creds["feed_token"]), (angel.creds["jwt_token"], "bad\r\nheader")):
             with pytest.raises(AuthExpired):  # never sent: no session to present
                 angel.stream(jwt=jwt, feed_token=feed).connect()
-        angel.stream(jwt=f"Bearer {angel.creds['jwt']}").connect()  # the SDK's login gives it prefixed
+        angel.stream(jwt=f"Bearer {angel.creds['jwt_token']}").connect()  # the SDK's login gives it prefixed
     angel.hub.wait_for(1, angel.creds["client_code"])  # the server lists it a moment after the 101
     assert (
         angel.hub.refused == refused_before + 3
-        and angel.hub.handshakes[-1]["Authorization"] == f"Bearer {angel.creds['jwt']}"
+        and angel.hub.handshakes[-1]["Authorization"] == f"Bearer {angel.creds['jwt_token']}"
     )
-    for secret in (angel.creds["feed_token"], angel.creds["jwt"]):
+    for secret in (angel.creds["feed_token"], angel.creds["jwt_token"]):
         assert secret not in caplog.text and secret not in repr(angel.opened[-1])
 
 
@@ -314,7 +256,7 @@ def test_open_stream_uses_the_sessions_jwt_and_feed_token(angel):
     account = Account(
         creds["client_code"],
         {"api_key": creds["api_key"]},
-        BrokerSession(creds["jwt"], extra={"feed_token": creds["feed_token"]}),
+        BrokerSession(creds["jwt_token"], extra={"feed_token": creds["feed_token"]}),
     )
     stream = open_stream(account, {"ANGEL_STREAM_URL": angel.ws_url})
     angel.opened.append(stream)
@@ -452,7 +394,7 @@ def test_the_sdk_decodes_the_same_bytes_to_the_same_numbers(angel, tmp_path, mon
 
     creds = angel.creds
     sdk = RecordingSDK(
-        f"Bearer {creds['jwt']}", creds["api_key"], creds["client_code"], creds["feed_token"], retry_delay=0
+        f"Bearer {creds['jwt_token']}", creds["api_key"], creds["client_code"], creds["feed_token"], retry_delay=0
     )
     sdk.ROOT_URI = angel.ws_url  # a class attribute in the SDK; the instance's wins
     thread = threading.Thread(target=sdk.connect, daemon=True)
