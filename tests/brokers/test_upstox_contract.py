@@ -477,10 +477,12 @@ def test_quotes_are_keyed_by_the_desk_key_from_the_instrument_key_inside(upstox)
     assert sbin.lower_circuit < sbin.close < sbin.upper_circuit
 
 
-def test_quotes_without_an_isin_are_refused(upstox):
-    bare = ref("INFY").__class__("NSE", "INFY", 1594)
-    with pytest.raises(InvalidInput, match="ISIN"):
-        upstox.broker.quotes([bare])
+def test_quotes_leave_an_instrument_without_an_isin_unanswered(upstox):
+    bare = ref("INFY").__class__("NSE", "WIPRO", 3787)
+    before = requests_to(upstox, "/v2/market-quote/quotes")
+    assert upstox.broker.quotes([bare]) == {}
+    assert requests_to(upstox, "/v2/market-quote/quotes") == before  # nothing to ask
+    assert set(upstox.broker.quotes([bare, ref("SBIN")])) == {"NSE:SBIN"}
 
 
 def test_the_emulator_takes_the_deprecated_symbol_parameter_too(upstox):

@@ -290,10 +290,15 @@ class UpstoxBroker(Broker):
 
     def quotes(self, instruments: Sequence[InstrumentRef]) -> dict[str, Quote]:
         """Full quotes (GET /v2/market-quote/quotes), 500 keys a call. The answer is keyed
-        "NSE_EQ:INFY"; each row names its instrument key, which maps it back to the request."""
+        "NSE_EQ:INFY"; each row names its instrument key, which maps it back to the request. An
+        instrument without an ISIN cannot be named to Upstox and is left unanswered (repricing asks the
+        next broker for it)."""
         by_key: dict[str, InstrumentRef] = {}
         for ref in instruments:
-            by_key[mapping.instrument_key(ref.exchange, ref.isin)] = ref
+            try:
+                by_key[mapping.instrument_key(ref.exchange, ref.isin)] = ref
+            except InvalidInput:  # no ISIN (or not a cash exchange): left for another broker to answer
+                continue
         keys = list(by_key)
         quotes: dict[str, Quote] = {}
         for start in range(0, len(keys), QUOTE_BATCH):
