@@ -558,6 +558,17 @@ def test_a_disconnect_packet_ends_the_read_with_the_right_error():
         stream._handle(codec.disconnect(805))
 
 
+def test_frames_that_came_while_connect_waited_are_read_first(dhan):
+    stream = dhan.stream()
+    stream._pending.append(codec.ticker("NSE_EQ", 1594, Decimal("1512.45"), 0))  # as if it came with the 101
+    stream._ws = WebSocket.open(
+        dhan.ws_url + f"?version=2&token={dhan.creds['access_token']}&clientId={dhan.creds['client_id']}&authType=2",
+        timeout=2.0,
+    )
+    ((token, quote),) = stream.read(1.0)
+    assert (token, quote.last_price) == (INFY, Decimal("1512.45"))
+
+
 def test_float32_prices_round_to_the_paisa_never_to_binary_noise():
     assert packets.price(struct.unpack("<f", struct.pack("<f", 1510.4))[0]) == Decimal("1510.40")
     assert str(packets.price(struct.unpack("<f", struct.pack("<f", 0.05))[0])) == "0.05"

@@ -157,7 +157,12 @@ class DhanStream(TickStream):
         ticks: list[Tick] = []
         while self._pending:
             ticks.extend(self._handle(self._pending.pop(0)))
-        return ticks + drain(ws, 0.0 if ticks else timeout, self._handle)
+        if not ticks:
+            return drain(ws, timeout, self._handle)
+        try:
+            return ticks + drain(ws, 0.0, self._handle)
+        except StreamClosed:
+            return ticks  # the next read raises
 
     def close(self) -> None:
         if self._ws is not None:
