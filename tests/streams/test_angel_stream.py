@@ -23,6 +23,7 @@ from tests.emulators.angel import AngelEmulator
 from tests.emulators.common import EmulatorServer
 from tests.emulators.stream_common import StreamQuote
 from tests.streams.conftest import StreamEnv, _env, eventually, read_for, read_until
+from webapp.brokers import broker_class, broker_options
 from webapp.brokers.angel.packets import parse_packet, to_quote
 from webapp.brokers.angel.stream import STREAM_SETTINGS, AngelStream, open_stream, stream_token
 from webapp.brokers.base import Account, AuthExpired, BrokerSession, DepthLevel, InstrumentRef, Unavailable
@@ -264,6 +265,26 @@ def test_open_stream_uses_the_sessions_jwt_and_feed_token(angel):
     stream.subscribe([INFY])
     assert read_until(stream, bool)
     assert open_stream(account, {}).ws_url == STREAM_SETTINGS["ANGEL_STREAM_URL"]
+
+
+def test_the_registered_adapter_logs_in_and_streams_with_its_session(angel, angel_server):
+    from tests.brokers.angel_fixtures import login_params
+
+    cls = broker_class("angel")
+    config = {"ANGEL_API_URL": angel_server.url, "ANGEL_STREAM_URL": angel.ws_url, "BROKER_TIMEOUT_SECONDS": 3}
+    creds = angel.creds
+    adapter = cls(Account(creds["client_code"], {"api_key": creds["api_key"]}), broker_options("angel", config))
+    session = adapter.complete_login(login_params(creds))  # a fresh jwt and feed token from the REST login
+    assert session.extra["feed_token"] != creds["feed_token"]
+    account = Account(creds["client_code"], {"api_key": creds["api_key"]}, session)
+    token = cls.stream_token(InstrumentRef("NSE", "TCS", 11536))
+    stream = cls.open_stream(account, config)
+    angel.opened.append(stream)
+    stream.connect()
+    stream.subscribe([token])
+    quote = last_for(read_until(stream, lambda ts: any(t == token for t, _ in ts)), token)
+    assert quote.last_price == expected(angel, token).last_price
+    assert angel.hub.handshakes[-1]["X-Feed-Token"] == session.extra["feed_token"]
 
 
 # ---------------------------------------------------------------- under the supervisor
