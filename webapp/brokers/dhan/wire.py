@@ -58,11 +58,12 @@ class Pace:
     def wait(self, key: str, interval: float) -> None:
         if interval <= 0:
             return
-        with self._lock:
-            pause = self._last.get(key, 0.0) + interval - time.monotonic()
-            if pause > 0:
-                time.sleep(pause)
-            self._last[key] = time.monotonic()
+        with self._lock:  # take the next free slot; sleep outside the lock (other keys go on)
+            now = time.monotonic()
+            slot = max(now, self._last.get(key, float("-inf")) + interval)
+            self._last[key] = slot
+        if slot > now:
+            time.sleep(slot - now)
 
 
 class DhanWire:
