@@ -31,6 +31,7 @@ import json
 import secrets
 import time
 import uuid
+import weakref
 from collections import deque
 from itertools import zip_longest
 from typing import Any
@@ -69,8 +70,8 @@ class UpstoxStreamHub(StreamHub):
         self.authorized = 0  # authorize calls answered with a socket address
         self.ignored = 0  # client frames that were not a valid binary request
         self.pings = self.pongs = 0
-        self._last_sent: dict[int, float] = {}
-        self._awaiting_pong: set[int] = set()
+        self._last_sent: weakref.WeakKeyDictionary[StreamConn, float] = weakref.WeakKeyDictionary()
+        self._awaiting_pong: weakref.WeakSet[StreamConn] = weakref.WeakSet()
         self.authorize_faults: deque[int] = deque()  # HTTP statuses the next authorize calls answer
 
     def fail_authorize(self, status: int, times: int = 1) -> None:
@@ -110,7 +111,7 @@ class UpstoxStreamHub(StreamHub):
 
     def on_open(self, conn: StreamConn) -> None:
         conn.send(codec.market_info(MARKET_STATUS, now_ms()))
-        self._last_sent[id(conn)] = time.monotonic()
+        self._last_sent[conn] = time.monotonic()
 
     def on_message(self, conn: StreamConn, message: str | bytes) -> None:
         try:
@@ -133,7 +134,7 @@ class UpstoxStreamHub(StreamHub):
             frame = self._frame(conn, "initial_feed", keys)
             if frame is not None:
                 conn.send(frame)
-                self._last_sent[id(conn)] = time.monotonic()
+                self._last_sent[conn] = time.monotonic()
         elif method == "unsub":
             for key in keys:
                 conn.subscriptions.pop(key, None)
@@ -146,22 +147,22 @@ class UpstoxStreamHub(StreamHub):
         frame = self._frame(conn, "live_feed", list(conn.subscriptions))
         now = time.monotonic()
         if frame is not None:
-            self._last_sent[id(conn)] = now
+            self._last_sent[conn] = now
             return [frame]
-        if now - self._last_sent.get(id(conn), now) >= self.heartbeat_interval:
+        if now - self._last_sent.get(conn, now) >= self.heartbeat_interval:
             self._ping(conn)
-            self._last_sent[id(conn)] = now
+            self._last_sent[conn] = now
         return []
 
     # ------------------------------------------------------------------ internals
 
     def _ping(self, conn: StreamConn) -> None:
         """A WebSocket ping (not a data frame); a pong since the last ping is counted."""
-        if id(conn) in self._awaiting_pong and conn.ws.pong_received:
+        if conn in self._awaiting_pong and conn.ws.pong_received:
             self.pongs += 1
         conn.ws.pong_received = False
         conn.ws.sock.send(conn.ws.ws.send(Ping(b"upstox")))
-        self._awaiting_pong.add(id(conn))
+        self._awaiting_pong.add(conn)
         self.pings += 1
 
     def _frame(self, conn: StreamConn, kind: str, keys: list[str]) -> bytes | None:
