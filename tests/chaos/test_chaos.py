@@ -191,7 +191,8 @@ def _killpg(pgid: int) -> None:
         pass
 
 
-def worker_env(app, emulator_url: str, instance: Path) -> dict[str, str]:
+def worker_env(app, emulator_url: str, instance: Path, settings: dict[str, str] | None = None) -> dict[str, str]:
+    """The workers' environment; `settings` adds other brokers' endpoints (a mixed desk)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("FANOUT_", "DATABASE_URL", "REDIS_URL"))}
     env.update(
         DATABASE_URL=app.config["SQLALCHEMY_DATABASE_URI"],
@@ -208,6 +209,7 @@ def worker_env(app, emulator_url: str, instance: Path) -> dict[str, str]:
         PYTHONPATH=str(ROOT),
         PYTHONUNBUFFERED="1",
     )
+    env.update(settings or {})
     return env
 
 
