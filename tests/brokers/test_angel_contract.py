@@ -720,3 +720,28 @@ def test_the_engine_resolves_a_lost_answer_by_ordertag_and_never_places_twice(ap
         assert {r.status for r in rows} <= {states.PLACED, states.OPEN, states.COMPLETE}
         assert [r.attempts for r in rows] == [1, 1, 1]
         assert all(r.broker_order_id for r in rows)
+
+
+# --------------------------------------------------------------------------- the stream pair
+
+
+def test_a_logged_in_session_opens_the_stream_and_ticks_follow_set_price(desk, creds):
+    from webapp.brokers.base import Account
+
+    broker = desk.login(creds)
+    account = Account(creds["client_code"], {"api_key": creds["api_key"]}, broker._session)
+    ws_url = desk.url.replace("http://", "ws://") + "/smart-stream"
+    desk.emulator.set_price("INFY", "1602.35")
+    stream = AngelBroker.open_stream(account, {"ANGEL_STREAM_URL": ws_url})
+    try:
+        stream.connect()
+        token = AngelBroker.stream_token(INFY_REF)
+        stream.subscribe([token])
+        ticks = []
+        for _ in range(10):
+            ticks += stream.read(0.5)
+            if ticks:
+                break
+        assert ticks and ticks[0][0] == token and ticks[0][1].last_price == Decimal("1602.35")
+    finally:
+        stream.close()
