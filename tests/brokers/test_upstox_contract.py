@@ -6,12 +6,14 @@ import gzip
 import json
 import subprocess
 import sys
+from collections import Counter
 from datetime import datetime, time, timedelta
 from decimal import Decimal
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import requests
+import sqlalchemy as sa
 
 from tests.brokers.upstox_fixtures import (  # noqa: F401
     API_URL_SETTING,
@@ -24,7 +26,7 @@ from tests.brokers.upstox_fixtures import (  # noqa: F401
     upstox,
     upstox_server,
 )
-from tests.emulators.common import EmulatorServer, RateLimiter
+from tests.emulators.common import EmulatorServer, FaultPlan, RateLimiter
 from tests.emulators.upstox import UpstoxEmulator
 from webapp.brokers import broker_class
 from webapp.brokers.base import (
@@ -43,7 +45,13 @@ from webapp.brokers.base import (
 )
 from webapp.brokers.upstox import UpstoxBroker
 from webapp.brokers.upstox.mapping import status_of
+from webapp.extensions import db
+from webapp.models import Client, Instrument, Order
 from webapp.timeutil import IST, UTC, utcnow
+from webapp.trading import engine, states
+from webapp.trading.context import build_context
+from webapp.trading.sessions import store_session
+from webapp.vault import current_vault
 
 PLACED = "the order may or may not be placed"
 CALLBACK = "http://localhost/clients/connect/callback"
@@ -575,3 +583,44 @@ def test_a_partial_fill_is_partial_with_the_filled_quantity(upstox):
     broker.cancel(order_id)
     [row] = broker.orders_by_tag("part1")
     assert row.status is BrokerOrderStatus.CANCELLED and row.filled_quantity == 4
+
+
+# ------------------------------------------------------------------ through the desk
+
+
+@pytest.mark.parametrize("fault", ["timeout_after_accept", "drop_after_accept", "error_5xx_after_accept"])
+def test_the_engine_resolves_a_lost_answer_by_tag_and_never_sends_twice(app, factory, upstox_server, fault):
+    """A batch of three Upstox clients through the order engine; the first place's answer is lost.
+    Setting UPSTOX_API_URL is all the desk needs: orders go to the same host."""
+    emulator, server = upstox_server
+    emulator.faults = FaultPlan(hang_seconds=0.8)
+    app.config.update({API_URL_SETTING: server.url, "BROKER_TIMEOUT_SECONDS": SHORT_TIMEOUT})
+    instrument = factory.instrument("INFY", 1594, price="1548.20", tick="0.10", band="10")
+    with app.app_context():
+        db.session.get(Instrument, instrument.id).isin = "INE009A01021"
+        db.session.commit()
+    trader = factory.user("tara", role="trader")
+    clients = []
+    for n in range(3):
+        code, credentials, session = desk_account(emulator.add_account())
+        client = factory.client(f"Upstox{n}", broker="upstox", code=code, credentials=credentials)
+        with app.app_context():
+            store_session(db.session.get(Client, client.id), session, current_vault())
+            db.session.commit()
+        clients.append(client)
+    batch = factory.batch(trader, clients, instrument, quantity=1)
+    history_reads = requests_to_prefix_of(emulator, "/v2/order/history")
+    emulator.faults.script("place", fault, "ok", "ok")
+    with app.app_context():
+        engine.send_batch(batch.id, build_context(app))
+        rows = db.session.execute(sa.select(Order).where(Order.batch_id == batch.id)).scalars().all()
+        assert {row.status for row in rows} <= {states.PLACED, states.OPEN, states.COMPLETE}
+        assert all(row.attempts == 1 for row in rows) and all(row.broker_order_id for row in rows)
+    codes = {c.client_code for c in clients}
+    booked = Counter((e.account, e.tag) for e in emulator.ledger.entries() if e.account in codes)
+    assert len(booked) == 3 and set(booked.values()) == {1}
+    assert requests_to_prefix_of(emulator, "/v2/order/history") > history_reads  # found by its tag
+
+
+def requests_to_prefix_of(emulator: UpstoxEmulator, prefix: str) -> int:
+    return sum(1 for _, p in emulator.requests if p.startswith(prefix))
