@@ -624,3 +624,35 @@ def test_the_engine_resolves_a_lost_answer_by_tag_and_never_sends_twice(app, fac
 
 def requests_to_prefix_of(emulator: UpstoxEmulator, prefix: str) -> int:
     return sum(1 for _, p in emulator.requests if p.startswith(prefix))
+
+
+def test_the_stream_hooks_delegate_to_the_stream_module(upstox):
+    assert UpstoxBroker.stream_token(ref("INFY")) == "NSE_EQ|INE009A01021"
+    assert UpstoxBroker.stream_token(ref("INFY").__class__("NSE", "WIPRO", 3787)) is None
+    assert UpstoxBroker.capabilities.streaming and "UPSTOX_STREAM_URL" in UpstoxBroker.settings
+    stream = UpstoxBroker.open_stream(Account("X", {}, BrokerSession("tok")), {"UPSTOX_STREAM_URL": upstox.url})
+    assert type(stream).__module__ == "webapp.brokers.upstox.stream"
+
+
+def test_the_admin_endpoint_expires_one_accounts_sessions(upstox):
+    other = upstox.new_broker(creds=upstox.emulator.add_account())
+    with requests.Session() as http:
+        http.post(upstox.url + "/_emulator/expire", json={"account": upstox.user_id}, timeout=5)
+    with pytest.raises(AuthExpired, match="UDAPI100050"):
+        upstox.broker.positions()
+    assert other.positions() == []
+
+
+def test_logs_are_key_value_and_never_carry_secrets(upstox, caplog):
+    caplog.set_level("DEBUG")
+    params = browser_code(upstox)
+    broker = upstox.new_broker(access_token=None, redirect_uri=CALLBACK)
+    session = broker.complete_login(params)
+    upstox.emulator.script_response("place", 400, json.dumps({"status": "error", "errors": [{"errorCode": "X1"}]}))
+    with pytest.raises(Rejected):
+        broker.place(order("INFY", tag="log1"))
+    broker.place(order("INFY", tag="log2"))
+    text = caplog.text
+    assert "broker=upstox op=login" in text and "broker=upstox op=place" in text
+    for secret in (session.access_token, upstox.creds["client_secret"], params["code"], upstox.creds["access_token"]):
+        assert secret not in text
