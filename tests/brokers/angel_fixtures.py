@@ -106,7 +106,8 @@ class AngelDesk:
 
         code, credentials, live = desk_account(creds)
         chosen = live if session is True else (session or None)
-        broker = AngelBroker(Account(code, credentials, chosen), {"base_url": self.url, **options})
+        # read_interval 0: no pacing of reads in this process (the tests' emulators relax Angel's limits)
+        broker = AngelBroker(Account(code, credentials, chosen), {"base_url": self.url, "read_interval": 0, **options})
         self.brokers.append(broker)
         return broker
 

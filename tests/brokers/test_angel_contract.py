@@ -635,19 +635,21 @@ def desk_account_for(creds):
 # --------------------------------------------------------------------------- rate limits
 
 
-def test_angels_own_limits_answer_over_the_limit(desk, creds):
+def test_angels_own_limits_answer_over_the_limit_and_the_adapter_paces_its_reads(desk, creds):
     strict = start_desk()  # Angel's published limits: the order book 1/s, orders 20/s
     try:
         account = strict.account()
-        broker = strict.broker(account)
-        broker.order_book()
+        unpaced = strict.broker(account)  # the fixture's read_interval 0: no pacing
+        unpaced.order_book()
         with pytest.raises(RateLimited):
-            broker.order_book()
-        broker.trades()  # another endpoint has its own budget
+            unpaced.order_book()
+        unpaced.trades()  # another endpoint has its own budget
+        paced = strict.broker(account, read_interval=None)  # Angel's limits, as the desk runs it
+        assert paced.positions() == [] and paced.positions() == []  # the second waits its turn
         outcomes = []
         for _ in range(21):
             try:
-                broker.place(order_request())
+                unpaced.place(order_request())
                 outcomes.append("ok")
             except RateLimited:
                 outcomes.append("limited")

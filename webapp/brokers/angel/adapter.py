@@ -220,8 +220,7 @@ class AngelBroker(Broker):
         return str((data or {}).get("orderid") or order_id) if isinstance(data, dict) else order_id
 
     def cancel(self, order_id: str) -> str:
-        # The variety is part of Angel's cancel; a stop order is STOPLOSS. Ask the book only when the
-        # plain NORMAL cancel is refused would cost a second round trip on every stop: read it first.
+        # Angel's cancel names the order's variety (STOPLOSS for a stop), so the row is read first.
         row = self._order_row(order_id)
         body = {"variety": str(row.get("variety") or "NORMAL"), "orderid": order_id}
         data = self._call("cancel", "POST", CANCEL_PATH, body)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import threading
 import time
 from collections.abc import Mapping
 from decimal import Decimal
@@ -46,6 +47,43 @@ OUTCOMES = {
     "login": "try logging in again",
 }
 
+# Angel's per-client read limits (requests a second, smartapi.angelbroking.com topic 4387). A read is
+# paced in this process so that a sync's reads and a modify's or cancel's order-book read a moment
+# apart wait their turn instead of drawing the gateway's refusal; other processes are not coordinated
+# (their refusals come back as RateLimited).
+READS_PER_SECOND = {
+    "order_book": 1,
+    "trade_book": 1,
+    "positions": 1,
+    "holdings": 1,
+    "funds": 2,
+    "quotes": 10,
+    "margin": 10,
+    "candles": 3,
+}
+PACE_MARGIN = 1.05  # a little slower than the limit: the gateway's window and ours are not aligned
+
+
+class Pacer:
+    """Spaces the calls of one (client, endpoint) at least `interval` seconds apart in this process."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._next: dict[tuple[str, str], float] = {}
+
+    def wait(self, key: tuple[str, str], interval: float) -> None:
+        if interval <= 0:
+            return
+        with self._lock:
+            now = time.monotonic()
+            start = max(now, self._next.get(key, now))
+            self._next[key] = start + interval
+        if start > now:
+            time.sleep(start - now)
+
+
+PACER = Pacer()
+
 _SECRET_FIELDS = re.compile(r'"(jwtToken|refreshToken|feedToken|password|totp|mpin)"\s*:\s*"[^"]*"', re.IGNORECASE)
 
 
@@ -63,6 +101,8 @@ class AngelWire:
         self.base_url = str(options.get("base_url") or DEFAULT_BASE_URL).rstrip("/")
         self.timeout = float(options.get("timeout") or DEFAULT_TIMEOUT)
         self.client_code = client_code
+        # options["read_interval"]: seconds between two reads of one endpoint (None: Angel's limit)
+        self.read_interval = options.get("read_interval")
         self.headers = {
             "Accept": "application/json",
             "Content-Type": "application/json",
@@ -86,6 +126,10 @@ class AngelWire:
         url: str | None = None,
     ) -> Any:
         """The envelope's `data` of a successful call, or the port's typed error."""
+        rate = READS_PER_SECOND.get(op)
+        if rate:
+            interval = PACE_MARGIN / rate if self.read_interval is None else float(self.read_interval)
+            PACER.wait((self.client_code, op), interval)
         headers = dict(self.headers)
         if token:
             headers["Authorization"] = f"Bearer {token}"
