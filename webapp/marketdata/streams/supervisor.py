@@ -36,6 +36,14 @@ from webapp.timeutil import utcnow
 log = logging.getLogger(__name__)
 
 
+def _token(value: int | str) -> int | str:
+    """A stream token as the broker keys it: a number (Kite, ShareKhan; "2885" from a form is 2885) or
+    the broker's own string (Upstox's "NSE_EQ|<ISIN>")."""
+    if isinstance(value, str) and not value.isdigit():
+        return value
+    return int(value)
+
+
 class StreamState(str, enum.Enum):
     IDLE = "idle"  # not connected yet
     CONNECTED = "connected"
@@ -79,7 +87,7 @@ class StreamSupervisor:
         self.backoff_base, self.backoff_cap = backoff_base, backoff_cap
         self.rng = rng or random.Random(seed)
         self._sleep, self._clock, self._now = sleep, clock, now
-        self._desired: set[int] = set()
+        self._desired: set[int | str] = set()
         self._stream: TickStream | None = None
         self._state = StreamState.IDLE
         self._attempt = 0
@@ -97,11 +105,11 @@ class StreamSupervisor:
         return self._state
 
     @property
-    def subscriptions(self) -> frozenset[int]:
+    def subscriptions(self) -> frozenset[int | str]:
         return frozenset(self._desired)
 
-    def subscribe(self, tokens: Iterable[int]) -> None:
-        new = {int(t) for t in tokens} - self._desired
+    def subscribe(self, tokens: Iterable[int | str]) -> None:
+        new = {_token(t) for t in tokens} - self._desired
         if not new:
             return
         if not self._desired:
@@ -109,8 +117,8 @@ class StreamSupervisor:
         self._desired |= new
         self._forward("subscribe", new)
 
-    def unsubscribe(self, tokens: Iterable[int]) -> None:
-        gone = {int(t) for t in tokens} & self._desired
+    def unsubscribe(self, tokens: Iterable[int | str]) -> None:
+        gone = {_token(t) for t in tokens} & self._desired
         if gone:
             self._desired -= gone
             self._forward("unsubscribe", gone)
