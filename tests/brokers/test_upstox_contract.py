@@ -90,7 +90,7 @@ def test_order_and_api_hosts_are_separate(upstox):
     assert upstox.broker._wire.order_url == upstox.url
     real = UpstoxBroker(Account("X", {"api_key": "k", "api_secret": "s"}), {"base_url": "https://api.upstox.com"})
     assert real._wire.order_url == "https://api-hft.upstox.com"
-    assert real._wire.instruments_url.endswith("/market-quote/instruments/exchange/NSE.json.gz")
+    assert real._wire.instruments_url == "https://assets.upstox.com/market-quote/instruments/exchange/NSE.json.gz"
     split = upstox.new_broker(base_url="http://127.0.0.1:9", order_url=upstox.url)
     assert split.place(order(tag="host1"))  # the order host answered
     with pytest.raises(Unavailable, match="could not be reached"):
@@ -656,3 +656,14 @@ def test_logs_are_key_value_and_never_carry_secrets(upstox, caplog):
     assert "broker=upstox op=login" in text and "broker=upstox op=place" in text
     for secret in (session.access_token, upstox.creds["client_secret"], params["code"], upstox.creds["access_token"]):
         assert secret not in text
+
+
+def test_every_url_setting_pointed_at_the_emulator_works_too(upstox):
+    """As tests/emulators/desks.py configures a desk: each *_URL setting set to the emulator's URL."""
+    settings = {key: upstox.url for key in UpstoxBroker.settings if key.endswith("_URL")}
+    options = UpstoxBroker.options_from(settings)
+    code, credentials, session = desk_account(upstox.creds)
+    broker = UpstoxBroker(Account(code, credentials, session), options)
+    assert broker.place(order("INFY", tag="allurl"))
+    assert {row.tradingsymbol for row in broker.instruments()} >= {"INFY", "SBIN"}
+    assert upstox.emulator.ledger.count(upstox.user_id, "allurl") == 1

@@ -80,7 +80,7 @@ class UpstoxBroker(Broker):
     settings = {
         "UPSTOX_API_URL": API_URL,
         "UPSTOX_ORDER_URL": "",
-        "UPSTOX_INSTRUMENTS_URL": "",
+        "UPSTOX_ASSETS_URL": "",
         # the desk's /clients/connect/callback as registered on every client's Upstox app: the code
         # exchange must repeat it, and the login job has no request to build it from
         "UPSTOX_REDIRECT_URL": "",
@@ -90,7 +90,7 @@ class UpstoxBroker(Broker):
         ConfigOption("base_url", "UPSTOX_API_URL", required=True),
         # empty: Upstox's HFT host for the real API, the API URL itself otherwise (an emulator)
         ConfigOption("order_url", "UPSTOX_ORDER_URL"),
-        ConfigOption("instruments_url", "UPSTOX_INSTRUMENTS_URL"),
+        ConfigOption("assets_url", "UPSTOX_ASSETS_URL"),
         ConfigOption("redirect_uri", "UPSTOX_REDIRECT_URL"),
         TIMEOUT_OPTION,
     )

@@ -26,7 +26,7 @@ log = logging.getLogger(__name__)
 
 API_URL = "https://api.upstox.com"
 ORDER_URL = "https://api-hft.upstox.com"
-INSTRUMENTS_URL = "https://assets.upstox.com/market-quote/instruments/exchange/NSE.json.gz"
+ASSETS_URL = "https://assets.upstox.com"  # the daily instrument files
 INSTRUMENTS_PATH = "/market-quote/instruments/exchange/NSE.json.gz"
 DEFAULT_TIMEOUT = 7.0
 BROKER = "Upstox"
@@ -79,8 +79,10 @@ def order_host(api_url: str) -> str:
     return ORDER_URL if api_url.rstrip("/") == API_URL else api_url
 
 
-def instruments_url(api_url: str) -> str:
-    return INSTRUMENTS_URL if api_url.rstrip("/") == API_URL else api_url.rstrip("/") + INSTRUMENTS_PATH
+def assets_host(api_url: str) -> str:
+    """The instrument files' host when none is set: Upstox's assets host for the real API, else the
+    API host itself."""
+    return ASSETS_URL if api_url.rstrip("/") == API_URL else api_url
 
 
 class UpstoxWire:
@@ -89,7 +91,8 @@ class UpstoxWire:
     def __init__(self, *, client_code: str, options: Mapping[str, Any]):
         self.base_url = str(options.get("base_url") or API_URL).rstrip("/")
         self.order_url = str(options.get("order_url") or order_host(self.base_url)).rstrip("/")
-        self.instruments_url = str(options.get("instruments_url") or instruments_url(self.base_url))
+        assets = str(options.get("assets_url") or assets_host(self.base_url)).rstrip("/")
+        self.instruments_url = assets + INSTRUMENTS_PATH
         self.timeout = float(options.get("timeout") or DEFAULT_TIMEOUT)
         self.client_code = client_code
 
