@@ -249,6 +249,9 @@ def test_stream_token_keys_cash_instruments_by_exchange_and_scrip_code():
     assert stream_token(InstrumentRef("BSE", "RELIANCE", 500325, isin="INE002A01018")) == "BSE|500325"
     assert stream_token(InstrumentRef("NFO", "NIFTY26DECFUT", 35001)) is None
     assert stream_token(InstrumentRef("NSE", "NOTOKEN", 0)) is None
+    assert stream_token(InstrumentRef("NSE", "NIFTY 50", 1001)) == "NSE|99926000"  # by name, not the row's token
+    assert stream_token(InstrumentRef("NSE", "NIFTY BANK", 1016)) == "NSE|99926009"
+    assert stream_token(InstrumentRef("NSE", "NIFTY IT", 1020)) is None
     assert STREAM_SETTINGS == {"ANGEL_STREAM_URL": "wss://smartapisocket.angelone.in/smart-stream"}
 
 
@@ -320,26 +323,6 @@ def run_until(sup: StreamSupervisor, done, within: float = 4.0) -> list:
     raise AssertionError(f"not done within {within}s: {sup.stats()}")
 
 
-def supervisor_takes_string_tokens() -> bool:
-    try:
-        StreamSupervisor(lambda: None, name="probe").subscribe({INFY})
-    except ValueError:
-        return False
-    return True
-
-
-# The feed subscribes the supervisor with the adapter's stream tokens, strings for Angel ("NSE|2885"),
-# but StreamSupervisor.subscribe/unsubscribe cast every token to int. Until that is fixed these run
-# and must fail with that ValueError; once it is fixed they run for real.
-needs_string_tokens = pytest.mark.xfail(
-    not supervisor_takes_string_tokens(),
-    raises=ValueError,
-    strict=True,
-    reason="StreamSupervisor casts stream tokens to int; Angel's are strings",
-)
-
-
-@needs_string_tokens
 def test_drop_reconnects_and_resubscribes(angel):
     clock = SkewClock()
     sup = supervisor(angel, clock)
@@ -362,7 +345,6 @@ def test_drop_reconnects_and_resubscribes(angel):
     sup.close()
 
 
-@needs_string_tokens
 def test_silent_socket_trips_the_watchdog_and_reconnects(angel):
     clock = SkewClock()
     sup = supervisor(angel, clock)
@@ -377,7 +359,6 @@ def test_silent_socket_trips_the_watchdog_and_reconnects(angel):
     sup.close()
 
 
-@needs_string_tokens
 def test_session_expired_during_a_drop_surfaces_auth_expired(angel):
     clock = SkewClock()
     sup = supervisor(angel, clock)

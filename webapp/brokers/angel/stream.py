@@ -44,10 +44,21 @@ PING_SECONDS = 10.0
 MAX_TOKENS = 1000  # per session (Angel's documented limit)
 
 
+# the desk's index rows -> Angel's index tokens in nse_cm (Angel's scrip master lists them, instrument
+# type AMXIDX); the rows' exchange tokens are not Angel's
+INDEX_TOKENS = {("NSE", "NIFTY 50"): 99926000, ("NSE", "NIFTY BANK"): 99926009}
+
+
 def stream_token(instrument: InstrumentRef) -> int | str | None:
-    """ "NSE|2885": the exchange and its scrip code; None for what the stream cannot carry (this desk
-    streams the cash segments only)."""
-    if instrument.exchange not in EXCHANGE_TYPES or not instrument.exchange_token:
+    """The stream's key, "NSE|2885": the exchange and its scrip code; None for what the stream cannot
+    carry (this desk streams the cash segments only). An index (a tradingsymbol with a space, as
+    "NIFTY 50"; exchange symbols have none) maps by name when its Angel token is known, else None."""
+    if instrument.exchange not in EXCHANGE_TYPES:
+        return None
+    if " " in instrument.tradingsymbol:
+        index = INDEX_TOKENS.get((instrument.exchange, instrument.tradingsymbol.upper()))
+        return f"{instrument.exchange}|{index}" if index else None
+    if not instrument.exchange_token:
         return None
     return f"{instrument.exchange}|{int(instrument.exchange_token)}"
 
