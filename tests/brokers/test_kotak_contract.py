@@ -87,7 +87,7 @@ def test_adapter_declares_kotak_neo():
     assert KotakBroker.tag_max_length == 10
     assert KotakBroker.session_expiry_ist == time(6, 0)
     assert KotakBroker.settings["KOTAK_API_URL"] == "https://mis.kotaksecurities.com"
-    assert KotakBroker.capabilities.quotes and not KotakBroker.capabilities.streaming
+    assert KotakBroker.capabilities.quotes and KotakBroker.capabilities.streaming
     assert not KotakBroker.capabilities.historical_candles
     options = KotakBroker.options_from({"KOTAK_API_URL": "http://127.0.0.1:9", "BROKER_TIMEOUT_SECONDS": 3})
     assert options["base_url"] == "http://127.0.0.1:9" and options["timeout"] == 3

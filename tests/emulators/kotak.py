@@ -12,7 +12,8 @@ It speaks the protocol of Kotak's v2 documentation and its client (neo_api_clien
   {"stat": "Not_Ok", "emsg", "stCode"}; numbers in books are strings;
 - quotes and the scrip master take only Authorization: <consumer key>; the master answers file
   paths to CSVs (prices and ticks in paise) which this emulator also serves;
-- 10 requests/second per account across all APIs (Kotak's published limit), answered with 429.
+- 10 requests/second per account across all APIs (Kotak's published limit), answered with 429;
+- the HSM market-data stream at the root path (tests/emulators/kotak_stream.py).
 
 Error codes Kotak publishes (1003 invalid session, 1004 insufficient balance, 1005 internal error,
 1006-1009 invalid exchange/symbol/.../quantity) are used as published; the rest are the
@@ -38,6 +39,7 @@ from werkzeug.wrappers import Request, Response
 
 from tests.emulators.common import BrokerEmulator, FaultPlan, Ledger, RateLimiter, run_cli
 from tests.emulators.kotak_book import IST, MASTER_COLUMNS, EmuOrder, KotakAccount, KotakBook
+from tests.emulators.kotak_stream import KotakHsmHub, KotakStreamMixin
 from webapp.jsonutil import exact_json
 
 NEO_FIN_KEY = "neotradeapi"
@@ -71,13 +73,17 @@ class Call:
     token: str
 
 
-class KotakEmulator(BrokerEmulator):
-    url_map = Map([Rule(path, endpoint=endpoint, methods=[method]) for endpoint, (method, path) in ROUTES.items()])
+class KotakEmulator(KotakStreamMixin, BrokerEmulator):
+    url_map = Map(
+        [Rule(path, endpoint=endpoint, methods=[method]) for endpoint, (method, path) in ROUTES.items()]
+        + [Rule("/", endpoint="hsm_stream", websocket=True)]  # the HSM stream, kotak_stream.py
+    )
 
     def __init__(self, faults: FaultPlan | None = None, *, rate: int = RATE_LIMIT, auto_fill: bool = True):
         super().__init__(faults, rate_limits={"api": [(rate, 1.0)]})
         self.auto_fill = auto_fill
         self.public_url = ""  # set by the test fixture or from the first admin request
+        self.stream = KotakHsmHub(self)
         self.reset(self.faults)
 
     def reset(self, faults: FaultPlan | None = None) -> None:

@@ -19,7 +19,7 @@ Decisions made here on purpose:
 - SL-M goes out as pt "SL-M" with pr "0"; market protection (`mp`) is sent when the request has one,
   else "0" (the client's default).
 - Kotak has no historical candle API: capabilities.historical_candles is False. Its market-data
-  feed (HSM, a binary WebSocket protocol) is not built: capabilities.streaming is False.
+  feed (HSM, a binary WebSocket protocol) is stream.py, keyed by NSE scrip code.
 """
 
 from __future__ import annotations
@@ -61,6 +61,7 @@ from webapp.brokers.base import (
     Validity,
 )
 from webapp.brokers.kotak import mapping
+from webapp.brokers.kotak import stream as kotak_stream
 from webapp.brokers.kotak.wire import BROKER, DEFAULT_LOGIN_URL, KotakWire
 from webapp.timeutil import utcnow
 
@@ -118,14 +119,19 @@ class KotakBroker(Broker):
         CredentialField("mpin", "MPIN", secret=True, help="Your 6-digit NEO MPIN"),
     )
     session_expiry_ist = time(6, 0)
-    settings = {"KOTAK_API_URL": DEFAULT_LOGIN_URL, "KOTAK_TRUSTED_DOMAINS": "kotaksecurities.com"}
+    settings = {
+        "KOTAK_API_URL": DEFAULT_LOGIN_URL,
+        "KOTAK_TRUSTED_DOMAINS": "kotaksecurities.com",
+        **kotak_stream.STREAM_SETTINGS,
+    }
     config_options = (
         ConfigOption("base_url", "KOTAK_API_URL", required=True),
         ConfigOption("trusted_domains", "KOTAK_TRUSTED_DOMAINS"),
         TIMEOUT_OPTION,
     )
-    capabilities = Capabilities(quotes=True)  # neosymbol quotes, many scrips a call
+    capabilities = Capabilities(quotes=True, streaming=True)  # neosymbol quotes, many scrips a call; HSM
     quote_preference = 30
+    stream_key = "exchange_token"  # HSM keys scrips by "nse_cm|<scrip code>"; the desk streams NSE cash
 
     def __init__(self, account: Account, options: Mapping[str, Any] | None = None):
         super().__init__(account, options)
@@ -137,6 +143,14 @@ class KotakBroker(Broker):
 
     def close(self) -> None:
         """Nothing to free: the connection pool is the process's, shared by every client."""
+
+    @classmethod
+    def stream_token(cls, instrument: InstrumentRef) -> int | str | None:
+        return kotak_stream.stream_token(instrument)
+
+    @classmethod
+    def open_stream(cls, account: Account, config: Mapping[str, Any]) -> Any:
+        return kotak_stream.open_stream(account, config)
 
     # ------------------------------------------------------------------ plumbing
 
