@@ -17,6 +17,7 @@ import sqlalchemy as sa
 
 from tests.brokers.upstox_fixtures import (  # noqa: F401
     API_URL_SETTING,
+    HANG_SECONDS,
     SHORT_TIMEOUT,
     UpstoxEnv,
     desk_account,
@@ -593,7 +594,7 @@ def test_the_engine_resolves_a_lost_answer_by_tag_and_never_sends_twice(app, fac
     """A batch of three Upstox clients through the order engine; the first place's answer is lost.
     Setting UPSTOX_API_URL is all the desk needs: orders go to the same host."""
     emulator, server = upstox_server
-    emulator.faults = FaultPlan(hang_seconds=0.8)
+    emulator.faults = FaultPlan(hang_seconds=HANG_SECONDS)
     app.config.update({API_URL_SETTING: server.url, "BROKER_TIMEOUT_SECONDS": SHORT_TIMEOUT})
     instrument = factory.instrument("INFY", 1594, price="1548.20", tick="0.10", band="10")
     with app.app_context():

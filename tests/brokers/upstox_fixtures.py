@@ -34,8 +34,8 @@ from webapp.brokers.base import (
 from webapp.timeutil import utcnow
 
 API_URL_SETTING = "UPSTOX_API_URL"
-HANG_SECONDS = 0.8  # how long an emulated "timeout after accept" holds its answer
-SHORT_TIMEOUT = 0.3  # the adapter timeout in timeout tests: well under HANG_SECONDS
+HANG_SECONDS = 1.0  # how long an emulated "timeout after accept" holds its answer
+SHORT_TIMEOUT = 0.4  # the adapter timeout in timeout tests: well under HANG_SECONDS
 
 with SAMPLE.open(newline="") as _fh:
     SAMPLE_ROWS = {row["tradingsymbol"]: row for row in csv.DictReader(_fh)}
