@@ -175,6 +175,15 @@ def test_a_stored_session_with_an_untrusted_base_url_is_no_session(desk, creds):
     assert len(desk.emulator.calls) == before
 
 
+def test_a_session_without_a_base_url_uses_the_login_host(desk, creds):
+    session = session_of(creds)
+    bare = BrokerSession(session.access_token, session.expires_at, {"sid": session.extra["sid"]})
+    assert desk.broker(creds, session=bare).order_book() == []
+    desk.emulator.base_url_answer = ""
+    fresh = desk.broker(creds, logged_in=False).complete_login(login_params(creds))
+    assert fresh.extra["base_url"] == desk.url
+
+
 @pytest.mark.parametrize(
     "url, trusted",
     [

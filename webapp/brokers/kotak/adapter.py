@@ -162,7 +162,9 @@ class KotakBroker(Broker):
         if session.expires_at is not None and session.expires_at <= utcnow():
             raise AuthExpired(f"{self.label} session has expired; log in again")
         sid = str(session.extra.get("sid") or "")
-        base = self._wire.trusted(str(session.extra.get("base_url") or ""))
+        stored = str(session.extra.get("base_url") or "")
+        # No baseUrl kept (Kotak answered none): the login host, as complete_login decides too.
+        base = self._wire.trusted(stored) if stored else self._wire.login_url
         if not sid or base is None:
             raise AuthExpired(f"{self.label} session has no usable base URL or sid; log in again")
         return session.access_token, sid, base
