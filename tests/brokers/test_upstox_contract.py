@@ -668,3 +668,12 @@ def test_every_url_setting_pointed_at_the_emulator_works_too(upstox):
     assert broker.place(order("INFY", tag="allurl"))
     assert {row.tradingsymbol for row in broker.instruments()} >= {"INFY", "SBIN"}
     assert upstox.emulator.ledger.count(upstox.user_id, "allurl") == 1
+
+
+def test_history_rows_that_do_not_carry_the_tag_are_cant_tell_not_absent(upstox):
+    """A wrong 'absent' would send a second order: rows that answer a tag query without the tag are
+    an unclear answer."""
+    body = {"status": "success", "data": [{**_row(), "tag": None}]}
+    upstox.emulator.script_response("order_history", 200, json.dumps(body))
+    with pytest.raises(Unavailable, match="do not carry the tag"):
+        upstox.broker.orders_by_tag("mine1")

@@ -263,6 +263,13 @@ class UpstoxBroker(Broker):
         for row in rows or []:
             if isinstance(row, dict) and row.get("tag") == tag and row.get("order_id"):
                 latest[str(row["order_id"])] = row
+        if rows and not latest:
+            # Upstox answered rows for this tag that do not carry it: "none of them is ours" would be a
+            # guess, and a wrong "absent" means a second order; the desk must not decide on it.
+            log.warning(
+                "broker=upstox op=order_history client=%s rows_without_tag=%d", self.account.client_code, len(rows)
+            )
+            raise Unavailable(f"{BROKER} answered the tag lookup with orders that do not carry the tag; try again")
         return self._parse("order_history", list(latest.values()), mapping.order_from_row)
 
     # ------------------------------------------------------------------ portfolio
