@@ -315,3 +315,43 @@ def test_parser_raises_only_frame_errors_on_garbage(data):
         hsm.parse_data(data, {}, bool(data[:1] == b"\x01"))
     except hsm.FrameError:
         pass
+
+
+# ---------------------------------------------------------------- Kotak's own codec, where a copy is at hand
+
+
+def kotak_sdk_codec():
+    """Kotak's client (neo_api_client) is not on the package index. To cross-check the codec against
+    it, point KOTAK_NEO_SDK_DIR at a directory holding its HSWebSocketLib.py (it imports websocket)."""
+    import importlib
+    import os
+    import sys
+
+    where = os.environ.get("KOTAK_NEO_SDK_DIR")
+    if not where:
+        pytest.skip("KOTAK_NEO_SDK_DIR not set: Kotak's client is not on the package index")
+    sys.path.insert(0, where)
+    try:
+        return importlib.import_module("HSWebSocketLib")
+    finally:
+        sys.path.remove(where)
+
+
+def test_kotaks_own_codec_builds_the_same_requests_and_reads_the_emulators_frames():
+    sdk = kotak_sdk_codec()
+    assert bytes(sdk.prepareConnectionRequest2("TOKEN", "SID")) == hsm.connection_request("TOKEN", "SID")
+    names = ["sf|nse_cm|1594", "sf|nse_cm|11536"]
+    assert bytes(sdk.prepareSubsUnSubsRequest("nse_cm|1594&nse_cm|11536", hsm.SUBSCRIBE, "sf", 1)) == (
+        hsm.subscription_request(hsm.SUBSCRIBE, names, 1)
+    )
+    assert bytes(sdk.get_acknowledgement_req(7)) == hsm.ack_request(7)
+    values = [0] * 25
+    values[hsm.LTP], values[hsm.CLOSE], values[hsm.MULTIPLIER], values[hsm.PRECISION] = 154820, 150000, 1, 2
+    wrapper = sdk.HSWrapper()
+    assert '"stat": "Ok"' in wrapper.parseData(hsm.connection_answer(hsm.STATUS_OK))
+    [snap] = wrapper.parseData(hsm.data_message([hsm.snapshot_record(5, names[0], values, {hsm.SYMBOL: "1594"})]))
+    assert (snap["ltp"], snap["c"], snap["tk"]) == ("1548.20", "1500.00", "1594")
+    update = [hsm.UNCHANGED] * 25
+    update[hsm.LTP] = 155000
+    [upd] = wrapper.parseData(hsm.data_message([hsm.update_record(5, update)]))
+    assert upd["ltp"] == "1550.00" and "c" not in upd
