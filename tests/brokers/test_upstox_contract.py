@@ -314,8 +314,14 @@ def test_selling_delivery_needs_holdings(upstox_server):
 def test_market_protection_rides_on_v3_market_orders(upstox):
     upstox.broker.place(order("INFY", market_protection=Decimal("2.5")))
     assert upstox.emulator.ledger.entries()[-1].payload["market_protection"] == 2.5
+    upstox.broker.place(order("INFY"))  # none asked: Upstox's automatic protection
+    assert upstox.emulator.ledger.entries()[-1].payload["market_protection"] == -1
+    upstox.broker.place(order("INFY", order_type=OrderType.SLM, trigger="1400.00"))
+    assert upstox.emulator.ledger.entries()[-1].payload["market_protection"] == -1
     upstox.broker.place(limit("INFY", "1500.00", market_protection=Decimal("2.5")))
     assert "market_protection" not in upstox.emulator.ledger.entries()[-1].payload
+    with pytest.raises(InvalidInput, match="0 to 25"):
+        upstox.broker.place(order("INFY", market_protection=Decimal("30")))
 
 
 @pytest.mark.parametrize(

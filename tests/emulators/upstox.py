@@ -706,6 +706,11 @@ def _check_place(body: Any, v3: bool) -> None:
         raise Refusal(400, "UDAPI100038", "Price is required for this order type", "price")
     if body["order_type"] in ("SL", "SL-M") and not body["trigger_price"]:
         raise Refusal(400, "UDAPI100038", "Trigger price is required for this order type", "trigger_price")
+    protection = body.get("market_protection")
+    if protection is not None and (
+        not isinstance(protection, (int, float)) or not (protection == -1 or 0 <= protection <= 25)
+    ):
+        raise Refusal(400, "UDAPI100038", "market_protection must be -1 or between 0 and 25", "market_protection")
     tag = body.get("tag")
     if tag is not None and (not isinstance(tag, str) or len(tag) > 40):
         raise Refusal(400, "UDAPI100038", "Invalid tag", "tag")

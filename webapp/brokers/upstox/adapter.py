@@ -7,7 +7,8 @@ exchanges the code, form-encoded with the API secret, for an access token that d
 
 Decisions made here on purpose:
 - Orders go through v3 place/modify/cancel (`/v3/order/...` on the order host): v2 place is marked
-  deprecated in Upstox's docs and only v3 takes `market_protection`. `slice` is sent false: one
+  deprecated in Upstox's docs and only v3 takes `market_protection`, sent -1 (Upstox's automatic
+  protection) on MARKET and SL-M orders unless the request names a percentage. `slice` is sent false: one
   desk child is one broker order (a sliced order would answer several ids for one tag).
 - Idempotency: the desk's tag (≤ 10 letters/digits; Upstox documents no limit) rides in `tag`.
   A lost place answer is Unavailable; `orders_by_tag` reads GET /v2/order/history?tag= (every
@@ -61,7 +62,10 @@ log = logging.getLogger(__name__)
 
 DIALOG_PATH = "/v2/login/authorization/dialog"
 QUOTE_BATCH = 500  # instrument keys per quote call (§1.6)
-MAX_HISTORY_CALLS = 40  # a runaway range is refused rather than paced for minutes
+MAX_HISTORY_CALLS = 40
+AUTO_PROTECTION = Decimal(
+    "-1"
+)  # market price protection chosen by Upstox  # a runaway range is refused rather than paced for minutes
 T = TypeVar("T")
 
 
@@ -151,7 +155,8 @@ class UpstoxBroker(Broker):
 
     def complete_login(self, params: Mapping[str, str]) -> BrokerSession:
         code = str(params.get("code") or "")
-        redirect_uri = str(params.get("redirect_uri") or self.options.get("redirect_uri") or "")
+        # the desk's setting, never a callback parameter: the browser's query is not the desk's word
+        redirect_uri = str(self.options.get("redirect_uri") or "")
         if not code:
             raise Rejected(f"{self.label} login did not complete (no authorization code); log in again")
         if not (self._api_key and self._api_secret):
@@ -188,8 +193,7 @@ class UpstoxBroker(Broker):
 
     def place(self, request: OrderRequest) -> str:
         self.check_order(request)
-        protection = request.market_protection
-        body = mapping.place_body(request, protection)
+        body = mapping.place_body(request, self._protection(request))
         data = self._call("place", "POST", "/v3/order/place", body=body, order=True, v2=False)
         ids = data.get("order_ids") if isinstance(data, dict) else None
         if not isinstance(ids, list) or len(ids) != 1 or not str(ids[0]).strip():
@@ -199,6 +203,18 @@ class UpstoxBroker(Broker):
                 f"{BROKER} said the order was accepted but sent no single order id; the order may or may not be placed"
             )
         return str(ids[0])
+
+    def _protection(self, request: OrderRequest) -> Decimal | None:
+        """Market price protection for MARKET and SL-M orders: -1 (Upstox's automatic protection)
+        unless the request names a percentage (0 to 25; 0 is none, Upstox's own default)."""
+        if request.order_type not in (OrderType.MARKET, OrderType.SLM):
+            return None
+        value = request.market_protection
+        if value is None:
+            value = Decimal(str(self.options.get("market_protection", AUTO_PROTECTION)))
+        if value != AUTO_PROTECTION and not Decimal("0") <= value <= Decimal("25"):
+            raise InvalidInput("Upstox market protection is -1 (automatic) or 0 to 25 %")
+        return value
 
     def modify(
         self,

@@ -96,7 +96,7 @@ def place_body(request: OrderRequest, market_protection: Decimal | None) -> dict
     }
     if body["tag"] is None:
         del body["tag"]
-    if market_protection is not None and request.order_type in (OrderType.MARKET, OrderType.SLM):
+    if market_protection is not None:
         body["market_protection"] = market_protection
     return body
 
