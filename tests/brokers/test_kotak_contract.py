@@ -396,16 +396,25 @@ def test_429_is_rate_limited_with_retry_after(desk, broker):
     assert desk.emulator.ledger.count() == 0
 
 
-def test_the_ten_per_second_limit_answers_429():
-    desk = start_desk()  # Kotak's own 10 requests/s
-    try:
-        creds = desk.account()
-        broker = desk.broker(creds)
-        with pytest.raises(RateLimited):
-            for _ in range(11):
-                broker.order_book()
-    finally:
-        desk.close()
+@pytest.fixture(scope="module")
+def strict_desk():
+    desk = start_desk()  # Kotak's own 10 requests/s per account
+    yield desk
+    desk.close()
+
+
+def test_the_ten_per_second_limit_answers_429(strict_desk):
+    broker = strict_desk.broker(strict_desk.account(), pace=False)
+    with pytest.raises(RateLimited):
+        for _ in range(11):
+            broker.order_book()
+
+
+def test_the_adapter_paces_an_account_under_the_limit(strict_desk):
+    creds = strict_desk.account()
+    broker, other = strict_desk.broker(creds), strict_desk.broker(creds)  # two adapters, one account
+    for _ in range(6):
+        assert broker.order_book() == [] and other.order_book() == []
 
 
 def test_a_session_expired_mid_day_is_auth_expired(desk, creds, broker):

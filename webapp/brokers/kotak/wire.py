@@ -22,7 +22,9 @@ from __future__ import annotations
 import json
 import logging
 import re
+import threading
 import time
+from collections import deque
 from collections.abc import Iterable, Mapping
 from decimal import Decimal
 from typing import Any
@@ -58,6 +60,31 @@ OUTCOMES = {
     "cancel": "the order may or may not be cancelled",
     "login": "try logging in again",
 }
+
+REQUESTS_PER_SECOND = 10  # per account, across APIs (Kotak's v2 FAQ, Q24)
+PACE_WINDOW = 1.05  # seconds: a little wider than Kotak's second, whose window and ours are not aligned
+
+
+class WindowPacer:
+    """At most `limit` calls of one account in any `window` seconds, in this process: a burst up to
+    the limit goes at once, the next call waits for the window to move. Other processes are not
+    coordinated (their refusals come back as RateLimited)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._sent: dict[str, deque[float]] = {}
+
+    def wait(self, key: str, limit: int, window: float) -> None:
+        with self._lock:
+            now = time.monotonic()
+            sent = self._sent.setdefault(key, deque(maxlen=limit))
+            start = max(now, sent[0] + window) if len(sent) == limit else now
+            sent.append(start)
+        if start > now:
+            time.sleep(start - now)
+
+
+PACER = WindowPacer()
 
 _SECRETS = re.compile(r'"(token|sid|rid|mpin|totp|mobileNumber|Auth)"\s*:\s*"[^"]*"', re.IGNORECASE)
 
@@ -111,6 +138,8 @@ class KotakWire:
         self.timeout = float(options.get("timeout") or DEFAULT_TIMEOUT)
         self.consumer_key = consumer_key
         self.client_code = client_code
+        # options["pace"]: False sends at once (tests of Kotak's own 429); default paces per account
+        self.pace = bool(options.get("pace", True))
 
     def trusted(self, url: str) -> str | None:
         return trusted_base_url(url, self.login_url, self.trusted_domains)
@@ -168,7 +197,7 @@ class KotakWire:
 
     def fetch_file(self, op: str, url: str) -> str:
         """A scrip master file (no credentials sent)."""
-        response = self._send(op, "GET", url, {"Accept": "text/csv, */*"})
+        response = self._send("instruments_file", "GET", url, {"Accept": "text/csv, */*"})
         if response.status != 200:
             self._log_raw(op, response)
             raise Unavailable(f"{BROKER} scrip master file answered HTTP {response.status}; try again")
@@ -187,6 +216,8 @@ class KotakWire:
         form: Mapping[str, str] | None = None,
     ) -> http.Response:
         outcome = OUTCOMES.get(op, "try again")
+        if self.pace and op != "instruments_file":
+            PACER.wait(self.client_code, REQUESTS_PER_SECOND, PACE_WINDOW)
         started = time.monotonic()
         try:
             response = http.send(method, url, headers=headers, body=body, form=form, timeout=self.timeout)
