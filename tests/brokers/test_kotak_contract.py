@@ -370,6 +370,33 @@ def test_a_5xx_before_accept_is_unavailable_and_provably_absent(desk, creds, bro
     assert desk.emulator.ledger.count(creds["ucc"]) == 0
 
 
+@pytest.mark.parametrize(
+    "kind, fault, outcome",
+    [
+        ("modify", "timeout_after_accept", "the change may or may not have been applied"),
+        ("cancel", "drop_after_accept", "the order may or may not be cancelled"),
+        ("cancel", "error_5xx_after_accept", "the order may or may not be cancelled"),
+    ],
+)
+def test_a_lost_modify_or_cancel_answer_is_unavailable_and_the_book_tells(desk, creds, kind, fault, outcome):
+    broker = desk.broker(creds, timeout=0.5)
+    order_id = resting_limit(broker, quantity=4)
+    desk.emulator.faults.script(kind, fault)
+    with pytest.raises(Unavailable, match=outcome):
+        if kind == "modify":
+            broker.modify(order_id, quantity=6)
+        else:
+            broker.cancel(order_id)
+    order = book_order(broker, order_id)
+    assert order.quantity == 6 if kind == "modify" else order.status is BrokerOrderStatus.CANCELLED
+
+
+def test_a_place_answered_with_a_list_is_unavailable(desk, broker):
+    desk.emulator.override_next("place", 200, [{"nOrdNo": "1"}])
+    with pytest.raises(Unavailable, match=MAYBE_PLACED):
+        broker.place(order_request(tag="LIST1"))
+
+
 def test_an_internal_error_on_place_is_unavailable_not_rejected(desk, broker):
     desk.emulator.override_next("place", 200, {"stat": "Not_Ok", "emsg": "Internal Error", "stCode": 1005})
     with pytest.raises(Unavailable, match=MAYBE_PLACED):

@@ -187,7 +187,11 @@ class KotakWire:
         headers = {"Auth": token, "Sid": sid, "neo-fin-key": NEO_FIN_KEY, "accept": "application/json"}
         form = {"jData": json.dumps(jdata, separators=(",", ":"))} if jdata is not None else None
         response = self._send(op, method, url, headers, form=form)
-        return self._answer(op, response, read=read)
+        answer = self._answer(op, response, read=read)
+        if not isinstance(answer, dict):  # only quotes answer a bare list
+            self._log_raw(op, response)
+            raise Unavailable(f"{BROKER} sent an unreadable answer; {OUTCOMES.get(op, 'try again')}")
+        return answer
 
     def key_call(self, op: str, url: str) -> Any:
         """Quotes and the scrip master: only the consumer key, as Authorization."""
