@@ -95,6 +95,8 @@ def test_sdk_v3_place_modify_cancel_and_the_books(upstox, sdk):
     assert {o.order_id: o.status for o in book} == {order_id: "complete", resting: "cancelled"}
     history = v2.get_order_details("2.0", tag="sdk1").data  # the SDK's names are swapped: this is /history
     assert {h.order_id for h in history} == {order_id} and history[-1].status == "complete"
+    assert [h.status for h in history][:3] == ["put order req received", "validation pending", "open pending"]
+    assert v2.get_order_details("2.0", order_id=order_id, tag="sdk2").data == []  # both must match
     details = v2.get_order_status(order_id=order_id).data
     assert details.filled_quantity == 2 and details.transaction_type == "BUY"
     trades = v2.get_trade_history("2.0").data

@@ -492,9 +492,9 @@ class UpstoxEmulator(UpstoxStreamMixin, BrokerEmulator):
     def order_history(self, request: Request) -> Response:
         def handler(account: UpstoxAccount) -> Any:
             order_id, tag = request.args.get("order_id"), request.args.get("tag")
-            if order_id:
+            if order_id:  # with a tag too: only if that order carries it (Upstox's doc)
                 self._own_order(account, order_id)
-                return [h for h in account.history if h["order_id"] == order_id]
+                return [h for h in account.history if h["order_id"] == order_id and (not tag or h["tag"] == tag)]
             if tag:
                 return [h for h in account.history if h["tag"] == tag]
             raise Refusal(400, "UDAPI1023", "Either order_id or tag is required", "order_id")
