@@ -49,7 +49,7 @@ def module_desk():
 
 @pytest.fixture
 def desk(module_desk: KotakDesk):
-    module_desk.reset(hang_seconds=1.0)
+    module_desk.reset(hang_seconds=2.0)
     yield module_desk
     module_desk.reset()
 
@@ -347,7 +347,7 @@ def test_status_words_map_to_the_port(desk, broker):
 
 @pytest.mark.parametrize("fault", ["timeout_after_accept", "drop_after_accept", "error_5xx_after_accept"])
 def test_a_lost_answer_after_accept_is_unavailable_and_found_by_its_tag(desk, creds, fault):
-    broker = desk.broker(creds, timeout=0.5)
+    broker = desk.broker(creds, timeout=0.8)
     desk.emulator.faults.script("place", fault)
     request = order_request(quantity=1, tag="LOST1")
     placed_after = utcnow() - timedelta(seconds=5)
@@ -379,7 +379,7 @@ def test_a_5xx_before_accept_is_unavailable_and_provably_absent(desk, creds, bro
     ],
 )
 def test_a_lost_modify_or_cancel_answer_is_unavailable_and_the_book_tells(desk, creds, kind, fault, outcome):
-    broker = desk.broker(creds, timeout=0.5)
+    broker = desk.broker(creds, timeout=0.8)
     order_id = resting_limit(broker, quantity=4)
     desk.emulator.faults.script(kind, fault)
     with pytest.raises(Unavailable, match=outcome):
