@@ -381,6 +381,8 @@ def test_session_expired_during_a_drop_surfaces_auth_expired(angel):
 
 def test_the_sdk_decodes_the_same_bytes_to_the_same_numbers(angel, tmp_path, monkeypatch):
     sdk_module = pytest.importorskip("SmartApi.smartWebSocketV2")
+    import logzero  # the SDK's own logger (imported by it, so present when the SDK is)
+
     monkeypatch.chdir(tmp_path)  # the SDK writes logs/<date>/app.log under the working directory
     seen: list[tuple[bytes, dict]] = []
     opened = threading.Event()
@@ -395,17 +397,26 @@ def test_the_sdk_decodes_the_same_bytes_to_the_same_numbers(angel, tmp_path, mon
             self.subscribe("sdk0000001", 3, [{"exchangeType": 1, "tokens": ["1594"]}])
 
     creds = angel.creds
-    sdk = RecordingSDK(
-        f"Bearer {creds['jwt_token']}", creds["api_key"], creds["client_code"], creds["feed_token"], retry_delay=0
-    )
+    auth = (f"Bearer {creds['jwt_token']}", creds["api_key"], creds["client_code"], creds["feed_token"])
+    # no retries: websocket-client calls the SDK's one-argument _on_close with three, and the SDK's
+    # error handler would reconnect after our close
+    sdk = RecordingSDK(*auth, max_retry_attempt=0, retry_delay=0)
     sdk.ROOT_URI = angel.ws_url  # a class attribute in the SDK; the instance's wins
     thread = threading.Thread(target=sdk.connect, daemon=True)
     thread.start()
     try:
         eventually(lambda: len(seen) >= 2, within=5.0)
     finally:
-        sdk.close_connection()
+        # the server hangs up first: websocket-client's own close, from another thread, leaves
+        # run_forever waiting in select on the closed socket
+        angel.emulator.drop_stream()
         thread.join(5.0)
+        sdk.close_connection()
+        for handler in list(logzero.logger.handlers):  # the SDK opened logzero's global log file in tmp_path
+            if isinstance(handler, logging.FileHandler):
+                logzero.logger.removeHandler(handler)
+                handler.close()
+    assert not thread.is_alive()
     raw, sdk_tick = seen[-1]
     packet = parse_packet(raw)
     quote = to_quote(packet, utcnow())
