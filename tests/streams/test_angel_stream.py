@@ -174,6 +174,8 @@ def test_error_frames_are_logged_and_passed_on(angel, caplog):
         eventually(lambda: len(angel.hub.errors) >= 2)
         read_for(stream, 0.2)
     assert [m["errorCode"] for m in messages] == ["E1001", "E1002"]
+    (conn,) = angel.hub.wait_for(1, angel.creds["client_code"])
+    assert conn.subscriptions == {}  # nothing of the refused request was taken
     assert messages[1]["correlationID"] == "fanout0001"
     assert "E1002" in caplog.text and "over_limit" in caplog.text
 
