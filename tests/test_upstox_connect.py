@@ -55,7 +55,7 @@ def saved_client(app, client_id):
 
 
 def upstox_client(app, factory, server, *, secret: str | None = None):
-    app.config.update(UPSTOX_API_URL=server.url, UPSTOX_REDIRECT_URL=CALLBACK)
+    app.config.update(UPSTOX_API_URL=server.url)
     creds = server.app.add_account(redirect_uri=CALLBACK)
     desk_client = factory.client(
         "Uma",
@@ -83,11 +83,6 @@ def approve(server, creds, dialog_url: str) -> str:
     return back.headers["Location"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="webapp/clients/routes.py connect_callback starts the exchange only when ?request_token= is present; "
-    "Upstox's OAuth redirect carries ?code= (a shared file this helper may not edit)",
-)
 def test_upstox_connect_through_the_authorization_dialog(app, client, factory, trader, upstox_server):
     creds, desk_client = upstox_client(app, factory, upstox_server)
     trader(desk_client)
@@ -132,7 +127,7 @@ def test_a_failed_upstox_code_exchange_is_shown_and_saves_nothing(app, client, f
     creds, desk_client = upstox_client(app, factory, upstox_server, secret="wrong-secret-value")
     trader(desk_client)
     location = approve(upstox_server, creds, client.get(f"/clients/{desk_client.id}/connect").headers["Location"])
-    params = dict(parse_qsl(urlsplit(location).query))
+    params = dict(parse_qsl(urlsplit(location).query)) | {"redirect_uri": CALLBACK}  # as the callback route passes
     with app.app_context():
         connected = sessions.connect(
             desk_client.id,
@@ -160,7 +155,7 @@ def test_the_code_exchange_job_connects_the_client(app, client, factory, trader,
     with app.app_context():
         assert sessions.connect(
             desk_client.id,
-            dict(parse_qsl(urlsplit(location).query)),
+            dict(parse_qsl(urlsplit(location).query)) | {"redirect_uri": CALLBACK},
             actor_id=None,
             actor="tara",
             config=app.config,

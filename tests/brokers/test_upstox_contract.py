@@ -152,19 +152,20 @@ def browser_code(env: UpstoxEnv, state: str = "st8") -> dict[str, str]:
             timeout=5,
         )
     assert back.status_code == 302 and back.headers["Location"].startswith(CALLBACK + "?")
-    return {k: v[0] for k, v in parse_qs(urlsplit(back.headers["Location"]).query).items()}
+    # what the desk's callback route passes on: the browser's parameters and its own callback URL
+    return {k: v[0] for k, v in parse_qs(urlsplit(back.headers["Location"]).query).items()} | {"redirect_uri": CALLBACK}
 
 
 def test_login_exchanges_the_code_form_encoded_and_the_session_works(upstox):
     params = browser_code(upstox)
     assert params["state"] == "st8" and params["code"]
-    broker = upstox.new_broker(access_token=None, redirect_uri=CALLBACK)
+    broker = upstox.new_broker(access_token=None)
     session = broker.complete_login(params)
     assert session.access_token != upstox.creds["access_token"] and session.extra["user_id"] == upstox.user_id
     assert session.expires_at == UpstoxBroker.session_expires_at(utcnow())
     assert broker.funds().available_cash == Decimal("1000000")  # the instance goes on with the new token
     with pytest.raises(Rejected, match="UDAPI100057"):  # the code is single use
-        upstox.new_broker(access_token=None, redirect_uri=CALLBACK).complete_login(params)
+        upstox.new_broker(access_token=None).complete_login(params)
 
 
 @pytest.mark.parametrize(
@@ -173,7 +174,7 @@ def test_login_exchanges_the_code_form_encoded_and_the_session_works(upstox):
         ({"api_secret": "wrong"}, Rejected, "UDAPI100016"),
         ({"code": ""}, Rejected, "no authorization code"),
         ({"redirect_uri": "http://elsewhere/cb"}, Rejected, "UDAPI100057"),
-        ({"redirect_uri": ""}, InvalidInput, "UPSTOX_REDIRECT_URL"),
+        ({"redirect_uri": ""}, InvalidInput, "callback URL"),
     ],
 )
 def test_login_refusals(upstox, change, error, message):
@@ -183,7 +184,9 @@ def test_login_refusals(upstox, change, error, message):
         creds["client_secret"] = change["api_secret"]
     if "code" in change:
         params["code"] = change["code"]
-    broker = upstox.new_broker(access_token=None, creds=creds, redirect_uri=change.get("redirect_uri", CALLBACK))
+    if "redirect_uri" in change:
+        params["redirect_uri"] = change["redirect_uri"]
+    broker = upstox.new_broker(access_token=None, creds=creds)
     with pytest.raises(error, match=message):
         broker.complete_login(params)
 
@@ -191,7 +194,7 @@ def test_login_refusals(upstox, change, error, message):
 def test_a_login_as_another_upstox_user_is_rejected(upstox):
     params = browser_code(upstox)
     _, credentials, _ = desk_account(upstox.creds)
-    broker = UpstoxBroker(Account("SOMEONE", credentials), {"base_url": upstox.url, "redirect_uri": CALLBACK})
+    broker = UpstoxBroker(Account("SOMEONE", credentials), {"base_url": upstox.url})
     with pytest.raises(Rejected, match="this client is SOMEONE"):
         broker.complete_login(params)
 
@@ -653,7 +656,7 @@ def test_the_admin_endpoint_expires_one_accounts_sessions(upstox):
 def test_logs_are_key_value_and_never_carry_secrets(upstox, caplog):
     caplog.set_level("DEBUG")
     params = browser_code(upstox)
-    broker = upstox.new_broker(access_token=None, redirect_uri=CALLBACK)
+    broker = upstox.new_broker(access_token=None)
     session = broker.complete_login(params)
     upstox.emulator.script_response("place", 400, json.dumps({"status": "error", "errors": [{"errorCode": "X1"}]}))
     with pytest.raises(Rejected):

@@ -345,6 +345,8 @@ class Broker(ABC):
     # "form": the desk asks login_fields() and posts them; "none": no login (paper)
     login_kind: ClassVar[str] = "none"
     login_fields: ClassVar[tuple[CredentialField, ...]] = ()
+    # "redirect": the callback parameter that carries the broker's one-time login token
+    login_callback_token: ClassVar[str] = "request_token"
     # broker tokens die every morning: hour and minute IST at which today's session expires
     session_expiry_ist: ClassVar[time] = time(6, 0)
     # the desk settings this broker owns (its endpoints), with their defaults: the desk's Config reads

@@ -102,7 +102,7 @@ def connect(client_id: int):
 @bp.route("/connect/callback")
 @requires("broker.connect")
 def connect_callback():
-    """Where Kite and ShareKhan send the browser back with a request token and our state."""
+    """Where a redirect-login broker sends the browser back with its one-time token and our state."""
     state = request.args.get("state", "")
     pending = dict(session.get(PENDING_LOGINS, {}))
     client_id = pending.pop(state, None)
@@ -119,13 +119,17 @@ def connect_callback():
         abort(400)
     session[PENDING_LOGINS] = pending
     client = client_for(current_user, client_id)
-    if request.args.get("status", "success") != "success" or not request.args.get("request_token"):
+    token_param = broker_class(client.broker).login_callback_token
+    if request.args.get("status", "success") != "success" or not request.args.get(token_param):
         flash("The broker login was cancelled or failed; nothing was saved. Try Connect again.", "error")
         return redirect(url_for("clients.detail", client_id=client.id))
-    try:  # ShareKhan wants its state back: every parameter is passed on, so each is bounded
+    try:  # a broker may want its state back: every parameter is passed on, so each is bounded
         params = bounded_params(request.args.items())
     except InputError:
         abort(400)
+    # the callback URL the login was started with (an OAuth code exchange repeats it); the desk's own
+    # word, never the browser's
+    params["redirect_uri"] = url_for("clients.connect_callback", _external=True)
     _start_connect(client.id, params)
     return redirect(url_for("clients.detail", client_id=client.id))
 

@@ -80,14 +80,12 @@ class UpstoxBroker(Broker):
     rate_limits = RateLimits(orders_per_second=10, orders_per_minute=500, reads_per_second=50)
     tag_max_length = 10
     login_kind = "redirect"
+    login_callback_token = "code"  # OAuth's authorization code
     session_expiry_ist = time(3, 30)
     settings = {
         "UPSTOX_API_URL": API_URL,
         "UPSTOX_ORDER_URL": "",
         "UPSTOX_ASSETS_URL": "",
-        # the desk's /clients/connect/callback as registered on every client's Upstox app: the code
-        # exchange must repeat it, and the login job has no request to build it from
-        "UPSTOX_REDIRECT_URL": "",
         **stream.STREAM_SETTINGS,
     }
     config_options = (
@@ -95,7 +93,6 @@ class UpstoxBroker(Broker):
         # empty: Upstox's HFT host for the real API, the API URL itself otherwise (an emulator)
         ConfigOption("order_url", "UPSTOX_ORDER_URL"),
         ConfigOption("assets_url", "UPSTOX_ASSETS_URL"),
-        ConfigOption("redirect_uri", "UPSTOX_REDIRECT_URL"),
         TIMEOUT_OPTION,
     )
     capabilities = Capabilities(quotes=True, streaming=True, historical_candles=True)
@@ -155,16 +152,14 @@ class UpstoxBroker(Broker):
 
     def complete_login(self, params: Mapping[str, str]) -> BrokerSession:
         code = str(params.get("code") or "")
-        # the desk's setting, never a callback parameter: the browser's query is not the desk's word
-        redirect_uri = str(self.options.get("redirect_uri") or "")
+        # set by the desk's callback route (the URL login_url was given), never taken from the browser
+        redirect_uri = str(params.get("redirect_uri") or "")
         if not code:
             raise Rejected(f"{self.label} login did not complete (no authorization code); log in again")
         if not (self._api_key and self._api_secret):
             raise InvalidInput(f"{self.label} needs the API key and API secret saved on the client first")
         if not redirect_uri:
-            raise InvalidInput(
-                f"{self.label} login needs UPSTOX_REDIRECT_URL: the desk's callback URL registered on the Upstox app"
-            )
+            raise InvalidInput(f"{self.label} login lost the desk's callback URL; start the login again")
         data = self._wire.token(
             {
                 "code": code,
