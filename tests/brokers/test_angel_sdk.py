@@ -13,11 +13,11 @@ from decimal import Decimal
 
 import pyotp
 import pytest
+import SmartApi
 
 from tests.brokers.angel_fixtures import AngelDesk, start_desk
 from webapp.timeutil import IST
 
-SmartApi = pytest.importorskip("SmartApi")
 # SmartConnect() sets ssl.OP_NO_TLSv1/1_1 on a context it never uses for these loopback calls.
 pytestmark = pytest.mark.filterwarnings("ignore:ssl.OP_NO_SSL:DeprecationWarning")
 

@@ -4,13 +4,13 @@ base_url on get_dhan_http()). The SDK answers {status, remarks, data} instead of
 
 from __future__ import annotations
 
+import dhanhq as dhanhq_module
 import pyotp
 import pytest
 
 from tests.emulators.common import EmulatorServer, FaultPlan
 from tests.emulators.dhan import DhanEmulator
 
-dhanhq_module = pytest.importorskip("dhanhq")
 DhanContext, DhanLogin, dhanhq = dhanhq_module.DhanContext, dhanhq_module.DhanLogin, dhanhq_module.dhanhq
 
 

@@ -382,8 +382,8 @@ def test_session_expired_during_a_drop_surfaces_auth_expired(angel):
 
 
 def test_the_sdk_decodes_the_same_bytes_to_the_same_numbers(angel, tmp_path, monkeypatch):
-    sdk_module = pytest.importorskip("SmartApi.smartWebSocketV2")
-    import logzero  # the SDK's own logger (imported by it, so present when the SDK is)
+    import logzero  # the SDK's own logger (a dev dependency: smartapi-python imports it undeclared)
+    from SmartApi import smartWebSocketV2 as sdk_module
 
     monkeypatch.chdir(tmp_path)  # the SDK writes logs/<date>/app.log under the working directory
     seen: list[tuple[bytes, dict]] = []
