@@ -40,11 +40,6 @@ class DeskAccount:
     credentials: dict[str, str]
     session: BrokerSession
 
-    @property
-    def ledger_account(self) -> str:
-        """The account the emulator's ledger books orders under (each books by the client code)."""
-        return self.client_code
-
 
 # ---------------------------------------------------------------- the existing brokers
 
