@@ -81,11 +81,13 @@ _OI = struct.Struct("<I")
 _REASON = struct.Struct("<H")
 
 PAISA = Decimal("0.01")
+MAX_PRICE = 1e12
 
 
 def price(value: float) -> Decimal | None:
-    """A float32 wire price as an exact Decimal rounded to the paisa; None when not a finite number."""
-    if not math.isfinite(value):
+    """A float32 wire price as an exact Decimal rounded to the paisa; None when not a finite number or
+    beyond any price (garbage: the quantize would overflow the context's precision)."""
+    if not math.isfinite(value) or abs(value) >= MAX_PRICE:
         return None
     return Decimal(value).quantize(PAISA, rounding=ROUND_HALF_EVEN)
 
