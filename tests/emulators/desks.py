@@ -95,6 +95,7 @@ class EmulatedBroker:
     module: str  # `python -m <module> --port 0 --latency-ms R` serves it
     emulator_class: type[BrokerEmulator]
     _desk_account: Callable[[Mapping[str, Any], str], DeskAccount]
+    url_setting: str | None = None  # the fixtures' API_URL_SETTING, pointed at the emulator whatever its name
 
     def emulator(self, faults: FaultPlan | None = None) -> BrokerEmulator:
         return self.emulator_class(faults=faults)
@@ -109,6 +110,8 @@ class EmulatedBroker:
             for key, default in broker_class(self.name).settings.items()
             if key.endswith("_URL") and not str(default).startswith(("ws://", "wss://"))
         }
+        if self.url_setting:
+            keys.add(self.url_setting)
         return dict.fromkeys(sorted(keys), url)
 
     def open_account(self, url: str, http: requests.Session | None = None, **fields: Any) -> DeskAccount:
@@ -179,7 +182,14 @@ def emulated(name: str) -> EmulatedBroker:
         module, class_name, account = EXISTING[name]
         return EmulatedBroker(name, module, getattr(importlib.import_module(module), class_name), account)
     module = f"tests.emulators.{name}"
-    return EmulatedBroker(name, module, _emulator_class(importlib.import_module(module)), _fixtures_account(name))
+    fixtures = importlib.import_module(f"tests.brokers.{name}_fixtures")
+    return EmulatedBroker(
+        name,
+        module,
+        _emulator_class(importlib.import_module(module)),
+        _fixtures_account(name),
+        getattr(fixtures, "API_URL_SETTING", None),
+    )
 
 
 def available(names: tuple[str, ...] = ORDER) -> list[str]:
