@@ -9,6 +9,7 @@ import json
 import logging
 import socket
 import struct
+import time
 from decimal import Decimal
 from typing import Any
 
@@ -288,8 +289,6 @@ class SkewClock:
     """Real monotonic time plus whatever the supervisor 'slept': backoff costs no wall time."""
 
     def __init__(self) -> None:
-        import time
-
         self._monotonic, self.skew, self.sleeps = time.monotonic, 0.0, []
 
     def __call__(self) -> float:
@@ -307,8 +306,6 @@ def supervised(env: StreamEnv, clock: SkewClock) -> StreamSupervisor:
 
 
 def run_until(sup: StreamSupervisor, done, within: float = 4.0) -> list:
-    import time
-
     deadline = time.monotonic() + within
     ticks: list = []
     while time.monotonic() < deadline:
@@ -363,6 +360,52 @@ def test_supervisor_surfaces_an_expired_session_as_auth_expired_once(dhan):
             sup.run_once(0.1)
     assert dhan.hub.refused == refused + 1  # one refusal, no retry loop
     sup.close()
+
+
+# ---------------------------------------------------------------- the feed on Dhan's stream
+
+
+def test_the_feed_on_dhans_stream_puts_ticks_in_the_quote_store(app, factory, dhan_server):
+    from tests.brokers.dhan_fixtures import desk_account
+    from webapp.extensions import db, get_redis
+    from webapp.marketdata.store import read_quote
+    from webapp.marketfeed.feed import Feed, note_interest
+    from webapp.marketfeed.sources import StreamSource
+    from webapp.models import Client
+    from webapp.trading.sessions import store_session
+    from webapp.vault import current_vault
+
+    emulator = dhan_server.app
+    emulator.stream.tick_interval = TICK_INTERVAL
+    instrument = factory.instrument("INFY", 1594)
+    code, credentials, session = desk_account(emulator.add_account())
+    client = factory.client("Dhan streamer", broker="dhan", code=code, credentials=credentials or None)
+    with app.app_context():
+        store_session(db.session.get(Client, client.id), session, current_vault())
+        db.session.commit()
+    app.config.update(
+        DHAN_API_URL=dhan_server.url,
+        DHAN_STREAM_URL=dhan_server.url.replace("http://", "ws://") + "/feed",
+        FEED_SOURCE="dhan",
+    )
+    source = StreamSource(app, "dhan")
+    assert source.to_stream[instrument.instrument_token] == INFY
+    feed = Feed(app, source, on_quotes=source.after)
+    with app.app_context():
+        note_interest(get_redis(), instrument.instrument_token)
+    emulator.set_price("INFY", "1555.10")
+    try:
+        quote = None
+        deadline = time.monotonic() + 10
+        while quote is None or quote.last_price != Decimal("1555.10"):
+            assert time.monotonic() < deadline, f"no tick at the emulator's price; last {quote}"
+            feed.step()
+            with app.app_context():
+                quote = read_quote(get_redis(), instrument)
+        assert [c.account for c in emulator.stream.connections()] == [code]
+    finally:
+        source.supervisor.close()
+        emulator.stream.shutdown()
 
 
 # ---------------------------------------------------------------- the official SDK on the same bytes
