@@ -330,7 +330,6 @@ def test_market_protection_rides_on_v3_market_orders(upstox):
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        ({"isin": None}, "needs the instrument's ISIN"),
         ({"exchange": "MCX"}, "not MCX"),
         ({"tag": "has space"}, "order tags are 1 to 10"),
         ({"tag": "elevenchars"}, "order tags are 1 to 10"),
@@ -495,8 +494,9 @@ def test_quotes_are_keyed_by_the_desk_key_from_the_instrument_key_inside(upstox)
     assert sbin.lower_circuit < sbin.close < sbin.upper_circuit
 
 
-def test_quotes_leave_an_instrument_without_an_isin_unanswered(upstox):
-    bare = ref("INFY").__class__("NSE", "WIPRO", 3787)
+def test_quotes_leave_an_instrument_upstox_does_not_list_unanswered(upstox):
+    upstox.broker.quotes([ref("INFY").__class__("NSE", "WIPRO", 3787)])  # the instrument file is fetched
+    bare = ref("INFY").__class__("NSE", "NOSUCH", 999999)  # no ISIN, and not in Upstox's file
     before = requests_to(upstox, "/v2/market-quote/quotes")
     assert upstox.broker.quotes([bare]) == {}
     assert requests_to(upstox, "/v2/market-quote/quotes") == before  # nothing to ask
@@ -638,7 +638,7 @@ def requests_to_prefix_of(emulator: UpstoxEmulator, prefix: str) -> int:
 
 def test_the_stream_hooks_delegate_to_the_stream_module(upstox):
     assert UpstoxBroker.stream_token(ref("INFY")) == "NSE_EQ|INE009A01021"
-    assert UpstoxBroker.stream_token(ref("INFY").__class__("NSE", "WIPRO", 3787)) is None
+    assert UpstoxBroker.stream_token(ref("INFY").__class__("NSE", "WIPRO", 3787)) == "NSE|3787"
     assert UpstoxBroker.capabilities.streaming and "UPSTOX_STREAM_URL" in UpstoxBroker.settings
     stream = UpstoxBroker.open_stream(Account("X", {}, BrokerSession("tok")), {"UPSTOX_STREAM_URL": upstox.url})
     assert type(stream).__module__ == "webapp.brokers.upstox.stream"

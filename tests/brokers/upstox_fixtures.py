@@ -143,7 +143,7 @@ def upstox(upstox_server: tuple[UpstoxEmulator, EmulatorServer]) -> Iterator[Ups
     emulator.faults = FaultPlan(hang_seconds=HANG_SECONDS)
     emulator.clear_scripts()
     for symbol, row in SAMPLE_ROWS.items():
-        if row.get("isin"):
+        if row["segment"] == "NSE":  # every cash row (the emulator makes up the missing ISINs)
             emulator.set_price(symbol, row["last_price"])
     env = UpstoxEnv(emulator, server.url, emulator.add_account())
     yield env

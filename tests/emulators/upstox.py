@@ -53,6 +53,7 @@ PUBLIC = UpstoxAccount("", "", "", "", Decimal("0"))  # who a token-less public 
 QUOTE_MAX = 500
 CANDLE_UNITS = {"minutes": (1, 300), "hours": (1, 5), "days": (1, 1), "weeks": (1, 1), "months": (1, 1)}
 INSTRUMENTS_PATH = "/market-quote/instruments/exchange/NSE.json.gz"
+BSE_INSTRUMENTS_PATH = "/market-quote/instruments/exchange/BSE.json.gz"  # the emulator lists no BSE rows
 BAD_TOKEN = Refusal(401, "UDAPI100050", "Invalid token used to access API")
 TOO_MANY = Refusal(429, "UDAPI10005", "Too Many Request Sent")
 SERVER_ERROR = Refusal(500, "UDAPI100500", "Something went wrong, please try again later")
@@ -102,6 +103,7 @@ class UpstoxEmulator(UpstoxStreamMixin, BrokerEmulator):
             Rule("/v3/historical-candle/<path:key>/<unit>/<int:interval>/<to_date>/<from_date>", endpoint="candles"),
             Rule("/v3/historical-candle/<path:key>/<unit>/<int:interval>/<to_date>", endpoint="candles"),
             Rule(INSTRUMENTS_PATH, methods=["GET"], endpoint="instrument_file"),
+            Rule(BSE_INSTRUMENTS_PATH, methods=["GET"], endpoint="instrument_file"),
         ]
     )
 
@@ -651,7 +653,11 @@ class UpstoxEmulator(UpstoxStreamMixin, BrokerEmulator):
         return self._read(request, handler, "candles", public=True)
 
     def instrument_file(self, request: Request) -> Response:
-        data = gzip.compress(json.dumps(self.book.instrument_records()).encode())
+        """The daily file (public, no token). script_response("instruments", ...) fails the next one."""
+        if self._scripted["instruments"]:
+            return self._scripted["instruments"].popleft()
+        records = self.book.instrument_records() if request.path == INSTRUMENTS_PATH else []
+        data = gzip.compress(json.dumps(records).encode())
         return Response(data, content_type="application/gzip")
 
 

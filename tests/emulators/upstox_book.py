@@ -60,19 +60,34 @@ class Instrument:
         self.high, self.low = max(self.high, price), min(self.low, price)
 
 
+def made_up_isin(exchange_token: int) -> str:
+    """A deterministic ISIN of the right shape for a sample row without one: "INZ" (no real Indian
+    issuer code starts with Z) + the exchange token in 8 digits + the ISIN check digit (Luhn over
+    the letters-as-numbers digits). The emulator's own universe: never a real company's ISIN."""
+    body = f"INZ{exchange_token:08d}"
+    digits = "".join(str(int(c, 36)) for c in body)
+    total = 0
+    for i, d in enumerate(reversed(digits)):
+        n = int(d) * (2 if i % 2 == 0 else 1)
+        total += n - 9 if n > 9 else n
+    return body + str((10 - total % 10) % 10)
+
+
 def load_instruments() -> dict[str, Instrument]:
-    """The desk's sample NSE master, keyed by Upstox instrument key (NSE_EQ|ISIN)."""
+    """The desk's sample NSE master, keyed by Upstox instrument key (NSE_EQ|ISIN). Every row is
+    listed: one without an ISIN in the sample gets a made-up one (made_up_isin), used throughout."""
     out: dict[str, Instrument] = {}
     with SAMPLE.open(newline="") as fh:
         for row in csv.DictReader(fh):
-            if not row.get("isin"):
+            if row["segment"] != "NSE":  # the cash segment only (indices are NSE_INDEX keys at Upstox)
                 continue
+            isin = row.get("isin") or made_up_isin(int(row["exchange_token"]))
             price = Decimal(row["last_price"])
-            out[f"NSE_EQ|{row['isin']}"] = Instrument(
+            out[f"NSE_EQ|{isin}"] = Instrument(
                 row["tradingsymbol"],
                 row["name"],
                 int(row["exchange_token"]),
-                row["isin"],
+                isin,
                 price,
                 Decimal(row["tick_size"]),
                 close=price,

@@ -266,7 +266,7 @@ def test_drop_raises_stream_closed_and_close_is_idempotent(upstox):
 
 
 def test_open_stream_uses_the_configured_url_and_the_session(upstox):
-    assert STREAM_SETTINGS == {"UPSTOX_STREAM_URL": "https://api.upstox.com/v3/feed/market-data-feed/authorize"}
+    assert STREAM_SETTINGS == {"UPSTOX_STREAM_URL": ""}  # empty: the authorize path on UPSTOX_API_URL
     account = Account(client_code=upstox.creds["user_id"], session=BrokerSession(upstox.creds["access_token"]))
     stream = open_stream(account, {"UPSTOX_STREAM_URL": upstox.ws_url, "BROKER_TIMEOUT_SECONDS": 2})
     upstox.opened.append(stream)
@@ -345,15 +345,9 @@ def test_the_sdks_streamer_reads_the_emulators_feed(upstox, monkeypatch):
 
 # ---------------------------------------------------------------- under the supervisor
 
-# StreamSupervisor.subscribe/unsubscribe cast every token to int (supervisor.py), so Upstox's string
-# instrument keys raise ValueError there, as they would in the feed's StreamSource. These tests pass
-# once the supervisor keeps string tokens as they are; strict, so they fail loudly when it does.
-needs_string_tokens = pytest.mark.xfail(
-    raises=ValueError, strict=True, reason="StreamSupervisor casts stream tokens to int; Upstox keys are strings"
-)
+# The supervisor keeps string tokens as they are (Upstox's instrument keys, "NSE|2885").
 
 
-@needs_string_tokens
 def test_drop_reconnects_with_backoff_and_resubscribes(upstox):
     infy = key_of(upstox, "INFY")
     clock = SkewClock()
@@ -373,7 +367,6 @@ def test_drop_reconnects_with_backoff_and_resubscribes(upstox):
     sup.close()
 
 
-@needs_string_tokens
 def test_silent_socket_trips_the_watchdog_and_reconnects(upstox):
     clock = SkewClock()
     sup = live_supervisor(upstox, clock)
@@ -389,7 +382,6 @@ def test_silent_socket_trips_the_watchdog_and_reconnects(upstox):
     sup.close()
 
 
-@needs_string_tokens
 def test_session_expired_during_a_drop_surfaces_auth_expired(upstox):
     clock = SkewClock()
     sup = live_supervisor(upstox, clock)
@@ -417,7 +409,8 @@ def test_stream_token_is_upstoxs_instrument_key():
     assert stream_token(InstrumentRef("BSE", "RELIANCE", 500325, None, "ine002a01018 ")) == "BSE_EQ|INE002A01018"
     assert stream_token(InstrumentRef("NSE", "NIFTY 50", 1001, 256265, None)) == "NSE_INDEX|Nifty 50"
     assert stream_token(InstrumentRef("NSE", "NIFTY BANK", 1016, 260105, "")) == "NSE_INDEX|Nifty Bank"
-    assert stream_token(InstrumentRef("NSE", "SOMETHING", 1, 2, None)) is None  # no ISIN, no key
+    assert stream_token(InstrumentRef("NSE", "SOMETHING", 1, 2, None)) == "NSE|1"  # resolved at subscribe
+    assert stream_token(InstrumentRef("BSE", "SOMETHING", 500325, None, " ")) == "BSE|500325"
     assert stream_token(InstrumentRef("NFO", "NIFTY24DECFUT", 35001, 3, "INE000000000")) is None
 
 

@@ -13,7 +13,9 @@ Decisions made here on purpose:
 - Idempotency: the desk's tag (≤ 10 letters/digits; Upstox documents no limit) rides in `tag`.
   A lost place answer is Unavailable; `orders_by_tag` reads GET /v2/order/history?tag= (every
   transition of every order with the tag) and keeps each order's last row.
-- Equities are addressed by "NSE_EQ|<ISIN>": a request without an ISIN is InvalidInput.
+- Equities are addressed by "NSE_EQ|<ISIN>". Without an ISIN (Kite's master has none) the key comes
+  from Upstox's own daily instrument file by exchange token (keys.py); an instrument the file does not
+  list is InvalidInput for orders and left unanswered by quotes.
 - NRML is sent as D (Upstox's carry-forward product for F&O); D reads back as CNC.
 """
 
@@ -54,7 +56,7 @@ from webapp.brokers.base import (
     Unavailable,
     Validity,
 )
-from webapp.brokers.upstox import mapping, stream
+from webapp.brokers.upstox import keys, mapping, stream
 from webapp.brokers.upstox.wire import API_URL, BROKER, NOT_FOUND, UpstoxError, UpstoxWire
 from webapp.timeutil import IST, UTC, utcnow
 
@@ -129,6 +131,20 @@ class UpstoxBroker(Broker):
     def _call(self, op: str, method: str, path: str, **kwargs: Any) -> Any:
         return self._wire.call(op, method, path, token=self._token(), **kwargs)
 
+    def _key(self, exchange: str, exchange_token: int, isin: str | None) -> str:
+        """Upstox's instrument key: from the ISIN when known, else from Upstox's instrument file
+        (InvalidInput when the file does not list the instrument; Unavailable when it cannot be had)."""
+        if (isin or "").strip():
+            return mapping.instrument_key(exchange, isin)
+        if (exchange or "").upper() not in mapping.SEGMENTS:
+            mapping.instrument_key(exchange, isin)  # raises: not a cash exchange here
+        key = keys.instrument_key(self._wire, exchange, exchange_token)
+        if key is None:
+            raise InvalidInput(
+                f"Upstox does not list {exchange} exchange token {exchange_token} in today's instrument file"
+            )
+        return key
+
     def _parse(self, op: str, rows: Any, parse: Callable[[Any], T]) -> list[T]:
         if rows is None:
             return []
@@ -188,7 +204,8 @@ class UpstoxBroker(Broker):
 
     def place(self, request: OrderRequest) -> str:
         self.check_order(request)
-        body = mapping.place_body(request, self._protection(request))
+        key = self._key(request.exchange, request.exchange_token, request.isin)
+        body = mapping.place_body(request, key, self._protection(request))
         data = self._call("place", "POST", "/v3/order/place", body=body, order=True, v2=False)
         ids = data.get("order_ids") if isinstance(data, dict) else None
         if not isinstance(ids, list) or len(ids) != 1 or not str(ids[0]).strip():
@@ -309,13 +326,13 @@ class UpstoxBroker(Broker):
     def quotes(self, instruments: Sequence[InstrumentRef]) -> dict[str, Quote]:
         """Full quotes (GET /v2/market-quote/quotes), 500 keys a call. The answer is keyed
         "NSE_EQ:INFY"; each row names its instrument key, which maps it back to the request. An
-        instrument without an ISIN cannot be named to Upstox and is left unanswered (repricing asks the
-        next broker for it)."""
+        instrument without an ISIN is named by Upstox's instrument file; one the file does not list (or
+        not on a cash exchange) is left unanswered (repricing asks the next broker for it)."""
         by_key: dict[str, InstrumentRef] = {}
         for ref in instruments:
             try:
-                by_key[mapping.instrument_key(ref.exchange, ref.isin)] = ref
-            except InvalidInput:  # no ISIN (or not a cash exchange): left for another broker to answer
+                by_key[self._key(ref.exchange, ref.exchange_token, ref.isin)] = ref
+            except InvalidInput:  # unlisted, or not a cash exchange: left for another broker to answer
                 continue
         keys = list(by_key)
         quotes: dict[str, Quote] = {}
@@ -340,7 +357,7 @@ class UpstoxBroker(Broker):
             return Decimal("0")
         lines = [
             {
-                "instrument_key": mapping.instrument_key(r.exchange, r.isin),
+                "instrument_key": self._key(r.exchange, r.exchange_token, r.isin),
                 "quantity": r.quantity,
                 "product": mapping.PRODUCTS[r.product],
                 "transaction_type": r.side.value,
@@ -366,7 +383,7 @@ class UpstoxBroker(Broker):
             span = timedelta(days=28 if interval <= 15 else 88)
         else:
             raise InvalidInput(f"{self.label} candles are 1 to 300 minutes or one day")
-        key = quote(mapping.instrument_key(instrument.exchange, instrument.isin), safe="")
+        key = quote(self._key(instrument.exchange, instrument.exchange_token, instrument.isin), safe="")
         first, last = start.astimezone(IST).date(), end.astimezone(IST).date()
         bars: dict[datetime, HistoricalBar] = {}
         chunk_start, calls = first, 0

@@ -79,14 +79,14 @@ def price(value: Decimal | None) -> Decimal:
     return value if value is not None else ZERO
 
 
-def place_body(request: OrderRequest, market_protection: Decimal | None) -> dict[str, Any]:
+def place_body(request: OrderRequest, key: str, market_protection: Decimal | None) -> dict[str, Any]:
     body: dict[str, Any] = {
         "quantity": request.quantity,
         "product": PRODUCTS[request.product],
         "validity": request.validity.value,
         "price": price(request.price) if request.order_type in (OrderType.LIMIT, OrderType.SL) else ZERO,
         "tag": request.tag or None,
-        "instrument_token": instrument_key(request.exchange, request.isin),
+        "instrument_token": key,
         "order_type": request.order_type.value,
         "transaction_type": request.side.value,
         "disclosed_quantity": 0,

@@ -21,8 +21,10 @@ open/high/low (the "1d" entry of marketOHLC), volume traded today (vtt) and five
 (marketLevel.bidAskQuote: each entry is a bid and an ask at that level); "ltpc" gives the last price
 and previous close only. Index keys carry indexFF (price and OHLC, no depth or volume).
 
-Tokens are Upstox instrument keys ("NSE_EQ|<ISIN>", "NSE_INDEX|Nifty 50"): `stream_token` makes them
-from the desk's instruments and `read` yields ticks under the same strings. Prices are doubles on
+Tokens are Upstox instrument keys ("NSE_EQ|<ISIN>", "NSE_INDEX|Nifty 50") when `stream_token` can make
+them from the desk's instrument, else "<exchange>|<exchange token>" ("NSE|2885": Kite's master has no
+ISIN). `subscribe` turns the latter into instrument keys through Upstox's daily instrument file (keys.py,
+the adapter's cache) and `read` yields every tick under the token it was subscribed with. Prices are doubles on
 the wire, turned into Decimal by rounding their repr to the paisa (feed_pb.price), never by float
 arithmetic; times are aware UTC (currentTs, epoch milliseconds; the time of receipt when absent).
 """
@@ -31,6 +33,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timedelta
@@ -41,15 +44,19 @@ from google.protobuf.message import DecodeError
 
 from webapp.brokers import http
 from webapp.brokers.base import Account, AuthExpired, DepthLevel, InstrumentRef, InvalidInput, Quote, Unavailable
-from webapp.brokers.upstox import feed_pb
+from webapp.brokers.upstox import feed_pb, keys
+from webapp.brokers.upstox.wire import API_URL, UpstoxWire
 from webapp.marketdata.streams.base import StreamClosed, Tick, TickStream
 from webapp.marketdata.streams.wsclient import WebSocket, drain
 from webapp.timeutil import UTC, utcnow
 
 log = logging.getLogger(__name__)
 
-UPSTOX_FEED_AUTHORIZE_URL = "https://api.upstox.com/v3/feed/market-data-feed/authorize"
-STREAM_SETTINGS = {"UPSTOX_STREAM_URL": UPSTOX_FEED_AUTHORIZE_URL}
+AUTHORIZE_PATH = "/v3/feed/market-data-feed/authorize"
+UPSTOX_FEED_AUTHORIZE_URL = API_URL + AUTHORIZE_PATH
+# empty: the authorize path on UPSTOX_API_URL (Upstox's API host, or an emulator's)
+STREAM_SETTINGS = {"UPSTOX_STREAM_URL": ""}
+TOKEN_FORM = re.compile(r"^(NSE|BSE)\|(\d+)$")  # "<exchange>|<exchange token>": resolved at subscribe
 MODES = ("ltpc", "full")
 # instrument keys per connection, by mode alone (U:v3/get-market-data-feed "Individual Limit")
 KEY_LIMITS = {"ltpc": 5000, "full": 2000}
@@ -81,15 +88,17 @@ Symbols = Mapping[str, tuple[str, str]]  # instrument key -> (exchange, tradings
 def stream_token(instrument: InstrumentRef) -> str | None:
     """Upstox's instrument key for `instrument`: "NSE_EQ|<ISIN>" / "BSE_EQ|<ISIN>" for equities, the
     index key for the desk's NIFTY 50 and NIFTY BANK rows, None for what the feed cannot carry here
-    (no ISIN, another exchange)."""
+    (another exchange). Without an ISIN: "NSE|<exchange token>", which the stream resolves."""
     exchange = (instrument.exchange or "").upper()
     index_key = INDEX_KEYS.get((exchange, (instrument.tradingsymbol or "").strip().upper()))
     if index_key is not None:
         return index_key
     segment = SEGMENTS.get(exchange)
     isin = (instrument.isin or "").strip().upper()
-    if segment is None or not isin:
+    if segment is None:
         return None
+    if not isin:  # the stream names it through Upstox's instrument file when it subscribes
+        return f"{exchange}|{int(instrument.exchange_token)}" if instrument.exchange_token else None
     return f"{segment}|{isin}"
 
 
@@ -97,10 +106,17 @@ def open_stream(account: Account, config: Mapping[str, Any]) -> UpstoxStream:
     """A feed over `account`'s session (its access token, as Bearer to the authorize call). With no
     session the stream's connect raises AuthExpired."""
     token = account.session.access_token if account.session else ""
+    api_url = str(config.get("UPSTOX_API_URL") or API_URL).rstrip("/")
+    timeout = float(config.get("BROKER_TIMEOUT_SECONDS") or 7)
+    wire = UpstoxWire(
+        client_code=account.client_code,
+        options={"base_url": api_url, "assets_url": config.get("UPSTOX_ASSETS_URL") or "", "timeout": timeout},
+    )
     return UpstoxStream(
         token,
-        authorize_url=config.get("UPSTOX_STREAM_URL") or UPSTOX_FEED_AUTHORIZE_URL,
-        http_timeout=float(config.get("BROKER_TIMEOUT_SECONDS") or 7),
+        authorize_url=config.get("UPSTOX_STREAM_URL") or api_url + AUTHORIZE_PATH,
+        http_timeout=timeout,
+        wire=wire,
     )
 
 
@@ -216,6 +232,7 @@ class UpstoxStream(TickStream):
         on_message: Callable[[dict[str, Any]], None] | None = None,
         connect_timeout: float = 10.0,
         http_timeout: float = 7.0,
+        wire: UpstoxWire | None = None,
     ):
         if mode not in MODES:
             raise InvalidInput(f"Unknown Upstox feed mode {mode!r}.")
@@ -225,6 +242,12 @@ class UpstoxStream(TickStream):
         self.market_status: dict[str, str] = {}  # segment -> MarketStatus name, from market_info frames
         self._ws: WebSocket | None = None
         self._keys: set[str] = set()
+        # instrument key -> the tokens subscribed for it (the key itself, or "NSE|2885")
+        self._names: dict[str, set[str]] = {}
+        # fetches the instrument file; by default from the authorize URL's host (an emulator serves both)
+        self._wire = wire or UpstoxWire(
+            client_code="", options={"base_url": _origin(authorize_url), "timeout": http_timeout}
+        )
 
     def __repr__(self) -> str:  # no token or one-time code in reprs or logs
         return f"UpstoxStream(mode={self.mode!r}, authorize_url={self.authorize_url!r})"
@@ -236,7 +259,16 @@ class UpstoxStream(TickStream):
         log.info("stream=upstox event=connected mode=%s", self.mode)
 
     def subscribe(self, tokens: Iterable[int | str]) -> None:
-        keys = self._clean(tokens)
+        cleaned = self._clean(tokens)
+        if not cleaned:
+            return
+        self._open_ws()
+        names: dict[str, set[str]] = {}
+        for token in cleaned:
+            key = self._resolve(token)
+            if key is not None:
+                names.setdefault(key, set()).add(token)
+        keys = sorted(names)
         if not keys:
             return
         total = len(self._keys | set(keys))
@@ -244,9 +276,18 @@ class UpstoxStream(TickStream):
             log.warning("stream=upstox event=over_limit keys=%d limit=%d", total, KEY_LIMITS[self.mode])
         self._send("sub", keys, self.mode)
         self._keys.update(keys)
+        for key, tokens_of_key in names.items():
+            self._names.setdefault(key, set()).update(tokens_of_key)
 
     def unsubscribe(self, tokens: Iterable[int | str]) -> None:
-        keys = self._clean(tokens)
+        gone = set(self._clean(tokens))
+        keys = []
+        for key in sorted(self._names):
+            if self._names[key] & gone:
+                self._names[key] -= gone
+                if not self._names[key]:
+                    del self._names[key]
+                    keys.append(key)
         if keys:
             self._send("unsub", keys)
             self._keys.difference_update(keys)
@@ -254,7 +295,8 @@ class UpstoxStream(TickStream):
     def change_mode(self, tokens: Iterable[int | str], mode: str) -> None:
         if mode not in MODES:
             raise InvalidInput(f"Unknown Upstox feed mode {mode!r}.")
-        keys = self._clean(tokens)
+        wanted = set(self._clean(tokens))
+        keys = sorted(key for key, names in self._names.items() if names & wanted)
         if keys:
             self._send("change_mode", keys, mode)
 
@@ -291,6 +333,17 @@ class UpstoxStream(TickStream):
             raise Unavailable("Upstox's feed authorize gave no WebSocket address.")
         return uri
 
+    def _resolve(self, token: str) -> str | None:
+        """The instrument key for a subscribed token: itself, or for "NSE|2885" the key Upstox's
+        instrument file gives exchange token 2885 (None when the file does not list it)."""
+        match = TOKEN_FORM.match(token)
+        if match is None:
+            return token
+        key = keys.instrument_key(self._wire, match.group(1), int(match.group(2)))
+        if key is None:
+            log.warning("stream=upstox event=unlisted token=%s", token)
+        return key
+
     @staticmethod
     def _clean(tokens: Iterable[int | str]) -> list[str]:
         return sorted({str(t) for t in tokens if t is not None and str(t)})
@@ -320,13 +373,20 @@ class UpstoxStream(TickStream):
         if response.type == feed_pb.TYPE_MARKET_INFO:
             self._market_info(response)
             return []
-        return frame_ticks(response, received_at, self.symbols)
+        ticks = frame_ticks(response, received_at, self.symbols)
+        return [(name, quote) for key, quote in ticks for name in sorted(self._names.get(key) or (key,))]
 
     def _market_info(self, response: Any) -> None:
         statuses = response.marketInfo.segmentStatus
         self.market_status = {segment: feed_pb.MARKET_STATUS.get(statuses[segment], "") for segment in statuses}
         if self.on_message is not None:
             self.on_message({"type": "market_info", "segmentStatus": dict(self.market_status)})
+
+
+def _origin(url: str) -> str:
+    """scheme://host[:port] of a URL (the API host an authorize URL lives on)."""
+    scheme, _, rest = url.partition("://")
+    return f"{scheme}://{rest.split('/', 1)[0]}" if rest else API_URL
 
 
 def _error_code(answer: http.Response) -> str:

@@ -28,6 +28,7 @@ API_URL = "https://api.upstox.com"
 ORDER_URL = "https://api-hft.upstox.com"
 ASSETS_URL = "https://assets.upstox.com"  # the daily instrument files
 INSTRUMENTS_PATH = "/market-quote/instruments/exchange/NSE.json.gz"
+FILE_PATH = "/market-quote/instruments/exchange/{exchange}.json.gz"  # NSE, BSE
 DEFAULT_TIMEOUT = 7.0
 BROKER = "Upstox"
 
@@ -91,8 +92,8 @@ class UpstoxWire:
     def __init__(self, *, client_code: str, options: Mapping[str, Any]):
         self.base_url = str(options.get("base_url") or API_URL).rstrip("/")
         self.order_url = str(options.get("order_url") or order_host(self.base_url)).rstrip("/")
-        assets = str(options.get("assets_url") or assets_host(self.base_url)).rstrip("/")
-        self.instruments_url = assets + INSTRUMENTS_PATH
+        self.assets_url = str(options.get("assets_url") or assets_host(self.base_url)).rstrip("/")
+        self.instruments_url = self.assets_url + INSTRUMENTS_PATH
         self.timeout = float(options.get("timeout") or DEFAULT_TIMEOUT)
         self.client_code = client_code
 
@@ -129,6 +130,10 @@ class UpstoxWire:
         headers = {"Accept": "application/json", "Api-Version": "2.0"}
         url = self.base_url + "/v2/login/authorization/token"
         return self._send("login", "POST", url, headers=headers, form=form, flat=True)
+
+    def file_url(self, exchange: str) -> str:
+        """The daily instrument file of one exchange (NSE.json.gz, BSE.json.gz)."""
+        return self.assets_url + FILE_PATH.format(exchange=exchange)
 
     def download(self, url: str) -> bytes:
         try:
