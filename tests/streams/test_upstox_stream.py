@@ -28,7 +28,7 @@ from tests.streams.conftest import TICK_INTERVAL, StreamEnv, eventually, read_fo
 from tests.streams.test_supervisor import SkewClock, live_supervisor, run_until
 from webapp.brokers import broker_class, broker_settings, http, streaming_brokers
 from webapp.brokers.base import Account, AuthExpired, BrokerSession, DepthLevel, InstrumentRef, Unavailable
-from webapp.brokers.upstox import feed_pb
+from webapp.brokers.upstox import feed_pb, keys
 from webapp.brokers.upstox.stream import (
     STREAM_SETTINGS,
     UpstoxStream,
@@ -575,3 +575,59 @@ def test_text_garbage_and_market_info_frames_yield_no_ticks():
 def test_the_decoder_never_raises_on_garbage(data):
     for key, quote in UpstoxStream("token")._handle(data):
         assert isinstance(key, str) and quote.last_price > 0
+
+
+# ---------------------------------------------------------------- instruments without an ISIN
+
+
+def test_an_instrument_without_an_isin_streams_under_its_exchange_token(upstox):
+    """Kite's master has no ISIN: the token is "NSE|<exchange token>", the stream asks Upstox's
+    instrument file for the key at subscribe and yields the ticks under the token it was given."""
+    keys.forget()
+    wipro = upstox.emulator.instrument("WIPRO")
+    token = stream_token(InstrumentRef("NSE", "WIPRO", wipro.exchange_token, 969473, None))
+    assert token == "NSE|3787"
+    upstox.emulator.set_price("WIPRO", "251.35")
+    infy = key_of(upstox, "INFY")
+    stream = upstox.stream()
+    stream.connect()
+    stream.subscribe([token, infy, "NSE|999999"])  # the last one Upstox does not list: left out
+    ticks = read_until(stream, lambda ts: {t for t, _ in ts} >= {token, infy})
+    assert {t for t, _ in ticks} == {token, infy}
+    assert last_for(ticks, token).last_price == Decimal("251.35") and last_for(ticks, token).exchange == "NSE"
+    (sub,) = requests_of(upstox)
+    assert sub["data"] == {"mode": "full", "instrumentKeys": sorted([wipro.key, infy])}
+    stream.unsubscribe([token])
+    eventually(lambda: len(requests_of(upstox)) == 2)
+    assert requests_of(upstox)[1]["method"] == "unsub"
+    assert requests_of(upstox)[1]["data"] == {"instrumentKeys": [wipro.key]}
+    keys.forget()
+
+
+def test_the_instrument_file_failing_at_subscribe_is_unavailable(upstox):
+    keys.forget()
+    upstox.emulator.script_response("instruments", 503, b"")
+    stream = upstox.stream()
+    stream.connect()
+    with pytest.raises(Unavailable, match="instrument file"):
+        stream.subscribe(["NSE|3787"])
+    stream.subscribe(["NSE|3787"])  # nothing was cached: the next subscribe fetches it
+    assert {t for t, _ in read_until(stream, bool)} == {"NSE|3787"}
+    keys.forget()
+
+
+def test_only_the_api_url_set_reaches_the_emulator_for_the_feed_and_the_file(upstox):
+    keys.forget()
+    api_url = upstox.ws_url.removesuffix(AUTHORIZE_PATH)
+    adapter = broker_class("upstox")
+    account = Account(client_code=upstox.creds["user_id"], session=BrokerSession(upstox.creds["access_token"]))
+    stream = adapter.open_stream(account, {"UPSTOX_API_URL": api_url, "UPSTOX_STREAM_URL": ""})
+    upstox.opened.append(stream)
+    assert stream.authorize_url == upstox.ws_url
+    token = adapter.stream_token(InstrumentRef("NSE", "TITAN", 3506, 897537, None))
+    stream.connect()
+    stream.subscribe([token])
+    assert {t for t, _ in read_until(stream, bool)} == {"NSE|3506"}
+    real = open_stream(account, {})
+    assert real.authorize_url == "https://api.upstox.com/v3/feed/market-data-feed/authorize"
+    keys.forget()
