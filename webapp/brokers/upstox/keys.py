@@ -53,7 +53,7 @@ def instrument_key(wire: Any, exchange: str, exchange_token: int) -> str | None:
 
 
 def _load(wire: Any, url: str, segment: str) -> dict[int, str]:
-    raw = wire.download(url)  # Unavailable on a failed download
+    raw = wire.download(url, wire.timeout)  # the adapter's timeout; Unavailable on a failed download
     try:
         records = json.loads(gzip.decompress(raw) if raw[:2] == b"\x1f\x8b" else raw)
         table = {

@@ -135,9 +135,11 @@ class UpstoxWire:
         """The daily instrument file of one exchange (NSE.json.gz, BSE.json.gz)."""
         return self.assets_url + FILE_PATH.format(exchange=exchange)
 
-    def download(self, url: str) -> bytes:
+    def download(self, url: str, timeout: float | None = None) -> bytes:
+        """An instrument file (no auth). The timeout is per connect and per read, not for the whole body."""
+        wait = timeout if timeout is not None else max(self.timeout, 30.0)
         try:
-            response = http.send("GET", url, headers={"Accept": "*/*"}, timeout=max(self.timeout, 30.0))
+            response = http.send("GET", url, headers={"Accept": "*/*"}, timeout=wait)
         except http.TransportError:
             raise Unavailable(f"{BROKER}'s instrument file did not download; try again") from None
         if response.status != 200:
