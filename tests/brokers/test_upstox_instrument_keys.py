@@ -157,3 +157,35 @@ def test_an_instrument_upstox_does_not_list_is_invalid_input_and_never_sent(upst
     assert places(upstox) == placed
     nowhere = InstrumentRef("NSE", "NOSUCH", 999999)
     assert set(upstox.broker.quotes([nowhere, bare_ref("WIPRO")])) == {"NSE:WIPRO"}
+
+
+def test_the_desk_places_an_order_for_an_instrument_from_kites_master(app, factory, upstox_server):
+    """Through the order engine: the desk's instrument has no ISIN (as Kite's dump gives it); setting
+    UPSTOX_API_URL is all the desk needs, and Upstox gets the file's key."""
+    import sqlalchemy as sa
+
+    from tests.brokers.upstox_fixtures import API_URL_SETTING, desk_account
+    from webapp.extensions import db
+    from webapp.models import Client, Order
+    from webapp.trading import engine, states
+    from webapp.trading.context import build_context
+    from webapp.trading.sessions import store_session
+    from webapp.vault import current_vault
+
+    emulator, server = upstox_server
+    app.config.update({API_URL_SETTING: server.url})
+    instrument = factory.instrument("WIPRO", 3787, price="245.37", tick="0.01", band="10")
+    trader = factory.user("tina", role="trader")
+    code, credentials, session = desk_account(emulator.add_account())
+    client = factory.client("Upstox kite master", broker="upstox", code=code, credentials=credentials)
+    with app.app_context():
+        assert db.session.get(type(instrument), instrument.id).isin in (None, "")
+        store_session(db.session.get(Client, client.id), session, current_vault())
+        db.session.commit()
+    batch = factory.batch(trader, [client], instrument, quantity=2)
+    with app.app_context():
+        engine.send_batch(batch.id, build_context(app))
+        (row,) = db.session.execute(sa.select(Order).where(Order.batch_id == batch.id)).scalars().all()
+        assert row.status in {states.PLACED, states.OPEN, states.COMPLETE} and row.broker_order_id
+    (entry,) = [e for e in emulator.ledger.entries() if e.account == code]
+    assert entry.payload["instrument_token"] == emulator.instrument("WIPRO").key

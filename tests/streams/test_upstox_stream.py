@@ -631,3 +631,49 @@ def test_only_the_api_url_set_reaches_the_emulator_for_the_feed_and_the_file(ups
     real = open_stream(account, {})
     assert real.authorize_url == "https://api.upstox.com/v3/feed/market-data-feed/authorize"
     keys.forget()
+
+
+def test_the_feed_streams_an_instrument_from_kites_master_into_the_quote_store(app, factory, upstox_server):
+    """The feed's StreamSource on a connected Upstox client: an instrument without an ISIN is
+    subscribed as NSE|<exchange token>, and its ticks land in the quote store. Only UPSTOX_API_URL
+    is set."""
+    import time
+
+    from tests.brokers.upstox_fixtures import desk_account
+    from webapp.extensions import db, get_redis
+    from webapp.marketdata.store import read_quote
+    from webapp.marketfeed.feed import Feed, note_interest
+    from webapp.marketfeed.sources import StreamSource
+    from webapp.models import Client
+    from webapp.trading.sessions import store_session
+    from webapp.vault import current_vault
+
+    keys.forget()
+    emulator = upstox_server.app
+    emulator.stream.tick_interval = TICK_INTERVAL
+    instrument = factory.instrument("WIPRO", 3787, price="245.37", tick="0.01")
+    code, credentials, session = desk_account(emulator.add_account())
+    client = factory.client("Upstox streamer", broker="upstox", code=code, credentials=credentials)
+    with app.app_context():
+        store_session(db.session.get(Client, client.id), session, current_vault())
+        db.session.commit()
+    app.config.update(UPSTOX_API_URL=upstox_server.url, UPSTOX_STREAM_URL="", FEED_SOURCE="upstox")
+    source = StreamSource(app, "upstox")
+    assert source.to_stream[instrument.instrument_token] == "NSE|3787"
+    feed = Feed(app, source, on_quotes=source.after)
+    with app.app_context():
+        note_interest(get_redis(), instrument.instrument_token)
+    emulator.set_price("WIPRO", "249.95")
+    try:
+        quote = None
+        deadline = time.monotonic() + 10
+        while quote is None or quote.last_price != Decimal("249.95"):
+            assert time.monotonic() < deadline, f"no tick at the emulator's price; last {quote}"
+            feed.step()
+            with app.app_context():
+                quote = read_quote(get_redis(), instrument)
+        assert [c.account for c in emulator.stream.connections()] == [code]
+    finally:
+        source.supervisor.close()
+        emulator.stream.shutdown()
+        keys.forget()
