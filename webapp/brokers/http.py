@@ -20,8 +20,11 @@ Guarantees:
 from __future__ import annotations
 
 import codecs
+import logging
 import os
+import re
 import threading
+import time
 from collections.abc import Iterable, Mapping
 from typing import Any
 from urllib.parse import unquote, urlencode
@@ -32,6 +35,8 @@ import urllib3
 from urllib3.exceptions import ConnectTimeoutError, HTTPError, NewConnectionError
 from urllib3.exceptions import TimeoutError as _TimeoutError
 from urllib3.util import parse_url
+
+from webapp.brokers.base import Unavailable
 
 POOL_MAXSIZE = 256  # kept-alive connections per host; a bigger burst opens (and then drops) extra ones
 
@@ -116,6 +121,58 @@ def send(
     except (HTTPError, OSError) as exc:  # dropped, reset, broken HTTP, TLS, proxy
         raise TransportError(str(exc), reason=type(exc).__name__) from exc
     return Response(answer.status, answer.headers, answer.data)
+
+
+class CallLog:
+    """One broker's log lines, key=value and free of secrets: a line per call
+    (`broker=… op=… client=… status=… ms=…`) and, for an answer the adapter could not use, its raw text
+    with the broker's secret fields masked (`"jwtToken":"***"`) and capped at 500 characters."""
+
+    def __init__(self, logger: logging.Logger, broker: str, secret_fields: Iterable[str]):
+        self.logger, self.broker = logger, broker
+        names = "|".join(re.escape(name) for name in secret_fields)
+        self._secrets = re.compile(rf'"({names})"\s*:\s*"[^"]*"', re.IGNORECASE)
+
+    def redact(self, text: str) -> str:
+        return self._secrets.sub(lambda m: f'"{m.group(1)}":"***"', text)[:500]
+
+    def call(self, op: str, client: str, status: Any, started: float, **extra: Any) -> None:
+        tail = "".join(f" {k}={v}" for k, v in extra.items())
+        ms = (time.monotonic() - started) * 1000
+        self.logger.info("broker=%s op=%s client=%s status=%s ms=%d%s", self.broker, op, client, status, ms, tail)
+
+    def raw(self, op: str, client: str, response: Response) -> None:
+        self.logger.warning(
+            "broker=%s op=%s client=%s status=%s raw=%r",
+            self.broker,
+            op,
+            client,
+            response.status,
+            self.redact(response.text),
+        )
+
+
+def call(
+    method: str, url: str, *, label: str, log: CallLog, op: str, client: str, outcome: str, **request: Any
+) -> Response:
+    """`send()` as an adapter's wire uses it: logged (`log.call`), and a failure with no answer raised
+    as the port's Unavailable, saying whether the broker may have the request: "could not be reached;
+    nothing was sent" when no connection was made, else "did not answer" / "closed the connection"
+    followed by `outcome` (what the trader should know: "the order may or may not be placed").
+    `request` is send()'s keyword arguments (headers, body, form, query, timeout)."""
+    started = time.monotonic()
+    try:
+        response = send(method, url, **request)
+    except TransportError as exc:
+        timed_out = isinstance(exc, Timeout)
+        log.call(op, client, "timeout" if timed_out else "connection-error", started, reason=exc.reason)
+        if not exc.sent:
+            raise Unavailable(f"{label} could not be reached; nothing was sent") from None
+        if timed_out:
+            raise Unavailable(f"{label} did not answer in {request['timeout']:g} s; {outcome}") from None
+        raise Unavailable(f"{label} closed the connection without an answer; {outcome}") from None
+    log.call(op, client, response.status, started)
+    return response
 
 
 def encode(pairs: Any) -> str:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import threading
 import time
 from collections.abc import Mapping
@@ -84,12 +83,7 @@ class Pacer:
 
 PACER = Pacer()
 
-_SECRET_FIELDS = re.compile(r'"(jwtToken|refreshToken|feedToken|password|totp|mpin)"\s*:\s*"[^"]*"', re.IGNORECASE)
-
-
-def redact(text: str) -> str:
-    """A raw answer fit for a log line: tokens and login secrets masked, length capped."""
-    return _SECRET_FIELDS.sub(lambda m: f'"{m.group(1)}":"***"', text)[:500]
+CALLS = http.CallLog(log, "angel", ("jwtToken", "refreshToken", "feedToken", "password", "totp", "mpin"))
 
 
 class AngelWire:
@@ -134,45 +128,19 @@ class AngelWire:
         if token:
             headers["Authorization"] = f"Bearer {token}"
         outcome = OUTCOMES.get(op, "try again")
-        started = time.monotonic()
-        try:
-            response = http.send(
-                method,
-                url or self.base_url + path,
-                body=exact_json(body).encode("utf-8") if body is not None else None,
-                headers=headers,
-                timeout=self.timeout,
-            )
-        except http.Timeout:
-            self._log(op, "timeout", started)
-            raise Unavailable(f"{BROKER} did not answer in {self.timeout:g} s; {outcome}") from None
-        except http.TransportError as exc:
-            self._log(op, "connection-error", started, reason=exc.reason)
-            if not exc.sent:
-                raise Unavailable(f"{BROKER} could not be reached; nothing was sent") from None
-            raise Unavailable(f"{BROKER} closed the connection without an answer; {outcome}") from None
-        self._log(op, response.status, started)
+        response = http.call(
+            method,
+            url or self.base_url + path,
+            label=BROKER,
+            log=CALLS,
+            op=op,
+            client=self.client_code,
+            outcome=outcome,
+            body=exact_json(body).encode("utf-8") if body is not None else None,
+            headers=headers,
+            timeout=self.timeout,
+        )
         return self._data(op, response, outcome, login)
-
-    def _log(self, op: str, status: Any, started: float, **extra: Any) -> None:
-        tail = "".join(f" {k}={v}" for k, v in extra.items())
-        log.info(
-            "broker=angel op=%s client=%s status=%s ms=%d%s",
-            op,
-            self.client_code,
-            status,
-            (time.monotonic() - started) * 1000,
-            tail,
-        )
-
-    def _log_raw(self, op: str, response: http.Response) -> None:
-        log.warning(
-            "broker=angel op=%s client=%s status=%s raw=%r",
-            op,
-            self.client_code,
-            response.status,
-            redact(response.text),
-        )
 
     def _data(self, op: str, response: http.Response, outcome: str, login: bool) -> Any:
         code = response.status
@@ -180,18 +148,18 @@ class AngelWire:
         if code == 429 or any(word in text[:200].lower() for word in RATE_WORDS):
             raise RateLimited(f"{BROKER} is rate limiting this account; wait and retry", retry_after=1.0)
         if code >= 500:
-            self._log_raw(op, response)
+            CALLS.raw(op, self.client_code, response)
             raise Unavailable(f"{BROKER} answered HTTP {code}; {outcome}")
         try:
             envelope = json.loads(text, parse_float=Decimal)
         except ValueError:
             envelope = None
         if not isinstance(envelope, dict) or not ("status" in envelope or "success" in envelope):
-            self._log_raw(op, response)
+            CALLS.raw(op, self.client_code, response)
             raise Unavailable(f"{BROKER} sent an unreadable answer (HTTP {code}); {outcome}")
         if envelope.get("status") is True and code < 400:
             return envelope.get("data")
-        self._log_raw(op, response)
+        CALLS.raw(op, self.client_code, response)
         raise _error_for(envelope, code, outcome, login)
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import threading
 import time
 from collections.abc import Mapping
@@ -40,12 +39,7 @@ OUTCOMES = {
     "login": "try logging in again",
 }
 
-_SECRETS = re.compile(r'"(accessToken|access-token|token)"\s*:\s*"[^"]*"', re.IGNORECASE)
-
-
-def redact(text: str) -> str:
-    """A raw answer fit for a log line: tokens masked, length capped."""
-    return _SECRETS.sub(lambda m: f'"{m.group(1)}":"***"', text)[:500]
+CALLS = http.CallLog(log, "dhan", ("accessToken", "access-token", "token"))
 
 
 class Pace:
@@ -95,32 +89,20 @@ class DhanWire:
         if body is not None:
             payload = exact_json({"dhanClientId": self.client_id, **body}).encode("utf-8")
         outcome = OUTCOMES.get(op, "try again")
-        started = time.monotonic()
-        try:
-            response = http.send(
-                method, url or self.base_url + path, body=payload, headers=headers, query=query, timeout=self.timeout
-            )
-        except http.Timeout:
-            self._log(op, "timeout", started)
-            raise Unavailable(f"{BROKER} did not answer in {self.timeout:g} s; {outcome}") from None
-        except http.TransportError as exc:
-            self._log(op, "connection-error", started, reason=exc.reason)
-            if not exc.sent:
-                raise Unavailable(f"{BROKER} could not be reached; nothing was sent") from None
-            raise Unavailable(f"{BROKER} closed the connection without an answer; {outcome}") from None
-        self._log(op, response.status, started)
-        return self._answer(op, response, outcome, login)
-
-    def _log(self, op: str, status: Any, started: float, **extra: Any) -> None:
-        tail = "".join(f" {k}={v}" for k, v in extra.items())
-        log.info(
-            "broker=dhan op=%s client=%s status=%s ms=%d%s",
-            op,
-            self.client_id,
-            status,
-            (time.monotonic() - started) * 1000,
-            tail,
+        response = http.call(
+            method,
+            url or self.base_url + path,
+            label=BROKER,
+            log=CALLS,
+            op=op,
+            client=self.client_id,
+            outcome=outcome,
+            body=payload,
+            headers=headers,
+            query=query,
+            timeout=self.timeout,
         )
+        return self._answer(op, response, outcome, login)
 
     def _answer(self, op: str, response: http.Response, outcome: str, login: bool) -> Any:
         code = response.status
@@ -130,10 +112,10 @@ class DhanWire:
             data = None
         if 200 <= code < 300:
             if data is None:
-                self._log_raw(op, response)
+                CALLS.raw(op, self.client_id, response)
                 raise Unavailable(f"{BROKER} sent an unreadable answer (HTTP {code}); {outcome}")
             return data
-        self._log_raw(op, response)
+        CALLS.raw(op, self.client_id, response)
         error = data if isinstance(data, dict) else {}
         errorcode = str(error.get("errorCode") or "").strip().upper()
         message = str(error.get("errorMessage") or "").strip()
@@ -153,11 +135,6 @@ class DhanWire:
         if errorcode in INPUT_CODES and op not in ("place", "modify", "cancel"):
             raise InvalidInput(f"{BROKER} refused the request: {message or errorcode}")
         raise Rejected(f"{BROKER}: {message or errorcode}")
-
-    def _log_raw(self, op: str, response: http.Response) -> None:
-        log.warning(
-            "broker=dhan op=%s client=%s status=%s raw=%r", op, self.client_id, response.status, redact(response.text)
-        )
 
 
 def _retry_after(response: http.Response) -> float | None:

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import threading
 import time
 from collections import deque
@@ -86,12 +85,7 @@ class WindowPacer:
 
 PACER = WindowPacer()
 
-_SECRETS = re.compile(r'"(token|sid|rid|mpin|totp|mobileNumber|Auth)"\s*:\s*"[^"]*"', re.IGNORECASE)
-
-
-def redact(text: str) -> str:
-    """A raw answer fit for a log line: tokens and login secrets masked, length capped."""
-    return _SECRETS.sub(lambda m: f'"{m.group(1)}":"***"', text)[:500]
+CALLS = http.CallLog(log, "kotak", ("token", "sid", "rid", "mpin", "totp", "mobileNumber", "Auth"))
 
 
 def trusted_base_url(url: str, login_url: str, trusted_domains: Iterable[str]) -> str | None:
@@ -160,7 +154,7 @@ class KotakWire:
         data = answer.get("data") if isinstance(answer, dict) else None
         if response.status < 300 and isinstance(data, dict) and str(data.get("status", "success")).lower() == "success":
             return data
-        self._log_raw(op, response)
+        CALLS.raw(op, self.client_code, response)
         if response.status == 429:
             raise RateLimited(f"{BROKER} is rate limiting logins; wait and retry", retry_after=_retry_after(response))
         if response.status >= 500 or response.status == 424:
@@ -189,7 +183,7 @@ class KotakWire:
         response = self._send(op, method, url, headers, form=form)
         answer = self._answer(op, response, read=read)
         if not isinstance(answer, dict):  # only quotes answer a bare list
-            self._log_raw(op, response)
+            CALLS.raw(op, self.client_code, response)
             raise Unavailable(f"{BROKER} sent an unreadable answer; {OUTCOMES.get(op, 'try again')}")
         return answer
 
@@ -203,7 +197,7 @@ class KotakWire:
         """A scrip master file (no credentials sent)."""
         response = self._send("instruments_file", "GET", url, {"Accept": "text/csv, */*"})
         if response.status != 200:
-            self._log_raw(op, response)
+            CALLS.raw(op, self.client_code, response)
             raise Unavailable(f"{BROKER} scrip master file answered HTTP {response.status}; try again")
         return response.text
 
@@ -222,17 +216,19 @@ class KotakWire:
         outcome = OUTCOMES.get(op, "try again")
         if self.pace and op != "instruments_file":
             PACER.wait(self.client_code, REQUESTS_PER_SECOND, PACE_WINDOW)
-        started = time.monotonic()
-        try:
-            response = http.send(method, url, headers=headers, body=body, form=form, timeout=self.timeout)
-        except http.Timeout:
-            self._log(op, "timeout", started)
-            raise Unavailable(f"{BROKER} did not answer in {self.timeout:g} s; {outcome}") from None
-        except http.TransportError as exc:
-            self._log(op, "connection-error", started, reason=exc.reason)
-            raise Unavailable(f"{BROKER} closed the connection without an answer; {outcome}") from None
-        self._log(op, response.status, started)
-        return response
+        return http.call(
+            method,
+            url,
+            label=BROKER,
+            log=CALLS,
+            op=op,
+            client=self.client_code,
+            outcome=outcome,
+            headers=headers,
+            body=body,
+            form=form,
+            timeout=self.timeout,
+        )
 
     def _decode(self, op: str, response: http.Response) -> Any:
         try:
@@ -241,7 +237,7 @@ class KotakWire:
             if response.status == 429:
                 return None
             if response.status >= 500 or response.status == 200:
-                self._log_raw(op, response)
+                CALLS.raw(op, self.client_code, response)
                 raise Unavailable(
                     f"{BROKER} sent an unreadable answer (HTTP {response.status}); {OUTCOMES.get(op, 'try again')}"
                 ) from None
@@ -255,7 +251,7 @@ class KotakWire:
                 f"{BROKER} is rate limiting this account; wait and retry", retry_after=_retry_after(response)
             )
         if code >= 500 or code == 424:
-            self._log_raw(op, response)
+            CALLS.raw(op, self.client_code, response)
             raise Unavailable(f"{BROKER} answered HTTP {code}; {outcome}")
         answer = self._decode(op, response)
         if isinstance(answer, list):  # quotes answer a bare list
@@ -263,7 +259,7 @@ class KotakWire:
         if not isinstance(answer, dict):
             if code in (401, 403):
                 raise AuthExpired(f"{BROKER} session is no longer valid (HTTP {code}); log in again")
-            self._log_raw(op, response)
+            CALLS.raw(op, self.client_code, response)
             raise Unavailable(f"{BROKER} sent an unreadable answer (HTTP {code}); {outcome}")
         stat = str(answer.get("stat") or "").strip().lower()
         if code < 300 and (stat == "ok" or (not stat and "data" in answer and "emsg" not in answer)):
@@ -271,28 +267,8 @@ class KotakWire:
         message = str(answer.get("emsg") or answer.get("errMsg") or answer.get("message") or "").strip()
         if read and code < 300 and message.lower() == NO_DATA:
             return {"stat": "Ok", "data": []}  # an empty order or trade book
-        self._log_raw(op, response)
+        CALLS.raw(op, self.client_code, response)
         raise _error_for(answer, code, message, outcome)
-
-    def _log(self, op: str, status: Any, started: float, **extra: Any) -> None:
-        tail = "".join(f" {k}={v}" for k, v in extra.items())
-        log.info(
-            "broker=kotak op=%s client=%s status=%s ms=%d%s",
-            op,
-            self.client_code,
-            status,
-            (time.monotonic() - started) * 1000,
-            tail,
-        )
-
-    def _log_raw(self, op: str, response: http.Response) -> None:
-        log.warning(
-            "broker=kotak op=%s client=%s status=%s raw=%r",
-            op,
-            self.client_code,
-            response.status,
-            redact(response.text),
-        )
 
 
 def _error_for(answer: Mapping[str, Any], http_status: int, message: str, outcome: str) -> BrokerError:

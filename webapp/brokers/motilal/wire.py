@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import threading
 import time
 from collections.abc import Mapping
@@ -43,12 +42,7 @@ OUTCOMES = {
     "login": "try logging in again",
 }
 
-_SECRET_FIELDS = re.compile(r'"(AuthToken|password|totp|2FA|otp)"\s*:\s*"[^"]*"', re.IGNORECASE)
-
-
-def redact(text: str) -> str:
-    """A raw answer fit for a log line: tokens and login secrets masked, length capped."""
-    return _SECRET_FIELDS.sub(lambda m: f'"{m.group(1)}":"***"', text)[:500]
+CALLS = http.CallLog(log, "motilal", ("AuthToken", "password", "totp", "2FA", "otp"))
 
 
 class MotilalWire:
@@ -116,34 +110,19 @@ class MotilalWire:
             self._pace()
         headers = dict(self._static_headers, Authorization=token)
         outcome = OUTCOMES.get(op, "try again")
-        started = time.monotonic()
-        try:
-            response = http.send(
-                "POST",
-                self.base_url + path,
-                body=exact_json(body).encode("utf-8"),
-                headers=headers,
-                timeout=self.timeout,
-            )
-        except http.Timeout:
-            self._log(op, "timeout", started)
-            raise Unavailable(f"{BROKER} did not answer in {self.timeout:g} s; {outcome}") from None
-        except http.TransportError as exc:
-            self._log(op, "connection-error", started, reason=exc.reason)
-            raise Unavailable(f"{BROKER} closed the connection without an answer; {outcome}") from None
-        self._log(op, response.status, started)
-        return self._envelope(op, response, outcome, login)
-
-    def _log(self, op: str, status: Any, started: float, **extra: Any) -> None:
-        tail = "".join(f" {k}={v}" for k, v in extra.items())
-        log.info(
-            "broker=motilal op=%s client=%s status=%s ms=%d%s",
-            op,
-            self.client_code,
-            status,
-            (time.monotonic() - started) * 1000,
-            tail,
+        response = http.call(
+            "POST",
+            self.base_url + path,
+            label=BROKER,
+            log=CALLS,
+            op=op,
+            client=self.client_code,
+            outcome=outcome,
+            body=exact_json(body).encode("utf-8"),
+            headers=headers,
+            timeout=self.timeout,
         )
+        return self._envelope(op, response, outcome, login)
 
     def _envelope(self, op: str, response: http.Response, outcome: str, login: bool) -> dict[str, Any]:
         code = response.status
@@ -152,28 +131,19 @@ class MotilalWire:
                 f"{BROKER} is rate limiting this account; wait and retry", retry_after=_retry_after(response)
             )
         if code >= 500:
-            self._log_raw(op, response)
+            CALLS.raw(op, self.client_code, response)
             raise Unavailable(f"{BROKER} answered HTTP {code}; {outcome}")
         try:
             envelope = json.loads(response.text, parse_float=Decimal)
         except ValueError:
             envelope = None
         if not isinstance(envelope, dict) or "status" not in envelope:
-            self._log_raw(op, response)
+            CALLS.raw(op, self.client_code, response)
             raise Unavailable(f"{BROKER} sent an unreadable answer (HTTP {code}); {outcome}")
         if str(envelope["status"]).upper() == "SUCCESS":
             return envelope
-        self._log_raw(op, response)
+        CALLS.raw(op, self.client_code, response)
         raise _error_for(envelope, code, outcome, login)
-
-    def _log_raw(self, op: str, response: http.Response) -> None:
-        log.warning(
-            "broker=motilal op=%s client=%s status=%s raw=%r",
-            op,
-            self.client_code,
-            response.status,
-            redact(response.text),
-        )
 
 
 def _error_for(envelope: Mapping[str, Any], http_status: int, outcome: str, login: bool) -> Exception:

@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
-import time
 from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
@@ -58,12 +56,7 @@ OUTCOMES = {
     "login": "try logging in again",
 }
 
-_SECRETS = re.compile(r'"(access_token|extended_token|client_secret|code)"\s*:\s*"[^"]*"', re.IGNORECASE)
-
-
-def redact(text: str) -> str:
-    """A raw answer fit for a log line: tokens masked, length capped."""
-    return _SECRETS.sub(lambda m: f'"{m.group(1)}":"***"', text)[:500]
+CALLS = http.CallLog(log, "upstox", ("access_token", "extended_token", "client_secret", "code"))
 
 
 class UpstoxError(Exception):
@@ -160,27 +153,27 @@ class UpstoxWire:
         raw: bool = False,
     ) -> dict[str, Any]:
         outcome = OUTCOMES.get(op, "try again")
-        started = time.monotonic()
-        try:
-            response = http.send(method, url, headers=headers, body=body, form=form, query=query, timeout=self.timeout)
-        except http.Timeout as exc:
-            self._log(op, "timeout", started)
-            if not exc.sent:
-                raise Unavailable(f"{BROKER} could not be reached; nothing was sent") from None
-            raise Unavailable(f"{BROKER} did not answer in {self.timeout:g} s; {outcome}") from None
-        except http.TransportError as exc:
-            self._log(op, "connection-error", started, reason=exc.reason)
-            if not exc.sent:
-                raise Unavailable(f"{BROKER} could not be reached; nothing was sent") from None
-            raise Unavailable(f"{BROKER} closed the connection without an answer; {outcome}") from None
-        self._log(op, response.status, started)
+        response = http.call(
+            method,
+            url,
+            label=BROKER,
+            log=CALLS,
+            op=op,
+            client=self.client_code,
+            outcome=outcome,
+            headers=headers,
+            body=body,
+            form=form,
+            query=query,
+            timeout=self.timeout,
+        )
         try:
             envelope = json.loads(response.text, parse_float=Decimal)
         except ValueError:
             envelope = None
         if response.status == 200 and isinstance(envelope, dict) and (flat or "status" in envelope):
             return envelope
-        self._log_raw(op, response)
+        CALLS.raw(op, self.client_code, response)
         code, message = _first_error(envelope)
         if response.status == 429 or code in RATE_CODES:
             raise RateLimited(f"{BROKER} is rate limiting this account ({code or 429}); wait and retry")
@@ -191,26 +184,6 @@ class UpstoxWire:
         if raw:
             raise UpstoxError(response.status, code, message)
         raise error_for(op, response.status, code, message)
-
-    def _log(self, op: str, status: Any, started: float, **extra: Any) -> None:
-        tail = "".join(f" {k}={v}" for k, v in extra.items())
-        log.info(
-            "broker=upstox op=%s client=%s status=%s ms=%d%s",
-            op,
-            self.client_code,
-            status,
-            (time.monotonic() - started) * 1000,
-            tail,
-        )
-
-    def _log_raw(self, op: str, response: http.Response) -> None:
-        log.warning(
-            "broker=upstox op=%s client=%s status=%s raw=%r",
-            op,
-            self.client_code,
-            response.status,
-            redact(response.text),
-        )
 
 
 def _first_error(envelope: Any) -> tuple[str, str]:
