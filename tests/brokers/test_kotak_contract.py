@@ -361,6 +361,23 @@ def test_a_lost_answer_after_accept_is_unavailable_and_found_by_its_tag(desk, cr
     assert desk.emulator.ledger.count(creds["ucc"], "LOST1") == 1
 
 
+def test_without_the_tag_echo_a_lost_order_is_still_found_by_what_it_is(desk, creds):
+    """Kotak's docs do not promise `GuiOrdId`; should the book not echo the tag, the order the lost
+    answer stood for is still found (instrument, side, quantity, time), so it is not placed again."""
+    broker = desk.broker(creds, timeout=0.8)
+    broker.place(order_request(quantity=2, tag="OTHER1"))  # another quantity: not a candidate
+    desk.emulator.book.echo_tag = False
+    desk.emulator.faults.script("place", "drop_after_accept")
+    request = order_request(quantity=1, tag="LOST2")
+    placed_after = utcnow() - timedelta(seconds=5)
+    with pytest.raises(Unavailable):
+        broker.place(request)
+    [found] = broker.find_order(request, placed_after)
+    assert found.tag is None and found.quantity == 1
+    assert desk.emulator.ledger.count(creds["ucc"], "LOST2") == 1
+    assert broker.find_order(order_request(quantity=3, tag="NEVER1"), placed_after) == []
+
+
 def test_a_5xx_before_accept_is_unavailable_and_provably_absent(desk, creds, broker):
     desk.emulator.faults.script("place", "error_5xx")
     request = order_request(tag="FIVE1")

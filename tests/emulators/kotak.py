@@ -429,7 +429,12 @@ class KotakEmulator(KotakStreamMixin, BrokerEmulator):
 
     def order_book(self, request: Request) -> Response:
         return self._read(
-            request, lambda call: [o.row() for o in self.book.account_orders(call.account.ucc)], empty_is_no_data=True
+            request,
+            lambda call: [
+                {**o.row(), "GuiOrdId": o.tag if self.book.echo_tag else ""}
+                for o in self.book.account_orders(call.account.ucc)
+            ],
+            empty_is_no_data=True,
         )
 
     def trade_book(self, request: Request) -> Response:

@@ -236,6 +236,8 @@ class KotakBook:
         self.scrips: dict[tuple[str, int], Scrip] = {}
         self.accounts: dict[str, KotakAccount] = {}
         self.orders: dict[str, EmuOrder] = {}
+        # Kotak's docs do not promise the order book echoes the tag (`ig` → GuiOrdId): a test turns it off
+        self.echo_tag = True
         self._ids = itertools.count(1)
         self._fill_ids = itertools.count(1)
         self._accounts = itertools.count(1)

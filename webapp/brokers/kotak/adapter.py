@@ -13,7 +13,7 @@ Decisions made here on purpose:
   domain (KOTAK_TRUSTED_DOMAINS, default kotaksecurities.com). Anything else refuses the login,
   and a stored session whose baseUrl is not trusted is treated as no session.
 - Idempotency: the place body carries the desk's tag as `ig`; Kotak echoes it in the order book as
-  `GuiOrdId`, so the port's default orders_by_tag/find_order applies.
+  `GuiOrdId` (assumed: find_order also offers matching untagged orders, should the echo be missing).
 - A place answered `stCode 1005` ("internal error, transient") is Unavailable, not Rejected: the
   order may exist, and the engine looks it up by tag.
 - SL-M goes out as pt "SL-M" with pr "0"; market protection (`mp`) is sent when the request has one,
@@ -279,6 +279,24 @@ class KotakBroker(Broker):
 
     def order_book(self) -> list[Order]:
         return self._rows("order_book", "GET", ORDER_BOOK_PATH, mapping.order_from_row)
+
+    def find_order(self, request: OrderRequest, placed_after: datetime) -> list[Order]:
+        """The orders carrying the request's tag (`GuiOrdId`). Kotak does not document that its book
+        echoes the tag (docs/brokers.md), so when none does, untagged orders of the same instrument,
+        side and quantity placed since `placed_after` are offered too: if the echo is not there, the
+        order is still found (or left unknown among several), never sent a second time."""
+        book = self.order_book()
+        tagged = [order for order in book if request.tag and order.tag == request.tag]
+        if tagged:
+            return tagged
+        return [
+            order
+            for order in book
+            if not order.tag
+            and (order.exchange, order.tradingsymbol, order.side, order.quantity)
+            == (request.exchange, request.tradingsymbol, request.side, request.quantity)
+            and (order.placed_at is None or order.placed_at >= placed_after)
+        ]
 
     # ------------------------------------------------------------------ portfolio
 
