@@ -9,6 +9,7 @@ import json
 import logging
 import socket
 import struct
+import threading
 import time
 from decimal import Decimal
 from typing import Any
@@ -424,17 +425,43 @@ def shut(feed) -> None:
     asyncio.set_event_loop(None)
 
 
+def in_own_thread(work):
+    """`work()` in a thread of its own: the SDK runs an asyncio loop of its own, which asyncio refuses
+    in a thread where another loop is running (one an earlier test's library left, e.g. the browser
+    tests' Playwright)."""
+    outcome: dict[str, object] = {}
+
+    def run() -> None:
+        try:
+            outcome["value"] = work()
+        except BaseException as exc:  # re-raised in the test's thread
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=run, name="dhan-sdk")
+    thread.start()
+    thread.join(30)
+    assert not thread.is_alive(), "the SDK did not finish in 30 s"
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["value"]
+
+
 def test_the_sdk_decodes_the_emulated_feed_to_the_same_numbers(dhan, monkeypatch):
     from dhanhq import DhanContext, MarketFeed
 
     monkeypatch.setattr(MarketFeed, "market_feed_wss", dhan.ws_url)
     dhan.emulator.set_price("RELIANCE", "1510.40")
-    feed = MarketFeed(DhanContext(dhan.creds["client_id"], dhan.creds["access_token"]), [(MarketFeed.NSE, "2885", 21)])
-    try:
-        feed.run_forever()
-        seen = [feed.get_data() for _ in range(3)]
-    finally:
-        shut(feed)
+
+    def read_with_the_sdk():
+        context = DhanContext(dhan.creds["client_id"], dhan.creds["access_token"])
+        feed = MarketFeed(context, [(MarketFeed.NSE, "2885", 21)])
+        try:
+            feed.run_forever()
+            return [feed.get_data() for _ in range(3)]
+        finally:
+            shut(feed)
+
+    seen = in_own_thread(read_with_the_sdk)
     prev = next(d for d in seen if d["type"] == "Previous Close")
     full = next(d for d in seen if d["type"] == "Full Data")
 
@@ -457,15 +484,19 @@ def test_the_sdk_is_told_why_a_bad_token_is_refused(dhan, monkeypatch, capsys):
     from dhanhq import DhanContext, MarketFeed
 
     monkeypatch.setattr(MarketFeed, "market_feed_wss", dhan.ws_url)
-    feed = MarketFeed(DhanContext(dhan.creds["client_id"], "not-a-session"), [(MarketFeed.NSE, "2885", 15)])
-    try:
-        feed.run_forever()
-        data, told = feed.get_data(), True  # the SDK prints the reason and returns nothing
-    except websockets.exceptions.ConnectionClosedError:
-        # its subscribe met the cut socket first: dhan-oss/DhanHQ-py#102's "no close frame received or sent"
-        data, told = None, False
-    finally:
-        shut(feed)
+
+    def read_with_the_sdk():
+        feed = MarketFeed(DhanContext(dhan.creds["client_id"], "not-a-session"), [(MarketFeed.NSE, "2885", 15)])
+        try:
+            feed.run_forever()
+            return feed.get_data(), True  # the SDK prints the reason and returns nothing
+        except websockets.exceptions.ConnectionClosedError:
+            # its subscribe met the cut socket first: dhan-oss/DhanHQ-py#102's "no close frame received or sent"
+            return None, False
+        finally:
+            shut(feed)
+
+    data, told = in_own_thread(read_with_the_sdk)
     assert data is None and ("refused:807", 807) in dhan.hub.disconnects
     assert not told or "Access Token is expired" in capsys.readouterr().out
 
