@@ -13,14 +13,13 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
-import time
 from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
 
 from webapp.brokers import http
 from webapp.brokers.base import AuthExpired, InvalidInput, RateLimited, Rejected, Unavailable
+from webapp.brokers.pacing import Pacer
 from webapp.jsonutil import exact_json
 
 log = logging.getLogger(__name__)
@@ -63,25 +62,7 @@ READS_PER_SECOND = {
 PACE_MARGIN = 1.05  # a little slower than the limit: the gateway's window and ours are not aligned
 
 
-class Pacer:
-    """Spaces the calls of one (client, endpoint) at least `interval` seconds apart in this process."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._next: dict[tuple[str, str], float] = {}
-
-    def wait(self, key: tuple[str, str], interval: float) -> None:
-        if interval <= 0:
-            return
-        with self._lock:
-            now = time.monotonic()
-            start = max(now, self._next.get(key, now))
-            self._next[key] = start + interval
-        if start > now:
-            time.sleep(start - now)
-
-
-PACER = Pacer()
+PACER = Pacer()  # per (client, endpoint) in this process
 
 CALLS = http.CallLog(log, "angel", ("jwtToken", "refreshToken", "feedToken", "password", "totp", "mpin"))
 
@@ -123,7 +104,7 @@ class AngelWire:
         rate = READS_PER_SECOND.get(op)
         if rate:
             interval = PACE_MARGIN / rate if self.read_interval is None else float(self.read_interval)
-            PACER.wait((self.client_code, op), interval)
+            PACER.wait((self.client_code, op), 1, interval)
         headers = dict(self.headers)
         if token:
             headers["Authorization"] = f"Bearer {token}"

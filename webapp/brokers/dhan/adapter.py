@@ -58,7 +58,8 @@ from webapp.brokers.base import (
     Validity,
 )
 from webapp.brokers.dhan import mapping, stream
-from webapp.brokers.dhan.wire import BROKER, DhanWire, Pace
+from webapp.brokers.dhan.wire import BROKER, DhanWire
+from webapp.brokers.pacing import Pacer
 from webapp.timeutil import IST, UTC, utcnow
 
 log = logging.getLogger(__name__)
@@ -82,7 +83,7 @@ READ_NOUNS = {
     "margin": "a margin answer",
 }
 
-_QUOTE_PACE = Pace()  # per Dhan client id, for the whole process
+_QUOTE_PACE = Pacer()  # per Dhan client id, for the whole process
 
 
 class DhanBroker(Broker):
@@ -318,7 +319,7 @@ class DhanBroker(Broker):
             body: dict[str, list[int]] = {}
             for seg, security_id in batch:
                 body.setdefault(seg, []).append(int(security_id))
-            _QUOTE_PACE.wait(self._client_id, self._quote_interval)
+            _QUOTE_PACE.wait(self._client_id, 1, self._quote_interval)
             answer = self._call("quotes", "POST", "/marketfeed/quote", body)
             data = answer.get("data") if isinstance(answer, dict) else None
             if not isinstance(data, dict):

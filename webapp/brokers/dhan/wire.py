@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
-import time
 from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
@@ -40,24 +38,6 @@ OUTCOMES = {
 }
 
 CALLS = http.CallLog(log, "dhan", ("accessToken", "access-token", "token"))
-
-
-class Pace:
-    """At most one call per `interval` seconds through this gate (Dhan's quote API allows 1/s)."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._last: dict[str, float] = {}
-
-    def wait(self, key: str, interval: float) -> None:
-        if interval <= 0:
-            return
-        with self._lock:  # take the next free slot; sleep outside the lock (other keys go on)
-            now = time.monotonic()
-            slot = max(now, self._last.get(key, float("-inf")) + interval)
-            self._last[key] = slot
-        if slot > now:
-            time.sleep(slot - now)
 
 
 class DhanWire:

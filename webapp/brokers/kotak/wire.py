@@ -21,9 +21,6 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
-import time
-from collections import deque
 from collections.abc import Iterable, Mapping
 from decimal import Decimal
 from typing import Any
@@ -31,6 +28,7 @@ from urllib.parse import urlsplit
 
 from webapp.brokers import http
 from webapp.brokers.base import AuthExpired, BrokerError, RateLimited, Rejected, Unavailable
+from webapp.brokers.pacing import Pacer
 
 log = logging.getLogger(__name__)
 
@@ -64,26 +62,7 @@ REQUESTS_PER_SECOND = 10  # per account, across APIs (Kotak's v2 FAQ, Q24)
 PACE_WINDOW = 1.05  # seconds: a little wider than Kotak's second, whose window and ours are not aligned
 
 
-class WindowPacer:
-    """At most `limit` calls of one account in any `window` seconds, in this process: a burst up to
-    the limit goes at once, the next call waits for the window to move. Other processes are not
-    coordinated (their refusals come back as RateLimited)."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._sent: dict[str, deque[float]] = {}
-
-    def wait(self, key: str, limit: int, window: float) -> None:
-        with self._lock:
-            now = time.monotonic()
-            sent = self._sent.setdefault(key, deque(maxlen=limit))
-            start = max(now, sent[0] + window) if len(sent) == limit else now
-            sent.append(start)
-        if start > now:
-            time.sleep(start - now)
-
-
-PACER = WindowPacer()
+PACER = Pacer()  # per account in this process (other processes are not coordinated)
 
 CALLS = http.CallLog(log, "kotak", ("token", "sid", "rid", "mpin", "totp", "mobileNumber", "Auth"))
 
